@@ -1,1 +1,21 @@
+"""dsim: a distributed CNN inference simulator.
+
+``sim.run(scenario)`` runs a scenario (a path to a YAML file, a dict, or a :class:`sim.scenario.Scenario`)
+and returns a :class:`sim.results.RunResult` with pandas tables. Heavy modules load on first use, so
+``import sim.engine`` does not import torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+__all__ = ["run", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "run":
+        from sim.runner import run
+
+        return run
+    raise AttributeError(f"module 'sim' has no attribute {name!r}")

@@ -1,0 +1,115 @@
+"""Results of a run: the tables and summary of DESIGN section 5, and writing them to a directory.
+
+``transfers`` has one row per message, ``compute`` one row per task; ``summary`` holds the headline
+figures (seconds, bytes, frames per second) and the resolved scenario.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sim import wire
+from sim.engine import Timeline
+from sim.fileio import atomic_path, write_text
+from sim.workload import Workload
+
+TRANSFER_COLUMNS = [
+    "frame", "layer", "src", "dst", "channels", "elements", "nnz", "dense_bytes", "csr_bytes", "coo_bytes",
+    "bitmap_bytes", "format", "bytes", "hops", "start_s", "end_s",
+]  # fmt: skip
+COMPUTE_COLUMNS = ["frame", "layer", "device", "flops", "start_s", "end_s"]
+
+
+@dataclass
+class RunResult:
+    """Everything one run produced. ``timeline`` and ``workload`` are kept for plots and traces."""
+
+    transfers: pd.DataFrame
+    compute: pd.DataFrame
+    summary: dict[str, Any]
+    workload: Workload
+    timeline: Timeline
+
+    def save(self, out: str | Path) -> list[Path]:
+        """Write transfers.csv, compute.csv, summary.json, trace.json and timeline.png into ``out``."""
+        from sim import plots, trace
+
+        out = Path(out)
+        written = []
+        for name, frame in (("transfers.csv", self.transfers), ("compute.csv", self.compute)):
+            with atomic_path(out / name) as tmp:
+                frame.to_csv(tmp, index=False, float_format="%.9g")
+            written.append(out / name)
+        write_text(out / "summary.json", json.dumps(self.summary, indent=2) + "\n")
+        write_text(out / "trace.json", json.dumps(trace.chrome_trace(self.workload, self.timeline)) + "\n")
+        plots.timeline(self.transfers, self.compute, out / "timeline.png", title=self.summary["name"])
+        written += [out / "summary.json", out / "trace.json", out / "timeline.png"]
+        return written
+
+
+def transfers_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
+    """One row per message, in creation order (DESIGN section 5)."""
+    names = workload.devices
+    rows = [
+        (m.frame, m.layer, names[m.src], names[m.dst], m.channels, m.elements, m.nnz,
+         *(m.sizes.get(f, np.nan) for f in wire.FORMATS), m.format, m.bytes, timeline.message_hops[k],
+         timeline.message_start_s[k], timeline.message_end_s[k])
+        for k, m in enumerate(workload.messages)
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
+
+
+def compute_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
+    """One row per task, in workload order."""
+    names = workload.devices
+    rows = [
+        (t.frame, t.layer, names[t.device], t.flops, timeline.task_start_s[k], timeline.task_end_s[k])
+        for k, t in enumerate(workload.tasks)
+    ]
+    return pd.DataFrame(rows, columns=COMPUTE_COLUMNS)
+
+
+def summarize(name: str, resolved: dict[str, Any], transfers: pd.DataFrame, compute: pd.DataFrame,
+              timeline: Timeline) -> dict[str, Any]:  # fmt: skip
+    """Headline figures: latency statistics over frames, throughput, bytes and compute time."""
+    latency = np.asarray(timeline.latency_s)
+    first, last = min(timeline.frame_arrival_s), max(timeline.frame_done_s)
+    makespan = last - first
+    return {
+        "name": name,
+        "frames": len(latency),
+        "latency_s": float(latency.mean()),
+        "latency_p50_s": float(np.percentile(latency, 50)),
+        "latency_p99_s": float(np.percentile(latency, 99)),
+        "throughput_fps": float(len(latency) / makespan) if makespan > 0 else float("inf"),
+        "makespan_s": float(makespan),
+        "bytes_total": int(transfers["bytes"].sum()),
+        "messages": int(len(transfers)),
+        "flops_total": float(compute["flops"].sum()),
+        "compute_s_total": float((compute["end_s"] - compute["start_s"]).sum()),
+        "frame_latency_s": [float(x) for x in latency],
+        "scenario": resolved,
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A short, aligned, human-readable summary for the terminal."""
+    rows = [
+        ("scenario", summary["name"]),
+        ("frames", f"{summary['frames']}"),
+        ("latency (mean)", f"{summary['latency_s'] * 1e3:.3f} ms"),
+        ("latency p50 / p99", f"{summary['latency_p50_s'] * 1e3:.3f} / {summary['latency_p99_s'] * 1e3:.3f} ms"),
+        ("throughput", f"{summary['throughput_fps']:.2f} frames/s"),
+        ("bytes sent", f"{summary['bytes_total']:,} B in {summary['messages']} messages"),
+        ("compute", f"{summary['flops_total'] / 1e6:.3f} MFLOP, {summary['compute_s_total'] * 1e3:.3f} ms busy"),
+    ]
+    if "accuracy" in summary:
+        rows.append(("test accuracy", f"{summary['accuracy'] * 100:.2f} %"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -1,0 +1,26 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def scenario_dict(n_devices: int = 4, **overrides: Any) -> dict[str, Any]:
+    """A LeNet-5 scenario on ``n_devices`` devices d0..dN-1 (d0 is source and sink), as plain data.
+
+    ``overrides`` replace top-level sections, e.g. ``network={"bandwidth_mbps": 5}``.
+    """
+    data: dict[str, Any] = {
+        "name": "test",
+        "seed": 0,
+        "model": {"name": "lenet5", "input_shape": [1, 32, 32]},
+        "inputs": {"dataset": "digits", "batch_size": 1, "frames": 1, "interval_ms": 0},
+        "devices": [{"name": f"d{i}", "gflops": 2.0} for i in range(n_devices)],
+        "network": {"topology": "mesh", "bandwidth_mbps": 20, "latency_ms": 1.0},
+        "source": "d0",
+        "sink": "d0",
+        "partition": {"strategy": "contiguous"},
+        "transfer": {"format": "dense", "dtype": "float32", "index_bits": 32},
+    }
+    data.update(overrides)
+    return data
