@@ -48,7 +48,8 @@ def main() -> None:
             buf = wire.encode(x, fmt, spec)
             encode_s = seconds_per_call(lambda: wire.encode(x, fmt, spec))
             decode_s = seconds_per_call(lambda: wire.decode(buf, fmt, SHAPE, spec))
-            print(f"{fmt:<8} {density:>7.1f} {len(buf):>9} {megabytes / encode_s:>12.0f} {megabytes / decode_s:>12.0f}")
+            rates = f"{megabytes / encode_s:>12.0f} {megabytes / decode_s:>12.0f}"
+            print(f"{fmt:<8} {density:>7.1f} {len(buf):>9} {rates}")
 
 
 if __name__ == "__main__":

@@ -85,6 +85,14 @@ class Layer:
         )
         return 2.0 * filters * per_filter * batch
 
+    def bytes_touched(self, filters: int, batch: int) -> int:
+        """float32 bytes that ``filters`` of this layer read and write on a batch: the whole input, their
+        weights and their outputs (for a roofline model)."""
+        inputs = batch * self.in_channels * self.in_spatial
+        weights = filters * (self.in_channels // self.groups) * self.kernel_elems
+        outputs = batch * filters * self.out_spatial
+        return 4 * (inputs + weights + outputs)
+
 
 class FlowGraph:
     """A traced model as a networkx DiGraph over fx node names, in topological ``order``.

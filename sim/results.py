@@ -75,6 +75,17 @@ def compute_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COMPUTE_COLUMNS)
 
 
+def bytes_by_format(transfers: pd.DataFrame) -> dict[str, int]:
+    """Total bytes had every message been sent in each format; ``auto`` is the smallest per message.
+
+    A format some message cannot use (too narrow indices) has no total.
+    """
+    sizes = transfers[[f"{f}_bytes" for f in wire.FORMATS]]
+    totals = {f: int(sizes[f"{f}_bytes"].sum()) for f in wire.FORMATS if sizes[f"{f}_bytes"].notna().all()}
+    totals["auto"] = int(sizes.min(axis=1, skipna=True).sum())
+    return totals
+
+
 def summarize(name: str, resolved: dict[str, Any], transfers: pd.DataFrame, compute: pd.DataFrame,
               timeline: Timeline) -> dict[str, Any]:  # fmt: skip
     """Headline figures: latency statistics over frames, throughput, bytes and compute time."""
@@ -90,6 +101,7 @@ def summarize(name: str, resolved: dict[str, Any], transfers: pd.DataFrame, comp
         "throughput_fps": float(len(latency) / makespan) if makespan > 0 else float("inf"),
         "makespan_s": float(makespan),
         "bytes_total": int(transfers["bytes"].sum()),
+        "bytes_by_format": bytes_by_format(transfers),
         "messages": int(len(transfers)),
         "flops_total": float(compute["flops"].sum()),
         "compute_s_total": float((compute["end_s"] - compute["start_s"]).sum()),

@@ -7,6 +7,7 @@ devices and network; :func:`run` does both.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,21 @@ def build(scenario: Scenario) -> Built:
     spec = wire.WireSpec(scenario.transfer.dtype, scenario.transfer.index_bits)
     workload = build_workload(plan, frames, names, spec, scenario.transfer.format)
     return Built(scenario, model, graph, plan, workload)
+
+
+def workload_key(scenario: Scenario) -> str:
+    """The settings :func:`build` reads, as a JSON string: scenarios with equal keys share a workload.
+
+    Sweeps use it to build each distinct workload once. Whatever ``build`` starts to read must be added.
+    """
+    data = scenario.resolved()
+    devices = [d["name"] for d in data["devices"]]
+    if scenario.partition.strategy == "balanced" and scenario.partition.file is None:
+        devices = [(d["name"], d["gflops"]) for d in data["devices"]]
+    inputs = {k: v for k, v in data["inputs"].items() if k != "interval_ms"}
+    key = {k: data[k] for k in ("seed", "model", "source", "sink", "partition", "prune", "transfer")}
+    key.update(devices=devices, inputs=inputs)
+    return json.dumps(key, sort_keys=True, default=str)
 
 
 def simulate(scenario: Scenario, workload: Workload) -> RunResult:

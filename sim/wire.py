@@ -20,8 +20,9 @@ bit for bit, the sparse formats decode it as ``+0.0``. Inputs are assumed finite
 
 Decoding error (see :func:`max_abs_error`): float32 is exact; float16 and bfloat16 round to nearest even,
 relative error <= 2**-11 and <= 2**-8 in their normal ranges (values beyond a type's finite range are
-clipped to it); int8 stores ``round(x/scale)`` (half to even) clipped to [-127, 127], absolute error <= scale/2 (plus
-float32 rounding, below 2**-16 * scale; holds while the scale is a normal float32, max|x| >= 127 * 2**-126).
+clipped to it); int8 stores ``round(x/scale)`` (half to even) clipped to [-127, 127], absolute error
+<= scale/2 plus float32 rounding below 2**-16 * scale (while the scale is a normal float32, that is
+max|x| >= 127 * 2**-126).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from sim.flowgraph import FlowGraph
 
 Partition = Mapping[str, np.ndarray]  # layer name -> owning device index of each output channel
+FLOAT32_BYTES = 4
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Task:
     flops: float
     op: str  # "conv", "linear" or "add"
     final: bool  # produces model outputs on the sink
+    bytes_touched: int = 0  # float32 bytes read and written: its inputs, its weights and its outputs
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,9 @@ class Message:
     after: int | None  # index of the task on src whose end makes it ready; None: the frame's arrival
     needed_by: tuple[int, ...]  # indices of the tasks on dst that wait for it
     final: bool  # part of the gather of model outputs at the sink
+    tensor: str = ""  # graph node whose channels it carries
+    channel_ids: tuple[int, ...] = ()  # which channels of that tensor; equal (frame, src, tensor,
+    # channel_ids) means equal payload, which a multicast medium can send once
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,11 @@ class _MessagePlan:
     after: str | None  # stage node on src
     needed_by: tuple[str, ...]  # stage nodes on dst
     final: bool
+
+    @property
+    def channel_ids(self) -> tuple[int, ...]:
+        """The channel indices as a hashable tuple."""
+        return tuple(int(c) for c in self.channels)
 
 
 class WorkloadPlan:
@@ -179,8 +189,9 @@ class WorkloadPlan:
         """The tensor nodes whose values cross the network (their activations are needed per frame)."""
         return {m.tensor for m in self.messages}
 
-    def tasks(self, batch: int) -> list[tuple[str, int, float, str, bool]]:
-        """Per-frame task templates ``(stage node, device, flops, op, final)`` in execution order."""
+    def tasks(self, batch: int) -> list[tuple[str, int, float, str, bool, int]]:
+        """Per-frame task templates ``(stage node, device, flops, op, final, bytes_touched)`` in execution
+        order."""
         g, out = self.graph, []
         final_stages = set(self._producer[g.output_tensor()][self.ownership[g.output_tensor()] == self.sink])
         for stage in self.stages:
@@ -189,11 +200,14 @@ class WorkloadPlan:
                 filters = int((owner == d).sum())
                 if filters == 0:
                     continue
+                final = d == self.sink and stage in final_stages
                 if g.kind(stage) == "layer":
                     layer = g.graph.nodes[stage]["layer"]
-                    out.append((stage, d, layer.flops(filters, batch), layer.op, d == self.sink and stage in final_stages))
-                else:
-                    out.append((stage, d, 0.0, "add", d == self.sink and stage in final_stages))
+                    touched = layer.bytes_touched(filters, batch)
+                    out.append((stage, d, layer.flops(filters, batch), layer.op, final, touched))
+                else:  # an add reads two values and writes one per channel element
+                    touched = 3 * FLOAT32_BYTES * batch * filters * g.graph.nodes[stage]["spatial"]
+                    out.append((stage, d, 0.0, "add", final, touched))
         return out
 
 
@@ -228,7 +242,7 @@ def build_workload(
     messages: list[Message] = []
     for f, values in enumerate(frames):
         base = len(tasks)
-        tasks.extend(Task(f, g.label(stage), d, flops, op, final) for stage, d, flops, op, final in templates)
+        tasks.extend(Task(f, g.label(stage), d, *rest) for stage, d, *rest in templates)
         for m in plan.messages:
             node = g.graph.nodes[m.tensor]
             matrix = message_matrix(values[m.tensor], m.channels, node["channels"], node["rank"])
@@ -239,5 +253,6 @@ def build_workload(
                 nnz=int(np.count_nonzero(matrix)), sizes=sizes, format=chosen, bytes=nbytes,
                 after=None if m.after is None else base + index_of[(m.after, m.src)],
                 needed_by=tuple(base + index_of[(c, m.dst)] for c in m.needed_by), final=m.final,
+                tensor=m.tensor, channel_ids=m.channel_ids,
             ))  # fmt: skip
     return Workload(tuple(devices), plan.source, plan.sink, len(frames), tuple(tasks), tuple(messages))
