@@ -98,7 +98,7 @@ class FlowGraph:
     """A traced model as a networkx DiGraph over fx node names, in topological ``order``.
 
     Node attributes: ``kind`` (see module docstring), ``label`` (readable name: module path for layers,
-    ``<block>.add`` for adds), ``channels``, ``spatial`` (elements per channel per sample), ``rank``
+    ``<block>.add`` for adds), ``shape`` (per sample, without the batch), ``channels``, ``spatial`` (elements per channel per sample), ``rank``
     (tensor rank, 4 or 2), ``args`` (tensor inputs in order) and ``layer`` (:class:`Layer`, layers only).
     """
 
@@ -128,7 +128,7 @@ class FlowGraph:
             kind = _classify(node, modules, shapes)
             args = [a.name for a in _tensor_args(node) if a.name in shapes]
             shape = shapes.get(args[0] if node.op == "output" else node.name)
-            attrs: dict[str, Any] = {"kind": kind, "args": args, "rank": len(shape)}
+            attrs: dict[str, Any] = {"kind": kind, "args": args, "rank": len(shape), "shape": shape[1:]}
             attrs["channels"] = shape[1]
             attrs["spatial"] = int(np.prod(shape[2:])) if len(shape) > 2 else 1
             attrs["label"] = _label(node, kind, labels)

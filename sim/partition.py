@@ -108,12 +108,9 @@ def imbalance(graph: FlowGraph, parts: Partition, rates: Sequence[float]) -> flo
 
 def save_partition(path: str | Path, model: str, devices: Sequence[str], parts: Partition) -> None:
     """Write a partition file (JSON, device names per channel), atomically."""
-    doc = {
-        "model": model,
-        "devices": list(devices),
-        "layers": {name: [devices[d] for d in owner] for name, owner in parts.items()},
-    }
-    write_text(path, json.dumps(doc, indent=1) + "\n")
+    layers = ",\n".join(f"    {json.dumps(name)}: {json.dumps([devices[d] for d in owner])}" for name, owner in parts.items())
+    text = f'{{\n  "model": {json.dumps(model)},\n  "devices": {json.dumps(list(devices))},\n  "layers": {{\n{layers}\n  }}\n}}\n'
+    write_text(path, text)
 
 
 def load_partition(path: str | Path, graph: FlowGraph, model: str, devices: Sequence[str]) -> Partition:

@@ -37,15 +37,20 @@ class RunResult:
     timeline: Timeline
 
     def save(self, out: str | Path) -> list[Path]:
-        """Write transfers.csv, compute.csv, summary.json, trace.json and timeline.png into ``out``."""
+        """Write transfers.csv, compute.csv, traffic.csv, summary.json, trace.json and timeline.png into
+        ``out``."""
         from sim import plots, trace
 
         out = Path(out)
         written = []
+        traffic = traffic_matrix(self.transfers, list(self.workload.devices))
         for name, frame in (("transfers.csv", self.transfers), ("compute.csv", self.compute)):
             with atomic_path(out / name) as tmp:
                 frame.to_csv(tmp, index=False, float_format="%.9g")
             written.append(out / name)
+        with atomic_path(out / "traffic.csv") as tmp:
+            traffic.to_csv(tmp)
+        written.append(out / "traffic.csv")
         write_text(out / "summary.json", json.dumps(self.summary, indent=2) + "\n")
         write_text(out / "trace.json", json.dumps(trace.chrome_trace(self.workload, self.timeline)) + "\n")
         plots.timeline(self.transfers, self.compute, out / "timeline.png", title=self.summary["name"])
@@ -73,6 +78,14 @@ def compute_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
         for k, t in enumerate(workload.tasks)
     ]
     return pd.DataFrame(rows, columns=COMPUTE_COLUMNS)
+
+
+def traffic_matrix(transfers: pd.DataFrame, devices: list[str]) -> pd.DataFrame:
+    """Bytes sent from each device (rows, ``src``) to each device (columns, ``dst``) in ``transfers``."""
+    matrix = transfers.pivot_table(index="src", columns="dst", values="bytes", aggfunc="sum", fill_value=0)
+    matrix = matrix.reindex(index=devices, columns=devices, fill_value=0).astype("int64")
+    matrix.index.name, matrix.columns.name = "src", "dst"
+    return matrix
 
 
 def bytes_by_format(transfers: pd.DataFrame) -> dict[str, int]:

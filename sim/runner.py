@@ -81,6 +81,14 @@ def choose_partition(scenario: Scenario, graph: FlowGraph) -> partition.Partitio
     return partition.make_partition(graph, spec.strategy, len(names), seed=seed, rates=rates)
 
 
+def trace_model(scenario: Scenario) -> FlowGraph:
+    """The scenario's model (unpruned), traced on one batch of its inputs."""
+    shape = input_shape(scenario.model)
+    model = load_model(scenario.model, scenario.seed)
+    batch = data.frame_batches(scenario.inputs.dataset, shape, 1, scenario.inputs.batch_size, scenario.seed)[0]
+    return FlowGraph.trace(model, batch.images)
+
+
 def build(scenario: Scenario) -> Built:
     """Trace the model, partition it, run the frames through it and size every message."""
     shape = input_shape(scenario.model)

@@ -106,6 +106,7 @@ class WorkloadPlan:
 
     def __init__(self, graph: FlowGraph, partition: Partition, n_devices: int, source: int, sink: int):
         self.graph = graph
+        self.partition = dict(partition)
         self.n_devices = n_devices
         self.source = source
         self.sink = sink
