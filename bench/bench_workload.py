@@ -1,0 +1,43 @@
+"""Time and peak memory to build the workload (trace, forward, size every message) of large splits.
+
+Each case runs in a fresh process so its peak resident memory (``ru_maxrss``) is its own; the figure
+beside it is the same process's peak right after importing the libraries, before any work.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+CASES = [("resnet18", 8), ("resnet34", 16)]
+
+_CHILD = """
+import json, resource, sys, time
+import sim.runner as runner
+from sim.scenario import parse_scenario
+model, n = sys.argv[1], int(sys.argv[2])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+scenario = parse_scenario({
+    "name": "bench", "model": {"name": model}, "inputs": {"dataset": "synthetic", "batch_size": 1},
+    "devices": [{"name": f"d{i}", "gflops": 10} for i in range(n)], "source": "d0", "sink": "d0",
+})
+start = time.perf_counter()
+built = runner.build(scenario)
+elapsed = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"s": elapsed, "peak_mb": peak / 1024, "base_mb": before / 1024,
+                  "messages": len(built.workload.messages), "tasks": len(built.workload.tasks)}))
+"""
+
+
+def main() -> None:
+    print(f"{'model':<10} {'devices':>7} {'build s':>8} {'peak MB':>8} {'after import MB':>16} {'messages':>9} {'tasks':>6}")
+    for model, n in CASES:
+        out = subprocess.run([sys.executable, "-c", _CHILD, model, str(n)], capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{model:<10} {n:>7} {r['s']:>8.2f} {r['peak_mb']:>8.0f} {r['base_mb']:>16.0f} {r['messages']:>9} {r['tasks']:>6}")
+
+
+if __name__ == "__main__":
+    main()
