@@ -98,8 +98,9 @@ class FlowGraph:
     """A traced model as a networkx DiGraph over fx node names, in topological ``order``.
 
     Node attributes: ``kind`` (see module docstring), ``label`` (readable name: module path for layers,
-    ``<block>.add`` for adds), ``shape`` (per sample, without the batch), ``channels``, ``spatial`` (elements per channel per sample), ``rank``
-    (tensor rank, 4 or 2), ``args`` (tensor inputs in order) and ``layer`` (:class:`Layer`, layers only).
+    ``<block>.add`` for adds), ``shape`` (per sample, without the batch), ``channels``, ``spatial``
+    (elements per channel per sample), ``rank`` (tensor rank, 4 or 2), ``args`` (tensor inputs in order)
+    and ``layer`` (:class:`Layer`, layers only).
     """
 
     def __init__(self, module: fx.GraphModule, graph: nx.DiGraph, order: list[str]):
@@ -117,7 +118,14 @@ class FlowGraph:
         except Exception as exc:  # fx raises many types; the message is what matters to the user
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"model.name: torch.fx cannot trace this model ({first_line})") from None
-        shapes = {name: tuple(t.shape) for name, t in _record(gm, example).items() if torch.is_tensor(t)}
+        try:
+            values = _record(gm, example)
+        except Exception as exc:  # shape mismatches surface as RuntimeError deep inside torch
+            first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise UserError(
+                f"model.input_shape: the model fails on input of shape {list(example.shape[1:])} ({first_line})"
+            ) from None
+        shapes = {name: tuple(t.shape) for name, t in values.items() if torch.is_tensor(t)}
         modules = dict(gm.named_modules())
         graph = nx.DiGraph()
         order: list[str] = []
@@ -125,6 +133,8 @@ class FlowGraph:
         for node in gm.graph.nodes:
             if node.op != "output" and node.name not in shapes:
                 continue  # non-tensor helpers such as x.size(0), consumed by a view
+            if node.op == "output" and len(_tensor_args(node)) != 1:
+                raise UserError("model.name: the model must return one tensor (the logits)")
             kind = _classify(node, modules, shapes)
             args = [a.name for a in _tensor_args(node) if a.name in shapes]
             shape = shapes.get(args[0] if node.op == "output" else node.name)
@@ -146,11 +156,11 @@ class FlowGraph:
                     attrs.update(channels=src["channels"], spatial=src["spatial"], rank=src["rank"])
             elif kind == "cat":
                 srcs = [graph.nodes[a] for a in args]
-                if len({s["spatial"] for s in srcs}) != 1:
+                if len({(s["spatial"], s["rank"]) for s in srcs}) != 1:
                     raise UserError(f"model.name: '{node.name}' concatenates tensors of different spatial sizes")
+                attrs.update(channels=sum(s["channels"] for s in srcs), spatial=srcs[0]["spatial"])
             elif kind == "add":
-                a, b = (graph.nodes[x] for x in args[:2])
-                if len(args) != 2 or a["channels"] != b["channels"]:
+                if len(args) != 2 or len({graph.nodes[x]["channels"] for x in args}) != 1:
                     raise UserError(f"model.name: '{node.name}' must add two tensors of equal channel count")
             elif kind == "layer":
                 src = graph.nodes[args[0]]

@@ -147,3 +147,24 @@ def test_lenet_layers_and_shapes() -> None:
     assert [l.name for l in layers] == ["conv1", "conv2", "fc1", "fc2", "fc3"]
     fc1 = layers[2]
     assert (fc1.in_channels, fc1.in_spatial, fc1.out_channels) == (16, 25, 120)  # flatten keeps channels
+
+
+def test_wrong_input_shape_is_one_line_error() -> None:
+    from sim.zoo import build_model
+
+    with pytest.raises(UserError, match=r"model.input_shape: the model fails on input of shape \[3, 32, 32\]"):
+        FlowGraph.trace(build_model("lenet5"), torch.zeros(1, 3, 32, 32))
+
+
+class ScalarAdd(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + 1.0
+
+
+def test_adding_a_scalar_is_refused() -> None:
+    with pytest.raises(UserError, match="must add two tensors"):
+        FlowGraph.trace(ScalarAdd(), torch.zeros(1, 1, 6, 6))
