@@ -1,7 +1,8 @@
 """dsim: a distributed CNN inference simulator.
 
 ``sim.run(scenario)`` runs a scenario (a path to a YAML file, a dict, or a :class:`sim.scenario.Scenario`)
-and returns a :class:`sim.results.RunResult` with pandas tables. Heavy modules load on first use, so
+and returns a :class:`sim.results.RunResult` with pandas tables; ``sim.sweep(scenario, grid)`` runs a
+parameter sweep and returns its table (see :mod:`sim.sweep`). Heavy modules load on first use, so
 ``import sim.engine`` does not import torch.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["run", "__version__"]
+__all__ = ["run", "sweep", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -18,4 +19,8 @@ def __getattr__(name: str) -> Any:
         from sim.runner import run
 
         return run
+    if name == "sweep":  # the module itself is callable: sim.sweep(...) runs sim.sweep.sweep(...)
+        import importlib
+
+        return importlib.import_module("sim.sweep")
     raise AttributeError(f"module 'sim' has no attribute {name!r}")

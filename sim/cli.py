@@ -55,6 +55,65 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from sim import plots, sweep
+    from sim.runner import as_scenario
+
+    scenario = as_scenario(args.scenario)
+    grid = dict(sweep.parse_set(text) for text in args.set)
+    grid.update(sweep.parse_logspace(text) for text in args.logspace)
+    variants = dict(sweep.parse_variant(text) for text in args.variant)
+    out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-sweep"
+    try:
+        table = sweep.sweep(args.scenario, grid, baseline=args.baseline, variants=variants, out=out, jobs=args.jobs)
+    except KeyboardInterrupt:
+        print(f"dsim: interrupted; finished points kept in {out / 'sweep.csv'}", file=sys.stderr)
+        return 130
+    print(sweep.format_table(table))
+    failed = int((table["error"] != "").sum())
+    print(f"{len(table)} points ({failed} failed); written to {out / 'sweep.csv'}")
+    for path in plots.redraw(out):
+        print(f"plot: {path}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from sim import compare
+
+    out = Path(args.out) if args.out else Path("results") / "comparison"
+    table = compare.compare(args.scenarios, out=out, jobs=args.jobs)
+    print(compare.format_table(table))
+    print(f"written to {out}/ (comparison.csv, breakdown.png)")
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from sim import plots
+
+    for path in plots.redraw(args.results):
+        print(f"plot: {path}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from sim import data, train
+    from sim.runner import as_scenario, input_shape, load_model
+
+    scenario = as_scenario(args.scenario)
+    if args.epochs < 1:
+        raise UserError(f"--epochs: must be >= 1 (got {args.epochs})")
+    inputs, shape = scenario.inputs, input_shape(scenario.model)
+    splits = data.labelled(inputs.dataset, shape, scenario.seed, inputs.path)
+    if splits is None:
+        raise UserError(f"inputs.dataset: '{inputs.dataset}' has no labels to train on; use digits or cifar10")
+    model = load_model(scenario.model, scenario.seed)
+    train.fit(model, splits[0], args.epochs, scenario.model.lr, scenario.seed)
+    train.save_checkpoint(model, args.out)
+    print(f"test accuracy      {train.accuracy(model, splits[1]) * 100:.2f} % ({len(splits[1].labels)} images)")
+    print(f"written to         {args.out} (use it as model.checkpoint)")
+    return 0
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from sim.scenario import json_schema
 
@@ -88,6 +147,31 @@ def parser() -> argparse.ArgumentParser:
     desc = sub.add_parser("describe", help="per-layer shapes, FLOPs per device and bytes per device pair")
     desc.add_argument("scenario", help="scenario YAML file")
     desc.set_defaults(func=_cmd_describe)
+    sw = sub.add_parser("sweep", help="run every combination of scenario settings; writes sweep.csv and plots")
+    sw.add_argument("scenario", help="scenario YAML file")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2",
+                    help="dotted scenario key and its values, e.g. network.bandwidth_mbps=1,10,100 (repeatable)")
+    sw.add_argument("--logspace", action="append", default=[], metavar="KEY=LO:HI:N",
+                    help="N log-spaced values from LO to HI, e.g. network.bandwidth_mbps=0.1:1000:41")
+    sw.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=V,KEY=V",
+                    help="a named set of settings applied together, one line per variant in the plot (repeatable)")
+    sw.add_argument("--baseline", action="store_true", help="add the single-device baseline (source device only)")
+    sw.add_argument("--out", metavar="DIR", help="output directory (default: results/<name>-sweep/)")
+    sw.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores)")
+    sw.set_defaults(func=_cmd_sweep)
+    cmp = sub.add_parser("compare", help="run scenario files side by side; writes comparison.csv and breakdown.png")
+    cmp.add_argument("scenarios", nargs="+", help="scenario YAML files")
+    cmp.add_argument("--out", metavar="DIR", help="output directory (default: results/comparison/)")
+    cmp.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores)")
+    cmp.set_defaults(func=_cmd_compare)
+    plot = sub.add_parser("plot", help="redraw the figures of a run, sweep or compare directory from its CSVs")
+    plot.add_argument("results", help="results directory")
+    plot.set_defaults(func=_cmd_plot)
+    tr = sub.add_parser("train", help="train a scenario's model on its dataset and save a checkpoint")
+    tr.add_argument("scenario", help="scenario YAML file (model, inputs.dataset, seed, model.lr)")
+    tr.add_argument("--epochs", type=int, required=True, metavar="N", help="passes over the train split")
+    tr.add_argument("--out", required=True, metavar="CKPT", help="checkpoint file to write (a state_dict)")
+    tr.set_defaults(func=_cmd_train)
     schema = sub.add_parser("schema", help="print the JSON Schema of scenario files")
     schema.set_defaults(func=_cmd_schema)
     return p

@@ -21,8 +21,9 @@ from sim.workload import Workload
 
 TRANSFER_COLUMNS = [
     "frame", "layer", "src", "dst", "channels", "elements", "nnz", "dense_bytes", "csr_bytes", "coo_bytes",
-    "bitmap_bytes", "format", "bytes", "hops", "start_s", "end_s",
+    "bitmap_bytes", "format", "bytes", "hops", "start_s", "end_s", "header_bytes", "multicast_copy",
 ]  # fmt: skip
+# multicast_copy: the row's payload rode on an earlier row's multicast transmission, so its ``bytes`` is 0
 COMPUTE_COLUMNS = ["frame", "layer", "device", "flops", "start_s", "end_s"]
 
 
@@ -35,16 +36,20 @@ class RunResult:
     summary: dict[str, Any]
     workload: Workload
     timeline: Timeline
+    links: pd.DataFrame | None = None  # sim.counters.link_table: one row per link queue
+    devices: pd.DataFrame | None = None  # sim.counters.device_table: one row per device
 
     def save(self, out: str | Path) -> list[Path]:
-        """Write transfers.csv, compute.csv, traffic.csv, summary.json, trace.json and timeline.png into
-        ``out``."""
-        from sim import plots, trace
+        """Write transfers.csv, compute.csv, traffic.csv, links.csv, devices.csv, summary.json, trace.json
+        and timeline.png into ``out``."""
+        from sim import counters, plots, trace
 
         out = Path(out)
         written = []
         traffic = traffic_matrix(self.transfers, list(self.workload.devices))
-        for name, frame in (("transfers.csv", self.transfers), ("compute.csv", self.compute)):
+        tables = [("transfers.csv", self.transfers), ("compute.csv", self.compute)]
+        tables += [(n, t) for n, t in (("links.csv", self.links), ("devices.csv", self.devices)) if t is not None]
+        for name, frame in tables:
             with atomic_path(out / name) as tmp:
                 frame.to_csv(tmp, index=False, float_format="%.9g")
             written.append(out / name)
@@ -52,8 +57,11 @@ class RunResult:
             traffic.to_csv(tmp)
         written.append(out / "traffic.csv")
         write_text(out / "summary.json", json.dumps(self.summary, indent=2) + "\n")
-        write_text(out / "trace.json", json.dumps(trace.chrome_trace(self.workload, self.timeline)) + "\n")
-        plots.timeline(self.transfers, self.compute, out / "timeline.png", title=self.summary["name"])
+        critical = self.summary.get("critical_path")
+        chrome = trace.chrome_trace(self.workload, self.timeline, critical)
+        write_text(out / "trace.json", json.dumps(chrome) + "\n")
+        plots.timeline(self.transfers, self.compute, out / "timeline.png", title=self.summary["name"],
+                       hops=counters.hop_table(self.workload, self.timeline), critical=critical)  # fmt: skip
         written += [out / "summary.json", out / "trace.json", out / "timeline.png"]
         return written
 
@@ -61,10 +69,11 @@ class RunResult:
 def transfers_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
     """One row per message, in creation order (DESIGN section 5)."""
     names = workload.devices
+    copy = [k < len(timeline.carried_by) and timeline.carried_by[k] != k for k in range(len(workload.messages))]
     rows = [
         (m.frame, m.layer, names[m.src], names[m.dst], m.channels, m.elements, m.nnz,
-         *(m.sizes.get(f, np.nan) for f in wire.FORMATS), m.format, m.bytes, timeline.message_hops[k],
-         timeline.message_start_s[k], timeline.message_end_s[k])
+         *(m.sizes.get(f, np.nan) for f in wire.FORMATS), m.format, 0 if copy[k] else m.bytes,
+         timeline.message_hops[k], timeline.message_start_s[k], timeline.message_end_s[k], m.header_bytes, copy[k])
         for k, m in enumerate(workload.messages)
     ]  # fmt: skip
     return pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
@@ -91,30 +100,46 @@ def traffic_matrix(transfers: pd.DataFrame, devices: list[str]) -> pd.DataFrame:
 def bytes_by_format(transfers: pd.DataFrame) -> dict[str, int]:
     """Total bytes had every message been sent in each format; ``auto`` is the smallest per message.
 
-    A format some message cannot use (too narrow indices) has no total.
+    A format some message cannot use (too narrow indices) has no total. Channel headers
+    (``header_bytes``) are on the wire in every format, so each total includes them.
     """
+    if "multicast_copy" in transfers:
+        transfers = transfers[~transfers["multicast_copy"].astype(bool)]  # a multicast payload counts once
     sizes = transfers[[f"{f}_bytes" for f in wire.FORMATS]]
-    totals = {f: int(sizes[f"{f}_bytes"].sum()) for f in wire.FORMATS if sizes[f"{f}_bytes"].notna().all()}
-    totals["auto"] = int(sizes.min(axis=1, skipna=True).sum())
+    headers = int(transfers["header_bytes"].sum()) if "header_bytes" in transfers else 0
+    totals = {
+        f: int(sizes[f"{f}_bytes"].sum()) + headers for f in wire.FORMATS if sizes[f"{f}_bytes"].notna().all()
+    }
+    totals["auto"] = int(sizes.min(axis=1, skipna=True).sum()) + headers
     return totals
+
+
+def auto_saving(totals: dict[str, int]) -> float:
+    """The fraction of the dense bytes that ``auto`` saves: ``1 - auto/dense`` (0 when nothing is sent)."""
+    return 1.0 - totals["auto"] / totals["dense"] if totals.get("dense") else 0.0
 
 
 def summarize(name: str, resolved: dict[str, Any], transfers: pd.DataFrame, compute: pd.DataFrame,
               timeline: Timeline) -> dict[str, Any]:  # fmt: skip
     """Headline figures: latency statistics over frames, throughput, bytes and compute time."""
+    from sim.counters import stream_stats
+
     latency = np.asarray(timeline.latency_s)
     first, last = min(timeline.frame_arrival_s), max(timeline.frame_done_s)
     makespan = last - first
+    stream = stream_stats(timeline)
     return {
         "name": name,
         "frames": len(latency),
         "latency_s": float(latency.mean()),
         "latency_p50_s": float(np.percentile(latency, 50)),
         "latency_p99_s": float(np.percentile(latency, 99)),
-        "throughput_fps": float(len(latency) / makespan) if makespan > 0 else float("inf"),
+        **stream,  # throughput_fps (sustained), departure_interval_s, offered_fps, keeps_up, latency growth
         "makespan_s": float(makespan),
         "bytes_total": int(transfers["bytes"].sum()),
         "bytes_by_format": bytes_by_format(transfers),
+        "auto_saving": auto_saving(bytes_by_format(transfers)),
+        "header_bytes": int(transfers["header_bytes"].sum()),
         "messages": int(len(transfers)),
         "flops_total": float(compute["flops"].sum()),
         "compute_s_total": float((compute["end_s"] - compute["start_s"]).sum()),
@@ -134,7 +159,24 @@ def format_summary(summary: dict[str, Any]) -> str:
         ("bytes sent", f"{summary['bytes_total']:,} B in {summary['messages']} messages"),
         ("compute", f"{summary['flops_total'] / 1e6:.3f} MFLOP, {summary['compute_s_total'] * 1e3:.3f} ms busy"),
     ]
+    if summary.get("keeps_up") is False:
+        rows.append(("stream", f"CANNOT KEEP UP: latency grows {summary['latency_growth_s_per_frame'] * 1e3:.3f} "
+                               f"ms per frame"))  # fmt: skip
+    if summary.get("critical_path", {}).get("steps"):
+        cp = summary["critical_path"]
+        rows.append(("critical path", f"frame {cp['frame']}: compute {cp['compute_s'] * 1e3:.3f} ms, transfer "
+                                      f"{cp['transfer_s'] * 1e3:.3f} ms, wait {cp['wait_s'] * 1e3:.3f} ms"))  # fmt: skip
+    if summary.get("links"):
+        busiest = max(summary["links"], key=lambda r: r["utilisation"])
+        rows.append(("busiest link", f"{busiest['link']} ({busiest['utilisation'] * 100:.1f} % busy)"))
+    if "baseline" in summary:
+        base = summary["baseline"]
+        rows.append(("single device", f"{base['latency_s'] * 1e3:.3f} ms on {base['device']} alone "
+                                      f"(split speed-up {base['speedup']:.2f}x)"))  # fmt: skip
     if "accuracy" in summary:
         rows.append(("test accuracy", f"{summary['accuracy'] * 100:.2f} %"))
+    if "deploy_s" in summary:
+        deployed = f"{summary['deploy_bytes']:,} B in {summary['deploy_s'] * 1e3:.3f} ms, before inference"
+        rows.append(("deployment", deployed))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -7,22 +7,23 @@ devices and network; :func:`run` does both.
 
 from __future__ import annotations
 
+import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from sim import data, partition, wire, zoo
+from sim import counters, data, deploy, partition, prune, split, surgery, train, wire, zoo
 from sim.engine import DeviceRate, simulate as run_engine
 from sim.errors import UserError
 from sim.flowgraph import FlowGraph
-from sim.network import Network
+from sim.network import Network, read_graphml
 from sim.results import RunResult, compute_table, summarize, transfers_table
-from sim.scenario import ModelSpec, Scenario, load_scenario, parse_scenario
-from sim.workload import Workload, WorkloadPlan, build_workload
+from sim.scenario import LinkSpec, ModelSpec, Scenario, load_scenario, parse_scenario
+from sim.workload import Workload, WorkloadPlan, build_workload, choose_exchange
 
 
 @dataclass
@@ -85,25 +86,78 @@ def trace_model(scenario: Scenario) -> FlowGraph:
     """The scenario's model (unpruned), traced on one batch of its inputs."""
     shape = input_shape(scenario.model)
     model = load_model(scenario.model, scenario.seed)
-    batch = data.frame_batches(scenario.inputs.dataset, shape, 1, scenario.inputs.batch_size, scenario.seed)[0]
+    inputs = scenario.inputs
+    batch = data.frame_batches(inputs.dataset, shape, 1, inputs.batch_size, scenario.seed, inputs.path)[0]
     return FlowGraph.trace(model, batch.images)
 
 
+def hop_counts(scenario: Scenario) -> prune.Hops:
+    """Links on the fewest-hop route between two devices (by index) of the scenario's network."""
+    names, network = scenario.device_names, build_network(scenario)
+    return lambda src, dst: len(network.route(names[src], names[dst]))
+
+
+def prune_model(scenario: Scenario, model: nn.Module, graph: FlowGraph, parts: partition.Partition,
+                example: torch.Tensor, splits: tuple[data.Split, data.Split] | None,
+                ) -> tuple[nn.Module, FlowGraph, partition.Partition]:  # fmt: skip
+    """Prune ``model`` (traced as ``graph``, partitioned as ``parts`` on its original channels): masks,
+    fine-tuning with the masks held fixed, then physical removal of the pruned channels.
+
+    Returns the smaller model, its graph traced on ``example``, and ``parts`` sliced by the kept channels.
+    """
+    spec, names = scenario.prune, scenario.device_names
+    plan, hops = None, None
+    if spec.method == "comm_structured":
+        plan = WorkloadPlan(graph, parts, len(names), names.index(scenario.source), names.index(scenario.sink))
+        hops = hop_counts(scenario)
+    keep = prune.apply(model, graph, spec, scenario.seed, plan, hops)
+    if spec.finetune_epochs and splits is not None:
+        train.fit(model, splits[0], spec.finetune_epochs, spec.lr, scenario.seed, desc="finetune")
+    prune.remove_masks(model)
+    if keep:
+        model = surgery.shrink(model, graph, keep)
+        parts = surgery.slice_partition(parts, keep)
+    return model.eval(), FlowGraph.trace(model, example), parts
+
+
 def build(scenario: Scenario) -> Built:
-    """Trace the model, partition it, run the frames through it and size every message."""
-    shape = input_shape(scenario.model)
+    """Load (and train) the model, trace it, partition it on its original channels, prune it (masks,
+    fine-tuning, physical removal), trace the smaller model, run the frames through it, size every message
+    and measure its test accuracy when the dataset has labels."""
+    shape, inputs = input_shape(scenario.model), scenario.inputs
+    batches = data.frame_batches(inputs.dataset, shape, inputs.frames, inputs.batch_size, scenario.seed, inputs.path)
+    splits = data.labelled(inputs.dataset, shape, scenario.seed, inputs.path)
     model = load_model(scenario.model, scenario.seed)
-    batches = data.frame_batches(
-        scenario.inputs.dataset, shape, scenario.inputs.frames, scenario.inputs.batch_size, scenario.seed
-    )
+    prune.check_layer_names(scenario.prune, prune.layer_names(model))
+    if scenario.model.train_epochs and splits is not None:
+        train.fit(model, splits[0], scenario.model.train_epochs, scenario.model.lr, scenario.seed)
     graph = FlowGraph.trace(model, batches[0].images)
     names = scenario.device_names
     parts = choose_partition(scenario, graph)
-    plan = WorkloadPlan(graph, parts, len(names), names.index(scenario.source), names.index(scenario.sink))
-    tensors = plan.tensors()
-    frames = [graph.activations(b.images, tensors) for b in batches]
-    spec = wire.WireSpec(scenario.transfer.dtype, scenario.transfer.index_bits)
-    workload = build_workload(plan, frames, names, spec, scenario.transfer.format)
+    if scenario.prune.method != "none":
+        model, graph, parts = prune_model(scenario, model, graph, parts, batches[0].images, splits)
+    transfer, images = scenario.transfer, [b.images for b in batches]
+    spec = wire.WireSpec(transfer.dtype, transfer.index_bits)
+    ends = (len(names), names.index(scenario.source), names.index(scenario.sink))
+    if transfer.exchange == "auto":  # size both schemes of every layer, then keep the cheapest choice
+        both = WorkloadPlan(graph, parts, *ends, exchange="partial_sums")
+        frames, partials = split.frame_values(graph, both, images, every_layer_input=True)
+        exchange = choose_exchange(both, frames, partials, spec, transfer.format, transfer.channel_header)
+        plan = WorkloadPlan(graph, parts, *ends, exchange=exchange)
+    else:
+        plan = WorkloadPlan(graph, parts, *ends, exchange=transfer.exchange)
+        frames, partials = split.frame_values(graph, plan, images)
+    workload = build_workload(
+        plan, frames, names, spec, transfer.format, partials=partials, channel_header=transfer.channel_header
+    )
+    if scenario.deploy is not None:
+        shards = deploy.deployment_workload(
+            graph, plan, names, names.index(scenario.deploy.from_), wire.WireSpec("float32", transfer.index_bits),
+            scenario.deploy.format,
+        )  # fmt: skip
+        workload = replace(workload, deploy=shards)
+    if splits is not None:
+        workload = replace(workload, accuracy=train.accuracy(model, splits[1]))
     return Built(scenario, model, graph, plan, workload)
 
 
@@ -116,23 +170,82 @@ def workload_key(scenario: Scenario) -> str:
     devices = [d["name"] for d in data["devices"]]
     if scenario.partition.strategy == "balanced" and scenario.partition.file is None:
         devices = [(d["name"], d["gflops"]) for d in data["devices"]]
-    inputs = {k: v for k, v in data["inputs"].items() if k != "interval_ms"}
-    key = {k: data[k] for k in ("seed", "model", "source", "sink", "partition", "prune", "transfer")}
+    inputs = {k: v for k, v in data["inputs"].items() if k not in ("interval_ms", "fps")}
+    key = {k: data[k] for k in ("seed", "model", "source", "sink", "partition", "prune", "transfer", "deploy")}
     key.update(devices=devices, inputs=inputs)
+    if scenario.prune.method == "comm_structured":  # ranks channels by hop-weighted bytes on this network
+        key["network"] = data["network"]
     return json.dumps(key, sort_keys=True, default=str)
 
 
+def build_network(scenario: Scenario) -> Network:
+    """The scenario's network: its topology, with per-link overrides and, for ``custom``, its edges."""
+    net, names = scenario.network, scenario.device_names
+    overrides = {(link.a, link.b): net.link_params(link) for link in net.links}
+    edges: list[tuple[str, str]] = []
+    if net.graphml is not None:
+        for a, b, attrs in read_graphml(str(net.graphml)):
+            overrides.setdefault((a, b), net.link_params(LinkSpec(a=a, b=b, **attrs)))
+            edges.append((a, b))
+    if net.topology == "custom":
+        edges += [(link.a, link.b) for link in net.links]
+    return Network.build(names, net.topology, net.bandwidth_bps, net.latency_s, overrides,
+                         list(dict.fromkeys(edges)), net.duplex, net.access_overhead_s)  # fmt: skip
+
+
+def device_rates(scenario: Scenario) -> list[DeviceRate]:
+    """Each device's compute rate, overhead and memory bandwidth, in scenario order."""
+    return [DeviceRate(d.flops_per_s, d.overhead_s, d.mem_bandwidth_Bps) for d in scenario.devices]
+
+
+_BASELINE_WORKLOADS: dict[str, Workload] = {}  # workload_key -> built single-device workload
+
+
+def single_device_baseline(scenario: Scenario) -> dict[str, Any]:
+    """Latency and throughput of the whole model on the scenario's source device alone (same frames,
+    arrivals, pruning and wire settings; no network), for ``baseline: single``. The one-device workload is
+    built once per process and workload key."""
+    data = scenario.resolved()
+    data.update(
+        name=f"{scenario.name}-single", devices=[d for d in data["devices"] if d["name"] == scenario.source],
+        sink=scenario.source, network={}, partition={"strategy": "contiguous"}, baseline="none", deploy=None,
+    )  # fmt: skip
+    single = parse_scenario(data, origin="baseline")
+    key = workload_key(single)
+    if key not in _BASELINE_WORKLOADS:
+        _BASELINE_WORKLOADS[key] = build(single).workload
+    summary = simulate(single, _BASELINE_WORKLOADS[key]).summary
+    return {"device": scenario.source, "latency_s": summary["latency_s"], "throughput_fps": summary["throughput_fps"]}
+
+
 def simulate(scenario: Scenario, workload: Workload) -> RunResult:
-    """Run the engine on ``workload`` with the scenario's devices, network and frame arrivals."""
-    rates = [DeviceRate(d.flops_per_s, d.overhead_s) for d in scenario.devices]
+    """Run the engine on ``workload`` with the scenario's devices, network and frame arrivals.
+
+    A pair of devices that must talk but has no route is refused (one line naming it) before the run.
+    """
+    rates = device_rates(scenario)
     net = scenario.network
-    network = Network.mesh(scenario.device_names, net.bandwidth_bps, net.latency_s)
+    network = build_network(scenario)
+    names = workload.devices
+    network.check_pairs(dict.fromkeys((names[m.src], names[m.dst]) for m in workload.messages))
     arrivals = [f * scenario.inputs.interval_s for f in range(workload.frames)]
-    timeline = run_engine(workload, rates, network, arrivals)
+    engine = functools.partial(run_engine, chunk_bytes=net.chunk_bytes, multicast=net.multicast)
+    timeline = engine(workload, rates, network, arrivals)
     transfers = transfers_table(workload, timeline)
     compute = compute_table(workload, timeline)
     summary = summarize(scenario.name, scenario.resolved(), transfers, compute, timeline)
-    return RunResult(transfers, compute, summary, workload, timeline)
+    summary["exchange"] = dict(workload.exchange)
+    if workload.accuracy is not None:
+        summary["accuracy"] = workload.accuracy
+    links, devices = counters.link_table(network, timeline), counters.device_table(workload, rates, timeline)
+    summary["links"], summary["devices"] = counters.records(links), counters.records(devices)
+    summary["critical_path"] = counters.critical_path_summary(workload, timeline)
+    if scenario.baseline == "single":
+        base = single_device_baseline(scenario)
+        summary["baseline"] = {**base, "speedup": base["latency_s"] / summary["latency_s"]}
+    if workload.deploy is not None:  # on the same network, before inference; not part of its latency
+        summary.update(deploy.deployment_summary(workload.deploy, engine(workload.deploy, rates, network, [0.0])))
+    return RunResult(transfers, compute, summary, workload, timeline, links, devices)
 
 
 def run(scenario: Scenario | str | Path | dict[str, Any]) -> RunResult:

@@ -43,6 +43,10 @@ class ModelSpec(_Strict):
     )
     checkpoint: Path | None = Field(default=None, description="state_dict saved by `dsim train`")
     num_classes: int = Field(default=10, gt=0)
+    train_epochs: int = Field(
+        default=0, ge=0, description="train (seeded) on the dataset's train split before pruning; 0: do not train"
+    )
+    lr: float = Field(default=1e-3, gt=0, description="Adam learning rate of train_epochs")
 
     @field_validator("input_shape")
     @classmethod
@@ -55,28 +59,55 @@ class ModelSpec(_Strict):
 class InputsSpec(_Strict):
     """What enters the source device: ``frames`` batches of ``batch_size`` images, ``interval_ms`` apart."""
 
-    dataset: Literal["digits", "synthetic"] = "digits"
+    dataset: Literal["digits", "cifar10", "synthetic"] = "digits"
+    path: Path | None = Field(default=None, description="cifar10: folder with data_batch_1..5 and test_batch")
     batch_size: int = Field(default=1, gt=0)
     frames: int = Field(default=1, gt=0)
     interval_ms: float = Field(default=0.0, ge=0)
+    fps: float | None = Field(default=None, gt=0, description="frames per second; replaces interval_ms")
 
     @property
     def interval_s(self) -> float:
-        """Time between frame arrivals at the source, in seconds."""
-        return self.interval_ms / 1e3
+        """Time between frame arrivals at the source, in seconds (``1/fps`` when ``fps`` is given)."""
+        return 1.0 / self.fps if self.fps is not None else self.interval_ms / 1e3
 
 
 class DeviceSpec(_Strict):
-    """One virtual device: its compute rate and a fixed per-layer overhead."""
+    """One virtual device: its compute rate, a fixed per-layer overhead and an optional memory bandwidth
+    (roofline, see :mod:`sim.devices`). A ``preset`` board fills the fields the device does not give."""
 
     name: str = Field(min_length=1)
-    gflops: float = Field(gt=0, description="sustained compute rate, 1e9 FLOP/s")
+    preset: Literal["rpi4", "jetson-nano", "phone"] | None = Field(
+        default=None, description="board whose figures fill unset fields (sim.devices.PRESETS)"
+    )
+    gflops: float | None = Field(default=None, gt=0, description="sustained compute rate, 1e9 FLOP/s")
     overhead_ms: float = Field(default=0.0, ge=0, description="fixed time added to every layer it computes")
+    mem_bandwidth_gbps: float | None = Field(
+        default=None, gt=0, description="memory bandwidth, 1e9 bytes/s; tasks take max(compute, memory) time"
+    )
+    calibrate: bool = Field(default=False, description="measure this machine's conv rate with torch for gflops")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_preset(cls, data: Any) -> Any:
+        from sim.devices import apply_preset
+
+        return apply_preset(data) if isinstance(data, dict) else data
 
     @property
     def flops_per_s(self) -> float:
-        """Compute rate in FLOP/s."""
+        """Compute rate in FLOP/s (measured on this machine when ``calibrate`` is set)."""
+        if self.calibrate:
+            from sim.devices import calibrated_flops_per_s
+
+            return calibrated_flops_per_s()
+        assert self.gflops is not None  # the scenario refuses a device with neither
         return self.gflops * 1e9
+
+    @property
+    def mem_bandwidth_Bps(self) -> float | None:
+        """Memory bandwidth in bytes/s, or None (compute-only timing)."""
+        return None if self.mem_bandwidth_gbps is None else self.mem_bandwidth_gbps * 1e9
 
     @property
     def overhead_s(self) -> float:
@@ -84,13 +115,54 @@ class DeviceSpec(_Strict):
         return self.overhead_ms / 1e3
 
 
-class NetworkSpec(_Strict):
-    """The links between devices. Every link direction is a FIFO queue."""
+class LinkSpec(_Strict):
+    """One link ``a``--``b``: for ``custom`` an edge, for other topologies an override of an existing one.
+    Unset fields take the network's defaults; ``up`` is ``a->b``, ``down`` is ``b->a``."""
 
-    topology: Literal["mesh"] = "mesh"
+    a: str = Field(min_length=1)
+    b: str = Field(min_length=1)
+    bandwidth_mbps: float | None = Field(default=None, gt=0, description="rate of both directions")
+    up_mbps: float | None = Field(default=None, gt=0, description="rate a->b; overrides bandwidth_mbps")
+    down_mbps: float | None = Field(default=None, gt=0, description="rate b->a; overrides bandwidth_mbps")
+    latency_ms: float | None = Field(default=None, ge=0)
+    duplex: Literal["full", "half"] | None = None
+
+
+class NetworkSpec(_Strict):
+    """The links between devices (DESIGN section 3, "Topologies"). Every link direction is a FIFO queue;
+    both directions of a half-duplex link share one; ``shared`` is one medium for every transmission."""
+
+    topology: Literal["mesh", "star", "ring", "line", "custom", "shared"] = "mesh"
     bandwidth_mbps: float = Field(default=20.0, gt=0, description="rate of each link direction, 1e6 bit/s")
     latency_ms: float = Field(default=1.0, ge=0, description="propagation delay of each link")
-    links: list[Any] = Field(default_factory=list, max_length=0, description="per-link overrides (not yet)")
+    duplex: Literal["full", "half"] = Field(default="full", description="default duplex of every link")
+    links: list[LinkSpec] = Field(default_factory=list, description="per-link overrides; the edges of custom")
+    graphml: Path | None = Field(default=None, description="custom: GraphML file of edges (device names)")
+    chunk_kb: float | None = Field(
+        default=None, gt=0, description="split messages into chunks of this many kB (1e3 bytes) that pipeline"
+    )
+    access_overhead_ms: float = Field(default=0.0, ge=0, description="added to every transmission")
+    multicast: bool = Field(default=False, description="shared: send a payload wanted by several devices once")
+
+    def link_params(self, link: LinkSpec) -> Any:
+        """The :class:`sim.network.LinkParams` of one link entry, defaults filled in (SI units)."""
+        from sim.network import LinkParams
+
+        both = (link.bandwidth_mbps or self.bandwidth_mbps) * 1e6
+        up = link.up_mbps * 1e6 if link.up_mbps is not None else both
+        down = link.down_mbps * 1e6 if link.down_mbps is not None else both
+        latency = self.latency_s if link.latency_ms is None else link.latency_ms / 1e3
+        return LinkParams(up, down, latency, link.duplex or self.duplex)
+
+    @property
+    def chunk_bytes(self) -> int | None:
+        """Chunk size in bytes (1 kB = 1e3 bytes, at least 1), or None: messages travel whole."""
+        return None if self.chunk_kb is None else max(1, round(self.chunk_kb * 1e3))
+
+    @property
+    def access_overhead_s(self) -> float:
+        """Time added to every transmission, in seconds."""
+        return self.access_overhead_ms / 1e3
 
     @property
     def bandwidth_bps(self) -> float:
@@ -119,11 +191,36 @@ class PartitionSpec(_Strict):
 
 
 class PruneSpec(_Strict):
-    """Pruning applied before the workload is built."""
+    """Pruning applied before the workload is built (see :mod:`sim.prune`).
 
-    method: Literal["none"] = "none"
-    amount: float = Field(default=0.0, ge=0, lt=1)
-    finetune_epochs: int = Field(default=0, ge=0)
+    Structured methods (``ln_structured``, ``random_structured``, ``comm_structured``) remove whole
+    filters (dim 0), so the model really shrinks; unstructured ones zero single weights.
+    """
+
+    method: Literal[
+        "none", "ln_structured", "random_structured", "comm_structured",
+        "l1_unstructured", "random_unstructured", "global_unstructured",
+    ] = "none"  # fmt: skip
+    amount: float = Field(default=0.0, ge=0, lt=1, description="fraction of filters (structured) or weights")
+    layers: dict[str, float] = Field(default_factory=dict, description="per-layer amounts, by layer name")
+    ignored_layers: list[str] = Field(default_factory=list, description="layers left unpruned")
+    norm: float = Field(default=2.0, gt=0, description="ln_structured: the n of the Ln filter norm")
+    lambda_comm: float = Field(
+        default=1.0, ge=0, description="comm_structured: weight of hop-weighted bytes saved against filter norm"
+    )
+    max_layer_amount: float = Field(
+        default=0.9, gt=0, lt=1, description="comm_structured: at most this fraction of any layer is removed"
+    )
+    finetune_epochs: int = Field(default=0, ge=0, description="retrain with the masks held fixed")
+    lr: float = Field(default=1e-3, gt=0, description="Adam learning rate of finetune_epochs")
+
+    @field_validator("layers")
+    @classmethod
+    def _amounts_in_range(cls, layers: dict[str, float]) -> dict[str, float]:
+        for name, amount in layers.items():
+            if not 0 <= amount < 1:
+                raise ValueError(f"amount of '{name}' must be in [0, 1), got {amount}")
+        return layers
 
 
 class TransferSpec(_Strict):
@@ -132,6 +229,24 @@ class TransferSpec(_Strict):
     format: WireFormat = "dense"
     dtype: Literal["float32", "float16", "bfloat16", "int8"] = "float32"
     index_bits: Literal[16, 32, 64] = 32
+    exchange: Literal["inputs", "partial_sums", "auto"] = Field(
+        default="inputs",
+        description="inputs: send the input channels a device needs; partial_sums: send partial output sums "
+        "to each filter's owner; auto: per layer, the scheme with fewer bytes (see sim.workload)",
+    )
+    channel_header: Literal["none", "index_list", "bitmap"] = Field(
+        default="none",
+        description="per-message channel identity; none: the plan is shipped once at deployment",
+    )
+
+
+class DeploySpec(_Strict):
+    """The deployment phase: ``from`` ships every other device its weight shard before inference."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
+
+    from_: str = Field(alias="from", min_length=1, description="device that holds the whole model")
+    format: WireFormat = "dense"
 
 
 class Scenario(_Strict):
@@ -148,6 +263,61 @@ class Scenario(_Strict):
     partition: PartitionSpec = PartitionSpec()
     prune: PruneSpec = PruneSpec()
     transfer: TransferSpec = TransferSpec()
+    deploy: DeploySpec | None = Field(default=None, description="ship weight shards before inference")
+    baseline: Literal["none", "single"] = Field(
+        default="none", description="single: also run the whole model on the source device alone, for comparison"
+    )
+
+    @model_validator(mode="after")
+    def _device_rates(self) -> Scenario:
+        for i, d in enumerate(self.devices):
+            if d.calibrate and d.gflops is not None:
+                raise ValueError(f"devices[{i}].gflops: give gflops or calibrate: true, not both")
+            if not d.calibrate and d.gflops is None:
+                raise ValueError(f"devices[{i}].gflops: required (or give a preset, or calibrate: true)")
+        return self
+
+    @model_validator(mode="after")
+    def _inputs_and_network_consistent(self) -> Scenario:
+        from sim.network import SWITCH, check_connected, read_graphml, topology_edges
+
+        if self.inputs.fps is not None and self.inputs.interval_ms != 0:
+            raise ValueError("inputs.fps: give either interval_ms or fps, not both")
+        net, names = self.network, [d.name for d in self.devices]
+        if net.multicast and net.topology != "shared":
+            raise ValueError("network.multicast: only a shared medium multicasts; set topology: shared")
+        if net.graphml is not None and net.topology != "custom":
+            raise ValueError("network.graphml: only for topology: custom")
+        nodes = names + ([SWITCH] if net.topology == "star" else [])
+        if net.topology == "star" and SWITCH in names:
+            raise ValueError(f"devices: a device may not be named '{SWITCH}' on a star (the switch node)")
+        edges = {frozenset(e) for e in topology_edges(net.topology, names)}
+        custom: list[tuple[str, str]] = []
+        if net.graphml is not None:
+            for a, b, attrs in read_graphml(str(net.graphml)):
+                for end in (a, b):
+                    if end not in names:
+                        raise ValueError(f"network.graphml: unknown device '{end}'; devices are {', '.join(names)}")
+                try:
+                    LinkSpec(a=a, b=b, **attrs)
+                except ValidationError as exc:
+                    raise ValueError(f"network.graphml: edge {a}-{b}: {_format_validation_error(exc)}") from None
+                custom.append((a, b))
+        for i, link in enumerate(net.links):
+            for end in ("a", "b"):
+                value = getattr(link, end)
+                if value not in nodes:
+                    raise ValueError(f"network.links[{i}].{end}: unknown device '{value}'; "
+                                     f"nodes are {', '.join(nodes)}")  # fmt: skip
+            if link.a == link.b:
+                raise ValueError(f"network.links[{i}]: a and b must differ (got '{link.a}' twice)")
+            if net.topology != "custom" and frozenset((link.a, link.b)) not in edges:
+                raise ValueError(f"network.links[{i}]: {link.a}-{link.b} is not a link of the {net.topology} "
+                                 f"topology; use topology: custom to choose the edges")  # fmt: skip
+            custom.append((link.a, link.b))
+        if net.topology == "custom":
+            check_connected(names, custom)
+        return self
 
     @model_validator(mode="after")
     def _devices_consistent(self) -> Scenario:
@@ -159,6 +329,25 @@ class Scenario(_Strict):
             value = getattr(self, field)
             if value not in names:
                 raise ValueError(f"{field}: unknown device '{value}'; devices are {', '.join(names)}")
+        if self.deploy is not None and self.deploy.from_ not in names:
+            raise ValueError(f"deploy.from: unknown device '{self.deploy.from_}'; devices are {', '.join(names)}")
+        return self
+
+    @model_validator(mode="after")
+    def _pruning_and_training_consistent(self) -> Scenario:
+        from sim.data import LABELLED
+
+        if self.prune.layers and self.prune.method in ("comm_structured", "global_unstructured"):
+            raise ValueError(f"prune.layers: {self.prune.method} ranks all layers together; give one amount "
+                             "(use ignored_layers to leave layers out)")  # fmt: skip
+
+        for field, epochs in (("model.train_epochs", self.model.train_epochs),
+                              ("prune.finetune_epochs", self.prune.finetune_epochs)):  # fmt: skip
+            if epochs and self.inputs.dataset not in LABELLED:
+                raise ValueError(f"{field}: dataset '{self.inputs.dataset}' has no labels; "
+                                 f"use {' or '.join(LABELLED)}, or set it to 0")  # fmt: skip
+        if self.inputs.dataset == "cifar10" and self.inputs.path is None:
+            raise ValueError("inputs.path: dataset cifar10 needs the folder holding data_batch_1..5 and test_batch")
         return self
 
     @property

@@ -1,7 +1,10 @@
 """Chrome trace export (open ``trace.json`` in Perfetto or chrome://tracing).
 
-One process "devices" with a track per device (compute tasks), and one process "links" with a track per
-link direction (each message hop). Timestamps are microseconds of simulated time.
+One process "devices" with a track per device (compute tasks); one process "links" with a track per link
+queue (a link direction, a half-duplex link, or the shared medium), each transmission drawn on it, and a
+counter of the bytes it has carried; and, when given, one process "critical path" with the steps that set
+the slowest frame's latency (see :func:`sim.counters.critical_path`). Timestamps are microseconds of
+simulated time.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from sim.workload import Workload
 _US = 1e6
 
 
-def chrome_trace(workload: Workload, timeline: Timeline) -> dict[str, Any]:
-    """The trace as a JSON-ready dict in the Chrome trace event format."""
+def chrome_trace(workload: Workload, timeline: Timeline, critical: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The trace as a JSON-ready dict in the Chrome trace event format; ``critical`` is the summary's
+    ``critical_path`` entry."""
     events: list[dict[str, Any]] = [
         {"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "devices"}},
         {"ph": "M", "pid": 2, "name": "process_name", "args": {"name": "links"}},
@@ -29,15 +33,29 @@ def chrome_trace(workload: Workload, timeline: Timeline) -> dict[str, Any]:
             "args": {"frame": task.frame, "flops": task.flops},
         })  # fmt: skip
     link_ids: dict[str, int] = {}
+    carried: dict[str, int] = {}
     for hop in timeline.hops:
-        tid = link_ids.setdefault(hop.link.name, len(link_ids))
+        queue = hop.link.queue_name
+        tid = link_ids.setdefault(queue, len(link_ids))
         msg = workload.messages[hop.message]
         events.append({
             "ph": "X", "pid": 2, "tid": tid, "name": msg.layer, "cat": "transfer",
             "ts": hop.start_s * _US, "dur": (hop.end_s - hop.start_s) * _US,
-            "args": {"frame": msg.frame, "bytes": msg.bytes, "format": msg.format,
+            "args": {"frame": msg.frame, "bytes": hop.nbytes, "format": msg.format, "hop": hop.link.name,
                      "src": workload.devices[msg.src], "dst": workload.devices[msg.dst]},
         })  # fmt: skip
+        carried[queue] = carried.get(queue, 0) + hop.nbytes
+        events.append({"ph": "C", "pid": 2, "name": f"bytes {queue}", "ts": hop.end_s * _US,
+                       "args": {"bytes": carried[queue]}})  # fmt: skip
     for name, tid in link_ids.items():
         events.append({"ph": "M", "pid": 2, "tid": tid, "name": "thread_name", "args": {"name": name}})
+    if critical and critical.get("steps"):
+        events.append({"ph": "M", "pid": 3, "name": "process_name",
+                       "args": {"name": f"critical path (frame {critical['frame']})"}})  # fmt: skip
+        for step in critical["steps"]:
+            label = step.get("layer") or step.get("on", "")
+            events.append({
+                "ph": "X", "pid": 3, "tid": 0, "name": f"{step['kind']} {label}", "cat": "critical",
+                "ts": step["start_s"] * _US, "dur": (step["end_s"] - step["start_s"]) * _US, "args": step,
+            })  # fmt: skip
     return {"traceEvents": events, "displayTimeUnit": "ms"}

@@ -13,6 +13,33 @@ bandwidth sweep re-runs the engine, never the model. The rules implemented here 
 
 Message sizes come from real encoded buffers of the real activations (:mod:`sim.wire`), per frame.
 This module does not import torch: it works on numpy arrays.
+
+**Exchange schemes** (issue 5; ``transfer.exchange``), chosen per conv/linear layer ``L`` reading tensor ``T``:
+
+* ``inputs`` (DESIGN): the input channels of ``T`` a device needs travel to it, as above.
+* ``partial_sums``: ``T``'s channels stay where they are for ``L``. Device ``i`` convolves the channels of
+  ``T`` it owns (those some filter uses) with every filter of ``L`` that uses them, and sends the partial
+  output sums of the filters owned by ``j`` to ``j`` (a message labelled ``<L>.partial``: ``batch*filters``
+  rows by ``H_out*W_out`` columns, or ``batch`` by ``filters`` for a linear layer), who adds them to its
+  own partial sums and the bias in a zero-FLOP task labelled ``<L>.sum``. The values are real per-device
+  partial sums computed by :func:`sim.split.partial_sums`. ``T``'s channels still travel for its other
+  consumers (a residual add, or a layer using ``inputs``). Device ``i``'s partial task costs
+  ``2 * kh*kw * H_out*W_out * batch * sum over filters f using i's channels of (i's channels in f's
+  group)`` FLOPs (``kh*kw*H_out*W_out`` is ``in_features per channel`` for a linear layer). With
+  ``groups = 1`` that is ``2 * (filters using i's channels) * (i's used input channels) * kh*kw *
+  H_out*W_out * batch``.
+* ``auto``: :func:`choose_exchange` picks the scheme of every layer so that the total bytes over all
+  frames, in the configured ``transfer.format`` (``auto`` format: the smallest format per message) and
+  with headers, is smallest, ties going to ``inputs``. It is exact: the total splits by tensor, and for
+  each tensor every subset of the layers reading it is tried (a block input read by a conv and a
+  shortcut conv stops crossing only if both use partial sums).
+
+**Channel headers** (``transfer.channel_header``): by default the receiver learns which channels a message
+holds from the partition plan shipped once at deployment, at no per-message cost. ``index_list`` prefixes
+every message with its channel indices, ``channels * index_bits/8`` bytes; ``bitmap`` with a presence bit
+per channel of the whole tensor, ``ceil(tensor channels / 8)`` bytes (for partial sums: filters of ``L``).
+Header bytes are on the wire, so they count in a message's ``bytes``; its ``sizes`` (``dense_bytes`` ...)
+stay payload-only, and ``header_bytes`` holds the header.
 """
 
 from __future__ import annotations
@@ -30,6 +57,10 @@ if TYPE_CHECKING:
 
 Partition = Mapping[str, np.ndarray]  # layer name -> owning device index of each output channel
 FLOAT32_BYTES = 4
+EXCHANGES = ("inputs", "partial_sums")  # concrete exchange schemes; "auto" resolves to one per layer
+CHANNEL_HEADERS = ("none", "index_list", "bitmap")
+PARTIAL = "#partial"  # suffix of the task key (and message tensor) of a layer's partial sums
+MAX_AUTO_CONSUMERS = 10  # exchange auto tries every subset of the layers reading one tensor
 
 
 @dataclass(frozen=True)
@@ -50,7 +81,8 @@ class Message:
     """Channels of one tensor sent from ``src`` to ``dst`` for one frame, with its size in every format."""
 
     frame: int
-    layer: str  # producing layer label; "input" for the image, "output" for the final gather
+    layer: str  # producing layer label; "input" for the image, "output" for the final gather,
+    # "<layer>.partial" for partial sums of that layer
     src: int
     dst: int
     channels: int
@@ -65,6 +97,7 @@ class Message:
     tensor: str = ""  # graph node whose channels it carries
     channel_ids: tuple[int, ...] = ()  # which channels of that tensor; equal (frame, src, tensor,
     # channel_ids) means equal payload, which a multicast medium can send once
+    header_bytes: int = 0  # channel-identity header, included in ``bytes``, not in ``sizes``
 
 
 @dataclass(frozen=True)
@@ -77,6 +110,9 @@ class Workload:
     frames: int
     tasks: tuple[Task, ...]
     messages: tuple[Message, ...]
+    exchange: tuple[tuple[str, str], ...] = ()  # (layer label, exchange scheme) per conv/linear layer
+    deploy: Workload | None = None  # the deployment phase (weight shards), run before inference
+    accuracy: float | None = None  # test accuracy of the model it was built from (labelled datasets)
 
 
 @dataclass(frozen=True)
@@ -91,6 +127,7 @@ class _MessagePlan:
     after: str | None  # stage node on src
     needed_by: tuple[str, ...]  # stage nodes on dst
     final: bool
+    partial: bool = False  # partial sums of the filters ``channels`` of layer ``tensor[:-len(PARTIAL)]``
 
     @property
     def channel_ids(self) -> tuple[int, ...]:
@@ -101,10 +138,15 @@ class _MessagePlan:
 class WorkloadPlan:
     """The frame-independent part of a workload: ownership, tasks and message routes for one partition.
 
-    ``ownership[node]`` is the owning device of every channel of every tensor node.
+    ``ownership[node]`` is the owning device of every channel of every tensor node. ``exchange`` is
+    ``"inputs"``, ``"partial_sums"``, or a mapping from layer label to one of them (layers it leaves out
+    use ``inputs``); ``self.exchange`` maps every layer node to its scheme.
     """
 
-    def __init__(self, graph: FlowGraph, partition: Partition, n_devices: int, source: int, sink: int):
+    def __init__(
+        self, graph: FlowGraph, partition: Partition, n_devices: int, source: int, sink: int, *,
+        exchange: str | Mapping[str, str] = "inputs",
+    ):  # fmt: skip
         self.graph = graph
         self.partition = dict(partition)
         self.n_devices = n_devices
@@ -113,6 +155,7 @@ class WorkloadPlan:
         self.ownership: dict[str, np.ndarray] = {}
         self._producer: dict[str, np.ndarray] = {}  # node -> stage node producing each channel
         self._propagate(partition)
+        self.exchange = self._resolve_exchange(exchange)
         self.stages = [n for n in graph.order if graph.kind(n) in ("layer", "add")]
         self._rank = {n: i for i, n in enumerate(graph.order)}
         self.messages = self._plan_messages()
@@ -139,13 +182,73 @@ class WorkloadPlan:
                 owner, producer = self.ownership[args[0]], self._producer[args[0]]
             self.ownership[node], self._producer[node] = owner, producer
 
-    def _needs(self, tensor: str) -> dict[str, np.ndarray]:
-        """For each consumer of ``tensor``: a (devices, channels) bool matrix of what each device needs."""
+    def _resolve_exchange(self, exchange: str | Mapping[str, str]) -> dict[str, str]:
+        g = self.graph
+        layers = [n for n in g.order if g.kind(n) == "layer"]
+        if isinstance(exchange, str):
+            if exchange not in EXCHANGES:
+                raise ValueError(f"exchange must be one of {EXCHANGES} or a mapping (resolve 'auto' first)")
+            return {n: exchange for n in layers}
+        by_label = {g.label(n): n for n in layers}
+        for label, scheme in exchange.items():
+            if label not in by_label or scheme not in EXCHANGES:
+                raise ValueError(f"exchange: {label!r} -> {scheme!r} is not a layer and a scheme of {EXCHANGES}")
+        return {n: exchange.get(g.label(n), "inputs") for n in layers}
+
+    def layer_input(self, layer: str) -> str:
+        """The tensor node that layer node ``layer`` reads."""
+        return self.graph.graph.nodes[layer]["args"][0]
+
+    def _partial_users(self, layer: str, device: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(channels, filters)``: the input channels of ``layer`` that ``device`` owns and some filter
+        uses, and the filters (of any owner) with a non-zero weight on one of them, both as bool masks."""
+        uses = self.graph.graph.nodes[layer]["layer"].uses
+        mine = (self.ownership[self.layer_input(layer)] == device) & uses.any(axis=0)
+        return mine, uses[:, mine].any(axis=1)
+
+    def partial_flops(self, layer: str, device: int, batch: int) -> float:
+        """FLOPs of ``device``'s partial sums for ``layer`` (module docstring: exchange schemes)."""
+        spec = self.graph.graph.nodes[layer]["layer"]
+        mine, users = self._partial_users(layer, device)
+        per_group_in, per_group_out = spec.in_channels // spec.groups, spec.out_channels // spec.groups
+        channels_in_group = np.bincount(np.flatnonzero(mine) // per_group_in, minlength=spec.groups)
+        pairs = int(channels_in_group[np.flatnonzero(users) // per_group_out].sum())
+        per_pair = spec.in_spatial if spec.op == "linear" else spec.kernel_elems * spec.out_spatial
+        return 2.0 * pairs * per_pair * batch
+
+    def tensor_messages(self, tensor: str, partial: set[str]) -> list[_MessagePlan]:
+        """The messages of ``tensor`` and the partial sums of its consumer layers had exactly the layers
+        in ``partial`` used partial sums (whatever ``self.exchange`` says)."""
+        layers = [c for c in self.graph.consumers(tensor) if self.graph.kind(c) == "layer"]
+        plans = [m for layer in layers if layer in partial for m in self._partial_messages(layer)]
+        return plans + self._tensor_messages(tensor, self._needs(tensor, partial))
+
+    def _partial_messages(self, layer: str) -> list[_MessagePlan]:
+        g, owner, plans = self.graph, self.ownership[layer], []
+        for src in range(self.n_devices):
+            _, users = self._partial_users(layer, src)
+            for dst in range(self.n_devices):
+                filters = np.flatnonzero(users & (owner == dst))
+                if src != dst and len(filters):
+                    plans.append(_MessagePlan(
+                        layer + PARTIAL, g.label(layer) + ".partial", src, dst, filters, layer + PARTIAL, (layer,),
+                        False, partial=True,
+                    ))  # fmt: skip
+        return plans
+
+    def _needs(self, tensor: str, partial: set[str] | None = None) -> dict[str, np.ndarray]:
+        """For each consumer of ``tensor``: a (devices, channels) bool matrix of what each device needs.
+
+        Layers using partial sums (those in ``partial``; default: per ``self.exchange``) need nothing of
+        their input: it is combined where it lives."""
         g, out = self.graph, {}
         channels = g.graph.nodes[tensor]["channels"]
+        partial = self.partial_layers() if partial is None else partial
         for consumer in g.consumers(tensor):
             need = np.zeros((self.n_devices, channels), dtype=bool)
             kind = g.kind(consumer)
+            if consumer in partial:
+                continue
             if kind == "layer":
                 layer = g.graph.nodes[consumer]["layer"]
                 owner = self.ownership[consumer]
@@ -165,9 +268,15 @@ class WorkloadPlan:
         for tensor in g.order:
             if g.kind(tensor) == "output":
                 continue
-            needs = self._needs(tensor)
-            if not needs:
-                continue
+            if g.kind(tensor) == "layer" and self.exchange[tensor] == "partial_sums":
+                plans += self._partial_messages(tensor)
+            plans += self._tensor_messages(tensor, self._needs(tensor))
+        return plans
+
+    def _tensor_messages(self, tensor: str, needs: dict[str, np.ndarray]) -> list[_MessagePlan]:
+        """One message per ordered device pair with the channels of ``tensor`` that ``needs`` ask for."""
+        g, plans = self.graph, []
+        if needs:
             owner, producer = self.ownership[tensor], self._producer[tensor]
             total = np.logical_or.reduce(list(needs.values()))
             for src in range(self.n_devices):
@@ -188,27 +297,61 @@ class WorkloadPlan:
 
     def tensors(self) -> set[str]:
         """The tensor nodes whose values cross the network (their activations are needed per frame)."""
-        return {m.tensor for m in self.messages}
+        return {m.tensor for m in self.messages if not m.partial}
+
+    def partial_layers(self) -> set[str]:
+        """The layer nodes using partial sums."""
+        return {n for n, scheme in self.exchange.items() if scheme == "partial_sums"}
+
+    def task_label(self, key: str) -> str:
+        """The ``layer`` label of a task: the stage's label, ``<L>.sum`` for the sum of partial sums."""
+        if key.endswith(PARTIAL):
+            return self.graph.label(key[: -len(PARTIAL)])
+        partial = self.graph.kind(key) == "layer" and self.exchange[key] == "partial_sums"
+        return self.graph.label(key) + (".sum" if partial else "")
 
     def tasks(self, batch: int) -> list[tuple[str, int, float, str, bool, int]]:
-        """Per-frame task templates ``(stage node, device, flops, op, final, bytes_touched)`` in execution
-        order."""
+        """Per-frame task templates ``(key, device, flops, op, final, bytes_touched)`` in execution order.
+
+        ``key`` is the stage node, or ``<L>#partial`` for the partial sums of a layer ``L`` using partial
+        sums; then the stage ``L`` itself is the zero-FLOP sum on each owner of filters of ``L``, reading
+        its own and each received partial sum and writing the result."""
         g, out = self.graph, []
         final_stages = set(self._producer[g.output_tensor()][self.ownership[g.output_tensor()] == self.sink])
         for stage in self.stages:
             owner = self.ownership[stage]
+            if g.kind(stage) == "layer" and self.exchange[stage] == "partial_sums":
+                out += self._partial_tasks(stage, batch)
             for d in range(self.n_devices):
                 filters = int((owner == d).sum())
                 if filters == 0:
                     continue
                 final = d == self.sink and stage in final_stages
-                if g.kind(stage) == "layer":
+                if g.kind(stage) == "layer" and self.exchange[stage] == "partial_sums":
+                    parts = 1 + sum(m.dst == d for m in self.messages if m.partial and m.tensor == stage + PARTIAL)
+                    touched = (parts + 1) * FLOAT32_BYTES * batch * filters * g.graph.nodes[stage]["spatial"]
+                    out.append((stage, d, 0.0, "add", final, touched))
+                elif g.kind(stage) == "layer":
                     layer = g.graph.nodes[stage]["layer"]
                     touched = layer.bytes_touched(filters, batch)
                     out.append((stage, d, layer.flops(filters, batch), layer.op, final, touched))
                 else:  # an add reads two values and writes one per channel element
                     touched = 3 * FLOAT32_BYTES * batch * filters * g.graph.nodes[stage]["spatial"]
                     out.append((stage, d, 0.0, "add", final, touched))
+        return out
+
+    def _partial_tasks(self, layer: str, batch: int) -> list[tuple[str, int, float, str, bool, int]]:
+        """The partial-sum tasks of ``layer``: one per device owning some of its used input channels."""
+        spec, out = self.graph.graph.nodes[layer]["layer"], []
+        for d in range(self.n_devices):
+            mine, users = self._partial_users(layer, d)
+            if not mine.any():
+                continue
+            inputs = batch * int(mine.sum()) * spec.in_spatial
+            weights = int(spec.uses[users][:, mine].sum()) * spec.kernel_elems
+            outputs = batch * int(users.sum()) * spec.out_spatial
+            touched = FLOAT32_BYTES * (inputs + weights + outputs)
+            out.append((layer + PARTIAL, d, self.partial_flops(layer, d, batch), spec.op, False, touched))
         return out
 
 
@@ -230,11 +373,19 @@ def build_workload(
     devices: Sequence[str],
     spec: wire.WireSpec,
     fmt: str,
+    *,
+    partials: Sequence[Mapping[tuple[str, int], np.ndarray]] = (),
+    channel_header: str = "none",
 ) -> Workload:
     """Size every message of every frame from its activations and assemble the engine's workload.
 
-    ``frames[f]`` maps each tensor of :meth:`WorkloadPlan.tensors` to its value for frame ``f``.
+    ``frames[f]`` maps each tensor of :meth:`WorkloadPlan.tensors` to its value for frame ``f``;
+    ``partials[f]`` maps ``(layer node, device)`` to that device's partial sums of every filter of a layer
+    using partial sums (:func:`sim.split.partial_sums`). ``channel_header`` is one of
+    :data:`CHANNEL_HEADERS` (module docstring).
     """
+    if channel_header not in CHANNEL_HEADERS:
+        raise ValueError(f"channel_header must be one of {CHANNEL_HEADERS}, got {channel_header!r}")
     g = plan.graph
     batch = next(iter(frames[0].values())).shape[0] if frames and frames[0] else 1
     templates = plan.tasks(batch)
@@ -243,17 +394,95 @@ def build_workload(
     messages: list[Message] = []
     for f, values in enumerate(frames):
         base = len(tasks)
-        tasks.extend(Task(f, g.label(stage), d, *rest) for stage, d, *rest in templates)
+        tasks.extend(Task(f, plan.task_label(stage), d, *rest) for stage, d, *rest in templates)
         for m in plan.messages:
-            node = g.graph.nodes[m.tensor]
-            matrix = message_matrix(values[m.tensor], m.channels, node["channels"], node["rank"])
+            matrix, n_channels = _payload(plan, m, values, partials[f] if m.partial else {})
             sizes = wire.encoded_sizes(matrix, spec)
             chosen, nbytes = wire.choose(sizes, fmt)
+            header = header_bytes(channel_header, len(m.channels), n_channels, spec.index_bits)
             messages.append(Message(
                 frame=f, layer=m.layer, src=m.src, dst=m.dst, channels=len(m.channels), elements=matrix.size,
-                nnz=int(np.count_nonzero(matrix)), sizes=sizes, format=chosen, bytes=nbytes,
+                nnz=int(np.count_nonzero(matrix)), sizes=sizes, format=chosen, bytes=nbytes + header,
                 after=None if m.after is None else base + index_of[(m.after, m.src)],
                 needed_by=tuple(base + index_of[(c, m.dst)] for c in m.needed_by), final=m.final,
-                tensor=m.tensor, channel_ids=m.channel_ids,
+                tensor=m.tensor, channel_ids=m.channel_ids, header_bytes=header,
             ))  # fmt: skip
-    return Workload(tuple(devices), plan.source, plan.sink, len(frames), tuple(tasks), tuple(messages))
+    exchange = tuple((g.label(n), scheme) for n, scheme in plan.exchange.items())
+    return Workload(
+        tuple(devices), plan.source, plan.sink, len(frames), tuple(tasks), tuple(messages), exchange=exchange
+    )
+
+
+def header_bytes(kind: str, channels: int, tensor_channels: int, index_bits: int) -> int:
+    """Bytes of a message's channel-identity header: none 0, ``index_list`` ``channels * index_bits/8``,
+    ``bitmap`` ``ceil(tensor_channels / 8)``.
+
+    >>> header_bytes("index_list", 3, 16, 32), header_bytes("bitmap", 3, 16, 32)
+    (12, 2)
+    """
+    if kind == "index_list":
+        return channels * index_bits // 8
+    if kind == "bitmap":
+        return -(-tensor_channels // 8)
+    return 0
+
+
+def _payload(
+    plan: WorkloadPlan, m: _MessagePlan, values: Mapping[str, np.ndarray],
+    partials: Mapping[tuple[str, int], np.ndarray],
+) -> tuple[np.ndarray, int]:  # fmt: skip
+    """The 2-D payload of message ``m`` for one frame and the channel count of the tensor it is cut from."""
+    if m.partial:
+        layer = m.tensor[: -len(PARTIAL)]
+        node = plan.graph.graph.nodes[layer]
+        value = partials[(layer, m.src)]
+    else:
+        node = plan.graph.graph.nodes[m.tensor]
+        value = values[m.tensor]
+    return message_matrix(value, m.channels, node["channels"], node["rank"]), node["channels"]
+
+
+def choose_exchange(
+    plan: WorkloadPlan,
+    frames: Sequence[Mapping[str, np.ndarray]],
+    partials: Sequence[Mapping[tuple[str, int], np.ndarray]],
+    spec: wire.WireSpec,
+    fmt: str,
+    channel_header: str = "none",
+) -> dict[str, str]:
+    """``exchange: auto``: the scheme of every layer (by label) that minimises the bytes sent over all
+    frames in format ``fmt``, headers included.
+
+    Every layer reads one tensor, so the total splits by tensor: the messages of tensor ``T`` plus the
+    partial sums of the layers reading it. For each tensor every subset of its consumer layers is tried
+    as the set using partial sums (``T``'s channels still travel for the others, and for adds); the
+    cheapest wins, ties going to fewer partial-sum layers. ``frames[f]`` must hold every layer's input
+    tensor and ``partials[f]`` every device's partial sums of every layer (a plan with
+    ``exchange="partial_sums"`` and :func:`sim.split.frame_values` with ``every_layer_input``).
+    """
+    g, chosen = plan.graph, {}
+    for tensor in g.order:
+        layers = [c for c in g.consumers(tensor) if g.kind(c) == "layer"]
+        if len(layers) > MAX_AUTO_CONSUMERS:
+            raise ValueError(f"exchange auto: {tensor} feeds {len(layers)} layers, more than {MAX_AUTO_CONSUMERS}")
+        subsets = [
+            {layer for k, layer in enumerate(layers) if mask >> k & 1} for mask in range(2 ** len(layers))
+        ]
+        best = min(subsets, key=lambda sub: (_bytes(plan, plan.tensor_messages(tensor, sub), frames, partials,
+                                                    spec, fmt, channel_header), len(sub)))  # fmt: skip
+        chosen.update({g.label(layer): "partial_sums" if layer in best else "inputs" for layer in layers})
+    return chosen
+
+
+def _bytes(
+    plan: WorkloadPlan, messages: Sequence[_MessagePlan], frames: Sequence[Mapping[str, np.ndarray]],
+    partials: Sequence[Mapping[tuple[str, int], np.ndarray]], spec: wire.WireSpec, fmt: str, channel_header: str,
+) -> int:  # fmt: skip
+    """Bytes of ``messages`` over all frames, as :func:`build_workload` sizes them."""
+    total = 0
+    for f, values in enumerate(frames):
+        for m in messages:
+            matrix, n_channels = _payload(plan, m, values, partials[f] if m.partial else {})
+            total += wire.choose(wire.encoded_sizes(matrix, spec), fmt)[1]
+            total += header_bytes(channel_header, len(m.channels), n_channels, spec.index_bits)
+    return total

@@ -1,0 +1,100 @@
+"""The latency breakdown along the critical path (hand-computed timelines) and `dsim compare`."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+
+import sim
+from sim import cli
+from sim.compare import BREAKDOWN_COLUMNS, compare, frame_breakdown, latency_breakdown
+from sim.engine import DeviceRate, simulate
+from sim.errors import UserError
+from sim.network import Network
+from sim.workload import Message, Task, Workload
+from tests.helpers import scenario_dict
+
+
+def _message(src: int, dst: int, nbytes: int, after: int | None, needed_by: tuple[int, ...],
+             final: bool = False) -> Message:  # fmt: skip
+    return Message(frame=0, layer="x", src=src, dst=dst, channels=1, elements=nbytes // 4, nnz=nbytes // 4,
+                   sizes={"dense": nbytes}, format="dense", bytes=nbytes, after=after, needed_by=needed_by,
+                   final=final)  # fmt: skip
+
+
+def _two_device_run(queued: bool):
+    """a computes T0 (1 s); the image goes a->b (1000 B: 1 s on a 1000 B/s link + 0.5 s latency), b computes
+    T1 (2 s) and sends 500 B back (0.5 s + 0.5 s); a computes the final T2 (1 s). With ``queued`` a second
+    1000 B image message, also needed by T1, queues behind the first on a->b."""
+    tasks = (
+        Task(0, "L1", 0, 1e9, "conv", False),
+        Task(0, "L1", 1, 2e9, "conv", False),
+        Task(0, "L2", 0, 1e9, "conv", True),
+    )
+    inputs = [_message(0, 1, 1000, None, (1,))] * (2 if queued else 1)
+    messages = (*inputs, _message(1, 0, 500, 1, (2,)))
+    workload = Workload(("a", "b"), 0, 0, 1, tasks, messages)
+    network = Network.mesh(["a", "b"], bandwidth_bps=8000.0, latency_s=0.5)
+    timeline = simulate(workload, [DeviceRate(1e9), DeviceRate(1e9)], network, [0.0])
+    return workload, timeline
+
+
+def test_breakdown_of_a_hand_computed_timeline():
+    # T0 0-1 on a; image 0-1 on the wire, at b 1.5; T1 1.5-3.5; reply 3.5-4.0, at a 4.5; T2 4.5-5.5.
+    # Critical path T2 <- reply <- T1 <- image: compute 1 + 2, transfer 1.5 + 1.0, no waiting.
+    workload, timeline = _two_device_run(queued=False)
+    assert timeline.latency_s == [pytest.approx(5.5)]
+    b = frame_breakdown(workload, timeline, 0)
+    assert (b.compute_s, b.transfer_s, b.waiting_s) == (pytest.approx(3.0), pytest.approx(2.5), pytest.approx(0.0))
+
+
+def test_breakdown_counts_link_queueing_as_waiting():
+    # The second image message waits 1 s for the first to leave a->b: on the wire 1-2, at b 2.5;
+    # T1 2.5-4.5; reply 4.5-5.0, at a 5.5; T2 5.5-6.5. Waiting 1 s, the rest as before.
+    workload, timeline = _two_device_run(queued=True)
+    assert timeline.latency_s == [pytest.approx(6.5)]
+    b = frame_breakdown(workload, timeline, 0)
+    assert (b.compute_s, b.transfer_s, b.waiting_s) == (pytest.approx(3.0), pytest.approx(2.5), pytest.approx(1.0))
+
+
+def test_breakdown_adds_up_to_latency_and_single_device_is_all_compute():
+    split = sim.run(scenario_dict(4, inputs={"dataset": "digits", "frames": 3, "interval_ms": 1.0}))
+    parts = latency_breakdown(split.workload, split.timeline)
+    assert sum(parts.values()) == pytest.approx(split.summary["latency_s"], rel=1e-12)
+    assert min(parts.values()) >= 0 and parts["latency_transfer_s"] > 0
+    single = sim.run(scenario_dict(1))
+    parts = latency_breakdown(single.workload, single.timeline)
+    # LeNet-5: 2*(6*25*28*28 + 16*6*25*10*10 + 120*400 + 84*120 + 10*84) = 833040 FLOPs at 2 GFLOP/s
+    assert parts["latency_compute_s"] == pytest.approx(833040 / 2e9)
+    assert parts["latency_transfer_s"] == parts["latency_waiting_s"] == 0.0
+
+
+def test_compare_writes_table_and_chart_matching_separate_runs(tmp_path, capsys):
+    files = []
+    for name, mbps in (("fast", 100), ("slow", 5)):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(scenario_dict(4, name=name, network={"bandwidth_mbps": mbps})))
+        files.append(str(path))
+    assert cli.main(["compare", *files, "--out", str(tmp_path / "cmp"), "--jobs", "1"]) == 0
+    assert "fast" in capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
+    assert list(table["scenario"]) == ["fast", "slow"]
+    assert (tmp_path / "cmp" / "breakdown.png").stat().st_size > 0
+    for row, file in zip(table.itertuples(), files):
+        summary = sim.run(file).summary
+        assert row.latency_s == pytest.approx(summary["latency_s"], rel=1e-8)
+        assert row.dense_bytes == summary["bytes_by_format"]["dense"]
+        assert row.packed_bytes == summary["bytes_by_format"]["auto"]
+        assert row.flops_total == summary["flops_total"]
+        assert sum(getattr(row, c) for c in BREAKDOWN_COLUMNS) == pytest.approx(row.latency_s, rel=1e-6)
+    assert table.loc[1, "latency_transfer_s"] > table.loc[0, "latency_transfer_s"]
+
+
+def test_compare_refuses_a_bad_file_before_running(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(scenario_dict(2)))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(scenario_dict(2, network={"bandwidth_mbps": 0})))
+    with pytest.raises(UserError, match="bandwidth_mbps"):
+        compare([good, bad], progress=False)

@@ -1,0 +1,131 @@
+"""Each figure: a non-empty PNG, labelled axes with units, and one series per variant / part / device."""
+
+from __future__ import annotations
+
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+import sim
+from sim import plots, sweep
+from sim.errors import UserError
+from tests.helpers import scenario_dict
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_png(path) -> bool:
+    data = path.read_bytes()
+    return len(data) > 1000 and data.startswith(PNG_MAGIC)
+
+
+def _legend(ax) -> list[str]:
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def _sweep_table() -> pd.DataFrame:
+    """Two formats over three bandwidths with a 2 ms single-device baseline, latencies in seconds."""
+    table = pd.DataFrame([
+        {"transfer.format": fmt, "network.bandwidth_mbps": mbps, "devices": 4, "latency_s": lat,
+         "baseline_latency_s": 0.002}
+        for fmt, lats in (("dense", (0.010, 0.004, 0.001)), ("csr", (0.008, 0.003, 0.0009)))
+        for mbps, lat in zip((1.0, 10.0, 100.0), lats)
+    ])  # fmt: skip
+    table.insert(0, "point", range(len(table)))
+    table["error"] = ""
+    return table
+
+
+def test_latency_vs_bandwidth(tmp_path):
+    path = tmp_path / "lat.png"
+    fig = plots.latency_vs_bandwidth(_sweep_table(), path)
+    assert _is_png(path)
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "log" and "bandwidth (Mbps)" in ax.get_xlabel() and "(ms)" in ax.get_ylabel()
+    assert ax.get_title()
+    # two split lines and the baseline; each split line crosses the 2 ms baseline once between 10 and 100 Mbps
+    labels = _legend(ax)
+    assert labels == ["4 devices, format=dense", "4 devices, format=csr", "single device", "crossover (Mbps)"]
+    dense = next(line for line in ax.get_lines() if line.get_label() == "4 devices, format=dense")
+    assert list(dense.get_xdata()) == [1.0, 10.0, 100.0] and list(dense.get_ydata()) == pytest.approx([10, 4, 1])
+    marks = [line for line in ax.get_lines() if line.get_label() == "_crossover"]
+    assert len(marks) == 2
+    # dense: gap +2 ms at 10 Mbps, -1 ms at 100 Mbps -> 10**(1 + 2/3); csr: +1, -1.1 -> 10**(1 + 1/2.1)
+    assert sorted(m.get_xdata()[0] for m in marks) == pytest.approx(sorted([10 ** (5 / 3), 10 ** (1 + 1 / 2.1)]))
+
+
+def test_latency_breakdown(tmp_path):
+    table = pd.DataFrame({"scenario": ["a", "b"], "latency_compute_s": [0.001, 0.002],
+                          "latency_transfer_s": [0.003, 0.0], "latency_waiting_s": [0.0005, 0.0]})  # fmt: skip
+    path = tmp_path / "bd.png"
+    fig = plots.latency_breakdown(table, path)
+    assert _is_png(path)
+    (ax,) = fig.axes
+    assert "(ms)" in ax.get_xlabel() and ax.get_title()
+    assert _legend(ax) == ["compute", "transfer", "waiting"]
+    assert len(ax.containers) == 3 and all(len(c) == 2 for c in ax.containers)
+    transfer = ax.containers[1]
+    assert [bar.get_width() for bar in transfer] == pytest.approx([3.0, 0.0])
+    assert [bar.get_x() for bar in transfer] == pytest.approx([1.0, 2.0])  # stacked after compute
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+
+
+def test_traffic_heatmap(tmp_path):
+    transfers = pd.DataFrame({"frame": [0, 0, 1], "src": ["a", "b", "a"], "dst": ["b", "a", "b"],
+                              "bytes": [1000, 500, 3000]})  # fmt: skip
+    path = tmp_path / "heat.png"
+    fig = plots.traffic_heatmap(transfers, path, devices=["a", "b", "c"])
+    assert _is_png(path)
+    ax, colorbar = fig.axes
+    assert ax.get_xlabel() == "receiving device" and ax.get_ylabel() == "sending device"
+    assert "(kB)" in colorbar.get_ylabel() and "2 frames" in ax.get_title()
+    np.testing.assert_allclose(ax.get_images()[0].get_array(), [[0, 4.0, 0], [0.5, 0, 0], [0, 0, 0]])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+
+
+def test_accuracy_vs_bytes(tmp_path):
+    table = pd.DataFrame({
+        "point": range(4), "devices": 4, "prune.method": ["l1", "l1", "ln", "ln"],
+        "prune.amount": [0.0, 0.5, 0.0, 0.5], "bytes_total": [4000, 3000, 4000, 1500],
+        "accuracy": [0.95, 0.93, 0.95, 0.80], "latency_s": 0.01, "error": "",
+    })  # fmt: skip
+    path = tmp_path / "acc.png"
+    fig = plots.accuracy_vs_bytes(table, path)
+    assert _is_png(path)
+    (ax,) = fig.axes
+    assert "(kB)" in ax.get_xlabel() and "(%)" in ax.get_ylabel() and ax.get_title()
+    assert _legend(ax) == ["4 devices, method=l1", "4 devices, method=ln"]
+    ln = ax.get_lines()[1]
+    assert list(ln.get_xdata()) == [4.0, 1.5] and list(ln.get_ydata()) == pytest.approx([95.0, 80.0])
+    with pytest.raises(UserError, match="no accuracy"):
+        plots.accuracy_vs_bytes(table.drop(columns="accuracy"), path)
+
+
+def test_timeline_writes_png_with_a_row_per_device_and_link(tmp_path, monkeypatch):
+    closed = []
+    real_close = plt.close
+    monkeypatch.setattr(plots.plt, "close", lambda fig=None: (closed.append(fig), real_close(fig)))
+    result = sim.run(scenario_dict(2))
+    path = tmp_path / "timeline.png"
+    plots.timeline(result.transfers, result.compute, path, title="t")
+    assert _is_png(path)
+    ax = closed[-1].axes[0]
+    assert ax.get_xlabel() == "time (ms)"
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert ticks[:2] == ["d0", "d1"] and len(ticks) >= 4  # devices, then each direction that carried data
+
+
+def test_redraw_from_saved_csvs(tmp_path):
+    run_dir = tmp_path / "run"
+    sim.run(scenario_dict(3)).save(run_dir)
+    (run_dir / "timeline.png").unlink()
+    written = plots.redraw(run_dir)
+    assert {p.name for p in written} == {"timeline.png", "traffic.png"} and all(_is_png(p) for p in written)
+    sweep_dir = tmp_path / "sweep"
+    sweep.sweep(scenario_dict(2), {"network.bandwidth_mbps": [1, 10]}, baseline=True, out=sweep_dir, jobs=1,
+                progress=False)  # fmt: skip
+    assert [p.name for p in plots.redraw(sweep_dir)] == ["latency_vs_bandwidth.png"]
+    with pytest.raises(UserError, match="nothing to plot"):
+        plots.redraw(tmp_path / "empty")
