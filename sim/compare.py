@@ -36,6 +36,7 @@ from pathlib import Path
 import pandas as pd
 
 from sim.engine import Timeline
+from sim.errors import UserError
 from sim.workload import Workload
 
 BREAKDOWN_COLUMNS = ("latency_compute_s", "latency_transfer_s", "latency_waiting_s")
@@ -89,7 +90,8 @@ def compare(scenarios: Sequence[str | Path], out: str | Path | None = None, jobs
 
     ``dense_bytes`` is what every message would cost sent dense, ``packed_bytes`` what it costs with
     ``auto`` (the smallest format per message). With ``out``, writes ``comparison.csv`` and the stacked
-    latency breakdown ``breakdown.png`` there. Every file is validated before any work starts.
+    latency breakdown ``breakdown.png`` there. Every file is validated before any work starts; a scenario
+    that cannot be built stops the comparison (:class:`UserError` naming its file).
 
     Example::
 
@@ -100,7 +102,12 @@ def compare(scenarios: Sequence[str | Path], out: str | Path | None = None, jobs
 
     parsed = [as_scenario(path) for path in scenarios]
     rows = sweep.run_points(parsed, jobs=jobs, progress=progress)
+    for path, row in zip(scenarios, rows):
+        if "error" in row:
+            raise UserError(f"{path}: {row['error']}")
     table = pd.DataFrame(rows)
+    if table["accuracy"].isna().all():
+        table = table.drop(columns="accuracy")
     table.insert(0, "file", [str(p) for p in scenarios])
     table.insert(0, "scenario", [sc.name for sc in parsed])
     table = table.rename(columns={"bytes_dense": "dense_bytes", "bytes_auto": "packed_bytes"})

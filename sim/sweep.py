@@ -301,6 +301,8 @@ def iter_points(
     """
     from sim import runner
 
+    if jobs is not None and jobs < 1:
+        raise UserError(f"--jobs: must be >= 1 (got {jobs})")
     jobs = jobs or os.cpu_count() or 1
     todo: list[tuple[int, Scenario, str]] = []
     for index, sc in enumerate(scenarios):
@@ -386,8 +388,6 @@ def sweep(
         >>> grid = {"network.bandwidth_mbps": [1, 10], "transfer.format": ["dense", "auto"]}
         >>> sweep("scenarios/quickstart.yaml", grid, baseline=True, out="results/qs-sweep")  # doctest: +SKIP
     """
-    if jobs is not None and jobs < 1:
-        raise UserError(f"--jobs: must be >= 1 (got {jobs})")
     grid = dict(grid or {})
     todo = points(scenario, grid, baseline, variants)
     values = [v for v, _ in todo]
