@@ -60,9 +60,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from sim.runner import as_scenario
 
     scenario = as_scenario(args.scenario)
-    grid = dict(sweep.parse_set(text) for text in args.set)
-    grid.update(sweep.parse_logspace(text) for text in args.logspace)
+    pairs = [sweep.parse_set(text) for text in args.set] + [sweep.parse_logspace(text) for text in args.logspace]
+    grid = dict(pairs)
+    if len(grid) < len(pairs):
+        raise UserError("--set/--logspace: a key is given twice; list all its values in one --set")
     variants = dict(sweep.parse_variant(text) for text in args.variant)
+    if len(variants) < len(args.variant):
+        raise UserError("--variant: two variants have the same name")
     out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-sweep"
     try:
         table = sweep.sweep(args.scenario, grid, baseline=args.baseline, variants=variants, out=out, jobs=args.jobs)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import sim
-from sim import plots, sweep
+from sim import cli, plots, sweep
 from sim.errors import UserError
 from tests.helpers import scenario_dict
 
@@ -129,3 +129,5 @@ def test_redraw_from_saved_csvs(tmp_path):
     assert [p.name for p in plots.redraw(sweep_dir)] == ["latency_vs_bandwidth.png"]
     with pytest.raises(UserError, match="nothing to plot"):
         plots.redraw(tmp_path / "empty")
+    assert cli.main(["plot", str(tmp_path / "empty")]) == 2
+    assert cli.main(["plot", str(sweep_dir)]) == 0
