@@ -172,11 +172,10 @@ def traffic_heatmap(transfers: pd.DataFrame, path: str | Path, devices: list[str
                     title: str = "") -> Figure:  # fmt: skip
     """Bytes sent from each device (rows) to each device (columns) over the whole run, in kB
     (1 kB = 1e3 bytes), as sent (``bytes`` column: in the chosen wire format)."""
+    from sim.results import traffic_matrix
+
     names = devices or list(dict.fromkeys([*transfers["src"], *transfers["dst"]]))
-    sums = transfers.groupby(["src", "dst"])["bytes"].sum()
-    matrix = np.zeros((len(names), len(names)))
-    for (src, dst), nbytes in sums.items():
-        matrix[names.index(src), names.index(dst)] = nbytes / 1e3
+    matrix = traffic_matrix(transfers, names).to_numpy(dtype=float) / 1e3
     frames = int(transfers["frame"].nunique()) if len(transfers) else 0
     size = 2.5 + 0.55 * len(names)
     fig, ax = plt.subplots(figsize=(size + 1.2, size))

@@ -40,14 +40,15 @@ class RunResult:
     devices: pd.DataFrame | None = None  # sim.counters.device_table: one row per device
 
     def save(self, out: str | Path) -> list[Path]:
-        """Write transfers.csv, compute.csv, traffic.csv, links.csv, devices.csv, summary.json, trace.json
-        and timeline.png into ``out``."""
+        """Write transfers.csv, compute.csv, hops.csv, traffic.csv, links.csv, devices.csv, summary.json,
+        trace.json, timeline.png and traffic.png into ``out``."""
         from sim import counters, plots, trace
 
         out = Path(out)
         written = []
         traffic = traffic_matrix(self.transfers, list(self.workload.devices))
-        tables = [("transfers.csv", self.transfers), ("compute.csv", self.compute)]
+        hops = counters.hop_table(self.workload, self.timeline)
+        tables = [("transfers.csv", self.transfers), ("compute.csv", self.compute), ("hops.csv", hops)]
         tables += [(n, t) for n, t in (("links.csv", self.links), ("devices.csv", self.devices)) if t is not None]
         for name, frame in tables:
             with atomic_path(out / name) as tmp:
@@ -61,8 +62,10 @@ class RunResult:
         chrome = trace.chrome_trace(self.workload, self.timeline, critical)
         write_text(out / "trace.json", json.dumps(chrome) + "\n")
         plots.timeline(self.transfers, self.compute, out / "timeline.png", title=self.summary["name"],
-                       hops=counters.hop_table(self.workload, self.timeline), critical=critical)  # fmt: skip
-        written += [out / "summary.json", out / "trace.json", out / "timeline.png"]
+                       hops=hops, critical=critical)  # fmt: skip
+        plots.traffic_heatmap(self.transfers, out / "traffic.png", devices=list(self.workload.devices),
+                              title=self.summary["name"])  # fmt: skip
+        written += [out / "summary.json", out / "trace.json", out / "timeline.png", out / "traffic.png"]
         return written
 
 
