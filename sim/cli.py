@@ -8,11 +8,43 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from sim.errors import UserError
+
+
+def _check_out(path: str | Path, directory: bool, flag: str = "--out") -> Path:
+    """Refuse an output path that cannot be written, before any work starts: an existing file where a
+    folder is wanted (or the reverse), or a nearest existing parent that is a file or not writable."""
+    p = Path(path)
+    if directory and p.exists() and not p.is_dir():
+        raise UserError(f"{flag} {p}: is an existing file; give a directory (it is created if missing)")
+    if not directory and p.is_dir():
+        raise UserError(f"{flag} {p}: is a directory; give a file name inside it, e.g. {p / 'out'}")
+    start = p if directory else p.parent
+    parent = next((a for a in (start, *start.parents) if a.exists()), Path("."))
+    if not parent.is_dir():
+        raise UserError(f"{flag} {p}: cannot be created because {parent} is a file; choose another {flag}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {p}: {parent} is not writable; choose another {flag}")
+    return p
+
+
+@contextmanager
+def _writing(path: str | Path, flag: str = "--out") -> Iterator[None]:
+    """Turn an OS error on writing under ``path`` (read-only or special file systems such as /proc, a
+    full disk) into a one-line :class:`UserError`; other errors pass through."""
+    try:
+        yield
+    except OSError as exc:
+        target, base = os.path.abspath(str(exc.filename or "")), os.path.abspath(str(path))
+        if not exc.filename or not (target.startswith(base) or base.startswith(target + os.sep)):
+            raise  # not about the output (the folder itself, a file in it, or a parent being created)
+        raise UserError(f"{flag} {path}: cannot write there ({exc.strerror or exc}); choose another {flag}") from None
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -20,9 +52,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from sim.runner import as_scenario, build, simulate
 
     scenario = as_scenario(args.scenario)
+    out = _check_out(args.out if args.out else Path("results") / scenario.name, directory=True)
     result = simulate(scenario, build(scenario).workload)
-    out = Path(args.out) if args.out else Path("results") / scenario.name
-    result.save(out)
+    with _writing(out):
+        result.save(out)
     print(format_summary(result.summary))
     print(f"{'written to':<17}  {out}/")
     return 0
@@ -33,13 +66,16 @@ def _cmd_partition(args: argparse.Namespace) -> int:
     from sim.runner import as_scenario, trace_model
 
     scenario = as_scenario(args.scenario)
+    if args.seed is not None and args.seed < 0:
+        raise UserError(f"--seed: must be >= 0 (got {args.seed})")
+    _check_out(args.out, directory=False)
     graph = trace_model(scenario)
     names = scenario.device_names
     seed = scenario.seed if args.seed is None else args.seed
-    parts = partition.make_partition(graph, args.strategy, len(names), seed=seed,
-                                     rates=[d.flops_per_s for d in scenario.devices])  # fmt: skip
-    partition.save_partition(args.out, scenario.model.name, names, parts)
     rates = [d.flops_per_s for d in scenario.devices]
+    parts = partition.make_partition(graph, args.strategy, len(names), seed=seed, rates=rates)
+    with _writing(args.out):
+        partition.save_partition(args.out, scenario.model.name, names, parts)
     print(f"wrote {args.out}: {len(parts)} layers of {scenario.model.name} over {len(names)} devices "
           f"({args.strategy}; compute imbalance {partition.imbalance(graph, parts, rates):.3f})")  # fmt: skip
     return 0
@@ -67,25 +103,32 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     variants = dict(sweep.parse_variant(text) for text in args.variant)
     if len(variants) < len(args.variant):
         raise UserError("--variant: two variants have the same name")
-    out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-sweep"
+    out = _check_out(args.out if args.out else Path("results") / f"{scenario.name}-sweep", directory=True)
     try:
-        table = sweep.sweep(args.scenario, grid, baseline=args.baseline, variants=variants, out=out, jobs=args.jobs)
+        with _writing(out):
+            table = sweep.sweep(args.scenario, grid, baseline=args.baseline, variants=variants, out=out,
+                                jobs=args.jobs)  # fmt: skip
     except KeyboardInterrupt:
         print(f"dsim: interrupted; finished points kept in {out / 'sweep.csv'}", file=sys.stderr)
         return 130
-    print(sweep.format_table(table))
     failed = int((table["error"] != "").sum())
+    if failed == len(table):
+        raise UserError(f"all {failed} sweep points failed (see {out / 'sweep.csv'}); the first: "
+                        f"{table['error'].iloc[0]}")  # fmt: skip
+    print(sweep.format_table(table))
     print(f"{len(table)} points ({failed} failed); written to {out / 'sweep.csv'}")
-    for path in plots.redraw(out):
-        print(f"plot: {path}")
+    with _writing(out):
+        for path in plots.redraw(out):
+            print(f"plot: {path}")
     return 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from sim import compare
 
-    out = Path(args.out) if args.out else Path("results") / "comparison"
-    table = compare.compare(args.scenarios, out=out, jobs=args.jobs)
+    out = _check_out(args.out if args.out else Path("results") / "comparison", directory=True)
+    with _writing(out):
+        table = compare.compare(args.scenarios, out=out, jobs=args.jobs)
     print(compare.format_table(table))
     print(f"written to {out}/ (comparison.csv, breakdown.png)")
     return 0
@@ -94,8 +137,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_plot(args: argparse.Namespace) -> int:
     from sim import plots
 
-    for path in plots.redraw(args.results):
-        print(f"plot: {path}")
+    with _writing(args.results, flag="results folder"):
+        for path in plots.redraw(args.results):
+            print(f"plot: {path}")
     return 0
 
 
@@ -106,13 +150,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     scenario = as_scenario(args.scenario)
     if args.epochs < 1:
         raise UserError(f"--epochs: must be >= 1 (got {args.epochs})")
+    _check_out(args.out, directory=False)
     inputs, shape = scenario.inputs, input_shape(scenario.model)
     splits = data.labelled(inputs.dataset, shape, scenario.seed, inputs.path)
     if splits is None:
         raise UserError(f"inputs.dataset: '{inputs.dataset}' has no labels to train on; use digits or cifar10")
     model = load_model(scenario.model, scenario.seed)
     train.fit(model, splits[0], args.epochs, scenario.model.lr, scenario.seed)
-    train.save_checkpoint(model, args.out)
+    with _writing(args.out):
+        train.save_checkpoint(model, args.out)
     print(f"test accuracy      {train.accuracy(model, splits[1]) * 100:.2f} % ({len(splits[1].labels)} images)")
     print(f"written to         {args.out} (use it as model.checkpoint)")
     return 0

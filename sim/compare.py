@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -65,9 +66,14 @@ def frame_breakdown(workload: Workload, timeline: Timeline, frame: int) -> Break
     of its critical path (:func:`sim.counters.critical_path`, the walk in the module docstring)."""
     from sim.counters import critical_path
 
-    steps = critical_path(workload, timeline, frame)
-    total = {kind: sum(s["end_s"] - s["start_s"] for s in steps if s["kind"] == kind)
-             for kind in ("compute", "transfer", "wait")}  # fmt: skip
+    return _breakdown(critical_path(workload, timeline, frame), timeline, frame)
+
+
+def _breakdown(steps: Sequence[dict[str, Any]], timeline: Timeline, frame: int) -> Breakdown:
+    """The totals of each kind of step of ``frame``'s critical path ``steps``."""
+    from sim.counters import step_totals
+
+    total = step_totals(steps)
     if not steps:  # no final activity: the whole latency is waiting
         total["wait"] = timeline.frame_done_s[frame] - timeline.frame_arrival_s[frame]
     return Breakdown(total["compute"], total["transfer"], total["wait"])
@@ -75,7 +81,9 @@ def frame_breakdown(workload: Workload, timeline: Timeline, frame: int) -> Break
 
 def latency_breakdown(workload: Workload, timeline: Timeline) -> dict[str, float]:
     """Mean over frames of each part of the latency, in seconds, keyed by :data:`BREAKDOWN_COLUMNS`."""
-    frames = [frame_breakdown(workload, timeline, f) for f in range(workload.frames)]
+    from sim.counters import critical_paths
+
+    frames = [_breakdown(steps, timeline, f) for f, steps in enumerate(critical_paths(workload, timeline))]
     n = max(1, len(frames))
     return dict(zip(BREAKDOWN_COLUMNS, (
         sum(b.compute_s for b in frames) / n,

@@ -105,9 +105,27 @@ def records(table: pd.DataFrame) -> list[dict[str, Any]]:
 def critical_path(workload: Workload, timeline: Timeline, frame: int) -> list[dict[str, Any]]:
     """The steps (compute, transfer, wait) that set ``frame``'s latency, in time order; they tile
     ``[arrival, done]`` of the frame exactly (see the module docstring)."""
-    names = workload.devices
     tasks = [k for k, t in enumerate(workload.tasks) if t.frame == frame]
     messages = [k for k, m in enumerate(workload.messages) if m.frame == frame]
+    return _walk(workload, timeline, frame, tasks, messages)
+
+
+def critical_paths(workload: Workload, timeline: Timeline) -> list[list[dict[str, Any]]]:
+    """:func:`critical_path` of every frame, in frame order; the workload is grouped by frame once, so
+    the cost grows with its size, not with its size times the frame count."""
+    tasks: dict[int, list[int]] = defaultdict(list)
+    messages: dict[int, list[int]] = defaultdict(list)
+    for k, t in enumerate(workload.tasks):
+        tasks[t.frame].append(k)
+    for k, m in enumerate(workload.messages):
+        messages[m.frame].append(k)
+    return [_walk(workload, timeline, f, tasks[f], messages[f]) for f in range(workload.frames)]
+
+
+def _walk(workload: Workload, timeline: Timeline, frame: int, tasks: list[int],
+          messages: list[int]) -> list[dict[str, Any]]:  # fmt: skip
+    """The critical path of ``frame``, whose tasks and messages (indices, in workload order) are given."""
+    names = workload.devices
     needs: dict[int, list[int]] = defaultdict(list)
     for m in messages:
         for t in workload.messages[m].needed_by:
@@ -176,14 +194,19 @@ def critical_path(workload: Workload, timeline: Timeline, frame: int) -> list[di
     return steps
 
 
+def step_totals(steps: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Seconds spent in each kind of step of a critical path: ``compute``, ``transfer`` and ``wait``."""
+    return {kind: sum(s["end_s"] - s["start_s"] for s in steps if s["kind"] == kind)
+            for kind in ("compute", "transfer", "wait")}  # fmt: skip
+
+
 def critical_path_summary(workload: Workload, timeline: Timeline) -> dict[str, Any]:
     """The critical path of the slowest frame (the first, on ties) with its compute / transfer / wait
     totals in seconds."""
     latency = timeline.latency_s
     frame = int(np.argmax(latency)) if latency else 0
     steps = critical_path(workload, timeline, frame) if latency else []
-    totals = {kind: sum(s["end_s"] - s["start_s"] for s in steps if s["kind"] == kind)
-              for kind in ("compute", "transfer", "wait")}  # fmt: skip
+    totals = step_totals(steps)
     return {"frame": frame, "latency_s": latency[frame] if latency else 0.0, "compute_s": totals["compute"],
             "transfer_s": totals["transfer"], "wait_s": totals["wait"], "steps": steps}  # fmt: skip
 

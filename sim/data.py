@@ -146,13 +146,15 @@ def synthetic(shape: tuple[int, int, int], count: int, seed: int) -> Split:
 
 
 def frame_batches(dataset: str, shape: tuple[int, int, int], frames: int, batch: int, seed: int,
-                  path: str | Path | None = None) -> list[Split]:  # fmt: skip
+                  path: str | Path | None = None, test: Split | None = None) -> list[Split]:  # fmt: skip
     """The ``frames`` batches of ``batch`` images that enter the source, in order.
 
     For ``digits`` and ``cifar10`` (read from ``path``) they are the first images of the test split
-    (wrapping around if more are asked for).
+    (wrapping around if more are asked for); pass ``test`` when :func:`labelled` has already loaded it.
     """
-    if dataset == "digits":
+    if test is not None:
+        pool = test
+    elif dataset == "digits":
         pool = digits(shape, seed)[1]
     elif dataset == "cifar10":
         pool = _cifar_split(_cifar_folder(path), (CIFAR10_TEST,), shape)

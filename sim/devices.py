@@ -91,7 +91,8 @@ def calibrated_flops_per_s(channels: int = 64, size: int = 32, min_seconds: floa
     """
     import torch
 
-    conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False).eval()
+    with torch.random.fork_rng(devices=[]):  # the weights' random init must not move the global RNG
+        conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False).eval()
     x = torch.zeros(1, channels, size, size)
     flops = 2 * channels * channels * 9 * size * size
     with torch.no_grad():

@@ -329,7 +329,7 @@ def residual_groups(graph: FlowGraph) -> list[list[str]]:
     for node in graph.order:
         if graph.kind(node) == "add":
             for arg in graph.graph.nodes[node]["args"]:
-                ties.add_edge(node, _stage_of(graph, arg))
+                ties.add_edge(node, stage_of(graph, arg))
     groups = []
     for component in nx.connected_components(ties):
         layers = [n for n in graph.order if n in component and graph.kind(n) == "layer"]
@@ -338,7 +338,7 @@ def residual_groups(graph: FlowGraph) -> list[list[str]]:
     return sorted(groups, key=lambda g: [graph.label(n) for n in graph.order].index(g[0]))
 
 
-def _stage_of(graph: FlowGraph, tensor: str) -> str:
+def stage_of(graph: FlowGraph, tensor: str) -> str:
     """The stage (layer, add or input) whose channels ``tensor`` carries, through channel-wise ops."""
     while graph.kind(tensor) in ("pointwise", "flatten"):
         tensor = graph.graph.nodes[tensor]["args"][0]

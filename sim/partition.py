@@ -121,7 +121,7 @@ def load_partition(path: str | Path, graph: FlowGraph, model: str, devices: Sequ
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{where}: no such file; write one with `dsim partition`") from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or bytes that are not UTF-8
         raise UserError(f"{where}: not a readable JSON partition file ({exc})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("layers"), dict):
         raise UserError(f"{where}: expected an object with a 'layers' mapping of layer -> device per channel")
@@ -140,10 +140,12 @@ def load_partition(path: str | Path, graph: FlowGraph, model: str, devices: Sequ
     parts: dict[str, np.ndarray] = {}
     for name, channels in expected.items():
         owners = given[name]
-        if not isinstance(owners, list) or len(owners) != channels:
-            got = len(owners) if isinstance(owners, list) else type(owners).__name__
-            raise UserError(f"{where}: layer '{name}' has {got} entries; expected {channels} (one device per channel)")
-        unknown = [o for o in owners if o not in index]
+        if not isinstance(owners, list):
+            raise UserError(f"{where}: layer '{name}' must be a list of {channels} device names (one per channel), "
+                            f"not a {type(owners).__name__}")  # fmt: skip
+        if len(owners) != channels:
+            raise UserError(f"{where}: layer '{name}' has {len(owners)} entries; expected {channels} (one device per channel)")
+        unknown = [o for o in owners if not isinstance(o, str) or o not in index]
         if unknown:
             raise UserError(f"{where}: layer '{name}' names unknown device '{unknown[0]}'; devices are "
                             f"{', '.join(devices)}")  # fmt: skip

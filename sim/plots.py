@@ -13,6 +13,8 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -77,10 +79,7 @@ def timeline(transfers: pd.DataFrame, compute: pd.DataFrame, path: str | Path, t
     if layers:
         ax.legend(handles, layers, fontsize=6, ncol=min(6, len(layers)), loc="upper center",
                   bbox_to_anchor=(0.5, -0.25 if len(rows) < 8 else -0.1), frameon=False)  # fmt: skip
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 BREAKDOWN_COLOURS = {"compute": "tab:blue", "transfer": "tab:orange", "waiting": "tab:gray"}
@@ -222,6 +221,23 @@ def accuracy_vs_bytes(table: pd.DataFrame, path: str | Path, amount: str = "prun
     return _save(fig, path)
 
 
+@contextmanager
+def _reading(where: str | Path) -> Iterator[None]:
+    """Turn what a malformed or foreign table raises while it is read and drawn (empty file, bad CSV or
+    JSON, a missing column) into a one-line :class:`UserError` naming ``where``."""
+    try:
+        yield
+    except UserError:
+        raise
+    except KeyError as exc:
+        raise UserError(f"{where}: no column {exc}; not a table written by dsim (re-run the command that "
+                        "wrote it)") from None  # fmt: skip
+    except (ValueError, TypeError) as exc:  # pandas EmptyDataError/ParserError, JSON and bad-value errors
+        text = str(exc).strip()
+        reason = f"{type(exc).__name__}: {text.splitlines()[0][:100]}" if text else type(exc).__name__
+        raise UserError(f"{where}: not a table written by dsim ({reason}); re-run the command that wrote it") from None
+
+
 def redraw(directory: str | Path) -> list[Path]:
     """Redraw every figure a results directory's CSVs support, without re-running anything.
 
@@ -233,31 +249,37 @@ def redraw(directory: str | Path) -> list[Path]:
     from sim import sweep
 
     d = Path(directory)
+    if not d.is_dir():
+        what = "it is a file, not a results folder" if d.exists() else "no such results folder"
+        raise UserError(f"{d}: nothing to plot, {what}; give the --out folder of dsim run, sweep or compare")
     written: list[Path] = []
     if (d / "sweep.csv").is_file():
-        table = pd.read_csv(d / "sweep.csv")
-        swept = sweep.swept_columns(table)
-        bandwidth = next((c for c in swept if c.endswith("bandwidth_mbps")), None)
-        if bandwidth is not None:
-            latency_vs_bandwidth(table, d / "latency_vs_bandwidth.png", x=bandwidth, title=f"Latency vs link "
-                                 f"bandwidth ({d.name})")  # fmt: skip
-            written.append(d / "latency_vs_bandwidth.png")
-        if "accuracy" in table.columns and "prune.amount" in swept and table["accuracy"].notna().any():
-            accuracy_vs_bytes(table, d / "accuracy_vs_bytes.png", title=f"Accuracy vs traffic ({d.name})")
-            written.append(d / "accuracy_vs_bytes.png")
+        with _reading(d / "sweep.csv"):
+            table = pd.read_csv(d / "sweep.csv")
+            swept = sweep.swept_columns(table)
+            bandwidth = next((c for c in swept if c.endswith("bandwidth_mbps")), None)
+            if bandwidth is not None:
+                latency_vs_bandwidth(table, d / "latency_vs_bandwidth.png", x=bandwidth, title=f"Latency vs link "
+                                     f"bandwidth ({d.name})")  # fmt: skip
+                written.append(d / "latency_vs_bandwidth.png")
+            if "accuracy" in table.columns and "prune.amount" in swept and table["accuracy"].notna().any():
+                accuracy_vs_bytes(table, d / "accuracy_vs_bytes.png", title=f"Accuracy vs traffic ({d.name})")
+                written.append(d / "accuracy_vs_bytes.png")
     if (d / "comparison.csv").is_file():
-        latency_breakdown(pd.read_csv(d / "comparison.csv"), d / "breakdown.png")
+        with _reading(d / "comparison.csv"):
+            latency_breakdown(pd.read_csv(d / "comparison.csv"), d / "breakdown.png")
         written.append(d / "breakdown.png")
     if (d / "transfers.csv").is_file() and (d / "compute.csv").is_file():
-        transfers, compute = pd.read_csv(d / "transfers.csv"), pd.read_csv(d / "compute.csv")
-        name, devices, critical = d.name, None, None
-        if (d / "summary.json").is_file():
-            summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))
-            name, critical = summary.get("name", name), summary.get("critical_path")
-            devices = [dev["name"] for dev in summary.get("scenario", {}).get("devices", [])] or None
-        hops = pd.read_csv(d / "hops.csv") if (d / "hops.csv").is_file() else None
-        timeline(transfers, compute, d / "timeline.png", title=name, hops=hops, critical=critical)
-        traffic_heatmap(transfers, d / "traffic.png", devices=devices, title=name)
+        with _reading(f"{d} (transfers.csv, compute.csv, hops.csv, summary.json)"):
+            transfers, compute = pd.read_csv(d / "transfers.csv"), pd.read_csv(d / "compute.csv")
+            name, devices, critical = d.name, None, None
+            if (d / "summary.json").is_file():
+                summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))
+                name, critical = summary.get("name", name), summary.get("critical_path")
+                devices = [dev["name"] for dev in summary.get("scenario", {}).get("devices", [])] or None
+            hops = pd.read_csv(d / "hops.csv") if (d / "hops.csv").is_file() else None
+            timeline(transfers, compute, d / "timeline.png", title=name, hops=hops, critical=critical)
+            traffic_heatmap(transfers, d / "traffic.png", devices=devices, title=name)
         written += [d / "timeline.png", d / "traffic.png"]
     if not written and not (d / "sweep.csv").is_file():
         raise UserError(f"{d}: nothing to plot; expected sweep.csv, comparison.csv or transfers.csv + compute.csv")

@@ -53,7 +53,7 @@ import torch.nn.utils.prune as tprune
 from torch import nn
 
 from sim.errors import UserError
-from sim.flowgraph import FlowGraph, _stage_of, residual_groups
+from sim.flowgraph import FlowGraph, residual_groups, stage_of
 from sim.scenario import PruneSpec
 from sim.workload import WorkloadPlan
 
@@ -87,21 +87,21 @@ def channel_groups(graph: FlowGraph) -> list[ChannelGroup]:
     node_of = {graph.label(n): n for n in graph.order if graph.kind(n) == "layer"}
     ties = nx.Graph()
     ties.add_nodes_from(node_of.values())
-    blocked = {graph.input_node(), _stage_of(graph, graph.output_tensor())}
+    blocked = {graph.input_node(), stage_of(graph, graph.output_tensor())}
     for names in residual_groups(graph):
         nx.add_path(ties, [node_of[name] for name in names])
     for node in graph.order:
         kind, args = graph.kind(node), graph.graph.nodes[node]["args"]
         if kind == "add":
-            ties.add_edge(node, _stage_of(graph, args[0]))
+            ties.add_edge(node, stage_of(graph, args[0]))
         elif kind == "cat":
-            blocked.update(_stage_of(graph, a) for a in args)
+            blocked.update(stage_of(graph, a) for a in args)
         elif kind == "layer":
             layer = graph.graph.nodes[node]["layer"]
             if is_depthwise(layer.groups, layer.in_channels, layer.out_channels):
-                ties.add_edge(node, _stage_of(graph, args[0]))
+                ties.add_edge(node, stage_of(graph, args[0]))
             elif layer.groups > 1:
-                blocked.update((node, _stage_of(graph, args[0])))
+                blocked.update((node, stage_of(graph, args[0])))
     rank = {n: i for i, n in enumerate(graph.order)}
     groups = []
     for component in nx.connected_components(ties):
@@ -159,7 +159,7 @@ def bytes_saved(plan: WorkloadPlan, group: ChannelGroup, hops: Hops) -> np.ndarr
     g, stages = plan.graph, set(group.stages)
     saved = np.zeros(group.channels)
     for m in plan.messages:
-        if _stage_of(g, m.tensor) in stages:
+        if stage_of(g, m.tensor) in stages:
             np.add.at(saved, m.channels, g.graph.nodes[m.tensor]["spatial"] * VALUE_BYTES * hops(m.src, m.dst))
     return saved
 

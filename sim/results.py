@@ -51,8 +51,7 @@ class RunResult:
         tables = [("transfers.csv", self.transfers), ("compute.csv", self.compute), ("hops.csv", hops)]
         tables += [(n, t) for n, t in (("links.csv", self.links), ("devices.csv", self.devices)) if t is not None]
         for name, frame in tables:
-            with atomic_path(out / name) as tmp:
-                frame.to_csv(tmp, index=False, float_format="%.9g")
+            write_csv(frame, out / name)
             written.append(out / name)
         with atomic_path(out / "traffic.csv") as tmp:
             traffic.to_csv(tmp)
@@ -67,6 +66,12 @@ class RunResult:
                               title=self.summary["name"])  # fmt: skip
         written += [out / "summary.json", out / "trace.json", out / "timeline.png", out / "traffic.png"]
         return written
+
+
+def write_csv(table: pd.DataFrame, path: str | Path) -> None:
+    """Write a result table atomically, without its index, floats to 9 significant digits."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.9g")
 
 
 def transfers_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
@@ -125,12 +130,11 @@ def auto_saving(totals: dict[str, int]) -> float:
 def summarize(name: str, resolved: dict[str, Any], transfers: pd.DataFrame, compute: pd.DataFrame,
               timeline: Timeline) -> dict[str, Any]:  # fmt: skip
     """Headline figures: latency statistics over frames, throughput, bytes and compute time."""
-    from sim.counters import stream_stats
+    from sim.counters import makespan_s, stream_stats
 
     latency = np.asarray(timeline.latency_s)
-    first, last = min(timeline.frame_arrival_s), max(timeline.frame_done_s)
-    makespan = last - first
     stream = stream_stats(timeline)
+    totals = bytes_by_format(transfers)
     return {
         "name": name,
         "frames": len(latency),
@@ -138,10 +142,10 @@ def summarize(name: str, resolved: dict[str, Any], transfers: pd.DataFrame, comp
         "latency_p50_s": float(np.percentile(latency, 50)),
         "latency_p99_s": float(np.percentile(latency, 99)),
         **stream,  # throughput_fps (sustained), departure_interval_s, offered_fps, keeps_up, latency growth
-        "makespan_s": float(makespan),
+        "makespan_s": float(makespan_s(timeline)),
         "bytes_total": int(transfers["bytes"].sum()),
-        "bytes_by_format": bytes_by_format(transfers),
-        "auto_saving": auto_saving(bytes_by_format(transfers)),
+        "bytes_by_format": totals,
+        "auto_saving": auto_saving(totals),
         "header_bytes": int(transfers["header_bytes"].sum()),
         "messages": int(len(transfers)),
         "flops_total": float(compute["flops"].sum()),

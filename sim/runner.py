@@ -62,12 +62,19 @@ def load_model(spec: ModelSpec, seed: int) -> nn.Module:
     if spec.checkpoint is not None:
         path = Path(spec.checkpoint)
         if not path.is_file():
-            raise UserError(f"model.checkpoint: no such file {path}; train one with `dsim train`")
+            what = f"{path} is a folder, not a file" if path.is_dir() else f"no such file {path}"
+            raise UserError(f"model.checkpoint: {what}; train one with `dsim train`")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-            model.load_state_dict(state.get("state_dict", state))
-        except Exception as exc:  # torch raises RuntimeError/UnpicklingError/KeyError for bad files
-            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        except Exception:  # torch raises UnpicklingError/RuntimeError/EOFError for files it cannot read
+            raise UserError(f"model.checkpoint: {path} is not a state_dict saved by torch.save or "
+                            "`dsim train`") from None  # fmt: skip
+        try:
+            model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+        except Exception as exc:  # RuntimeError (missing/unexpected keys, shapes), TypeError, AttributeError
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            lines = [line for line in lines if not line.startswith("Error(s) in loading")] or [type(exc).__name__]
+            reason = lines[0] if len(lines[0]) <= 120 else lines[0][:117] + "..."
             raise UserError(f"model.checkpoint: {path} does not fit model '{spec.name}' ({reason})") from None
     return model.eval()
 
@@ -125,8 +132,9 @@ def build(scenario: Scenario) -> Built:
     fine-tuning, physical removal), trace the smaller model, run the frames through it, size every message
     and measure its test accuracy when the dataset has labels."""
     shape, inputs = input_shape(scenario.model), scenario.inputs
-    batches = data.frame_batches(inputs.dataset, shape, inputs.frames, inputs.batch_size, scenario.seed, inputs.path)
     splits = data.labelled(inputs.dataset, shape, scenario.seed, inputs.path)
+    batches = data.frame_batches(inputs.dataset, shape, inputs.frames, inputs.batch_size, scenario.seed, inputs.path,
+                                 test=None if splits is None else splits[1])  # fmt: skip
     model = load_model(scenario.model, scenario.seed)
     prune.check_layer_names(scenario.prune, prune.layer_names(model))
     if scenario.model.train_epochs and splits is not None:
@@ -148,8 +156,9 @@ def build(scenario: Scenario) -> Built:
         plan = WorkloadPlan(graph, parts, *ends, exchange=transfer.exchange)
         frames, partials = split.frame_values(graph, plan, images)
     workload = build_workload(
-        plan, frames, names, spec, transfer.format, partials=partials, channel_header=transfer.channel_header
-    )
+        plan, frames, names, spec, transfer.format, batch=inputs.batch_size, partials=partials,
+        channel_header=transfer.channel_header,
+    )  # fmt: skip
     if scenario.deploy is not None:
         shards = deploy.deployment_workload(
             graph, plan, names, names.index(scenario.deploy.from_), wire.WireSpec("float32", transfer.index_bits),
@@ -198,30 +207,31 @@ def device_rates(scenario: Scenario) -> list[DeviceRate]:
     return [DeviceRate(d.flops_per_s, d.overhead_s, d.mem_bandwidth_Bps) for d in scenario.devices]
 
 
-_BASELINE_WORKLOADS: dict[str, Workload] = {}  # workload_key -> built single-device workload
-
-
-def single_device_baseline(scenario: Scenario) -> dict[str, Any]:
-    """Latency and throughput of the whole model on the scenario's source device alone (same frames,
-    arrivals, pruning and wire settings; no network), for ``baseline: single``. The one-device workload is
-    built once per process and workload key."""
+def baseline_scenario(scenario: Scenario) -> Scenario:
+    """The scenario of ``baseline: single``: the whole model on the source device alone (same frames,
+    arrivals, pruning and wire settings; no network)."""
     data = scenario.resolved()
     data.update(
         name=f"{scenario.name}-single", devices=[d for d in data["devices"] if d["name"] == scenario.source],
         sink=scenario.source, network={}, partition={"strategy": "contiguous"}, baseline="none", deploy=None,
     )  # fmt: skip
-    single = parse_scenario(data, origin="baseline")
-    key = workload_key(single)
-    if key not in _BASELINE_WORKLOADS:
-        _BASELINE_WORKLOADS[key] = build(single).workload
-    summary = simulate(single, _BASELINE_WORKLOADS[key]).summary
+    return parse_scenario(data, origin="baseline")
+
+
+def single_device_baseline(scenario: Scenario, workload: Workload | None = None) -> dict[str, Any]:
+    """Latency and throughput of :func:`baseline_scenario`, for ``baseline: single``. ``workload`` is its
+    built workload (built here when not given; sweeps build it once per distinct workload key)."""
+    single = baseline_scenario(scenario)
+    summary = simulate(single, build(single).workload if workload is None else workload).summary
     return {"device": scenario.source, "latency_s": summary["latency_s"], "throughput_fps": summary["throughput_fps"]}
 
 
-def simulate(scenario: Scenario, workload: Workload) -> RunResult:
+def simulate(scenario: Scenario, workload: Workload, baseline: Workload | None = None) -> RunResult:
     """Run the engine on ``workload`` with the scenario's devices, network and frame arrivals.
 
-    A pair of devices that must talk but has no route is refused (one line naming it) before the run.
+    For ``baseline: single``, ``baseline`` is the built workload of :func:`baseline_scenario` (built here
+    when not given). A pair of devices that must talk but has no route is refused (one line naming it)
+    before the run.
     """
     rates = device_rates(scenario)
     net = scenario.network
@@ -241,7 +251,7 @@ def simulate(scenario: Scenario, workload: Workload) -> RunResult:
     summary["links"], summary["devices"] = counters.records(links), counters.records(devices)
     summary["critical_path"] = counters.critical_path_summary(workload, timeline)
     if scenario.baseline == "single":
-        base = single_device_baseline(scenario)
+        base = single_device_baseline(scenario, baseline)
         summary["baseline"] = {**base, "speedup": base["latency_s"] / summary["latency_s"]}
     if workload.deploy is not None:  # on the same network, before inference; not part of its latency
         summary.update(deploy.deployment_summary(workload.deploy, engine(workload.deploy, rates, network, [0.0])))

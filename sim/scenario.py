@@ -186,7 +186,7 @@ class PartitionSpec(_Strict):
     @model_validator(mode="after")
     def _one_source(self) -> PartitionSpec:
         if self.file is not None and "strategy" in self.model_fields_set:
-            raise ValueError("partition: give either strategy or file, not both")
+            raise ValueError("give either strategy or file, not both")
         return self
 
 
@@ -371,6 +371,15 @@ def _loc(parts: tuple[int | str, ...]) -> str:
     return out
 
 
+def _kind(value: Any) -> str:
+    """How a YAML value reads to its author, for type errors: ``a string ('lenet5')``, ``null``."""
+    if value is None:
+        return "null"
+    names = {str: "a string", int: "a number", float: "a number", bool: "a boolean", list: "a list", dict: "a mapping"}
+    kind = names.get(type(value), type(value).__name__)
+    return f"{kind} ({value!r})" if isinstance(value, (str, int, float)) and len(repr(value)) <= 40 else kind
+
+
 def _message(error: dict[str, Any]) -> str:
     """One short phrase for one pydantic error."""
     kind = error["type"]
@@ -387,6 +396,17 @@ def _message(error: dict[str, Any]) -> str:
         "string_too_short": "must not be empty",
         "too_long": "is not supported yet; leave it empty",
         "string_pattern_mismatch": "must start with a letter or digit and use only letters, digits, . _ -",
+        "model_type": f"must be a mapping of keys (key: value), not {_kind(error.get('input'))}",
+        "dict_type": f"must be a mapping (key: value), not {_kind(error.get('input'))}",
+        "list_type": f"must be a list (one '- ' entry per item), not {_kind(error.get('input'))}",
+        "tuple_type": f"must be a list like [1, 32, 32], not {_kind(error.get('input'))}",
+        "float_parsing": "input should be a valid number, without a unit (the unit is in the key's name)",
+        "float_type": "must be a number",
+        "int_parsing": "must be a whole number",
+        "int_from_float": "must be a whole number",
+        "int_type": "must be a whole number",
+        "string_type": "must be a string",
+        "bool_parsing": "must be true or false",
     }
     if kind in phrases:
         return phrases[kind]
@@ -405,7 +425,9 @@ def _format_validation_error(exc: ValidationError) -> str:
         line = text  # model-level checks already name their field
     else:
         line = f"{loc}: {text}" if loc else text
-    if first["type"] in ("greater_than", "literal_error", "int_type", "float_type") and "input" in first:
+    got = ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "literal_error", "int_type",
+           "float_type", "int_parsing", "float_parsing", "int_from_float", "string_type")  # fmt: skip
+    if first["type"] in got and "input" in first:
         line += f" (got {first['input']!r})"
     if len(errors) > 1:
         line += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"

@@ -291,5 +291,5 @@ def frame_values(
     tensors = plan.tensors() | {plan.layer_input(n) for n in plan.partial_layers()}
     if every_layer_input:
         tensors |= {plan.layer_input(n) for n in plan.exchange}
-    frames = [graph.activations(x, tensors) for x in images]
+    frames = [graph.activations(x, tensors) if tensors else {} for x in images]  # one device: nothing crosses
     return frames, [partial_sums(graph, plan, values) for values in frames]

@@ -42,7 +42,7 @@ import yaml
 from tqdm import tqdm
 
 from sim.errors import UserError
-from sim.fileio import atomic_path
+from sim.results import write_csv
 from sim.scenario import Scenario, parse_scenario
 
 SUMMARY_COLUMNS = (
@@ -53,6 +53,7 @@ SUMMARY_COLUMNS = (
 )  # fmt: skip
 META_COLUMNS = ("point", "error")
 BANDWIDTH_KEY = "network.bandwidth_mbps"
+MAX_LOGSPACE = 10_000  # values of one --logspace (each is a simulation)
 SINGLE = "single device"  # label of the baseline curves
 
 
@@ -67,6 +68,8 @@ def parse_set(text: str) -> tuple[str, list[Any]]:
     key, sep, values = text.partition("=")
     if not sep or not key.strip() or not values.strip():
         raise UserError(f"--set {text}: expected KEY=V1,V2,... (e.g. network.bandwidth_mbps=1,10,100)")
+    if any(not v.strip() for v in values.split(",")):
+        raise UserError(f"--set {text}: a value is empty; remove the stray comma (e.g. network.bandwidth_mbps=1,10)")
     try:
         parsed = [_number(yaml.safe_load(v)) for v in values.split(",")]
     except yaml.YAMLError:
@@ -94,29 +97,34 @@ def parse_logspace(text: str) -> tuple[str, list[float]]:
     parts = spec.split(":")
     try:
         lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
-        if len(parts) != 3 or lo <= 0 or hi <= 0 or n < 1:
+        if len(parts) != 3 or not (0 < lo < math.inf and 0 < hi < math.inf) or n < 1:
             raise ValueError
     except (ValueError, IndexError):
-        raise UserError(f"--logspace {text}: expected KEY=LO:HI:N with 0 < LO, 0 < HI and N >= 1") from None
+        raise UserError(f"--logspace {text}: expected KEY=LO:HI:N with finite 0 < LO <= HI and N >= 1") from None
+    if lo > hi:
+        raise UserError(f"--logspace {text}: LO ({lo:g}) is above HI ({hi:g}); give them in increasing order")
+    if n > MAX_LOGSPACE:
+        raise UserError(f"--logspace {text}: N = {n} values is too many for a sweep; use at most {MAX_LOGSPACE}")
     if not sep or not key.strip():
         raise UserError(f"--logspace {text}: expected KEY=LO:HI:N")
     return key.strip(), [float(v) for v in np.geomspace(lo, hi, n)]
 
 
-def _check_key(resolved: dict[str, Any], key: str) -> None:
-    """Refuse a dotted key that names no scenario field (a ``None`` section may take any sub-key)."""
+def _check_key(resolved: dict[str, Any], key: str, flag: str = "--set") -> None:
+    """Refuse a dotted key that names no scenario field (a ``None`` section may take any sub-key);
+    ``flag`` names the option that gave it in the message."""
     node: Any = resolved
     for part in key.split("."):
         if node is None:
             return
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise UserError(f"--set {key}: '{part}' must be a list index below {len(node)}")
+                raise UserError(f"{flag} {key}: '{part}' must be a list index below {len(node)}")
             node = node[int(part)]
         elif isinstance(node, dict) and part in node:
             node = node[part]
         else:
-            raise UserError(f"--set {key}: no such scenario field; see `dsim schema` for the keys")
+            raise UserError(f"{flag} {key}: no such scenario field; see `dsim schema` for the keys")
 
 
 def _assign(data: dict[str, Any], key: str, value: Any) -> None:
@@ -193,7 +201,7 @@ def points(
             raise UserError(f"--set {key}: give at least one value")
     for name, settings in (variants or {}).items():
         for key in settings:
-            _check_key(resolved, key)
+            _check_key(resolved, key, f"--variant {name}:")
             if key in grid:
                 raise UserError(f"--variant {name}: {key} is also swept by --set; set it in one place")
     keys = list(grid)
@@ -258,12 +266,13 @@ def _build(job: tuple[str, Scenario]) -> tuple[str, Any, str | None]:
         return key, None, str(exc)
 
 
-def _simulate(job: tuple[int, Scenario, str]) -> tuple[int, dict[str, Any]]:
+def _simulate(job: tuple[int, Scenario, str, str | None]) -> tuple[int, dict[str, Any]]:
+    """``(index, row)`` of one point, from its workload and its single-device baseline's (by key)."""
     from sim.runner import simulate
 
-    index, scenario, key = job
+    index, scenario, key, base = job
     try:
-        return index, summary_row(simulate(scenario, _WORKLOADS[key]))
+        return index, summary_row(simulate(scenario, _WORKLOADS[key], None if base is None else _WORKLOADS[base]))
     except UserError as exc:
         return index, {"error": str(exc)}
 
@@ -295,9 +304,10 @@ def iter_points(
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Run the scenarios, yielding ``(index, row)`` as each finishes (in any order).
 
-    Each distinct workload (:func:`sim.runner.workload_key`) is built once, then the engine runs each
-    point; both phases use ``jobs`` processes (default: all cores). A row is :func:`summary_row` or
-    ``{"error": message}``.
+    Each distinct workload (:func:`sim.runner.workload_key`), and each distinct single-device workload
+    of the points with ``baseline: single`` (:func:`sim.runner.baseline_scenario`), is built once, then
+    the engine runs each point; both phases use ``jobs`` processes (default: all cores). A row is
+    :func:`summary_row` or ``{"error": message}``.
     """
     from sim import runner
 
@@ -310,29 +320,35 @@ def iter_points(
             yield index, {"error": str(sc)}
         else:
             todo.append((index, sc, runner.workload_key(sc)))
-    distinct: dict[str, Scenario] = {}
+    builds: dict[str, Scenario] = {}  # workload key -> a scenario that builds it
+    baseline_of: dict[str, str | UserError] = {}  # workload key -> key of its baseline: single, or why none
     for _, sc, key in todo:
-        distinct.setdefault(key, sc)
+        builds.setdefault(key, sc)
+        if sc.baseline == "single" and key not in baseline_of:
+            try:
+                single = runner.baseline_scenario(sc)
+            except UserError as exc:
+                baseline_of[key] = exc
+                continue
+            baseline_of[key] = runner.workload_key(single)
+            builds.setdefault(baseline_of[key], single)
     workloads: dict[str, Any] = {}
     failed: dict[str, str] = {}
-    for key, workload, error in _map(_build, list(distinct.items()), jobs, _start_builder, (), "build",
+    for key, workload, error in _map(_build, list(builds.items()), jobs, _start_builder, (), "build",
                                      "workload", progress):  # fmt: skip
         if error is None:
             workloads[key] = workload
         else:
             failed[key] = error
-    for key, sc in distinct.items():
-        if key in workloads and sc.baseline == "single":  # built here once, so forked workers inherit it
-            try:
-                runner.single_device_baseline(sc)
-            except UserError as exc:
-                failed[key] = f"baseline: {exc}"
     runnable = []
-    for job in todo:
-        if job[2] in failed:
-            yield job[0], {"error": failed[job[2]]}
+    for index, sc, key in todo:
+        base = baseline_of[key] if sc.baseline == "single" else None
+        if key in failed:
+            yield index, {"error": failed[key]}
+        elif isinstance(base, UserError) or base in failed:
+            yield index, {"error": f"baseline: {base if isinstance(base, UserError) else failed[base]}"}
         else:
-            runnable.append(job)
+            runnable.append((index, sc, key, base))
     _init_worker(workloads)
     try:
         yield from _map(_simulate, runnable, jobs, _start_worker, (workloads,), "simulate", "point", progress)
@@ -346,12 +362,6 @@ def run_points(
     """Rows of :func:`iter_points` in scenario order."""
     rows: dict[int, dict[str, Any]] = dict(iter_points(scenarios, jobs, progress))
     return [rows[i] for i in range(len(scenarios))]
-
-
-def write_csv(table: pd.DataFrame, path: str | Path) -> None:
-    """Write a result table atomically, floats to 9 significant digits (as run tables are)."""
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.9g")
 
 
 def _table(keys: Sequence[str], values: list[dict[str, Any]], rows: dict[int, dict[str, Any]]) -> pd.DataFrame:
@@ -430,7 +440,7 @@ def lines(table: pd.DataFrame, x: str) -> list[tuple[str, list[str], pd.DataFram
     others = [c for c in swept_columns(table) if c != x]
     named = [c for c in others if table[c].nunique(dropna=False) > 1]  # a single value names no line
     out = []
-    groups = ok.groupby(others, sort=False, dropna=False) if others else [((), ok)]
+    groups = ok.groupby(others, sort=False, dropna=False) if others else [((), ok)] if len(ok) else []
     for _, group in groups:
         first = group.iloc[0]
         settings = [_setting(c, first[c]) for c in named]

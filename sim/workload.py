@@ -65,7 +65,8 @@ MAX_AUTO_CONSUMERS = 10  # exchange auto tries every subset of the layers readin
 
 @dataclass(frozen=True)
 class Task:
-    """One device's share of one stage (a conv/linear layer or a residual add) for one frame."""
+    """One device's share of one stage for one frame: a conv/linear layer, a residual add, or under
+    ``partial_sums`` a layer's partial sums (``op`` conv/linear) or their sum (``<L>.sum``, ``op`` add)."""
 
     frame: int
     layer: str
@@ -245,10 +246,10 @@ class WorkloadPlan:
         channels = g.graph.nodes[tensor]["channels"]
         partial = self.partial_layers() if partial is None else partial
         for consumer in g.consumers(tensor):
-            need = np.zeros((self.n_devices, channels), dtype=bool)
-            kind = g.kind(consumer)
             if consumer in partial:
                 continue
+            need = np.zeros((self.n_devices, channels), dtype=bool)
+            kind = g.kind(consumer)
             if kind == "layer":
                 layer = g.graph.nodes[consumer]["layer"]
                 owner = self.ownership[consumer]
@@ -374,11 +375,13 @@ def build_workload(
     spec: wire.WireSpec,
     fmt: str,
     *,
+    batch: int,
     partials: Sequence[Mapping[tuple[str, int], np.ndarray]] = (),
     channel_header: str = "none",
 ) -> Workload:
     """Size every message of every frame from its activations and assemble the engine's workload.
 
+    ``batch`` is the number of images per frame (it scales every task's FLOPs and bytes touched).
     ``frames[f]`` maps each tensor of :meth:`WorkloadPlan.tensors` to its value for frame ``f``;
     ``partials[f]`` maps ``(layer node, device)`` to that device's partial sums of every filter of a layer
     using partial sums (:func:`sim.split.partial_sums`). ``channel_header`` is one of
@@ -387,7 +390,6 @@ def build_workload(
     if channel_header not in CHANNEL_HEADERS:
         raise ValueError(f"channel_header must be one of {CHANNEL_HEADERS}, got {channel_header!r}")
     g = plan.graph
-    batch = next(iter(frames[0].values())).shape[0] if frames and frames[0] else 1
     templates = plan.tasks(batch)
     index_of = {(stage, d): k for k, (stage, d, *_rest) in enumerate(templates)}
     tasks: list[Task] = []
@@ -396,10 +398,7 @@ def build_workload(
         base = len(tasks)
         tasks.extend(Task(f, plan.task_label(stage), d, *rest) for stage, d, *rest in templates)
         for m in plan.messages:
-            matrix, n_channels = _payload(plan, m, values, partials[f] if m.partial else {})
-            sizes = wire.encoded_sizes(matrix, spec)
-            chosen, nbytes = wire.choose(sizes, fmt)
-            header = header_bytes(channel_header, len(m.channels), n_channels, spec.index_bits)
+            matrix, sizes, chosen, nbytes, header = _encode(plan, m, f, values, partials, spec, fmt, channel_header)
             messages.append(Message(
                 frame=f, layer=m.layer, src=m.src, dst=m.dst, channels=len(m.channels), elements=matrix.size,
                 nnz=int(np.count_nonzero(matrix)), sizes=sizes, format=chosen, bytes=nbytes + header,
@@ -427,19 +426,25 @@ def header_bytes(kind: str, channels: int, tensor_channels: int, index_bits: int
     return 0
 
 
-def _payload(
-    plan: WorkloadPlan, m: _MessagePlan, values: Mapping[str, np.ndarray],
-    partials: Mapping[tuple[str, int], np.ndarray],
-) -> tuple[np.ndarray, int]:  # fmt: skip
-    """The 2-D payload of message ``m`` for one frame and the channel count of the tensor it is cut from."""
+def _encode(
+    plan: WorkloadPlan, m: _MessagePlan, frame: int, values: Mapping[str, np.ndarray],
+    partials: Sequence[Mapping[tuple[str, int], np.ndarray]], spec: wire.WireSpec, fmt: str, channel_header: str,
+) -> tuple[np.ndarray, dict[str, int], str, int, int]:  # fmt: skip
+    """Message ``m`` of ``frame`` (tensor ``values``, ``partials`` of every frame) on the wire: its 2-D
+    payload, its encoded bytes per format, the format it is sent in (``fmt``, or the smallest for
+    ``auto``), its payload bytes in that format and its channel-header bytes."""
     if m.partial:
         layer = m.tensor[: -len(PARTIAL)]
         node = plan.graph.graph.nodes[layer]
-        value = partials[(layer, m.src)]
+        value = partials[frame][(layer, m.src)]
     else:
         node = plan.graph.graph.nodes[m.tensor]
         value = values[m.tensor]
-    return message_matrix(value, m.channels, node["channels"], node["rank"]), node["channels"]
+    matrix = message_matrix(value, m.channels, node["channels"], node["rank"])
+    sizes = wire.encoded_sizes(matrix, spec)
+    chosen, nbytes = wire.choose(sizes, fmt)
+    header = header_bytes(channel_header, len(m.channels), node["channels"], spec.index_bits)
+    return matrix, sizes, chosen, nbytes, header
 
 
 def choose_exchange(
@@ -482,7 +487,6 @@ def _bytes(
     total = 0
     for f, values in enumerate(frames):
         for m in messages:
-            matrix, n_channels = _payload(plan, m, values, partials[f] if m.partial else {})
-            total += wire.choose(wire.encoded_sizes(matrix, spec), fmt)[1]
-            total += header_bytes(channel_header, len(m.channels), n_channels, spec.index_bits)
+            *_, nbytes, header = _encode(plan, m, f, values, partials, spec, fmt, channel_header)
+            total += nbytes + header
     return total

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sim.workload import Message, Task
+
 
 def scenario_dict(n_devices: int = 4, **overrides: Any) -> dict[str, Any]:
     """A LeNet-5 scenario on ``n_devices`` devices d0..dN-1 (d0 is source and sink), as plain data.
@@ -24,3 +26,16 @@ def scenario_dict(n_devices: int = 4, **overrides: Any) -> dict[str, Any]:
     }
     data.update(overrides)
     return data
+
+
+def message(src: int, dst: int, nbytes: int, after: int | None = None, needed_by: tuple[int, ...] = (),
+            final: bool = False, frame: int = 0, tensor: str = "",
+            channel_ids: tuple[int, ...] = ()) -> Message:  # fmt: skip
+    """A hand-built dense message of ``nbytes`` bytes (``nbytes // 4`` float32 elements, all non-zero)."""
+    return Message(frame, "x", src, dst, 1, nbytes // 4, nbytes // 4, {"dense": nbytes}, "dense", nbytes,
+                   after, needed_by, final, tensor, channel_ids)  # fmt: skip
+
+
+def task(device: int, flops: float, final: bool = False, frame: int = 0, op: str = "conv", layer: str = "L") -> Task:
+    """A hand-built task of ``flops`` FLOPs on ``device``."""
+    return Task(frame, layer, device, flops, op, final)

@@ -7,19 +7,10 @@ import pytest
 from sim import counters
 from sim.engine import DeviceRate, simulate
 from sim.network import Network
-from sim.workload import Message, Task, Workload
+from sim.workload import Workload
+from tests.helpers import message, task
 
 MBPS = 1e6
-
-
-def message(src: int, dst: int, nbytes: int, after: int | None = None, needed_by: tuple[int, ...] = (),
-            final: bool = False, frame: int = 0) -> Message:  # fmt: skip
-    return Message(frame, "x", src, dst, 1, nbytes // 4, nbytes // 4, {"dense": nbytes}, "dense", nbytes,
-                   after, needed_by, final)  # fmt: skip
-
-
-def task(device: int, flops: float, final: bool = False, frame: int = 0, layer: str = "L") -> Task:
-    return Task(frame, layer, device, flops, "conv", final)
 
 
 def run(tasks, messages, topology="mesh", n=3, bandwidth_bps=1 * MBPS, latency_s=0.0, rates=None, arrivals=(0.0,)):

@@ -3,21 +3,20 @@ no torch). Times are worked out by hand in each test: ``bytes*8/bandwidth`` on t
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from sim.engine import DeviceRate, chunk_sizes, simulate
 from sim.errors import UserError
 from sim.network import MEDIUM, LinkParams, Network
-from sim.workload import Message, Task, Workload
+from sim.workload import Task, Workload
+from tests import helpers
 
 MBPS = 1e6
 
 
-def message(src: int, dst: int, nbytes: int, after: int | None = None, needed_by: tuple[int, ...] = (),
-            final: bool = True, frame: int = 0, tensor: str = "",
-            channel_ids: tuple[int, ...] = ()) -> Message:  # fmt: skip
-    return Message(frame, "x", src, dst, 1, nbytes // 4, nbytes // 4, {"dense": nbytes}, "dense", nbytes,
-                   after, needed_by, final, tensor, channel_ids)  # fmt: skip
+message = functools.partial(helpers.message, final=True)  # each message here ends its frame unless told
 
 
 def run(net: Network, messages, tasks=(), rates=None, arrivals=(0.0,), **options):

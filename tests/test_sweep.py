@@ -77,11 +77,11 @@ def test_bad_point_records_its_error_and_the_others_complete(tmp_path):
 def test_interrupt_keeps_finished_rows(tmp_path, monkeypatch):
     real, calls = runner.simulate, []
 
-    def interrupted(scenario, workload):
+    def interrupted(scenario, workload, baseline=None):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(scenario, workload)
+        return real(scenario, workload, baseline)
 
     monkeypatch.setattr(runner, "simulate", interrupted)
     with pytest.raises(KeyboardInterrupt):

@@ -172,6 +172,15 @@ def test_single_device_baseline_is_all_compute() -> None:
     assert base["speedup"] == pytest.approx(base["latency_s"] / result.summary["latency_s"])
 
 
+def test_single_device_baseline_counts_the_whole_batch() -> None:
+    # LeNet-5 on a 1x32x32 image: 2 * (6*25*28*28 + 16*6*25*10*10 + 120*400 + 84*120 + 10*84) = 833040 FLOPs;
+    # a batch of 3 is 3 times that, on one 2 GFLOP/s device even though nothing crosses the network.
+    data = scenario_dict(2, baseline="single", inputs={"dataset": "digits", "batch_size": 3, "frames": 1})
+    result = simulate(parse_scenario(data), build(parse_scenario(data)).workload)
+    assert result.summary["flops_total"] == 3 * 833040
+    assert result.summary["baseline"]["latency_s"] == pytest.approx(3 * 833040 / 2e9)
+
+
 def test_mixed_devices_summary_is_valid_json(lenet) -> None:
     devices = [{"name": "d0", "preset": "rpi4"}, {"name": "d1", "gflops": 2}, {"name": "d2", "gflops": 2},
                {"name": "d3", "preset": "phone"}]  # fmt: skip

@@ -15,6 +15,11 @@ from sim.errors import UserError
 from sim.wire import FORMATS, WireSpec, choose, decode, encode, encoded_sizes
 
 DTYPES = ("float32", "float16", "bfloat16", "int8")
+FINITE_MATRICES = hnp.arrays(  # float32 matrices up to 12x12 of any finite values
+    np.float32,
+    hnp.array_shapes(min_dims=2, max_dims=2, max_side=12),
+    elements=st.floats(width=32, allow_nan=False, allow_infinity=False),
+)
 
 
 def expected_bytes(fmt: str, rows: int, cols: int, nnz: int, dtype: str, index_bits: int) -> int:
@@ -93,11 +98,7 @@ def test_sizes_are_buffer_lengths_and_auto_is_smallest(x: np.ndarray, dtype: str
 
 @settings(max_examples=60, deadline=None)
 @given(
-    x=hnp.arrays(
-        np.float32,
-        hnp.array_shapes(min_dims=2, max_dims=2, max_side=12),
-        elements=st.floats(width=32, allow_nan=False, allow_infinity=False),
-    ),
+    x=FINITE_MATRICES,
     fmt=st.sampled_from(FORMATS),
 )
 def test_float32_is_exact_for_any_finite_value(x: np.ndarray, fmt: str) -> None:
@@ -109,11 +110,7 @@ def test_float32_is_exact_for_any_finite_value(x: np.ndarray, fmt: str) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    x=hnp.arrays(
-        np.float32,
-        hnp.array_shapes(min_dims=2, max_dims=2, max_side=12),
-        elements=st.floats(width=32, allow_nan=False, allow_infinity=False),
-    ),
+    x=FINITE_MATRICES,
     dtype=st.sampled_from(["float16", "bfloat16", "int8"]),
     fmt=st.sampled_from(FORMATS),
 )
