@@ -1,7 +1,8 @@
 """Time and peak memory to build the workload (trace, forward, size every message) of large splits.
 
-Each case runs in a fresh process so its peak resident memory (``ru_maxrss``) is its own; the figure
-beside it is the same process's peak right after importing the libraries, before any work.
+Each case runs in a fresh process so its peak resident memory (``VmHWM`` of ``/proc/self/status``; unlike
+``ru_maxrss`` it does not carry over the parent's peak across fork and exec) is its own; the figure beside
+it is the same process's peak right after importing the libraries, before any work.
 """
 
 from __future__ import annotations
@@ -13,11 +14,18 @@ import sys
 CASES = [("resnet18", 8), ("resnet34", 16)]
 
 _CHILD = """
-import json, resource, sys, time
+import json, re, sys, time
 import sim.runner as runner
 from sim.scenario import parse_scenario
+
+
+def peak_kb():
+    with open("/proc/self/status") as f:
+        return int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1))
+
+
 model, n = sys.argv[1], int(sys.argv[2])
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kb()
 scenario = parse_scenario({
     "name": "bench", "model": {"name": model}, "inputs": {"dataset": "synthetic", "batch_size": 1},
     "devices": [{"name": f"d{i}", "gflops": 10} for i in range(n)], "source": "d0", "sink": "d0",
@@ -25,7 +33,7 @@ scenario = parse_scenario({
 start = time.perf_counter()
 built = runner.build(scenario)
 elapsed = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = peak_kb()
 print(json.dumps({"s": elapsed, "peak_mb": peak / 1024, "base_mb": before / 1024,
                   "messages": len(built.workload.messages), "tasks": len(built.workload.tasks)}))
 """

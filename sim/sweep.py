@@ -280,9 +280,9 @@ def _simulate(job: tuple[int, Scenario, str, str | None]) -> tuple[int, dict[str
 def _map(fn: Any, items: list[Any], jobs: int, initializer: Any, initargs: tuple[Any, ...], desc: str,
          unit: str, progress: bool) -> Iterator[Any]:  # fmt: skip
     """``fn`` over ``items`` on up to ``jobs`` processes (in this one for a single job or item), yielding
-    results as they finish with a progress bar; the pool is stopped on exit or interrupt."""
+    results as they finish with a progress bar (on a terminal); the pool is stopped on exit or interrupt."""
     jobs = max(1, min(jobs, len(items)))
-    with tqdm(total=len(items), desc=desc, unit=unit, disable=not progress) as bar:
+    with tqdm(total=len(items), desc=desc, unit=unit, disable=None if progress else True) as bar:
         if jobs == 1:
             for item in items:
                 result = fn(item)

@@ -54,7 +54,8 @@ def fit(model: nn.Module, split: Split, epochs: int, lr: float, seed: int, batch
         progress: bool = True, desc: str = "train") -> nn.Module:  # fmt: skip
     """Train ``model`` in place for ``epochs`` passes over ``split`` and return it in eval mode.
 
-    ``lr`` is Adam's learning rate; ``seed`` fixes the batch order. A tqdm bar counts the steps.
+    ``lr`` is Adam's learning rate; ``seed`` fixes the batch order. With ``progress``, a tqdm bar counts
+    the steps when stderr is a terminal.
     """
     if split.labels is None:
         raise ValueError("training needs a labelled split")
@@ -66,7 +67,8 @@ def fit(model: nn.Module, split: Split, epochs: int, lr: float, seed: int, batch
     n = len(split.labels)
     steps = epochs * ((n + batch_size - 1) // batch_size)
     model.train()
-    with _threads(THREADS), tqdm(total=steps, desc=desc, unit="step", disable=not progress, leave=False) as bar:
+    bar_off = None if progress else True  # None: tqdm shows the bar only on a terminal
+    with _threads(THREADS), tqdm(total=steps, desc=desc, unit="step", disable=bar_off, leave=False) as bar:
         for epoch in range(epochs):
             order = torch.randperm(n, generator=gen)
             for start in range(0, n, batch_size):
