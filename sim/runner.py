@@ -104,6 +104,20 @@ def hop_counts(scenario: Scenario) -> prune.Hops:
     return lambda src, dst: len(network.route(names[src], names[dst]))
 
 
+def make_plan(scenario: Scenario, graph: FlowGraph, parts: partition.Partition,
+              exchange: str | dict[str, str] = "inputs") -> WorkloadPlan:  # fmt: skip
+    """The scenario's workload plan: its devices, source, sink and image channel owners (``inputs.owners``)."""
+    names, owners = scenario.device_names, scenario.inputs.owners
+    if owners is not None and len(owners) != graph.graph.nodes[graph.input_node()]["channels"]:
+        channels = graph.graph.nodes[graph.input_node()]["channels"]
+        raise UserError(f"inputs.owners: has {len(owners)} entries; the model input has {channels} channels "
+                        "(give one device per channel)")  # fmt: skip
+    return WorkloadPlan(
+        graph, parts, len(names), names.index(scenario.source), names.index(scenario.sink), exchange=exchange,
+        input_owner=None if owners is None else [names.index(o) for o in owners],
+    )  # fmt: skip
+
+
 def prune_model(scenario: Scenario, model: nn.Module, graph: FlowGraph, parts: partition.Partition,
                 example: torch.Tensor, splits: tuple[data.Split, data.Split] | None,
                 ) -> tuple[nn.Module, FlowGraph, partition.Partition]:  # fmt: skip
@@ -112,10 +126,10 @@ def prune_model(scenario: Scenario, model: nn.Module, graph: FlowGraph, parts: p
 
     Returns the smaller model, its graph traced on ``example``, and ``parts`` sliced by the kept channels.
     """
-    spec, names = scenario.prune, scenario.device_names
+    spec = scenario.prune
     plan, hops = None, None
     if spec.method == "comm_structured":
-        plan = WorkloadPlan(graph, parts, len(names), names.index(scenario.source), names.index(scenario.sink))
+        plan = make_plan(scenario, graph, parts)
         hops = hop_counts(scenario)
     keep = prune.apply(model, graph, spec, scenario.seed, plan, hops)
     if spec.finetune_epochs and splits is not None:
@@ -146,14 +160,13 @@ def build(scenario: Scenario) -> Built:
         model, graph, parts = prune_model(scenario, model, graph, parts, batches[0].images, splits)
     transfer, images = scenario.transfer, [b.images for b in batches]
     spec = wire.WireSpec(transfer.dtype, transfer.index_bits)
-    ends = (len(names), names.index(scenario.source), names.index(scenario.sink))
     if transfer.exchange == "auto":  # size both schemes of every layer, then keep the cheapest choice
-        both = WorkloadPlan(graph, parts, *ends, exchange="partial_sums")
+        both = make_plan(scenario, graph, parts, exchange="partial_sums")
         frames, partials = split.frame_values(graph, both, images, every_layer_input=True)
         exchange = choose_exchange(both, frames, partials, spec, transfer.format, transfer.channel_header)
-        plan = WorkloadPlan(graph, parts, *ends, exchange=exchange)
+        plan = make_plan(scenario, graph, parts, exchange=exchange)
     else:
-        plan = WorkloadPlan(graph, parts, *ends, exchange=transfer.exchange)
+        plan = make_plan(scenario, graph, parts, exchange=transfer.exchange)
         frames, partials = split.frame_values(graph, plan, images)
     workload = build_workload(
         plan, frames, names, spec, transfer.format, batch=inputs.batch_size, partials=partials,

@@ -65,6 +65,10 @@ class InputsSpec(_Strict):
     frames: int = Field(default=1, gt=0)
     interval_ms: float = Field(default=0.0, ge=0)
     fps: float | None = Field(default=None, gt=0, description="frames per second; replaces interval_ms")
+    owners: list[str] | None = Field(
+        default=None, min_length=1,
+        description="device owning each channel of the image (e.g. one camera per channel); default: all on source",
+    )  # fmt: skip
 
     @property
     def interval_s(self) -> float:
@@ -331,6 +335,9 @@ class Scenario(_Strict):
                 raise ValueError(f"{field}: unknown device '{value}'; devices are {', '.join(names)}")
         if self.deploy is not None and self.deploy.from_ not in names:
             raise ValueError(f"deploy.from: unknown device '{self.deploy.from_}'; devices are {', '.join(names)}")
+        for i, owner in enumerate(self.inputs.owners or ()):
+            if owner not in names:
+                raise ValueError(f"inputs.owners[{i}]: unknown device '{owner}'; devices are {', '.join(names)}")
         return self
 
     @model_validator(mode="after")

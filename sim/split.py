@@ -218,10 +218,9 @@ def _run_node(
     """Device ``d``'s value of one tensor node and the channels of it that it holds."""
     name, kind = node.name, graph.kind(node.name)
     args = graph.graph.nodes[name]["args"]
-    if kind == "input":
-        holds = np.full(graph.graph.nodes[name]["channels"], d == plan.source)
-        return images.clone(), holds
     own = plan.ownership[name] == d
+    if kind == "input":  # each device holds the image channels it owns (all on the source by default)
+        return images.clone(), own
     if kind == "layer":
         spec = graph.graph.nodes[name]["layer"]
         missing = spec.uses[own].any(axis=0) & ~known[args[0]]

@@ -146,13 +146,14 @@ class WorkloadPlan:
 
     def __init__(
         self, graph: FlowGraph, partition: Partition, n_devices: int, source: int, sink: int, *,
-        exchange: str | Mapping[str, str] = "inputs",
+        exchange: str | Mapping[str, str] = "inputs", input_owner: Sequence[int] | None = None,
     ):  # fmt: skip
         self.graph = graph
         self.partition = dict(partition)
         self.n_devices = n_devices
         self.source = source
         self.sink = sink
+        self.input_owner = None if input_owner is None else np.asarray(input_owner, dtype=np.int64)
         self.ownership: dict[str, np.ndarray] = {}
         self._producer: dict[str, np.ndarray] = {}  # node -> stage node producing each channel
         self._propagate(partition)
@@ -166,7 +167,9 @@ class WorkloadPlan:
         for node in g.order:
             kind, args = g.kind(node), g.graph.nodes[node]["args"]
             if kind == "input":
-                owner = np.full(g.graph.nodes[node]["channels"], self.source)
+                owner = self.input_owner if self.input_owner is not None else np.full(
+                    g.graph.nodes[node]["channels"], self.source
+                )  # the image's channels: on the source, unless the scenario spreads them
                 producer = np.full(owner.shape, node, dtype=object)
             elif kind == "layer":
                 owner = np.asarray(partition[g.label(node)])
