@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from sim.partition import imbalance
 from sim.results import RunResult, traffic_matrix
 from sim.runner import Built
 
@@ -50,7 +51,9 @@ def describe(built: Built, result: RunResult) -> str:
     first = result.transfers[result.transfers["frame"] == 0]
     parts = [
         f"scenario {built.scenario.name}: model {built.scenario.model.name}, {len(wl.devices)} devices, "
-        f"partition {built.scenario.partition.file or built.scenario.partition.strategy}",
+        f"partition {built.scenario.partition.file or built.scenario.partition.strategy}, compute imbalance "
+        f"{imbalance(built.graph, built.plan.partition, [d.flops_per_s for d in built.scenario.devices]):.3f} "
+        "(mean over layers of slowest / mean device time; 1 is even)",
         "",
         "FLOPs per device (one frame):",
         layer_table(built).to_string(index=False, float_format=lambda x: f"{x:,.0f}"),

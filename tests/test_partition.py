@@ -48,6 +48,9 @@ def test_balanced_shares_follow_gflops(lenet) -> None:
     even = make_partition(lenet, "contiguous", 4)
     rates = [1e9, 1e9, 2e9, 4e9]
     assert imbalance(lenet, parts, rates) < imbalance(lenet, even, rates)
+    # equal devices, contiguous: conv1 shares 2,2,1,1 (slowest 2 / mean 1.5), fc3 3,3,2,2 (3 / 2.5),
+    # the other three layers split evenly (1)
+    assert imbalance(lenet, even, [1e9] * 4) == pytest.approx((2 / 1.5 + 1 + 1 + 1 + 3 / 2.5) / 5)
 
 
 def test_aligned_ties_every_residual_stream() -> None:
