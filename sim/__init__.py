@@ -2,7 +2,7 @@
 
 ``sim.run(scenario)`` runs a scenario (a path to a YAML file, a dict, or a :class:`sim.scenario.Scenario`)
 and returns a :class:`sim.results.RunResult` with pandas tables; ``sim.sweep(scenario, grid)`` runs a
-parameter sweep and returns its table (see :mod:`sim.sweep`). Heavy modules load on first use, so
+parameter sweep and returns its table (see :mod:`sim.sweeps`). Heavy modules load on first use, so
 ``import sim.engine`` does not import torch.
 """
 
@@ -19,8 +19,8 @@ def __getattr__(name: str) -> Any:
         from sim.runner import run
 
         return run
-    if name == "sweep":  # the module itself is callable: sim.sweep(...) runs sim.sweep.sweep(...)
-        import importlib
+    if name == "sweep":
+        from sim.sweeps import sweep
 
-        return importlib.import_module("sim.sweep")
+        return sweep
     raise AttributeError(f"module 'sim' has no attribute {name!r}")

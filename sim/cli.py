@@ -92,21 +92,21 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from sim import plots, sweep
+    from sim import grid, plots, sweeps
     from sim.runner import as_scenario
 
     scenario = as_scenario(args.scenario)
-    pairs = [sweep.parse_set(text) for text in args.set] + [sweep.parse_logspace(text) for text in args.logspace]
-    grid = dict(pairs)
-    if len(grid) < len(pairs):
+    pairs = [grid.parse_set(text) for text in args.set] + [grid.parse_logspace(text) for text in args.logspace]
+    settings = dict(pairs)
+    if len(settings) < len(pairs):
         raise UserError("--set/--logspace: a key is given twice; list all its values in one --set")
-    variants = dict(sweep.parse_variant(text) for text in args.variant)
+    variants = dict(grid.parse_variant(text) for text in args.variant)
     if len(variants) < len(args.variant):
         raise UserError("--variant: two variants have the same name")
     out = _check_out(args.out if args.out else Path("results") / f"{scenario.name}-sweep", directory=True)
     try:
         with _writing(out):
-            table = sweep.sweep(args.scenario, grid, baseline=args.baseline, variants=variants, out=out,
+            table = sweeps.sweep(args.scenario, settings, baseline=args.baseline, variants=variants, out=out,
                                 jobs=args.jobs)  # fmt: skip
     except KeyboardInterrupt:
         print(f"dsim: interrupted; finished points kept in {out / 'sweep.csv'}", file=sys.stderr)
@@ -115,7 +115,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if failed == len(table):
         raise UserError(f"all {failed} sweep points failed (see {out / 'sweep.csv'}); the first: "
                         f"{table['error'].iloc[0]}")  # fmt: skip
-    print(sweep.format_table(table))
+    print(sweeps.format_table(table))
     print(f"{len(table)} points ({failed} failed); written to {out / 'sweep.csv'}")
     with _writing(out):
         for path in plots.redraw(out):

@@ -105,11 +105,11 @@ def compare(scenarios: Sequence[str | Path], out: str | Path | None = None, jobs
 
         >>> compare(["scenarios/quickstart.yaml", "scenarios/bandwidth.yaml"], out="results/cmp")  # doctest: +SKIP
     """
-    from sim import plots, sweep
+    from sim import plots, sweeps
     from sim.runner import as_scenario
 
     parsed = [as_scenario(path) for path in scenarios]
-    rows = sweep.run_points(parsed, jobs=jobs, progress=progress)
+    rows = sweeps.run_points(parsed, jobs=jobs, progress=progress)
     for path, row in zip(scenarios, rows):
         if "error" in row:
             raise UserError(f"{path}: {row['error']}")
@@ -121,7 +121,7 @@ def compare(scenarios: Sequence[str | Path], out: str | Path | None = None, jobs
     table = table.rename(columns={"bytes_dense": "dense_bytes", "bytes_auto": "packed_bytes"})
     table = table[[c for c in COMPARISON_COLUMNS if c in table.columns]]
     if out is not None:
-        sweep.write_csv(table, Path(out) / "comparison.csv")
+        sweeps.write_csv(table, Path(out) / "comparison.csv")
         plots.latency_breakdown(table, Path(out) / "breakdown.png")
     return table
 

@@ -6,8 +6,8 @@ they saved (already closed), so callers and tests can inspect its axes.
 
 Example::
 
-    >>> from sim import plots, sweep
-    >>> table = sweep.sweep("scenarios/bandwidth.yaml", {"network.bandwidth_mbps": [1, 10, 100]})  # doctest: +SKIP
+    >>> from sim import plots, sweeps
+    >>> table = sweeps.sweep("scenarios/bandwidth.yaml", {"network.bandwidth_mbps": [1, 10, 100]})  # doctest: +SKIP
     >>> plots.latency_vs_bandwidth(table, "latency_vs_bandwidth.png")                              # doctest: +SKIP
 """
 
@@ -107,24 +107,24 @@ def _axis_label(key: str) -> str:
 def latency_vs_bandwidth(table: pd.DataFrame, path: str | Path, x: str = "network.bandwidth_mbps",
                          title: str = "") -> Figure:  # fmt: skip
     """Mean frame latency against ``x`` (log axes) from a sweep table: one line per variant
-    (:func:`sim.sweep.lines`), the single-device baseline(s) dashed (:func:`sim.sweep.baselines`), and
-    the crossovers (:func:`sim.sweep.crossovers`) marked by dotted vertical lines labelled with their ``x``:
+    (:func:`sim.sweeps.lines`), the single-device baseline(s) dashed (:func:`sim.sweeps.baselines`), and
+    the crossovers (:func:`sim.sweeps.crossovers`) marked by dotted vertical lines labelled with their ``x``:
     those with the baseline when the sweep has one, else those between lines."""
-    from sim import sweep
+    from sim import sweeps
 
-    curves = sweep.lines(table, x)
+    curves = sweeps.lines(table, x)
     if not curves:
         raise UserError(f"{path}: no successful sweep points to plot")
     fig, ax = plt.subplots(figsize=(8, 5))
     for label, _, rows in curves:
         ax.plot(rows[x].to_numpy(dtype=float), rows["latency_s"].to_numpy(dtype=float) * 1e3, marker="o",
                 markersize=3, label=label)  # fmt: skip
-    for k, (label, rows) in enumerate(sweep.baselines(table, x)):
+    for k, (label, rows) in enumerate(sweeps.baselines(table, x)):
         ax.plot(rows[x].to_numpy(dtype=float), rows["baseline_latency_s"].to_numpy(dtype=float) * 1e3,
                 color="black", linestyle=("--", "-.", ":")[k % 3], linewidth=1.5, label=label)  # fmt: skip
-    cross = sweep.crossovers(table, x)
-    if (cross["versus"] == sweep.SINGLE).any():  # with a baseline, mark where the split wins or loses
-        cross = cross[cross["versus"] == sweep.SINGLE]
+    cross = sweeps.crossovers(table, x)
+    if (cross["versus"] == sweeps.SINGLE).any():  # with a baseline, mark where the split wins or loses
+        cross = cross[cross["versus"] == sweeps.SINGLE]
     for _, c in cross.iterrows():
         ax.axvline(c[x], color="tab:red", linestyle=":", linewidth=1, label="_crossover")
         ax.annotate(f"{c[x]:.3g}", (c[x], 0), xycoords=ax.get_xaxis_transform(), xytext=(2, 4),
@@ -198,15 +198,15 @@ def traffic_heatmap(transfers: pd.DataFrame, path: str | Path, devices: list[str
 def accuracy_vs_bytes(table: pd.DataFrame, path: str | Path, amount: str = "prune.amount",
                       title: str = "") -> Figure:  # fmt: skip
     """Accuracy (%) against cross-device bytes (kB) for a pruning sweep: one line per variant over
-    ``amount`` (:func:`sim.sweep.lines`), each point labelled with its pruning amount."""
-    from sim import sweep
+    ``amount`` (:func:`sim.sweeps.lines`), each point labelled with its pruning amount."""
+    from sim import sweeps
 
     if "accuracy" not in table.columns or table["accuracy"].isna().all():
         raise UserError(f"{path}: the sweep has no accuracy column; sweep a scenario that measures accuracy")
     if amount not in table.columns:
         raise UserError(f"{path}: the sweep has no '{amount}' column; sweep it with --set {amount}=0,0.25,0.5")
     fig, ax = plt.subplots(figsize=(8, 5))
-    for label, _, rows in sweep.lines(table, amount):
+    for label, _, rows in sweeps.lines(table, amount):
         rows = rows[rows["accuracy"].notna()]
         kb, acc = rows["bytes_total"].to_numpy(dtype=float) / 1e3, rows["accuracy"].to_numpy(dtype=float) * 100
         ax.plot(kb, acc, marker="o", label=label)
@@ -246,7 +246,7 @@ def redraw(directory: str | Path) -> list[Path]:
     ``transfers.csv`` + ``compute.csv`` (a run) -> ``timeline.png`` (critical path from ``summary.json``;
     link-queue rows only when a ``hops.csv`` was saved, else one row per device pair) and ``traffic.png``.
     """
-    from sim import sweep
+    from sim import sweeps
 
     d = Path(directory)
     if not d.is_dir():
@@ -256,7 +256,7 @@ def redraw(directory: str | Path) -> list[Path]:
     if (d / "sweep.csv").is_file():
         with _reading(d / "sweep.csv"):
             table = pd.read_csv(d / "sweep.csv")
-            swept = sweep.swept_columns(table)
+            swept = sweeps.swept_columns(table)
             bandwidth = next((c for c in swept if c.endswith("bandwidth_mbps")), None)
             if bandwidth is not None:
                 latency_vs_bandwidth(table, d / "latency_vs_bandwidth.png", x=bandwidth, title=f"Latency vs link "

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import sim
-from sim import cli, plots, sweep
+from sim import cli, plots, sweeps
 from sim.errors import UserError
 from tests.helpers import scenario_dict
 
@@ -124,7 +124,7 @@ def test_redraw_from_saved_csvs(tmp_path):
     written = plots.redraw(run_dir)
     assert {p.name for p in written} == {"timeline.png", "traffic.png"} and all(_is_png(p) for p in written)
     sweep_dir = tmp_path / "sweep"
-    sweep.sweep(scenario_dict(2), {"network.bandwidth_mbps": [1, 10]}, baseline=True, out=sweep_dir, jobs=1,
+    sweeps.sweep(scenario_dict(2), {"network.bandwidth_mbps": [1, 10]}, baseline=True, out=sweep_dir, jobs=1,
                 progress=False)  # fmt: skip
     assert [p.name for p in plots.redraw(sweep_dir)] == ["latency_vs_bandwidth.png"]
     with pytest.raises(UserError, match="nothing to plot"):

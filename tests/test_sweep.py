@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sim
-from sim import cli, runner, sweep
+from sim import cli, grid, runner, sweeps
 from sim.errors import UserError
 from sim.runner import as_scenario
 from tests.helpers import scenario_dict
@@ -52,7 +52,7 @@ def test_bandwidth_sweep_builds_once_and_matches_separate_runs(count_builds, job
 
 def test_one_build_per_distinct_workload_key(count_builds):
     grid = {"transfer.format": ["dense", "csr", "auto"], "network.bandwidth_mbps": [1, 10], "devices.1.gflops": [1, 4]}
-    table = sweep.sweep(scenario_dict(4), grid, jobs=1, progress=False)
+    table = sweeps.sweep(scenario_dict(4), grid, jobs=1, progress=False)
     assert len(table) == 12
     assert len(count_builds) == 3  # one per format; bandwidth and a device's speed reuse the workload
     row = table[(table["transfer.format"] == "csr") & (table["devices.1.gflops"] == 4)].iloc[0]
@@ -65,7 +65,7 @@ def test_one_build_per_distinct_workload_key(count_builds):
 
 
 def test_bad_point_records_its_error_and_the_others_complete(tmp_path):
-    table = sweep.sweep(scenario_dict(2), {"network.bandwidth_mbps": [10, 0, 20]}, out=tmp_path, jobs=1,
+    table = sweeps.sweep(scenario_dict(2), {"network.bandwidth_mbps": [10, 0, 20]}, out=tmp_path, jobs=1,
                         progress=False)  # fmt: skip
     assert "network.bandwidth_mbps: must be > 0" in table.loc[1, "error"]
     assert math.isnan(table.loc[1, "latency_s"])
@@ -85,25 +85,25 @@ def test_interrupt_keeps_finished_rows(tmp_path, monkeypatch):
 
     monkeypatch.setattr(runner, "simulate", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        sweep.sweep(scenario_dict(2), {"network.bandwidth_mbps": [1, 2, 3, 4]}, out=tmp_path, jobs=1, progress=False)
+        sweeps.sweep(scenario_dict(2), {"network.bandwidth_mbps": [1, 2, 3, 4]}, out=tmp_path, jobs=1, progress=False)
     saved = pd.read_csv(tmp_path / "sweep.csv")
     assert list(saved["network.bandwidth_mbps"]) == [1, 2]
     assert saved["latency_s"].notna().all()
 
 
 def test_baseline_is_the_source_device_alone():
-    table = sweep.sweep(scenario_dict(4), {"network.bandwidth_mbps": [1, 100], "transfer.format": ["dense", "csr"]},
+    table = sweeps.sweep(scenario_dict(4), {"network.bandwidth_mbps": [1, 100], "transfer.format": ["dense", "csr"]},
                         baseline=True, jobs=1, progress=False)  # fmt: skip
     # LeNet-5 whole on d0 at 2 GFLOP/s, whatever the links and the wire format
     assert table["baseline_latency_s"].to_numpy() == pytest.approx([LENET_FLOPS / 2e9] * 4)
     assert table["speedup"].to_numpy() == pytest.approx(table["baseline_latency_s"] / table["latency_s"])
-    assert sweep.baselines(table, "network.bandwidth_mbps")[0][0] == "single device"
+    assert sweeps.baselines(table, "network.bandwidth_mbps")[0][0] == "single device"
 
 
 def test_quickstart_latency_never_increases_with_bandwidth_on_mesh():
-    grid = {"network.latency_ms": [0, 1, 5], "inputs.frames": [1, 3], "network.bandwidth_mbps": list(
-        sweep.parse_logspace("k=0.05:5000:15")[1])}  # fmt: skip
-    table = sweep.sweep("scenarios/quickstart.yaml", grid, jobs=1, progress=False)
+    settings = {"network.latency_ms": [0, 1, 5], "inputs.frames": [1, 3], "network.bandwidth_mbps": list(
+        grid.parse_logspace("k=0.05:5000:15")[1])}  # fmt: skip
+    table = sweeps.sweep("scenarios/quickstart.yaml", settings, jobs=1, progress=False)
     assert (table["error"] == "").all()
     for _, curve in table.groupby(["network.latency_ms", "inputs.frames"]):
         latency = curve.sort_values("network.bandwidth_mbps")["latency_s"].to_numpy()
@@ -136,23 +136,23 @@ def quickstart_workload():
 
 
 def test_parse_set_and_logspace():
-    assert sweep.parse_set("transfer.format=dense,csr,auto") == ("transfer.format", ["dense", "csr", "auto"])
-    assert sweep.parse_set("network.bandwidth_mbps=1,2.5,1e3") == ("network.bandwidth_mbps", [1, 2.5, 1000.0])
-    key, values = sweep.parse_logspace("network.bandwidth_mbps=1:1000:4")
+    assert grid.parse_set("transfer.format=dense,csr,auto") == ("transfer.format", ["dense", "csr", "auto"])
+    assert grid.parse_set("network.bandwidth_mbps=1,2.5,1e3") == ("network.bandwidth_mbps", [1, 2.5, 1000.0])
+    key, values = grid.parse_logspace("network.bandwidth_mbps=1:1000:4")
     assert key == "network.bandwidth_mbps" and values == pytest.approx([1, 10, 100, 1000])
     for bad in ("x", "k=", "=1,2"):
         with pytest.raises(UserError, match="--set"):
-            sweep.parse_set(bad)
+            grid.parse_set(bad)
     for bad in ("k=1:10", "k=0:10:3", "k=1:10:x"):
         with pytest.raises(UserError, match="--logspace"):
-            sweep.parse_logspace(bad)
+            grid.parse_logspace(bad)
 
 
 def test_unknown_key_refuses_the_whole_sweep():
     with pytest.raises(UserError, match="network.bandwith_mbps: no such scenario field"):
-        sweep.sweep(scenario_dict(2), {"network.bandwith_mbps": [1]}, progress=False)
+        sweeps.sweep(scenario_dict(2), {"network.bandwith_mbps": [1]}, progress=False)
     with pytest.raises(UserError, match="list index below 2"):
-        sweep.sweep(scenario_dict(2), {"devices.2.gflops": [1]}, progress=False)
+        sweeps.sweep(scenario_dict(2), {"devices.2.gflops": [1]}, progress=False)
 
 
 def test_crossovers_interpolate_in_log_bandwidth():
@@ -160,7 +160,7 @@ def test_crossovers_interpolate_in_log_bandwidth():
         "point": [0, 1, 2], "devices": 4, "network.bandwidth_mbps": [1.0, 10.0, 100.0],
         "latency_s": [10.0, 4.0, 1.0], "baseline_latency_s": 2.0, "error": "",
     })  # fmt: skip
-    cross = sweep.crossovers(table)
+    cross = sweeps.crossovers(table)
     # between 10 Mbps (gap +2) and 100 Mbps (gap -1): 2/3 of the way in log10: 10**(1 + 2/3)
     assert len(cross) == 1 and cross.iloc[0]["network.bandwidth_mbps"] == pytest.approx(10 ** (5 / 3))
     assert cross.iloc[0]["line"] == "4 devices" and cross.iloc[0]["versus"] == "single device"
@@ -180,23 +180,23 @@ def test_cli_sweep_writes_table_and_plot(tmp_path, capsys):
 
 def test_parallel_sweep_equals_serial():
     grid = {"transfer.format": ["dense", "auto"], "network.bandwidth_mbps": [1, 30]}
-    serial = sweep.sweep(scenario_dict(3), grid, jobs=1, progress=False)
-    parallel = sweep.sweep(scenario_dict(3), grid, jobs=2, progress=False)
+    serial = sweeps.sweep(scenario_dict(3), grid, jobs=1, progress=False)
+    parallel = sweeps.sweep(scenario_dict(3), grid, jobs=2, progress=False)
     pd.testing.assert_frame_equal(serial, parallel)
 
 
 def test_variants_run_over_the_whole_grid(count_builds):
-    variants = dict([sweep.parse_variant("dense:transfer.format=dense"),
-                     sweep.parse_variant("packed:transfer.format=auto,transfer.index_bits=16")])  # fmt: skip
+    variants = dict([grid.parse_variant("dense:transfer.format=dense"),
+                     grid.parse_variant("packed:transfer.format=auto,transfer.index_bits=16")])  # fmt: skip
     assert variants["packed"] == {"transfer.format": "auto", "transfer.index_bits": 16}
-    table = sweep.sweep(scenario_dict(2), {"network.bandwidth_mbps": [1, 10]}, variants=variants, jobs=1,
+    table = sweeps.sweep(scenario_dict(2), {"network.bandwidth_mbps": [1, 10]}, variants=variants, jobs=1,
                         progress=False)  # fmt: skip
     assert list(table["variant"]) == ["dense", "dense", "packed", "packed"] and len(count_builds) == 2
     packed = sim.run(scenario_dict(2, network={"bandwidth_mbps": 10},
                                    transfer={"format": "auto", "index_bits": 16})).summary  # fmt: skip
     assert table.loc[3, "latency_s"] == packed["latency_s"] and table.loc[3, "bytes_total"] == packed["bytes_total"]
-    assert [label for label, _, _ in sweep.lines(table, "network.bandwidth_mbps")] == ["dense", "packed"]
+    assert [label for label, _, _ in sweeps.lines(table, "network.bandwidth_mbps")] == ["dense", "packed"]
     with pytest.raises(UserError, match="also swept"):
-        sweep.sweep(scenario_dict(2), {"transfer.format": ["csr"]}, variants=variants, progress=False)
+        sweeps.sweep(scenario_dict(2), {"transfer.format": ["csr"]}, variants=variants, progress=False)
     with pytest.raises(UserError, match="--variant"):
-        sweep.parse_variant("no-colon")
+        grid.parse_variant("no-colon")
