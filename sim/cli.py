@@ -177,6 +177,12 @@ def _strategies() -> tuple[str, ...]:
     return STRATEGIES
 
 
+def _out_and_jobs(command: argparse.ArgumentParser, default_out: str) -> None:
+    """The ``--out DIR`` and ``--jobs N`` options of commands that run many scenarios."""
+    command.add_argument("--out", metavar="DIR", help=f"output directory (default: {default_out})")
+    command.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores)")
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser, with one sub-command per job."""
     from sim import __version__
@@ -206,13 +212,11 @@ def parser() -> argparse.ArgumentParser:
     sw.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=V,KEY=V",
                     help="a named set of settings applied together, one line per variant in the plot (repeatable)")
     sw.add_argument("--baseline", action="store_true", help="add the single-device baseline (source device only)")
-    sw.add_argument("--out", metavar="DIR", help="output directory (default: results/<name>-sweep/)")
-    sw.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores)")
+    _out_and_jobs(sw, "results/<name>-sweep/")
     sw.set_defaults(func=_cmd_sweep)
     cmp = sub.add_parser("compare", help="run scenario files side by side; writes comparison.csv and breakdown.png")
     cmp.add_argument("scenarios", nargs="+", help="scenario YAML files")
-    cmp.add_argument("--out", metavar="DIR", help="output directory (default: results/comparison/)")
-    cmp.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores)")
+    _out_and_jobs(cmp, "results/comparison/")
     cmp.set_defaults(func=_cmd_compare)
     plot = sub.add_parser("plot", help="redraw the figures of a run, sweep or compare directory from its CSVs")
     plot.add_argument("results", help="results directory")
