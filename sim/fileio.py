@@ -1,11 +1,13 @@
 """Atomic file output: every file is written under a temporary name, then renamed into place.
 
-A crash or an error never leaves a half-written result file behind.
+A crash or an error never leaves a half-written result file behind; :func:`staged_directory` extends this
+to a set of files that is built completely before any of them replaces what ``out`` held.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,3 +40,30 @@ def write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+@contextmanager
+def staged_directory(out: str | Path) -> Iterator[Path]:
+    """Yield an empty staging folder beside ``out``; on success move every file in it into ``out`` (each
+    by an atomic rename), on error delete it, so a save that fails midway leaves ``out`` as it was.
+
+    Example::
+
+        with staged_directory("results/run") as stage:
+            (stage / "a.csv").write_text("x\n")
+            (stage / "b.json").write_text("{}")
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".staging", dir=out.parent))
+    except OSError as exc:  # report the folder the caller asked for, not the staging name
+        raise OSError(exc.errno, exc.strerror, str(out)) from exc
+    try:
+        yield stage
+        out.mkdir(exist_ok=True)
+        for path in sorted(stage.iterdir()):
+            path.chmod(0o644)
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from sim import wire
 from sim.engine import Timeline
-from sim.fileio import atomic_path, write_text
+from sim.fileio import atomic_path, staged_directory
 from sim.workload import Workload
 
 TRANSFER_COLUMNS = [
@@ -41,31 +41,27 @@ class RunResult:
 
     def save(self, out: str | Path) -> list[Path]:
         """Write transfers.csv, compute.csv, hops.csv, traffic.csv, links.csv, devices.csv, summary.json,
-        trace.json, timeline.png and traffic.png into ``out``."""
+        trace.json, timeline.png and traffic.png into ``out``; all are made before any replaces a file of
+        ``out`` (:func:`sim.fileio.staged_directory`)."""
         from sim import counters, plots, trace
 
-        out = Path(out)
-        written = []
-        traffic = traffic_matrix(self.transfers, list(self.workload.devices))
         hops = counters.hop_table(self.workload, self.timeline)
         tables = [("transfers.csv", self.transfers), ("compute.csv", self.compute), ("hops.csv", hops)]
         tables += [(n, t) for n, t in (("links.csv", self.links), ("devices.csv", self.devices)) if t is not None]
-        for name, frame in tables:
-            write_csv(frame, out / name)
-            written.append(out / name)
-        with atomic_path(out / "traffic.csv") as tmp:
-            traffic.to_csv(tmp)
-        written.append(out / "traffic.csv")
-        write_text(out / "summary.json", json.dumps(self.summary, indent=2) + "\n")
         critical = self.summary.get("critical_path")
-        chrome = trace.chrome_trace(self.workload, self.timeline, critical)
-        write_text(out / "trace.json", json.dumps(chrome) + "\n")
-        plots.timeline(self.transfers, self.compute, out / "timeline.png", title=self.summary["name"],
-                       hops=hops, critical=critical)  # fmt: skip
-        plots.traffic_heatmap(self.transfers, out / "traffic.png", devices=list(self.workload.devices),
-                              title=self.summary["name"])  # fmt: skip
-        written += [out / "summary.json", out / "trace.json", out / "timeline.png", out / "traffic.png"]
-        return written
+        with staged_directory(out) as stage:
+            for name, frame in tables:
+                write_csv(frame, stage / name)
+            traffic_matrix(self.transfers, list(self.workload.devices)).to_csv(stage / "traffic.csv")
+            (stage / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n", encoding="utf-8")
+            chrome = trace.chrome_trace(self.workload, self.timeline, critical)
+            (stage / "trace.json").write_text(json.dumps(chrome) + "\n", encoding="utf-8")
+            plots.timeline(self.transfers, self.compute, stage / "timeline.png", title=self.summary["name"],
+                           hops=hops, critical=critical)  # fmt: skip
+            plots.traffic_heatmap(self.transfers, stage / "traffic.png", devices=list(self.workload.devices),
+                                  title=self.summary["name"])  # fmt: skip
+            names = sorted(p.name for p in stage.iterdir())
+        return [Path(out) / name for name in names]
 
 
 def write_csv(table: pd.DataFrame, path: str | Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import pandas as pd
 import yaml
 
@@ -69,3 +70,26 @@ def test_csr_round_trips_real_activations_exactly() -> None:
         assert np.array_equal(wire.decode(buf, "csr", matrix.shape, spec), matrix)
         checked += 1
     assert checked == len(plan.messages) > 40
+
+
+def test_a_save_that_fails_midway_leaves_the_folder_as_it_was(tmp_path, monkeypatch) -> None:
+    import sim
+    from sim import plots
+
+    result = sim.run(scenario_dict(2))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text("old")
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(plots, "traffic_heatmap", broken)  # the last file of the set
+    with pytest.raises(OSError, match="disk full"):
+        result.save(out)
+    assert [p.name for p in out.iterdir()] == ["summary.json"] and (out / "summary.json").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging folder left behind
+    monkeypatch.undo()
+    written = result.save(out)
+    assert {p.name for p in written} == {p.name for p in out.iterdir()} and len(written) >= 10
+    assert oct((out / "transfers.csv").stat().st_mode & 0o777) == "0o644"
