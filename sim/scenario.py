@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from sim.errors import UserError
 
@@ -32,6 +32,25 @@ class _Strict(BaseModel):
     """Base for every section: unknown keys are refused, values are not silently coerced across types."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML ``true`` would otherwise pass as the number 1 (``gflops: true``)."""
+        if isinstance(value, bool):
+            types = _scalar_types(cls.model_fields[info.field_name].annotation)
+            if bool not in types:
+                wanted = "a number" if types & {int, float} else "text"
+                raise ValueError(f"must be {wanted}, not {str(value).lower()}")
+        return value
+
+
+def _scalar_types(annotation: Any) -> set[Any]:
+    """The plain types a field annotation admits (``float | None`` -> {float, NoneType})."""
+    args = get_args(annotation)
+    if get_origin(annotation) is Literal:
+        return {type(a) for a in args}
+    return set().union(*map(_scalar_types, args)) if args else {annotation}
 
 
 class ModelSpec(_Strict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +123,15 @@ def test_python_dash_m_sim_works() -> None:
 def test_parse_refuses_non_mapping() -> None:
     with pytest.raises(UserError, match="must be a mapping"):
         parse_scenario([1, 2])
+
+
+@pytest.mark.parametrize(("section", "key"), [("devices.0", "gflops"), ("network", "latency_ms"), ("", "seed")])
+def test_true_or_false_is_not_taken_for_a_number(section: str, key: str) -> None:
+    data = scenario_dict()
+    node = data
+    for part in filter(None, section.split(".")):
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    node[key] = True
+    where = f"{section.replace('.0', '[0]')}.{key}" if section else key
+    with pytest.raises(UserError, match=rf"{re.escape(where)}: must be a number, not true"):
+        parse_scenario(data)
