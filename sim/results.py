@@ -177,7 +177,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         rows.append(("single device", f"{base['latency_s'] * 1e3:.3f} ms on {base['device']} alone "
                                       f"(split speed-up {base['speedup']:.2f}x)"))  # fmt: skip
     if "accuracy" in summary:
-        rows.append(("test accuracy", f"{summary['accuracy'] * 100:.2f} %"))
+        model = summary["scenario"]["model"]
+        untrained = model.get("checkpoint") is None and not model.get("train_epochs")
+        note = " (untrained: seeded random weights; set model.train_epochs or a checkpoint)" if untrained else ""
+        rows.append(("test accuracy", f"{summary['accuracy'] * 100:.2f} %{note}"))
     if "deploy_s" in summary:
         deployed = f"{summary['deploy_bytes']:,} B in {summary['deploy_s'] * 1e3:.3f} ms, before inference"
         rows.append(("deployment", deployed))
