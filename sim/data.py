@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sim.errors import UserError
+from sim.errors import UserError, first_line
 
 TEST_FRACTION = 0.2
 LABELLED = ("digits", "cifar10")
@@ -88,8 +88,7 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         labels = np.asarray(doc[b"labels"], dtype=np.int64)
         images = images.reshape(len(labels), *CIFAR10_SHAPE)
     except Exception as exc:  # unpickling, missing keys and bad shapes all mean the same to the user
-        raise UserError(f"{where}: {path} is not a CIFAR-10 python batch ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0][:100] if str(exc) else 'malformed'})") from None  # fmt: skip
+        raise UserError(f"{where}: {path} is not a CIFAR-10 python batch ({first_line(exc, 100)})") from None
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise UserError(f"{where}: {path} has labels outside 0..9; not a CIFAR-10 batch")
     return images, labels

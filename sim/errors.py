@@ -7,3 +7,10 @@ it without a traceback and exits with status 2; library callers can catch it lik
 
 class UserError(ValueError):
     """A mistake in user input (scenario, partition file, checkpoint, dataset folder, command line)."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """``Type: first line of its message`` (at most ``limit`` characters of it), for quoting a library's
+    exception inside a one-line :class:`UserError`."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:limit]}" if text else type(exc).__name__

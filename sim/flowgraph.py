@@ -43,7 +43,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from sim.errors import UserError
+from sim.errors import UserError, first_line
 
 _POINTWISE_MODULES = (
     nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid,
@@ -116,14 +116,12 @@ class FlowGraph:
         try:
             gm = fx.symbolic_trace(model)
         except Exception as exc:  # fx raises many types; the message is what matters to the user
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"model.name: torch.fx cannot trace this model ({first_line})") from None
+            raise UserError(f"model.name: torch.fx cannot trace this model ({first_line(exc)})") from None
         try:
             values = _record(gm, example)
         except Exception as exc:  # shape mismatches surface as RuntimeError deep inside torch
-            first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise UserError(
-                f"model.input_shape: the model fails on input of shape {list(example.shape[1:])} ({first_line})"
+                f"model.input_shape: the model fails on input of shape {list(example.shape[1:])} ({first_line(exc)})"
             ) from None
         shapes = {name: tuple(t.shape) for name, t in values.items() if torch.is_tensor(t)}
         modules = dict(gm.named_modules())

@@ -28,7 +28,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from sim.errors import UserError  # noqa: E402
+from sim.errors import UserError, first_line  # noqa: E402
 from sim.fileio import atomic_path  # noqa: E402
 
 
@@ -233,9 +233,8 @@ def _reading(where: str | Path) -> Iterator[None]:
         raise UserError(f"{where}: no column {exc}; not a table written by dsim (re-run the command that "
                         "wrote it)") from None  # fmt: skip
     except (ValueError, TypeError) as exc:  # pandas EmptyDataError/ParserError, JSON and bad-value errors
-        text = str(exc).strip()
-        reason = f"{type(exc).__name__}: {text.splitlines()[0][:100]}" if text else type(exc).__name__
-        raise UserError(f"{where}: not a table written by dsim ({reason}); re-run the command that wrote it") from None
+        raise UserError(f"{where}: not a table written by dsim ({first_line(exc, 100)}); re-run the command that "
+                        "wrote it") from None  # fmt: skip
 
 
 def redraw(directory: str | Path) -> list[Path]:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sim.errors import UserError
+from sim.errors import UserError, first_line
 
 __all__ = ["INPUT_SHAPES", "model_names", "build_model", "LeNet5", "VGG", "BasicBlock", "ResNet",
            "InvertedResidual", "MobileNetV2"]  # fmt: skip
@@ -259,12 +259,6 @@ def build_model(name: str, num_classes: int = 10) -> nn.Module:
     return _build_user_model(name, num_classes)
 
 
-def _first_line(exc: BaseException) -> str:
-    """``Type: first line of message`` for embedding an exception in a one-line error."""
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
-
-
 def _build_user_model(spec: str, num_classes: int) -> nn.Module:
     """Import ``package.module``, look up ``factory`` (dotted paths allowed) and call it."""
     module_name, _, attr_path = spec.partition(":")
@@ -274,7 +268,7 @@ def _build_user_model(spec: str, num_classes: int) -> nn.Module:
     try:
         obj: object = importlib.import_module(module_name)
     except Exception as exc:  # ImportError, SyntaxError, or anything the module raises at import
-        raise UserError(f"model.name: cannot import module '{module_name}' ({_first_line(exc)})") from None
+        raise UserError(f"model.name: cannot import module '{module_name}' ({first_line(exc)})") from None
     for part in attr_path.split("."):
         if not hasattr(obj, part):
             raise UserError(f"model.name: module '{module_name}' has no attribute '{attr_path}'")
@@ -284,7 +278,7 @@ def _build_user_model(spec: str, num_classes: int) -> nn.Module:
     try:
         model = obj(num_classes=num_classes) if _accepts_num_classes(obj) else obj()
     except Exception as exc:
-        raise UserError(f"model.name: factory '{spec}' failed ({_first_line(exc)})") from None
+        raise UserError(f"model.name: factory '{spec}' failed ({first_line(exc)})") from None
     if not isinstance(model, nn.Module):
         raise UserError(
             f"model.name: factory '{spec}' returned {type(model).__name__}, not a torch.nn.Module"
