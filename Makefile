@@ -1,12 +1,13 @@
 # make demo  - set up .venv (if missing) and run the quick-start scenario
 # make test  - set up .venv (if missing) and run the test suite (slow cases excluded)
 # make bench - set up .venv (if missing) and print the benchmark figures
+# make lint  - ruff (lint and format check); part of make test
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test lint test-slow bench clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,8 +18,12 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/dsim run scenarios/quickstart.yaml
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check sim tests bench tools
+	$(VENV)/bin/ruff format --check sim tests bench tools
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow

@@ -14,10 +14,12 @@ import time
 
 import simpy
 
-from sim.engine import simulate
-from sim.runner import build, build_network, device_rates
-from sim.scenario import parse_scenario
-from sim.workload import Workload
+from sim.config.load import parse_scenario
+from sim.engine.simulate import simulate
+from sim.experiment.assemble import device_rates
+from sim.experiment.assemble import network as assemble_network
+from sim.experiment.pipeline import prepare
+from sim.workload.types import Workload
 
 FRAMES = 100
 SCENARIO = {
@@ -38,10 +40,14 @@ def repeat_frames(one: Workload, frames: int) -> Workload:
     for f in range(frames):
         tasks += [dataclasses.replace(t, frame=f) for t in one.tasks]
         messages += [
-            dataclasses.replace(m, frame=f, after=None if m.after is None else m.after + f * n,
-                                needed_by=tuple(t + f * n for t in m.needed_by))
+            dataclasses.replace(
+                m,
+                frame=f,
+                after=None if m.after is None else m.after + f * n,
+                needed_by=tuple(t + f * n for t in m.needed_by),
+            )
             for m in one.messages
-        ]  # fmt: skip
+        ]
     return dataclasses.replace(one, frames=frames, tasks=tuple(tasks), messages=tuple(messages))
 
 
@@ -62,16 +68,18 @@ def bare_simpy(timeouts: int) -> float:
 def main() -> None:
     """Print the engine's events/s, the bare SimPy loop's events/s, and their ratio."""
     scenario = parse_scenario(SCENARIO)
-    workload = repeat_frames(build(scenario).workload, FRAMES)
-    rates, network = device_rates(scenario), build_network(scenario)
+    workload = repeat_frames(prepare(scenario).workload, FRAMES)
+    rates, network = device_rates(scenario), assemble_network(scenario)
     arrivals = [f * scenario.inputs.interval_s for f in range(FRAMES)]
     start = time.perf_counter()
     timeline = simulate(workload, rates, network, arrivals)
     engine_s = time.perf_counter() - start
     bare_s = bare_simpy(timeline.events)
     engine_rate, bare_rate = timeline.events / engine_s, timeline.events / bare_s
-    print(f"ResNet-18, 8 devices, star, {FRAMES} frames: {len(workload.tasks)} tasks, {len(workload.messages)} "
-          f"messages, {timeline.events} events")  # fmt: skip
+    print(
+        f"ResNet-18, 8 devices, star, {FRAMES} frames: {len(workload.tasks)} tasks, {len(workload.messages)} "
+        f"messages, {timeline.events} events"
+    )
     print(f"{'engine':<12} {engine_s:8.3f} s {engine_rate:12,.0f} events/s")
     print(f"{'bare SimPy':<12} {bare_s:8.3f} s {bare_rate:12,.0f} events/s")
     print(f"ratio (engine / bare SimPy events per second): {engine_rate / bare_rate:.3f}")

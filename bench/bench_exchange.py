@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from sim.runner import build, parse_scenario, simulate
+from sim.config.load import parse_scenario
+from sim.experiment.pipeline import evaluate, prepare
 
 SCENARIOS = ("scenarios/quickstart.yaml", "scenarios/resnet18-4dev.yaml")
 FORMATS = ("dense", "csr", "bitmap", "auto")
@@ -20,7 +21,7 @@ def summary_of(data: dict[str, Any], **changes: Any) -> dict[str, Any]:
     """Build and run scenario ``data`` with ``transfer`` keys (or ``deploy``) changed."""
     deploy = changes.pop("deploy", None)
     scenario = parse_scenario({**data, "transfer": {**data["transfer"], **changes}, "deploy": deploy})
-    return simulate(scenario, build(scenario).workload).summary
+    return evaluate(scenario, prepare(scenario).built).summary
 
 
 def main() -> None:

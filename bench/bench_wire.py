@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sim import wire
+from sim.workload import wire
 
 SHAPE = (64, 56 * 56)  # 64 channels of 56x56, as the wire's rows x cols
 DENSITIES = (0.1, 0.5, 0.9)
@@ -46,8 +46,8 @@ def main() -> None:
     for fmt in wire.FORMATS:
         for density, x in matrices.items():
             buf = wire.encode(x, fmt, spec)
-            encode_s = seconds_per_call(lambda: wire.encode(x, fmt, spec))
-            decode_s = seconds_per_call(lambda: wire.decode(buf, fmt, SHAPE, spec))
+            encode_s = seconds_per_call(lambda x=x, fmt=fmt: wire.encode(x, fmt, spec))
+            decode_s = seconds_per_call(lambda buf=buf, fmt=fmt: wire.decode(buf, fmt, SHAPE, spec))
             rates = f"{megabytes / encode_s:>12.0f} {megabytes / decode_s:>12.0f}"
             print(f"{fmt:<8} {density:>7.1f} {len(buf):>9} {rates}")
 

@@ -13,10 +13,10 @@ import sys
 
 CASES = [("resnet18", 8), ("resnet34", 16)]
 
-_CHILD = """
+_CHILD = r"""
 import json, re, sys, time
-import sim.runner as runner
-from sim.scenario import parse_scenario
+import sim.experiment.pipeline as runner
+from sim.config.load import parse_scenario
 
 
 def peak_kb():
@@ -31,7 +31,7 @@ scenario = parse_scenario({
     "devices": [{"name": f"d{i}", "gflops": 10} for i in range(n)], "source": "d0", "sink": "d0",
 })
 start = time.perf_counter()
-built = runner.build(scenario)
+built = runner.prepare(scenario)
 elapsed = time.perf_counter() - start
 peak = peak_kb()
 print(json.dumps({"s": elapsed, "peak_mb": peak / 1024, "base_mb": before / 1024,
@@ -40,11 +40,15 @@ print(json.dumps({"s": elapsed, "peak_mb": peak / 1024, "base_mb": before / 1024
 
 
 def main() -> None:
-    print(f"{'model':<10} {'devices':>7} {'build s':>8} {'peak MB':>8} {'after import MB':>16} {'messages':>9} {'tasks':>6}")
+    print(
+        f"{'model':<10} {'devices':>7} {'build s':>8} {'peak MB':>8} {'after import MB':>16} {'messages':>9} {'tasks':>6}"
+    )
     for model, n in CASES:
         out = subprocess.run([sys.executable, "-c", _CHILD, model, str(n)], capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{model:<10} {n:>7} {r['s']:>8.2f} {r['peak_mb']:>8.0f} {r['base_mb']:>16.0f} {r['messages']:>9} {r['tasks']:>6}")
+        print(
+            f"{model:<10} {n:>7} {r['s']:>8.2f} {r['peak_mb']:>8.0f} {r['base_mb']:>16.0f} {r['messages']:>9} {r['tasks']:>6}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,21 @@
 """dsim: a distributed CNN inference simulator.
 
-``sim.run(scenario)`` runs a scenario (a path to a YAML file, a dict, or a :class:`sim.scenario.Scenario`)
-and returns a :class:`sim.results.RunResult` with pandas tables; ``sim.sweep(scenario, grid)`` runs a
-parameter sweep and returns its table (see :mod:`sim.sweeps`). Heavy modules load on first use, so
-``import sim.engine`` does not import torch.
+The package is layered as the pipeline runs; each layer imports only the layers listed before it:
+
+* :mod:`sim.config`: the scenario file (schema, loading, one-line errors, sweep overrides); no torch;
+* :mod:`sim.workload`: the contract the engine reads (tasks, messages, wire formats); numpy only;
+* :mod:`sim.model`: the torch side (zoo, data, training, graph, partition, pruning), ending at a workload;
+* :mod:`sim.engine`: devices, network and the SimPy event loop; no torch;
+* :mod:`sim.analysis`: pure functions from a workload and a timeline to tables and summaries;
+* :mod:`sim.report`: files, figures, traces and terminal text;
+* :mod:`sim.experiment`: one run, sweeps and comparisons, the only layer that knows all the others;
+* :mod:`sim.cli`: the ``dsim`` command.
+
+``sim.run(scenario)`` runs a scenario (a path to a YAML file, a dict, or a
+:class:`sim.config.schema.Scenario`) and returns a :class:`sim.analysis.result.RunResult` with pandas
+tables; ``sim.sweep(scenario, grid)`` runs a parameter sweep and returns its table
+(:mod:`sim.experiment.sweeps`); ``sim.load`` validates a scenario; ``sim.save_run`` writes a run's files.
+``run`` and ``sweep`` load torch, ``save_run`` matplotlib, on first use, so ``import sim`` stays light.
 """
 
 from __future__ import annotations
@@ -11,16 +23,23 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["run", "sweep", "__version__"]
+__all__ = ["__version__", "load", "run", "save_run", "sweep"]
+
+
+from sim.config.load import load
 
 
 def __getattr__(name: str) -> Any:
     if name == "run":
-        from sim.runner import run
+        from sim.experiment.pipeline import run
 
         return run
     if name == "sweep":
-        from sim.sweeps import sweep
+        from sim.experiment.sweeps import sweep
 
         return sweep
+    if name == "save_run":
+        from sim.report.save import save_run
+
+        return save_run
     raise AttributeError(f"module 'sim' has no attribute {name!r}")

@@ -14,7 +14,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from sim import __version__
+from sim.config import overrides
+from sim.config.load import json_schema, load
+from sim.config.schema import STRATEGIES
 from sim.errors import UserError
+from sim.report.text import format_comparison, format_summary, format_sweep
 
 
 def _check_out(path: str | Path, directory: bool, flag: str = "--out") -> Path:
@@ -48,24 +53,24 @@ def _writing(path: str | Path, flag: str = "--out") -> Iterator[None]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from sim.results import format_summary
-    from sim.runner import as_scenario, build, simulate
+    from sim.experiment.pipeline import run  # torch: imported only by the commands that build a model
+    from sim.report.save import save_run  # matplotlib: imported only by the commands that draw
 
-    scenario = as_scenario(args.scenario)
+    scenario = load(args.scenario)
     out = _check_out(args.out if args.out else Path("results") / scenario.name, directory=True)
-    result = simulate(scenario, build(scenario).workload)
+    result = run(scenario)
     with _writing(out):
-        result.save(out)
+        save_run(result, out)
     print(format_summary(result.summary))
     print(f"{'written to':<17}  {out}/")
     return 0
 
 
 def _cmd_partition(args: argparse.Namespace) -> int:
-    from sim import partition
-    from sim.runner import as_scenario, trace_model
+    from sim.experiment.pipeline import trace_model  # torch: imported only by the commands that build a model
+    from sim.model import partition  # torch
 
-    scenario = as_scenario(args.scenario)
+    scenario = load(args.scenario)
     if args.seed is not None and args.seed < 0:
         raise UserError(f"--seed: must be >= 0 (got {args.seed})")
     _check_out(args.out, directory=False)
@@ -76,78 +81,84 @@ def _cmd_partition(args: argparse.Namespace) -> int:
     parts = partition.make_partition(graph, args.strategy, len(names), seed=seed, rates=rates)
     with _writing(args.out):
         partition.save_partition(args.out, scenario.model.name, names, parts)
-    print(f"wrote {args.out}: {len(parts)} layers of {scenario.model.name} over {len(names)} devices "
-          f"({args.strategy}; compute imbalance {partition.imbalance(graph, parts, rates):.3f})")  # fmt: skip
+    print(
+        f"wrote {args.out}: {len(parts)} layers of {scenario.model.name} over {len(names)} devices "
+        f"({args.strategy}; compute imbalance {partition.imbalance(graph, parts, rates):.3f})"
+    )
     return 0
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
-    from sim.describe import describe
-    from sim.runner import as_scenario, build, simulate
+    from sim.experiment import assemble  # torch: imported only by the commands that build a model
+    from sim.experiment.describe import describe  # torch
+    from sim.experiment.pipeline import evaluate, prepare
 
-    scenario = as_scenario(args.scenario)
-    built = build(scenario)
-    print(describe(built, simulate(scenario, built.workload)))
+    scenario = assemble.calibrated(load(args.scenario))
+    prepared = prepare(scenario)
+    print(describe(prepared, evaluate(scenario, prepared.built)))
     return 0
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from sim import grid, plots, sweeps
-    from sim.runner import as_scenario
+    from sim.experiment.sweeps import sweep  # torch: imported only by the commands that build a model
 
-    scenario = as_scenario(args.scenario)
-    pairs = [grid.parse_set(text) for text in args.set] + [grid.parse_logspace(text) for text in args.logspace]
+    scenario = load(args.scenario)
+    pairs = [overrides.parse_set(text) for text in args.set] + [
+        overrides.parse_logspace(text) for text in args.logspace
+    ]
     settings = dict(pairs)
     if len(settings) < len(pairs):
         raise UserError("--set/--logspace: a key is given twice; list all its values in one --set")
-    variants = dict(grid.parse_variant(text) for text in args.variant)
+    variants = dict(overrides.parse_variant(text) for text in args.variant)
     if len(variants) < len(args.variant):
         raise UserError("--variant: two variants have the same name")
     out = _check_out(args.out if args.out else Path("results") / f"{scenario.name}-sweep", directory=True)
     try:
         with _writing(out):
-            table = sweeps.sweep(args.scenario, settings, baseline=args.baseline, variants=variants, out=out,
-                                jobs=args.jobs)  # fmt: skip
+            table = sweep(args.scenario, settings, baseline=args.baseline, variants=variants, out=out, jobs=args.jobs)
     except KeyboardInterrupt:
         print(f"dsim: interrupted; finished points kept in {out / 'sweep.csv'}", file=sys.stderr)
         return 130
     failed = int((table["error"] != "").sum())
     if failed == len(table):
-        raise UserError(f"all {failed} sweep points failed (see {out / 'sweep.csv'}); the first: "
-                        f"{table['error'].iloc[0]}")  # fmt: skip
-    print(sweeps.format_table(table))
+        raise UserError(
+            f"all {failed} sweep points failed (see {out / 'sweep.csv'}); the first: {table['error'].iloc[0]}"
+        )
+    print(format_sweep(table))
     print(f"{len(table)} points ({failed} failed); written to {out / 'sweep.csv'}")
+    from sim.report.redraw import redraw  # matplotlib: imported only by the commands that draw
+
     with _writing(out):
-        for path in plots.redraw(out):
+        for path in redraw(out):
             print(f"plot: {path}")
     return 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from sim import compare
+    from sim.experiment.comparison import compare  # torch: imported only by the commands that build a model
 
     out = _check_out(args.out if args.out else Path("results") / "comparison", directory=True)
     with _writing(out):
-        table = compare.compare(args.scenarios, out=out, jobs=args.jobs)
-    print(compare.format_table(table))
+        table = compare(args.scenarios, out=out, jobs=args.jobs)
+    print(format_comparison(table))
     print(f"written to {out}/ (comparison.csv, breakdown.png)")
     return 0
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from sim import plots
+    from sim.report.redraw import redraw  # matplotlib: imported only by the commands that draw
 
     with _writing(args.results, flag="results folder"):
-        for path in plots.redraw(args.results):
+        for path in redraw(args.results):
             print(f"plot: {path}")
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from sim import data, train
-    from sim.runner import as_scenario, input_shape, load_model
+    from sim.experiment.pipeline import input_shape, load_model  # torch: only the commands that build a model
+    from sim.model import data, train  # torch
 
-    scenario = as_scenario(args.scenario)
+    scenario = load(args.scenario)
     if args.epochs < 1:
         raise UserError(f"--epochs: must be >= 1 (got {args.epochs})")
     _check_out(args.out, directory=False)
@@ -165,16 +176,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from sim.scenario import json_schema
-
     print(json.dumps(json_schema(), indent=2))
     return 0
-
-
-def _strategies() -> tuple[str, ...]:
-    from sim.partition import STRATEGIES
-
-    return STRATEGIES
 
 
 def _out_and_jobs(command: argparse.ArgumentParser, default_out: str) -> None:
@@ -185,8 +188,6 @@ def _out_and_jobs(command: argparse.ArgumentParser, default_out: str) -> None:
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser, with one sub-command per job."""
-    from sim import __version__
-
     p = argparse.ArgumentParser(prog="dsim", description="Distributed CNN inference simulator.")
     p.add_argument("--version", action="version", version=f"dsim {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -196,7 +197,7 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
     part = sub.add_parser("partition", help="write a partition file for a scenario's model and devices")
     part.add_argument("scenario", help="scenario YAML file (model and devices)")
-    part.add_argument("--strategy", required=True, choices=_strategies())
+    part.add_argument("--strategy", required=True, choices=STRATEGIES)
     part.add_argument("--seed", type=int, help="for random strategies (default: the scenario seed)")
     part.add_argument("--out", required=True, metavar="FILE", help="partition JSON to write, e.g. partitions/x.json")
     part.set_defaults(func=_cmd_partition)
@@ -205,12 +206,27 @@ def parser() -> argparse.ArgumentParser:
     desc.set_defaults(func=_cmd_describe)
     sw = sub.add_parser("sweep", help="run every combination of scenario settings; writes sweep.csv and plots")
     sw.add_argument("scenario", help="scenario YAML file")
-    sw.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2",
-                    help="dotted scenario key and its values, e.g. network.bandwidth_mbps=1,10,100 (repeatable)")
-    sw.add_argument("--logspace", action="append", default=[], metavar="KEY=LO:HI:N",
-                    help="N log-spaced values from LO to HI, e.g. network.bandwidth_mbps=0.1:1000:41")
-    sw.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=V,KEY=V",
-                    help="a named set of settings applied together, one line per variant in the plot (repeatable)")
+    sw.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="dotted scenario key and its values, e.g. network.bandwidth_mbps=1,10,100 (repeatable)",
+    )
+    sw.add_argument(
+        "--logspace",
+        action="append",
+        default=[],
+        metavar="KEY=LO:HI:N",
+        help="N log-spaced values from LO to HI, e.g. network.bandwidth_mbps=0.1:1000:41",
+    )
+    sw.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=V,KEY=V",
+        help="a named set of settings applied together, one line per variant in the plot (repeatable)",
+    )
     sw.add_argument("--baseline", action="store_true", help="add the single-device baseline (source device only)")
     _out_and_jobs(sw, "results/<name>-sweep/")
     sw.set_defaults(func=_cmd_sweep)

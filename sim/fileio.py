@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pandas as pd
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -67,3 +69,9 @@ def staged_directory(out: str | Path) -> Iterator[Path]:
             os.replace(path, out / path.name)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def write_csv(table: pd.DataFrame, path: str | Path) -> None:
+    """Write a result table atomically, without its index, floats to 9 significant digits."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.9g")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sim.workload import Message, Task
+from sim.workload.types import Message, Task
 
 
 def scenario_dict(n_devices: int = 4, **overrides: Any) -> dict[str, Any]:
@@ -28,12 +28,35 @@ def scenario_dict(n_devices: int = 4, **overrides: Any) -> dict[str, Any]:
     return data
 
 
-def message(src: int, dst: int, nbytes: int, after: int | None = None, needed_by: tuple[int, ...] = (),
-            final: bool = False, frame: int = 0, tensor: str = "",
-            channel_ids: tuple[int, ...] = ()) -> Message:  # fmt: skip
+def message(
+    src: int,
+    dst: int,
+    nbytes: int,
+    after: int | None = None,
+    needed_by: tuple[int, ...] = (),
+    final: bool = False,
+    frame: int = 0,
+    tensor: str = "",
+    channel_ids: tuple[int, ...] = (),
+) -> Message:
     """A hand-built dense message of ``nbytes`` bytes (``nbytes // 4`` float32 elements, all non-zero)."""
-    return Message(frame, "x", src, dst, 1, nbytes // 4, nbytes // 4, {"dense": nbytes}, "dense", nbytes,
-                   after, needed_by, final, tensor, channel_ids)  # fmt: skip
+    return Message(
+        frame,
+        "x",
+        src,
+        dst,
+        1,
+        nbytes // 4,
+        nbytes // 4,
+        {"dense": nbytes},
+        "dense",
+        nbytes,
+        after,
+        needed_by,
+        final,
+        tensor,
+        channel_ids,
+    )
 
 
 def task(device: int, flops: float, final: bool = False, frame: int = 0, op: str = "conv", layer: str = "L") -> Task:

@@ -10,10 +10,10 @@ import pytest
 import torch
 import yaml
 
-from sim import data
 from sim.cli import main
+from sim.config.load import load
 from sim.errors import UserError
-from sim.runner import as_scenario
+from sim.model import data
 from tests.helpers import scenario_dict
 
 PER_BATCH = 4  # images per training batch file; the test batch has 6
@@ -22,8 +22,9 @@ PER_BATCH = 4  # images per training batch file; the test batch has 6
 def write_batch(path, images: np.ndarray, labels: list[int]) -> None:
     """One batch file as CIFAR-10's python version stores it: {b'data': (N, 3072) uint8, b'labels': [...]}."""
     with open(path, "wb") as fh:
-        pickle.dump({b"batch_label": b"tiny", b"labels": labels, b"data": images.reshape(len(labels), -1)}, fh,
-                    protocol=2)  # fmt: skip
+        pickle.dump(
+            {b"batch_label": b"tiny", b"labels": labels, b"data": images.reshape(len(labels), -1)}, fh, protocol=2
+        )
 
 
 @pytest.fixture
@@ -38,8 +39,9 @@ def cifar(tmp_path):
 
     for b in range(5):
         first = b * PER_BATCH
-        write_batch(folder / f"data_batch_{b + 1}", images(first, PER_BATCH),
-                    [i % 10 for i in range(first, first + PER_BATCH)])  # fmt: skip
+        write_batch(
+            folder / f"data_batch_{b + 1}", images(first, PER_BATCH), [i % 10 for i in range(first, first + PER_BATCH)]
+        )
     write_batch(folder / "test_batch", images(100, 6), [i % 10 for i in range(100, 106)])
     return folder
 
@@ -87,13 +89,18 @@ def test_missing_folder_file_and_malformed_batches_are_one_line_errors(cifar, tm
 
 def test_scenario_needs_a_path_for_cifar10() -> None:
     with pytest.raises(UserError, match=r"inputs.path: dataset cifar10 needs the folder"):
-        as_scenario(scenario_dict(inputs={"dataset": "cifar10"}))
+        load(scenario_dict(inputs={"dataset": "cifar10"}))
 
 
 def test_run_on_cifar10_reports_accuracy(cifar, tmp_path) -> None:
     scen = tmp_path / "s.yaml"
-    scen.write_text(yaml.safe_dump(scenario_dict(inputs={"dataset": "cifar10", "path": str(cifar)},
-                                                 model={"name": "lenet5", "train_epochs": 1})))  # fmt: skip
+    scen.write_text(
+        yaml.safe_dump(
+            scenario_dict(
+                inputs={"dataset": "cifar10", "path": str(cifar)}, model={"name": "lenet5", "train_epochs": 1}
+            )
+        )
+    )
     assert main(["run", str(scen), "--out", str(tmp_path / "o")]) == 0
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["accuracy"] * 6 == pytest.approx(round(summary["accuracy"] * 6))  # k of the 6 test images

@@ -8,19 +8,34 @@ import yaml
 
 import sim
 from sim import cli
-from sim.compare import BREAKDOWN_COLUMNS, compare, frame_breakdown, latency_breakdown
-from sim.engine import DeviceRate, simulate
+from sim.analysis.critical_path import BREAKDOWN_COLUMNS, frame_breakdown, latency_breakdown
+from sim.engine.devices import DeviceRate
+from sim.engine.network import Network
+from sim.engine.simulate import simulate
 from sim.errors import UserError
-from sim.network import Network
-from sim.workload import Message, Task, Workload
+from sim.experiment.comparison import compare
+from sim.workload.types import Message, Task, Workload
 from tests.helpers import scenario_dict
 
 
-def _message(src: int, dst: int, nbytes: int, after: int | None, needed_by: tuple[int, ...],
-             final: bool = False) -> Message:  # fmt: skip
-    return Message(frame=0, layer="x", src=src, dst=dst, channels=1, elements=nbytes // 4, nnz=nbytes // 4,
-                   sizes={"dense": nbytes}, format="dense", bytes=nbytes, after=after, needed_by=needed_by,
-                   final=final)  # fmt: skip
+def _message(
+    src: int, dst: int, nbytes: int, after: int | None, needed_by: tuple[int, ...], final: bool = False
+) -> Message:
+    return Message(
+        frame=0,
+        layer="x",
+        src=src,
+        dst=dst,
+        channels=1,
+        elements=nbytes // 4,
+        nnz=nbytes // 4,
+        sizes={"dense": nbytes},
+        format="dense",
+        bytes=nbytes,
+        after=after,
+        needed_by=needed_by,
+        final=final,
+    )
 
 
 def _two_device_run(queued: bool):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from sim import counters
-from sim.engine import DeviceRate, simulate
-from sim.network import Network
-from sim.workload import Workload
+from sim.analysis import counters
+from sim.analysis.critical_path import critical_path, critical_path_summary
+from sim.engine.devices import DeviceRate
+from sim.engine.network import Network
+from sim.engine.simulate import simulate
+from sim.workload.types import Workload
 from tests.helpers import message, task
 
 MBPS = 1e6
@@ -25,7 +27,7 @@ def test_link_and_device_counters_on_a_star() -> None:
     # d0 sends 1000 bytes to d1 and to d2 at t=0 over a 1 Mbit/s star (see test_network): the uplink
     # d0->switch carries 2000 bytes in 2 transmissions, busy 16 ms, the second waiting 8 ms; the frame
     # ends at 24 ms, so the uplink is busy 16/24 of the makespan.
-    wl, net, tl = run([], [message(0, 1, 1000, final=True), message(0, 2, 1000, final=True)], topology="star")
+    _wl, net, tl = run([], [message(0, 1, 1000, final=True), message(0, 2, 1000, final=True)], topology="star")
     links = counters.link_table(net, tl).set_index("link")
     assert links.loc["d0->switch", "bytes"] == 2000
     assert links.loc["d0->switch", "transmissions"] == 2
@@ -39,7 +41,7 @@ def test_link_and_device_counters_on_a_star() -> None:
 
 def test_device_busy_and_idle_time() -> None:
     # d0: 2 ms of compute, then 1000 bytes (8 ms) to d1, which computes 3 ms: makespan 13 ms.
-    wl, net, tl = run([task(0, 2e6), task(1, 3e6, final=True)], [message(0, 1, 1000, after=0, needed_by=(1,))], n=2)
+    wl, _net, tl = run([task(0, 2e6), task(1, 3e6, final=True)], [message(0, 1, 1000, after=0, needed_by=(1,))], n=2)
     devices = counters.device_table(wl, [DeviceRate(1e9)] * 2, tl).set_index("device")
     assert devices.loc["d0", "busy_s"] == pytest.approx(0.002)
     assert devices.loc["d0", "idle_s"] == pytest.approx(0.011)
@@ -54,12 +56,16 @@ def test_critical_path_of_a_two_device_chain() -> None:
     tasks = [task(0, 1e9, layer="a"), task(1, 2e9, layer="a"), task(0, 1e9, final=True, layer="b")]
     msgs = [message(0, 1, 125_000, None, (1,)), message(1, 0, 250_000, 1, (2,))]
     wl, _, tl = run(tasks, msgs, n=2, latency_s=0.5, rates=[DeviceRate(1e9, 0.1), DeviceRate(1e9)])
-    steps = counters.critical_path(wl, tl, 0)
+    steps = critical_path(wl, tl, 0)
     assert [(s["kind"], s.get("device") or s.get("src")) for s in steps] == [
-        ("transfer", "d0"), ("compute", "d1"), ("transfer", "d1"), ("compute", "d0")]  # fmt: skip
+        ("transfer", "d0"),
+        ("compute", "d1"),
+        ("transfer", "d1"),
+        ("compute", "d0"),
+    ]
     ends = [t for s in steps for t in (s["start_s"], s["end_s"])]
     assert ends == pytest.approx([0, 1.5, 1.5, 3.5, 3.5, 6.0, 6.0, 7.1])
-    summary = counters.critical_path_summary(wl, tl)
+    summary = critical_path_summary(wl, tl)
     assert summary["compute_s"] == pytest.approx(2.0 + 1.1)
     assert summary["transfer_s"] == pytest.approx(1.5 + 2.5)
     assert summary["wait_s"] == 0
@@ -69,7 +75,7 @@ def test_critical_path_counts_queueing_as_a_wait() -> None:
     # On the star the second message waits 8 ms for the uplink, then takes 16 ms over two hops.
     msgs = [message(0, 1, 1000, final=True), message(0, 2, 1000, final=True)]
     wl, _, tl = run([], msgs, topology="star")
-    steps = counters.critical_path(wl, tl, 0)
+    steps = critical_path(wl, tl, 0)
     assert [s["kind"] for s in steps] == ["wait", "transfer"]
     assert steps[0]["on"] == "link from d0"
     assert (steps[0]["start_s"], steps[0]["end_s"]) == pytest.approx((0.0, 0.008))

@@ -13,14 +13,14 @@ import torch
 from torch.nn.utils import prune
 
 import sim
-from sim import partition
-from sim.deploy import deployment_workload
+from sim.config.schema import ModelSpec
 from sim.errors import UserError
-from sim.flowgraph import FlowGraph
-from sim.runner import load_model
-from sim.scenario import ModelSpec
-from sim.wire import WireSpec
-from sim.workload import WorkloadPlan
+from sim.experiment.pipeline import load_model
+from sim.model import partition
+from sim.model.deploy import deployment_workload
+from sim.model.flowgraph import FlowGraph
+from sim.workload.plan import WorkloadPlan
+from sim.workload.wire import WireSpec
 from tests.helpers import scenario_dict
 
 SPLITS = {"conv1": [2, 2, 1, 1], "conv2": [4] * 4, "fc1": [30] * 4, "fc2": [21] * 4, "fc3": [3, 3, 2, 2]}
@@ -47,7 +47,7 @@ def test_csr_deployment_bytes_of_pruned_lenet_by_hand() -> None:
         assert int((weight == 0).sum()) == round(weight.numel() * 0.5)  # l1_unstructured zeroed half
         start = 0
         for d, rows in enumerate(split):
-            nnz = int(weight[start:start + rows].count_nonzero() + bias[start:start + rows].count_nonzero())
+            nnz = int(weight[start : start + rows].count_nonzero() + bias[start : start + rows].count_nonzero())
             if d != 0:  # d0 ships, it keeps its own shard
                 expected[(name, d)] = (rows + 1) * 4 + nnz * (4 + 4)  # csr: row pointers, then (index, value)
             start += rows

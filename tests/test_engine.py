@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from sim.engine import DeviceRate, simulate
-from sim.network import Network
-from sim.workload import Workload
+from sim.engine.devices import DeviceRate
+from sim.engine.network import Network
+from sim.engine.simulate import simulate
+from sim.workload.types import Workload
 from tests.helpers import message, task
 
 MBPS = 1e6

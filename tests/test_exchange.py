@@ -1,6 +1,6 @@
 """Exchange schemes (issue 5): ``inputs`` versus ``partial_sums`` versus ``auto``.
 
-The model outputs are checked by running the split model device by device (sim.split.execute) and
+The model outputs are checked by running the split model device by device (sim.model.shards.execute) and
 comparing with the unsplit model. Message bytes and FLOPs are written out by hand from LeNet-5's shapes:
 input 1x32x32 -> conv1 6x28x28 -> pool 6x14x14 -> conv2 16x10x10 -> pool 16x5x5 -> flatten 400 -> fc1 120
 -> fc2 84 -> fc3 10. Contiguous split over 4 devices (d0 source and sink): conv1 [2,2,1,1], conv2 [4]*4,
@@ -14,11 +14,12 @@ import pytest
 import torch
 
 import sim
-from sim import partition, split
-from sim.flowgraph import FlowGraph
-from sim.runner import load_model
-from sim.scenario import ModelSpec
-from sim.workload import WorkloadPlan
+from sim.config.schema import ModelSpec
+from sim.experiment.pipeline import load_model
+from sim.model import partition
+from sim.model import shards as split
+from sim.model.flowgraph import FlowGraph
+from sim.workload.plan import WorkloadPlan
 from tests.helpers import scenario_dict
 
 F32 = 4
@@ -108,11 +109,20 @@ def test_auto_picks_the_cheaper_scheme_per_layer_by_hand() -> None:
     # fc3:   12 x 21 x 4 = 1008 vs 120                        -> partial sums
     result = sim.run(scenario_dict(transfer={"exchange": "auto"}))
     assert result.summary["exchange"] == {
-        "conv1": "inputs", "conv2": "inputs", "fc1": "partial_sums", "fc2": "partial_sums", "fc3": "partial_sums",
-    }  # fmt: skip
+        "conv1": "inputs",
+        "conv2": "inputs",
+        "fc1": "partial_sums",
+        "fc2": "partial_sums",
+        "fc3": "partial_sums",
+    }
     assert by_layer(result.transfers) == {
-        "input": 12288, "conv1": 14112, "fc1.partial": 1440, "fc2.partial": 1008, "fc3.partial": 120, "output": 28,
-    }  # fmt: skip
+        "input": 12288,
+        "conv1": 14112,
+        "fc1.partial": 1440,
+        "fc2.partial": 1008,
+        "fc3.partial": 120,
+        "output": 28,
+    }
 
 
 def test_partial_sum_payloads_are_the_real_values() -> None:
@@ -150,6 +160,7 @@ def test_grouped_conv_partial_flops_count_each_filter_against_its_own_group() ->
     assert ("_0#partial", 1) not in flops
     # filter 0 (on device 1) reads channel 0 (on device 0); filter 2 (on device 0) reads channel 2 (on 1)
     assert [(m.src, m.dst, m.channel_ids) for m in plan.messages if m.partial and m.layer == "1.partial"] == [
-        (0, 1, (0,)), (1, 0, (2,)),
-    ]  # fmt: skip
+        (0, 1, (0,)),
+        (1, 0, (2,)),
+    ]
     torch.testing.assert_close(split.execute(graph, plan, torch.ones(1, 1, 8, 8)), model(torch.ones(1, 1, 8, 8)))

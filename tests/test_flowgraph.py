@@ -9,9 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from sim.errors import UserError
-from sim.flowgraph import FlowGraph, residual_groups
-from sim.partition import make_partition
-from sim.workload import WorkloadPlan
+from sim.model.flowgraph import FlowGraph
+from sim.model.partition import make_partition
+from sim.workload.graph import residual_groups
+from sim.workload.plan import WorkloadPlan
 
 F32 = 4
 
@@ -140,7 +141,7 @@ def test_unsupported_op_is_one_line_error_naming_op_and_node() -> None:
 
 
 def test_lenet_layers_and_shapes() -> None:
-    from sim.zoo import build_model
+    from sim.model.zoo import build_model
 
     g = FlowGraph.trace(build_model("lenet5"), torch.zeros(1, 1, 32, 32))
     layers = g.layers()
@@ -150,7 +151,7 @@ def test_lenet_layers_and_shapes() -> None:
 
 
 def test_wrong_input_shape_is_one_line_error() -> None:
-    from sim.zoo import build_model
+    from sim.model.zoo import build_model
 
     with pytest.raises(UserError, match=r"model.input_shape: the model fails on input of shape \[3, 32, 32\]"):
         FlowGraph.trace(build_model("lenet5"), torch.zeros(1, 3, 32, 32))

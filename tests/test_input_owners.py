@@ -7,12 +7,14 @@ from collections import Counter
 import pytest
 import torch
 
-from sim import partition, split
+from sim.config.load import load
 from sim.errors import UserError
-from sim.flowgraph import FlowGraph
-from sim.runner import as_scenario, build, simulate
-from sim.workload import WorkloadPlan
-from sim.zoo import build_model
+from sim.experiment.pipeline import evaluate, prepare
+from sim.model import partition
+from sim.model import shards as split
+from sim.model.flowgraph import FlowGraph
+from sim.model.zoo import build_model
+from sim.workload.plan import WorkloadPlan
 from tests.helpers import scenario_dict
 
 F32 = 4
@@ -21,9 +23,10 @@ F32 = 4
 def test_each_owner_sends_its_channel_to_every_device_that_reads_it() -> None:
     # VGG-11's first conv is dense and every device owns some of its 64 filters, so each of the three
     # colour channels (32x32 floats) goes from its owner to the other three devices: 9 messages of 4096 B.
-    scenario = as_scenario(scenario_dict(4, model={"name": "vgg11"},
-                                         inputs={"dataset": "synthetic", "owners": ["d0", "d1", "d2"]}))  # fmt: skip
-    result = simulate(scenario, build(scenario).workload)
+    scenario = load(
+        scenario_dict(4, model={"name": "vgg11"}, inputs={"dataset": "synthetic", "owners": ["d0", "d1", "d2"]})
+    )
+    result = evaluate(scenario, prepare(scenario).built)
     inputs = result.transfers[result.transfers["layer"] == "input"]
     got = Counter(zip(inputs["src"], inputs["dst"], inputs["bytes"]))
     expected = Counter({(f"d{i}", f"d{j}", 32 * 32 * F32): 1 for i in range(3) for j in range(4) if i != j})
@@ -46,7 +49,7 @@ def test_split_execution_with_spread_inputs_matches_the_model() -> None:
 
 def test_owners_must_name_devices_and_match_the_channels() -> None:
     with pytest.raises(UserError, match=r"inputs.owners\[1\]: unknown device 'cam9'"):
-        as_scenario(scenario_dict(inputs={"dataset": "digits", "owners": ["d0", "cam9"]}))
-    scenario = as_scenario(scenario_dict(inputs={"dataset": "digits", "owners": ["d0", "d1"]}))
-    with pytest.raises(UserError, match="inputs.owners: has 2 entries; the model input has 1 channels"):
-        build(scenario)
+        load(scenario_dict(inputs={"dataset": "digits", "owners": ["d0", "cam9"]}))
+    scenario = load(scenario_dict(inputs={"dataset": "digits", "owners": ["d0", "d1"]}))
+    with pytest.raises(UserError, match=r"inputs\.owners: has 2 entries; the model input has 1 channels"):
+        prepare(scenario)

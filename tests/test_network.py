@@ -7,10 +7,12 @@ import functools
 
 import pytest
 
-from sim.engine import DeviceRate, chunk_sizes, simulate
+from sim.engine.devices import DeviceRate
+from sim.engine.network import LinkParams, Network
+from sim.engine.simulate import chunk_sizes, simulate
 from sim.errors import UserError
-from sim.network import MEDIUM, LinkParams, Network
-from sim.workload import Task, Workload
+from sim.topology import MEDIUM
+from sim.workload.types import Task, Workload
 from tests import helpers
 
 MBPS = 1e6
@@ -41,7 +43,10 @@ def test_three_hop_line_store_and_forward_is_the_sum_of_hop_times() -> None:
     assert tl.message_hops == [3]
     assert tl.message_end_s == [pytest.approx(0.009 + 0.006 + 0.005)]
     assert [(h.link.name, h.start_s) for h in tl.hops] == [
-        ("d0->d1", 0.0), ("d1->d2", pytest.approx(0.009)), ("d2->d3", pytest.approx(0.015))]  # fmt: skip
+        ("d0->d1", 0.0),
+        ("d1->d2", pytest.approx(0.009)),
+        ("d2->d3", pytest.approx(0.015)),
+    ]
 
 
 def test_chunks_pipeline_along_a_line() -> None:

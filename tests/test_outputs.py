@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 import yaml
 
-from sim import wire
+from sim.analysis.tables import COMPUTE_COLUMNS, TRANSFER_COLUMNS
 from sim.cli import main
-from sim.results import COMPUTE_COLUMNS, TRANSFER_COLUMNS
-from sim.runner import as_scenario, build
-from sim.workload import message_matrix
+from sim.config.load import load
+from sim.experiment.pipeline import prepare
+from sim.report.save import save_run
+from sim.workload import wire
+from sim.workload.sizing import message_matrix
 from tests.helpers import scenario_dict
 
 FILES = ("transfers.csv", "compute.csv", "traffic.csv", "summary.json", "trace.json", "timeline.png")
@@ -42,8 +44,16 @@ def test_files_have_the_design_columns(tmp_path) -> None:
     assert list(pd.read_csv(out / "transfers.csv").columns) == TRANSFER_COLUMNS
     assert list(pd.read_csv(out / "compute.csv").columns) == COMPUTE_COLUMNS
     summary = json.loads((out / "summary.json").read_text())
-    for key in ("latency_s", "latency_p50_s", "latency_p99_s", "throughput_fps", "bytes_total",
-                "compute_s_total", "makespan_s", "scenario"):  # fmt: skip
+    for key in (
+        "latency_s",
+        "latency_p50_s",
+        "latency_p99_s",
+        "throughput_fps",
+        "bytes_total",
+        "compute_s_total",
+        "makespan_s",
+        "scenario",
+    ):
         assert key in summary
     assert summary["scenario"]["network"]["bandwidth_mbps"] == 20
     trace = json.loads((out / "trace.json").read_text())
@@ -53,9 +63,9 @@ def test_files_have_the_design_columns(tmp_path) -> None:
 
 
 def test_csr_round_trips_real_activations_exactly() -> None:
-    built = build(as_scenario(scenario_dict(inputs={"dataset": "digits", "batch_size": 2, "frames": 1})))
+    built = prepare(load(scenario_dict(inputs={"dataset": "digits", "batch_size": 2, "frames": 1})))
     graph, plan = built.graph, built.plan
-    from sim.data import frame_batches
+    from sim.model.data import frame_batches
 
     images = frame_batches("digits", (1, 32, 32), 1, 2, 0)[0].images
     values = graph.activations(images, plan.tensors())
@@ -74,7 +84,7 @@ def test_csr_round_trips_real_activations_exactly() -> None:
 
 def test_a_save_that_fails_midway_leaves_the_folder_as_it_was(tmp_path, monkeypatch) -> None:
     import sim
-    from sim import plots
+    from sim.report import save as saving
 
     result = sim.run(scenario_dict(2))
     out = tmp_path / "out"
@@ -84,12 +94,12 @@ def test_a_save_that_fails_midway_leaves_the_folder_as_it_was(tmp_path, monkeypa
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(plots, "traffic_heatmap", broken)  # the last file of the set
+    monkeypatch.setattr(saving, "plot_traffic", broken)  # the last file of the set
     with pytest.raises(OSError, match="disk full"):
-        result.save(out)
+        save_run(result, out)
     assert [p.name for p in out.iterdir()] == ["summary.json"] and (out / "summary.json").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging folder left behind
     monkeypatch.undo()
-    written = result.save(out)
+    written = save_run(result, out)
     assert {p.name for p in written} == {p.name for p in out.iterdir()} and len(written) >= 10
     assert oct((out / "transfers.csv").stat().st_mode & 0o777) == "0o644"

@@ -10,9 +10,9 @@ import torch
 import yaml
 
 from sim.cli import main
-from sim.flowgraph import FlowGraph
-from sim.partition import contiguous_split, imbalance, make_partition, proportional_split
-from sim.zoo import build_model, model_names
+from sim.model.flowgraph import FlowGraph
+from sim.model.partition import contiguous_split, imbalance, make_partition, proportional_split
+from sim.model.zoo import build_model, model_names
 from tests.helpers import scenario_dict
 
 
@@ -131,6 +131,7 @@ def test_user_model_runs_from_a_scenario(tmp_path, monkeypatch) -> None:
         " nn.Linear(4, num_classes))\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    scen = write_scenario(tmp_path, model={"name": "mynet:make", "input_shape": [3, 16, 16]},
-                          inputs={"dataset": "synthetic"})  # fmt: skip
+    scen = write_scenario(
+        tmp_path, model={"name": "mynet:make", "input_shape": [3, 16, 16]}, inputs={"dataset": "synthetic"}
+    )
     assert main(["run", scen, "--out", str(tmp_path / "out")]) == 0

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 
 import sim
-from sim import cli, plots, sweeps
+from sim import cli
 from sim.errors import UserError
+from sim.experiment import sweeps
+from sim.report import plots
+from sim.report.redraw import redraw
+from sim.report.save import save_run
 from tests.helpers import scenario_dict
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -27,12 +29,19 @@ def _legend(ax) -> list[str]:
 
 def _sweep_table() -> pd.DataFrame:
     """Two formats over three bandwidths with a 2 ms single-device baseline, latencies in seconds."""
-    table = pd.DataFrame([
-        {"transfer.format": fmt, "network.bandwidth_mbps": mbps, "devices": 4, "latency_s": lat,
-         "baseline_latency_s": 0.002}
-        for fmt, lats in (("dense", (0.010, 0.004, 0.001)), ("csr", (0.008, 0.003, 0.0009)))
-        for mbps, lat in zip((1.0, 10.0, 100.0), lats)
-    ])  # fmt: skip
+    table = pd.DataFrame(
+        [
+            {
+                "transfer.format": fmt,
+                "network.bandwidth_mbps": mbps,
+                "devices": 4,
+                "latency_s": lat,
+                "baseline_latency_s": 0.002,
+            }
+            for fmt, lats in (("dense", (0.010, 0.004, 0.001)), ("csr", (0.008, 0.003, 0.0009)))
+            for mbps, lat in zip((1.0, 10.0, 100.0), lats)
+        ]
+    )
     table.insert(0, "point", range(len(table)))
     table["error"] = ""
     return table
@@ -40,7 +49,7 @@ def _sweep_table() -> pd.DataFrame:
 
 def test_latency_vs_bandwidth(tmp_path):
     path = tmp_path / "lat.png"
-    fig = plots.latency_vs_bandwidth(_sweep_table(), path)
+    fig = plots.plot_latency_vs_bandwidth(_sweep_table(), path)
     assert _is_png(path)
     (ax,) = fig.axes
     assert ax.get_xscale() == "log" and "bandwidth (Mbps)" in ax.get_xlabel() and "(ms)" in ax.get_ylabel()
@@ -57,10 +66,16 @@ def test_latency_vs_bandwidth(tmp_path):
 
 
 def test_latency_breakdown(tmp_path):
-    table = pd.DataFrame({"scenario": ["a", "b"], "latency_compute_s": [0.001, 0.002],
-                          "latency_transfer_s": [0.003, 0.0], "latency_waiting_s": [0.0005, 0.0]})  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "scenario": ["a", "b"],
+            "latency_compute_s": [0.001, 0.002],
+            "latency_transfer_s": [0.003, 0.0],
+            "latency_waiting_s": [0.0005, 0.0],
+        }
+    )
     path = tmp_path / "bd.png"
-    fig = plots.latency_breakdown(table, path)
+    fig = plots.plot_breakdown(table, path)
     assert _is_png(path)
     (ax,) = fig.axes
     assert "(ms)" in ax.get_xlabel() and ax.get_title()
@@ -73,10 +88,11 @@ def test_latency_breakdown(tmp_path):
 
 
 def test_traffic_heatmap(tmp_path):
-    transfers = pd.DataFrame({"frame": [0, 0, 1], "src": ["a", "b", "a"], "dst": ["b", "a", "b"],
-                              "bytes": [1000, 500, 3000]})  # fmt: skip
+    transfers = pd.DataFrame(
+        {"frame": [0, 0, 1], "src": ["a", "b", "a"], "dst": ["b", "a", "b"], "bytes": [1000, 500, 3000]}
+    )
     path = tmp_path / "heat.png"
-    fig = plots.traffic_heatmap(transfers, path, devices=["a", "b", "c"])
+    fig = plots.plot_traffic(transfers, path, devices=["a", "b", "c"])
     assert _is_png(path)
     ax, colorbar = fig.axes
     assert ax.get_xlabel() == "receiving device" and ax.get_ylabel() == "sending device"
@@ -86,13 +102,20 @@ def test_traffic_heatmap(tmp_path):
 
 
 def test_accuracy_vs_bytes(tmp_path):
-    table = pd.DataFrame({
-        "point": range(4), "devices": 4, "prune.method": ["l1", "l1", "ln", "ln"],
-        "prune.amount": [0.0, 0.5, 0.0, 0.5], "bytes_total": [4000, 3000, 4000, 1500],
-        "accuracy": [0.95, 0.93, 0.95, 0.80], "latency_s": 0.01, "error": "",
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "point": range(4),
+            "devices": 4,
+            "prune.method": ["l1", "l1", "ln", "ln"],
+            "prune.amount": [0.0, 0.5, 0.0, 0.5],
+            "bytes_total": [4000, 3000, 4000, 1500],
+            "accuracy": [0.95, 0.93, 0.95, 0.80],
+            "latency_s": 0.01,
+            "error": "",
+        }
+    )
     path = tmp_path / "acc.png"
-    fig = plots.accuracy_vs_bytes(table, path)
+    fig = plots.plot_accuracy_vs_bytes(table, path)
     assert _is_png(path)
     (ax,) = fig.axes
     assert "(kB)" in ax.get_xlabel() and "(%)" in ax.get_ylabel() and ax.get_title()
@@ -100,18 +123,15 @@ def test_accuracy_vs_bytes(tmp_path):
     ln = ax.get_lines()[1]
     assert list(ln.get_xdata()) == [4.0, 1.5] and list(ln.get_ydata()) == pytest.approx([95.0, 80.0])
     with pytest.raises(UserError, match="no accuracy"):
-        plots.accuracy_vs_bytes(table.drop(columns="accuracy"), path)
+        plots.plot_accuracy_vs_bytes(table.drop(columns="accuracy"), path)
 
 
 def test_timeline_writes_png_with_a_row_per_device_and_link(tmp_path, monkeypatch):
-    closed = []
-    real_close = plt.close
-    monkeypatch.setattr(plots.plt, "close", lambda fig=None: (closed.append(fig), real_close(fig)))
     result = sim.run(scenario_dict(2))
     path = tmp_path / "timeline.png"
-    plots.timeline(result.transfers, result.compute, path, title="t")
+    fig = plots.plot_timeline(result.transfers, result.compute, path, title="t")
     assert _is_png(path)
-    ax = closed[-1].axes[0]
+    ax = fig.axes[0]
     assert ax.get_xlabel() == "time (ms)"
     ticks = [t.get_text() for t in ax.get_yticklabels()]
     assert ticks[:2] == ["d0", "d1"] and len(ticks) >= 4  # devices, then each direction that carried data
@@ -119,15 +139,16 @@ def test_timeline_writes_png_with_a_row_per_device_and_link(tmp_path, monkeypatc
 
 def test_redraw_from_saved_csvs(tmp_path):
     run_dir = tmp_path / "run"
-    sim.run(scenario_dict(3)).save(run_dir)
+    save_run(sim.run(scenario_dict(3)), run_dir)
     (run_dir / "timeline.png").unlink()
-    written = plots.redraw(run_dir)
+    written = redraw(run_dir)
     assert {p.name for p in written} == {"timeline.png", "traffic.png"} and all(_is_png(p) for p in written)
     sweep_dir = tmp_path / "sweep"
-    sweeps.sweep(scenario_dict(2), {"network.bandwidth_mbps": [1, 10]}, baseline=True, out=sweep_dir, jobs=1,
-                progress=False)  # fmt: skip
-    assert [p.name for p in plots.redraw(sweep_dir)] == ["latency_vs_bandwidth.png"]
+    sweeps.sweep(
+        scenario_dict(2), {"network.bandwidth_mbps": [1, 10]}, baseline=True, out=sweep_dir, jobs=1, progress=False
+    )
+    assert [p.name for p in redraw(sweep_dir)] == ["latency_vs_bandwidth.png"]
     with pytest.raises(UserError, match="nothing to plot"):
-        plots.redraw(tmp_path / "empty")
+        redraw(tmp_path / "empty")
     assert cli.main(["plot", str(tmp_path / "empty")]) == 2
     assert cli.main(["plot", str(sweep_dir)]) == 0

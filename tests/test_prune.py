@@ -7,12 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from sim import prune
+from sim.config.load import load
+from sim.config.schema import PruneSpec
 from sim.errors import UserError
-from sim.flowgraph import FlowGraph
-from sim.runner import as_scenario, build
-from sim.scenario import PruneSpec
-from sim.zoo import build_model
+from sim.experiment.pipeline import prepare
+from sim.model import prune
+from sim.model.flowgraph import FlowGraph
+from sim.model.zoo import build_model
 from tests.helpers import scenario_dict
 
 
@@ -121,16 +122,16 @@ def test_structured_pruning_of_k_filters_drops_flops_and_bytes_by_the_hand_compu
     Bytes: every conv2 channel (5x5 after pooling, float32 = 100 B) goes to the 3 other devices (each owns
     fc1 neurons using all of them), so 2 channels fewer is 2 * 100 * 3 = 600 B fewer.
     """
-    base = build(as_scenario(scenario_dict())).workload
-    pruned = build(as_scenario(scenario_dict(prune={"method": "ln_structured", "layers": {"conv2": 0.125}})))
+    base = prepare(load(scenario_dict())).workload
+    pruned = prepare(load(scenario_dict(prune={"method": "ln_structured", "layers": {"conv2": 0.125}})))
     assert flops(base) - flops(pruned.workload) == 60_000 + 12_000
     assert dense_bytes(base) - dense_bytes(pruned.workload) == 600
     assert pruned.graph.layers()[1].out_channels == 14
 
 
 def test_unstructured_pruning_leaves_flops_and_dense_bytes_unchanged() -> None:
-    base = build(as_scenario(scenario_dict())).workload
-    pruned = build(as_scenario(scenario_dict(prune={"method": "l1_unstructured", "layers": {"conv2": 0.5}}))).workload
+    base = prepare(load(scenario_dict())).workload
+    pruned = prepare(load(scenario_dict(prune={"method": "l1_unstructured", "layers": {"conv2": 0.5}}))).workload
     assert flops(pruned) == flops(base)
     assert dense_bytes(pruned) == dense_bytes(base)
     assert [m.channel_ids for m in pruned.messages] == [m.channel_ids for m in base.messages]
@@ -146,13 +147,14 @@ def test_unstructured_pruning_saves_a_channel_a_remote_device_no_longer_needs(tm
         model.conv2.weight[4:8, 0] *= 1e-6
     checkpoint = tmp_path / "tiny.pt"
     torch.save(model.state_dict(), checkpoint)
-    base = build(as_scenario(scenario_dict())).workload
+    base = prepare(load(scenario_dict())).workload
     spec = {"method": "l1_unstructured", "layers": {"conv2": 100 / 2400}}
-    built = build(as_scenario(scenario_dict(model={"name": "lenet5", "checkpoint": str(checkpoint)}, prune=spec)))
+    built = prepare(load(scenario_dict(model={"name": "lenet5", "checkpoint": str(checkpoint)}, prune=spec)))
     weight = built.model.conv2.weight
     assert (weight[4:8, 0] == 0).all() and int((weight == 0).sum()) == 100
     assert flops(built.workload) == flops(base)
     assert dense_bytes(base) - dense_bytes(built.workload) == 14 * 14 * 4
+
     def conv1_to_d1(workload) -> list[tuple[int, ...]]:
         return [m.channel_ids for m in workload.messages if m.layer == "conv1" and (m.src, m.dst) == (0, 1)]
 
@@ -166,12 +168,15 @@ def test_comm_structured_cuts_more_cross_device_bytes_than_ln_structured() -> No
     731,164): ranking filters against the hop-weighted bytes they cost removes them where the feature maps
     are large.
     """
+
     def sent(method: str) -> tuple[int, int]:
-        sc = scenario_dict(model={"name": "vgg11"}, inputs={"dataset": "synthetic"},
-                           prune={"method": method, "amount": 0.5})  # fmt: skip
-        built = build(as_scenario(sc))
+        sc = scenario_dict(
+            model={"name": "vgg11"}, inputs={"dataset": "synthetic"}, prune={"method": method, "amount": 0.5}
+        )
+        built = prepare(load(sc))
         removed = sum(l.out_channels for l in build_model_layers("vgg11")) - sum(
-            l.out_channels for l in built.graph.layers())
+            l.out_channels for l in built.graph.layers()
+        )
         return dense_bytes(built.workload), removed
 
     ln_bytes, ln_removed = sent("ln_structured")
@@ -195,8 +200,8 @@ def test_bytes_saved_are_hop_weighted_dense_bytes_of_every_message_carrying_the_
     """LeNet-5, 4 devices, contiguous. A conv2 channel (5x5 float32 = 100 B after pooling) goes to the 3
     other devices; on a line d0-d1-d2-d3 (hops = |src - dst|) the owner of channels 0..3 (d0) reaches the
     others in 1 + 2 + 3 hops, d1 (channels 4..7) in 1 + 1 + 2. A conv1 channel is 14x14 float32 = 784 B."""
-    from sim.partition import make_partition
-    from sim.workload import WorkloadPlan
+    from sim.model.partition import make_partition
+    from sim.workload.plan import WorkloadPlan
 
     _, graph = lenet()
     plan = WorkloadPlan(graph, make_partition(graph, "contiguous", 4), 4, 0, 0)

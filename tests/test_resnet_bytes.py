@@ -14,7 +14,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from sim.runner import as_scenario, build, simulate
+from sim.config.load import load
+from sim.experiment.pipeline import evaluate, prepare
 from tests.helpers import scenario_dict
 
 F32 = 4
@@ -81,10 +82,11 @@ CASES = [
 
 @pytest.mark.parametrize(("model", "n_devices", "partition"), CASES)
 def test_resnet_every_message_matches_independent_count(model: str, n_devices: int, partition: dict) -> None:
-    scenario = as_scenario(scenario_dict(
-        n_devices, model={"name": model}, inputs={"dataset": "synthetic"}, partition=partition))  # fmt: skip
-    built = build(scenario)
-    result = simulate(scenario, built.workload)
+    scenario = load(
+        scenario_dict(n_devices, model={"name": model}, inputs={"dataset": "synthetic"}, partition=partition)
+    )
+    built = prepare(scenario)
+    result = evaluate(scenario, built.built)
     names = scenario.device_names
     got = Counter((r.layer, names.index(r.src), names.index(r.dst), r.bytes) for r in result.transfers.itertuples())
     expected = expected_messages(model, {k: np.asarray(v) for k, v in built.plan.partition.items()}, n_devices)

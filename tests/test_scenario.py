@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from sim.cli import main
+from sim.config.load import load_scenario, parse_scenario
 from sim.errors import UserError
-from sim.scenario import load_scenario, parse_scenario
 from tests.helpers import scenario_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,8 +95,11 @@ def test_unknown_model_is_refused_in_one_line(tmp_path, capsys) -> None:
 
 
 def test_units_convert_to_si_once() -> None:
-    sc = parse_scenario(scenario_dict(network={"bandwidth_mbps": 20, "latency_ms": 1.5},
-                                      devices=[{"name": "d0", "gflops": 2.5, "overhead_ms": 3}]))  # fmt: skip
+    sc = parse_scenario(
+        scenario_dict(
+            network={"bandwidth_mbps": 20, "latency_ms": 1.5}, devices=[{"name": "d0", "gflops": 2.5, "overhead_ms": 3}]
+        )
+    )
     assert sc.network.bandwidth_bps == 20e6
     assert sc.network.latency_s == 0.0015
     assert sc.devices[0].flops_per_s == 2.5e9

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from sim import prune, surgery
+from sim.config.schema import PruneSpec
 from sim.errors import UserError
-from sim.flowgraph import FlowGraph
-from sim.scenario import PruneSpec
-from sim.zoo import build_model
+from sim.model import prune, surgery
+from sim.model.flowgraph import FlowGraph
+from sim.model.zoo import build_model
 
 SHAPES = {"lenet5": (1, 32, 32), "vgg11": (3, 32, 32), "resnet18": (3, 32, 32), "mobilenetv2": (3, 32, 32)}
 
@@ -47,8 +47,9 @@ def test_masked_model_equals_physically_smaller_model(name: str) -> None:
     keep = prune.apply(masked, graph, spec, seed=0)
     # the same pruning of an identical copy (a masked model cannot be deep-copied), baked and shrunk
     twin = make(name)
-    assert {k: v.tolist() for k, v in prune.apply(twin, graph, spec, seed=0).items()} == \
-        {k: v.tolist() for k, v in keep.items()}
+    assert {k: v.tolist() for k, v in prune.apply(twin, graph, spec, seed=0).items()} == {
+        k: v.tolist() for k, v in keep.items()
+    }
     small = surgery.shrink(prune.remove_masks(twin), graph, keep)
     with torch.no_grad():
         eval_masked, eval_small = masked.eval()(x), small.eval()(x)

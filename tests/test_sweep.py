@@ -10,27 +10,40 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sim
-from sim import cli, grid, runner, sweeps
+from sim import cli
+from sim.analysis import curves
+from sim.config import overrides as grid
+from sim.config.load import load
 from sim.errors import UserError
-from sim.runner import as_scenario
+from sim.experiment import pipeline as runner
+from sim.experiment import sweeps
 from tests.helpers import scenario_dict
 
 LENET_FLOPS = 2 * (6 * 25 * 28 * 28 + 16 * 6 * 25 * 10 * 10 + 120 * 400 + 84 * 120 + 10 * 84)  # 833040
-SAME = ("latency_s", "latency_p50_s", "latency_p99_s", "throughput_fps", "makespan_s", "bytes_total",
-        "flops_total", "compute_s_total", "messages")  # fmt: skip
+SAME = (
+    "latency_s",
+    "latency_p50_s",
+    "latency_p99_s",
+    "throughput_fps",
+    "makespan_s",
+    "bytes_total",
+    "flops_total",
+    "compute_s_total",
+    "messages",
+)
 
 
 @pytest.fixture
 def count_builds(monkeypatch):
-    """Count calls of sim.runner.build (the torch side)."""
+    """Count calls of sim.experiment.pipeline.prepare (the torch side)."""
     calls = []
-    real = runner.build
+    real = runner.prepare
 
     def counting(scenario):
         calls.append(scenario)
         return real(scenario)
 
-    monkeypatch.setattr(runner, "build", counting)
+    monkeypatch.setattr(runner, "prepare", counting)
     return calls
 
 
@@ -58,15 +71,17 @@ def test_one_build_per_distinct_workload_key(count_builds):
     row = table[(table["transfer.format"] == "csr") & (table["devices.1.gflops"] == 4)].iloc[0]
     devices = scenario_dict(4)["devices"]
     devices[1] = {"name": "d1", "gflops": 4}
-    summary = sim.run(scenario_dict(4, devices=devices, network={"bandwidth_mbps": 1},
-                                    transfer={"format": "csr"})).summary  # fmt: skip
+    summary = sim.run(
+        scenario_dict(4, devices=devices, network={"bandwidth_mbps": 1}, transfer={"format": "csr"})
+    ).summary
     assert row["latency_s"] == summary["latency_s"]
     assert row["bytes_total"] == summary["bytes_by_format"]["csr"]
 
 
 def test_bad_point_records_its_error_and_the_others_complete(tmp_path):
-    table = sweeps.sweep(scenario_dict(2), {"network.bandwidth_mbps": [10, 0, 20]}, out=tmp_path, jobs=1,
-                        progress=False)  # fmt: skip
+    table = sweeps.sweep(
+        scenario_dict(2), {"network.bandwidth_mbps": [10, 0, 20]}, out=tmp_path, jobs=1, progress=False
+    )
     assert "network.bandwidth_mbps: must be > 0" in table.loc[1, "error"]
     assert math.isnan(table.loc[1, "latency_s"])
     assert table.loc[[0, 2], "latency_s"].notna().all() and (table.loc[[0, 2], "error"] == "").all()
@@ -75,7 +90,7 @@ def test_bad_point_records_its_error_and_the_others_complete(tmp_path):
 
 
 def test_interrupt_keeps_finished_rows(tmp_path, monkeypatch):
-    real, calls = runner.simulate, []
+    real, calls = runner.evaluate, []
 
     def interrupted(scenario, workload, baseline=None):
         calls.append(1)
@@ -83,7 +98,7 @@ def test_interrupt_keeps_finished_rows(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(scenario, workload, baseline)
 
-    monkeypatch.setattr(runner, "simulate", interrupted)
+    monkeypatch.setattr(runner, "evaluate", interrupted)
     with pytest.raises(KeyboardInterrupt):
         sweeps.sweep(scenario_dict(2), {"network.bandwidth_mbps": [1, 2, 3, 4]}, out=tmp_path, jobs=1, progress=False)
     saved = pd.read_csv(tmp_path / "sweep.csv")
@@ -92,17 +107,25 @@ def test_interrupt_keeps_finished_rows(tmp_path, monkeypatch):
 
 
 def test_baseline_is_the_source_device_alone():
-    table = sweeps.sweep(scenario_dict(4), {"network.bandwidth_mbps": [1, 100], "transfer.format": ["dense", "csr"]},
-                        baseline=True, jobs=1, progress=False)  # fmt: skip
+    table = sweeps.sweep(
+        scenario_dict(4),
+        {"network.bandwidth_mbps": [1, 100], "transfer.format": ["dense", "csr"]},
+        baseline=True,
+        jobs=1,
+        progress=False,
+    )
     # LeNet-5 whole on d0 at 2 GFLOP/s, whatever the links and the wire format
     assert table["baseline_latency_s"].to_numpy() == pytest.approx([LENET_FLOPS / 2e9] * 4)
     assert table["speedup"].to_numpy() == pytest.approx(table["baseline_latency_s"] / table["latency_s"])
-    assert sweeps.baselines(table, "network.bandwidth_mbps")[0][0] == "single device"
+    assert curves.baselines(table, "network.bandwidth_mbps")[0][0] == "single device"
 
 
 def test_quickstart_latency_never_increases_with_bandwidth_on_mesh():
-    settings = {"network.latency_ms": [0, 1, 5], "inputs.frames": [1, 3], "network.bandwidth_mbps": list(
-        grid.parse_logspace("k=0.05:5000:15")[1])}  # fmt: skip
+    settings = {
+        "network.latency_ms": [0, 1, 5],
+        "inputs.frames": [1, 3],
+        "network.bandwidth_mbps": list(grid.parse_logspace("k=0.05:5000:15")[1]),
+    }
     table = sweeps.sweep("scenarios/quickstart.yaml", settings, jobs=1, progress=False)
     assert (table["error"] == "").all()
     for _, curve in table.groupby(["network.latency_ms", "inputs.frames"]):
@@ -112,9 +135,12 @@ def test_quickstart_latency_never_increases_with_bandwidth_on_mesh():
 
 @settings(max_examples=30, deadline=None)
 @given(
-    low=st.floats(0.01, 1000), factor=st.floats(1.0, 100.0), latency_ms=st.floats(0, 10),
-    gflops=st.lists(st.floats(0.1, 10), min_size=4, max_size=4), interval_ms=st.floats(0, 5),
-)  # fmt: skip
+    low=st.floats(0.01, 1000),
+    factor=st.floats(1.0, 100.0),
+    latency_ms=st.floats(0, 10),
+    gflops=st.lists(st.floats(0.1, 10), min_size=4, max_size=4),
+    interval_ms=st.floats(0, 5),
+)
 def test_latency_monotone_in_bandwidth_property(quickstart_workload, low, factor, latency_ms, gflops, interval_ms):
     base, workload = quickstart_workload
     latencies = []
@@ -124,15 +150,15 @@ def test_latency_monotone_in_bandwidth_property(quickstart_workload, low, factor
         data["inputs"]["interval_ms"] = interval_ms
         for device, rate in zip(data["devices"], gflops):
             device["gflops"] = rate
-        latencies.append(runner.simulate(as_scenario(data), workload).summary["frame_latency_s"])
+        latencies.append(runner.evaluate(load(data), workload).summary["frame_latency_s"])
     assert all(fast <= slow for slow, fast in zip(*latencies))
 
 
 @pytest.fixture(scope="module")
 def quickstart_workload():
-    sc = as_scenario("scenarios/quickstart.yaml")
+    sc = load("scenarios/quickstart.yaml")
     sc = sc.model_copy(update={"inputs": sc.inputs.model_copy(update={"frames": 2})})
-    return sc, runner.build(sc).workload
+    return sc, runner.prepare(sc).built
 
 
 def test_parse_set_and_logspace():
@@ -149,18 +175,24 @@ def test_parse_set_and_logspace():
 
 
 def test_unknown_key_refuses_the_whole_sweep():
-    with pytest.raises(UserError, match="network.bandwith_mbps: no such scenario field"):
+    with pytest.raises(UserError, match=r"network\.bandwith_mbps: no such scenario field"):
         sweeps.sweep(scenario_dict(2), {"network.bandwith_mbps": [1]}, progress=False)
     with pytest.raises(UserError, match="list index below 2"):
         sweeps.sweep(scenario_dict(2), {"devices.2.gflops": [1]}, progress=False)
 
 
 def test_crossovers_interpolate_in_log_bandwidth():
-    table = pd.DataFrame({
-        "point": [0, 1, 2], "devices": 4, "network.bandwidth_mbps": [1.0, 10.0, 100.0],
-        "latency_s": [10.0, 4.0, 1.0], "baseline_latency_s": 2.0, "error": "",
-    })  # fmt: skip
-    cross = sweeps.crossovers(table)
+    table = pd.DataFrame(
+        {
+            "point": [0, 1, 2],
+            "devices": 4,
+            "network.bandwidth_mbps": [1.0, 10.0, 100.0],
+            "latency_s": [10.0, 4.0, 1.0],
+            "baseline_latency_s": 2.0,
+            "error": "",
+        }
+    )
+    cross = curves.crossovers(table)
     # between 10 Mbps (gap +2) and 100 Mbps (gap -1): 2/3 of the way in log10: 10**(1 + 2/3)
     assert len(cross) == 1 and cross.iloc[0]["network.bandwidth_mbps"] == pytest.approx(10 ** (5 / 3))
     assert cross.iloc[0]["line"] == "4 devices" and cross.iloc[0]["versus"] == "single device"
@@ -168,8 +200,19 @@ def test_crossovers_interpolate_in_log_bandwidth():
 
 def test_cli_sweep_writes_table_and_plot(tmp_path, capsys):
     out = tmp_path / "sw"
-    code = cli.main(["sweep", "scenarios/quickstart.yaml", "--set", "network.bandwidth_mbps=1,100",
-                     "--baseline", "--out", str(out), "--jobs", "1"])  # fmt: skip
+    code = cli.main(
+        [
+            "sweep",
+            "scenarios/quickstart.yaml",
+            "--set",
+            "network.bandwidth_mbps=1,100",
+            "--baseline",
+            "--out",
+            str(out),
+            "--jobs",
+            "1",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "2 points (0 failed)" in printed
@@ -186,16 +229,22 @@ def test_parallel_sweep_equals_serial():
 
 
 def test_variants_run_over_the_whole_grid(count_builds):
-    variants = dict([grid.parse_variant("dense:transfer.format=dense"),
-                     grid.parse_variant("packed:transfer.format=auto,transfer.index_bits=16")])  # fmt: skip
+    variants = dict(
+        [
+            grid.parse_variant("dense:transfer.format=dense"),
+            grid.parse_variant("packed:transfer.format=auto,transfer.index_bits=16"),
+        ]
+    )
     assert variants["packed"] == {"transfer.format": "auto", "transfer.index_bits": 16}
-    table = sweeps.sweep(scenario_dict(2), {"network.bandwidth_mbps": [1, 10]}, variants=variants, jobs=1,
-                        progress=False)  # fmt: skip
+    table = sweeps.sweep(
+        scenario_dict(2), {"network.bandwidth_mbps": [1, 10]}, variants=variants, jobs=1, progress=False
+    )
     assert list(table["variant"]) == ["dense", "dense", "packed", "packed"] and len(count_builds) == 2
-    packed = sim.run(scenario_dict(2, network={"bandwidth_mbps": 10},
-                                   transfer={"format": "auto", "index_bits": 16})).summary  # fmt: skip
+    packed = sim.run(
+        scenario_dict(2, network={"bandwidth_mbps": 10}, transfer={"format": "auto", "index_bits": 16})
+    ).summary
     assert table.loc[3, "latency_s"] == packed["latency_s"] and table.loc[3, "bytes_total"] == packed["bytes_total"]
-    assert [label for label, _, _ in sweeps.lines(table, "network.bandwidth_mbps")] == ["dense", "packed"]
+    assert [label for label, _, _ in curves.lines(table, "network.bandwidth_mbps")] == ["dense", "packed"]
     with pytest.raises(UserError, match="also swept"):
         sweeps.sweep(scenario_dict(2), {"transfer.format": ["csr"]}, variants=variants, progress=False)
     with pytest.raises(UserError, match="--variant"):

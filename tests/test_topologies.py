@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 
 from sim import cli
+from sim.config.load import load_scenario, parse_scenario
 from sim.errors import UserError
-from sim.runner import build, build_network, simulate
-from sim.scenario import load_scenario, parse_scenario
+from sim.experiment import assemble
+from sim.experiment.pipeline import evaluate, prepare
+from sim.report.save import save_run
 from tests.helpers import scenario_dict
 
 IMAGE_BYTES = 1 * 32 * 32 * 4  # one 1x32x32 float32 image, dense
@@ -39,8 +41,9 @@ def test_link_to_an_unknown_device_is_refused() -> None:
 
 def test_zero_bandwidth_link_is_refused() -> None:
     links = [{"a": "d0", "b": "d1", "bandwidth_mbps": 0}]
-    one_line_error(scenario_dict(network={"topology": "line", "links": links}), "network.links[0].bandwidth_mbps",
-                   "> 0")  # fmt: skip
+    one_line_error(
+        scenario_dict(network={"topology": "line", "links": links}), "network.links[0].bandwidth_mbps", "> 0"
+    )
 
 
 def test_override_of_a_link_the_topology_lacks_is_refused() -> None:
@@ -76,7 +79,7 @@ def test_graphml_topology(tmp_path) -> None:
         "</graphml>\n"
     )
     sc = parse_scenario(scenario_dict(3, network={"topology": "custom", "graphml": str(graphml), "bandwidth_mbps": 2}))
-    net = build_network(sc)
+    net = assemble.network(sc)
     assert [(l.name, l.bandwidth_bps) for l in net.route("d0", "d2")] == [("d0->d1", 5e6), ("d1->d2", 2e6)]
 
 
@@ -88,11 +91,15 @@ def test_graphml_mistakes_are_one_line_errors(tmp_path) -> None:
         '<graph edgedefault="undirected"><node id="d0"/><node id="d7"/><edge source="d0" target="d1">'
         '<data key="w">5</data></edge></graph></graphml>\n'
     )
-    one_line_error(scenario_dict(2, network={"topology": "custom", "graphml": str(graphml)}),
-                   "network.graphml: edge d0-d1: weight: unknown key")  # fmt: skip
+    one_line_error(
+        scenario_dict(2, network={"topology": "custom", "graphml": str(graphml)}),
+        "network.graphml: edge d0-d1: weight: unknown key",
+    )
     graphml.write_text(graphml.read_text().replace('target="d1"', 'target="d7"'))
-    one_line_error(scenario_dict(2, network={"topology": "custom", "graphml": str(graphml)}),
-                   "network.graphml: unknown device 'd7'")  # fmt: skip
+    one_line_error(
+        scenario_dict(2, network={"topology": "custom", "graphml": str(graphml)}),
+        "network.graphml: unknown device 'd7'",
+    )
 
 
 def test_presets_fill_unset_fields_and_yield_to_overrides() -> None:
@@ -111,12 +118,12 @@ def test_fps_sets_the_arrival_interval() -> None:
 @pytest.fixture(scope="module")
 def lenet():
     """The LeNet-5 workload on 4 devices (the network is not part of the workload, so it is built once)."""
-    return build(parse_scenario(scenario_dict(4))).workload
+    return prepare(parse_scenario(scenario_dict(4))).built
 
 
 def variant(workload, **network):
     base = {"bandwidth_mbps": 20, "latency_ms": 1.0}
-    return simulate(parse_scenario(scenario_dict(4, network={**base, **network})), workload)
+    return evaluate(parse_scenario(scenario_dict(4, network={**base, **network})), workload)
 
 
 def test_multicast_sends_the_input_image_once(lenet) -> None:
@@ -151,7 +158,7 @@ def test_critical_path_tiles_the_latency(lenet) -> None:
 
 def test_run_writes_links_and_devices_csv(lenet, tmp_path) -> None:
     result = variant(lenet, topology="star", chunk_kb=1)
-    result.save(tmp_path)
+    save_run(result, tmp_path)
     links = pd.read_csv(tmp_path / "links.csv")
     assert list(links["link"])[:2] == ["d0->switch", "switch->d0"]
     devices = pd.read_csv(tmp_path / "devices.csv")
@@ -165,7 +172,7 @@ def test_run_writes_links_and_devices_csv(lenet, tmp_path) -> None:
 def test_single_device_baseline_is_all_compute() -> None:
     # One device of 2 GFLOP/s computes every FLOP of LeNet-5 in sequence, with nothing to send.
     data = scenario_dict(2, baseline="single")
-    result = simulate(parse_scenario(data), build(parse_scenario(data)).workload)
+    result = evaluate(parse_scenario(data), prepare(parse_scenario(data)).built)
     base = result.summary["baseline"]
     assert base["device"] == "d0"
     assert base["latency_s"] == pytest.approx(result.summary["flops_total"] / 2e9)
@@ -176,26 +183,31 @@ def test_single_device_baseline_counts_the_whole_batch() -> None:
     # LeNet-5 on a 1x32x32 image: 2 * (6*25*28*28 + 16*6*25*10*10 + 120*400 + 84*120 + 10*84) = 833040 FLOPs;
     # a batch of 3 is 3 times that, on one 2 GFLOP/s device even though nothing crosses the network.
     data = scenario_dict(2, baseline="single", inputs={"dataset": "digits", "batch_size": 3, "frames": 1})
-    result = simulate(parse_scenario(data), build(parse_scenario(data)).workload)
+    result = evaluate(parse_scenario(data), prepare(parse_scenario(data)).built)
     assert result.summary["flops_total"] == 3 * 833040
     assert result.summary["baseline"]["latency_s"] == pytest.approx(3 * 833040 / 2e9)
 
 
 def test_mixed_devices_summary_is_valid_json(lenet) -> None:
-    devices = [{"name": "d0", "preset": "rpi4"}, {"name": "d1", "gflops": 2}, {"name": "d2", "gflops": 2},
-               {"name": "d3", "preset": "phone"}]  # fmt: skip
-    result = simulate(parse_scenario(scenario_dict(4, devices=devices)), lenet)
+    devices = [
+        {"name": "d0", "preset": "rpi4"},
+        {"name": "d1", "gflops": 2},
+        {"name": "d2", "gflops": 2},
+        {"name": "d3", "preset": "phone"},
+    ]
+    result = evaluate(parse_scenario(scenario_dict(4, devices=devices)), lenet)
     text = json.dumps(result.summary, allow_nan=False)
     rows = {r["device"]: r for r in json.loads(text)["devices"]}
     assert rows["d0"]["mem_bandwidth_gbps"] == 12.8 and rows["d1"]["mem_bandwidth_gbps"] is None
     # roofline on the Pi (8 GFLOP/s, 12.8 GB/s): each task takes the larger of its compute and memory times
-    expected = sum(max(t.flops / 8e9, t.bytes_touched / 12.8e9) for t in lenet.tasks if t.device == 0)
+    expected = sum(max(t.flops / 8e9, t.bytes_touched / 12.8e9) for t in lenet.workload.tasks if t.device == 0)
     assert rows["d0"]["busy_s"] == pytest.approx(expected)
-    assert expected > sum(t.flops / 8e9 for t in lenet.tasks if t.device == 0)  # memory-bound somewhere
+    assert expected > sum(t.flops / 8e9 for t in lenet.workload.tasks if t.device == 0)  # memory-bound somewhere
 
 
-@pytest.mark.parametrize("name", ["star", "ring", "multihop-line", "custom", "shared-wifi", "hetero-devices",
-                                  "stream", "calibrated"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name", ["star", "ring", "multihop-line", "custom", "shared-wifi", "hetero-devices", "stream", "calibrated"]
+)
 def test_feature_scenarios_parse(name, monkeypatch) -> None:
     monkeypatch.chdir(Path(__file__).resolve().parent.parent)  # graphml paths are relative to the project
     assert load_scenario(f"scenarios/{name}.yaml").name == name

@@ -7,11 +7,11 @@ import json
 import torch
 import yaml
 
-from sim import data, prune, train
 from sim.cli import main
-from sim.flowgraph import FlowGraph
-from sim.scenario import PruneSpec
-from sim.zoo import build_model
+from sim.config.schema import PruneSpec
+from sim.model import data, prune, train
+from sim.model.flowgraph import FlowGraph
+from sim.model.zoo import build_model
 from tests.helpers import scenario_dict
 
 
@@ -68,7 +68,10 @@ def test_synthetic_inputs_report_no_accuracy_and_refuse_finetuning(tmp_path, cap
     scen.write_text(yaml.safe_dump(scenario_dict(inputs={"dataset": "synthetic"})))
     assert main(["run", str(scen), "--out", str(tmp_path / "o")]) == 0
     assert "accuracy" not in json.loads((tmp_path / "o" / "summary.json").read_text())
-    scen.write_text(yaml.safe_dump(scenario_dict(inputs={"dataset": "synthetic"},
-                                                 prune={"method": "ln_structured", "finetune_epochs": 1})))  # fmt: skip
+    scen.write_text(
+        yaml.safe_dump(
+            scenario_dict(inputs={"dataset": "synthetic"}, prune={"method": "ln_structured", "finetune_epochs": 1})
+        )
+    )
     assert main(["run", str(scen)]) == 2
     assert "prune.finetune_epochs: dataset 'synthetic' has no labels" in capsys.readouterr().err

@@ -21,7 +21,6 @@ import yaml
 from sim.cli import main
 from tests.helpers import scenario_dict
 
-
 PROGRESS_BAR = re.compile(r"\[\d\d:\d\d[<,]")  # tqdm's "[00:00<00:01, ...]" or "[00:00, ?point/s]"
 
 
@@ -66,17 +65,29 @@ def _no_temp_files(folder: Path) -> None:
         ({"network": None}, ["network: must be a mapping of keys", "not null"]),
         ({"devices": {"d0": {"gflops": 1}}}, ["devices: must be a list", "not a mapping"]),
         ({"model": {"input_shape": "1x32x32"}}, ["model.input_shape: must be a list like [1, 32, 32]"]),
-        ({"devices": [{"name": "d0", "gflops": "2 GFLOPS"}]}, ["devices[0].gflops", "without a unit",
-                                                               "(got '2 GFLOPS')"]),
+        (
+            {"devices": [{"name": "d0", "gflops": "2 GFLOPS"}]},
+            ["devices[0].gflops", "without a unit", "(got '2 GFLOPS')"],
+        ),
         ({"inputs": {"batch_size": 1.5}}, ["inputs.batch_size: must be a whole number (got 1.5)"]),
         ({"source": 3}, ["source: must be a string (got 3)"]),
         ({"network": {"latency_ms": -1}}, ["network.latency_ms: must be >= 0 (got -1)"]),
         ({"prune": {"method": "ln_structured", "amount": 1.0}}, ["prune.amount: must be < 1 (got 1.0)"]),
         ({"prune": {"method": "ln_structured", "layers": ["conv1"]}}, ["prune.layers: must be a mapping"]),
     ],
-    ids=["model-str", "network-null", "devices-map", "shape-str", "gflops-unit", "batch-float", "source-int",
-         "latency-neg", "amount-1", "layers-list"],
-)  # fmt: skip
+    ids=[
+        "model-str",
+        "network-null",
+        "devices-map",
+        "shape-str",
+        "gflops-unit",
+        "batch-float",
+        "source-int",
+        "latency-neg",
+        "amount-1",
+        "layers-list",
+    ],
+)
 def test_scenario_type_mistakes(tmp_path, capsys, sections, words) -> None:
     out = tmp_path / "out"
     _fails(capsys, ["run", _scenario(tmp_path, **sections), "--out", str(out)], *words)
@@ -84,8 +95,11 @@ def test_scenario_type_mistakes(tmp_path, capsys, sections, words) -> None:
 
 
 def test_partition_strategy_and_file_names_the_field_once(tmp_path, capsys) -> None:
-    line = _fails(capsys, ["run", _scenario(tmp_path, partition={"strategy": "random", "file": "p.json"})],
-                  "partition: give either strategy or file, not both")  # fmt: skip
+    line = _fails(
+        capsys,
+        ["run", _scenario(tmp_path, partition={"strategy": "random", "file": "p.json"})],
+        "partition: give either strategy or file, not both",
+    )
     assert "partition: partition:" not in line
 
 
@@ -93,8 +107,13 @@ def test_partition_strategy_and_file_names_the_field_once(tmp_path, capsys) -> N
 
 
 def _lenet_layers(**override: Any) -> dict[str, Any]:
-    layers: dict[str, Any] = {"conv1": ["d0"] * 6, "conv2": ["d0"] * 16, "fc1": ["d0"] * 120, "fc2": ["d0"] * 84,
-                              "fc3": ["d0"] * 10}  # fmt: skip
+    layers: dict[str, Any] = {
+        "conv1": ["d0"] * 6,
+        "conv2": ["d0"] * 16,
+        "fc1": ["d0"] * 120,
+        "fc2": ["d0"] * 84,
+        "fc3": ["d0"] * 10,
+    }
     return {"model": "lenet5", "layers": {**layers, **override}}
 
 
@@ -103,11 +122,13 @@ def _lenet_layers(**override: Any) -> dict[str, Any]:
     [
         (b"\xff\xfe\x00 not utf-8", ["not a readable JSON partition file"]),
         (json.dumps(_lenet_layers(conv1=[["d0"]] * 6)).encode(), ["layer 'conv1' names unknown device"]),
-        (json.dumps(_lenet_layers(conv1="d0")).encode(), ["layer 'conv1' must be a list of 6 device names",
-                                                          "not a str"]),
+        (
+            json.dumps(_lenet_layers(conv1="d0")).encode(),
+            ["layer 'conv1' must be a list of 6 device names", "not a str"],
+        ),
     ],
     ids=["binary", "nested-list", "string-layer"],
-)  # fmt: skip
+)
 def test_bad_partition_file(tmp_path, capsys, content, words) -> None:
     part = tmp_path / "p.json"
     part.write_bytes(content)
@@ -119,8 +140,11 @@ def test_bad_partition_file(tmp_path, capsys, content, words) -> None:
 
 def test_partition_negative_seed(tmp_path, capsys) -> None:
     out = tmp_path / "p.json"
-    _fails(capsys, ["partition", _scenario(tmp_path), "--strategy", "random", "--seed", "-3", "--out", str(out)],
-           "--seed: must be >= 0 (got -3)")  # fmt: skip
+    _fails(
+        capsys,
+        ["partition", _scenario(tmp_path), "--strategy", "random", "--seed", "-3", "--out", str(out)],
+        "--seed: must be >= 0 (got -3)",
+    )
     assert not out.exists()
 
 
@@ -130,20 +154,33 @@ def test_partition_negative_seed(tmp_path, capsys) -> None:
 def test_checkpoint_that_is_not_a_state_dict(tmp_path, capsys) -> None:
     ckpt = tmp_path / "model.pt"
     ckpt.write_text("not a checkpoint")
-    _fails(capsys, ["describe", _scenario(tmp_path, model={"checkpoint": str(ckpt)})],
-           "model.checkpoint", "is not a state_dict saved by torch.save")  # fmt: skip
+    _fails(
+        capsys,
+        ["describe", _scenario(tmp_path, model={"checkpoint": str(ckpt)})],
+        "model.checkpoint",
+        "is not a state_dict saved by torch.save",
+    )
 
 
 def test_checkpoint_of_another_model_names_the_keys(tmp_path, capsys) -> None:
     ckpt = tmp_path / "linear.pt"
     torch.save(torch.nn.Linear(3, 4).state_dict(), ckpt)
-    _fails(capsys, ["describe", _scenario(tmp_path, model={"checkpoint": str(ckpt)})],
-           "does not fit model 'lenet5'", "Missing key(s) in state_dict", "conv1.weight")  # fmt: skip
+    _fails(
+        capsys,
+        ["describe", _scenario(tmp_path, model={"checkpoint": str(ckpt)})],
+        "does not fit model 'lenet5'",
+        "Missing key(s) in state_dict",
+        "conv1.weight",
+    )
 
 
 def test_checkpoint_that_is_a_folder(tmp_path, capsys) -> None:
-    _fails(capsys, ["describe", _scenario(tmp_path, model={"checkpoint": str(tmp_path)})],
-           "model.checkpoint", "is a folder, not a file")  # fmt: skip
+    _fails(
+        capsys,
+        ["describe", _scenario(tmp_path, model={"checkpoint": str(tmp_path)})],
+        "model.checkpoint",
+        "is a folder, not a file",
+    )
 
 
 # --- --out ---------------------------------------------------------------------------------------------
@@ -158,26 +195,39 @@ def test_run_out_is_an_existing_file(tmp_path, capsys) -> None:
 
 def test_out_below_a_file(tmp_path, capsys) -> None:
     (tmp_path / "taken").write_text("x")
-    for argv in (["run", _scenario(tmp_path), "--out", str(tmp_path / "taken" / "sub")],
-                 ["compare", _scenario(tmp_path), "--out", str(tmp_path / "taken" / "sub")],
-                 ["sweep", _scenario(tmp_path), "--set", "seed=0", "--out", str(tmp_path / "taken" / "sub")],
-                 ["partition", _scenario(tmp_path), "--strategy", "contiguous", "--out",
-                  str(tmp_path / "taken" / "p.json")]):  # fmt: skip
+    for argv in (
+        ["run", _scenario(tmp_path), "--out", str(tmp_path / "taken" / "sub")],
+        ["compare", _scenario(tmp_path), "--out", str(tmp_path / "taken" / "sub")],
+        ["sweep", _scenario(tmp_path), "--set", "seed=0", "--out", str(tmp_path / "taken" / "sub")],
+        ["partition", _scenario(tmp_path), "--strategy", "contiguous", "--out", str(tmp_path / "taken" / "p.json")],
+    ):
         _fails(capsys, argv, "--out", "is a file")
     _no_temp_files(tmp_path)
 
 
 def test_file_outputs_that_are_folders(tmp_path, capsys) -> None:
-    _fails(capsys, ["partition", _scenario(tmp_path), "--strategy", "contiguous", "--out", str(tmp_path)],
-           "--out", "is a directory; give a file name")  # fmt: skip
-    _fails(capsys, ["train", _scenario(tmp_path), "--epochs", "1", "--out", str(tmp_path)],
-           "--out", "is a directory; give a file name")  # fmt: skip
+    _fails(
+        capsys,
+        ["partition", _scenario(tmp_path), "--strategy", "contiguous", "--out", str(tmp_path)],
+        "--out",
+        "is a directory; give a file name",
+    )
+    _fails(
+        capsys,
+        ["train", _scenario(tmp_path), "--epochs", "1", "--out", str(tmp_path)],
+        "--out",
+        "is a directory; give a file name",
+    )
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc (a folder no one can write in)")
 def test_run_out_in_an_unwritable_place(tmp_path, capsys) -> None:
-    _fails(capsys, ["run", _scenario(tmp_path), "--out", "/proc/dsim-test-out"], "--out /proc/dsim-test-out",
-           "cannot write there")  # fmt: skip
+    _fails(
+        capsys,
+        ["run", _scenario(tmp_path), "--out", "/proc/dsim-test-out"],
+        "--out /proc/dsim-test-out",
+        "cannot write there",
+    )
 
 
 # --- sweep arguments -----------------------------------------------------------------------------------
@@ -194,7 +244,7 @@ def test_run_out_in_an_unwritable_place(tmp_path, capsys) -> None:
         (["--variant", "a:prune.methd=ln_structured"], ["--variant a: prune.methd: no such scenario field"]),
     ],
     ids=["empty-value", "lo-above-hi", "inf", "nan", "huge-n", "variant-key"],
-)  # fmt: skip
+)
 def test_bad_sweep_arguments(tmp_path, capsys, flags, words) -> None:
     out = tmp_path / "out"
     _fails(capsys, ["sweep", _scenario(tmp_path), "--out", str(out), "--jobs", "1", *flags], *words)
@@ -203,8 +253,12 @@ def test_bad_sweep_arguments(tmp_path, capsys, flags, words) -> None:
 
 def test_sweep_whose_every_point_fails(tmp_path, capsys) -> None:
     out = tmp_path / "out"
-    _fails(capsys, ["sweep", _scenario(tmp_path), "--set", "network.bandwidth_mbps=-1,0", "--out", str(out),
-                    "--jobs", "1"], "all 2 sweep points failed", "network.bandwidth_mbps: must be > 0")  # fmt: skip
+    _fails(
+        capsys,
+        ["sweep", _scenario(tmp_path), "--set", "network.bandwidth_mbps=-1,0", "--out", str(out), "--jobs", "1"],
+        "all 2 sweep points failed",
+        "network.bandwidth_mbps: must be > 0",
+    )
     assert sorted(p.name for p in out.iterdir()) == ["sweep.csv"]  # the failures, recorded; no figure
 
 
@@ -220,7 +274,7 @@ def test_sweep_whose_every_point_fails(tmp_path, capsys) -> None:
         ({"transfers.csv": "x\n1\n", "compute.csv": "y\n2\n"}, ["no column", "not a table written by dsim"]),
     ],
     ids=["empty-sweep", "all-failed-sweep", "foreign-comparison", "foreign-run"],
-)  # fmt: skip
+)
 def test_plot_foreign_tables(tmp_path, capsys, files, words) -> None:
     for name, text in files.items():
         (tmp_path / name).write_text(text)
@@ -238,8 +292,10 @@ def test_plot_missing_folder_and_file(tmp_path, capsys) -> None:
 # --- argparse ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv", [["runn", "x.yaml"], ["run", "x.yaml", "--outt", "y"], [], ["train", "x.yaml",
-                                  "--epochs", "two", "--out", "m.pt"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv",
+    [["runn", "x.yaml"], ["run", "x.yaml", "--outt", "y"], [], ["train", "x.yaml", "--epochs", "two", "--out", "m.pt"]],
+)
 def test_usage_errors_exit_2_without_traceback(capsys, argv) -> None:
     with pytest.raises(SystemExit) as exc:
         main(argv)

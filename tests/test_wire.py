@@ -10,9 +10,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from sim import wire
 from sim.errors import UserError
-from sim.wire import FORMATS, WireSpec, choose, decode, encode, encoded_sizes
+from sim.workload import wire
+from sim.workload.wire import FORMATS, WireSpec, choose, decode, encode, encoded_sizes
 
 DTYPES = ("float32", "float16", "bfloat16", "int8")
 FINITE_MATRICES = hnp.arrays(  # float32 matrices up to 12x12 of any finite values
@@ -69,8 +69,10 @@ def test_round_trip_and_lengths(x: np.ndarray, dtype: str, index_bits: int) -> N
     nnz = np.count_nonzero(x)
     for fmt in FORMATS:
         buf = encode(x, fmt, spec)
-        assert len(buf) == expected_bytes(fmt, rows, cols, nnz, dtype, index_bits) == wire.formula_bytes(
-            fmt, rows, cols, nnz, spec
+        assert (
+            len(buf)
+            == expected_bytes(fmt, rows, cols, nnz, dtype, index_bits)
+            == wire.formula_bytes(fmt, rows, cols, nnz, spec)
         )
         out = decode(buf, fmt, x.shape, spec)
         assert out.dtype == np.float32 and out.shape == x.shape
@@ -249,9 +251,13 @@ def test_auto_ties_follow_format_order() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"dtype": "float64"}, "transfer.dtype"), ({"dtype": "int4"}, "transfer.dtype"),
-     ({"index_bits": 8}, "transfer.index_bits"), ({"index_bits": 48}, "transfer.index_bits")],
-)  # fmt: skip
+    [
+        ({"dtype": "float64"}, "transfer.dtype"),
+        ({"dtype": "int4"}, "transfer.dtype"),
+        ({"index_bits": 8}, "transfer.index_bits"),
+        ({"index_bits": 48}, "transfer.index_bits"),
+    ],
+)
 def test_bad_spec(kwargs: dict, field: str) -> None:
     with pytest.raises(UserError, match=field):
         WireSpec(**kwargs)
@@ -259,9 +265,12 @@ def test_bad_spec(kwargs: dict, field: str) -> None:
 
 def test_unknown_format() -> None:
     x = np.ones((2, 2), dtype=np.float32)
-    for call in (lambda: encode(x, "zip", WireSpec()), lambda: choose({"dense": 16}, "zip"),
-                 lambda: decode(b"", "zip", (2, 2), WireSpec())):  # fmt: skip
-        with pytest.raises(UserError, match="transfer.format"):
+    for call in (
+        lambda: encode(x, "zip", WireSpec()),
+        lambda: choose({"dense": 16}, "zip"),
+        lambda: decode(b"", "zip", (2, 2), WireSpec()),
+    ):
+        with pytest.raises(UserError, match=r"transfer\.format"):
             call()
 
 

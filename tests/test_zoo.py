@@ -14,14 +14,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from sim.errors import UserError
-from sim.zoo import INPUT_SHAPES, build_model, model_names
+from sim.model.zoo import INPUT_SHAPES, build_model, model_names
 
 ZOO = ["lenet5", "mobilenetv2", "resnet18", "resnet34", "vgg11", "vgg16"]
 
 ALLOWED_MODULES = (
-    nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.BatchNorm1d, nn.ReLU, nn.ReLU6, nn.MaxPool2d, nn.AvgPool2d,
-    nn.AdaptiveAvgPool2d, nn.Dropout, nn.Flatten,
-)  # fmt: skip
+    nn.Conv2d,
+    nn.Linear,
+    nn.BatchNorm2d,
+    nn.BatchNorm1d,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.Dropout,
+    nn.Flatten,
+)
 ALLOWED_FUNCTIONS = {F.relu, F.max_pool2d, F.avg_pool2d, torch.flatten, operator.add, torch.cat}
 
 
@@ -81,7 +90,7 @@ def test_num_classes_is_respected() -> None:
         model = build_model(name, num_classes=3)
         with torch.no_grad():
             assert model(torch.zeros(2, *INPUT_SHAPES[name])).shape == (2, 3)
-    with pytest.raises(UserError, match="model.num_classes"):
+    with pytest.raises(UserError, match=r"model\.num_classes"):
         build_model("lenet5", num_classes=0)
 
 
@@ -139,15 +148,16 @@ def test_resnet34_stages() -> None:
 def test_mobilenetv2_has_depthwise_conv() -> None:
     model = build_model("mobilenetv2")
     depthwise = [
-        m for m in model.modules()
+        m
+        for m in model.modules()
         if isinstance(m, nn.Conv2d) and m.groups == m.in_channels == m.out_channels and m.groups > 1
-    ]  # fmt: skip
+    ]
     assert depthwise
     assert model.linear.in_features == 1280
 
 
 # -- user models ------------------------------------------------------------------------------------------
-USER_MODULE = '''
+USER_MODULE = """
 from torch import nn
 
 
@@ -167,7 +177,7 @@ def not_a_module():
 
 def raises(num_classes=10):
     raise RuntimeError("boom\\nsecond line")
-'''
+"""
 
 
 @pytest.fixture()
@@ -199,13 +209,16 @@ def test_user_model_factory_without_args(user_pkg: str) -> None:
 @pytest.mark.parametrize(
     ("spec", "match"),
     [
-        ("lenet6", r"^model\.name: unknown model 'lenet6'; choose one of lenet5, mobilenetv2, resnet18, "
-                   r"resnet34, vgg11, vgg16 or give package\.module:factory$"),
+        (
+            "lenet6",
+            r"^model\.name: unknown model 'lenet6'; choose one of lenet5, mobilenetv2, resnet18, "
+            r"resnet34, vgg11, vgg16 or give package\.module:factory$",
+        ),
         ("nosuchmod:f", r"^model\.name: cannot import module 'nosuchmod'"),
-        ("sim.zoo:nosuch", r"^model\.name: module 'sim\.zoo' has no attribute 'nosuch'"),
-        ("sim.zoo:INPUT_SHAPES", r"^model\.name: .*not callable"),
+        ("sim.model.zoo:nosuch", r"^model\.name: module 'sim\.model\.zoo' has no attribute 'nosuch'"),
+        ("sim.model.zoo:INPUT_SHAPES", r"^model\.name: .*not callable"),
         (":f", r"^model\.name: .*package\.module:factory"),
-        ("sim.zoo:", r"^model\.name: .*package\.module:factory"),
+        ("sim.model.zoo:", r"^model\.name: .*package\.module:factory"),
     ],
 )
 def test_bad_specs_give_one_line_user_error(spec: str, match: str) -> None:

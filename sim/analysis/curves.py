@@ -1,0 +1,140 @@
+"""Curves of a sweep table: its lines over a swept key, their single-device baselines, and where they cross.
+
+A sweep table (``sweep.csv``) has one row per point: ``point``, the swept keys, :data:`SUMMARY_COLUMNS`
+and ``error``.
+
+Example::
+
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"point": [0, 1], "network.bandwidth_mbps": [1.0, 100.0], "devices": [2, 2],
+    ...                   "latency_s": [2.0, 0.5], "baseline_latency_s": [1.0, 1.0], "error": ["", ""]})
+    >>> round(float(crossovers(t)["network.bandwidth_mbps"][0]), 3)
+    21.544
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SUMMARY_COLUMNS = (
+    "devices",
+    "latency_s",
+    "latency_p50_s",
+    "latency_p99_s",
+    "throughput_fps",
+    "makespan_s",
+    "bytes_total",
+    "bytes_dense",
+    "bytes_csr",
+    "bytes_coo",
+    "bytes_bitmap",
+    "bytes_auto",
+    "messages",
+    "flops_total",
+    "compute_s_total",
+    "latency_compute_s",
+    "latency_transfer_s",
+    "latency_waiting_s",
+    "baseline_latency_s",
+    "speedup",
+    "accuracy",
+)
+META_COLUMNS = ("point", "error")
+BANDWIDTH_KEY = "network.bandwidth_mbps"
+SINGLE = "single device"  # label of the baseline curves
+
+
+def errors(table: pd.DataFrame) -> pd.Series:
+    """The ``error`` column as strings, ``""`` for points that ran (empty cells read back as NaN)."""
+    if "error" not in table.columns:
+        return pd.Series("", index=table.index)
+    return table["error"].astype("string").fillna("").astype(str)
+
+
+def swept_columns(table: pd.DataFrame) -> list[str]:
+    """The columns of a sweep table that hold swept settings."""
+    fixed = set(SUMMARY_COLUMNS) | set(META_COLUMNS)
+    return [c for c in table.columns if c not in fixed]
+
+
+def lines(table: pd.DataFrame, x: str) -> list[tuple[str, list[str], pd.DataFrame]]:
+    """The sweep's curves over ``x``: one per combination of the other swept settings.
+
+    Each is ``(label, settings, rows sorted by x)``, e.g. ``("4 devices, format=csr", ["format=csr"],
+    rows)``; rows with errors are left out.
+    """
+    ok = table[errors(table) == ""]
+    others = [c for c in swept_columns(table) if c != x]
+    named = [c for c in others if table[c].nunique(dropna=False) > 1]  # a single value names no line
+    out = []
+    groups = ok.groupby(others, sort=False, dropna=False) if others else [((), ok)] if len(ok) else []
+    for _, group in groups:
+        first = group.iloc[0]
+        settings = [_setting(c, first[c]) for c in named]
+        head = [] if "variant" in named else [f"{int(first['devices'])} devices"]
+        out.append((", ".join([*head, *settings]), settings, group.sort_values(x)))
+    return out
+
+
+def _setting(column: str, value: Any) -> str:
+    """A swept value as a line label: the variant's name, or ``format=csr``, ``amount=0.5``."""
+    if column == "variant":
+        return str(value)
+    name = column.rsplit(".", 1)[-1]
+    return f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+
+
+def baselines(table: pd.DataFrame, x: str) -> list[tuple[str, pd.DataFrame]]:
+    """The distinct single-device curves (``baseline_latency_s`` over ``x``) of the sweep's lines.
+
+    Lines with the same baseline (formats, bandwidths: nothing a lone device reads) share one, labelled
+    ``single device``, or ``single device (for A, B)`` naming its lines when the lines have several.
+    """
+    if "baseline_latency_s" not in table.columns:
+        return []
+    found: dict[tuple[Any, ...], tuple[list[str], pd.DataFrame]] = {}
+    for label, _, rows in lines(table, x):
+        rows = rows[rows["baseline_latency_s"].notna()]
+        if len(rows):
+            key = (tuple(rows[x]), tuple(rows["baseline_latency_s"]))
+            found.setdefault(key, ([], rows))[0].append(label)
+    if len(found) == 1:
+        return [(SINGLE, rows) for _, rows in found.values()]
+    return [(f"{SINGLE} (for {', '.join(labels)})", rows) for labels, rows in found.values()]
+
+
+def _crossings(x: np.ndarray, gap: np.ndarray) -> list[float]:
+    """Where ``gap`` (sampled at increasing ``x``) changes sign, interpolated linearly in log ``x``."""
+    sign, found = np.sign(gap), []
+    for k in range(len(x) - 1):
+        if sign[k] == 0 and 0 < k and sign[k - 1] * sign[k + 1] < 0:
+            found.append(float(x[k]))
+        elif sign[k] * sign[k + 1] < 0:
+            t = gap[k] / (gap[k] - gap[k + 1])
+            found.append(float(np.exp(np.log(x[k]) + t * (np.log(x[k + 1]) - np.log(x[k])))))
+    return found
+
+
+def crossovers(table: pd.DataFrame, x: str = BANDWIDTH_KEY) -> pd.DataFrame:
+    """Values of ``x`` where one line of :func:`lines` crosses another or its own single-device baseline
+    (equal ``latency_s``), as a table ``line, versus, <x>``.
+
+    Between samples the crossing is interpolated linearly in ``log x``.
+    """
+    curves = lines(table, x)
+    records = []
+    for label, _, rows in curves:
+        if "baseline_latency_s" in rows.columns and rows["baseline_latency_s"].notna().all():
+            gap = rows["latency_s"].to_numpy(dtype=float) - rows["baseline_latency_s"].to_numpy(dtype=float)
+            for value in _crossings(rows[x].to_numpy(dtype=float), gap):
+                records.append({"line": label, "versus": SINGLE, x: value})
+    for (label_a, _, a), (label_b, _, b) in itertools.combinations(curves, 2):
+        xs = a[x].to_numpy(dtype=float)
+        yb = np.interp(np.log(xs), np.log(b[x].to_numpy(dtype=float)), b["latency_s"].to_numpy(dtype=float))
+        for value in _crossings(xs, a["latency_s"].to_numpy(dtype=float) - yb):
+            records.append({"line": label_a, "versus": label_b, x: value})
+    return pd.DataFrame(records, columns=["line", "versus", x])

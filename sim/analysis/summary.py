@@ -1,0 +1,58 @@
+"""The headline figures of a run (``summary.json``): latency statistics over frames, throughput, bytes,
+compute time; and the deployment phase's figures.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sim.analysis.counters import makespan_s, stream_stats
+from sim.analysis.tables import auto_saving, bytes_by_format
+from sim.engine.simulate import Timeline
+from sim.workload import wire
+from sim.workload.types import Workload
+
+
+def summarize(
+    name: str, resolved: dict[str, Any], transfers: pd.DataFrame, compute: pd.DataFrame, timeline: Timeline
+) -> dict[str, Any]:
+    """Headline figures: latency statistics over frames, throughput, bytes and compute time."""
+    latency = np.asarray(timeline.latency_s)
+    stream = stream_stats(timeline)
+    totals = bytes_by_format(transfers)
+    return {
+        "name": name,
+        "frames": len(latency),
+        "latency_s": float(latency.mean()),
+        "latency_p50_s": float(np.percentile(latency, 50)),
+        "latency_p99_s": float(np.percentile(latency, 99)),
+        **stream,  # throughput_fps (sustained), departure_interval_s, offered_fps, keeps_up, latency growth
+        "makespan_s": float(makespan_s(timeline)),
+        "bytes_total": int(transfers["bytes"].sum()),
+        "bytes_by_format": totals,
+        "auto_saving": auto_saving(totals),
+        "header_bytes": int(transfers["header_bytes"].sum()),
+        "messages": len(transfers),
+        "flops_total": float(compute["flops"].sum()),
+        "compute_s_total": float((compute["end_s"] - compute["start_s"]).sum()),
+        "frame_latency_s": [float(x) for x in latency],
+        "scenario": resolved,
+    }
+
+
+def deployment_summary(workload: Workload, timeline: Timeline) -> dict[str, Any]:
+    """``deploy_s`` (arrival of the last shard, seconds after the start), ``deploy_bytes`` (as sent),
+    ``deploy_bytes_by_format`` (had every message gone in each format; ``auto`` the smallest of each) and
+    ``deploy_messages``."""
+    sizes = [m.sizes for m in workload.messages]
+    by_format = {f: sum(s[f] for s in sizes) for f in wire.FORMATS if all(f in s for s in sizes)}
+    by_format["auto"] = sum(min(s.values()) for s in sizes)
+    return {
+        "deploy_s": float(max(timeline.message_end_s, default=0.0)),
+        "deploy_bytes": int(sum(m.bytes for m in workload.messages)),
+        "deploy_bytes_by_format": by_format,
+        "deploy_messages": len(workload.messages),
+    }

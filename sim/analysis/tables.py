@@ -1,0 +1,114 @@
+"""Result tables of a run (DESIGN section 5): ``transfers`` has one row per message, ``compute`` one row per
+task, ``hops`` one row per transmission on one link queue; traffic matrices and bytes by wire format.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from sim.engine.simulate import Timeline
+from sim.workload import wire
+from sim.workload.types import Workload
+
+TRANSFER_COLUMNS = [
+    "frame",
+    "layer",
+    "src",
+    "dst",
+    "channels",
+    "elements",
+    "nnz",
+    "dense_bytes",
+    "csr_bytes",
+    "coo_bytes",
+    "bitmap_bytes",
+    "format",
+    "bytes",
+    "hops",
+    "start_s",
+    "end_s",
+    "header_bytes",
+    "multicast_copy",
+]
+# multicast_copy: the row's payload rode on an earlier row's multicast transmission, so its ``bytes`` is 0
+COMPUTE_COLUMNS = ["frame", "layer", "device", "flops", "start_s", "end_s"]
+
+
+def transfers_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
+    """One row per message, in creation order (DESIGN section 5)."""
+    names = workload.devices
+    copy = [k < len(timeline.carried_by) and timeline.carried_by[k] != k for k in range(len(workload.messages))]
+    rows = [
+        (
+            m.frame,
+            m.layer,
+            names[m.src],
+            names[m.dst],
+            m.channels,
+            m.elements,
+            m.nnz,
+            *(m.sizes.get(f, np.nan) for f in wire.FORMATS),
+            m.format,
+            0 if copy[k] else m.bytes,
+            timeline.message_hops[k],
+            timeline.message_start_s[k],
+            timeline.message_end_s[k],
+            m.header_bytes,
+            copy[k],
+        )
+        for k, m in enumerate(workload.messages)
+    ]
+    return pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
+
+
+def compute_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
+    """One row per task, in workload order."""
+    names = workload.devices
+    rows = [
+        (t.frame, t.layer, names[t.device], t.flops, timeline.task_start_s[k], timeline.task_end_s[k])
+        for k, t in enumerate(workload.tasks)
+    ]
+    return pd.DataFrame(rows, columns=COMPUTE_COLUMNS)
+
+
+def traffic_matrix(transfers: pd.DataFrame, devices: list[str]) -> pd.DataFrame:
+    """Bytes sent from each device (rows, ``src``) to each device (columns, ``dst``) in ``transfers``."""
+    matrix = transfers.pivot_table(index="src", columns="dst", values="bytes", aggfunc="sum", fill_value=0)
+    matrix = matrix.reindex(index=devices, columns=devices, fill_value=0).astype("int64")
+    matrix.index.name, matrix.columns.name = "src", "dst"
+    return matrix
+
+
+def bytes_by_format(transfers: pd.DataFrame) -> dict[str, int]:
+    """Total bytes had every message been sent in each format; ``auto`` is the smallest per message.
+
+    A format some message cannot use (too narrow indices) has no total. Channel headers
+    (``header_bytes``) are on the wire in every format, so each total includes them.
+    """
+    if "multicast_copy" in transfers:
+        transfers = transfers[~transfers["multicast_copy"].astype(bool)]  # a multicast payload counts once
+    sizes = transfers[[f"{f}_bytes" for f in wire.FORMATS]]
+    headers = int(transfers["header_bytes"].sum()) if "header_bytes" in transfers else 0
+    totals = {f: int(sizes[f"{f}_bytes"].sum()) + headers for f in wire.FORMATS if sizes[f"{f}_bytes"].notna().all()}
+    totals["auto"] = int(sizes.min(axis=1, skipna=True).sum()) + headers
+    return totals
+
+
+def auto_saving(totals: dict[str, int]) -> float:
+    """The fraction of the dense bytes that ``auto`` saves: ``1 - auto/dense`` (0 when nothing is sent)."""
+    return 1.0 - totals["auto"] / totals["dense"] if totals.get("dense") else 0.0
+
+
+def hop_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
+    """One row per transmission on one queue: ``frame, layer, link, src, dst, bytes, start_s, end_s``.
+
+    ``src`` and ``dst`` are the message's ends (``dst`` lists every receiver of a multicast, comma-separated).
+    """
+    names = workload.devices
+    rows = []
+    for h in timeline.hops:
+        msg = workload.messages[h.message]
+        dst = h.link.dst if "," in h.link.dst else names[msg.dst]
+        rows.append((msg.frame, msg.layer, h.link.queue_name, names[msg.src], dst, h.nbytes, h.start_s, h.end_s))
+    return pd.DataFrame(rows, columns=["frame", "layer", "link", "src", "dst", "bytes", "start_s", "end_s"])

@@ -1,0 +1,259 @@
+"""The discrete-event engine (SimPy): devices computing tasks and links carrying messages.
+
+Semantics (DESIGN section 3, "Engine" and "Topologies"):
+
+* A device runs its tasks one at a time, in workload order (frame, then topological order). A task
+  starts once the device is free, its frame has arrived, and every message it needs has arrived. It takes
+  :meth:`sim.engine.devices.DeviceRate.task_s` seconds (``flops / flops_per_s``, or the roofline time when the
+  device has a memory bandwidth, plus its per-layer overhead for conv and linear layers).
+* A message is ready when the task named by its ``after`` ends (or when its frame arrives, for the
+  image). Messages made ready at the same instant are queued in workload order (tensor, then
+  destination).
+* Each FIFO queue (a link direction; both directions of a half-duplex link; the shared medium) carries
+  one transmission at a time, in the order transmissions join it: a transmission of ``n`` bytes holds it
+  for ``n*8/bandwidth_bps`` seconds plus the link's access overhead, and arrives at the link's other end
+  ``latency_s`` later. Multi-hop routes are store-and-forward over the fewest-hop path.
+* With ``chunk_bytes``, a message travels as chunks of at most that many bytes, each stored and forwarded
+  on its own, so a long route pipelines; the message arrives with its last chunk.
+* With ``multicast`` (a shared medium), messages made ready together that carry the same payload (equal
+  ``frame, src, tensor, channel_ids`` and ``bytes``, non-empty ``tensor``) are one transmission, at the
+  slowest receiver's rate, arriving at every receiver after the largest of their latencies.
+* A frame is done when the sink holds all final outputs; its latency is that time minus its arrival.
+
+A queue's reservations are made in event order, so they are computed directly (start = max(now, when the
+queue frees)) rather than with a SimPy resource; this is exactly FIFO and needs one event per hop.
+This module does not import torch.
+
+Example::
+
+    >>> from sim.workload.types import Message, Workload
+    >>> msg = Message(0, "input", 0, 1, 1, 250, 250, {"dense": 1000}, "dense", 1000, None, (), True)
+    >>> wl = Workload(("a", "b"), 0, 1, 1, (), (msg,))
+    >>> tl = simulate(wl, [DeviceRate(1e9)] * 2, Network.mesh(["a", "b"], 1e6, 0.002), [0.0])
+    >>> round(tl.latency_s[0], 6)    # 1000 bytes at 1 Mbit/s = 8 ms, plus 2 ms of latency
+    0.01
+"""
+
+from __future__ import annotations
+
+import gc
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import simpy
+
+from sim.engine.devices import DeviceRate
+from sim.engine.network import Link, Network
+from sim.workload.types import Workload
+
+__all__ = ["DeviceRate", "Hop", "Timeline", "simulate"]
+
+
+class Hop(NamedTuple):
+    """One transmission (a message, or one chunk of it) on one link direction.
+
+    It joined the link's queue at ``queued_s``, held it from ``start_s`` to ``end_s`` and carried ``nbytes``.
+    """
+
+    message: int
+    link: Link
+    start_s: float
+    end_s: float
+    nbytes: int = 0
+    queued_s: float = 0.0
+
+
+@dataclass
+class Timeline:
+    """When everything happened, aligned with the workload's ``tasks`` and ``messages``.
+
+    ``carried_by[m]`` is the message whose transmission delivered ``m`` (``m`` itself unless ``m`` rode on
+    a multicast); ``events`` counts the SimPy events processed.
+    """
+
+    task_start_s: list[float]
+    task_end_s: list[float]
+    message_start_s: list[float]  # transmission start on the first hop
+    message_end_s: list[float]  # arrival at the destination
+    message_hops: list[int]
+    hops: list[Hop] = field(default_factory=list)
+    frame_arrival_s: list[float] = field(default_factory=list)
+    frame_done_s: list[float] = field(default_factory=list)
+    message_ready_s: list[float] = field(default_factory=list)  # when the message was made ready to send
+    carried_by: list[int] = field(default_factory=list)
+    events: int = 0
+
+    @property
+    def latency_s(self) -> list[float]:
+        """Per-frame latency: when the sink holds all outputs minus when the frame entered."""
+        return [d - a for a, d in zip(self.frame_arrival_s, self.frame_done_s)]
+
+
+class _CountingEnvironment(simpy.Environment):
+    """A SimPy environment that counts the events it processes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps = 0
+
+    def step(self) -> None:
+        self.steps += 1
+        super().step()
+
+
+def chunk_sizes(nbytes: int, chunk_bytes: int | None) -> list[int]:
+    """Sizes of the chunks a message of ``nbytes`` travels as: full chunks, then the remainder.
+
+    >>> chunk_sizes(2500, 1000)
+    [1000, 1000, 500]
+    """
+    if chunk_bytes is None or nbytes <= chunk_bytes:
+        return [nbytes]
+    full, rest = divmod(nbytes, chunk_bytes)
+    return [chunk_bytes] * full + ([rest] if rest else [])
+
+
+def simulate(
+    workload: Workload,
+    rates: Sequence[DeviceRate],
+    network: Network,
+    arrivals_s: Sequence[float],
+    chunk_bytes: int | None = None,
+    multicast: bool = False,
+) -> Timeline:
+    """Run the workload to completion and return its timeline.
+
+    ``rates`` follows ``workload.devices``; ``arrivals_s[f]`` is when frame ``f`` enters at the source;
+    ``chunk_bytes`` splits messages into chunks; ``multicast`` sends equal payloads once (shared medium).
+    """
+    env = _CountingEnvironment()
+    tasks, messages = workload.tasks, workload.messages
+    names = workload.devices
+    n_msg = len(messages)
+    timeline = Timeline(
+        [0.0] * len(tasks),
+        [0.0] * len(tasks),
+        [0.0] * n_msg,
+        [0.0] * n_msg,
+        [0] * n_msg,
+        frame_arrival_s=list(arrivals_s),
+        frame_done_s=list(arrivals_s),
+        message_ready_s=[0.0] * n_msg,
+        carried_by=list(range(n_msg)),
+    )
+    free_at: dict[str, float] = defaultdict(float)  # queue name -> when it is next free
+    arrived = [env.event() for _ in messages]
+    waits_for: dict[int, list[int]] = defaultdict(list)  # task -> messages it needs
+    released_by: dict[int | None, list[int]] = defaultdict(list)  # task -> messages it makes ready
+    input_of_frame: dict[int, list[int]] = defaultdict(list)
+    for m, msg in enumerate(messages):
+        for t in msg.needed_by:
+            waits_for[t].append(m)
+        if msg.after is None:
+            input_of_frame[msg.frame].append(m)
+        else:
+            released_by[msg.after].append(m)
+    frame_arrived = [env.timeout(a) for a in arrivals_s]
+
+    def record_done(frame: int) -> None:
+        timeline.frame_done_s[frame] = max(timeline.frame_done_s[frame], env.now)
+
+    def forward(group: list[int], route: Sequence[Link], k: int, nbytes: int, last: bool) -> None:
+        """Put one chunk (or a whole message) on hop ``k`` of its route now; the timeout that ends when it
+        reaches the hop's far end forwards it to the next hop (store-and-forward) or delivers the group."""
+        link, now = route[k], env.now
+        queue = link.queue_name
+        start = max(now, free_at[queue])
+        end = start + nbytes * 8 / link.bandwidth_bps + link.overhead_s  # Link.transmit_s, inlined
+        free_at[queue] = end
+        timeline.hops.append(Hop(group[0], link, start, end, nbytes, now))
+        arrival = env.timeout(end + link.latency_s - now)
+        if k + 1 < len(route):
+            arrival.callbacks.append(lambda _event: forward(group, route, k + 1, nbytes, last))
+        elif last:
+            arrival.callbacks.append(lambda _event: delivered(group))
+
+    def delivered(group: list[int]) -> None:
+        for m in group:
+            timeline.message_end_s[m] = env.now
+            if messages[m].final:
+                record_done(messages[m].frame)
+            arrived[m].succeed()
+
+    def multicast_groups(ms: list[int]) -> list[list[int]]:
+        groups: dict[tuple, list[int]] = {}
+        for m in ms:
+            msg = messages[m]
+            key = (msg.frame, msg.src, msg.tensor, msg.channel_ids, msg.bytes) if msg.tensor else (m,)
+            groups.setdefault(key, []).append(m)
+        return list(groups.values())
+
+    def group_route(group: list[int]) -> tuple[Link, ...]:
+        msg = messages[group[0]]
+        routes = [network.route(names[msg.src], names[messages[m].dst]) for m in group]
+        if len(group) == 1:
+            return routes[0]
+        links = [r[0] for r in routes]  # one hop each on the shared medium
+        receivers = ",".join(names[messages[m].dst] for m in group)
+        slowest = Link(
+            names[msg.src],
+            receivers,
+            min(l.bandwidth_bps for l in links),
+            max(l.latency_s for l in links),
+            links[0].queue_name,
+            links[0].overhead_s,
+        )
+        return (slowest,)
+
+    def send(ms: list[int]) -> None:
+        for group in multicast_groups(ms) if multicast else [[m] for m in ms]:
+            route = group_route(group)
+            for m in group:
+                timeline.message_ready_s[m] = env.now
+                timeline.message_hops[m] = len(route)
+                timeline.carried_by[m] = group[0]
+            sizes = chunk_sizes(messages[group[0]].bytes, chunk_bytes)
+            for i, size in enumerate(sizes):  # chunks join the first queue back to back, in order
+                forward(group, route, 0, size, i == len(sizes) - 1)
+                if i == 0:
+                    for m in group:
+                        timeline.message_start_s[m] = timeline.hops[-1].start_s
+
+    def source(frame: int):
+        yield frame_arrived[frame]
+        send(input_of_frame[frame])
+
+    def device(d: int, own: list[int]):
+        rate = rates[d]
+        for t in own:
+            task = tasks[t]
+            if not frame_arrived[task.frame].processed:
+                yield frame_arrived[task.frame]
+            needed = [arrived[m] for m in waits_for[t] if not arrived[m].processed]
+            if needed:
+                yield env.all_of(needed)
+            timeline.task_start_s[t] = env.now
+            yield env.timeout(rate.task_s(task.flops, task.bytes_touched, task.op))
+            timeline.task_end_s[t] = env.now
+            if task.final:
+                record_done(task.frame)
+            send(released_by[t])
+
+    for f in range(workload.frames):
+        env.process(source(f))
+    per_device: dict[int, list[int]] = defaultdict(list)
+    for t, task in enumerate(tasks):
+        per_device[task.device].append(t)
+    for d in range(len(names)):
+        env.process(device(d, per_device[d]))
+    enabled = gc.isenabled()
+    gc.disable()  # the run allocates many short-lived acyclic objects; the collector's passes over the
+    try:  # (large) workload would cost more than the simulation itself; cycles are collected afterwards
+        env.run()
+    finally:
+        if enabled:
+            gc.enable()
+    timeline.events = env.steps
+    return timeline

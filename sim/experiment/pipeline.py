@@ -1,0 +1,308 @@
+"""The pipeline of one run: scenario -> model -> graph -> partition -> workload -> engine -> results.
+
+:func:`prepare` does the torch side (model, trace, activations) and returns a :class:`Prepared`, whose
+workload the engine can run any number of times; :func:`evaluate` runs the engine for a scenario's
+devices and network and analyses the timeline; :func:`run` does both.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sim.analysis import counters
+from sim.analysis.critical_path import critical_path_summary
+from sim.analysis.result import RunResult
+from sim.analysis.summary import deployment_summary, summarize
+from sim.analysis.tables import compute_table, transfers_table
+from sim.config.load import load, parse_scenario
+from sim.config.schema import ModelSpec, Scenario
+from sim.engine.simulate import simulate
+from sim.errors import UserError
+from sim.experiment import assemble
+from sim.model import data, deploy, partition, prune, shards, surgery, train, zoo
+from sim.model.flowgraph import FlowGraph
+from sim.workload import wire
+from sim.workload.plan import WorkloadPlan
+from sim.workload.sizing import build_workload, choose_exchange
+from sim.workload.types import Workload
+
+
+@dataclass(frozen=True)
+class BuiltWorkload:
+    """What the torch side hands on (picklable, torch-free): the workload, the deployment phase's workload
+    when the scenario deploys, and the test accuracy of the model it came from (labelled datasets)."""
+
+    workload: Workload
+    deploy: Workload | None = None
+    accuracy: float | None = None
+
+
+@dataclass
+class Prepared:
+    """The torch side of a run: the model, its traced graph, the workload plan and the built workload."""
+
+    scenario: Scenario
+    model: nn.Module
+    graph: FlowGraph
+    plan: WorkloadPlan
+    built: BuiltWorkload
+
+    @property
+    def workload(self) -> Workload:
+        """The built workload (``built.workload``)."""
+        return self.built.workload
+
+
+def input_shape(spec: ModelSpec) -> tuple[int, int, int]:
+    """The image shape (C, H, W): the scenario's, else the zoo default, else CIFAR's 3x32x32."""
+    if spec.input_shape is not None:
+        return tuple(spec.input_shape)  # type: ignore[return-value]
+    return zoo.INPUT_SHAPES.get(spec.name, (3, 32, 32))
+
+
+def load_model(spec: ModelSpec, seed: int) -> nn.Module:
+    """Build the model with weights initialised from ``seed`` (the global RNG is left untouched),
+    then load ``spec.checkpoint`` if given. Returned in eval mode."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = zoo.build_model(spec.name, num_classes=spec.num_classes)
+    if spec.checkpoint is not None:
+        path = Path(spec.checkpoint)
+        if not path.is_file():
+            what = f"{path} is a folder, not a file" if path.is_dir() else f"no such file {path}"
+            raise UserError(f"model.checkpoint: {what}; train one with `dsim train`")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # torch raises UnpicklingError/RuntimeError/EOFError for files it cannot read
+            raise UserError(
+                f"model.checkpoint: {path} is not a state_dict saved by torch.save or `dsim train`"
+            ) from None
+        try:
+            model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+        except Exception as exc:  # RuntimeError (missing/unexpected keys, shapes), TypeError, AttributeError
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            lines = [line for line in lines if not line.startswith("Error(s) in loading")] or [type(exc).__name__]
+            reason = lines[0] if len(lines[0]) <= 120 else lines[0][:117] + "..."
+            raise UserError(f"model.checkpoint: {path} does not fit model '{spec.name}' ({reason})") from None
+    return model.eval()
+
+
+def choose_partition(scenario: Scenario, graph: FlowGraph) -> partition.Partition:
+    """The scenario's partition: read from its file, or made by its strategy."""
+    spec, names = scenario.partition, scenario.device_names
+    if spec.file is not None:
+        return partition.load_partition(spec.file, graph, scenario.model.name, names)
+    seed = scenario.seed if spec.seed is None else spec.seed
+    rates = [d.flops_per_s for d in scenario.devices]
+    return partition.make_partition(graph, spec.strategy, len(names), seed=seed, rates=rates)
+
+
+def trace_model(scenario: Scenario) -> FlowGraph:
+    """The scenario's model (unpruned), traced on one batch of its inputs."""
+    shape = input_shape(scenario.model)
+    model = load_model(scenario.model, scenario.seed)
+    inputs = scenario.inputs
+    batch = data.frame_batches(inputs.dataset, shape, 1, inputs.batch_size, scenario.seed, inputs.path)[0]
+    return FlowGraph.trace(model, batch.images)
+
+
+def make_plan(
+    scenario: Scenario, graph: FlowGraph, parts: partition.Partition, exchange: str | dict[str, str] = "inputs"
+) -> WorkloadPlan:
+    """The scenario's workload plan: its devices, source, sink and image channel owners (``inputs.owners``)."""
+    names, owners = scenario.device_names, scenario.inputs.owners
+    if owners is not None and len(owners) != graph.graph.nodes[graph.input_node()]["channels"]:
+        channels = graph.graph.nodes[graph.input_node()]["channels"]
+        raise UserError(
+            f"inputs.owners: has {len(owners)} entries; the model input has {channels} channels "
+            "(give one device per channel)"
+        )
+    return WorkloadPlan(
+        graph,
+        parts,
+        len(names),
+        names.index(scenario.source),
+        names.index(scenario.sink),
+        exchange=exchange,
+        input_owner=None if owners is None else [names.index(o) for o in owners],
+    )
+
+
+def prune_model(
+    scenario: Scenario,
+    model: nn.Module,
+    graph: FlowGraph,
+    parts: partition.Partition,
+    example: torch.Tensor,
+    splits: tuple[data.Split, data.Split] | None,
+) -> tuple[nn.Module, FlowGraph, partition.Partition]:
+    """Prune ``model`` (traced as ``graph``, partitioned as ``parts`` on its original channels): masks,
+    fine-tuning with the masks held fixed, then physical removal of the pruned channels.
+
+    Returns the smaller model, its graph traced on ``example``, and ``parts`` sliced by the kept channels.
+    """
+    spec = scenario.prune
+    plan, hops = None, None
+    if spec.method == "comm_structured":
+        plan = make_plan(scenario, graph, parts)
+        hops = assemble.hop_counts(scenario)
+    keep = prune.apply(model, graph, spec, scenario.seed, plan, hops)
+    if spec.finetune_epochs and splits is not None:
+        train.fit(model, splits[0], spec.finetune_epochs, spec.lr, scenario.seed, desc="finetune")
+    prune.remove_masks(model)
+    if keep:
+        model = surgery.shrink(model, graph, keep)
+        parts = surgery.slice_partition(parts, keep)
+    return model.eval(), FlowGraph.trace(model, example), parts
+
+
+def prepare(scenario: Scenario) -> Prepared:
+    """Load (and train) the model, trace it, partition it on its original channels, prune it (masks,
+    fine-tuning, physical removal), trace the smaller model, run the frames through it, size every message
+    and measure its test accuracy when the dataset has labels."""
+    shape, inputs = input_shape(scenario.model), scenario.inputs
+    splits = data.labelled(inputs.dataset, shape, scenario.seed, inputs.path)
+    batches = data.frame_batches(
+        inputs.dataset,
+        shape,
+        inputs.frames,
+        inputs.batch_size,
+        scenario.seed,
+        inputs.path,
+        test=None if splits is None else splits[1],
+    )
+    model = load_model(scenario.model, scenario.seed)
+    prune.check_layer_names(scenario.prune, prune.layer_names(model))
+    if scenario.model.train_epochs and splits is not None:
+        train.fit(model, splits[0], scenario.model.train_epochs, scenario.model.lr, scenario.seed)
+    graph = FlowGraph.trace(model, batches[0].images)
+    names = scenario.device_names
+    parts = choose_partition(scenario, graph)
+    if scenario.prune.method != "none":
+        model, graph, parts = prune_model(scenario, model, graph, parts, batches[0].images, splits)
+    transfer, images = scenario.transfer, [b.images for b in batches]
+    spec = wire.WireSpec(transfer.dtype, transfer.index_bits)
+    if transfer.exchange == "auto":  # size both schemes of every layer, then keep the cheapest choice
+        both = make_plan(scenario, graph, parts, exchange="partial_sums")
+        frames, partials = shards.frame_values(graph, both, images, every_layer_input=True)
+        exchange = choose_exchange(both, frames, partials, spec, transfer.format, transfer.channel_header)
+        plan = make_plan(scenario, graph, parts, exchange=exchange)
+    else:
+        plan = make_plan(scenario, graph, parts, exchange=transfer.exchange)
+        frames, partials = shards.frame_values(graph, plan, images)
+    workload = build_workload(
+        plan,
+        frames,
+        names,
+        spec,
+        transfer.format,
+        batch=inputs.batch_size,
+        partials=partials,
+        channel_header=transfer.channel_header,
+    )
+    weights = None
+    if scenario.deploy is not None:
+        weights = deploy.deployment_workload(
+            graph,
+            plan,
+            names,
+            names.index(scenario.deploy.from_),
+            wire.WireSpec("float32", transfer.index_bits),
+            scenario.deploy.format,
+        )
+    accuracy = None if splits is None else train.accuracy(model, splits[1])
+    return Prepared(scenario, model, graph, plan, BuiltWorkload(workload, weights, accuracy))
+
+
+def workload_key(scenario: Scenario) -> str:
+    """The settings :func:`prepare` reads, as a JSON string: scenarios with equal keys share a workload.
+
+    Sweeps use it to build each distinct workload once. Whatever ``prepare`` starts to read must be added.
+    """
+    data = scenario.resolved()
+    devices = [d["name"] for d in data["devices"]]
+    if scenario.partition.strategy == "balanced" and scenario.partition.file is None:
+        devices = [(d["name"], d["gflops"]) for d in data["devices"]]
+    inputs = {k: v for k, v in data["inputs"].items() if k not in ("interval_ms", "fps")}
+    key = {k: data[k] for k in ("seed", "model", "source", "sink", "partition", "prune", "transfer", "deploy")}
+    key.update(devices=devices, inputs=inputs)
+    if scenario.prune.method == "comm_structured":  # ranks channels by hop-weighted bytes on this network
+        key["network"] = data["network"]
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+def baseline_scenario(scenario: Scenario) -> Scenario:
+    """The scenario of ``baseline: single``: the whole model on the source device alone (same frames,
+    arrivals, pruning and wire settings; no network)."""
+    data = scenario.resolved()
+    data.update(
+        name=f"{scenario.name}-single",
+        devices=[d for d in data["devices"] if d["name"] == scenario.source],
+        sink=scenario.source,
+        network={},
+        partition={"strategy": "contiguous"},
+        baseline="none",
+        deploy=None,
+    )
+    return parse_scenario(data, origin="baseline")
+
+
+def single_device_baseline(scenario: Scenario, built: BuiltWorkload | None = None) -> dict[str, Any]:
+    """Latency and throughput of :func:`baseline_scenario`, for ``baseline: single``. ``built`` is its
+    built workload (built here when not given; sweeps build it once per distinct workload key)."""
+    single = baseline_scenario(scenario)
+    summary = evaluate(single, prepare(single).built if built is None else built).summary
+    return {"device": scenario.source, "latency_s": summary["latency_s"], "throughput_fps": summary["throughput_fps"]}
+
+
+def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload | None = None) -> RunResult:
+    """Run the engine on ``built.workload`` with the scenario's devices, network and frame arrivals, and
+    analyse the timeline into the run's tables and summary.
+
+    For ``baseline: single``, ``baseline`` is the built workload of :func:`baseline_scenario` (built here
+    when not given). A pair of devices that must talk but has no route is refused (one line naming it)
+    before the run.
+    """
+    workload, net = built.workload, scenario.network
+    rates = assemble.device_rates(scenario)
+    network = assemble.network(scenario)
+    names = workload.devices
+    network.check_pairs(dict.fromkeys((names[m.src], names[m.dst]) for m in workload.messages))
+    arrivals = assemble.arrivals_s(scenario, workload.frames)
+    timeline = simulate(workload, rates, network, arrivals, chunk_bytes=net.chunk_bytes, multicast=net.multicast)
+    transfers = transfers_table(workload, timeline)
+    compute = compute_table(workload, timeline)
+    summary = summarize(scenario.name, scenario.resolved(), transfers, compute, timeline)
+    summary["exchange"] = dict(workload.exchange)
+    if built.accuracy is not None:
+        summary["accuracy"] = built.accuracy
+    links, devices = counters.link_table(network, timeline), counters.device_table(workload, rates, timeline)
+    summary["links"], summary["devices"] = counters.records(links), counters.records(devices)
+    summary["critical_path"] = critical_path_summary(workload, timeline)
+    if scenario.baseline == "single":
+        base = single_device_baseline(scenario, baseline)
+        summary["baseline"] = {**base, "speedup": base["latency_s"] / summary["latency_s"]}
+    if built.deploy is not None:  # on the same network, before inference; not part of its latency
+        shipped = simulate(built.deploy, rates, network, [0.0], chunk_bytes=net.chunk_bytes, multicast=net.multicast)
+        summary.update(deployment_summary(built.deploy, shipped))
+    return RunResult(transfers, compute, summary, workload, timeline, links, devices)
+
+
+def run(scenario: Scenario | str | Path | dict[str, Any]) -> RunResult:
+    """Run a scenario end to end and return its tables (nothing is written; see
+    :func:`sim.report.save.save_run`).
+
+    Example::
+
+        >>> import sim
+        >>> result = sim.run("scenarios/quickstart.yaml")
+        >>> result.summary["latency_s"]  # doctest: +SKIP
+    """
+    sc = assemble.calibrated(load(scenario))
+    return evaluate(sc, prepare(sc).built)

@@ -1,0 +1,244 @@
+"""Parameter sweeps: the cartesian product of scenario settings, run in parallel, as one tidy table.
+
+A sweep sets dotted keys of a scenario (``network.bandwidth_mbps``, ``transfer.format``,
+``devices.0.gflops``; a number indexes a list) to each combination of the given values, re-validates every
+point with :func:`sim.config.load.parse_scenario`, and runs it. Points with equal
+:func:`sim.pipeline.workload_key` share one built workload: the model is traced, pruned and run once per
+distinct key, and only the engine runs per point. A point that fails (an invalid value, a build error)
+keeps its row with the message in ``error``; the others complete.
+
+The table (``sweep.csv``) has one row per point: ``point`` (its index in the cartesian order), the
+swept keys as columns, then :data:`SUMMARY_COLUMNS` (seconds, bytes, FLOPs; ``bytes_<format>`` is the
+total had every message been sent in that format, ``bytes_auto`` the smallest per message;
+``latency_{compute,transfer,waiting}_s`` split the latency along the critical path, see
+:mod:`sim.analysis.critical_path`; ``baseline_latency_s`` and ``speedup`` come from the scenario's ``baseline: single``,
+the whole model on the source device alone) and ``error``.
+
+From Python, ``sim.sweep`` is :func:`sweep`::
+
+    >>> import sim
+    >>> table = sim.sweep("scenarios/quickstart.yaml", {"network.bandwidth_mbps": [1, 10, 100]})  # doctest: +SKIP
+    >>> table[["network.bandwidth_mbps", "latency_s"]]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from sim.analysis.critical_path import latency_breakdown
+from sim.analysis.curves import SUMMARY_COLUMNS
+from sim.config.overrides import sweep_points
+from sim.config.schema import Scenario
+from sim.errors import UserError
+from sim.experiment import pipeline
+from sim.fileio import write_csv
+
+
+def summary_row(result: Any) -> dict[str, Any]:
+    """The :data:`SUMMARY_COLUMNS` of one :class:`sim.analysis.result.RunResult`."""
+    s = result.summary
+    row: dict[str, Any] = {k: s[k] for k in SUMMARY_COLUMNS if k in s}
+    row["devices"] = len(result.workload.devices)
+    row.update({f"bytes_{fmt}": n for fmt, n in s["bytes_by_format"].items()})
+    row.update(latency_breakdown(result.workload, result.timeline))
+    if "baseline" in s:
+        row.update(baseline_latency_s=s["baseline"]["latency_s"], speedup=s["baseline"]["speedup"])
+    return {k: row.get(k, math.nan) for k in SUMMARY_COLUMNS}
+
+
+_WORKLOADS: dict[str, Any] = {}  # workload key -> built workload, in sweep worker processes
+
+
+def _init_worker(workloads: dict[str, Any]) -> None:
+    global _WORKLOADS
+    _WORKLOADS = workloads
+
+
+def _start_worker(workloads: dict[str, Any]) -> None:
+    """Pool initializer: hold the workloads; leave Ctrl-C to the parent, which stops the pool."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(workloads)
+
+
+def _start_builder() -> None:
+    """Pool initializer of build workers: one torch thread each (the pool uses the cores), no Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)
+
+
+def _build(job: tuple[str, Scenario]) -> tuple[str, Any, str | None]:
+    """``(key, workload, None)``, or ``(key, None, message)`` when the build refuses the scenario."""
+    key, scenario = job
+    try:
+        return key, pipeline.prepare(scenario).built, None
+    except UserError as exc:
+        return key, None, str(exc)
+
+
+def _simulate(job: tuple[int, Scenario, str, str | None]) -> tuple[int, dict[str, Any]]:
+    """``(index, row)`` of one point, from its workload and its single-device baseline's (by key)."""
+    index, scenario, key, base = job
+    try:
+        return index, summary_row(
+            pipeline.evaluate(scenario, _WORKLOADS[key], None if base is None else _WORKLOADS[base])
+        )
+    except UserError as exc:
+        return index, {"error": str(exc)}
+
+
+def _map(
+    fn: Any,
+    items: list[Any],
+    jobs: int,
+    initializer: Any,
+    initargs: tuple[Any, ...],
+    desc: str,
+    unit: str,
+    progress: bool,
+) -> Iterator[Any]:
+    """``fn`` over ``items`` on up to ``jobs`` processes (in this one for a single job or item), yielding
+    results as they finish with a progress bar (on a terminal); the pool is stopped on exit or interrupt."""
+    jobs = max(1, min(jobs, len(items)))
+    with tqdm(total=len(items), desc=desc, unit=unit, disable=None if progress else True) as bar:
+        if jobs == 1:
+            for item in items:
+                result = fn(item)
+                bar.update()
+                yield result
+            return
+        pool = multiprocessing.get_context().Pool(jobs, initializer=initializer, initargs=initargs)
+        try:
+            for result in pool.imap_unordered(fn, items):
+                bar.update()
+                yield result
+        finally:
+            pool.terminate()
+            pool.join()
+
+
+def iter_points(
+    scenarios: Sequence[Scenario | UserError], jobs: int | None = None, progress: bool = True
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Run the scenarios, yielding ``(index, row)`` as each finishes (in any order).
+
+    Each distinct workload (:func:`sim.pipeline.workload_key`), and each distinct single-device workload
+    of the points with ``baseline: single`` (:func:`sim.pipeline.baseline_scenario`), is built once, then
+    the engine runs each point; both phases use ``jobs`` processes (default: all cores). A row is
+    :func:`summary_row` or ``{"error": message}``.
+    """
+    if jobs is not None and jobs < 1:
+        raise UserError(f"--jobs: must be >= 1 (got {jobs})")
+    jobs = jobs or os.cpu_count() or 1
+    todo: list[tuple[int, Scenario, str]] = []
+    for index, sc in enumerate(scenarios):
+        if isinstance(sc, UserError):
+            yield index, {"error": str(sc)}
+        else:
+            todo.append((index, sc, pipeline.workload_key(sc)))
+    builds: dict[str, Scenario] = {}  # workload key -> a scenario that builds it
+    baseline_of: dict[str, str | UserError] = {}  # workload key -> key of its baseline: single, or why none
+    for _, sc, key in todo:
+        builds.setdefault(key, sc)
+        if sc.baseline == "single" and key not in baseline_of:
+            try:
+                single = pipeline.baseline_scenario(sc)
+            except UserError as exc:
+                baseline_of[key] = exc
+                continue
+            baseline_of[key] = pipeline.workload_key(single)
+            builds.setdefault(baseline_of[key], single)
+    workloads: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    for key, workload, error in _map(
+        _build, list(builds.items()), jobs, _start_builder, (), "build", "workload", progress
+    ):
+        if error is None:
+            workloads[key] = workload
+        else:
+            failed[key] = error
+    runnable = []
+    for index, sc, key in todo:
+        base = baseline_of[key] if sc.baseline == "single" else None
+        if key in failed:
+            yield index, {"error": failed[key]}
+        elif isinstance(base, UserError) or base in failed:
+            yield index, {"error": f"baseline: {base if isinstance(base, UserError) else failed[base]}"}
+        else:
+            runnable.append((index, sc, key, base))
+    _init_worker(workloads)
+    try:
+        yield from _map(_simulate, runnable, jobs, _start_worker, (workloads,), "simulate", "point", progress)
+    finally:
+        _init_worker({})
+
+
+def run_points(
+    scenarios: Sequence[Scenario | UserError], jobs: int | None = None, progress: bool = True
+) -> list[dict[str, Any]]:
+    """Rows of :func:`iter_points` in scenario order."""
+    rows: dict[int, dict[str, Any]] = dict(iter_points(scenarios, jobs, progress))
+    return [rows[i] for i in range(len(scenarios))]
+
+
+def _table(keys: Sequence[str], values: list[dict[str, Any]], rows: dict[int, dict[str, Any]]) -> pd.DataFrame:
+    """The tidy sweep table of the finished points, in point order; ``accuracy`` only if some row has it."""
+    columns = ["point", *keys, *SUMMARY_COLUMNS, "error"]
+    records = [
+        {"point": i, **values[i], **{k: math.nan for k in SUMMARY_COLUMNS}, "error": "", **rows[i]}
+        for i in sorted(rows)
+    ]
+    table = pd.DataFrame(records, columns=columns)
+    optional = [c for c in ("accuracy", "baseline_latency_s", "speedup") if table[c].isna().all()]
+    return table.drop(columns=optional)
+
+
+def sweep(
+    scenario: Scenario | str | Path | Mapping[str, Any],
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    *,
+    baseline: bool = False,
+    variants: Mapping[str, Mapping[str, Any]] | None = None,
+    out: str | Path | None = None,
+    jobs: int | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run every combination of ``grid`` (dotted key -> values) on ``scenario``; one row per point.
+
+    ``variants`` maps names to settings applied together (``{"pruned": {"prune.method": "ln_structured",
+    "prune.amount": 0.5}}``), each run over the whole grid. ``baseline`` sets ``baseline: single``
+    (columns ``baseline_latency_s``, ``speedup``). With ``out``, ``sweep.csv`` is written there as points
+    finish, so an interrupted sweep keeps its finished rows. ``jobs`` defaults to the number of cores.
+
+    Example::
+
+        >>> grid = {"network.bandwidth_mbps": [1, 10], "transfer.format": ["dense", "auto"]}
+        >>> sweep("scenarios/quickstart.yaml", grid, baseline=True, out="results/qs-sweep")  # doctest: +SKIP
+    """
+    grid = dict(grid or {})
+    todo = sweep_points(scenario, grid, baseline, variants)
+    values = [v for v, _ in todo]
+    keys = ["variant", *grid] if variants else list(grid)
+    rows: dict[int, dict[str, Any]] = {}
+    path = None if out is None else Path(out) / "sweep.csv"
+    written = 0.0
+    try:
+        for index, row in iter_points([sc for _, sc in todo], jobs, progress):
+            rows[index] = row
+            if path is not None and time.monotonic() - written > 1.0:
+                write_csv(_table(keys, values, rows), path)
+                written = time.monotonic()
+    finally:
+        if path is not None:
+            write_csv(_table(keys, values, rows), path)
+    return _table(keys, values, rows)

@@ -1,0 +1,278 @@
+"""The channel-flow graph: a traced CNN as a networkx graph of stages and tensors.
+
+The model is traced with :func:`torch.fx.symbolic_trace` and run once on an example batch to learn every
+tensor's shape. Each fx node becomes a graph node of one *kind*:
+
+``input``
+    the image; its channels are owned by the scenario's source device.
+``layer``
+    a partitionable layer (``Conv2d``, also grouped and depthwise, or ``Linear``): its output channels
+    (filters, neurons) are split over devices.
+``pointwise``
+    a channel-wise op (batch-norm, activation, pooling, dropout): keeps ownership.
+``flatten``
+    ``(B, C, H, W) -> (B, C*H*W)``: feature ``c*H*W + s`` stays with channel ``c``.
+``add``
+    residual add ``a + b``: channel ``c`` belongs to the owner of ``a[c]``.
+``cat``
+    concatenation along channels: concatenates ownership.
+``output``
+    the model's result, gathered at the sink.
+
+``layer``, ``add`` and ``input`` nodes are *stages*: the points where a device produces channels.
+Every op the graph does not understand stops the run with a :class:`~sim.errors.UserError` naming it.
+
+Example::
+
+    >>> from sim.model.zoo import build_model
+    >>> g = FlowGraph.trace(build_model("lenet5"), torch.zeros(1, 1, 32, 32))
+    >>> [n for n in g.order if g.kind(n) == "layer"]
+    ['conv1', 'conv2', 'fc1', 'fc2', 'fc3']
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from sim.errors import UserError, first_line
+from sim.workload.graph import ChannelGraph, Layer
+
+_POINTWISE_MODULES = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+)
+_POINTWISE_FUNCTIONS = {
+    F.relu,
+    torch.relu,
+    F.relu6,
+    F.leaky_relu,
+    F.elu,
+    F.gelu,
+    F.silu,
+    torch.sigmoid,
+    F.sigmoid,
+    torch.tanh,
+    F.tanh,
+    F.hardswish,
+    F.hardsigmoid,
+    F.dropout,
+    F.max_pool2d,
+    F.avg_pool2d,
+    F.adaptive_avg_pool2d,
+    F.adaptive_max_pool2d,
+}
+_POINTWISE_METHODS = {"relu", "sigmoid", "tanh", "contiguous"}
+_FLATTEN_METHODS = {"view", "reshape", "flatten"}
+_ADD_FUNCTIONS = {operator.add, torch.add, operator.iadd}
+SUPPORTED = "conv, linear, batch-norm, activations, pooling, dropout, flatten/view, residual add, cat"
+
+
+class FlowGraph(ChannelGraph):
+    """A :class:`~sim.workload.graph.ChannelGraph` traced from a torch model, which it keeps as ``module``."""
+
+    def __init__(self, module: fx.GraphModule, graph: nx.DiGraph, order: list[str]):
+        super().__init__(graph, order)
+        self.module = module
+
+    # -- construction ---------------------------------------------------------------------------------
+    @classmethod
+    def trace(cls, model: nn.Module, example: torch.Tensor) -> FlowGraph:
+        """Trace ``model`` and run it on ``example`` (a batch) to build its channel-flow graph."""
+        model = model.eval()
+        try:
+            gm = fx.symbolic_trace(model)
+        except Exception as exc:  # fx raises many types; the message is what matters to the user
+            raise UserError(f"model.name: torch.fx cannot trace this model ({first_line(exc)})") from None
+        try:
+            values = _record(gm, example)
+        except Exception as exc:  # shape mismatches surface as RuntimeError deep inside torch
+            raise UserError(
+                f"model.input_shape: the model fails on input of shape {list(example.shape[1:])} ({first_line(exc)})"
+            ) from None
+        shapes = {name: tuple(t.shape) for name, t in values.items() if torch.is_tensor(t)}
+        modules = dict(gm.named_modules())
+        graph = nx.DiGraph()
+        order: list[str] = []
+        labels: set[str] = set()
+        for node in gm.graph.nodes:
+            if node.op != "output" and node.name not in shapes:
+                continue  # non-tensor helpers such as x.size(0), consumed by a view
+            if node.op == "output" and len(_tensor_args(node)) != 1:
+                raise UserError("model.name: the model must return one tensor (the logits)")
+            kind = _classify(node, modules, shapes)
+            args = [a.name for a in _tensor_args(node) if a.name in shapes]
+            shape = shapes.get(args[0] if node.op == "output" else node.name)
+            attrs: dict[str, Any] = {"kind": kind, "args": args, "rank": len(shape), "shape": shape[1:]}
+            attrs["channels"] = shape[1]
+            attrs["spatial"] = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+            attrs["label"] = _label(node, kind, labels)
+            if kind == "flatten":
+                src = graph.nodes[args[0]]
+                if shape[1] != src["channels"] * src["spatial"]:
+                    raise UserError(f"model.name: '{node.name}' reshapes to {shape}; only flatten(x, 1) is supported")
+                attrs.update(channels=src["channels"], spatial=src["spatial"])
+            elif kind in ("pointwise", "output"):
+                src = graph.nodes[args[0]]
+                width = src["channels"] * (src["spatial"] if src["rank"] == 2 else 1)
+                if kind == "pointwise" and (len(shape) != src["rank"] or shape[1] != width):
+                    raise UserError(f"model.name: '{node.name}' changes the channel count; not a channel-wise op")
+                if kind == "output" or src["rank"] == 2:
+                    attrs.update(channels=src["channels"], spatial=src["spatial"], rank=src["rank"])
+            elif kind == "cat":
+                srcs = [graph.nodes[a] for a in args]
+                if len({(s["spatial"], s["rank"]) for s in srcs}) != 1:
+                    raise UserError(f"model.name: '{node.name}' concatenates tensors of different spatial sizes")
+                attrs.update(channels=sum(s["channels"] for s in srcs), spatial=srcs[0]["spatial"])
+            elif kind == "add":
+                if len(args) != 2 or len({graph.nodes[x]["channels"] for x in args}) != 1:
+                    raise UserError(f"model.name: '{node.name}' must add two tensors of equal channel count")
+            elif kind == "layer":
+                src = graph.nodes[args[0]]
+                attrs["layer"] = _layer(node.target, modules[node.target], src, attrs["spatial"])
+            graph.add_node(node.name, **attrs)
+            for a in args:
+                graph.add_edge(a, node.name)
+            order.append(node.name)
+        return cls(gm, graph, order)
+
+    def activations(self, batch: torch.Tensor, nodes: set[str]) -> dict[str, np.ndarray]:
+        """Run the model on ``batch`` and return the values of ``nodes`` as float32 numpy arrays."""
+        values = _record(self.module, batch, keep=nodes)
+        return {n: values[n].detach().numpy().astype(np.float32, copy=False) for n in nodes}
+
+
+def _record(gm: fx.GraphModule, batch: torch.Tensor, keep: set[str] | None = None) -> dict[str, Any]:
+    """Run ``gm`` under no_grad, returning every node's value (or only those in ``keep``)."""
+
+    class Recorder(fx.Interpreter):
+        def run_node(self, n: fx.Node) -> Any:
+            value = super().run_node(n)
+            if keep is None:
+                seen[n.name] = value
+            elif n.name in keep:
+                seen[n.name] = value.clone()  # a later in-place op (ReLU(inplace=True)) must not change it
+            return value
+
+    seen: dict[str, Any] = {}
+    with torch.no_grad():
+        Recorder(gm).run(batch)
+    return seen
+
+
+def _tensor_args(node: fx.Node) -> list[fx.Node]:
+    """fx nodes among ``node``'s positional args, flattening a list argument (torch.cat)."""
+    out: list[fx.Node] = []
+    for a in node.args:
+        if isinstance(a, fx.Node):
+            out.append(a)
+        elif isinstance(a, (list, tuple)):
+            out.extend(x for x in a if isinstance(x, fx.Node))
+    return out
+
+
+def _classify(node: fx.Node, modules: dict[str, nn.Module], shapes: dict[str, tuple[int, ...]]) -> str:
+    """The kind of one fx node, or a UserError naming the unsupported op."""
+    where = f"at '{node.name}'"
+    if node.op == "placeholder":
+        return "input"
+    if node.op == "output":
+        return "output"
+    if node.op == "call_module":
+        mod = modules[node.target]
+        where = f"at '{node.target}'"
+        if isinstance(mod, (nn.Conv2d, nn.Linear)):
+            return "layer"
+        if isinstance(mod, _POINTWISE_MODULES):
+            return "pointwise"
+        if isinstance(mod, nn.Flatten) and mod.start_dim == 1 and mod.end_dim == -1:
+            return "flatten"
+        what = type(mod).__name__
+    elif node.op == "call_function":
+        fn = node.target
+        if fn in _POINTWISE_FUNCTIONS:
+            return "pointwise"
+        if fn in _ADD_FUNCTIONS:
+            return "add"
+        if fn is torch.flatten and (node.args[1:2] == (1,) or node.kwargs.get("start_dim") == 1):
+            return "flatten"
+        if fn is torch.cat and (node.args[1:2] == (1,) or node.kwargs.get("dim") == 1):
+            return "cat"
+        what = getattr(fn, "__name__", str(fn))
+    elif node.op == "call_method":
+        if node.target in _POINTWISE_METHODS:
+            return "pointwise"
+        if node.target == "add":
+            return "add"
+        if node.target in _FLATTEN_METHODS and len(shapes[node.name]) == 2:
+            return "flatten"
+        what = f"Tensor.{node.target}"
+    else:
+        what = f"{node.op} {node.target}"
+    raise UserError(f"model.name: unsupported operation {what} {where}; supported: {SUPPORTED}")
+
+
+def _label(node: fx.Node, kind: str, taken: set[str]) -> str:
+    """A readable, unique name: the module path, or ``<enclosing module>.<op>`` for functions."""
+    if node.op == "call_module":
+        base = str(node.target)
+    elif kind == "input":
+        base = "input"
+    elif kind == "output":
+        base = "output"
+    else:
+        stack = list(node.meta.get("nn_module_stack", {}).keys())
+        op = {"add": "add", "cat": "cat"}.get(kind, node.name.rstrip("_0123456789") or node.name)
+        base = f"{stack[-1]}.{op}" if stack else op
+    label, k = base, 1
+    while label in taken:
+        label, k = f"{base}_{k}", k + 1
+    taken.add(label)
+    return label
+
+
+def _layer(name: str, mod: nn.Module, src: dict[str, Any], out_spatial: int) -> Layer:
+    """Describe a Conv2d or Linear module reading a tensor with attributes ``src``."""
+    weight = mod.weight.detach()
+    channels, spatial = src["channels"], src["spatial"]
+    if isinstance(mod, nn.Conv2d):
+        if src["rank"] != 4:
+            raise UserError(f"model.name: conv '{name}' reads a flattened tensor; only 4-D inputs are supported")
+        out_c, per_group = weight.shape[:2]
+        groups = mod.groups
+        local = (weight != 0).flatten(2).any(-1).numpy()  # (out, in/groups)
+        uses = np.zeros((out_c, channels), dtype=bool)
+        group_of = np.arange(out_c) // (out_c // groups)
+        for g in range(groups):
+            rows = group_of == g
+            uses[rows, g * per_group : (g + 1) * per_group] = local[rows]
+        kernel = int(np.prod(weight.shape[2:]))
+        return Layer(name, "conv", channels, out_c, spatial, out_spatial, kernel, groups, uses)
+    if src["rank"] != 2:
+        raise UserError(f"model.name: linear '{name}' reads a 4-D tensor; flatten it first")
+    uses = (weight != 0).reshape(weight.shape[0], channels, spatial).any(-1).numpy()
+    return Layer(name, "linear", channels, weight.shape[0], spatial, 1, 1, 1, uses)

@@ -1,0 +1,312 @@
+"""The model split over devices, on the torch side: weight shards, partial sums, and a device-by-device run.
+
+A workload plan (:class:`sim.workload.WorkloadPlan`) says who owns which channel and which messages flow.
+This module turns it into tensors:
+
+* :func:`held_masks` — which entries of which parameter each device holds (its *shard*):
+
+  - conv / linear ``weight`` under ``exchange: inputs``: the rows of the filters it owns;
+  - under ``partial_sums``: for every filter ``f`` using one of its input channels, the weights of ``f``
+    on the input channels it owns (a linear layer's input feature ``c*S + s`` belongs to channel ``c``);
+  - ``bias`` and the per-channel parameters and buffers of channel-wise modules (batch-norm ``weight``,
+    ``bias``, ``running_mean``, ``running_var``): the entries of the channels it owns.
+
+* :func:`partial_sums` — the real per-device partial sums of the layers using partial sums, for sizing
+  their messages: device ``i``'s value is ``layer(x masked to i's channels)`` without bias, for every
+  filter.
+* :func:`execute` — runs the model device by device: each device holds only its shard (every other
+  parameter entry is zero), computes only from the channels it owns and the messages it receives per the
+  plan (input channels, or partial sums that it adds to its own and its bias), and the sink's assembled
+  output is returned. Equal to ``model(x)`` when the plan is complete; a device reading a channel nobody
+  sent it raises ``RuntimeError``.
+
+Example::
+
+    >>> out = execute(graph, plan, images)           # doctest: +SKIP
+    >>> torch.allclose(out, graph.module(images), atol=1e-5)  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from sim.model.flowgraph import FlowGraph
+from sim.workload.plan import PARTIAL, WorkloadPlan
+
+
+def held_masks(graph: FlowGraph, plan: WorkloadPlan, device: int) -> dict[str, np.ndarray]:
+    """Per parameter or buffer name of ``graph.module`` (``"conv1.weight"``): a bool array of its shape,
+    true where ``device`` holds the entry (module docstring). Parameters of no channel (such as
+    ``num_batches_tracked``) are left out."""
+    masks: dict[str, np.ndarray] = {}
+    targets = _module_targets(graph)
+    for node in graph.order:
+        kind = graph.kind(node)
+        if kind not in ("layer", "pointwise") or node not in targets:
+            continue
+        module = graph.module.get_submodule(targets[node])
+        owned = plan.ownership[node] == device
+        prefix = targets[node] + "."
+        if kind == "layer":
+            masks[prefix + "weight"] = _weight_mask(graph, plan, node, device)
+            if getattr(module, "bias", None) is not None:
+                masks[prefix + "bias"] = owned.copy()
+            continue
+        width = graph.graph.nodes[node]["channels"] * (
+            graph.graph.nodes[node]["spatial"] if graph.graph.nodes[node]["rank"] == 2 else 1
+        )
+        per_entry = np.repeat(owned, width // len(owned))
+        for name, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+            if tensor is None or tensor.ndim == 0:
+                continue
+            if tensor.ndim != 1 or tensor.shape[0] != width:
+                raise ValueError(f"{prefix}{name}: a per-channel parameter of {width} entries was expected")
+            masks[prefix + name] = per_entry.copy()
+    return masks
+
+
+def _module_targets(graph: FlowGraph) -> dict[str, str]:
+    """fx node name -> path of the module it calls, for every call_module node."""
+    return {n.name: str(n.target) for n in graph.module.graph.nodes if n.op == "call_module"}
+
+
+def _module_of(graph: FlowGraph, node: str) -> nn.Module:
+    """The module that call_module node ``node`` calls."""
+    return graph.module.get_submodule(_module_targets(graph)[node])
+
+
+def _weight_mask(graph: FlowGraph, plan: WorkloadPlan, layer: str, device: int) -> np.ndarray:
+    """Which weights of conv/linear ``layer`` ``device`` holds, in the weight's shape."""
+    spec = graph.graph.nodes[layer]["layer"]
+    weight = _module_of(graph, layer).weight
+    if plan.exchange[layer] == "inputs":
+        rows = plan.ownership[layer] == device
+        return np.broadcast_to(rows.reshape(-1, *[1] * (weight.ndim - 1)), weight.shape).copy()
+    owned_in = plan.ownership[plan.layer_input(layer)] == device
+    users = spec.uses[:, owned_in].any(axis=1)
+    if spec.op == "linear":  # (out, C*S): feature c*S + s belongs to channel c
+        cols = np.repeat(owned_in, spec.in_spatial)
+        return users[:, None] & cols[None, :]
+    per_in, per_out = spec.in_channels // spec.groups, spec.out_channels // spec.groups
+    group = np.arange(spec.out_channels) // per_out
+    channel = group[:, None] * per_in + np.arange(per_in)[None, :]  # (out, in/groups): input channel
+    held = users[:, None] & owned_in[channel]
+    return np.broadcast_to(held[:, :, None, None], weight.shape).copy()
+
+
+def shard_state(graph: FlowGraph, plan: WorkloadPlan, device: int) -> fx.GraphModule:
+    """A copy of the traced model in which every parameter entry ``device`` does not hold is zero."""
+    module = copy.deepcopy(graph.module)
+    state = dict(module.named_parameters()) | dict(module.named_buffers())
+    with torch.no_grad():
+        for name, mask in held_masks(graph, plan, device).items():
+            state[name].mul_(torch.from_numpy(mask).to(state[name].dtype))
+    return module
+
+
+def _layer_call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A conv or linear module applied without its bias."""
+    if isinstance(module, nn.Linear):
+        return F.linear(x, module.weight)
+    return F.conv2d(x, module.weight, None, module.stride, module.padding, module.dilation, module.groups)
+
+
+def _channel_mask(value: torch.Tensor, keep: np.ndarray) -> torch.Tensor:
+    """``value`` (B, C, ...) or flattened (B, C*S) with channels outside ``keep`` (C bools) set to 0."""
+    shape = value.shape
+    per = value.reshape(shape[0], len(keep), -1)
+    return (per * torch.from_numpy(keep).to(value.dtype)[None, :, None]).reshape(shape)
+
+
+def partial_sums(
+    graph: FlowGraph, plan: WorkloadPlan, values: Mapping[str, np.ndarray]
+) -> dict[tuple[str, int], np.ndarray]:
+    """Device ``i``'s partial sums of every filter of each layer using partial sums, without bias:
+    ``{(layer node, i): array shaped like the layer's output}`` for each device that sends some.
+
+    ``values`` holds the input tensor of each such layer (as :meth:`FlowGraph.activations` returns it).
+    """
+    out: dict[tuple[str, int], np.ndarray] = {}
+    senders = {(m.tensor[: -len(PARTIAL)], m.src) for m in plan.messages if m.partial}
+    with torch.no_grad():
+        for layer, device in sorted(senders):
+            module = _module_of(graph, layer)
+            tensor = plan.layer_input(layer)
+            x, owned = torch.from_numpy(values[tensor]), plan.ownership[tensor] == device
+            if getattr(module, "groups", 1) == 1:  # only the owned channels: cost in proportion to them
+                out[(layer, device)] = _owned_call(module, x, owned).numpy()
+            else:
+                out[(layer, device)] = _layer_call(module, _channel_mask(x, owned)).numpy()
+    return out
+
+
+def _owned_call(module: nn.Module, x: torch.Tensor, owned: np.ndarray) -> torch.Tensor:
+    """An ungrouped conv or linear module, without bias, on the input channels ``owned`` (C bools) alone."""
+    index = torch.from_numpy(np.flatnonzero(owned))
+    weight = module.weight
+    if isinstance(module, nn.Linear):  # x is (B, C*S); feature c*S + s belongs to channel c
+        per_x = x.reshape(x.shape[0], len(owned), -1)[:, index]
+        per_w = weight.reshape(weight.shape[0], len(owned), -1)[:, index]
+        return F.linear(per_x.reshape(x.shape[0], -1), per_w.reshape(weight.shape[0], -1))
+    return F.conv2d(x[:, index], weight[:, index], None, module.stride, module.padding, module.dilation)
+
+
+def execute(graph: FlowGraph, plan: WorkloadPlan, images: torch.Tensor) -> torch.Tensor:
+    """Run the model device by device as the plan splits it, and return the sink's assembled output.
+
+    Raises ``RuntimeError`` when a device must read a channel (or partial sum) it neither owns nor
+    received: the message plan is incomplete.
+    """
+    n = plan.n_devices
+    shards = [shard_state(graph, plan, d) for d in range(n)]
+    env: list[dict[str, object]] = [{} for _ in range(n)]
+    known: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
+    deliveries: dict[str, list] = defaultdict(list)
+    for m in plan.messages:
+        deliveries[m.tensor].append(m)
+    with torch.no_grad():
+        for node in graph.module.graph.nodes:
+            name = node.name
+            if name not in graph.graph:  # a non-tensor helper such as x.size(0): every device evaluates it
+                for d in range(n):
+                    env[d][name] = _evaluate(node, env[d], shards[d])
+                continue
+            kind = graph.kind(name)
+            if kind == "output":
+                tensor = graph.output_tensor()
+                if not known[plan.sink][tensor].all():
+                    raise RuntimeError("the sink does not hold every model output")
+                return env[plan.sink][tensor]
+            if kind == "layer" and plan.exchange[name] == "partial_sums":
+                _run_partial(graph, plan, name, shards, env, known, deliveries[name + PARTIAL])
+            else:
+                for d in range(n):
+                    value, mask = _run_node(graph, plan, node, d, images, env[d], known[d], shards[d])
+                    env[d][name], known[d][name] = _channel_mask(value, mask), mask
+            for m in deliveries[name]:
+                _deliver(env, known, name, m.src, m.dst, m.channels)
+    raise RuntimeError("the traced graph has no output")
+
+
+def _evaluate(node: fx.Node, env: dict[str, object], module: fx.GraphModule) -> object:
+    """One fx node on one device's values."""
+    args = fx.node.map_arg(node.args, lambda a: env[a.name])
+    kwargs = fx.node.map_arg(node.kwargs, lambda a: env[a.name])
+    if node.op == "call_module":
+        return module.get_submodule(node.target)(*args, **kwargs)
+    if node.op == "call_function":
+        return node.target(*args, **kwargs)
+    if node.op == "call_method":
+        return getattr(args[0], node.target)(*args[1:], **kwargs)
+    if node.op == "get_attr":
+        return module.get_parameter(node.target)
+    raise RuntimeError(f"cannot run fx node {node.name} ({node.op})")
+
+
+def _run_node(
+    graph: FlowGraph,
+    plan: WorkloadPlan,
+    node: fx.Node,
+    d: int,
+    images: torch.Tensor,
+    env: dict[str, object],
+    known: dict[str, np.ndarray],
+    module: fx.GraphModule,
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Device ``d``'s value of one tensor node and the channels of it that it holds."""
+    name, kind = node.name, graph.kind(node.name)
+    args = graph.graph.nodes[name]["args"]
+    own = plan.ownership[name] == d
+    if kind == "input":  # each device holds the image channels it owns (all on the source by default)
+        return images.clone(), own
+    if kind == "layer":
+        spec = graph.graph.nodes[name]["layer"]
+        missing = spec.uses[own].any(axis=0) & ~known[args[0]]
+        if missing.any():
+            raise RuntimeError(f"device {d} lacks input channels {np.flatnonzero(missing).tolist()} of {name}")
+        return _evaluate(node, env, module), own
+    if kind == "add":
+        for a in args:
+            if (own & ~known[a]).any():
+                raise RuntimeError(f"device {d} lacks operand {a} of {name} on channels it owns")
+        return _evaluate(node, env, module), own
+    if kind == "cat":
+        return _evaluate(node, env, module), np.concatenate([known[a] for a in args])
+    return _evaluate(node, env, module), known[args[0]]  # pointwise, flatten
+
+
+def _run_partial(
+    graph: FlowGraph,
+    plan: WorkloadPlan,
+    layer: str,
+    shards: list[fx.GraphModule],
+    env: list[dict[str, object]],
+    known: list[dict[str, np.ndarray]],
+    messages: list,
+) -> None:
+    """A layer using partial sums: every device convolves the channels it owns with the weights it holds,
+    sends the partial sums of other devices' filters, and adds what it receives to its own and its bias."""
+    tensor = plan.layer_input(layer)
+    target = _module_targets(graph)[layer]
+    spec = graph.graph.nodes[layer]["layer"]
+    parts = []
+    for d, shard in enumerate(shards):
+        own_in = (plan.ownership[tensor] == d) & spec.uses.any(axis=0)
+        if (own_in & ~known[d][tensor]).any():
+            raise RuntimeError(f"device {d} does not hold its own input channels of {layer}")
+        x = _channel_mask(env[d][tensor], own_in)
+        parts.append(_layer_call(shard.get_submodule(target), x))
+    for d, shard in enumerate(shards):
+        own = plan.ownership[layer] == d
+        total = _channel_mask(parts[d], own)  # its own partial sums of its own filters
+        for m in messages:
+            if m.dst == d:
+                keep = np.zeros(len(own), dtype=bool)
+                keep[m.channels] = True
+                total = total + _channel_mask(parts[m.src], keep)
+        bias = shard.get_submodule(target).bias
+        if bias is not None:
+            total = total + bias.reshape(1, -1, *[1] * (total.ndim - 2))
+        env[d][layer], known[d][layer] = _channel_mask(total, own), own
+
+
+def _deliver(
+    env: list[dict[str, object]],
+    known: list[dict[str, np.ndarray]],
+    tensor: str,
+    src: int,
+    dst: int,
+    channels: np.ndarray,
+) -> None:
+    """Copy ``channels`` of ``tensor`` from device ``src`` to device ``dst``."""
+    if not known[src][tensor][channels].all():
+        raise RuntimeError(f"device {src} sends channels of {tensor} it does not hold")
+    value = env[dst][tensor].clone()
+    shape = value.shape
+    per = value.reshape(shape[0], len(known[dst][tensor]), -1)
+    per[:, channels] = env[src][tensor].reshape(per.shape)[:, channels]
+    env[dst][tensor] = per.reshape(shape)
+    mask = known[dst][tensor].copy()
+    mask[channels] = True
+    known[dst][tensor] = mask
+
+
+def frame_values(
+    graph: FlowGraph, plan: WorkloadPlan, images: Sequence[torch.Tensor], every_layer_input: bool = False
+) -> tuple[list[dict[str, np.ndarray]], list[dict[tuple[str, int], np.ndarray]]]:
+    """Per frame: the values of the tensors that cross the network (plus every layer's input when
+    ``every_layer_input``, as :func:`sim.workload.choose_exchange` needs) and the plan's partial sums."""
+    tensors = plan.tensors() | {plan.layer_input(n) for n in plan.partial_layers()}
+    if every_layer_input:
+        tensors |= {plan.layer_input(n) for n in plan.exchange}
+    frames = [graph.activations(x, tensors) if tensors else {} for x in images]  # one device: nothing crosses
+    return frames, [partial_sums(graph, plan, values) for values in frames]

@@ -1,0 +1,305 @@
+"""The model zoo: small CIFAR-style CNNs that torch.fx can trace, plus user models by import path.
+
+Every zoo model is written with only the ops :mod:`sim.model.flowgraph` understands (conv, linear, batch-norm,
+ReLU/ReLU6, pooling, ``torch.flatten(x, 1)``, residual ``a + b``), so tracing never needs special cases.
+Activations are never in-place, so per-node values recorded while running a traced model stay intact.
+Construction draws weights from torch's global RNG and seeds nothing; callers that want reproducible
+weights wrap :func:`build_model` in ``torch.random.fork_rng()`` + ``torch.manual_seed``.
+
+Example::
+
+    >>> model = build_model("resnet18")
+    >>> INPUT_SHAPES["resnet18"]
+    (3, 32, 32)
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sim.errors import UserError, first_line
+
+__all__ = [
+    "INPUT_SHAPES",
+    "VGG",
+    "BasicBlock",
+    "InvertedResidual",
+    "LeNet5",
+    "MobileNetV2",
+    "ResNet",
+    "build_model",
+    "model_names",
+]
+
+
+# -- LeNet-5 ----------------------------------------------------------------------------------------------
+class LeNet5(nn.Module):
+    """The classic PyTorch-tutorial LeNet for 1x32x32 images."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 32, 32) -> (B, num_classes) logits."""
+        x = F.max_pool2d(F.relu(self.conv1(x)), (2, 2))
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+# -- VGG --------------------------------------------------------------------------------------------------
+_VGG_CONFIGS: dict[str, list[int | str]] = {
+    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+}
+
+
+class VGG(nn.Module):
+    """CIFAR VGG with batch-norm: 3x3 conv-BN-ReLU stacks, 2x2 max-pools, one linear classifier."""
+
+    def __init__(self, config: Sequence[int | str], num_classes: int = 10, in_channels: int = 3):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for item in config:
+            if item == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            else:
+                width = int(item)
+                layers += [nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
+                channels = width
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 32, 32) -> (B, num_classes) logits."""
+        x = self.features(x)
+        x = torch.flatten(x, 1)
+        return self.classifier(x)
+
+
+# -- ResNet -----------------------------------------------------------------------------------------------
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers with a residual add; the shortcut is a 1x1 conv + BN when the shape changes."""
+
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()  # identity: traces to nothing
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out = out + self.shortcut(x)
+        return F.relu(out)
+
+
+class ResNet(nn.Module):
+    """CIFAR ResNet: 3x3 stem without max-pool, four BasicBlock stages, global average pool, linear."""
+
+    def __init__(self, num_blocks: Sequence[int], num_classes: int = 10, in_channels: int = 3):
+        super().__init__()
+        self.in_planes = 64
+        self.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.layer1 = self._make_layer(64, num_blocks[0], stride=1)
+        self.layer2 = self._make_layer(128, num_blocks[1], stride=2)
+        self.layer3 = self._make_layer(256, num_blocks[2], stride=2)
+        self.layer4 = self._make_layer(512, num_blocks[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.linear = nn.Linear(512 * BasicBlock.expansion, num_classes)
+
+    def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
+        """One stage: the first block may downsample, the rest keep the shape."""
+        layers: list[nn.Module] = []
+        for s in [stride] + [1] * (blocks - 1):
+            layers.append(BasicBlock(self.in_planes, planes, s))
+            self.in_planes = planes * BasicBlock.expansion
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 32, 32) -> (B, num_classes) logits."""
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer1(out)
+        out = self.layer2(out)
+        out = self.layer3(out)
+        out = self.layer4(out)
+        out = self.avgpool(out)
+        out = torch.flatten(out, 1)
+        return self.linear(out)
+
+
+# -- MobileNetV2 ------------------------------------------------------------------------------------------
+class InvertedResidual(nn.Module):
+    """Expand (1x1) -> depthwise 3x3 -> project (1x1), BN after each, ReLU6 after the first two.
+
+    The residual add is used only when ``stride == 1`` and the channel count is unchanged.
+    """
+
+    def __init__(self, in_planes: int, out_planes: int, expansion: int, stride: int):
+        super().__init__()
+        planes = expansion * in_planes
+        self.use_residual = stride == 1 and in_planes == out_planes
+        self.conv1 = nn.Conv2d(in_planes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu1 = nn.ReLU6()
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, groups=planes, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu2 = nn.ReLU6()
+        self.conv3 = nn.Conv2d(planes, out_planes, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_planes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output, plus ``x`` when the shapes match."""
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.relu2(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.use_residual:  # a plain Python bool: fx resolves it at trace time
+            out = out + x
+        return out
+
+
+class MobileNetV2(nn.Module):
+    """CIFAR MobileNetV2 (stride-1 stem and second stage, so 32x32 inputs end at 4x4)."""
+
+    # (expansion, out_planes, num_blocks, stride)
+    CONFIG: tuple[tuple[int, int, int, int], ...] = (
+        (1, 16, 1, 1),
+        (6, 24, 2, 1),  # stride 2 in ImageNet MobileNetV2; 1 for CIFAR
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    )
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 32, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(32)
+        self.relu1 = nn.ReLU6()
+        blocks: list[nn.Module] = []
+        in_planes = 32
+        for expansion, out_planes, num_blocks, stride in self.CONFIG:
+            for s in [stride] + [1] * (num_blocks - 1):
+                blocks.append(InvertedResidual(in_planes, out_planes, expansion, s))
+                in_planes = out_planes
+        self.layers = nn.Sequential(*blocks)
+        self.conv2 = nn.Conv2d(in_planes, 1280, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(1280)
+        self.relu2 = nn.ReLU6()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.linear = nn.Linear(1280, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 32, 32) -> (B, num_classes) logits."""
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.layers(out)
+        out = self.relu2(self.bn2(self.conv2(out)))
+        out = self.avgpool(out)
+        out = torch.flatten(out, 1)
+        return self.linear(out)
+
+
+# -- registry ---------------------------------------------------------------------------------------------
+_FACTORIES: dict[str, Callable[[int], nn.Module]] = {
+    "lenet5": lambda n: LeNet5(n),
+    "vgg11": lambda n: VGG(_VGG_CONFIGS["vgg11"], n),
+    "vgg16": lambda n: VGG(_VGG_CONFIGS["vgg16"], n),
+    "resnet18": lambda n: ResNet([2, 2, 2, 2], n),
+    "resnet34": lambda n: ResNet([3, 4, 6, 3], n),
+    "mobilenetv2": lambda n: MobileNetV2(n),
+}
+
+INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
+    "lenet5": (1, 32, 32),
+    "vgg11": (3, 32, 32),
+    "vgg16": (3, 32, 32),
+    "resnet18": (3, 32, 32),
+    "resnet34": (3, 32, 32),
+    "mobilenetv2": (3, 32, 32),
+}
+
+
+def model_names() -> list[str]:
+    """The zoo's model names, sorted."""
+    return sorted(_FACTORIES)
+
+
+def build_model(name: str, num_classes: int = 10) -> nn.Module:
+    """A freshly initialised model: a zoo name, or a user model given as ``package.module:factory``.
+
+    The user factory is called as ``factory(num_classes=...)`` when it accepts that keyword (or
+    ``**kwargs``), else as ``factory()``; it must return an :class:`torch.nn.Module`. Every mistake is a
+    one-line :class:`UserError` naming ``model.name`` (or ``model.num_classes``).
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
+        raise UserError(f"model.num_classes: must be a positive integer, got {num_classes!r}")
+    if name in _FACTORIES:
+        return _FACTORIES[name](num_classes)
+    if ":" not in name:
+        raise UserError(
+            f"model.name: unknown model '{name}'; choose one of {', '.join(model_names())} "
+            "or give package.module:factory"
+        )
+    return _build_user_model(name, num_classes)
+
+
+def _build_user_model(spec: str, num_classes: int) -> nn.Module:
+    """Import ``package.module``, look up ``factory`` (dotted paths allowed) and call it."""
+    module_name, _, attr_path = spec.partition(":")
+    module_name, attr_path = module_name.strip(), attr_path.strip()
+    if not module_name or not attr_path or ":" in attr_path:
+        raise UserError(f"model.name: '{spec}' is not of the form package.module:factory")
+    try:
+        obj: object = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, SyntaxError, or anything the module raises at import
+        raise UserError(f"model.name: cannot import module '{module_name}' ({first_line(exc)})") from None
+    for part in attr_path.split("."):
+        if not hasattr(obj, part):
+            raise UserError(f"model.name: module '{module_name}' has no attribute '{attr_path}'")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise UserError(f"model.name: '{spec}' is not callable (it is a {type(obj).__name__})")
+    try:
+        model = obj(num_classes=num_classes) if _accepts_num_classes(obj) else obj()
+    except Exception as exc:
+        raise UserError(f"model.name: factory '{spec}' failed ({first_line(exc)})") from None
+    if not isinstance(model, nn.Module):
+        raise UserError(f"model.name: factory '{spec}' returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _accepts_num_classes(factory: Callable[..., object]) -> bool:
+    """Whether ``factory`` takes a ``num_classes`` keyword (named, or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # some builtins have no signature
+        return False
+    return any(
+        (p.name == "num_classes" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)) or p.kind == p.VAR_KEYWORD
+        for p in params
+    )

@@ -1,0 +1,85 @@
+"""``dsim plot``: redraw every figure a results folder's CSVs support, without re-running anything."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from sim.analysis import curves
+from sim.errors import UserError, first_line
+from sim.report.plots import (
+    plot_accuracy_vs_bytes,
+    plot_breakdown,
+    plot_latency_vs_bandwidth,
+    plot_timeline,
+    plot_traffic,
+)
+
+
+@contextmanager
+def _reading(where: str | Path) -> Iterator[None]:
+    """Turn what a malformed or foreign table raises while it is read and drawn (empty file, bad CSV or
+    JSON, a missing column) into a one-line :class:`UserError` naming ``where``."""
+    try:
+        yield
+    except UserError:
+        raise
+    except KeyError as exc:
+        raise UserError(
+            f"{where}: no column {exc}; not a table written by dsim (re-run the command that wrote it)"
+        ) from None
+    except (ValueError, TypeError) as exc:  # pandas EmptyDataError/ParserError, JSON and bad-value errors
+        raise UserError(
+            f"{where}: not a table written by dsim ({first_line(exc, 100)}); re-run the command that wrote it"
+        ) from None
+
+
+def redraw(directory: str | Path) -> list[Path]:
+    """Redraw every figure a results directory's CSVs support, without re-running anything.
+
+    ``sweep.csv`` -> ``latency_vs_bandwidth.png`` (when a bandwidth was swept) and ``accuracy_vs_bytes.png``
+    (when accuracy and ``prune.amount`` are present); ``comparison.csv`` -> ``breakdown.png``;
+    ``transfers.csv`` + ``compute.csv`` (a run) -> ``timeline.png`` (critical path from ``summary.json``;
+    link-queue rows only when a ``hops.csv`` was saved, else one row per device pair) and ``traffic.png``.
+    """
+    d = Path(directory)
+    if not d.is_dir():
+        what = "it is a file, not a results folder" if d.exists() else "no such results folder"
+        raise UserError(f"{d}: nothing to plot, {what}; give the --out folder of dsim run, sweep or compare")
+    written: list[Path] = []
+    if (d / "sweep.csv").is_file():
+        with _reading(d / "sweep.csv"):
+            table = pd.read_csv(d / "sweep.csv")
+            swept = curves.swept_columns(table)
+            bandwidth = next((c for c in swept if c.endswith("bandwidth_mbps")), None)
+            if bandwidth is not None:
+                plot_latency_vs_bandwidth(
+                    table, d / "latency_vs_bandwidth.png", x=bandwidth, title=f"Latency vs link bandwidth ({d.name})"
+                )
+                written.append(d / "latency_vs_bandwidth.png")
+            if "accuracy" in table.columns and "prune.amount" in swept and table["accuracy"].notna().any():
+                plot_accuracy_vs_bytes(table, d / "accuracy_vs_bytes.png", title=f"Accuracy vs traffic ({d.name})")
+                written.append(d / "accuracy_vs_bytes.png")
+    if (d / "comparison.csv").is_file():
+        with _reading(d / "comparison.csv"):
+            plot_breakdown(pd.read_csv(d / "comparison.csv"), d / "breakdown.png")
+        written.append(d / "breakdown.png")
+    if (d / "transfers.csv").is_file() and (d / "compute.csv").is_file():
+        with _reading(f"{d} (transfers.csv, compute.csv, hops.csv, summary.json)"):
+            transfers, compute = pd.read_csv(d / "transfers.csv"), pd.read_csv(d / "compute.csv")
+            name, devices, critical = d.name, None, None
+            if (d / "summary.json").is_file():
+                summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))
+                name, critical = summary.get("name", name), summary.get("critical_path")
+                devices = [dev["name"] for dev in summary.get("scenario", {}).get("devices", [])] or None
+            hops = pd.read_csv(d / "hops.csv") if (d / "hops.csv").is_file() else None
+            plot_timeline(transfers, compute, d / "timeline.png", title=name, hops=hops, critical=critical)
+            plot_traffic(transfers, d / "traffic.png", devices=devices, title=name)
+        written += [d / "timeline.png", d / "traffic.png"]
+    if not written and not (d / "sweep.csv").is_file():
+        raise UserError(f"{d}: nothing to plot; expected sweep.csv, comparison.csv or transfers.csv + compute.csv")
+    return written

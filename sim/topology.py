@@ -1,0 +1,63 @@
+"""Topologies as plain edge lists, shared by scenario validation and the engine's network (no SimPy, no torch).
+
+Example::
+
+    >>> topology_edges("line", ["a", "b", "c"])
+    [('a', 'b'), ('b', 'c')]
+    >>> topology_edges("star", ["a", "b"])
+    [('a', 'switch'), ('b', 'switch')]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import networkx as nx
+
+SWITCH = "switch"  # the star topology's switch node
+MEDIUM = "medium"  # the queue of the shared wireless medium
+TOPOLOGIES = ("mesh", "star", "ring", "line", "custom", "shared")
+
+
+def topology_edges(topology: str, devices: Sequence[str]) -> list[tuple[str, str]]:
+    """The undirected edges of a built-in topology (``custom`` has none of its own), in a stable order."""
+    n = len(devices)
+    if topology in ("mesh", "shared"):
+        return [(devices[i], devices[j]) for i in range(n) for j in range(i + 1, n)]
+    if topology == "star":
+        return [(d, SWITCH) for d in devices]
+    if topology == "line" or (topology == "ring" and n <= 2):
+        return [(devices[i], devices[i + 1]) for i in range(n - 1)]
+    if topology == "ring":
+        return [(devices[i], devices[(i + 1) % n]) for i in range(n)]
+    if topology == "custom":
+        return []
+    raise ValueError(f"network.topology: unknown topology '{topology}'; use one of {', '.join(TOPOLOGIES)}")
+
+
+def read_graphml(path: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """The edges of a GraphML file with their attributes (``bandwidth_mbps``, ``latency_ms``, ``up_mbps``,
+    ``down_mbps``, ``duplex``), in file order. Raises ``ValueError`` naming ``network.graphml``."""
+    try:
+        g = nx.read_graphml(path)
+    except FileNotFoundError:
+        raise ValueError(f"network.graphml: no such file {path}") from None
+    except Exception as exc:  # networkx raises NetworkXError / ParseError for malformed files
+        raise ValueError(f"network.graphml: {path} is not a readable GraphML file ({type(exc).__name__})") from None
+    return [(str(u), str(v), dict(data)) for u, v, data in g.edges(data=True)]
+
+
+def check_connected(nodes: Sequence[str], edges: Iterable[tuple[str, str]], field: str = "network") -> None:
+    """Raise ``ValueError`` naming a pair of ``nodes`` with no path between them over ``edges``."""
+    g = nx.Graph()
+    g.add_nodes_from(nodes)
+    g.add_edges_from(edges)
+    components = list(nx.connected_components(g))
+    if len(components) > 1:
+        first = next(n for n in nodes if n in components[0])
+        other = next(n for n in nodes if n not in components[0])
+        raise ValueError(
+            f"{field}: no path between {first} and {other}; add a link between their groups "
+            f"in network.links or use a connected topology"
+        )

@@ -1,0 +1,74 @@
+"""The workload: the contract the engine reads (DESIGN section 1). The torch side ends here.
+
+A :class:`Workload` is every device's compute tasks and every message between devices, per frame, in
+creation order; the engine (:mod:`sim.engine`) reads nothing else, so a bandwidth sweep re-runs the engine,
+never the model.
+
+Example::
+
+    >>> t = Task(frame=0, layer="conv1", device=0, flops=2e6, op="conv", final=True)
+    >>> w = Workload(devices=("a",), source=0, sink=0, frames=1, tasks=(t,), messages=())
+    >>> w.tasks[0].flops
+    2000000.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+Partition = Mapping[str, np.ndarray]  # layer name -> owning device index of each output channel
+FLOAT32_BYTES = 4
+
+
+@dataclass(frozen=True)
+class Task:
+    """One device's share of one stage for one frame: a conv/linear layer, a residual add, or under
+    ``partial_sums`` a layer's partial sums (``op`` conv/linear) or their sum (``<L>.sum``, ``op`` add)."""
+
+    frame: int
+    layer: str
+    device: int
+    flops: float
+    op: str  # "conv", "linear" or "add"
+    final: bool  # produces model outputs on the sink
+    bytes_touched: int = 0  # float32 bytes read and written: its inputs, its weights and its outputs
+
+
+@dataclass(frozen=True)
+class Message:
+    """Channels of one tensor sent from ``src`` to ``dst`` for one frame, with its size in every format."""
+
+    frame: int
+    layer: str  # producing layer label; "input" for the image, "output" for the final gather,
+    # "<layer>.partial" for partial sums of that layer
+    src: int
+    dst: int
+    channels: int
+    elements: int
+    nnz: int
+    sizes: Mapping[str, int]  # bytes of the encoded buffer per wire format
+    format: str  # the format it is sent in
+    bytes: int
+    after: int | None  # index of the task on src whose end makes it ready; None: the frame's arrival
+    needed_by: tuple[int, ...]  # indices of the tasks on dst that wait for it
+    final: bool  # part of the gather of model outputs at the sink
+    tensor: str = ""  # graph node whose channels it carries
+    channel_ids: tuple[int, ...] = ()  # which channels of that tensor; equal (frame, src, tensor,
+    # channel_ids) means equal payload, which a multicast medium can send once
+    header_bytes: int = 0  # channel-identity header, included in ``bytes``, not in ``sizes``
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Everything the engine needs: devices, tasks and messages in creation order."""
+
+    devices: tuple[str, ...]
+    source: int
+    sink: int
+    frames: int
+    tasks: tuple[Task, ...]
+    messages: tuple[Message, ...]
+    exchange: tuple[tuple[str, str], ...] = ()  # (layer label, exchange scheme) per conv/linear layer
