@@ -67,6 +67,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_partition(args: argparse.Namespace) -> int:
+    from sim.experiment import assemble  # torch: imported only by the commands that build a model
     from sim.experiment.pipeline import trace_model  # torch: imported only by the commands that build a model
     from sim.model import partition  # torch
 
@@ -77,7 +78,7 @@ def _cmd_partition(args: argparse.Namespace) -> int:
     graph = trace_model(scenario)
     names = scenario.device_names
     seed = scenario.seed if args.seed is None else args.seed
-    rates = [d.flops_per_s for d in scenario.devices]
+    rates = assemble.flops_per_s(scenario)
     parts = partition.make_partition(graph, args.strategy, len(names), seed=seed, rates=rates)
     with _writing(args.out):
         partition.save_partition(args.out, scenario.model.name, names, parts)
@@ -155,7 +156,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from sim.experiment.pipeline import input_shape, load_model  # torch: only the commands that build a model
+    from sim.experiment.pipeline import checked_graph, input_shape, load_model  # torch: only the model commands
     from sim.model import data, train  # torch
 
     scenario = load(args.scenario)
@@ -163,10 +164,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise UserError(f"--epochs: must be >= 1 (got {args.epochs})")
     _check_out(args.out, directory=False)
     inputs, shape = scenario.inputs, input_shape(scenario.model)
-    splits = data.labelled(inputs.dataset, shape, scenario.seed, inputs.path)
+    splits = data.labelled(inputs.dataset, shape, scenario.seed, scenario.setup.paths.dataset)
     if splits is None:
         raise UserError(f"inputs.dataset: '{inputs.dataset}' has no labels to train on; use digits or cifar10")
-    model = load_model(scenario.model, scenario.seed)
+    model = load_model(scenario)
+    checked_graph(model, splits[1].images[:1], splits, scenario.model.name)  # shape and classes, before training
     train.fit(model, splits[0], args.epochs, scenario.model.lr, scenario.seed)
     with _writing(args.out):
         train.save_checkpoint(model, args.out)

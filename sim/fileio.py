@@ -1,19 +1,55 @@
-"""Atomic file output: every file is written under a temporary name, then renamed into place.
+"""Atomic file output, and bounded reads of user files.
 
-A crash or an error never leaves a half-written result file behind; :func:`staged_directory` extends this
-to a set of files that is built completely before any of them replaces what ``out`` held.
+Every output file is written under a temporary name, then renamed into place: a crash or an error never
+leaves a half-written result file behind; :func:`staged_directory` extends this to a set of files that is
+built completely before any of them replaces what ``out`` held. :func:`read_limited` reads a user's text
+file only if it is a regular file of at most a given size, in UTF-8.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+
+from sim.errors import UserError
+
+
+def read_limited(path: str | Path, limit_bytes: int, field: str) -> str:
+    """The UTF-8 text of the regular file ``path``, refused with a one-line :class:`UserError` naming
+    ``field`` if it is missing, not a regular file (a folder, ``/dev/zero``, a pipe), larger than
+    ``limit_bytes`` or not UTF-8. At most ``limit_bytes + 1`` bytes are ever read.
+
+    Example::
+
+        text = read_limited("scenarios/quickstart.yaml", 2**20, "scenario")
+    """
+    path = Path(path)
+    try:
+        if path.exists() and not path.is_dir() and not path.is_file():  # opening a FIFO would block
+            raise UserError(f"{field}: {path} is not a regular file")
+        with path.open("rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise UserError(f"{field}: {path} is not a regular file")
+            raw = fh.read(limit_bytes + 1)
+    except FileNotFoundError:
+        raise UserError(f"{field}: no such file {path}") from None
+    except IsADirectoryError:
+        raise UserError(f"{field}: {path} is a folder, not a file") from None
+    except OSError as exc:
+        raise UserError(f"{field}: cannot read {path} ({exc.strerror})") from None
+    if len(raw) > limit_bytes:
+        raise UserError(f"{field}: {path} is larger than {limit_bytes} bytes; is it the right file?")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{field}: {path} is not UTF-8 text (byte {exc.start})") from None
 
 
 @contextmanager

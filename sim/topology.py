@@ -17,11 +17,12 @@ import networkx as nx
 
 SWITCH = "switch"  # the star topology's switch node
 MEDIUM = "medium"  # the queue of the shared wireless medium
-TOPOLOGIES = ("mesh", "star", "ring", "line", "custom", "shared")
 
 
 def topology_edges(topology: str, devices: Sequence[str]) -> list[tuple[str, str]]:
-    """The undirected edges of a built-in topology (``custom`` has none of its own), in a stable order."""
+    """The undirected edges of a built-in topology (``custom`` has none of its own), in a stable order.
+
+    ``topology`` is one of :data:`sim.config.vocab.TOPOLOGIES` (the scenario schema refuses any other)."""
     n = len(devices)
     if topology in ("mesh", "shared"):
         return [(devices[i], devices[j]) for i in range(n) for j in range(i + 1, n)]
@@ -31,20 +32,17 @@ def topology_edges(topology: str, devices: Sequence[str]) -> list[tuple[str, str
         return [(devices[i], devices[i + 1]) for i in range(n - 1)]
     if topology == "ring":
         return [(devices[i], devices[(i + 1) % n]) for i in range(n)]
-    if topology == "custom":
-        return []
-    raise ValueError(f"network.topology: unknown topology '{topology}'; use one of {', '.join(TOPOLOGIES)}")
+    return []  # custom: the scenario lists the edges
 
 
-def read_graphml(path: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """The edges of a GraphML file with their attributes (``bandwidth_mbps``, ``latency_ms``, ``up_mbps``,
-    ``down_mbps``, ``duplex``), in file order. Raises ``ValueError`` naming ``network.graphml``."""
+def parse_graphml(text: str, where: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """The edges of a GraphML document with their attributes (``bandwidth_mbps``, ``latency_ms``,
+    ``up_mbps``, ``down_mbps``, ``duplex``), in document order. Raises ``ValueError`` naming
+    ``network.graphml`` and ``where`` (the file)."""
     try:
-        g = nx.read_graphml(path)
-    except FileNotFoundError:
-        raise ValueError(f"network.graphml: no such file {path}") from None
-    except Exception as exc:  # networkx raises NetworkXError / ParseError for malformed files
-        raise ValueError(f"network.graphml: {path} is not a readable GraphML file ({type(exc).__name__})") from None
+        g = nx.parse_graphml(text)
+    except Exception as exc:  # networkx raises NetworkXError / ParseError (and more) for malformed documents
+        raise ValueError(f"network.graphml: {where} is not a readable GraphML file ({type(exc).__name__})") from None
     return [(str(u), str(v), dict(data)) for u, v, data in g.edges(data=True)]
 
 

@@ -43,11 +43,11 @@ _DELETE = object()
 BAD = [
     ("unknown key", _set("colour", "red"), "scenario.yaml: colour: unknown key"),
     ("unknown nested key", _set("network.bandwith_mbps", 5), "network.bandwith_mbps: unknown key"),
-    ("zero bandwidth", _set("network.bandwidth_mbps", 0), "network.bandwidth_mbps: must be > 0"),
+    ("zero bandwidth", _set("network.bandwidth_mbps", 0), "network.bandwidth_mbps: must be >= 1e-06 (got 0)"),
     ("negative latency", _set("network.latency_ms", -1), "network.latency_ms: must be >= 0"),
     ("unknown source", _set("source", "phone"), "source: unknown device 'phone'"),
     ("unknown sink", _set("sink", "cloud"), "sink: unknown device 'cloud'"),
-    ("negative gflops", _set("devices.2.gflops", -3), "devices[2].gflops: must be > 0"),
+    ("negative gflops", _set("devices.2.gflops", -3), "devices[2].gflops: must be >= 1e-06 (got -3)"),
     ("missing model", _set("model", _DELETE), "model: required field is missing"),
     ("missing devices", _set("devices", _DELETE), "devices: required field is missing"),
     ("no devices", _set("devices", []), "devices: must not be empty"),
@@ -100,10 +100,10 @@ def test_units_convert_to_si_once() -> None:
             network={"bandwidth_mbps": 20, "latency_ms": 1.5}, devices=[{"name": "d0", "gflops": 2.5, "overhead_ms": 3}]
         )
     )
-    assert sc.network.bandwidth_bps == 20e6
-    assert sc.network.latency_s == 0.0015
-    assert sc.devices[0].flops_per_s == 2.5e9
-    assert sc.devices[0].overhead_s == 0.003
+    assert sc.setup.network.bandwidth_bps == 20e6
+    assert sc.setup.network.latency_s == 0.0015
+    assert sc.setup.devices[0].flops_per_s == 2.5e9
+    assert sc.setup.devices[0].overhead_s == 0.003
 
 
 def test_bundled_quickstart_is_valid() -> None:

@@ -120,7 +120,7 @@ def _lenet_layers(**override: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("content", "words"),
     [
-        (b"\xff\xfe\x00 not utf-8", ["not a readable JSON partition file"]),
+        (b"\xff\xfe\x00 not utf-8", ["is not UTF-8 text"]),
         (json.dumps(_lenet_layers(conv1=[["d0"]] * 6)).encode(), ["layer 'conv1' names unknown device"]),
         (
             json.dumps(_lenet_layers(conv1="d0")).encode(),
@@ -257,7 +257,7 @@ def test_sweep_whose_every_point_fails(tmp_path, capsys) -> None:
         capsys,
         ["sweep", _scenario(tmp_path), "--set", "network.bandwidth_mbps=-1,0", "--out", str(out), "--jobs", "1"],
         "all 2 sweep points failed",
-        "network.bandwidth_mbps: must be > 0",
+        "network.bandwidth_mbps: must be >= 1e-06",
     )
     assert sorted(p.name for p in out.iterdir()) == ["sweep.csv"]  # the failures, recorded; no figure
 

@@ -1,15 +1,22 @@
 """Loading scenarios: a YAML file, a dict or a :class:`~sim.config.schema.Scenario`, validated in one place.
 
+Loading validates the scenario (:mod:`sim.config.schema`), then converts it once into SI units
+(:mod:`sim.config.setup`, reading a GraphML file if it names one). A scenario file is read only if it is a
+regular UTF-8 file of at most :data:`MAX_SCENARIO_BYTES`; its relative paths resolve against its folder.
+Old key names (:data:`sim.config.schema.RENAMED`) are accepted with a one-line note on stderr.
+
 Example::
 
     >>> sc = parse_scenario({"name": "x", "model": {"name": "lenet5"},
     ...                      "devices": [{"name": "a", "gflops": 1}], "source": "a", "sink": "a"})
-    >>> sc.network.bandwidth_bps
+    >>> sc.setup.network.bandwidth_bps
     20000000.0
 """
 
 from __future__ import annotations
 
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,36 +24,60 @@ import yaml
 from pydantic import ValidationError
 
 from sim.config.messages import format_validation_error
-from sim.config.schema import Scenario
+from sim.config.schema import DeprecatedKey, Scenario
+from sim.config.setup import build_setup
 from sim.errors import UserError
+from sim.fileio import read_limited
+
+MAX_SCENARIO_BYTES = 2**20  # a scenario is a page of YAML; 1 MiB leaves room for long link lists
+_NOTED: set[str] = set()  # deprecation notes already printed by this process
 
 
-def parse_scenario(data: Any, origin: str = "scenario") -> Scenario:
-    """Validate already-parsed scenario data, raising a one-line :class:`UserError` on any mistake."""
+def parse_scenario(data: Any, origin: str = "scenario", base_dir: Path | None = None) -> Scenario:
+    """Validate already-parsed scenario data and attach its :class:`~sim.config.setup.Setup`, raising a
+    one-line :class:`UserError` on any mistake. Relative paths resolve against ``base_dir`` (None: the
+    current folder)."""
     if not isinstance(data, dict):
         raise UserError(f"{origin}: must be a mapping of keys (name, model, devices, ...)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeprecatedKey)
+        try:
+            scenario = Scenario.model_validate(data)
+        except ValidationError as exc:
+            raise UserError(f"{origin}: {format_validation_error(exc)}") from None
+        except RecursionError:
+            raise UserError(f"{origin}: nested too deeply to be a scenario") from None
+    for warning in caught:
+        note = f"{origin}: note: {warning.message}"
+        if issubclass(warning.category, DeprecatedKey) and note not in _NOTED:
+            _NOTED.add(note)
+            print(f"dsim: {note}", file=sys.stderr)
     try:
-        return Scenario.model_validate(data)
-    except ValidationError as exc:
-        raise UserError(f"{origin}: {format_validation_error(exc)}") from None
+        scenario._setup = build_setup(scenario, base_dir)
+    except UserError as exc:
+        raise UserError(f"{origin}: {exc}") from None
+    except ValueError as exc:  # the setup's checks name their field
+        raise UserError(f"{origin}: {exc}") from None
+    return scenario
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a YAML scenario file."""
+    """Read and validate a YAML scenario file; its relative paths resolve against its folder."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such scenario file") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read scenario file ({exc.strerror})") from None
+    if not path.exists():
+        raise UserError(f"{path}: no such scenario file")
+    text = read_limited(path, MAX_SCENARIO_BYTES, "scenario")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise UserError(f"{path}: not valid YAML{where}; check indentation and quoting") from None
-    return parse_scenario(data, origin=str(path))
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply to be a scenario (thousands of [ or {{)") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise UserError(f"{path}: a value cannot be read ({str(exc).splitlines()[0][:120]})") from None
+    return parse_scenario(data, origin=str(path), base_dir=path.absolute().parent)
 
 
 def json_schema() -> dict[str, Any]:

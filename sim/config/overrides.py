@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 
 from sim.config.load import load, parse_scenario
-from sim.config.schema import Scenario
+from sim.config.schema import RENAMED, Scenario
 from sim.errors import UserError
 
 MAX_LOGSPACE = 10_000  # values of one --logspace (each is a simulation)
@@ -116,16 +116,30 @@ def _assign(data: dict[str, Any], key: str, value: Any) -> None:
         node[parts[-1]] = value
 
 
-def _plain(scenario: Scenario | str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
-    """The scenario as plain data holding only what its author set, and its origin for messages."""
+def _plain(scenario: Scenario | str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], str, Path | None]:
+    """The scenario as plain data holding only what its author set, its origin for messages and the folder
+    its relative paths resolve against."""
 
     if isinstance(scenario, (str, Path)):
-        load(scenario)  # refuses a bad file before any work
-        return yaml.safe_load(Path(scenario).read_text(encoding="utf-8")), str(scenario)
+        loaded = load(scenario)  # refuses a bad file before any work
+        return yaml.safe_load(Path(scenario).read_text(encoding="utf-8")), str(scenario), loaded.setup.base_dir
     if isinstance(scenario, Scenario):
-        return scenario.model_dump(mode="json", exclude_unset=True), "scenario"
+        return scenario.model_dump(mode="json", exclude_unset=True), "scenario", scenario.setup.base_dir
     parse_scenario(dict(scenario))
-    return copy.deepcopy(dict(scenario)), "scenario"
+    return copy.deepcopy(dict(scenario)), "scenario", None
+
+
+def canonical_key(key: str) -> str:
+    """A dotted key with a renamed field written under its new name (``devices.0.mem_bandwidth_gbps`` ->
+    ``devices.0.mem_bandwidth_GBps``, see :data:`sim.config.schema.RENAMED`); other keys unchanged.
+
+    >>> canonical_key("network.chunk_kb"), canonical_key("network.bandwidth_mbps")
+    ('network.chunk_kB', 'network.bandwidth_mbps')
+    """
+    parts = key.split(".")
+    section = ".".join(p for p in parts[:-1] if not p.isdigit())
+    new = RENAMED.get(f"{section}.{parts[-1]}")
+    return key if new is None else ".".join([*parts[:-1], new.rsplit(".", 1)[1]])
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
@@ -162,17 +176,18 @@ def sweep_points(
     settings applied together, shown in a ``variant`` column). The keys are checked first (a misspelt key
     refuses the whole sweep); a bad value fails its point only. ``baseline`` sets ``baseline: single``.
     """
-    data, origin = _plain(scenario)
+    data, origin, base_dir = _plain(scenario)
+    data = parse_scenario(data, origin, base_dir).model_dump(mode="json", by_alias=True, exclude_unset=True)
     if baseline:
         data["baseline"] = "single"
-    resolved = parse_scenario(data, origin).resolved()
+    resolved = parse_scenario(data, origin, base_dir).resolved()
     for key, values in grid.items():
-        _check_key(resolved, key)
+        _check_key(resolved, canonical_key(key))
         if len(values) == 0:
             raise UserError(f"--set {key}: give at least one value")
     for name, settings in (variants or {}).items():
         for key in settings:
-            _check_key(resolved, key, f"--variant {name}:")
+            _check_key(resolved, canonical_key(key), f"--variant {name}:")
             if key in grid:
                 raise UserError(f"--variant {name}: {key} is also swept by --set; set it in one place")
     keys = list(grid)
@@ -181,10 +196,10 @@ def sweep_points(
     for (name, settings), combo in itertools.product(named, itertools.product(*(grid[k] for k in keys))):
         point = copy.deepcopy(data)
         for key, value in [*settings.items(), *zip(keys, combo)]:
-            _assign(point, key, value)
+            _assign(point, canonical_key(key), value)
         values = ({} if name is None else {"variant": name}) | dict(zip(keys, combo))
         try:
-            out.append((values, parse_scenario(point, origin)))
+            out.append((values, parse_scenario(point, origin, base_dir)))
         except UserError as exc:
             out.append((values, exc))
     return out

@@ -5,7 +5,7 @@ Peak rates are upper bounds: real conv kernels reach a fraction of them, so a sc
 
 Example::
 
-    >>> apply_preset({"name": "cam", "preset": "rpi4", "gflops": 4})["mem_bandwidth_gbps"]
+    >>> apply_preset({"name": "cam", "preset": "rpi4", "gflops": 4})["mem_bandwidth_GBps"]
     12.8
 """
 
@@ -13,25 +13,25 @@ from __future__ import annotations
 
 from typing import Any
 
-# Board presets: fields of a scenario device (gflops = 1e9 FP32 FLOP/s, mem_bandwidth_gbps = 1e9 bytes/s).
+# Board presets: fields of a scenario device (gflops = 1e9 FP32 FLOP/s, mem_bandwidth_GBps = 1e9 bytes/s).
 PRESETS: dict[str, dict[str, Any]] = {
     # Raspberry Pi 4 Model B (BCM2711, 4x Cortex-A72 at 1.5 GHz, CPU only).
     # gflops: High Performance Linpack measured ~8 GFLOPS on a Pi 4 under the 64-bit Raspberry Pi OS
     #   (B. Feiereisen, "Benchmarking the Raspberry Pi 4 with Raspberry Pi OS64", 2022,
     #   https://feiereisen.net/?page_id=924).
-    # mem_bandwidth_gbps: LPDDR4-3200 on a 32-bit bus = 3200e6 transfers/s * 4 bytes = 12.8 GB/s
+    # mem_bandwidth_GBps: LPDDR4-3200 on a 32-bit bus = 3200e6 transfers/s * 4 bytes = 12.8 GB/s
     #   (Raspberry Pi 4 Model B product brief, raspberrypi.com: "LPDDR4-3200 SDRAM").
-    "rpi4": {"gflops": 8.0, "mem_bandwidth_gbps": 12.8},
+    "rpi4": {"gflops": 8.0, "mem_bandwidth_GBps": 12.8},
     # NVIDIA Jetson Nano (128 Maxwell CUDA cores at 921.6 MHz).
     # gflops: NVIDIA quotes 472 GFLOPS FP16 (Jetson Nano Developer Kit page, developer.nvidia.com);
     #   FP32 is half of that: 128 cores * 921.6e6 Hz * 2 FLOP per FMA = 235.9 GFLOPS.
-    # mem_bandwidth_gbps: 4 GB 64-bit LPDDR4 at 1600 MHz = 25.6 GB/s (Jetson Nano module data sheet).
-    "jetson-nano": {"gflops": 235.9, "mem_bandwidth_gbps": 25.6},
+    # mem_bandwidth_GBps: 4 GB 64-bit LPDDR4 at 1600 MHz = 25.6 GB/s (Jetson Nano module data sheet).
+    "jetson-nano": {"gflops": 235.9, "mem_bandwidth_GBps": 25.6},
     # Phone-class SoC: Qualcomm Snapdragon 855 (Adreno 640 GPU), e.g. 2019 flagship phones.
     # gflops: Adreno 640, 384 ALUs at 585 MHz = 899 GFLOPS FP32
     #   (nanoreview.net, "Snapdragon 855 vs Snapdragon 765G", specifications table).
-    # mem_bandwidth_gbps: LPDDR4X at 2133 MHz on 4x16-bit channels = 34.1 GB/s (same source).
-    "phone": {"gflops": 899.0, "mem_bandwidth_gbps": 34.1},
+    # mem_bandwidth_GBps: LPDDR4X at 2133 MHz on 4x16-bit channels = 34.1 GB/s (same source).
+    "phone": {"gflops": 899.0, "mem_bandwidth_GBps": 34.1},
 }
 
 

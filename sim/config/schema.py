@@ -3,8 +3,12 @@
 A scenario is validated completely before any work starts. Every mistake becomes a one-line
 :class:`~sim.errors.UserError` that names the field, e.g. ``devices[2].gflops: must be > 0``.
 
-Keys in the file carry their unit (``bandwidth_mbps``, ``latency_ms``, ``gflops``); the properties named
-``*_bps``, ``*_s`` and ``*_flops_per_s`` give the same quantity in SI units (1 Mbps = 1e6 bit/s).
+Keys in the file carry their unit (``bandwidth_mbps`` megabits/s, ``mem_bandwidth_GBps`` gigabytes/s,
+``latency_ms``, ``chunk_kB`` kilobytes, ``gflops``). Every physical quantity is a finite number in a stated,
+physically sensible range (:data:`LIMITS`); the validators read no files and measure nothing. The conversion
+to SI units happens once, on load, into the frozen records of :mod:`sim.config.setup`.
+
+Renamed keys (:data:`RENAMED`) are still accepted under their old name, with a one-line note on stderr.
 
 Loading and error rendering live in :mod:`sim.config.load` and :mod:`sim.config.messages`.
 """
@@ -12,26 +16,81 @@ Loading and error rendering live in :mod:`sim.config.load` and :mod:`sim.config.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from sim.config.messages import format_validation_error
 from sim.config.presets import apply_preset
-from sim.errors import UserError
-from sim.topology import SWITCH, check_connected, read_graphml, topology_edges
+from sim.config.records import Setup
+from sim.config.vocab import (
+    LABELLED_DATASETS,
+    STRATEGIES,
+    Baseline,
+    ChannelHeader,
+    Dataset,
+    Dtype,
+    Duplex,
+    Exchange,
+    IndexBits,
+    PruneMethod,
+    Strategy,
+    Topology,
+    WireFormat,
+)
+from sim.topology import SWITCH, topology_edges
 
-LABELLED_DATASETS = ("digits", "cifar10")  # datasets with labels: training and accuracy need one
-Strategy = Literal["contiguous", "round_robin", "random", "balanced", "aligned"]
-STRATEGIES: tuple[str, ...] = get_args(Strategy)
-WireFormat = Literal["dense", "csr", "coo", "bitmap", "auto"]
+__all__ = ["LABELLED_DATASETS", "STRATEGIES", "Scenario"]
+
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds both take it; larger ones overflowed later, in the runner
+MAX_NAME = 200  # characters of a device, layer or model name
+
+
+class DeprecatedKey(UserWarning):
+    """An old key name was used; the message is one line saying which key replaces it."""
+
+
+def _one_line(text: str) -> str:
+    if not text.isprintable():
+        raise ValueError("must not contain control characters (newlines, tabs)")
+    if len(text) > MAX_NAME:
+        raise ValueError(f"must be at most {MAX_NAME} characters")
+    return text
+
+
+Name = Annotated[str, Field(min_length=1), AfterValidator(_one_line)]
+"""A device, layer or model name: printable characters on one line (error messages quote it)."""
 
 
 class _Strict(BaseModel):
     """Base for every section: unknown keys are refused, values are not silently coerced across types."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    renamed_keys: ClassVar[dict[str, str]] = {}  # old key -> new key, same number (see RENAMED)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_key_names(cls, data: Any) -> Any:
+        """Accept a renamed key under its old name, with a :class:`DeprecatedKey` warning."""
+        if not isinstance(data, dict) or not cls.renamed_keys:
+            return data
+        for old, new in cls.renamed_keys.items():
+            if old in data:
+                if new in data:
+                    raise ValueError(f"{old}: give {new} (its new name) only, not both")
+                data = {(new if k == old else k): v for k, v in data.items()}
+                warnings.warn(f"{old} is deprecated; write {new} (same number)", DeprecatedKey, stacklevel=2)
+        return data
 
     @field_validator("*", mode="before")
     @classmethod
@@ -53,138 +112,138 @@ def _scalar_types(annotation: Any) -> set[Any]:
     return set().union(*map(_scalar_types, args)) if args else {annotation}
 
 
+MAX_CHANNELS = 256  # channels of one input image
+MAX_SIDE = 1024  # pixels of one side of an input image
+
+
 class ModelSpec(_Strict):
     """Which network to split. ``name`` is a zoo name or ``package.module:factory``."""
 
-    name: str = Field(min_length=1)
+    name: Name
     input_shape: tuple[int, ...] | None = Field(
         default=None, description="(channels, height, width) of one image; default: the zoo model's own"
     )
-    checkpoint: Path | None = Field(default=None, description="state_dict saved by `dsim train`")
-    num_classes: int = Field(default=10, gt=0)
-    train_epochs: int = Field(
-        default=0, ge=0, description="train (seeded) on the dataset's train split before pruning; 0: do not train"
+    checkpoint: Path | None = Field(
+        default=None, description="state_dict saved by `dsim train` (relative: to the scenario's folder)"
     )
-    lr: float = Field(default=1e-3, gt=0, description="Adam learning rate of train_epochs")
+    num_classes: int = Field(default=10, gt=0, le=100_000)
+    train_epochs: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="train (seeded) on the dataset's train split before pruning; 0: do not train",
+    )
+    lr: float = Field(default=1e-3, gt=0, le=10, description="Adam learning rate of train_epochs")
 
     @field_validator("input_shape")
     @classmethod
     def _shape_positive(cls, shape: tuple[int, ...] | None) -> tuple[int, ...] | None:
         if shape is not None and (len(shape) != 3 or min(shape) <= 0):
             raise ValueError("must be three positive integers [channels, height, width]")
+        if shape is not None and (shape[0] > MAX_CHANNELS or max(shape[1:]) > MAX_SIDE):
+            raise ValueError(f"at most {MAX_CHANNELS} channels and {MAX_SIDE} pixels a side (got {list(shape)})")
         return shape
 
 
 class InputsSpec(_Strict):
     """What enters the source device: ``frames`` batches of ``batch_size`` images, ``interval_ms`` apart."""
 
-    dataset: Literal["digits", "cifar10", "synthetic"] = "digits"
-    path: Path | None = Field(default=None, description="cifar10: folder with data_batch_1..5 and test_batch")
-    batch_size: int = Field(default=1, gt=0)
-    frames: int = Field(default=1, gt=0)
-    interval_ms: float = Field(default=0.0, ge=0)
-    fps: float | None = Field(default=None, gt=0, description="frames per second; replaces interval_ms")
-    owners: list[str] | None = Field(
+    dataset: Dataset = "digits"
+    path: Path | None = Field(
+        default=None,
+        description="cifar10: folder with data_batch_1..5 and test_batch (relative: to the scenario's folder)",
+    )
+    batch_size: int = Field(default=1, gt=0, le=1024)
+    frames: int = Field(default=1, gt=0, le=100_000)
+    interval_ms: float = Field(default=0.0, ge=0, le=3.6e6, description="time between frames (at most an hour)")
+    fps: float | None = Field(default=None, ge=1e-3, le=1e6, description="frames per second; replaces interval_ms")
+    owners: list[Name] | None = Field(
         default=None,
         min_length=1,
+        max_length=MAX_CHANNELS,
         description="device owning each channel of the image (e.g. one camera per channel); default: all on source",
     )
-
-    @property
-    def interval_s(self) -> float:
-        """Time between frame arrivals at the source, in seconds (``1/fps`` when ``fps`` is given)."""
-        return 1.0 / self.fps if self.fps is not None else self.interval_ms / 1e3
 
 
 class DeviceSpec(_Strict):
     """One virtual device: its compute rate, a fixed per-layer overhead and an optional memory bandwidth
     (roofline, see :mod:`sim.engine.devices`). A ``preset`` board fills the fields the device does not give."""
 
-    name: str = Field(min_length=1)
+    renamed_keys: ClassVar[dict[str, str]] = {"mem_bandwidth_gbps": "mem_bandwidth_GBps"}
+
+    name: Name
     preset: Literal["rpi4", "jetson-nano", "phone"] | None = Field(
         default=None, description="board whose figures fill unset fields (sim.config.presets.PRESETS)"
     )
-    gflops: float | None = Field(default=None, gt=0, description="sustained compute rate, 1e9 FLOP/s")
-    overhead_ms: float = Field(default=0.0, ge=0, description="fixed time added to every layer it computes")
-    mem_bandwidth_gbps: float | None = Field(
-        default=None, gt=0, description="memory bandwidth, 1e9 bytes/s; tasks take max(compute, memory) time"
+    gflops: float | None = Field(
+        default=None, ge=1e-6, le=1e9, description="sustained compute rate, 1e9 FLOP/s (1e-6 to 1e9)"
+    )
+    overhead_ms: float = Field(
+        default=0.0, ge=0, le=3.6e6, description="fixed time added to every layer it computes (at most an hour)"
+    )
+    mem_bandwidth_GBps: float | None = Field(
+        default=None,
+        ge=1e-6,
+        le=1e6,
+        description="memory bandwidth, gigaBYTES/s (1e9 bytes/s); tasks take max(compute, memory) time",
     )
     calibrate: bool = Field(default=False, description="measure this machine's conv rate with torch for gflops")
 
     @model_validator(mode="before")
     @classmethod
     def _fill_preset(cls, data: Any) -> Any:
-        return apply_preset(data) if isinstance(data, dict) else data
+        return apply_preset(cls._old_key_names(data)) if isinstance(data, dict) else data
 
-    @property
-    def flops_per_s(self) -> float:
-        """Compute rate in FLOP/s. A ``calibrate: true`` device has none until the pipeline measures this
-        machine (:func:`sim.experiment.assemble.calibrated`) and fills in ``gflops``."""
-        if self.gflops is None:
-            raise UserError(
-                f"devices: {self.name} has calibrate: true; measure it first (sim.experiment.assemble.calibrated)"
-            )
-        return self.gflops * 1e9
 
-    @property
-    def mem_bandwidth_Bps(self) -> float | None:
-        """Memory bandwidth in bytes/s, or None (compute-only timing)."""
-        return None if self.mem_bandwidth_gbps is None else self.mem_bandwidth_gbps * 1e9
-
-    @property
-    def overhead_s(self) -> float:
-        """Per-layer overhead in seconds."""
-        return self.overhead_ms / 1e3
+MIN_MBPS, MAX_MBPS = 1e-6, 1e9  # 1 bit/s to 1 Pbit/s
+MAX_LATENCY_MS = 3.6e6  # an hour
 
 
 class LinkSpec(_Strict):
     """One link ``a``--``b``: for ``custom`` an edge, for other topologies an override of an existing one.
     Unset fields take the network's defaults; ``up`` is ``a->b``, ``down`` is ``b->a``."""
 
-    a: str = Field(min_length=1)
-    b: str = Field(min_length=1)
-    bandwidth_mbps: float | None = Field(default=None, gt=0, description="rate of both directions")
-    up_mbps: float | None = Field(default=None, gt=0, description="rate a->b; overrides bandwidth_mbps")
-    down_mbps: float | None = Field(default=None, gt=0, description="rate b->a; overrides bandwidth_mbps")
-    latency_ms: float | None = Field(default=None, ge=0)
-    duplex: Literal["full", "half"] | None = None
+    a: Name
+    b: Name
+    bandwidth_mbps: float | None = Field(
+        default=None, ge=MIN_MBPS, le=MAX_MBPS, description="rate of both directions, megaBITS/s"
+    )
+    up_mbps: float | None = Field(
+        default=None, ge=MIN_MBPS, le=MAX_MBPS, description="rate a->b; overrides bandwidth_mbps"
+    )
+    down_mbps: float | None = Field(
+        default=None, ge=MIN_MBPS, le=MAX_MBPS, description="rate b->a; overrides bandwidth_mbps"
+    )
+    latency_ms: float | None = Field(default=None, ge=0, le=MAX_LATENCY_MS)
+    duplex: Duplex | None = None
 
 
 class NetworkSpec(_Strict):
     """The links between devices (DESIGN section 3, "Topologies"). Every link direction is a FIFO queue;
     both directions of a half-duplex link share one; ``shared`` is one medium for every transmission."""
 
-    topology: Literal["mesh", "star", "ring", "line", "custom", "shared"] = "mesh"
-    bandwidth_mbps: float = Field(default=20.0, gt=0, description="rate of each link direction, 1e6 bit/s")
-    latency_ms: float = Field(default=1.0, ge=0, description="propagation delay of each link")
-    duplex: Literal["full", "half"] = Field(default="full", description="default duplex of every link")
-    links: list[LinkSpec] = Field(default_factory=list, description="per-link overrides; the edges of custom")
-    graphml: Path | None = Field(default=None, description="custom: GraphML file of edges (device names)")
-    chunk_kb: float | None = Field(
-        default=None, gt=0, description="split messages into chunks of this many kB (1e3 bytes) that pipeline"
+    renamed_keys: ClassVar[dict[str, str]] = {"chunk_kb": "chunk_kB"}
+
+    topology: Topology = "mesh"
+    bandwidth_mbps: float = Field(
+        default=20.0, ge=MIN_MBPS, le=MAX_MBPS, description="rate of each link direction, megaBITS/s (1e6 bit/s)"
     )
-    access_overhead_ms: float = Field(default=0.0, ge=0, description="added to every transmission")
+    latency_ms: float = Field(default=1.0, ge=0, le=MAX_LATENCY_MS, description="propagation delay of each link")
+    duplex: Duplex = Field(default="full", description="default duplex of every link")
+    links: list[LinkSpec] = Field(
+        default_factory=list, max_length=100_000, description="per-link overrides; the edges of custom"
+    )
+    graphml: Path | None = Field(
+        default=None, description="custom: GraphML file of edges (device names; relative: to the scenario's folder)"
+    )
+    chunk_kB: float | None = Field(
+        default=None,
+        ge=1e-3,
+        le=1e9,
+        description="split messages into chunks of this many kiloBYTES (1e3 bytes, 1e-3 to 1e9) that pipeline",
+    )
+    access_overhead_ms: float = Field(default=0.0, ge=0, le=MAX_LATENCY_MS, description="added to every transmission")
     multicast: bool = Field(default=False, description="shared: send a payload wanted by several devices once")
-
-    @property
-    def chunk_bytes(self) -> int | None:
-        """Chunk size in bytes (1 kB = 1e3 bytes, at least 1), or None: messages travel whole."""
-        return None if self.chunk_kb is None else max(1, round(self.chunk_kb * 1e3))
-
-    @property
-    def access_overhead_s(self) -> float:
-        """Time added to every transmission, in seconds."""
-        return self.access_overhead_ms / 1e3
-
-    @property
-    def bandwidth_bps(self) -> float:
-        """Link rate in bit/s."""
-        return self.bandwidth_mbps * 1e6
-
-    @property
-    def latency_s(self) -> float:
-        """Link propagation delay in seconds."""
-        return self.latency_ms / 1e3
 
 
 class PartitionSpec(_Strict):
@@ -192,8 +251,12 @@ class PartitionSpec(_Strict):
     written by ``dsim partition``."""
 
     strategy: Strategy = "contiguous"
-    seed: int | None = Field(default=None, ge=0, description="for random strategies; default: scenario seed")
-    file: Path | None = Field(default=None, description="partition JSON; replaces the strategy")
+    seed: int | None = Field(
+        default=None, ge=0, le=MAX_SEED, description="for random strategies; default: scenario seed"
+    )
+    file: Path | None = Field(
+        default=None, description="partition JSON; replaces the strategy (relative: to the scenario's folder)"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> PartitionSpec:
@@ -209,33 +272,28 @@ class PruneSpec(_Strict):
     filters (dim 0), so the model really shrinks; unstructured ones zero single weights.
     """
 
-    method: Literal[
-        "none",
-        "ln_structured",
-        "random_structured",
-        "comm_structured",
-        "l1_unstructured",
-        "random_unstructured",
-        "global_unstructured",
-    ] = "none"
+    method: PruneMethod = "none"
     amount: float = Field(default=0.0, ge=0, lt=1, description="fraction of filters (structured) or weights")
-    layers: dict[str, float] = Field(default_factory=dict, description="per-layer amounts, by layer name")
-    ignored_layers: list[str] = Field(default_factory=list, description="layers left unpruned")
-    norm: float = Field(default=2.0, gt=0, description="ln_structured: the n of the Ln filter norm")
+    layers: dict[Name, float] = Field(default_factory=dict, description="per-layer amounts, by layer name")
+    ignored_layers: list[Name] = Field(default_factory=list, description="layers left unpruned")
+    norm: float = Field(default=2.0, gt=0, le=1e3, description="ln_structured: the n of the Ln filter norm")
     lambda_comm: float = Field(
-        default=1.0, ge=0, description="comm_structured: weight of hop-weighted bytes saved against filter norm"
+        default=1.0,
+        ge=0,
+        le=1e6,
+        description="comm_structured: weight of hop-weighted bytes saved against filter norm",
     )
     max_layer_amount: float = Field(
         default=0.9, gt=0, lt=1, description="comm_structured: at most this fraction of any layer is removed"
     )
-    finetune_epochs: int = Field(default=0, ge=0, description="retrain with the masks held fixed")
-    lr: float = Field(default=1e-3, gt=0, description="Adam learning rate of finetune_epochs")
+    finetune_epochs: int = Field(default=0, ge=0, le=1000, description="retrain with the masks held fixed")
+    lr: float = Field(default=1e-3, gt=0, le=10, description="Adam learning rate of finetune_epochs")
 
     @field_validator("layers")
     @classmethod
     def _amounts_in_range(cls, layers: dict[str, float]) -> dict[str, float]:
         for name, amount in layers.items():
-            if not 0 <= amount < 1:
+            if not 0 <= amount < 1:  # NaN fails this too
                 raise ValueError(f"amount of '{name}' must be in [0, 1), got {amount}")
         return layers
 
@@ -244,14 +302,14 @@ class TransferSpec(_Strict):
     """How messages are packed on the wire (see DESIGN section 3, wire formats)."""
 
     format: WireFormat = "dense"
-    dtype: Literal["float32", "float16", "bfloat16", "int8"] = "float32"
-    index_bits: Literal[16, 32, 64] = 32
-    exchange: Literal["inputs", "partial_sums", "auto"] = Field(
+    dtype: Dtype = "float32"
+    index_bits: IndexBits = 32
+    exchange: Exchange = Field(
         default="inputs",
         description="inputs: send the input channels a device needs; partial_sums: send partial output sums "
         "to each filter's owner; auto: per layer, the scheme with fewer bytes (see sim.workload)",
     )
-    channel_header: Literal["none", "index_list", "bitmap"] = Field(
+    channel_header: ChannelHeader = Field(
         default="none",
         description="per-message channel identity; none: the plan is shipped once at deployment",
     )
@@ -260,9 +318,11 @@ class TransferSpec(_Strict):
 class DeploySpec(_Strict):
     """The deployment phase: ``from`` ships every other device its weight shard before inference."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True, serialize_by_alias=True
+    )
 
-    from_: str = Field(alias="from", min_length=1, description="device that holds the whole model")
+    from_: Name = Field(alias="from", description="device that holds the whole model")
     format: WireFormat = "dense"
 
 
@@ -270,18 +330,18 @@ class Scenario(_Strict):
     """A complete, validated scenario (DESIGN section 4)."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     model: ModelSpec
     inputs: InputsSpec = InputsSpec()
-    devices: list[DeviceSpec] = Field(min_length=1)
+    devices: list[DeviceSpec] = Field(min_length=1, max_length=1000)
     network: NetworkSpec = NetworkSpec()
-    source: str
-    sink: str
+    source: Name
+    sink: Name
     partition: PartitionSpec = PartitionSpec()
     prune: PruneSpec = PruneSpec()
     transfer: TransferSpec = TransferSpec()
     deploy: DeploySpec | None = Field(default=None, description="ship weight shards before inference")
-    baseline: Literal["none", "single"] = Field(
+    baseline: Baseline = Field(
         default="none", description="single: also run the whole model on the source device alone, for comparison"
     )
 
@@ -296,6 +356,8 @@ class Scenario(_Strict):
 
     @model_validator(mode="after")
     def _inputs_and_network_consistent(self) -> Scenario:
+        """Cross-field checks of inputs and network that need no file (the GraphML edges and the
+        connectivity of a custom network are checked by :func:`sim.config.setup.network_setup`)."""
         if self.inputs.fps is not None and self.inputs.interval_ms != 0:
             raise ValueError("inputs.fps: give either interval_ms or fps, not both")
         net, names = self.network, [d.name for d in self.devices]
@@ -306,18 +368,8 @@ class Scenario(_Strict):
         nodes = names + ([SWITCH] if net.topology == "star" else [])
         if net.topology == "star" and SWITCH in names:
             raise ValueError(f"devices: a device may not be named '{SWITCH}' on a star (the switch node)")
-        edges = {frozenset(e) for e in topology_edges(net.topology, names)}
-        custom: list[tuple[str, str]] = []
-        if net.graphml is not None:
-            for a, b, attrs in read_graphml(str(net.graphml)):
-                for end in (a, b):
-                    if end not in names:
-                        raise ValueError(f"network.graphml: unknown device '{end}'; devices are {', '.join(names)}")
-                try:
-                    LinkSpec(a=a, b=b, **attrs)
-                except ValidationError as exc:
-                    raise ValueError(f"network.graphml: edge {a}-{b}: {format_validation_error(exc)}") from None
-                custom.append((a, b))
+        if net.topology != "custom" and net.links:
+            edges = {frozenset(e) for e in topology_edges(net.topology, names)}
         for i, link in enumerate(net.links):
             for end in ("a", "b"):
                 value = getattr(link, end)
@@ -332,9 +384,6 @@ class Scenario(_Strict):
                     f"network.links[{i}]: {link.a}-{link.b} is not a link of the {net.topology} "
                     f"topology; use topology: custom to choose the edges"
                 )
-            custom.append((link.a, link.b))
-        if net.topology == "custom":
-            check_connected(names, custom)
         return self
 
     @model_validator(mode="after")
@@ -375,6 +424,16 @@ class Scenario(_Strict):
             raise ValueError("inputs.path: dataset cifar10 needs the folder holding data_batch_1..5 and test_batch")
         return self
 
+    _setup: Setup | None = PrivateAttr(default=None)  # the Setup, attached on load (sim.config.load.parse_scenario)
+
+    @property
+    def setup(self) -> Setup:
+        """The scenario in SI units with its paths resolved (:class:`sim.config.records.Setup`), built once
+        when the scenario was loaded by :func:`sim.config.load.parse_scenario`."""
+        if self._setup is None:
+            raise RuntimeError("a Scenario made without sim.config.load has no setup; load it with sim.config.load")
+        return self._setup
+
     @property
     def device_names(self) -> list[str]:
         """Device names in scenario order (the order every table and tie-break uses)."""
@@ -383,3 +442,11 @@ class Scenario(_Strict):
     def resolved(self) -> dict[str, Any]:
         """The scenario with every default filled in, as plain JSON-ready data."""
         return json.loads(self.model_dump_json())
+
+
+RENAMED: dict[str, str] = {
+    f"{section}.{old}": f"{section}.{new}"
+    for section, spec in (("devices", DeviceSpec), ("network", NetworkSpec))
+    for old, new in spec.renamed_keys.items()
+}
+"""Old dotted keys (``devices.mem_bandwidth_gbps``) -> their new names; the old ones are still accepted."""

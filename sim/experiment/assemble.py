@@ -1,7 +1,7 @@
 """From a scenario to what the engine runs on: its network, its device rates and its frame arrivals.
 
-The scenario's network settings are read here once (the GraphML file included) and handed to
-:class:`sim.engine.network.Network`; ``calibrate: true`` devices are measured here, once, in the process
+Everything comes from the scenario's :class:`~sim.config.setup.Setup` (SI units, the GraphML edges read
+once when the scenario was loaded); ``calibrate: true`` devices are measured here, once, in the process
 that prepares a run, so every sweep point sees the same rate.
 
 Example::
@@ -16,43 +16,29 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
-from sim.config.schema import LinkSpec, NetworkSpec, Scenario
+from sim.config.schema import Scenario
+from sim.config.setup import device_setups
 from sim.engine.devices import DeviceRate
 from sim.engine.network import LinkParams, Network
-from sim.topology import read_graphml
+from sim.errors import UserError
 
 HopCount = Callable[[int, int], int]  # (src device index, dst device index) -> links on its route
 
 
-def link_params(net: NetworkSpec, link: LinkSpec) -> LinkParams:
-    """The engine's :class:`LinkParams` of one link entry, the network's defaults filled in (SI units)."""
-    both = (link.bandwidth_mbps or net.bandwidth_mbps) * 1e6
-    up = link.up_mbps * 1e6 if link.up_mbps is not None else both
-    down = link.down_mbps * 1e6 if link.down_mbps is not None else both
-    latency = net.latency_s if link.latency_ms is None else link.latency_ms / 1e3
-    return LinkParams(up, down, latency, link.duplex or net.duplex)
-
-
 def network(scenario: Scenario) -> Network:
     """The scenario's network: its topology, with per-link overrides and, for ``custom``, its edges."""
-    net, names = scenario.network, scenario.device_names
-    overrides = {(link.a, link.b): link_params(net, link) for link in net.links}
-    edges: list[tuple[str, str]] = []
-    if net.graphml is not None:
-        for a, b, attrs in read_graphml(str(net.graphml)):
-            overrides.setdefault((a, b), link_params(net, LinkSpec(a=a, b=b, **attrs)))
-            edges.append((a, b))
-    if net.topology == "custom":
-        edges += [(link.a, link.b) for link in net.links]
+    net = scenario.setup.network
+    overrides = {(x.a, x.b): LinkParams(x.up_bps, x.down_bps, x.latency_s, x.duplex) for x in net.links}
     return Network.build(
-        names,
+        scenario.device_names,
         net.topology,
         net.bandwidth_bps,
         net.latency_s,
         overrides,
-        list(dict.fromkeys(edges)),
+        list(net.edges),
         net.duplex,
         net.access_overhead_s,
     )
@@ -64,14 +50,28 @@ def hop_counts(scenario: Scenario) -> HopCount:
     return lambda src, dst: len(net.route(names[src], names[dst]))
 
 
+def flops_per_s(scenario: Scenario) -> list[float]:
+    """Each device's compute rate in FLOP/s, in scenario order; a ``calibrate: true`` device must have been
+    measured first (:func:`calibrated`)."""
+    rates = []
+    for d in scenario.setup.devices:
+        if d.flops_per_s is None:
+            raise UserError(
+                f"devices: {d.name} has calibrate: true; measure it first (sim.experiment.assemble.calibrated)"
+            )
+        rates.append(d.flops_per_s)
+    return rates
+
+
 def device_rates(scenario: Scenario) -> list[DeviceRate]:
     """Each device's compute rate, overhead and memory bandwidth, in scenario order."""
-    return [DeviceRate(d.flops_per_s, d.overhead_s, d.mem_bandwidth_Bps) for d in scenario.devices]
+    rates = flops_per_s(scenario)
+    return [DeviceRate(r, d.overhead_s, d.mem_bandwidth_Bps) for r, d in zip(rates, scenario.setup.devices)]
 
 
 def arrivals_s(scenario: Scenario, frames: int) -> list[float]:
     """When each frame enters at the source, in seconds from the start."""
-    return [f * scenario.inputs.interval_s for f in range(frames)]
+    return [f * scenario.setup.interval_s for f in range(frames)]
 
 
 def calibrated(scenario: Scenario) -> Scenario:
@@ -85,4 +85,6 @@ def calibrated(scenario: Scenario) -> Scenario:
     devices = [
         d.model_copy(update={"gflops": gflops, "calibrate": False}) if d.calibrate else d for d in scenario.devices
     ]
-    return scenario.model_copy(update={"devices": devices})
+    measured = scenario.model_copy(update={"devices": devices})
+    measured._setup = dataclasses.replace(scenario.setup, devices=device_setups(measured))
+    return measured

@@ -10,6 +10,7 @@ import pandas as pd
 
 from sim.analysis.result import RunResult
 from sim.analysis.tables import traffic_matrix
+from sim.experiment import assemble
 from sim.experiment.pipeline import Prepared
 from sim.model.partition import imbalance
 
@@ -57,7 +58,7 @@ def describe(built: Prepared, result: RunResult) -> str:
     parts = [
         f"scenario {built.scenario.name}: model {built.scenario.model.name}, {len(wl.devices)} devices, "
         f"partition {built.scenario.partition.file or built.scenario.partition.strategy}, compute imbalance "
-        f"{imbalance(built.graph, built.plan.partition, [d.flops_per_s for d in built.scenario.devices]):.3f} "
+        f"{imbalance(built.graph, built.plan.partition, assemble.flops_per_s(built.scenario)):.3f} "
         "(mean over layers of slowest / mean device time; 1 is even)",
         "",
         "FLOPs per device (one frame):",

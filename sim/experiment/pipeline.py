@@ -66,17 +66,25 @@ def input_shape(spec: ModelSpec) -> tuple[int, int, int]:
     return zoo.INPUT_SHAPES.get(spec.name, (3, 32, 32))
 
 
-def load_model(spec: ModelSpec, seed: int) -> nn.Module:
-    """Build the model with weights initialised from ``seed`` (the global RNG is left untouched),
-    then load ``spec.checkpoint`` if given. Returned in eval mode."""
+MAX_CHECKPOINT_BYTES = 4 * 2**30  # a state_dict larger than this is not one of a model that fits here
+
+
+def load_model(scenario: Scenario) -> nn.Module:
+    """Build the scenario's model with weights initialised from its seed (the global RNG is left
+    untouched), then load its ``model.checkpoint`` if given (resolved against the scenario's folder).
+    Returned in eval mode."""
+    spec = scenario.model
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.manual_seed(scenario.seed)
         model = zoo.build_model(spec.name, num_classes=spec.num_classes)
-    if spec.checkpoint is not None:
-        path = Path(spec.checkpoint)
+    path = scenario.setup.paths.checkpoint
+    if path is not None:
         if not path.is_file():
             what = f"{path} is a folder, not a file" if path.is_dir() else f"no such file {path}"
+            what = what if path.is_dir() or not path.exists() else f"{path} is not a regular file"
             raise UserError(f"model.checkpoint: {what}; train one with `dsim train`")
+        if path.stat().st_size > MAX_CHECKPOINT_BYTES:
+            raise UserError(f"model.checkpoint: {path} is larger than {MAX_CHECKPOINT_BYTES} bytes; not a checkpoint")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # torch raises UnpicklingError/RuntimeError/EOFError for files it cannot read
@@ -90,25 +98,56 @@ def load_model(spec: ModelSpec, seed: int) -> nn.Module:
             lines = [line for line in lines if not line.startswith("Error(s) in loading")] or [type(exc).__name__]
             reason = lines[0] if len(lines[0]) <= 120 else lines[0][:117] + "..."
             raise UserError(f"model.checkpoint: {path} does not fit model '{spec.name}' ({reason})") from None
+        bad = next((n for n, t in model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()), None)
+        if bad is not None:
+            raise UserError(f"model.checkpoint: {path} holds NaN or infinite values (in '{bad}'); not a trained model")
     return model.eval()
+
+
+def checked_graph(
+    model: nn.Module, example: torch.Tensor, splits: tuple[data.Split, data.Split] | None, name: str
+) -> FlowGraph:
+    """``model`` traced on ``example`` (refusing an input shape it cannot take, naming ``model.input_shape``)
+    and, for a labelled dataset, checked by :func:`check_outputs`: the checks that must pass before training."""
+    graph = FlowGraph.trace(model, example)
+    if splits is not None:
+        check_outputs(graph, splits, name)
+    return graph
+
+
+def check_outputs(graph: FlowGraph, splits: tuple[data.Split, data.Split], name: str) -> None:
+    """Refuse a model whose output is not one score per class for every label of the dataset (training
+    and accuracy need it), naming ``model.num_classes``."""
+    out = graph.graph.nodes[graph.order[-1]]  # the output node: its shape is the returned tensor's
+    labels = max(int(s.labels.max()) for s in splits if s.labels is not None and len(s.labels)) + 1
+    if out["rank"] != 2:
+        raise UserError(
+            f"model.name: '{name}' outputs shape {list(out['shape'])} per image; training and accuracy need "
+            "one score per class"
+        )
+    if out["channels"] < labels:
+        raise UserError(
+            f"model.num_classes: the model gives {out['channels']} class scores but the dataset has {labels} "
+            f"labels; set num_classes: {labels}"
+        )
 
 
 def choose_partition(scenario: Scenario, graph: FlowGraph) -> partition.Partition:
     """The scenario's partition: read from its file, or made by its strategy."""
-    spec, names = scenario.partition, scenario.device_names
-    if spec.file is not None:
-        return partition.load_partition(spec.file, graph, scenario.model.name, names)
+    spec, names, file = scenario.partition, scenario.device_names, scenario.setup.paths.partition
+    if file is not None:
+        return partition.load_partition(file, graph, scenario.model.name, names)
     seed = scenario.seed if spec.seed is None else spec.seed
-    rates = [d.flops_per_s for d in scenario.devices]
+    rates = assemble.flops_per_s(scenario)
     return partition.make_partition(graph, spec.strategy, len(names), seed=seed, rates=rates)
 
 
 def trace_model(scenario: Scenario) -> FlowGraph:
     """The scenario's model (unpruned), traced on one batch of its inputs."""
     shape = input_shape(scenario.model)
-    model = load_model(scenario.model, scenario.seed)
-    inputs = scenario.inputs
-    batch = data.frame_batches(inputs.dataset, shape, 1, inputs.batch_size, scenario.seed, inputs.path)[0]
+    model = load_model(scenario)
+    inputs, folder = scenario.inputs, scenario.setup.paths.dataset
+    batch = data.frame_batches(inputs.dataset, shape, 1, inputs.batch_size, scenario.seed, folder)[0]
     return FlowGraph.trace(model, batch.images)
 
 
@@ -154,7 +193,7 @@ def prune_model(
         hops = assemble.hop_counts(scenario)
     keep = prune.apply(model, graph, spec, scenario.seed, plan, hops)
     if spec.finetune_epochs and splits is not None:
-        train.fit(model, splits[0], spec.finetune_epochs, spec.lr, scenario.seed, desc="finetune")
+        train.fit(model, splits[0], spec.finetune_epochs, spec.lr, scenario.seed, desc="finetune", section="prune")
     prune.remove_masks(model)
     if keep:
         model = surgery.shrink(model, graph, keep)
@@ -166,22 +205,23 @@ def prepare(scenario: Scenario) -> Prepared:
     """Load (and train) the model, trace it, partition it on its original channels, prune it (masks,
     fine-tuning, physical removal), trace the smaller model, run the frames through it, size every message
     and measure its test accuracy when the dataset has labels."""
-    shape, inputs = input_shape(scenario.model), scenario.inputs
-    splits = data.labelled(inputs.dataset, shape, scenario.seed, inputs.path)
+    shape, inputs, folder = input_shape(scenario.model), scenario.inputs, scenario.setup.paths.dataset
+    splits = data.labelled(inputs.dataset, shape, scenario.seed, folder)
     batches = data.frame_batches(
         inputs.dataset,
         shape,
         inputs.frames,
         inputs.batch_size,
         scenario.seed,
-        inputs.path,
+        folder,
         test=None if splits is None else splits[1],
     )
-    model = load_model(scenario.model, scenario.seed)
+    model = load_model(scenario)
     prune.check_layer_names(scenario.prune, prune.layer_names(model))
+    graph = checked_graph(model, batches[0].images, splits, scenario.model.name)  # before any training
     if scenario.model.train_epochs and splits is not None:
         train.fit(model, splits[0], scenario.model.train_epochs, scenario.model.lr, scenario.seed)
-    graph = FlowGraph.trace(model, batches[0].images)
+        graph = FlowGraph.trace(model, batches[0].images)
     names = scenario.device_names
     parts = choose_partition(scenario, graph)
     if scenario.prune.method != "none":
@@ -250,7 +290,7 @@ def baseline_scenario(scenario: Scenario) -> Scenario:
         baseline="none",
         deploy=None,
     )
-    return parse_scenario(data, origin="baseline")
+    return parse_scenario(data, origin="baseline", base_dir=scenario.setup.base_dir)
 
 
 def single_device_baseline(scenario: Scenario, built: BuiltWorkload | None = None) -> dict[str, Any]:
@@ -269,7 +309,7 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
     when not given). A pair of devices that must talk but has no route is refused (one line naming it)
     before the run.
     """
-    workload, net = built.workload, scenario.network
+    workload, net = built.workload, scenario.setup.network
     rates = assemble.device_rates(scenario)
     network = assemble.network(scenario)
     names = workload.devices

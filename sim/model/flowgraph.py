@@ -106,11 +106,19 @@ class FlowGraph(ChannelGraph):
         model = model.eval()
         try:
             gm = fx.symbolic_trace(model)
-        except Exception as exc:  # fx raises many types; the message is what matters to the user
+        except (
+            Exception,
+            SystemExit,
+            KeyboardInterrupt,
+        ) as exc:  # a user model's code may call sys.exit()  # fx raises many types; the message is what matters to the user
             raise UserError(f"model.name: torch.fx cannot trace this model ({first_line(exc)})") from None
         try:
             values = _record(gm, example)
-        except Exception as exc:  # shape mismatches surface as RuntimeError deep inside torch
+        except (
+            Exception,
+            SystemExit,
+            KeyboardInterrupt,
+        ) as exc:  # shape mismatches surface as RuntimeError deep inside torch
             raise UserError(
                 f"model.input_shape: the model fails on input of shape {list(example.shape[1:])} ({first_line(exc)})"
             ) from None

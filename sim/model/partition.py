@@ -37,12 +37,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.config.schema import STRATEGIES
-from sim.errors import UserError
-from sim.fileio import write_text
+from sim.errors import UserError, first_line
+from sim.fileio import read_limited, write_text
 from sim.model.flowgraph import FlowGraph
 from sim.workload.graph import residual_groups
 from sim.workload.types import Partition
+
+MAX_PARTITION_BYTES = 64 * 2**20  # a partition of a ResNet is well under a megabyte
 
 
 def contiguous_split(channels: int, n_devices: int) -> np.ndarray:
@@ -81,17 +82,16 @@ def make_partition(
     rng = np.random.default_rng(seed)
     if strategy == "random":
         return {l.name: rng.permutation(contiguous_split(l.out_channels, n_devices)) for l in layers}
-    if strategy == "aligned":
-        by_name = {l.name: l for l in layers}
-        out: dict[str, np.ndarray] = {}
-        for group in residual_groups(graph):
-            shared = rng.permutation(contiguous_split(by_name[group[0]].out_channels, n_devices))
-            out.update({name: shared for name in group})
-        for l in layers:
-            if l.name not in out:
-                out[l.name] = rng.permutation(contiguous_split(l.out_channels, n_devices))
-        return {l.name: out[l.name] for l in layers}
-    raise UserError(f"partition.strategy: unknown strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
+    # aligned (the schema and the CLI accept only sim.config.vocab.STRATEGIES)
+    by_name = {l.name: l for l in layers}
+    out: dict[str, np.ndarray] = {}
+    for group in residual_groups(graph):
+        shared = rng.permutation(contiguous_split(by_name[group[0]].out_channels, n_devices))
+        out.update({name: shared for name in group})
+    for l in layers:
+        if l.name not in out:
+            out[l.name] = rng.permutation(contiguous_split(l.out_channels, n_devices))
+    return {l.name: out[l.name] for l in layers}
 
 
 def imbalance(graph: FlowGraph, parts: Partition, rates: Sequence[float]) -> float:
@@ -120,12 +120,13 @@ def load_partition(path: str | Path, graph: FlowGraph, model: str, devices: Sequ
     """Read a partition file and check it against the model's layers and the scenario's devices."""
     path = Path(path)
     where = f"partition.file: {path}"
+    if not path.exists():
+        raise UserError(f"{where}: no such file; write one with `dsim partition`")
+    text = read_limited(path, MAX_PARTITION_BYTES, "partition.file")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{where}: no such file; write one with `dsim partition`") from None
-    except (OSError, ValueError) as exc:  # ValueError: bad JSON or bytes that are not UTF-8
-        raise UserError(f"{where}: not a readable JSON partition file ({exc})") from None
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # bad JSON, or nested thousands deep
+        raise UserError(f"{where}: not a readable JSON partition file ({first_line(exc, 100)})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("layers"), dict):
         raise UserError(f"{where}: expected an object with a 'layers' mapping of layer -> device per channel")
     if doc.get("model") not in (None, model):

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from sim.errors import UserError
 from sim.fileio import atomic_path
 from sim.model.data import Split
 
@@ -59,17 +60,22 @@ def fit(
     batch_size: int = BATCH_SIZE,
     progress: bool = True,
     desc: str = "train",
+    section: str = "model",
 ) -> nn.Module:
     """Train ``model`` in place for ``epochs`` passes over ``split`` and return it in eval mode.
 
     ``lr`` is Adam's learning rate; ``seed`` fixes the batch order. With ``progress``, a tqdm bar counts
-    the steps when stderr is a terminal.
+    the steps when stderr is a terminal. A model with nothing to train, or whose weights stop being finite
+    (too large an ``lr``), is refused with a :class:`UserError` naming ``section`` (``model`` or ``prune``).
     """
     if split.labels is None:
         raise ValueError("training needs a labelled split")
     if epochs <= 0:
         return model.eval()
     params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        epochs_key = "train_epochs" if section == "model" else "finetune_epochs"
+        raise UserError(f"{section}.{epochs_key}: the model has no trainable parameters; set it to 0")
     optimizer = torch.optim.Adam(params, lr=lr)
     gen = torch.Generator().manual_seed(seed)
     n = len(split.labels)
@@ -87,6 +93,8 @@ def fit(
                 optimizer.step()
                 bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+    if not all(bool(p.detach().isfinite().all()) for p in params):
+        raise UserError(f"{section}.lr: training diverged (weights became NaN or infinite) at lr {lr:g}; lower it")
     return model.eval()
 
 

@@ -276,7 +276,7 @@ def _build_user_model(spec: str, num_classes: int) -> nn.Module:
         raise UserError(f"model.name: '{spec}' is not of the form package.module:factory")
     try:
         obj: object = importlib.import_module(module_name)
-    except Exception as exc:  # ImportError, SyntaxError, or anything the module raises at import
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:  # ImportError, SyntaxError, sys.exit() at import
         raise UserError(f"model.name: cannot import module '{module_name}' ({first_line(exc)})") from None
     for part in attr_path.split("."):
         if not hasattr(obj, part):
@@ -286,7 +286,7 @@ def _build_user_model(spec: str, num_classes: int) -> nn.Module:
         raise UserError(f"model.name: '{spec}' is not callable (it is a {type(obj).__name__})")
     try:
         model = obj(num_classes=num_classes) if _accepts_num_classes(obj) else obj()
-    except Exception as exc:
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:  # a user factory may call sys.exit()
         raise UserError(f"model.name: factory '{spec}' failed ({first_line(exc)})") from None
     if not isinstance(model, nn.Module):
         raise UserError(f"model.name: factory '{spec}' returned {type(model).__name__}, not a torch.nn.Module")

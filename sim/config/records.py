@@ -1,0 +1,81 @@
+"""The frozen records a scenario converts into on load, in SI units (built by :mod:`sim.config.setup`).
+
+Example::
+
+    >>> DeviceSetup("cam", flops_per_s=2e9, overhead_s=5e-4, mem_bandwidth_Bps=None).flops_per_s
+    2000000000.0
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class LinkSetup:
+    """One edge ``a``--``b``: rate ``a->b`` (``up_bps``) and ``b->a`` (``down_bps``) in bit/s, its
+    propagation delay in seconds and its duplex (``full`` or ``half``)."""
+
+    a: str
+    b: str
+    up_bps: float
+    down_bps: float
+    latency_s: float
+    duplex: str
+
+
+@dataclass(frozen=True)
+class NetworkSetup:
+    """The scenario's network in SI units.
+
+    ``links`` are the per-edge settings (``network.links`` first, then GraphML edges not given there);
+    ``edges`` are the edges of a ``custom`` topology (GraphML, then ``network.links``), each once.
+    ``chunk_bytes`` is None when messages travel whole.
+    """
+
+    topology: str
+    bandwidth_bps: float
+    latency_s: float
+    duplex: str
+    links: tuple[LinkSetup, ...]
+    edges: tuple[tuple[str, str], ...]
+    chunk_bytes: int | None
+    access_overhead_s: float
+    multicast: bool
+
+
+@dataclass(frozen=True)
+class DeviceSetup:
+    """One device: compute rate in FLOP/s (None for ``calibrate: true`` until it is measured, see
+    :func:`sim.experiment.assemble.calibrated`), per-layer overhead in seconds, memory bandwidth in
+    bytes/s (None: compute-only timing)."""
+
+    name: str
+    flops_per_s: float | None
+    overhead_s: float
+    mem_bandwidth_Bps: float | None
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The scenario's files and folders, relative ones resolved against the scenario file's folder."""
+
+    checkpoint: Path | None
+    dataset: Path | None
+    graphml: Path | None
+    partition: Path | None
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything of a scenario the engine and the file readers need, in SI units and resolved paths.
+
+    ``interval_s`` is the time between frame arrivals at the source (``1/fps`` when ``fps`` is given).
+    """
+
+    network: NetworkSetup
+    devices: tuple[DeviceSetup, ...]
+    interval_s: float
+    paths: Paths
+    base_dir: Path | None
