@@ -31,6 +31,24 @@ from sim.fileio import read_limited
 
 MAX_SCENARIO_BYTES = 2**20  # a scenario is a page of YAML; 1 MiB leaves room for long link lists
 _NOTED: set[str] = set()  # deprecation notes already printed by this process
+MAX_DEPTH = 64  # [ and { nesting of a scenario file; the YAML parser recurses (slowly) on each level
+
+
+def flow_depth(text: str) -> int:
+    """The deepest nesting of ``[`` and ``{`` in ``text`` (quotes and comments not told apart: an
+    overestimate, which only matters for text holding dozens of unmatched brackets).
+
+    >>> flow_depth("a: [1, {b: [2]}]")
+    3
+    """
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    return deepest
 
 
 def parse_scenario(data: Any, origin: str = "scenario", base_dir: Path | None = None) -> Scenario:
@@ -66,7 +84,9 @@ def load_scenario(path: str | Path) -> Scenario:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such scenario file")
-    text = read_limited(path, MAX_SCENARIO_BYTES, "scenario")
+    text = read_limited(path, MAX_SCENARIO_BYTES, "scenario file")
+    if flow_depth(text) > MAX_DEPTH:
+        raise UserError(f"{path}: nested more than {MAX_DEPTH} levels deep ([ or {{); not a scenario")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -75,8 +95,8 @@ def load_scenario(path: str | Path) -> Scenario:
         raise UserError(f"{path}: not valid YAML{where}; check indentation and quoting") from None
     except RecursionError:
         raise UserError(f"{path}: nested too deeply to be a scenario (thousands of [ or {{)") from None
-    except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        raise UserError(f"{path}: a value cannot be read ({str(exc).splitlines()[0][:120]})") from None
+    except ValueError:  # the one ValueError of safe_load: an integer of more than 4300 digits
+        raise UserError(f"{path}: a number has more than {sys.get_int_max_str_digits()} digits") from None
     return parse_scenario(data, origin=str(path), base_dir=path.absolute().parent)
 
 

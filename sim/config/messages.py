@@ -61,6 +61,7 @@ def _message(error: dict[str, Any]) -> str:
         "tuple_type": f"must be a list like [1, 32, 32], not {_kind(error.get('input'))}",
         "float_parsing": "input should be a valid number, without a unit (the unit is in the key's name)",
         "float_type": "must be a number",
+        "finite_number": "must be a finite number",
         "int_parsing": "must be a whole number",
         "int_from_float": "must be a whole number",
         "int_type": "must be a whole number",
@@ -96,6 +97,7 @@ def format_validation_error(exc: ValidationError) -> str:
         "float_parsing",
         "int_from_float",
         "string_type",
+        "finite_number",
     )
     if first["type"] in got and "input" in first:
         line += f" (got {first['input']!r})"

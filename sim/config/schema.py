@@ -238,9 +238,10 @@ class NetworkSpec(_Strict):
     )
     chunk_kB: float | None = Field(
         default=None,
-        ge=1e-3,
+        ge=0.064,
         le=1e9,
-        description="split messages into chunks of this many kiloBYTES (1e3 bytes, 1e-3 to 1e9) that pipeline",
+        description="split messages into chunks of this many kiloBYTES (1e3 bytes; at least 0.064, the 64 bytes "
+        "of the smallest Ethernet frame) that pipeline",
     )
     access_overhead_ms: float = Field(default=0.0, ge=0, le=MAX_LATENCY_MS, description="added to every transmission")
     multicast: bool = Field(default=False, description="shared: send a payload wanted by several devices once")

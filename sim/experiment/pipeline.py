@@ -125,9 +125,9 @@ def check_outputs(graph: FlowGraph, splits: tuple[data.Split, data.Split], name:
             f"model.name: '{name}' outputs shape {list(out['shape'])} per image; training and accuracy need "
             "one score per class"
         )
-    if out["channels"] < labels:
+    if out["shape"][0] < labels:
         raise UserError(
-            f"model.num_classes: the model gives {out['channels']} class scores but the dataset has {labels} "
+            f"model.num_classes: the model gives {out['shape'][0]} class scores but the dataset has {labels} "
             f"labels; set num_classes: {labels}"
         )
 

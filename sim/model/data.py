@@ -28,6 +28,7 @@ TEST_FRACTION = 0.2
 
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST = "test_batch"
+MAX_BATCH_BYTES = 256 * 2**20  # a real batch (10,000 images) is 31 MB
 CIFAR10_SHAPE = (3, 32, 32)
 
 
@@ -89,6 +90,8 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"{where}: {path.parent} has no {path.name}; expected data_batch_1..5 and test_batch "
             "(the CIFAR-10 python version)"
         )
+    if path.stat().st_size > MAX_BATCH_BYTES:
+        raise UserError(f"{where}: {path} is larger than {MAX_BATCH_BYTES} bytes; not a CIFAR-10 python batch")
     try:
         with path.open("rb") as fh:
             doc = _BatchUnpickler(fh, encoding="bytes").load()
@@ -97,7 +100,9 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         images = images.reshape(len(labels), *CIFAR10_SHAPE)
     except Exception as exc:  # unpickling, missing keys and bad shapes all mean the same to the user
         raise UserError(f"{where}: {path} is not a CIFAR-10 python batch ({first_line(exc, 100)})") from None
-    if labels.size and (labels.min() < 0 or labels.max() > 9):
+    if labels.size == 0:
+        raise UserError(f"{where}: {path} holds no images; not a CIFAR-10 batch")
+    if labels.min() < 0 or labels.max() > 9:
         raise UserError(f"{where}: {path} has labels outside 0..9; not a CIFAR-10 batch")
     return images, labels
 
