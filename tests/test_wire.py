@@ -10,9 +10,11 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from sim.config.load import parse_scenario
 from sim.errors import UserError
 from sim.workload import wire
 from sim.workload.wire import FORMATS, WireSpec, choose, decode, encode, encoded_sizes
+from tests.helpers import scenario_dict
 
 DTYPES = ("float32", "float16", "bfloat16", "int8")
 FINITE_MATRICES = hnp.arrays(  # float32 matrices up to 12x12 of any finite values
@@ -259,19 +261,19 @@ def test_auto_ties_follow_format_order() -> None:
     ],
 )
 def test_bad_spec(kwargs: dict, field: str) -> None:
+    """The scenario refuses a dtype or index width the wire module has no layout for (checked once, there)."""
     with pytest.raises(UserError, match=field):
-        WireSpec(**kwargs)
+        parse_scenario(scenario_dict(transfer=kwargs))
 
 
 def test_unknown_format() -> None:
-    x = np.ones((2, 2), dtype=np.float32)
-    for call in (
-        lambda: encode(x, "zip", WireSpec()),
-        lambda: choose({"dense": 16}, "zip"),
-        lambda: decode(b"", "zip", (2, 2), WireSpec()),
-    ):
-        with pytest.raises(UserError, match=r"transfer\.format"):
-            call()
+    with pytest.raises(UserError, match=r"transfer\.format: must be one of 'dense', 'csr', 'coo', 'bitmap' or 'auto'"):
+        parse_scenario(scenario_dict(transfer={"format": "zip"}))
+
+
+def test_wire_vocabulary_is_the_schemas() -> None:
+    assert set(wire.VALUE_BYTES) == {"float32", "float16", "bfloat16", "int8"}
+    assert wire.FORMATS == ("dense", "csr", "coo", "bitmap")
 
 
 def test_decode_rejects_a_buffer_of_the_wrong_length() -> None:

@@ -43,6 +43,7 @@ from sim.config.vocab import (
     Duplex,
     Exchange,
     IndexBits,
+    Preset,
     PruneMethod,
     Strategy,
     Topology,
@@ -172,7 +173,7 @@ class DeviceSpec(_Strict):
     renamed_keys: ClassVar[dict[str, str]] = {"mem_bandwidth_gbps": "mem_bandwidth_GBps"}
 
     name: Name
-    preset: Literal["rpi4", "jetson-nano", "phone"] | None = Field(
+    preset: Preset | None = Field(
         default=None, description="board whose figures fill unset fields (sim.config.presets.PRESETS)"
     )
     gflops: float | None = Field(

@@ -33,6 +33,7 @@ Example::
 
     >>> from sim.model.flowgraph import FlowGraph
     >>> from sim.config.schema import PruneSpec
+from sim.config.vocab import STRUCTURED, UNSTRUCTURED
     >>> from sim.model.zoo import build_model
     >>> model = build_model("lenet5")
     >>> graph = FlowGraph.trace(model, torch.zeros(1, 1, 32, 32))
@@ -53,13 +54,12 @@ import torch.nn.utils.prune as tprune
 from torch import nn
 
 from sim.config.schema import PruneSpec
+from sim.config.vocab import STRUCTURED, UNSTRUCTURED
 from sim.errors import UserError
 from sim.model.flowgraph import FlowGraph
 from sim.workload.graph import residual_groups, stage_of
 from sim.workload.plan import WorkloadPlan
 
-STRUCTURED = ("ln_structured", "random_structured", "comm_structured")
-UNSTRUCTURED = ("l1_unstructured", "random_unstructured", "global_unstructured")
 VALUE_BYTES = 4  # bytes saved are counted as dense float32 values
 Hops = Callable[[int, int], int]  # (src device, dst device) -> links on the route
 
@@ -333,9 +333,7 @@ def apply(
         if spec.method in UNSTRUCTURED:
             _unstructured(model, spec, [n for n in names if n not in ignored])
             return {}
-    if spec.method != "none":
-        raise UserError(f"prune.method: unknown method '{spec.method}'")
-    return {}
+    return {}  # method "none" (the scenario schema accepts only sim.config.vocab.PRUNE_METHODS)
 
 
 def remove_masks(model: nn.Module) -> nn.Module:

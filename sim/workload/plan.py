@@ -49,11 +49,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim.config.vocab import EXCHANGES
 from sim.workload.graph import ChannelGraph
 from sim.workload.types import FLOAT32_BYTES, Partition
 
-EXCHANGES = ("inputs", "partial_sums")  # concrete exchange schemes; "auto" resolves to one per layer
-CHANNEL_HEADERS = ("none", "index_list", "bitmap")
 PARTIAL = "#partial"  # suffix of the task key (and message tensor) of a layer's partial sums
 MAX_AUTO_CONSUMERS = 10  # exchange auto tries every subset of the layers reading one tensor
 

@@ -34,11 +34,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
+from sim.config.vocab import CONCRETE_FORMATS, DTYPES, INDEX_BITS
 from sim.errors import UserError
 
-FORMATS: tuple[str, ...] = ("dense", "csr", "coo", "bitmap")  # concrete formats, in tie-break order
-VALUE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
-INDEX_BITS = (16, 32, 64)
+FORMATS: tuple[str, ...] = CONCRETE_FORMATS  # concrete formats, in tie-break order (sim.config.vocab)
+VALUE_BYTES: dict[str, int] = dict(zip(DTYPES, (4, 2, 2, 1), strict=True))  # float32 float16 bfloat16 int8
 
 SCALE_BYTES = 4  # the int8 scale header, bytes
 _INDEX_DTYPE = {16: np.dtype("<u2"), 32: np.dtype("<u4"), 64: np.dtype("<u8")}
@@ -48,16 +48,12 @@ _BFLOAT16_MAX = float(np.array([0x7F7F0000], dtype="<u4").view("<f4")[0])  # ~3.
 
 @dataclass(frozen=True)
 class WireSpec:
-    """How values and indices are written: ``dtype`` is the value type, ``index_bits`` the index width."""
+    """How values and indices are written: ``dtype`` is the value type (one of
+    :data:`sim.config.vocab.DTYPES`), ``index_bits`` the index width (16, 32 or 64); the scenario schema
+    refuses any other."""
 
     dtype: str = "float32"
     index_bits: int = 32
-
-    def __post_init__(self) -> None:
-        if self.dtype not in VALUE_BYTES:
-            raise UserError(f"transfer.dtype: must be one of {', '.join(VALUE_BYTES)} (got {self.dtype!r})")
-        if self.index_bits not in INDEX_BITS:
-            raise UserError(f"transfer.index_bits: must be one of 16, 32, 64 (got {self.index_bits!r})")
 
 
 def formula_bytes(fmt: str, rows: int, cols: int, nnz: int, spec: WireSpec) -> int:
@@ -149,8 +145,6 @@ def choose(sizes: Mapping[str, int], fmt: str) -> tuple[str, int]:
     if fmt == "auto":
         best = min((f for f in FORMATS if f in sizes), key=sizes.__getitem__)
         return best, sizes[best]
-    if fmt not in FORMATS:
-        raise UserError(f"transfer.format: must be one of {', '.join(FORMATS)}, auto (got {fmt!r})")
     if fmt not in sizes:
         raise UserError(
             f"transfer.index_bits: too narrow for {fmt} indices of this message; use a wider index_bits "
@@ -193,8 +187,6 @@ def _layout(fmt: str, rows: int, cols: int, spec: WireSpec) -> tuple[int, int]:
         "coo": (0, v + 2 * i),
         "bitmap": (math.ceil(rows * cols / 8), v),
     }
-    if fmt not in layouts:
-        raise UserError(f"transfer.format: must be one of {', '.join(FORMATS)} (got {fmt!r})")
     fixed, per_nonzero = layouts[fmt]
     return header + fixed, per_nonzero
 
