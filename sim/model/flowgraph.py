@@ -116,7 +116,7 @@ class FlowGraph(ChannelGraph):
             ) from None
         shapes = {name: tuple(t.shape) for name, t in values.items() if torch.is_tensor(t)}
         modules = dict(gm.named_modules())
-        graph = nx.DiGraph()
+        graph: nx.DiGraph[str] = nx.DiGraph()
         order: list[str] = []
         labels: set[str] = set()
         for node in gm.graph.nodes:
@@ -126,7 +126,7 @@ class FlowGraph(ChannelGraph):
                 raise UserError("model.name: the model must return one tensor (the logits)")
             kind = _classify(node, modules, shapes)
             args = [a.name for a in _tensor_args(node) if a.name in shapes]
-            shape = shapes.get(args[0] if node.op == "output" else node.name)
+            shape = shapes[args[0] if node.op == "output" else node.name]
             attrs: dict[str, Any] = {"kind": kind, "args": args, "rank": len(shape), "shape": shape[1:]}
             attrs["channels"] = shape[1]
             attrs["spatial"] = int(np.prod(shape[2:])) if len(shape) > 2 else 1
@@ -153,7 +153,8 @@ class FlowGraph(ChannelGraph):
                     raise UserError(f"model.name: '{node.name}' must add two tensors of equal channel count")
             elif kind == "layer":
                 src = graph.nodes[args[0]]
-                attrs["layer"] = _layer(node.target, modules[node.target], src, attrs["spatial"])
+                target = str(node.target)
+                attrs["layer"] = _layer(target, layer_module(gm, target), src, attrs["spatial"])
             graph.add_node(node.name, **attrs)
             for a in args:
                 graph.add_edge(a, node.name)
@@ -164,6 +165,14 @@ class FlowGraph(ChannelGraph):
         """Run the model on ``batch`` and return the values of ``nodes`` as float32 numpy arrays."""
         values = _record(self.module, batch, keep=nodes)
         return {n: values[n].detach().numpy().astype(np.float32, copy=False) for n in nodes}
+
+
+def layer_module(root: nn.Module, target: str) -> nn.Conv2d | nn.Linear:
+    """The ``Conv2d`` or ``Linear`` submodule of ``root`` at path ``target`` (a partitionable layer)."""
+    module = root.get_submodule(target)
+    if not isinstance(module, (nn.Conv2d, nn.Linear)):
+        raise TypeError(f"{target} is a {type(module).__name__}, not a Conv2d or Linear")
+    return module
 
 
 def _record(gm: fx.GraphModule, batch: torch.Tensor, keep: set[str] | None = None) -> dict[str, Any]:
@@ -203,7 +212,7 @@ def _classify(node: fx.Node, modules: dict[str, nn.Module], shapes: dict[str, tu
     if node.op == "output":
         return "output"
     if node.op == "call_module":
-        mod = modules[node.target]
+        mod = modules[str(node.target)]
         where = f"at '{node.target}'"
         if isinstance(mod, (nn.Conv2d, nn.Linear)):
             return "layer"
@@ -255,7 +264,7 @@ def _label(node: fx.Node, kind: str, taken: set[str]) -> str:
     return label
 
 
-def _layer(name: str, mod: nn.Module, src: dict[str, Any], out_spatial: int) -> Layer:
+def _layer(name: str, mod: nn.Conv2d | nn.Linear, src: dict[str, Any], out_spatial: int) -> Layer:
     """Describe a Conv2d or Linear module reading a tensor with attributes ``src``."""
     weight = mod.weight.detach()
     channels, spatial = src["channels"], src["spatial"]

@@ -54,7 +54,7 @@ from torch import nn
 
 from sim.config.schema import PruneSpec
 from sim.errors import UserError
-from sim.model.flowgraph import FlowGraph
+from sim.model.flowgraph import FlowGraph, layer_module
 from sim.workload.graph import residual_groups, stage_of
 from sim.workload.plan import WorkloadPlan
 
@@ -86,7 +86,7 @@ def is_depthwise(layer_groups: int, in_channels: int, out_channels: int) -> bool
 def channel_groups(graph: FlowGraph) -> list[ChannelGroup]:
     """The channel groups of a traced model, in topological order of their first layer."""
     node_of = {graph.label(n): n for n in graph.order if graph.kind(n) == "layer"}
-    ties = nx.Graph()
+    ties: nx.Graph[str] = nx.Graph()
     ties.add_nodes_from(node_of.values())
     blocked = {graph.input_node(), stage_of(graph, graph.output_tensor())}
     for names in residual_groups(graph):
@@ -214,7 +214,7 @@ def _group_norms(model: nn.Module, group: ChannelGroup, n: float) -> torch.Tenso
     """Ln norm of each channel's filters over all layers of the group (one long row per channel)."""
     total = torch.zeros(group.channels)
     for name in group.layers:
-        weight = model.get_submodule(name).weight.detach()
+        weight = layer_module(model, name).weight.detach()
         total += weight.flatten(1).abs().pow(n).sum(1)
     return total.pow(1.0 / n)
 
@@ -236,7 +236,7 @@ def _structured(
             k = _count(_group_amount(spec, group), group.channels)
             if k == 0:
                 continue
-            leader = model.get_submodule(group.layers[0])
+            leader = layer_module(model, group.layers[0])
             if spec.method == "random_structured":
                 tprune.random_structured(leader, "weight", amount=k, dim=0)
             elif len(group.layers) == 1:
@@ -246,7 +246,8 @@ def _structured(
                 tprune.ln_structured(
                     leader, "weight", amount=k, n=1, dim=0, importance_scores=scores.expand_as(leader.weight)
                 )
-            removed[gi] = np.flatnonzero(leader.weight_mask.flatten(1).sum(1).numpy() == 0)
+            mask = leader.get_buffer("weight_mask")  # added by torch.nn.utils.prune
+            removed[gi] = np.flatnonzero(mask.flatten(1).sum(1).numpy() == 0)
     keep: dict[str, np.ndarray] = {}
     for gi, gone in removed.items():
         group = groups[gi]

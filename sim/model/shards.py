@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from sim.model.flowgraph import FlowGraph
+from sim.model.flowgraph import FlowGraph, layer_module
 from sim.workload.plan import PARTIAL, WorkloadPlan
 
 
@@ -79,9 +80,9 @@ def _module_targets(graph: FlowGraph) -> dict[str, str]:
     return {n.name: str(n.target) for n in graph.module.graph.nodes if n.op == "call_module"}
 
 
-def _module_of(graph: FlowGraph, node: str) -> nn.Module:
-    """The module that call_module node ``node`` calls."""
-    return graph.module.get_submodule(_module_targets(graph)[node])
+def _module_of(graph: FlowGraph, node: str) -> nn.Conv2d | nn.Linear:
+    """The conv or linear module that layer node ``node`` calls."""
+    return layer_module(graph.module, _module_targets(graph)[node])
 
 
 def _weight_mask(graph: FlowGraph, plan: WorkloadPlan, layer: str, device: int) -> np.ndarray:
@@ -113,11 +114,11 @@ def shard_state(graph: FlowGraph, plan: WorkloadPlan, device: int) -> fx.GraphMo
     return module
 
 
-def _layer_call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _layer_call(module: nn.Conv2d | nn.Linear, x: torch.Tensor) -> torch.Tensor:
     """A conv or linear module applied without its bias."""
     if isinstance(module, nn.Linear):
         return F.linear(x, module.weight)
-    return F.conv2d(x, module.weight, None, module.stride, module.padding, module.dilation, module.groups)
+    return module._conv_forward(x, module.weight, None)  # the module's own stride, padding (and mode), groups
 
 
 def _channel_mask(value: torch.Tensor, keep: np.ndarray) -> torch.Tensor:
@@ -149,7 +150,7 @@ def partial_sums(
     return out
 
 
-def _owned_call(module: nn.Module, x: torch.Tensor, owned: np.ndarray) -> torch.Tensor:
+def _owned_call(module: nn.Conv2d | nn.Linear, x: torch.Tensor, owned: np.ndarray) -> torch.Tensor:
     """An ungrouped conv or linear module, without bias, on the input channels ``owned`` (C bools) alone."""
     index = torch.from_numpy(np.flatnonzero(owned))
     weight = module.weight
@@ -157,7 +158,7 @@ def _owned_call(module: nn.Module, x: torch.Tensor, owned: np.ndarray) -> torch.
         per_x = x.reshape(x.shape[0], len(owned), -1)[:, index]
         per_w = weight.reshape(weight.shape[0], len(owned), -1)[:, index]
         return F.linear(per_x.reshape(x.shape[0], -1), per_w.reshape(weight.shape[0], -1))
-    return F.conv2d(x[:, index], weight[:, index], None, module.stride, module.padding, module.dilation)
+    return module._conv_forward(x[:, index], weight[:, index], None)  # groups is 1 here
 
 
 def execute(graph: FlowGraph, plan: WorkloadPlan, images: torch.Tensor) -> torch.Tensor:
@@ -168,7 +169,7 @@ def execute(graph: FlowGraph, plan: WorkloadPlan, images: torch.Tensor) -> torch
     """
     n = plan.n_devices
     shards = [shard_state(graph, plan, d) for d in range(n)]
-    env: list[dict[str, object]] = [{} for _ in range(n)]
+    env: list[dict[str, Any]] = [{} for _ in range(n)]  # fx values: tensors, or ints such as x.size(0)
     known: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
     deliveries: dict[str, list] = defaultdict(list)
     for m in plan.messages:
@@ -197,18 +198,19 @@ def execute(graph: FlowGraph, plan: WorkloadPlan, images: torch.Tensor) -> torch
     raise RuntimeError("the traced graph has no output")
 
 
-def _evaluate(node: fx.Node, env: dict[str, object], module: fx.GraphModule) -> object:
+def _evaluate(node: fx.Node, env: dict[str, Any], module: fx.GraphModule) -> Any:
     """One fx node on one device's values."""
     args = fx.node.map_arg(node.args, lambda a: env[a.name])
     kwargs = fx.node.map_arg(node.kwargs, lambda a: env[a.name])
+    target = node.target
     if node.op == "call_module":
-        return module.get_submodule(node.target)(*args, **kwargs)
-    if node.op == "call_function":
-        return node.target(*args, **kwargs)
+        return module.get_submodule(str(target))(*args, **kwargs)
+    if node.op == "call_function" and callable(target):
+        return target(*args, **kwargs)
     if node.op == "call_method":
-        return getattr(args[0], node.target)(*args[1:], **kwargs)
+        return getattr(args[0], str(target))(*args[1:], **kwargs)
     if node.op == "get_attr":
-        return module.get_parameter(node.target)
+        return module.get_parameter(str(target))
     raise RuntimeError(f"cannot run fx node {node.name} ({node.op})")
 
 
@@ -218,7 +220,7 @@ def _run_node(
     node: fx.Node,
     d: int,
     images: torch.Tensor,
-    env: dict[str, object],
+    env: dict[str, Any],
     known: dict[str, np.ndarray],
     module: fx.GraphModule,
 ) -> tuple[torch.Tensor, np.ndarray]:
@@ -249,7 +251,7 @@ def _run_partial(
     plan: WorkloadPlan,
     layer: str,
     shards: list[fx.GraphModule],
-    env: list[dict[str, object]],
+    env: list[dict[str, Any]],
     known: list[dict[str, np.ndarray]],
     messages: list,
 ) -> None:
@@ -264,7 +266,7 @@ def _run_partial(
         if (own_in & ~known[d][tensor]).any():
             raise RuntimeError(f"device {d} does not hold its own input channels of {layer}")
         x = _channel_mask(env[d][tensor], own_in)
-        parts.append(_layer_call(shard.get_submodule(target), x))
+        parts.append(_layer_call(layer_module(shard, target), x))
     for d, shard in enumerate(shards):
         own = plan.ownership[layer] == d
         total = _channel_mask(parts[d], own)  # its own partial sums of its own filters
@@ -273,14 +275,14 @@ def _run_partial(
                 keep = np.zeros(len(own), dtype=bool)
                 keep[m.channels] = True
                 total = total + _channel_mask(parts[m.src], keep)
-        bias = shard.get_submodule(target).bias
+        bias = layer_module(shard, target).bias
         if bias is not None:
             total = total + bias.reshape(1, -1, *[1] * (total.ndim - 2))
         env[d][layer], known[d][layer] = _channel_mask(total, own), own
 
 
 def _deliver(
-    env: list[dict[str, object]],
+    env: list[dict[str, Any]],
     known: list[dict[str, np.ndarray]],
     tensor: str,
     src: int,

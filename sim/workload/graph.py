@@ -112,7 +112,7 @@ def residual_groups(graph: ChannelGraph) -> list[list[str]]:
     groups are the connected components of those ties (networkx), each in topological order. Layers in
     no residual stream are left out.
     """
-    ties = nx.Graph()
+    ties: nx.Graph[str] = nx.Graph()
     for node in graph.order:
         if graph.kind(node) == "add":
             for arg in graph.graph.nodes[node]["args"]:

@@ -245,7 +245,9 @@ class WorkloadPlan:
             total = np.logical_or.reduce(list(needs.values()))
             for src in range(self.n_devices):
                 for dst in range(self.n_devices):
-                    chans = np.flatnonzero((owner == src) & total[dst]) if src != dst else ()
+                    if src == dst:
+                        continue
+                    chans = np.flatnonzero((owner == src) & total[dst])
                     if len(chans) == 0:
                         continue
                     stages = sorted(set(producer[chans]), key=self._rank.__getitem__)

@@ -53,7 +53,10 @@ def build_workload(
     messages: list[Message] = []
     for f, values in enumerate(frames):
         base = len(tasks)
-        tasks.extend(Task(f, plan.task_label(stage), d, *rest) for stage, d, *rest in templates)
+        tasks.extend(
+            Task(f, plan.task_label(stage), d, flops, op, final, touched)
+            for stage, d, flops, op, final, touched in templates
+        )
         for m in plan.messages:
             matrix, sizes, chosen, nbytes, header = _encode(plan, m, f, values, partials, spec, fmt, channel_header)
             messages.append(
