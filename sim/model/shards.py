@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sim.model.flowgraph import FlowGraph, layer_module
-from sim.workload.plan import PARTIAL, WorkloadPlan
+from sim.workload.plan import MessagePlan, WorkloadPlan
 
 
 def held_masks(graph: FlowGraph, plan: WorkloadPlan, device: int) -> dict[str, np.ndarray]:
@@ -62,9 +62,7 @@ def held_masks(graph: FlowGraph, plan: WorkloadPlan, device: int) -> dict[str, n
             if getattr(module, "bias", None) is not None:
                 masks[prefix + "bias"] = owned.copy()
             continue
-        width = graph.graph.nodes[node]["channels"] * (
-            graph.graph.nodes[node]["spatial"] if graph.graph.nodes[node]["rank"] == 2 else 1
-        )
+        width = graph.node(node).channels * graph.node(node).features_per_channel
         per_entry = np.repeat(owned, width // len(owned))
         for name, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
             if tensor is None or tensor.ndim == 0:
@@ -87,13 +85,13 @@ def _module_of(graph: FlowGraph, node: str) -> nn.Conv2d | nn.Linear:
 
 def _weight_mask(graph: FlowGraph, plan: WorkloadPlan, layer: str, device: int) -> np.ndarray:
     """Which weights of conv/linear ``layer`` ``device`` holds, in the weight's shape."""
-    spec = graph.graph.nodes[layer]["layer"]
+    spec = graph.layer(layer)
     weight = _module_of(graph, layer).weight
     if plan.exchange[layer] == "inputs":
         rows = plan.ownership[layer] == device
         return np.broadcast_to(rows.reshape(-1, *[1] * (weight.ndim - 1)), weight.shape).copy()
     owned_in = plan.ownership[plan.layer_input(layer)] == device
-    users = spec.uses[:, owned_in].any(axis=1)
+    users = np.asarray(spec.uses[:, owned_in].any(axis=1))
     if spec.op == "linear":  # (out, C*S): feature c*S + s belongs to channel c
         cols = np.repeat(owned_in, spec.in_spatial)
         return users[:, None] & cols[None, :]
@@ -137,7 +135,7 @@ def partial_sums(
     ``values`` holds the input tensor of each such layer (as :meth:`FlowGraph.activations` returns it).
     """
     out: dict[tuple[str, int], np.ndarray] = {}
-    senders = {(m.tensor[: -len(PARTIAL)], m.src) for m in plan.messages if m.partial}
+    senders = {(m.tensor, m.src) for m in plan.messages if m.partial}
     with torch.no_grad():
         for layer, device in sorted(senders):
             module = _module_of(graph, layer)
@@ -171,9 +169,9 @@ def execute(graph: FlowGraph, plan: WorkloadPlan, images: torch.Tensor) -> torch
     shards = [shard_state(graph, plan, d) for d in range(n)]
     env: list[dict[str, Any]] = [{} for _ in range(n)]  # fx values: tensors, or ints such as x.size(0)
     known: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
-    deliveries: dict[str, list] = defaultdict(list)
+    deliveries: dict[tuple[str, bool], list[MessagePlan]] = defaultdict(list)  # (tensor, partial) -> messages
     for m in plan.messages:
-        deliveries[m.tensor].append(m)
+        deliveries[(m.tensor, m.partial)].append(m)
     with torch.no_grad():
         for node in graph.module.graph.nodes:
             name = node.name
@@ -188,12 +186,12 @@ def execute(graph: FlowGraph, plan: WorkloadPlan, images: torch.Tensor) -> torch
                     raise RuntimeError("the sink does not hold every model output")
                 return env[plan.sink][tensor]
             if kind == "layer" and plan.exchange[name] == "partial_sums":
-                _run_partial(graph, plan, name, shards, env, known, deliveries[name + PARTIAL])
+                _run_partial(graph, plan, name, shards, env, known, deliveries[(name, True)])
             else:
                 for d in range(n):
                     value, mask = _run_node(graph, plan, node, d, images, env[d], known[d], shards[d])
                     env[d][name], known[d][name] = _channel_mask(value, mask), mask
-            for m in deliveries[name]:
+            for m in deliveries[(name, False)]:
                 _deliver(env, known, name, m.src, m.dst, m.channels)
     raise RuntimeError("the traced graph has no output")
 
@@ -226,12 +224,12 @@ def _run_node(
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Device ``d``'s value of one tensor node and the channels of it that it holds."""
     name, kind = node.name, graph.kind(node.name)
-    args = graph.graph.nodes[name]["args"]
+    args = graph.args(name)
     own = plan.ownership[name] == d
     if kind == "input":  # each device holds the image channels it owns (all on the source by default)
         return images.clone(), own
     if kind == "layer":
-        spec = graph.graph.nodes[name]["layer"]
+        spec = graph.layer(name)
         missing = spec.uses[own].any(axis=0) & ~known[args[0]]
         if missing.any():
             raise RuntimeError(f"device {d} lacks input channels {np.flatnonzero(missing).tolist()} of {name}")
@@ -253,13 +251,13 @@ def _run_partial(
     shards: list[fx.GraphModule],
     env: list[dict[str, Any]],
     known: list[dict[str, np.ndarray]],
-    messages: list,
+    messages: list[MessagePlan],
 ) -> None:
     """A layer using partial sums: every device convolves the channels it owns with the weights it holds,
     sends the partial sums of other devices' filters, and adds what it receives to its own and its bias."""
     tensor = plan.layer_input(layer)
     target = _module_targets(graph)[layer]
-    spec = graph.graph.nodes[layer]["layer"]
+    spec = graph.layer(layer)
     parts = []
     for d, shard in enumerate(shards):
         own_in = (plan.ownership[tensor] == d) & spec.uses.any(axis=0)

@@ -37,7 +37,7 @@ def kept_channels(graph: FlowGraph, keep: Mapping[str, np.ndarray]) -> dict[str,
     """For every tensor node: the kept channel indices of the original tensor, or None when all are kept."""
     kept: dict[str, np.ndarray | None] = {}
     for node in graph.order:
-        kind, args = graph.kind(node), graph.graph.nodes[node]["args"]
+        kind, args = graph.kind(node), graph.args(node)
         if kind in ("input", "cat", "output"):
             kept[node] = None
             if kind == "cat" and any(kept[a] is not None for a in args):
@@ -129,10 +129,10 @@ def shrink(model: nn.Module, graph: FlowGraph, keep: Mapping[str, np.ndarray]) -
         fx_node = fx_nodes[node]
         if fx_node.op != "call_module" or fx_node.target in done:
             continue
-        kind, attrs = graph.kind(node), graph.graph.nodes[node]
+        kind = graph.kind(node)
         module = small.get_submodule(str(fx_node.target))
-        source = attrs["args"][0]
-        per_channel = graph.graph.nodes[source]["spatial"] if graph.graph.nodes[source]["rank"] == 2 else 1
+        source = graph.args(node)[0]
+        per_channel = graph.node(source).features_per_channel
         if kind == "layer":
             out_idx, in_idx = kept[node], kept[source]
             if isinstance(module, nn.Conv2d):

@@ -36,9 +36,10 @@ import numpy as np
 from scipy import sparse
 
 from sim.errors import UserError
+from sim.workload.types import FLOAT32_BYTES
 
 FORMATS: tuple[str, ...] = ("dense", "csr", "coo", "bitmap")  # concrete formats, in tie-break order
-VALUE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
+VALUE_BYTES: dict[str, int] = {"float32": FLOAT32_BYTES, "float16": 2, "bfloat16": 2, "int8": 1}
 INDEX_BITS = (16, 32, 64)
 
 SCALE_BYTES = 4  # the int8 scale header, bytes
@@ -140,6 +141,20 @@ def encoded_sizes(matrix: np.ndarray, spec: WireSpec) -> dict[str, int]:
     nnz = int(np.count_nonzero(m))
     return {
         fmt: len(encode(m, fmt, spec))
+        for fmt in FORMATS
+        if _index_problem(fmt, rows, cols, nnz, spec.index_bits) is None
+    }
+
+
+def sizes_from_counts(rows: int, cols: int, nnz: int, spec: WireSpec) -> dict[str, int]:
+    """:func:`encoded_sizes` of any ``rows`` x ``cols`` matrix with ``nnz`` non-zeros, by :func:`formula_bytes`
+    (every format's length follows from these three numbers), without encoding.
+
+    >>> sizes_from_counts(2, 3, 1, WireSpec())
+    {'dense': 24, 'csr': 20, 'coo': 12, 'bitmap': 5}
+    """
+    return {
+        fmt: formula_bytes(fmt, rows, cols, nnz, spec)
         for fmt in FORMATS
         if _index_problem(fmt, rows, cols, nnz, spec.index_bits) is None
     }
