@@ -82,11 +82,11 @@ def test_bad_point_records_its_error_and_the_others_complete(tmp_path):
     table = sweeps.sweep(
         scenario_dict(2), {"network.bandwidth_mbps": [10, 0, 20]}, out=tmp_path, jobs=1, progress=False
     )
-    assert "network.bandwidth_mbps: must be > 0" in table.loc[1, "error"]
+    assert "network.bandwidth_mbps: must be >= 1e-06" in table.loc[1, "error"]
     assert math.isnan(table.loc[1, "latency_s"])
     assert table.loc[[0, 2], "latency_s"].notna().all() and (table.loc[[0, 2], "error"] == "").all()
     saved = pd.read_csv(tmp_path / "sweep.csv")
-    assert list(saved["point"]) == [0, 1, 2] and "must be > 0" in saved.loc[1, "error"]
+    assert list(saved["point"]) == [0, 1, 2] and "must be >= 1e-06" in saved.loc[1, "error"]
 
 
 def test_interrupt_keeps_finished_rows(tmp_path, monkeypatch):

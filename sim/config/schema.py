@@ -82,27 +82,32 @@ class _Strict(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _old_key_names(cls, data: Any) -> Any:
-        """Accept a renamed key under its old name, with a :class:`DeprecatedKey` warning."""
-        if not isinstance(data, dict) or not cls.renamed_keys:
-            return data
-        for old, new in cls.renamed_keys.items():
-            if old in data:
-                if new in data:
-                    raise ValueError(f"{old}: give {new} (its new name) only, not both")
-                data = {(new if k == old else k): v for k, v in data.items()}
-                warnings.warn(f"{old} is deprecated; write {new} (same number)", DeprecatedKey, stacklevel=2)
-        return data
+        return _renamed(cls.renamed_keys, data)
 
     @field_validator("*", mode="before")
     @classmethod
     def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
         """YAML ``true`` would otherwise pass as the number 1 (``gflops: true``)."""
-        if isinstance(value, bool):
+        if isinstance(value, bool) and info.field_name is not None:
             types = _scalar_types(cls.model_fields[info.field_name].annotation)
             if bool not in types:
                 wanted = "a number" if types & {int, float} else "text"
                 raise ValueError(f"must be {wanted}, not {str(value).lower()}")
         return value
+
+
+def _renamed(renamed_keys: dict[str, str], data: Any) -> Any:
+    """``data`` with each old key of ``renamed_keys`` written under its new name, with a
+    :class:`DeprecatedKey` warning; both names at once are refused."""
+    if not isinstance(data, dict):
+        return data
+    for old, new in renamed_keys.items():
+        if old in data:
+            if new in data:
+                raise ValueError(f"{old}: give {new} (its new name) only, not both")
+            data = {(new if k == old else k): v for k, v in data.items()}
+            warnings.warn(f"{old} is deprecated; write {new} (same number)", DeprecatedKey, stacklevel=2)
+    return data
 
 
 def _scalar_types(annotation: Any) -> set[Any]:
@@ -193,7 +198,7 @@ class DeviceSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _fill_preset(cls, data: Any) -> Any:
-        return apply_preset(cls._old_key_names(data)) if isinstance(data, dict) else data
+        return apply_preset(_renamed(cls.renamed_keys, data)) if isinstance(data, dict) else data
 
 
 MIN_MBPS, MAX_MBPS = 1e-6, 1e9  # 1 bit/s to 1 Pbit/s

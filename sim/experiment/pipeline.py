@@ -28,7 +28,7 @@ from sim.experiment import assemble
 from sim.model import data, deploy, partition, prune, shards, surgery, train, zoo
 from sim.model.flowgraph import FlowGraph
 from sim.workload import wire
-from sim.workload.plan import WorkloadPlan
+from sim.workload.plan import WorkloadPlan, plan_workload
 from sim.workload.sizing import build_workload, choose_exchange
 from sim.workload.types import Workload
 
@@ -118,16 +118,16 @@ def checked_graph(
 def check_outputs(graph: FlowGraph, splits: tuple[data.Split, data.Split], name: str) -> None:
     """Refuse a model whose output is not one score per class for every label of the dataset (training
     and accuracy need it), naming ``model.num_classes``."""
-    out = graph.graph.nodes[graph.order[-1]]  # the output node: its shape is the returned tensor's
+    out = graph.node(graph.order[-1])  # the output node: its shape is the returned tensor's
     labels = max(int(s.labels.max()) for s in splits if s.labels is not None and len(s.labels)) + 1
-    if out["rank"] != 2:
+    if out.rank != 2:
         raise UserError(
-            f"model.name: '{name}' outputs shape {list(out['shape'])} per image; training and accuracy need "
+            f"model.name: '{name}' outputs shape {list(out.shape)} per image; training and accuracy need "
             "one score per class"
         )
-    if out["shape"][0] < labels:
+    if out.shape[0] < labels:
         raise UserError(
-            f"model.num_classes: the model gives {out['shape'][0]} class scores but the dataset has {labels} "
+            f"model.num_classes: the model gives {out.shape[0]} class scores but the dataset has {labels} "
             f"labels; set num_classes: {labels}"
         )
 
@@ -156,13 +156,13 @@ def make_plan(
 ) -> WorkloadPlan:
     """The scenario's workload plan: its devices, source, sink and image channel owners (``inputs.owners``)."""
     names, owners = scenario.device_names, scenario.inputs.owners
-    if owners is not None and len(owners) != graph.graph.nodes[graph.input_node()]["channels"]:
-        channels = graph.graph.nodes[graph.input_node()]["channels"]
+    channels = graph.node(graph.input_node()).channels
+    if owners is not None and len(owners) != channels:
         raise UserError(
             f"inputs.owners: has {len(owners)} entries; the model input has {channels} channels "
             "(give one device per channel)"
         )
-    return WorkloadPlan(
+    return plan_workload(
         graph,
         parts,
         len(names),
