@@ -246,3 +246,10 @@ def test_relative_paths_resolve_against_the_scenario_folder(tmp_path, monkeypatc
     sc = load_scenario(ROOT / "scenarios" / "custom.yaml")
     assert sc.setup.paths.graphml == ROOT / "scenarios" / "custom.graphml"
     assert sc.resolved()["network"]["graphml"] == "custom.graphml"  # the summary keeps what the author wrote
+
+
+def test_sweeping_a_preset_still_fills_its_figures() -> None:
+    data = scenario_dict(1, devices=[{"name": "d0", "preset": "rpi4", "mem_bandwidth_gbps": 5}])
+    points = sweep_points(data, {"devices.0.preset": ["rpi4", "phone"]})
+    assert [p[1].devices[0].gflops for p in points] == [8.0, 899.0]  # presets.py: rpi4 8.0, phone 899.0
+    assert [p[1].devices[0].mem_bandwidth_GBps for p in points] == [5, 5]  # the device's own value wins

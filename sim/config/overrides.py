@@ -129,6 +129,20 @@ def _plain(scenario: Scenario | str | Path | Mapping[str, Any]) -> tuple[dict[st
     return copy.deepcopy(dict(scenario)), "scenario", None
 
 
+def _new_key_names(data: dict[str, Any]) -> dict[str, Any]:
+    """Scenario data with every renamed key (:data:`sim.config.schema.RENAMED`) under its new name, so a
+    swept new name and an old name in the file do not both end up in a point."""
+    data = copy.deepcopy(data)
+    for old, new in RENAMED.items():
+        section, old_key = old.split(".")
+        new_key = new.split(".")[1]
+        value = data.get(section)
+        for entry in value if isinstance(value, list) else [value]:
+            if isinstance(entry, dict) and old_key in entry and new_key not in entry:
+                entry[new_key] = entry.pop(old_key)
+    return data
+
+
 def canonical_key(key: str) -> str:
     """A dotted key with a renamed field written under its new name (``devices.0.mem_bandwidth_gbps`` ->
     ``devices.0.mem_bandwidth_GBps``, see :data:`sim.config.schema.RENAMED`); other keys unchanged.
@@ -177,7 +191,8 @@ def sweep_points(
     refuses the whole sweep); a bad value fails its point only. ``baseline`` sets ``baseline: single``.
     """
     data, origin, base_dir = _plain(scenario)
-    data = parse_scenario(data, origin, base_dir).model_dump(mode="json", by_alias=True, exclude_unset=True)
+    parse_scenario(data, origin, base_dir)  # refuses a bad scenario (and notes old key names) once
+    data = _new_key_names(data)
     if baseline:
         data["baseline"] = "single"
     resolved = parse_scenario(data, origin, base_dir).resolved()
