@@ -253,3 +253,13 @@ def test_sweeping_a_preset_still_fills_its_figures() -> None:
     points = sweep_points(data, {"devices.0.preset": ["rpi4", "phone"]})
     assert [p[1].devices[0].gflops for p in points] == [8.0, 899.0]  # presets.py: rpi4 8.0, phone 899.0
     assert [p[1].devices[0].mem_bandwidth_GBps for p in points] == [5, 5]  # the device's own value wins
+
+
+def test_a_scenario_made_without_load_gets_its_setup_in_load() -> None:
+    from sim.config.load import load
+    from sim.config.schema import Scenario
+
+    bare = Scenario.model_validate(scenario_dict(2, network={"bandwidth_mbps": 5}))
+    with pytest.raises(RuntimeError, match="has no setup"):
+        bare.setup  # noqa: B018
+    assert load(bare).setup.network.bandwidth_bps == 5e6

@@ -106,8 +106,11 @@ def json_schema() -> dict[str, Any]:
 
 
 def load(scenario: Scenario | str | Path | dict[str, Any]) -> Scenario:
-    """Accept a Scenario, a path to a YAML file, or a dict of scenario data."""
+    """Accept a Scenario, a path to a YAML file, or a dict of scenario data. A Scenario made without this
+    module (``Scenario.model_validate``) gets its setup here (relative paths: to the current folder)."""
     if isinstance(scenario, Scenario):
+        if scenario._setup is None:
+            return parse_scenario(scenario.model_dump(mode="json", by_alias=True, exclude_unset=True))
         return scenario
     if isinstance(scenario, dict):
         return parse_scenario(scenario)
