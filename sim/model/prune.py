@@ -33,7 +33,6 @@ Example::
 
     >>> from sim.model.flowgraph import FlowGraph
     >>> from sim.config.schema import PruneSpec
-from sim.config.vocab import STRUCTURED, UNSTRUCTURED
     >>> from sim.model.zoo import build_model
     >>> model = build_model("lenet5")
     >>> graph = FlowGraph.trace(model, torch.zeros(1, 1, 32, 32))
