@@ -167,7 +167,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     splits = data.labelled(inputs.dataset, shape, scenario.seed, scenario.setup.paths.dataset)
     if splits is None:
         raise UserError(f"inputs.dataset: '{inputs.dataset}' has no labels to train on; use digits or cifar10")
-    model = load_model(scenario)
+    model = load_model(scenario.model, scenario.seed, scenario.setup.paths.checkpoint)
     checked_graph(model, splits[1].images[:1], splits, scenario.model.name)  # shape and classes, before training
     train.fit(model, splits[0], args.epochs, scenario.model.lr, scenario.seed)
     with _writing(args.out):

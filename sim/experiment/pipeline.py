@@ -69,15 +69,14 @@ def input_shape(spec: ModelSpec) -> tuple[int, int, int]:
 MAX_CHECKPOINT_BYTES = 4 * 2**30  # a state_dict larger than this is not one of a model that fits here
 
 
-def load_model(scenario: Scenario) -> nn.Module:
-    """Build the scenario's model with weights initialised from its seed (the global RNG is left
-    untouched), then load its ``model.checkpoint`` if given (resolved against the scenario's folder).
-    Returned in eval mode."""
-    spec = scenario.model
+def load_model(spec: ModelSpec, seed: int, checkpoint: Path | None = None) -> nn.Module:
+    """Build the model with weights initialised from ``seed`` (the global RNG is left untouched), then
+    load ``checkpoint`` (a scenario's resolved ``setup.paths.checkpoint``; default ``spec.checkpoint`` as
+    given) if there is one. Returned in eval mode."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(scenario.seed)
+        torch.manual_seed(seed)
         model = zoo.build_model(spec.name, num_classes=spec.num_classes)
-    path = scenario.setup.paths.checkpoint
+    path = checkpoint if checkpoint is not None else spec.checkpoint
     if path is not None:
         if not path.is_file():
             what = f"{path} is a folder, not a file" if path.is_dir() else f"no such file {path}"
@@ -145,7 +144,7 @@ def choose_partition(scenario: Scenario, graph: FlowGraph) -> partition.Partitio
 def trace_model(scenario: Scenario) -> FlowGraph:
     """The scenario's model (unpruned), traced on one batch of its inputs."""
     shape = input_shape(scenario.model)
-    model = load_model(scenario)
+    model = load_model(scenario.model, scenario.seed, scenario.setup.paths.checkpoint)
     inputs, folder = scenario.inputs, scenario.setup.paths.dataset
     batch = data.frame_batches(inputs.dataset, shape, 1, inputs.batch_size, scenario.seed, folder)[0]
     return FlowGraph.trace(model, batch.images)
@@ -216,7 +215,7 @@ def prepare(scenario: Scenario) -> Prepared:
         folder,
         test=None if splits is None else splits[1],
     )
-    model = load_model(scenario)
+    model = load_model(scenario.model, scenario.seed, scenario.setup.paths.checkpoint)
     prune.check_layer_names(scenario.prune, prune.layer_names(model))
     graph = checked_graph(model, batches[0].images, splits, scenario.model.name)  # before any training
     if scenario.model.train_epochs and splits is not None:
