@@ -27,6 +27,9 @@ COMPARISON_COLUMNS = (
     "bytes_total",
     "dense_bytes",
     "packed_bytes",
+    "elements_hops",
+    "elements_hops_max_link",
+    "kept_kernels",
     "messages",
     "latency_s",
     *BREAKDOWN_COLUMNS,
@@ -54,8 +57,9 @@ def compare(
         if "error" in row:
             raise UserError(f"{path}: {row['error']}")
     table = pd.DataFrame(rows)
-    if table["accuracy"].isna().all():
-        table = table.drop(columns="accuracy")
+    for optional in ("accuracy", "kept_kernels"):
+        if table[optional].isna().all():
+            table = table.drop(columns=optional)
     table.insert(0, "file", [str(p) for p in scenarios])
     table.insert(0, "scenario", [sc.name for sc in parsed])
     table = table.rename(columns={"bytes_dense": "dense_bytes", "bytes_auto": "packed_bytes"})

@@ -199,7 +199,7 @@ def _table(keys: Sequence[str], values: list[dict[str, Any]], rows: dict[int, di
         for i in sorted(rows)
     ]
     table = pd.DataFrame(records, columns=columns)
-    optional = [c for c in ("accuracy", "baseline_latency_s", "speedup") if table[c].isna().all()]
+    optional = [c for c in ("accuracy", "kept_kernels", "baseline_latency_s", "speedup") if table[c].isna().all()]
     return table.drop(columns=optional)
 
 
