@@ -84,7 +84,9 @@ def device_cost(scenario: Scenario) -> np.ndarray:
         for j, b in enumerate(names):
             if i != j:
                 route = net.route(a, b)
-                out[i, j] = len(route) if spec.cost == "hops" else sum(VALUE_BITS / link.bandwidth_bps for link in route)
+                out[i, j] = (
+                    len(route) if spec.cost == "hops" else sum(VALUE_BITS / link.bandwidth_bps for link in route)
+                )
     return out
 
 

@@ -187,7 +187,15 @@ def _admm_prune(
 
     cost = assemble.device_cost(scenario) if spec.method == "admm_comm" else None
     result = admm.apply(
-        model, graph, spec, scenario.seed, parts, input_owners, None if splits is None else splits[0], cost, co_partition
+        model,
+        graph,
+        spec,
+        scenario.seed,
+        parts,
+        input_owners,
+        None if splits is None else splits[0],
+        cost,
+        co_partition,
     )
     parts = result.partition
     if co_partition and scenario.partition.save_to is not None:

@@ -330,9 +330,7 @@ def admm_train(
             for idx in _batches(len(split.labels), gen, train.BATCH_SIZE):
                 optimizer.zero_grad(set_to_none=True)
                 loss = F.cross_entropy(model(split.images[idx]), split.labels[idx])
-                loss = loss + sum(
-                    state.rho / 2 * (weights[n] - state.z[n] + state.u[n]).pow(2).sum() for n in weights
-                )
+                loss = loss + sum(state.rho / 2 * (weights[n] - state.z[n] + state.u[n]).pow(2).sum() for n in weights)
                 if scale > 0 and maps is not None:
                     loss = loss + scale * penalty(weights, maps)
                 loss.backward()

@@ -127,9 +127,7 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     """CIFAR ResNet: 3x3 stem without max-pool, four BasicBlock stages, global average pool, linear."""
 
-    def __init__(
-        self, num_blocks: Sequence[int], num_classes: int = 10, in_channels: int = 3, multiplier: float = 1.0
-    ):
+    def __init__(self, num_blocks: Sequence[int], num_classes: int = 10, in_channels: int = 3, multiplier: float = 1.0):
         super().__init__()
         planes = [scaled(c, multiplier) for c in (64, 128, 256, 512)]
         self.in_planes = planes[0]
@@ -282,9 +280,7 @@ def build_model(name: str, num_classes: int = 10, width: float = 1.0) -> nn.Modu
         raise UserError(f"model.num_classes: must be a positive integer, got {num_classes!r}")
     if width != 1.0:
         if name not in _WIDE_FACTORIES:
-            raise UserError(
-                f"model.width: only {', '.join(sorted(_WIDE_FACTORIES))} take a width; set 1 for '{name}'"
-            )
+            raise UserError(f"model.width: only {', '.join(sorted(_WIDE_FACTORIES))} take a width; set 1 for '{name}'")
         return _WIDE_FACTORIES[name](num_classes, width)
     if name in _FACTORIES:
         return _FACTORIES[name](num_classes)
