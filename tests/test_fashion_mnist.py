@@ -38,10 +38,12 @@ def make_folder(folder: Path, compress: bool) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("compress", [False, True])
 def test_reads_idx_files_gzip_or_not(tmp_path: Path, compress: bool) -> None:
     train_images, test_images = make_folder(tmp_path, compress)
+    assert test_images.shape == (3, 28, 28)
     train, test = data.fashion_mnist((1, 28, 28), tmp_path)
     assert train.images.shape == (5, 1, 28, 28) and test.images.shape == (3, 1, 28, 28)
     assert train.labels.tolist() == [0, 1, 2, 3, 9] and test.labels.tolist() == [4, 5, 6]
     assert np.allclose(train.images[:, 0].numpy(), train_images / 255.0)
+    assert np.allclose(test.images[:, 0].numpy(), test_images / 255.0)
     resized, _ = data.fashion_mnist((3, 16, 16), tmp_path)
     assert resized.images.shape == (5, 3, 16, 16)
     sc = parse_scenario(scenario_dict(2, inputs={"dataset": "fashion-mnist", "path": str(tmp_path)}))

@@ -275,7 +275,7 @@ def kept_kernels(model: nn.Module, dense: dict[str, int]) -> dict[str, float]:
     """Per conv: its non-zero k x k kernels over ``dense[name]``, the kernels it had before pruning."""
     out = {}
     for name, total in dense.items():
-        weight = model.get_submodule(name).weight.detach()
+        weight = admm.weight_of(model, name).detach()
         out[name] = int((weight.flatten(2).abs().sum(2) != 0).sum()) / total
     return out
 

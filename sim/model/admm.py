@@ -95,6 +95,21 @@ class PruneResult:
     moved_channels: int = 0
 
 
+def weight_of(model: nn.Module, name: str) -> torch.Tensor:
+    """The ``weight`` of submodule ``name`` (a conv or linear layer)."""
+    weight = weight_of(model, name)
+    assert isinstance(weight, torch.Tensor)
+    return weight
+
+
+@dataclass
+class _Reassigned:
+    """The comm_aware partition as the ADMM epochs change it, and how many channels moved in total."""
+
+    parts: Partition
+    moved: int = 0
+
+
 def sites(model: nn.Module, graph: FlowGraph, ignored: set[str]) -> list[Site]:
     """The plain (groups = 1) convs of the traced model not in ``ignored``, in topological order."""
     out = []
@@ -153,8 +168,11 @@ class Projector:
     def masks(self, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Float masks shaped like each conv's weight: 1 where :meth:`project` keeps the value."""
         if self.granularity == "kernel":
-            return {n: expand(project_kernels(values[n], kernel_budget(*values[n].shape[:2], self.amount)), values[n])
-                    for n in self.names}  # fmt: skip
+            out = {}
+            for n in self.names:
+                c_out, c_in = values[n].shape[:2]
+                out[n] = expand(project_kernels(values[n], kernel_budget(c_out, c_in, self.amount)), values[n])
+            return out
         out = {n: torch.ones_like(values[n]) for n in self.names}
         for gi, keep in self.rows(values).items():
             out.update({n: expand(keep, values[n]) for n in self.groups[gi].layers})
@@ -213,7 +231,7 @@ def _block_masks(
     """Masks keeping only the kernels whose filter and input channel share a device."""
     out = {}
     for s in site_list:
-        weight = model.get_submodule(s.name).weight
+        weight = weight_of(model, s.name)
         same = np.asarray(parts[s.name])[:, None] == np.asarray(inputs[s.node])[None, :]
         out[s.name] = expand(torch.from_numpy(same), weight)
     return out
@@ -313,7 +331,7 @@ def admm_train(
     """
     assert split.labels is not None
     cfg = spec.admm
-    weights = {n: model.get_submodule(n).weight for n in projector.names}
+    weights = {n: weight_of(model, n) for n in projector.names}
     state = AdmmState(projector.project(weights), {n: torch.zeros_like(w) for n, w in weights.items()}, cfg.rho)
     scale = 0.0
     if maps is not None and spec.lambda_comm > 0:
@@ -330,7 +348,8 @@ def admm_train(
             for idx in _batches(len(split.labels), gen, train.BATCH_SIZE):
                 optimizer.zero_grad(set_to_none=True)
                 loss = F.cross_entropy(model(split.images[idx]), split.labels[idx])
-                loss = loss + sum(state.rho / 2 * (weights[n] - state.z[n] + state.u[n]).pow(2).sum() for n in weights)
+                admm_term = sum(state.rho / 2 * (w - state.z[n] + state.u[n]).pow(2).sum() for n, w in weights.items())
+                loss = loss + admm_term
                 if scale > 0 and maps is not None:
                     loss = loss + scale * penalty(weights, maps)
                 loss.backward()
@@ -371,12 +390,12 @@ def apply(
             install(model, _block_masks(model, site_list, parts, input_owners(parts)))
             return PruneResult({}, parts)
         if spec.method == "kernel_magnitude":
-            install(model, projector.masks({s.name: model.get_submodule(s.name).weight for s in site_list}))
+            install(model, projector.masks({s.name: weight_of(model, s.name) for s in site_list}))
             return PruneResult({}, parts)
         if split is None or split.labels is None:
             raise ValueError(f"{spec.method} trains: give the labelled train split")
         maps = None
-        current = {"parts": parts, "moved": 0}
+        current = _Reassigned(parts)
         if spec.method == "admm_comm":
             if device_cost is None:
                 raise ValueError("admm_comm needs the device cost matrix")
@@ -389,13 +408,13 @@ def apply(
                 if epoch == 0:
                     return None  # the first period creates the structure the reassignment exploits
                 norms = {n: kernel_l1(w).numpy().astype(np.float64) for n, w in weights.items()}
-                new, moved = reassign(graph, site_list, norms, current["parts"], input_owners, cost)
-                current["parts"], current["moved"] = new, int(current["moved"]) + moved
+                new, moved = reassign(graph, site_list, norms, current.parts, input_owners, cost)
+                current.parts, current.moved = new, current.moved + moved
                 return _torch_maps(cost_maps(site_list, new, input_owners(new), cost))
 
         history = admm_train(model, split, projector, spec, seed, maps, on_epoch)
-        parts = current["parts"]  # type: ignore[assignment]
-        weights = {s.name: model.get_submodule(s.name).weight for s in site_list}
+        parts = current.parts
+        weights = {s.name: weight_of(model, s.name) for s in site_list}
         keep: dict[str, np.ndarray] = {}
         if spec.granularity == "filter":
             for gi, kept in projector.rows(weights).items():
@@ -406,7 +425,7 @@ def apply(
             install(model, projector.masks(weights))
         if spec.admm.retrain_epochs:
             train.fit(model, split, spec.admm.retrain_epochs, spec.lr, seed, desc="retrain")
-        return PruneResult(keep, parts, tuple(history), int(current["moved"]))  # type: ignore[arg-type]
+        return PruneResult(keep, parts, tuple(history), current.moved)
 
 
 def _torch_maps(maps: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -417,6 +436,6 @@ def kept_kernels(model: nn.Module, names: list[str]) -> dict[str, float]:
     """Fraction of non-zero k x k kernels of each named conv (after masks are baked in or installed)."""
     out = {}
     for name in names:
-        w = model.get_submodule(name).weight.detach()
+        w = weight_of(model, name).detach()
         out[name] = float((w.flatten(2).abs().sum(2) != 0).float().mean())
     return out
