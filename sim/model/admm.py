@@ -97,7 +97,7 @@ class PruneResult:
 
 def weight_of(model: nn.Module, name: str) -> torch.Tensor:
     """The ``weight`` of submodule ``name`` (a conv or linear layer)."""
-    weight = weight_of(model, name)
+    weight = model.get_submodule(name).weight
     assert isinstance(weight, torch.Tensor)
     return weight
 
