@@ -60,6 +60,7 @@ def draw(table: pd.DataFrame, path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for _, row in line.iterrows():
         name = row["scenario"].removeprefix("cap-").removesuffix("-line")
+        name = {"l10": "CaP λ=10", "l100": "CaP λ=100", "comm-aware-cap": "comm_aware + CaP λ=10"}.get(name, name)
         left.scatter(row["elements_hops"] / 1e3, row["accuracy"] * 100, s=30)
         left.annotate(name, (row["elements_hops"] / 1e3, row["accuracy"] * 100), fontsize=8, xytext=(3, 3),
                       textcoords="offset points")  # fmt: skip
@@ -68,11 +69,11 @@ def draw(table: pd.DataFrame, path: Path) -> None:
     left.set_title("ResNet-18 w1/8, digits 16x16, 4 devices on a line")
     left.grid(alpha=0.3)
     pairs = []
-    for arm in ("dense", "magnitude", "l10"):
+    for arm, label in (("dense", "dense"), ("magnitude", "magnitude"), ("l10", "CaP λ=10")):
         a = table[table["scenario"] == f"cap-{arm}-line"]
         b = table[table["scenario"] == f"cap-{arm}-mesh"]
         if len(a) and len(b) and b["elements_hops"].iloc[0] > 0:
-            pairs.append((arm, a["elements_hops"].iloc[0] / b["elements_hops"].iloc[0]))
+            pairs.append((label, a["elements_hops"].iloc[0] / b["elements_hops"].iloc[0]))
     right.bar([p[0] for p in pairs], [p[1] for p in pairs], color="tab:gray")
     right.set_ylabel("elements x hops: line / mesh")
     right.set_title("hop weighting moves what is left to near devices")
