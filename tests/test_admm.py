@@ -22,7 +22,7 @@ from sim.model import admm, partition
 from sim.model.flowgraph import FlowGraph
 from sim.model.zoo import build_model
 from sim.report.save import save_run
-from sim.workload.plan import WorkloadPlan
+from sim.workload.plan import place
 from tests.helpers import scenario_dict
 
 
@@ -48,8 +48,8 @@ def test_cost_maps_of_a_two_conv_toy_on_a_line_of_three_devices_match_the_hand_b
     model = TwoConv()
     graph = FlowGraph.trace(model, torch.zeros(1, 3, 4, 4))
     parts = {"a": np.array([0, 0, 1, 1, 2, 2]), "b": np.array([0, 1, 2]), "fc": np.array([0, 1])}
-    plan = WorkloadPlan(graph, parts, 3, source=0, sink=0)
-    inputs = {n: plan.ownership[plan.layer_input(n)] for n in graph.order if graph.kind(n) == "layer"}
+    placement = place(graph, parts, 3, source=0, sink=0)
+    inputs = {n: placement.owner[graph.args(n)[0]] for n in graph.order if graph.kind(n) == "layer"}
     cost = assemble.device_cost(parse_scenario(line3()))
     assert cost.tolist() == [[0, 1, 2], [1, 0, 1], [2, 1, 0]]
     maps = admm.cost_maps(admm.sites(model, graph, set()), parts, inputs, cost)
@@ -152,8 +152,8 @@ def test_reassignment_never_raises_the_penalty_and_keeps_each_device_load(seed: 
     cost = np.abs(np.subtract.outer(np.arange(4), np.arange(4))).astype(float)  # line hops
 
     def owners(p):
-        plan = WorkloadPlan(graph, p, 4, source=0, sink=0)
-        return {n: plan.ownership[plan.layer_input(n)] for n in graph.order if graph.kind(n) == "layer"}
+        placement = place(graph, p, 4, source=0, sink=0)
+        return {n: placement.owner[graph.args(n)[0]] for n in graph.order if graph.kind(n) == "layer"}
 
     norms = norms_for(model, site_list, seed)
     before = admm.partition_penalty(site_list, norms, parts, owners(parts), cost)

@@ -28,7 +28,7 @@ from sim.experiment import assemble
 from sim.model import admm, data, deploy, partition, prune, shards, surgery, train, zoo
 from sim.model.flowgraph import FlowGraph
 from sim.workload import wire
-from sim.workload.plan import WorkloadPlan, plan_workload
+from sim.workload.plan import WorkloadPlan, place, plan_workload
 from sim.workload.sizing import build_workload, choose_exchange
 from sim.workload.types import Workload
 
@@ -181,9 +181,14 @@ def _admm_prune(
     spec = scenario.prune
     co_partition = scenario.partition.strategy == "comm_aware" and scenario.partition.file is None
 
+    make_plan(scenario, graph, parts)  # checks inputs.owners against the image before any training
+    names, owners = scenario.device_names, scenario.inputs.owners
+    image = None if owners is None else [names.index(o) for o in owners]
+    source, sink = names.index(scenario.source), names.index(scenario.sink)
+
     def input_owners(p: partition.Partition) -> dict[str, Any]:
-        plan = make_plan(scenario, graph, p)
-        return {n: plan.ownership[plan.layer_input(n)] for n in graph.order if graph.kind(n) == "layer"}
+        placement = place(graph, p, len(names), source, sink, image)
+        return {n: placement.owner[graph.args(n)[0]] for n in graph.order if graph.kind(n) == "layer"}
 
     cost = assemble.device_cost(scenario) if spec.method == "admm_comm" else None
     result = admm.apply(

@@ -116,7 +116,7 @@ def sites(model: nn.Module, graph: FlowGraph, ignored: set[str]) -> list[Site]:
     for node in graph.order:
         if graph.kind(node) != "layer":
             continue
-        layer = graph.graph.nodes[node]["layer"]
+        layer = graph.layer(node)
         if layer.op == "conv" and layer.groups == 1 and layer.name not in ignored:
             out.append(Site(layer.name, node, layer.in_spatial))
     return out
@@ -272,7 +272,7 @@ def reassign(
     """
     parts = {k: np.asarray(v).copy() for k, v in parts.items()}
     by_node = {s.node: s for s in site_list}
-    reads = {s.node: stage_of(graph, graph.graph.nodes[s.node]["args"][0]) for s in site_list}
+    reads = {s.node: stage_of(graph, graph.args(s.node)[0]) for s in site_list}
     moved = 0
     for group in prune.channel_groups(graph):
         if not set(group.layers) <= {s.name for s in site_list}:
