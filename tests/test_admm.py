@@ -234,3 +234,17 @@ def test_comm_aware_needs_admm_and_width_needs_a_wide_model() -> None:
         parse_scenario(scenario_dict(2, partition={"strategy": "comm_aware"}))
     with pytest.raises(UserError, match=r"model\.width: only"):
         build_model("lenet5", width=0.5)
+
+
+def test_admm_at_filter_granularity_removes_the_filters_physically() -> None:
+    data = scenario_dict(2)
+    data["prune"] = {
+        "method": "admm",
+        "amount": 0.5,
+        "granularity": "filter",
+        "admm": {"epochs": 1, "retrain_epochs": 0},
+    }
+    prepared = prepare(parse_scenario(data))
+    convs = {l.name: l.out_channels for l in prepared.graph.layers() if l.op == "conv"}
+    assert convs == {"conv1": 3, "conv2": 8}  # ceil(0.5 * 6), ceil(0.5 * 16): smaller tensors, not masks
+    assert prepared.built.kept_kernels == {"conv1": 0.5, "conv2": pytest.approx(3 * 8 / 96)}
