@@ -99,7 +99,7 @@ def choose_partition(scenario: Scenario, graph: FlowGraph) -> partition.Partitio
     if spec.file is not None:
         return partition.load_partition(spec.file, graph, scenario.model.name, names)
     seed = scenario.seed if spec.seed is None else spec.seed
-    rates = [d.flops_per_s for d in scenario.devices]
+    rates = [assemble.flops_per_s(d) for d in scenario.devices]
     return partition.make_partition(graph, spec.strategy, len(names), seed=seed, rates=rates)
 
 
@@ -275,7 +275,10 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
     names = workload.devices
     network.check_pairs(dict.fromkeys((names[m.src], names[m.dst]) for m in workload.messages))
     arrivals = assemble.arrivals_s(scenario, workload.frames)
-    timeline = simulate(workload, rates, network, arrivals, chunk_bytes=net.chunk_bytes, multicast=net.multicast)
+    hosts = assemble.hosts(scenario)
+    timeline = simulate(
+        workload, rates, network, arrivals, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
+    )
     transfers = transfers_table(workload, timeline)
     compute = compute_table(workload, timeline)
     summary = summarize(scenario.name, scenario.resolved(), transfers, compute, timeline)
@@ -285,11 +288,15 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
     links, devices = counters.link_table(network, timeline), counters.device_table(workload, rates, timeline)
     summary["links"], summary["devices"] = counters.records(links), counters.records(devices)
     summary["critical_path"] = critical_path_summary(workload, timeline)
+    if any(d.profile is not None for d in scenario.devices):
+        summary["compute_times"] = assemble.time_sources(workload, rates)
     if scenario.baseline == "single":
         base = single_device_baseline(scenario, baseline)
         summary["baseline"] = {**base, "speedup": base["latency_s"] / summary["latency_s"]}
     if built.deploy is not None:  # on the same network, before inference; not part of its latency
-        shipped = simulate(built.deploy, rates, network, [0.0], chunk_bytes=net.chunk_bytes, multicast=net.multicast)
+        shipped = simulate(
+            built.deploy, rates, network, [0.0], chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
+        )
         summary.update(deployment_summary(built.deploy, shipped))
     return RunResult(transfers, compute, summary, workload, timeline, links, devices)
 
