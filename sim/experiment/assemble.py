@@ -137,12 +137,16 @@ def arrivals_s(scenario: Scenario, frames: int) -> list[float]:
 
 
 def profiled_gflops(profile: DeviceProfile, path: Path | str) -> float:
-    """A device's ``gflops`` from its profile: the conv fit's rate (else linear's), for the partitioner."""
+    """A device's ``gflops`` from its profile, for the partitioner and for tasks it has no fit for: the conv
+    fit's rate (else linear's); when neither grows with FLOPs, total FLOPs over total median time."""
     for op in ("conv", "linear"):
         fit = profile.fit.get(op)
         if fit is not None and fit.s_per_unit > 0:
             return 1e-9 / fit.s_per_unit
-    raise UserError(f"{path}: has no conv or linear fit for device '{profile.device}'; give gflops as well")
+    rows = [e for e in profile.entries if e.op in ("conv", "linear") and e.flops > 0 and e.median_s > 0]
+    if not rows:
+        raise UserError(f"{path}: has no conv or linear timing for device '{profile.device}'; give gflops as well")
+    return sum(e.flops for e in rows) / sum(e.median_s for e in rows) / 1e9
 
 
 def calibrated(scenario: Scenario) -> Scenario:

@@ -31,10 +31,11 @@ __all__ = ["ProfileSettings", "calibrate", "profile_scenario"]
 
 
 def _rated(scenario: Scenario) -> Scenario:
-    """The scenario with a stand-in rate (1 GFLOP/s) for devices that have none yet (``calibrate: true``):
-    only a ``balanced`` partition reads rates, and it then splits as for equal devices."""
+    """The scenario with a stand-in rate (1 GFLOP/s) for devices without ``gflops`` (``calibrate: true``, or
+    a ``profile:`` that may not exist yet): only a ``balanced`` partition reads rates, and it then splits as
+    for equal devices."""
     devices = [
-        d.model_copy(update={"gflops": 1.0, "calibrate": False}) if d.gflops is None and d.profile is None else d
+        d.model_copy(update={"gflops": 1.0, "calibrate": False, "profile": None}) if d.gflops is None else d
         for d in scenario.devices
     ]
     return scenario.model_copy(update={"devices": devices})
