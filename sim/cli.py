@@ -91,11 +91,10 @@ def _cmd_partition(args: argparse.Namespace) -> int:
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
-    from sim.experiment import assemble  # torch: imported only by the commands that build a model
-    from sim.experiment.describe import describe  # torch
-    from sim.experiment.pipeline import evaluate, prepare
+    from sim.experiment.describe import describe  # torch: imported only by the commands that build a model
+    from sim.experiment.pipeline import calibrated, evaluate, prepare
 
-    scenario = assemble.calibrated(load(args.scenario))
+    scenario = calibrated(load(args.scenario))
     prepared = prepare(scenario)
     print(describe(prepared, evaluate(scenario, prepared.built)))
     return 0
@@ -178,8 +177,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from sim.experiment.profiling import ProfileSettings, profile_scenario  # torch: only commands that build a model
-    from sim.workload.profiles import write_profile
+    from sim.experiment.pipeline import ProfileSettings, profile_scenario  # torch: only commands that build a model
+    from sim.workload.profiles import write_profile  # with the command that writes it
 
     scenario = load(args.scenario)
     settings = ProfileSettings(args.warmup, args.repeats, args.idle_gap_ms / 1e3)

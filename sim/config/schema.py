@@ -130,10 +130,11 @@ class DeviceSpec(_Strict):
     @property
     def flops_per_s(self) -> float:
         """Compute rate in FLOP/s. A ``calibrate: true`` device has none until the pipeline measures this
-        machine (:func:`sim.experiment.assemble.calibrated`) and fills in ``gflops``."""
+        machine (:func:`sim.experiment.pipeline.calibrated`) and fills in ``gflops``; a ``profile:`` device
+        without ``gflops`` takes its profile's rate (:func:`sim.experiment.assemble.flops_per_s`)."""
         if self.gflops is None:
             raise UserError(
-                f"devices: {self.name} has calibrate: true; measure it first (sim.experiment.assemble.calibrated)"
+                f"devices: {self.name} has no gflops; profile it first (sim.experiment.pipeline.calibrated)"
             )
         return self.gflops * 1e9
 

@@ -1,8 +1,9 @@
 """From a scenario to what the engine runs on: its network, its device rates and its frame arrivals.
 
 The scenario's network settings are read here once (the GraphML file included) and handed to
-:class:`sim.engine.network.Network`; ``calibrate: true`` devices are measured here, once, in the process
-that prepares a run, so every sweep point sees the same rate.
+:class:`sim.engine.network.Network`; device rates include a ``profile:`` device's measured table (read
+here, torch-free) and hosts and per-message software costs; ``calibrate: true`` devices are profiled by
+:func:`sim.experiment.pipeline.calibrated`, once, in the process that prepares a run.
 
 Example::
 
@@ -150,19 +151,14 @@ def profiled_gflops(profile: DeviceProfile, path: Path | str) -> float:
 
 
 def calibrated(scenario: Scenario) -> Scenario:
-    """The scenario with every device's rate known: a ``profile:`` device without ``gflops`` takes its
-    profile's conv rate; every ``calibrate: true`` device is profiled on this machine now (its layer shards,
-    :func:`sim.model.profile.profile_scenario`, spread printed) and takes the fit's rate and per-layer
-    overhead as ``gflops`` and ``overhead_ms``. Unchanged when no device needs it."""
+    """The scenario with every ``profile:`` device without ``gflops`` given its profile's rate
+    (:func:`profiled_gflops`); ``calibrate: true`` devices are profiled by
+    :func:`sim.experiment.pipeline.calibrated`. Unchanged when no device needs it."""
     devices = list(scenario.devices)
     for i, d in enumerate(devices):
         if d.profile is not None and d.gflops is None:
             gflops = profiled_gflops(device_profile(d), d.profile)  # type: ignore[arg-type]
             devices[i] = d.model_copy(update={"gflops": gflops})
-    if any(d.calibrate for d in devices):
-        from sim.experiment.profiling import calibrate  # torch: only when a device asks for it
-
-        devices = calibrate(scenario.model_copy(update={"devices": devices}))
     if devices == list(scenario.devices):
         return scenario
     return scenario.model_copy(update={"devices": devices})

@@ -2,12 +2,14 @@
 
 :func:`prepare` does the torch side (model, trace, activations) and returns a :class:`Prepared`, whose
 workload the engine can run any number of times; :func:`evaluate` runs the engine for a scenario's
-devices and network and analyses the timeline; :func:`run` does both.
+devices and network and analyses the timeline; :func:`run` does both. :func:`profile_scenario` times
+every device's layer shards on this machine (``dsim profile``, ``calibrate: true``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,14 +23,23 @@ from sim.analysis.result import RunResult
 from sim.analysis.summary import deployment_summary, summarize
 from sim.analysis.tables import compute_table, transfers_table
 from sim.config.load import load, parse_scenario
-from sim.config.schema import ModelSpec, Scenario
+from sim.config.schema import DeviceSpec, ModelSpec, Scenario
 from sim.engine.simulate import simulate
 from sim.errors import UserError
 from sim.experiment import assemble
 from sim.model import data, deploy, partition, prune, shards, surgery, train, zoo
 from sim.model.flowgraph import FlowGraph
+from sim.model.profile import (
+    CALIBRATE_SETTINGS,
+    ProfileSettings,
+    calibrated_devices,
+    layer_inputs,
+    machine,
+    profile_device,
+)
 from sim.workload import wire
 from sim.workload.plan import WorkloadPlan
+from sim.workload.profiles import ProfileFile
 from sim.workload.sizing import build_workload, choose_exchange
 from sim.workload.types import Workload
 
@@ -301,6 +312,66 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
     return RunResult(transfers, compute, summary, workload, timeline, links, devices)
 
 
+def _rated_for_profiling(scenario: Scenario) -> Scenario:
+    """The scenario with a stand-in rate (1 GFLOP/s) for devices without ``gflops`` (``calibrate: true``, or
+    a ``profile:`` that may not exist yet): only a ``balanced`` partition reads rates, and it then splits as
+    for equal devices."""
+    devices = [
+        d.model_copy(update={"gflops": 1.0, "calibrate": False, "profile": None}) if d.gflops is None else d
+        for d in scenario.devices
+    ]
+    return scenario.model_copy(update={"devices": devices})
+
+
+def profile_scenario(scenario: Scenario, settings: ProfileSettings, only: Sequence[str] = ()) -> ProfileFile:
+    """Time the layer shards of every device (or of the devices named in ``only``) of ``scenario``."""
+    names = scenario.device_names
+    for name in only:
+        if name not in names:
+            raise UserError(f"--device: unknown device '{name}'; devices are {', '.join(names)}")
+    prepared = prepare(_rated_for_profiling(scenario))
+    inputs = scenario.inputs
+    images = data.frame_batches(
+        inputs.dataset, input_shape(scenario.model), 1, inputs.batch_size, scenario.seed, inputs.path
+    )[0].images
+    values = layer_inputs(prepared.graph, prepared.plan, images)
+    devices = []
+    for d, spec in enumerate(scenario.devices):
+        if only and spec.name not in only:
+            continue
+        devices.append(
+            profile_device(
+                prepared.graph, prepared.plan, values, inputs.batch_size, d, spec.name, spec.threads or 1, settings
+            )
+        )
+    return ProfileFile(
+        scenario.name,
+        scenario.model.name,
+        inputs.batch_size,
+        {"warmup": settings.warmup, "repeats": settings.repeats, "idle_gap_ms": settings.idle_gap_s * 1e3},
+        machine(),
+        tuple(devices),
+    )
+
+
+def _calibrate(scenario: Scenario) -> list[DeviceSpec]:
+    """The devices of ``scenario`` with every ``calibrate: true`` one profiled now (short settings) and given
+    the fitted ``gflops`` and ``overhead_ms`` (:func:`sim.model.profile.calibrated_devices`)."""
+    wanted = [d.name for d in scenario.devices if d.calibrate]
+    return calibrated_devices(profile_scenario(scenario, CALIBRATE_SETTINGS, wanted), scenario.devices)
+
+
+def calibrated(scenario: Scenario) -> Scenario:
+    """The scenario with every device's rate known (:func:`sim.experiment.assemble.calibrated` for
+    ``profile:`` devices); every ``calibrate: true`` device is profiled on this machine now (its layer
+    shards, short settings, spread printed to stderr) and takes the fit's rate and per-layer overhead as
+    ``gflops`` and ``overhead_ms``. Unchanged when no device needs it."""
+    scenario = assemble.calibrated(scenario)
+    if not any(d.calibrate for d in scenario.devices):
+        return scenario
+    return scenario.model_copy(update={"devices": _calibrate(scenario)})
+
+
 def run(scenario: Scenario | str | Path | dict[str, Any]) -> RunResult:
     """Run a scenario end to end and return its tables (nothing is written; see
     :func:`sim.report.save.save_run`).
@@ -311,5 +382,5 @@ def run(scenario: Scenario | str | Path | dict[str, Any]) -> RunResult:
         >>> result = sim.run("scenarios/quickstart.yaml")
         >>> result.summary["latency_s"]  # doctest: +SKIP
     """
-    sc = assemble.calibrated(load(scenario))
+    sc = calibrated(load(scenario))
     return evaluate(sc, prepare(sc).built)
