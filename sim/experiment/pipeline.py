@@ -38,7 +38,7 @@ from sim.model.profile import (
     profile_device,
 )
 from sim.workload import wire
-from sim.workload.plan import WorkloadPlan
+from sim.workload.plan import WorkloadPlan, plan_workload
 from sim.workload.profiles import ProfileFile
 from sim.workload.sizing import build_workload, choose_exchange
 from sim.workload.types import Workload
@@ -128,13 +128,13 @@ def make_plan(
 ) -> WorkloadPlan:
     """The scenario's workload plan: its devices, source, sink and image channel owners (``inputs.owners``)."""
     names, owners = scenario.device_names, scenario.inputs.owners
-    if owners is not None and len(owners) != graph.graph.nodes[graph.input_node()]["channels"]:
-        channels = graph.graph.nodes[graph.input_node()]["channels"]
+    channels = graph.node(graph.input_node()).channels
+    if owners is not None and len(owners) != channels:
         raise UserError(
             f"inputs.owners: has {len(owners)} entries; the model input has {channels} channels "
             "(give one device per channel)"
         )
-    return WorkloadPlan(
+    return plan_workload(
         graph,
         parts,
         len(names),

@@ -35,8 +35,9 @@ from torch import nn
 
 from sim.config.schema import DeviceSpec
 from sim.errors import UserError
-from sim.model.flowgraph import FlowGraph
-from sim.workload.plan import PARTIAL, WorkloadPlan
+from sim.model.flowgraph import FlowGraph, layer_module
+from sim.workload.cost import task_templates
+from sim.workload.plan import WorkloadPlan, partial_users
 from sim.workload.profiles import DeviceProfile, ProfileEntry, ProfileFile, fit_line, fit_ops
 
 Call = Callable[[], torch.Tensor]
@@ -158,50 +159,39 @@ def _layer_call(
     return lambda: F.conv2d(x, w, b, stride, padding, dilation, groups)
 
 
-def _conv_or_linear(graph: FlowGraph, target: str) -> nn.Conv2d | nn.Linear:
-    module = graph.module.get_submodule(target)
-    if not isinstance(module, (nn.Conv2d, nn.Linear)):
-        raise UserError(f"model.name: layer '{target}' is neither Conv2d nor Linear; it cannot be profiled")
-    return module
-
-
 def shard_calls(
     graph: FlowGraph, plan: WorkloadPlan, values: dict[str, torch.Tensor], batch: int, device: int
 ) -> list[tuple[tuple[str, str, float, int], Call]]:
     """Per task of ``device`` in one frame: its key ``(layer label, op, flops, bytes touched)`` and a call
     doing its work (module docstring). ``values`` holds every layer input and add operand of one frame."""
     targets, out = _targets(graph), []
-    for key, d, flops, op, _final, touched in plan.tasks(batch):
-        if d != device:
+    for template in task_templates(plan, batch):
+        if template.device != device:
             continue
-        label = plan.task_label(key)
-        if key.endswith(PARTIAL):  # a layer's partial sums: own used input channels, filters using them
-            layer = key[: -len(PARTIAL)]
-            module = _conv_or_linear(graph, targets[layer])
-            spec = graph.graph.nodes[layer]["layer"]
-            owned_in = plan.ownership[plan.layer_input(layer)] == d
-            mine = owned_in & spec.uses.any(axis=0)
-            users = spec.uses[:, mine].any(axis=1)
-            call = _layer_call(module, values[plan.layer_input(layer)], mine, users, False, spec.groups)
+        key, d = template.key, device
+        stage = key.stage
+        if key.part == "partial":  # a layer's partial sums: own used input channels, filters using them
+            module = layer_module(graph.module, targets[stage])
+            mine, users = partial_users(plan.placement, stage, d)
+            call = _layer_call(module, values[plan.layer_input(stage)], mine, users, False, graph.layer(stage).groups)
         else:
-            own = plan.ownership[key] == d
-            shape = (batch, int(own.sum()), *tuple(graph.graph.nodes[key].get("shape", ())[1:]))
-            if graph.kind(key) == "layer" and plan.exchange[key] == "inputs":
-                spec = graph.graph.nodes[key]["layer"]
-                module = _conv_or_linear(graph, targets[key])
+            own = plan.ownership[stage] == d
+            shape = (batch, int(own.sum()), *graph.node(stage).shape[1:])
+            if graph.kind(stage) == "layer" and plan.exchange[stage] == "inputs":
+                spec = graph.layer(stage)
+                module = layer_module(graph.module, targets[stage])
                 needed = spec.uses[own].any(axis=0)
-                first = _layer_call(module, values[plan.layer_input(key)], needed, own, True, spec.groups)
-            elif graph.kind(key) == "layer":  # the sum of partial sums: its own and each received, plus bias
-                parts = 1 + sum(m.dst == d for m in plan.messages if m.partial and m.tensor == key + PARTIAL)
+                first = _layer_call(module, values[plan.layer_input(stage)], needed, own, True, spec.groups)
+            elif graph.kind(stage) == "layer":  # the sum of partial sums: its own and each received, plus bias
+                parts = 1 + sum(m.dst == d for m in plan.messages if m.partial and m.tensor == stage)
                 terms = [torch.rand(shape) for _ in range(parts + 1)]
                 first = _sum(terms)
             else:  # a residual add on its channels
                 index = torch.from_numpy(np.flatnonzero(own))
-                args = graph.graph.nodes[key]["args"]
-                terms = [values[a].index_select(1, index) for a in args]
+                terms = [values[a].index_select(1, index) for a in graph.args(stage)]
                 first = _sum(terms)
-            call = _then(first, _channel_ops(graph, key, own))
-        out.append(((label, op, flops, touched), call))
+            call = _then(first, _channel_ops(graph, stage, own))
+        out.append(((plan.task_label(key), template.op, template.flops, template.bytes_touched), call))
     return out
 
 
@@ -257,7 +247,7 @@ def profile_device(
 def layer_inputs(graph: FlowGraph, plan: WorkloadPlan, images: torch.Tensor) -> dict[str, torch.Tensor]:
     """The value of every tensor a task reads (layer inputs, add operands) for one batch of images."""
     nodes = {plan.layer_input(n) for n in plan.exchange}
-    nodes |= {a for n in plan.stages if graph.kind(n) == "add" for a in graph.graph.nodes[n]["args"]}
+    nodes |= {a for n in graph.order if graph.kind(n) == "add" for a in graph.args(n)}
     return {k: torch.from_numpy(v) for k, v in graph.activations(images, nodes).items()}
 
 
