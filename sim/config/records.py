@@ -8,8 +8,10 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,8 @@ class LinkSetup:
     down_bps: float
     latency_s: float
     duplex: str
+    protocol: Any = None  # the link's protocol setting (sim.config.schema.ProtocolSetting), defaults filled in
+    shaper: Any = None  # the link's ShaperSpec, or None
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class NetworkSetup:
     chunk_bytes: int | None
     access_overhead_s: float
     multicast: bool
+    protocol: Any = None  # network.protocol (sim.config.schema.ProtocolSetting)
+    shaper: Any = None  # network.shaper (ShaperSpec or None)
 
 
 @dataclass(frozen=True)
@@ -79,3 +85,21 @@ class Setup:
     interval_s: float
     paths: Paths
     base_dir: Path | None
+
+
+def device_setups(devices: Iterable[Any]) -> tuple[DeviceSetup, ...]:
+    """Scenario devices (:class:`sim.config.schema.DeviceSpec`) in SI units, in order."""
+    return tuple(
+        DeviceSetup(
+            d.name,
+            None if d.gflops is None else d.gflops * 1e9,
+            d.overhead_ms / 1e3,
+            None if d.mem_bandwidth_GBps is None else d.mem_bandwidth_GBps * 1e9,
+        )
+        for d in devices
+    )
+
+
+def interval_s(inputs: Any) -> float:
+    """Seconds between frame arrivals of a scenario's ``inputs`` (``1/fps`` when ``fps`` is given)."""
+    return 1.0 / inputs.fps if inputs.fps is not None else inputs.interval_ms / 1e3

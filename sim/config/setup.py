@@ -26,7 +26,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from sim.config.messages import format_validation_error
-from sim.config.records import DeviceSetup, LinkSetup, NetworkSetup, Paths, Setup
+from sim.config.records import LinkSetup, NetworkSetup, Paths, Setup, device_setups, interval_s
 from sim.config.schema import LinkSpec, NetworkSpec, Scenario
 from sim.fileio import read_limited
 from sim.topology import check_connected, parse_graphml
@@ -45,26 +45,15 @@ def resolve(path: Path | None, base_dir: Path | None) -> Path | None:
     return base_dir / path
 
 
-def device_setups(scenario: Scenario) -> tuple[DeviceSetup, ...]:
-    """Each device of the scenario in SI units, in scenario order."""
-    return tuple(
-        DeviceSetup(
-            d.name,
-            None if d.gflops is None else d.gflops * 1e9,
-            d.overhead_ms / 1e3,
-            None if d.mem_bandwidth_GBps is None else d.mem_bandwidth_GBps * 1e9,
-        )
-        for d in scenario.devices
-    )
-
-
 def link_setup(net: NetworkSpec, link: LinkSpec) -> LinkSetup:
     """One link entry in SI units, the network's defaults filled in."""
     both = (link.bandwidth_mbps or net.bandwidth_mbps) * 1e6
     up = link.up_mbps * 1e6 if link.up_mbps is not None else both
     down = link.down_mbps * 1e6 if link.down_mbps is not None else both
     latency = net.latency_ms / 1e3 if link.latency_ms is None else link.latency_ms / 1e3
-    return LinkSetup(link.a, link.b, up, down, latency, link.duplex or net.duplex)
+    protocol = net.protocol if link.protocol is None else link.protocol
+    shaper = net.shaper if link.shaper is None else (None if link.shaper == "none" else link.shaper)
+    return LinkSetup(link.a, link.b, up, down, latency, link.duplex or net.duplex, protocol, shaper)
 
 
 def graphml_links(path: Path, names: list[str]) -> list[LinkSpec]:
@@ -111,6 +100,8 @@ def network_setup(scenario: Scenario, graphml: Path | None) -> NetworkSetup:
         chunk_bytes=None if net.chunk_kB is None else max(1, round(net.chunk_kB * 1e3)),
         access_overhead_s=net.access_overhead_ms / 1e3,
         multicast=net.multicast,
+        protocol=net.protocol,
+        shaper=net.shaper,
     )
 
 
@@ -126,8 +117,8 @@ def build_setup(scenario: Scenario, base_dir: Path | None = None) -> Setup:
     inputs = scenario.inputs
     return Setup(
         network=network_setup(scenario, paths.graphml),
-        devices=device_setups(scenario),
-        interval_s=1.0 / inputs.fps if inputs.fps is not None else inputs.interval_ms / 1e3,
+        devices=device_setups(scenario.devices),
+        interval_s=interval_s(inputs),
         paths=paths,
         base_dir=base_dir,
     )

@@ -17,10 +17,12 @@ from typing import Literal, get_args
 
 Topology = Literal["mesh", "star", "ring", "line", "custom", "shared"]
 Duplex = Literal["full", "half"]
-Strategy = Literal["contiguous", "round_robin", "random", "balanced", "aligned"]
+Strategy = Literal["contiguous", "round_robin", "random", "balanced", "aligned", "comm_aware"]
 StructuredMethod = Literal["ln_structured", "random_structured", "comm_structured"]
 UnstructuredMethod = Literal["l1_unstructured", "random_unstructured", "global_unstructured"]
-PruneMethod = Literal["none", StructuredMethod, UnstructuredMethod]
+PruneMethod = Literal[
+    "none", StructuredMethod, UnstructuredMethod, "kernel_magnitude", "block_diagonal", "admm", "admm_comm"
+]
 ConcreteFormat = Literal["dense", "csr", "coo", "bitmap"]  # in tie-break order (smallest first wins ties)
 WireFormat = Literal[ConcreteFormat, "auto"]
 Dtype = Literal["float32", "float16", "bfloat16", "int8"]
@@ -28,7 +30,7 @@ IndexBits = Literal[16, 32, 64]
 ConcreteExchange = Literal["inputs", "partial_sums"]
 Exchange = Literal[ConcreteExchange, "auto"]
 ChannelHeader = Literal["none", "index_list", "bitmap"]
-LabelledDataset = Literal["digits", "cifar10"]  # datasets with labels: training and accuracy need one
+LabelledDataset = Literal["digits", "cifar10", "fashion-mnist"]  # datasets with labels: training and accuracy need one
 Dataset = Literal[LabelledDataset, "synthetic"]
 Preset = Literal["rpi4", "jetson-nano", "phone"]
 Baseline = Literal["none", "single"]
