@@ -17,7 +17,7 @@ from pathlib import Path
 from sim import __version__
 from sim.config import overrides
 from sim.config.load import json_schema, load
-from sim.config.schema import STRATEGIES
+from sim.config.schema import MAX_EPOCHS, STRATEGIES
 from sim.errors import UserError
 from sim.report.text import format_comparison, format_summary, format_sweep
 
@@ -79,7 +79,7 @@ def _cmd_partition(args: argparse.Namespace) -> int:
     seed = scenario.seed if args.seed is None else args.seed
     from sim.experiment import assemble  # torch-free, but only this command needs it here
 
-    rates = [assemble.flops_per_s(d) for d in scenario.devices]
+    rates = assemble.compute_rates(scenario)
     parts = partition.make_partition(graph, args.strategy, len(names), seed=seed, rates=rates)
     with _writing(args.out):
         partition.save_partition(args.out, scenario.model.name, names, parts)
@@ -160,8 +160,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from sim.model import data, train  # torch
 
     scenario = load(args.scenario)
-    if args.epochs < 1:
-        raise UserError(f"--epochs: must be >= 1 (got {args.epochs})")
+    if not 1 <= args.epochs <= MAX_EPOCHS:
+        raise UserError(f"--epochs: must be from 1 to {MAX_EPOCHS}, as model.train_epochs (got {args.epochs})")
     _check_out(args.out, directory=False)
     inputs, shape = scenario.inputs, input_shape(scenario.model)
     splits = data.labelled(inputs.dataset, shape, scenario.seed, scenario.setup.paths.dataset)

@@ -202,18 +202,23 @@ def test_elements_hops_equal_the_sums_over_transfers_csv(tmp_path: Path) -> None
     assert summary["kept_kernels_per_conv"] == {"conv1": pytest.approx(2 / 6), "conv2": pytest.approx(24 / 96)}
 
 
-def test_admm_comm_smoke_on_lenet_keeps_the_budget_and_writes_the_comm_aware_partition(tmp_path: Path) -> None:
+def test_admm_comm_smoke_on_lenet_keeps_the_budget_and_writes_the_comm_aware_partition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = scenario_dict(4, network={"topology": "line", "bandwidth_mbps": 20, "latency_ms": 1.0})
     data["model"]["train_epochs"] = 1
-    data["partition"] = {"strategy": "comm_aware", "save_to": str(tmp_path / "final.json")}
+    data["partition"] = {"strategy": "comm_aware", "save_to": "final.json"}  # beside the scenario file
     data["prune"] = {
         "method": "admm_comm",
         "amount": 0.75,
         "lambda_comm": 10,
         "admm": {"epochs": 2, "retrain_epochs": 1},
     }
-    sc = parse_scenario(data)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # save_to resolves against the scenario's folder, not here
+    sc = parse_scenario(data, base_dir=tmp_path)
     prepared = prepare(sc)
+    assert not (tmp_path / "elsewhere" / "final.json").exists()
     for name, fraction in prepared.built.kept_kernels.items():
         layer = next(
             l for l in FlowGraph.trace(build_model("lenet5"), torch.zeros(1, 1, 32, 32)).layers() if l.name == name

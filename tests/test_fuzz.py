@@ -100,6 +100,17 @@ NUMERIC_KEYS = [
     "network.links.0.bandwidth_mbps",
     "network.links.0.up_mbps",
     "network.links.0.down_mbps",
+    "network.shaper.burst_bytes",
+    "devices.0.threads",
+    "devices.0.send_overhead_us",
+    "devices.1.recv_overhead_us",
+    "model.width",
+    "prune.admm.epochs",
+    "prune.admm.rho",
+    "prune.admm.rho_growth",
+    "prune.admm.rho_max",
+    "prune.admm.retrain_epochs",
+    "prune.admm.lr",
 ]
 SANE: list[Any] = [0.5, 1, 2, 2.5, 10, 100]  # in range for most keys: the case may still run
 SMALL_COUNTS: list[Any] = [0, 1, 2, -1, 1.5, math.inf, "2", True, None]
@@ -131,6 +142,20 @@ CHOICES: dict[str, list[Any]] = {
     "source": ["d0", "d1", "nowhere"],
     "sink": ["d0", "d1", "nowhere"],
     "name": ["ok", "", "bad name\n", "x" * 300],
+    "network.protocol": [
+        "tcp",
+        "none",
+        "udp",
+        {"mtu_bytes": 1500, "packet_header_bytes": 66, "message_header_bytes": 100},
+        {"mtu_bytes": 2**40, "packet_header_bytes": 66},
+        {"mtu_bytes": 1, "packet_header_bytes": 66},
+        {"mtu_bytes": 9000, "packet_header_bytes": 13},
+        {"mtu_bytes": 1500, "packet_header_bytes": 10**30},
+        {"mtu_bytes": 1500, "packet_header_bytes": 66, "message_header_bytes": math.inf},
+    ],
+    "prune.cost_matrix": [[[0, 1], [1, 0]], [[0, math.inf], [1, 0]], [[0, -1], [1, 0]], [[0, 1e300], [1, 0]], [[0]]],
+    "hosts": [[{"name": "h", "cores": c}] for c in (1, 2, 0, -1, 10**9, math.inf, 1.5)],
+    "devices.0.host": ["h", "nowhere"],
 }
 FILE_KINDS = ["partition", "graphml", "checkpoint", "cifar", "scenario_file"]
 
@@ -366,7 +391,7 @@ def _prepare_files(folder: Path, data: dict[str, Any], files: list[tuple[str, An
 
 # --- the checks ----------------------------------------------------------------------------------------
 
-FIELD = re.compile(r"^[A-Za-z_]\w*(?:\[\d+\])?(?:\.[A-Za-z_]\w*(?:\[\d+\])?)*(?: file)?: ")
+FIELD = re.compile(r"^[A-Za-z_]\w*(?:\[\d+\])*(?:\.[A-Za-z_]\w*(?:\[\d+\])*)*(?: file)?: ")
 WHOLE_FILE = (
     "not valid YAML",
     "nested too deeply",

@@ -132,7 +132,7 @@ def test_scenario_keys_reach_the_links_with_per_link_overrides() -> None:
     ("network", "error"),
     [
         ({"protocol": "tcp", "chunk_kb": 1}, "network.chunk_kB: a protocol already forwards packet by packet"),
-        ({"protocol": {"mtu_bytes": 40, "packet_header_bytes": 66}}, "leaves no payload"),
+        ({"protocol": {"mtu_bytes": 68, "packet_header_bytes": 100}}, "leaves no payload"),
         ({"protocol": {"mtu_bytes": 1500, "packet_header_bytes": 10}}, "packet_header_bytes"),
         ({"shaper": {"burst_bytes": 0}}, "burst_bytes"),
         ({"protocol": "udp"}, "network.protocol"),

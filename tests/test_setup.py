@@ -263,3 +263,106 @@ def test_a_scenario_made_without_load_gets_its_setup_in_load() -> None:
     with pytest.raises(RuntimeError, match="has no setup"):
         bare.setup  # noqa: B018
     assert load(bare).setup.network.bandwidth_bps == 5e6
+
+
+def test_profile_and_save_to_resolve_against_the_scenario_folder(tmp_path, monkeypatch, capsys) -> None:
+    from sim.workload.profiles import write_profile
+    from tests.test_profile import _profile  # a hand-made profile: conv 1e-9 s/FLOP, i.e. 1 GFLOP/s
+
+    folder, elsewhere = tmp_path / "scenario", tmp_path / "elsewhere"
+    (folder / "profiles").mkdir(parents=True)
+    elsewhere.mkdir()
+    write_profile(folder / "profiles" / "p.json", _profile(("d1",)))
+    data = scenario_dict(2, partition={"save_to": "parts/final.json"})
+    data["devices"][1] = {"name": "d1", "profile": "profiles/p.json"}
+    monkeypatch.chdir(elsewhere)  # relative paths must not resolve here
+    path = folder / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    sc = load_scenario(path)
+    assert sc.setup.paths.profile("d1") == folder / "profiles" / "p.json"
+    assert sc.setup.paths.profile("d0") is None
+    assert sc.setup.paths.save_to == folder / "parts" / "final.json"
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "summary.json").is_file()
+    assert not (elsewhere / "profiles").exists() and not (elsewhere / "parts").exists()
+
+
+def test_a_profile_from_dev_zero_is_refused_without_reading_it() -> None:
+    data = scenario_dict(2)
+    data["devices"][1] = {"name": "d1", "profile": "/dev/zero"}
+    with pytest.raises(UserError, match=r"^profile: /dev/zero is not a regular file$"):
+        run(data)
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "field"),
+    [
+        (("prune", "admm", "epochs"), 1001, "prune.admm.epochs: must be <= 1000"),
+        (("prune", "admm", "epochs"), 0, "prune.admm.epochs: must be >= 1"),
+        (("prune", "admm", "rho"), 1e300, "prune.admm.rho: must be <= 1e+06 (got 1e+300)"),
+        (("prune", "admm", "rho"), 5e-324, "prune.admm.rho: must be >= 1e-09"),
+        (("prune", "admm", "rho_growth"), 1e300, "prune.admm.rho_growth: must be <= 100"),
+        (("prune", "admm", "rho_max"), math.inf, "prune.admm.rho_max: must be"),
+        (("prune", "admm", "retrain_epochs"), 10**9, "prune.admm.retrain_epochs: must be <= 1000"),
+        (("prune", "admm", "lr"), 1e39, "prune.admm.lr: must be <= 10"),
+        (("prune", "lambda_comm"), 1e300, "prune.lambda_comm: must be <= 1e+06 (got 1e+300)"),
+        (("prune", "cost_matrix"), [[0, 1e300], [1, 0]], "prune.cost_matrix[0][1]: must be <= 1e+09 (got 1e+300)"),
+        (("prune", "cost_matrix"), [[0, -1], [1, 0]], "prune.cost_matrix[0][1]: must be >= 0"),
+        (("prune", "cost_matrix"), [[0, math.nan], [1, 0]], "prune.cost_matrix[0][1]: must be a finite number"),
+        (("prune", "cost_matrix"), [[0, 1]], "prune.cost_matrix: must be 2 x 2"),
+        (("hosts",), [{"name": "h", "cores": 0}], "hosts[0].cores: must be >= 1"),
+        (("hosts",), [{"name": "h", "cores": 10**9}], "hosts[0].cores: must be <= 4096"),
+        (
+            ("network", "protocol"),
+            {"mtu_bytes": 10**9, "packet_header_bytes": 66},
+            "network.protocol.mtu_bytes: must be <= 65536 (got 1000000000)",
+        ),
+        (
+            ("network", "protocol"),
+            {"mtu_bytes": 1, "packet_header_bytes": 66},
+            "network.protocol.mtu_bytes: must be >= 68 (got 1)",
+        ),
+        (
+            ("network", "protocol"),
+            {"mtu_bytes": 1500, "packet_header_bytes": 13},
+            "network.protocol.packet_header_bytes: must be >= 14 (got 13)",
+        ),
+        (
+            ("network", "protocol"),
+            {"mtu_bytes": 1500, "packet_header_bytes": 66, "message_header_bytes": 2**40},
+            "network.protocol.message_header_bytes: must be <= 1048576",
+        ),
+        (("network", "shaper"), {"burst_bytes": 10**18}, "network.shaper.burst_bytes: must be <= 1000000000000"),
+        (("model", "width"), 1e-300, "model.width: must be >= 0.015625"),
+    ],
+)
+def test_new_numeric_fields_have_bounds(where, value, field) -> None:
+    data = scenario_dict(2)
+    node = data
+    for key in where[:-1]:
+        node = node.setdefault(key, {})
+    node[where[-1]] = value
+    _refused(data, field)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "field"),
+    [
+        ("threads", 0, "devices[0].threads: must be >= 1"),
+        ("threads", 10**6, "devices[0].threads: must be <= 1024"),
+        ("send_overhead_us", 1e300, "devices[0].send_overhead_us: must be <= 3.6e+09 (got 1e+300)"),
+        ("recv_overhead_us", math.inf, "devices[0].recv_overhead_us: must be"),
+        ("recv_overhead_us", -1, "devices[0].recv_overhead_us: must be >= 0"),
+    ],
+)
+def test_new_device_fields_have_bounds(key, value, field) -> None:
+    _refused(scenario_dict(1, devices=[{"name": "d0", "gflops": 1, key: value}]), field)
+
+
+@pytest.mark.parametrize("epochs", ["0", "1001", "100000000000"])
+def test_train_epochs_option_is_bounded_like_model_train_epochs(tmp_path, capsys, epochs) -> None:
+    out = tmp_path / "m.pt"
+    assert main(["train", _write(tmp_path, scenario_dict(1)), "--epochs", epochs, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"dsim: error: --epochs: must be from 1 to 1000, as model.train_epochs (got {epochs})\n"
+    assert not out.exists()

@@ -14,16 +14,23 @@ Example::
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+_UNION_TAG = re.compile(r"^(function-[a-z]+\[.*\]|literal\[.*\]|[A-Z]\w*Spec)$")
+"""How pydantic names the branch of a union in an error location (``function-after[...]``, ``ProtocolSpec``)."""
+
 
 def _loc(parts: tuple[int | str, ...]) -> str:
-    """Render a pydantic error location as ``devices[2].gflops``."""
+    """Render a pydantic error location as ``devices[2].gflops``, without the names of union branches
+    (``network.protocol.mtu_bytes``, not ``network.protocol.ProtocolSpec.mtu_bytes``)."""
     out = ""
     for part in parts:
+        if isinstance(part, str) and _UNION_TAG.match(part):
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         else:
@@ -102,6 +109,8 @@ def format_validation_error(exc: ValidationError) -> str:
     )
     if first["type"] in got and "input" in first:
         line += f" (got {first['input']!r})"
-    if len(errors) > 1:
-        line += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    # a union's other branches fail too (protocol: not 'tcp' either); those are not more problems
+    more = [e for e in errors[1:] if not (loc + ".").startswith(_loc(tuple(e["loc"])) + ".")]
+    if more:
+        line += f" (and {len(more)} more problem{'s' if len(more) > 1 else ''})"
     return line

@@ -71,6 +71,12 @@ class Paths:
     dataset: Path | None
     graphml: Path | None
     partition: Path | None
+    profiles: tuple[tuple[str, Path | None], ...] = ()  # (device name, its profile JSON) for each profile: device
+    save_to: Path | None = None  # partition.save_to
+
+    def profile(self, device: str) -> Path | None:
+        """The resolved ``profile:`` file of the device named ``device``, or None."""
+        return dict(self.profiles).get(device)
 
 
 @dataclass(frozen=True)

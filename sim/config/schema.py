@@ -121,6 +121,7 @@ def _scalar_types(annotation: Any) -> set[Any]:
 
 
 MAX_CHANNELS = 256  # channels of one input image
+MAX_EPOCHS = 1000  # passes over a train split (model.train_epochs, prune.*epochs, dsim train --epochs)
 MAX_SIDE = 1024  # pixels of one side of an input image
 
 
@@ -138,12 +139,12 @@ class ModelSpec(_Strict):
     train_epochs: int = Field(
         default=0,
         ge=0,
-        le=1000,
+        le=MAX_EPOCHS,
         description="train (seeded) on the dataset's train split before pruning; 0: do not train",
     )
     lr: float = Field(default=1e-3, gt=0, le=10, description="Adam learning rate of train_epochs")
     width: float = Field(
-        default=1.0, gt=0, le=4, description="channel multiplier of the CIFAR-style vgg/resnet models (1/8: 8-64)"
+        default=1.0, ge=1 / 64, le=4, description="channel multiplier of the CIFAR-style vgg/resnet models (1/8: 8-64)"
     )
 
     @field_validator("input_shape")
@@ -207,10 +208,16 @@ class DeviceSpec(_Strict):
     profile: Path | None = Field(
         default=None, description="profile JSON written by dsim profile: measured compute time per layer shard"
     )
-    threads: int | None = Field(default=None, gt=0, description="torch threads its process uses (dsim profile)")
+    threads: int | None = Field(
+        default=None, ge=1, le=1024, description="torch threads its process uses (dsim profile)"
+    )
     host: str | None = Field(default=None, min_length=1, description="host (in hosts) whose cores it shares")
-    send_overhead_us: float = Field(default=0.0, ge=0, description="software cost of sending one message")
-    recv_overhead_us: float = Field(default=0.0, ge=0, description="software cost of receiving one message")
+    send_overhead_us: float = Field(
+        default=0.0, ge=0, le=3.6e9, description="software cost of sending one message (at most an hour)"
+    )
+    recv_overhead_us: float = Field(
+        default=0.0, ge=0, le=3.6e9, description="software cost of receiving one message (at most an hour)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -226,15 +233,19 @@ class HostSpec(_Strict):
     """A machine that several devices share (``devices[i].host``): their compute queues for its cores."""
 
     name: str = Field(min_length=1)
-    cores: int = Field(gt=0, description="devices on it compute at most this many tasks at once")
+    cores: int = Field(ge=1, le=4096, description="devices on it compute at most this many tasks at once")
 
 
 class ProtocolSpec(_Strict):
     """How messages become packets on a link (see :class:`sim.engine.network.Protocol`)."""
 
-    mtu_bytes: int = Field(gt=0, description="largest packet (IP header and payload), as ip link shows it")
-    packet_header_bytes: int = Field(ge=14, description="header bytes per packet on the wire, 14 of Ethernet")
-    message_header_bytes: int = Field(default=0, ge=0, description="application header per message")
+    mtu_bytes: int = Field(
+        ge=68, le=65_536, description="largest packet (IP header and payload), as ip link shows it (IPv4: 68 to 65536)"
+    )
+    packet_header_bytes: int = Field(
+        ge=14, le=65_536, description="header bytes per packet on the wire, 14 of Ethernet"
+    )
+    message_header_bytes: int = Field(default=0, ge=0, le=2**20, description="application header per message")
 
     @model_validator(mode="after")
     def _room_for_payload(self) -> ProtocolSpec:
@@ -246,7 +257,7 @@ class ProtocolSpec(_Strict):
 class ShaperSpec(_Strict):
     """A token-bucket shaper at the link rate (Linux tc tbf): the first burst_bytes go at once."""
 
-    burst_bytes: int = Field(gt=0, description="bucket size; it refills at the link rate")
+    burst_bytes: int = Field(ge=1, le=10**12, description="bucket size; it refills at the link rate (at most 1 TB)")
 
 
 ProtocolSetting = ProtocolSpec | Literal["tcp", "none"] | None
@@ -331,12 +342,19 @@ class PartitionSpec(_Strict):
 class AdmmSpec(_Strict):
     """The ADMM schedule of ``prune.method: admm | admm_comm`` (see :mod:`sim.model.admm`)."""
 
-    epochs: int = Field(default=15, ge=1, description="ADMM epochs (SGD); Z, U and rho are updated after each")
-    rho: float = Field(default=1e-2, gt=0, description="initial ADMM penalty rho")
-    rho_growth: float = Field(default=1.4, ge=1, description="rho is multiplied by this after each update")
-    rho_max: float = Field(default=1.0, gt=0, description="cap of rho")
-    retrain_epochs: int = Field(default=10, ge=0, description="masked retraining after the hard prune (Adam, prune.lr)")
-    lr: float = Field(default=1e-2, gt=0, description="SGD learning rate of the ADMM epochs (cosine decay)")
+    epochs: int = Field(
+        default=15, ge=1, le=MAX_EPOCHS, description="ADMM epochs (SGD); Z, U and rho are updated after each"
+    )
+    rho: float = Field(default=1e-2, ge=1e-9, le=1e6, description="initial ADMM penalty rho")
+    rho_growth: float = Field(default=1.4, ge=1, le=100, description="rho is multiplied by this after each update")
+    rho_max: float = Field(default=1.0, ge=1e-9, le=1e6, description="cap of rho")
+    retrain_epochs: int = Field(
+        default=10, ge=0, le=MAX_EPOCHS, description="masked retraining after the hard prune (Adam, prune.lr)"
+    )
+    lr: float = Field(default=1e-2, gt=0, le=10, description="SGD learning rate of the ADMM epochs (cosine decay)")
+
+
+MAX_COST = 1e9  # an entry of prune.cost_matrix (hops, seconds or any relative unit)
 
 
 class PruneSpec(_Strict):
@@ -353,8 +371,10 @@ class PruneSpec(_Strict):
     cost: Literal["hops", "seconds"] = Field(
         default="hops", description="admm_comm: device-pair cost from fewest-hop counts or per-value route time"
     )
-    cost_matrix: list[list[float]] | None = Field(
-        default=None, description="admm_comm: explicit device-by-device cost (scenario order); replaces cost"
+    cost_matrix: list[list[Annotated[float, Field(ge=0, le=MAX_COST)]]] | None = Field(
+        default=None,
+        max_length=1000,
+        description="admm_comm: explicit device-by-device cost (scenario order); replaces cost",
     )
     admm: AdmmSpec = AdmmSpec()
     amount: float = Field(default=0.0, ge=0, lt=1, description="fraction of filters (structured) or weights")
@@ -371,7 +391,7 @@ class PruneSpec(_Strict):
     max_layer_amount: float = Field(
         default=0.9, gt=0, lt=1, description="comm_structured: at most this fraction of any layer is removed"
     )
-    finetune_epochs: int = Field(default=0, ge=0, le=1000, description="retrain with the masks held fixed")
+    finetune_epochs: int = Field(default=0, ge=0, le=MAX_EPOCHS, description="retrain with the masks held fixed")
     lr: float = Field(default=1e-3, gt=0, le=10, description="Adam learning rate of finetune_epochs")
 
     @field_validator("layers")

@@ -113,6 +113,8 @@ def build_setup(scenario: Scenario, base_dir: Path | None = None) -> Setup:
         dataset=resolve(scenario.inputs.path, base_dir),
         graphml=resolve(scenario.network.graphml, base_dir),
         partition=resolve(scenario.partition.file, base_dir),
+        profiles=tuple((d.name, resolve(d.profile, base_dir)) for d in scenario.devices if d.profile is not None),
+        save_to=resolve(scenario.partition.save_to, base_dir),
     )
     inputs = scenario.inputs
     return Setup(

@@ -107,20 +107,28 @@ def layer_times(profile: DeviceProfile) -> LayerTimes:
     return LayerTimes(seconds, {op: (f.s_per_unit, f.overhead_s) for op, f in profile.fit.items()})
 
 
-def device_profile(device: DeviceSpec) -> DeviceProfile | None:
-    """The profile a device names (``profile:``), read from its file, or None."""
+def device_profile(device: DeviceSpec, path: Path | None = None) -> DeviceProfile | None:
+    """The profile a device names (``profile:``), read from ``path`` (its resolved file, see
+    :meth:`sim.config.records.Paths.profile`; default: ``device.profile`` as written), or None."""
     if device.profile is None:
         return None
-    return read_profile(device.profile).for_device(device.name, device.profile)
+    path = device.profile if path is None else path
+    return read_profile(path).for_device(device.name, path)
 
 
-def flops_per_s(device: DeviceSpec) -> float:
-    """A device's compute rate in FLOP/s: its ``gflops``, else its profile's conv rate."""
+def flops_per_s(device: DeviceSpec, path: Path | None = None) -> float:
+    """A device's compute rate in FLOP/s: its ``gflops``, else the conv rate of its profile (read from
+    ``path``, the resolved ``profile:``)."""
     if device.gflops is None and device.profile is not None:
-        return profiled_gflops(device_profile(device), device.profile) * 1e9  # type: ignore[arg-type]
+        return profiled_gflops(device_profile(device, path), path or device.profile) * 1e9  # type: ignore[arg-type]
     if device.gflops is None:
         raise UserError(f"devices: {device.name} has no gflops; profile it first (sim.experiment.pipeline.calibrated)")
     return device.gflops * 1e9
+
+
+def compute_rates(scenario: Scenario) -> list[float]:
+    """Each device's compute rate in FLOP/s (:func:`flops_per_s`), profiles read from their resolved paths."""
+    return [flops_per_s(d, scenario.setup.paths.profile(d.name)) for d in scenario.devices]
 
 
 def device_rates(scenario: Scenario) -> list[DeviceRate]:
@@ -128,10 +136,11 @@ def device_rates(scenario: Scenario) -> list[DeviceRate]:
     per-message software costs, in scenario order."""
     rates = []
     for d, si in zip(scenario.devices, scenario.setup.devices, strict=True):
-        profile = device_profile(d)
+        path = scenario.setup.paths.profile(d.name)
+        profile = device_profile(d, path)
         rates.append(
             DeviceRate(
-                flops_per_s(d),
+                flops_per_s(d, path),
                 si.overhead_s,
                 si.mem_bandwidth_Bps,
                 None if profile is None else layer_times(profile),
@@ -173,7 +182,8 @@ def calibrated(scenario: Scenario) -> Scenario:
     devices = list(scenario.devices)
     for i, d in enumerate(devices):
         if d.profile is not None and d.gflops is None:
-            gflops = profiled_gflops(device_profile(d), d.profile)  # type: ignore[arg-type]
+            path = scenario.setup.paths.profile(d.name)
+            gflops = profiled_gflops(device_profile(d, path), path or d.profile)  # type: ignore[arg-type]
             devices[i] = d.model_copy(update={"gflops": gflops})
     if devices == list(scenario.devices):
         return scenario

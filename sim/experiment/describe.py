@@ -57,7 +57,7 @@ def describe(built: Prepared, result: RunResult) -> str:
     parts = [
         f"scenario {built.scenario.name}: model {built.scenario.model.name}, {len(wl.devices)} devices, "
         f"partition {built.scenario.partition.file or built.scenario.partition.strategy}, compute imbalance "
-        f"{imbalance(built.graph, built.plan.partition, [assemble.flops_per_s(d) for d in built.scenario.devices]):.3f} "
+        f"{imbalance(built.graph, built.plan.partition, assemble.compute_rates(built.scenario)):.3f} "
         "(mean over layers of slowest / mean device time; 1 is even)",
         "",
         "FLOPs per device (one frame):",

@@ -150,7 +150,7 @@ def choose_partition(scenario: Scenario, graph: FlowGraph) -> partition.Partitio
     if file is not None:
         return partition.load_partition(file, graph, scenario.model.name, names)
     seed = scenario.seed if spec.seed is None else spec.seed
-    rates = [assemble.flops_per_s(d) for d in scenario.devices]
+    rates = assemble.compute_rates(scenario)
     if spec.strategy == "comm_aware":  # the starting point; prune_model reassigns it during ADMM
         return partition.make_partition(graph, "balanced", len(names), seed=seed, rates=rates)
     return partition.make_partition(graph, spec.strategy, len(names), seed=seed, rates=rates)
@@ -252,8 +252,8 @@ def _admm_prune(
         co_partition,
     )
     parts = result.partition
-    if co_partition and scenario.partition.save_to is not None:
-        partition.save_partition(scenario.partition.save_to, scenario.model.name, scenario.device_names, parts)
+    if co_partition and scenario.setup.paths.save_to is not None:
+        partition.save_partition(scenario.setup.paths.save_to, scenario.model.name, scenario.device_names, parts)
     if spec.finetune_epochs and splits is not None:
         train.fit(model, splits[0], spec.finetune_epochs, spec.lr, scenario.seed, desc="finetune")
     prune.remove_masks(model)

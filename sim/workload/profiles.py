@@ -35,10 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from sim.errors import UserError
-from sim.fileio import write_text
+from sim.fileio import read_limited, write_text
 
 FORMAT = "dsim-profile"
 VERSION = 1
+MAX_PROFILE_BYTES = 64 * 2**20  # a profile of thousands of layer shards on hundreds of devices is far below this
 
 
 @dataclass(frozen=True)
@@ -139,11 +140,12 @@ def write_profile(path: str | Path, profile: ProfileFile) -> None:
 def read_profile(path: str | Path) -> ProfileFile:
     """Read a profile file; a missing, unreadable or malformed file is a one-line :class:`UserError`."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise UserError(f"profile: no such file {p}; write one with `dsim profile SCENARIO --out {p}`")
+    text = read_limited(p, MAX_PROFILE_BYTES, "profile")  # a regular UTF-8 file of bounded size (not /dev/zero)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(text)
+    except (RecursionError, json.JSONDecodeError) as exc:
         raise UserError(f"profile: {p} is not JSON ({type(exc).__name__})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(f"profile: {p} is not a dsim profile (no 'format: {FORMAT}')")
