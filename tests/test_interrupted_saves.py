@@ -81,3 +81,33 @@ def test_remove_stale_leaves_other_names_and_foreign_files(tmp_path: Path) -> No
     not_ours.write_text("keep")
     assert fileio.remove_stale(tmp_path, "run") == [stale]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other_name.name, not_ours.name])
+
+
+_TERMINATED = """
+import sys, time
+from sim import cli, fileio
+
+def slow_save(args):
+    with fileio.staged_directory(sys.argv[1]) as stage:
+        (stage / "a.csv").write_text("x\\n")
+        print(stage, flush=True)
+        time.sleep(120)
+    return 0
+
+cli._cmd_schema = slow_save  # a command that is saving when the signal comes
+sys.exit(cli.main(["schema"]))
+"""
+
+
+def test_sigterm_ends_dsim_like_ctrl_c_and_removes_its_staging_folder(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _TERMINATED, str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    stage = Path(proc.stdout.readline().strip())
+    assert stage.is_dir()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip() == "dsim: interrupted", err
+    assert list(tmp_path.iterdir()) == []  # neither the staging folder nor a half-made out
