@@ -137,11 +137,14 @@ def _number(pattern: str) -> float:
 def test_published_crossovers_match_a_fresh_sweep(tmp_path: Path) -> None:
     """The quick-start and bandwidth numbers quoted in the prose, against the sweep tables they come from."""
     import pandas as pd
+    import yaml
+
+    import sim
 
     repo = _copy(tmp_path)
     sweep = [b.text for b in blocks("sh") if "bandwidth.yaml" in b.text]
     assert len(sweep) == 1
-    _sh(repo, sweep[0].replace("--out plots/bandwidth", "--out bw"), timeout_s=3600)
+    printed = _sh(repo, sweep[0].replace("--out plots/bandwidth", "--out bw"), timeout_s=3600).stdout
     table = pd.read_csv(repo / "bw" / "sweep.csv")
     single_ms = table["baseline_latency_s"] * 1e3
     dense = table[table["variant"] == "dense"]
@@ -158,6 +161,7 @@ def test_published_crossovers_match_a_fresh_sweep(tmp_path: Path) -> None:
         wins = rows[rows["latency_s"] < rows["baseline_latency_s"]]
         loses = rows[rows["latency_s"] >= rows["baseline_latency_s"]]
         crossover = _number(pattern)
+        assert f"crossover: {variant} = single device at {crossover:.2f} Mbps" in printed
         # the published crossover lies between the last losing and the first winning bandwidth
         assert loses["network.bandwidth_mbps"].max() < crossover < wins["network.bandwidth_mbps"].min(), variant
     qs = [b.text for b in blocks("sh") if "quickstart.yaml --logspace" in b.text]
@@ -167,4 +171,9 @@ def test_published_crossovers_match_a_fresh_sweep(tmp_path: Path) -> None:
     assert round(float(table["baseline_latency_s"].iloc[0]) * 1e3, 3) == _number(r"device takes (\d+\.\d+) ms")
     wins = table[table["latency_s"] < table["baseline_latency_s"]]["network.bandwidth_mbps"]
     loses = table[table["latency_s"] >= table["baseline_latency_s"]]["network.bandwidth_mbps"]
-    assert loses.max() < _number(r"split wins above about (\d+) Mbps") + 1 and wins.min() > loses.max()
+    about = _number(r"split wins above about (\d+) Mbps")
+    assert about - 1 < loses.max() < wins.min() < about + 1
+    data = yaml.safe_load((ROOT / "scenarios" / "quickstart.yaml").read_text())
+    data["network"]["bandwidth_mbps"] = 100_000  # 100 Gbps: what is left is the six links' 1 ms latency
+    latency_ms = sim.run(data).summary["latency_s"] * 1e3
+    assert latency_ms > 6 and round(latency_ms, 2) == _number(r"\((\d+\.\d+) ms at 100 Gbps\)")
