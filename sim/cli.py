@@ -198,12 +198,10 @@ def _out_and_jobs(command: argparse.ArgumentParser, default_out: str) -> None:
     command.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores)")
 
 
-def _common() -> argparse.ArgumentParser:
-    """Options every command takes: ``--quiet`` and ``--log FILE``."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--quiet", action="store_true", help="no progress lines or bars on stderr")
-    common.add_argument("--log", metavar="FILE", help="append progress lines, with the time, to FILE")
-    return common
+def _quiet_and_log(command: argparse.ArgumentParser) -> None:
+    """The options every command takes: ``--quiet`` and ``--log FILE``."""
+    command.add_argument("--quiet", action="store_true", help="no progress lines or bars on stderr")
+    command.add_argument("--log", metavar="FILE", help="append progress lines, with the time, to FILE")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -211,27 +209,20 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dsim", description="Distributed CNN inference simulator.")
     p.add_argument("--version", action="version", version=f"dsim {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = _common()
-    run = sub.add_parser("run", parents=[common], help="run a scenario file and write its results")
+    run = sub.add_parser("run", help="run a scenario file and write its results")
     run.add_argument("scenario", help="scenario YAML file")
     run.add_argument("--out", metavar="DIR", help="output directory (default: results/<name>/)")
     run.set_defaults(func=_cmd_run)
-    part = sub.add_parser(
-        "partition", parents=[common], help="write a partition file for a scenario's model and devices"
-    )
+    part = sub.add_parser("partition", help="write a partition file for a scenario's model and devices")
     part.add_argument("scenario", help="scenario YAML file (model and devices)")
     part.add_argument("--strategy", required=True, choices=STRATEGIES)
     part.add_argument("--seed", type=int, help="for random strategies (default: the scenario seed)")
     part.add_argument("--out", required=True, metavar="FILE", help="partition JSON to write, e.g. partitions/x.json")
     part.set_defaults(func=_cmd_partition)
-    desc = sub.add_parser(
-        "describe", parents=[common], help="per-layer shapes, FLOPs per device and bytes per device pair"
-    )
+    desc = sub.add_parser("describe", help="per-layer shapes, FLOPs per device and bytes per device pair")
     desc.add_argument("scenario", help="scenario YAML file")
     desc.set_defaults(func=_cmd_describe)
-    sw = sub.add_parser(
-        "sweep", parents=[common], help="run every combination of scenario settings; writes sweep.csv and plots"
-    )
+    sw = sub.add_parser("sweep", help="run every combination of scenario settings; writes sweep.csv and plots")
     sw.add_argument("scenario", help="scenario YAML file")
     sw.add_argument(
         "--set",
@@ -257,24 +248,22 @@ def parser() -> argparse.ArgumentParser:
     sw.add_argument("--baseline", action="store_true", help="add the single-device baseline (source device only)")
     _out_and_jobs(sw, "results/<name>-sweep/")
     sw.set_defaults(func=_cmd_sweep)
-    cmp = sub.add_parser(
-        "compare", parents=[common], help="run scenario files side by side; writes comparison.csv and breakdown.png"
-    )
+    cmp = sub.add_parser("compare", help="run scenario files side by side; writes comparison.csv and breakdown.png")
     cmp.add_argument("scenarios", nargs="+", help="scenario YAML files")
     _out_and_jobs(cmp, "results/comparison/")
     cmp.set_defaults(func=_cmd_compare)
-    plot = sub.add_parser(
-        "plot", parents=[common], help="redraw the figures of a run, sweep or compare directory from its CSVs"
-    )
+    plot = sub.add_parser("plot", help="redraw the figures of a run, sweep or compare directory from its CSVs")
     plot.add_argument("results", help="results directory")
     plot.set_defaults(func=_cmd_plot)
-    tr = sub.add_parser("train", parents=[common], help="train a scenario's model on its dataset and save a checkpoint")
+    tr = sub.add_parser("train", help="train a scenario's model on its dataset and save a checkpoint")
     tr.add_argument("scenario", help="scenario YAML file (model, inputs.dataset, seed, model.lr)")
     tr.add_argument("--epochs", type=int, required=True, metavar="N", help="passes over the train split")
     tr.add_argument("--out", required=True, metavar="CKPT", help="checkpoint file to write (a state_dict)")
     tr.set_defaults(func=_cmd_train)
-    schema = sub.add_parser("schema", parents=[common], help="print the JSON Schema of scenario files")
+    schema = sub.add_parser("schema", help="print the JSON Schema of scenario files")
     schema.set_defaults(func=_cmd_schema)
+    for command in sub.choices.values():
+        _quiet_and_log(command)
     return p
 
 
