@@ -88,11 +88,14 @@ def test_cheap_readme_blocks_run_as_written(tmp_path: Path) -> None:
     repo = _copy(tmp_path)
     cheap = [b for b in blocks("sh") if b.runs == "default"]
     assert cheap, "no runnable block found"
+    written = "partitions/lenet5-4dev-random.json"
+    (repo / written).unlink()  # the README's dsim partition writes it again
     for block in cheap:
         _sh(repo, block.text, timeout_s=600)
     assert (repo / "results" / "quickstart" / "summary.json").exists()
     assert (repo / "results" / "mine" / "summary.json").exists()
     assert "properties" in json.loads((repo / "scenario.schema.json").read_text())
+    assert filecmp.cmp(repo / written, ROOT / written, shallow=False)  # the README's dsim partition: as committed
 
 
 def _published(block: Block) -> tuple[str, list[str]]:
