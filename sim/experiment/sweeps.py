@@ -66,14 +66,18 @@ def _init_worker(workloads: dict[str, Any]) -> None:
 
 
 def _start_worker(workloads: dict[str, Any]) -> None:
-    """Pool initializer: hold the workloads; leave Ctrl-C to the parent, which stops the pool."""
+    """Pool initializer: hold the workloads; leave Ctrl-C to the parent, which stops the pool (with
+    SIGTERM, which must end a worker quietly even if the parent turned it into an interrupt)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _init_worker(workloads)
 
 
 def _start_builder() -> None:
-    """Pool initializer of build workers: one torch thread each (the pool uses the cores), no Ctrl-C."""
+    """Pool initializer of build workers: one torch thread each (the pool uses the cores), no Ctrl-C, and
+    the default SIGTERM (the pool's way to stop them)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     torch.set_num_threads(1)
 
 
