@@ -169,7 +169,7 @@ def test_published_crossovers_match_a_fresh_sweep(tmp_path: Path) -> None:
         assert loses["network.bandwidth_mbps"].max() < crossover < wins["network.bandwidth_mbps"].min(), variant
     qs = [b.text for b in blocks("sh") if "quickstart.yaml --logspace" in b.text]
     assert len(qs) == 1
-    _sh(repo, qs[0] + " --out qs", timeout_s=3600)
+    _sh(repo, qs[0].strip() + " --out qs", timeout_s=3600)
     table = pd.read_csv(repo / "qs" / "sweep.csv")
     assert round(float(table["baseline_latency_s"].iloc[0]) * 1e3, 3) == _number(r"device takes (\d+\.\d+) ms")
     wins = table[table["latency_s"] < table["baseline_latency_s"]]["network.bandwidth_mbps"]
