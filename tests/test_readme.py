@@ -54,7 +54,7 @@ def _copy(tmp_path: Path) -> Path:
         pytest.skip("the dsim console script is not installed in this Python's prefix (run make test)")
     repo = tmp_path / "repo"
     repo.mkdir()
-    for folder in ("scenarios", "partitions", "bench"):
+    for folder in ("scenarios", "partitions", "profiles", "bench"):
         shutil.copytree(ROOT / folder, repo / folder)
     (repo / ".venv").symlink_to(VENV)
     return repo
@@ -76,7 +76,7 @@ def _sh(repo: Path, script: str, timeout_s: float) -> subprocess.CompletedProces
 def test_readme_tags_are_known_and_commands_use_the_venv() -> None:
     """Every shell block is tagged as runnable, slow or not run, and spells dsim as .venv/bin/dsim."""
     sh = blocks("sh")
-    assert len(sh) >= 8
+    assert len(sh) >= 8 and not blocks("bash"), "write shell blocks as sh (the test reads those)"
     for block in [*sh, *blocks("console")]:
         assert set(block.tags) <= {"slow", "not-run"}, block
         commands = [line.split("#")[0] for line in block.text.splitlines() if not line.startswith("dsim: ")]
