@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from sim.progress import Progress, duration
+from tests.helpers import SCENARIOS
 
 LINE = re.compile(r"^dsim: (build|point) (\d+)/(\d+) done in [\d.]+ (s|min)(, about [\d.]+ (s|min) left)?$")
 
@@ -34,7 +35,7 @@ def test_disabled_progress_logs_nothing() -> None:
 
 
 def _sweep(tmp_path: Path, *flags: str, bandwidths: str = "1,10,100") -> subprocess.CompletedProcess[str]:
-    argv = ["sweep", "scenarios/quickstart.yaml", "--set", f"network.bandwidth_mbps={bandwidths}", "--set"]
+    argv = ["sweep", str(SCENARIOS / "quickstart.yaml"), "--set", f"network.bandwidth_mbps={bandwidths}", "--set"]
     argv += ["transfer.format=dense,auto", "--out", str(tmp_path / "sw"), *flags]
     return subprocess.run(
         [sys.executable, "-m", "sim", *argv], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
