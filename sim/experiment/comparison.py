@@ -15,7 +15,7 @@ import pandas as pd
 from sim.analysis.critical_path import BREAKDOWN_COLUMNS
 from sim.config.load import load
 from sim.errors import UserError
-from sim.experiment.sweeps import run_points
+from sim.experiment.sweeps import check_jobs, run_points
 from sim.fileio import write_csv
 from sim.report.plots import plot_breakdown
 
@@ -62,8 +62,9 @@ def compare(
 
         >>> compare(["scenarios/quickstart.yaml", "scenarios/bandwidth.yaml"], out="results/cmp")  # doctest: +SKIP
     """
+    check_jobs(jobs)
     parsed = [load(path) for path in scenarios]
-    rows = run_points(parsed, jobs=jobs, progress=progress)
+    rows = run_points(parsed, jobs=jobs, progress=progress, what="scenario")
     for path, row in zip(scenarios, rows):
         if "error" in row:
             raise UserError(f"{path}: {row['error']}")
