@@ -13,24 +13,34 @@ from pathlib import Path
 import pandas as pd
 
 from sim.analysis.critical_path import BREAKDOWN_COLUMNS
+from sim.analysis.curves import BASELINE_COLUMNS
 from sim.config.load import load
 from sim.errors import UserError
 from sim.experiment.sweeps import run_points
 from sim.fileio import write_csv
 from sim.report.plots import plot_breakdown
 
+PER_FRAME = {  # total column -> its per-frame column (the total divided by the frames run)
+    "flops_total": "flops_per_frame",
+    "bytes_total": "bytes_per_frame",
+    "dense_bytes_total": "dense_bytes_per_frame",
+    "packed_bytes_total": "packed_bytes_per_frame",
+    "elements_hops": "elements_hops_per_frame",
+    "elements_hops_max_link": "elements_hops_max_link_per_frame",
+}
 COMPARISON_COLUMNS = (
     "scenario",
     "file",
+    "frames",
     "accuracy",
-    "flops_total",
-    "bytes_total",
-    "dense_bytes",
-    "packed_bytes",
+    *(c for pair in PER_FRAME.items() for c in pair),
     "messages",
     "latency_s",
     *BREAKDOWN_COLUMNS,
+    "service_latency_s",
     "throughput_fps",
+    "keeps_up",
+    *BASELINE_COLUMNS,
 )
 
 
@@ -39,8 +49,12 @@ def compare(
 ) -> pd.DataFrame:
     """Run each scenario file and return one row per scenario (:data:`COMPARISON_COLUMNS`).
 
-    ``dense_bytes`` is what every message would cost sent dense, ``packed_bytes`` what it costs with
-    ``auto`` (the smallest format per message). With ``out``, writes ``comparison.csv`` and the stacked
+    ``*_total`` columns (and ``elements_hops``) sum over every frame run, ``*_per_frame`` divide them by
+    ``frames``. ``dense_bytes_total`` is what every message would cost sent dense, ``packed_bytes_total``
+    what it costs with ``auto`` (the smallest format per message). ``service_latency_s`` is a frame's
+    latency alone in the system, ``keeps_up`` whether the split keeps up with the frame arrivals (empty for
+    one frame); with ``baseline: single`` come the single device's latencies, throughput and the three
+    speed-ups (:func:`sim.experiment.pipeline.speedups`); a scenario without it has them empty. With ``out``, writes ``comparison.csv`` and the stacked
     latency breakdown ``breakdown.png`` there. Every file is validated before any work starts; a scenario
     that cannot be built stops the comparison (:class:`UserError` naming its file).
 
@@ -54,11 +68,14 @@ def compare(
         if "error" in row:
             raise UserError(f"{path}: {row['error']}")
     table = pd.DataFrame(rows)
-    if table["accuracy"].isna().all():
-        table = table.drop(columns="accuracy")
+    empty = [c for c in ("accuracy", *BASELINE_COLUMNS) if c in table.columns and table[c].isna().all()]
+    table = table.drop(columns=empty)
     table.insert(0, "file", [str(p) for p in scenarios])
     table.insert(0, "scenario", [sc.name for sc in parsed])
-    table = table.rename(columns={"bytes_dense": "dense_bytes", "bytes_auto": "packed_bytes"})
+    table = table.rename(columns={"bytes_dense": "dense_bytes_total", "bytes_auto": "packed_bytes_total"})
+    for total, per_frame in PER_FRAME.items():
+        if total in table.columns:
+            table[per_frame] = table[total] / table["frames"]
     table = table[[c for c in COMPARISON_COLUMNS if c in table.columns]]
     if out is not None:
         write_csv(table, Path(out) / "comparison.csv")

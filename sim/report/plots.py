@@ -13,7 +13,10 @@ Example::
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib as mpl
 import numpy as np
@@ -27,6 +30,56 @@ from sim.analysis.tables import traffic_matrix
 from sim.errors import UserError
 from sim.fileio import atomic_path
 
+MAX_TIMELINE_PLOT_IN = 10.0  # inches of bars at most (1200 px at the default 120 dpi), whatever the device count
+TIMELINE_LANE_LIMIT = 48  # more lanes than this: one merged lane per device for its outgoing links
+MAX_LEGEND_LAYERS = 18  # more layers than this: a colour scale over layer order instead of a legend
+DPI = 120
+
+
+def _senders(transfers: pd.DataFrame, hops: pd.DataFrame | None, frames: Sequence[int]) -> pd.DataFrame:
+    """The transmissions of ``frames``: ``sender`` (node that put it on the wire), ``lane`` (the link queue,
+    or the receiving device without ``hops``), ``layer``, ``src``, ``dst``, ``start_s``, ``end_s``."""
+    if hops is not None:
+        busy = hops[hops["frame"].isin(frames)]
+        if "sender" in busy.columns:
+            sender = busy["sender"].astype(str)
+        else:  # hops.csv written before the column existed: the queue's name says who sends on it
+            link = busy["link"].astype(str)
+            sender = link.where(~link.str.contains("->") | link.str.contains("<->"), link.str.split("->").str[0])
+            sender = sender.where(sender != link, busy["src"].astype(str))
+        return pd.DataFrame(
+            {
+                "sender": sender,
+                "lane": busy["link"].astype(str),
+                "layer": busy["layer"].astype(str),
+                "src": busy["src"].astype(str),
+                "dst": busy["dst"].astype(str),
+                "start_s": busy["start_s"],
+                "end_s": busy["end_s"],
+            }
+        )
+    sent = transfers[transfers["frame"].isin(frames)]
+    if "multicast_copy" in sent.columns:
+        sent = sent[~sent["multicast_copy"].astype(bool)]
+    return pd.DataFrame(
+        {
+            "sender": sent["src"].astype(str),
+            "lane": sent["src"].astype(str) + "->" + sent["dst"].astype(str),
+            "layer": sent["layer"].astype(str),
+            "src": sent["src"].astype(str),
+            "dst": sent["dst"].astype(str),
+            "start_s": sent["start_s"],
+            "end_s": sent["end_s"],
+        }
+    )
+
+
+def _frame_words(frames: Sequence[int]) -> str:
+    """``frame 0`` or ``frames 0-2``."""
+    if len(frames) == 1:
+        return f"frame {frames[0]}"
+    return f"frames {min(frames)}-{max(frames)}"
+
 
 def plot_timeline(
     transfers: pd.DataFrame,
@@ -36,81 +89,129 @@ def plot_timeline(
     frame: int = 0,
     hops: pd.DataFrame | None = None,
     critical: dict | None = None,
+    frames: Sequence[int] | None = None,
+    devices: Sequence[str] | None = None,
 ) -> Figure:
-    """Gantt chart of one frame: a row per device (compute) and per device pair (transfers), in ms.
+    """Gantt chart of some frames, in ms: a row per device, its compute on top and, under it, the
+    transmissions it puts on its outgoing links (idle links are not drawn).
 
-    With ``hops`` (:func:`sim.analysis.tables.hop_table`) the transfer rows are the link queues instead, each
-    transmission drawn where it held the link (its busy time). With ``critical`` (the summary's
-    ``critical_path``) of this frame, the compute and transmissions on the critical path are outlined in red.
+    ``frames`` (default ``[frame]``) picks the frames shown, e.g. ``range(0, 3)``. Bars are coloured by
+    layer, the same colour for a layer's compute and for the transfers carrying its output (``input``:
+    the image; ``output``: the final gather), with a legend, or with a colour scale over layer order when
+    there are more than :data:`MAX_LEGEND_LAYERS` layers. With ``hops``
+    (:func:`sim.analysis.tables.hop_table`) a transfer bar is a transmission's busy time on one link queue,
+    drawn under the node that sent it (a switch that forwards gets a row of its own); without, a message
+    from its start to its arrival under its source. Each device's outgoing traffic gets one thin lane per
+    link when all lanes fit in :data:`TIMELINE_LANE_LIMIT`, else one merged lane, so the figure is at most
+    :data:`MAX_TIMELINE_PLOT_IN` inches of bars tall for any number of devices (the Perfetto trace,
+    :mod:`sim.report.trace`, keeps a track per link). Bars are drawn at least one pixel wide. With
+    ``critical`` (the summary's ``critical_path``) of a frame shown, its steps are outlined in red.
+    ``devices`` orders the rows (default: order of first compute).
     """
-    comp = compute[compute["frame"] == frame]
-    xfer = transfers[transfers["frame"] == frame]
-    devices = list(dict.fromkeys(comp["device"]))
-    if hops is not None:
-        busy = hops[hops["frame"] == frame]
-        xfer = pd.DataFrame(
-            {
-                "row": busy["link"],
-                "start_s": busy["start_s"],
-                "end_s": busy["end_s"],
-                "src": busy["src"],
-                "dst": busy["dst"],
-                "layer": busy["layer"],
-            }
+    shown = list(frames) if frames is not None else [frame]
+    comp = compute[compute["frame"].isin(shown)]
+    tx = _senders(transfers, hops, shown)
+    if not len(comp) and not len(tx):
+        have = sorted(set(compute["frame"]))
+        raise UserError(
+            f"{path}: no compute or transfer in {_frame_words(shown)}; the run has frames {have[0]}..{have[-1]}"
+            if have
+            else f"{path}: the run has no compute to draw"
         )
-    else:
-        xfer = xfer.assign(row=xfer["src"] + " → " + xfer["dst"])
-    pairs = list(dict.fromkeys(xfer["row"]))
-    rows = devices + pairs
+    names = [str(d) for d in (devices or dict.fromkeys(comp["device"]))]
+    names += [n for n in dict.fromkeys([*comp["device"].astype(str), *tx["sender"]]) if n not in names]
+    out_lanes: dict[str, list[str]] = {n: [] for n in names}
+    order = {n: k for k, n in enumerate(names)}
+    for sender, group in tx.groupby("sender", sort=False):
+        lanes = list(dict.fromkeys(group["lane"]))
+        out_lanes[str(sender)] = sorted(lanes, key=lambda q: (order.get(q.split("->")[-1], len(order)), q))
+    per_link = sum(len(v) for v in out_lanes.values()) + len(names) <= TIMELINE_LANE_LIMIT
+    # y layout in lane units: a compute lane is 1 unit, a link lane 0.55, a gap 0.45 between devices
+    y_compute: dict[str, float] = {}
+    y_link: dict[tuple[str, str], float] = {}
+    ticks: list[tuple[float, str]] = []
+    y = 0.0
+    computing = set(comp["device"].astype(str))
+    for n in names:
+        if n in computing or n in (devices or ()):
+            y_compute[n] = y + 0.5
+            ticks.append((y + 0.5, n))
+            y += 1.0
+        lanes = out_lanes[n] if per_link else (["all"] if out_lanes[n] else [])
+        for q in lanes:
+            y_link[(n, q)] = y + 0.275
+            if per_link:
+                ticks.append((y + 0.275, ("→ " + q.split("->", 1)[1]) if q.startswith(n + "->") else q))
+            elif n not in y_compute:
+                ticks.append((y + 0.275, f"{n} (sends)"))
+            y += 0.55
+        y += 0.45
+    units = max(y, 1.0)
+    unit_in = min(0.3, MAX_TIMELINE_PLOT_IN / units)
+    # colours: layers in order of first appearance in time, shared by compute and transfers
+    first = pd.concat([tx[["layer", "start_s"]], comp[["layer", "start_s"]]]).groupby("layer", sort=False)["start_s"].min()
+    layers = list(first.sort_values(kind="stable").index)
+    many = len(layers) > MAX_LEGEND_LAYERS
+    scale = mpl.colormaps["viridis"]  # no red in either palette: red outlines the critical path
+    palette = [mpl.colormaps["tab20"](k) for k in range(20) if k not in (6, 7)]
+    colour = {
+        name: scale(k / max(1, len(layers) - 1)) if many else palette[k % len(palette)]
+        for k, name in enumerate(layers)
+    }
+    legend_rows = 0.95 if many else 0.22 * math.ceil(len(layers) / 6) + 0.2
+    plot_in = units * unit_in
+    fig = Figure(figsize=(11, 1.3 + plot_in + legend_rows))
+    ax, key = fig.subplots(2, 1, gridspec_kw={"height_ratios": [plot_in, legend_rows]})
     on_path: set[tuple] = set()
-    if critical and critical.get("frame") == frame:
+    if critical and critical.get("frame") in shown:
         on_path = {(s["device"], s["layer"]) for s in critical["steps"] if s["kind"] == "compute"}
         on_path |= {(s["src"], s["dst"], s["layer"]) for s in critical["steps"] if s["kind"] == "transfer"}
-    fig = Figure(figsize=(10, 1.2 + 0.35 * max(1, len(rows))))
-    ax = fig.subplots()
-    layers = list(dict.fromkeys(comp["layer"]))
-    cmap = mpl.colormaps["tab20"]
-    for _, r in comp.iterrows():
-        y = rows.index(r["device"])
-        colour = cmap(layers.index(r["layer"]) % 20)
-        hot = (r["device"], r["layer"]) in on_path
-        ax.barh(
-            y,
-            (r["end_s"] - r["start_s"]) * 1e3,
-            left=r["start_s"] * 1e3,
-            color=colour,
-            edgecolor="red" if hot else "black",
-            linewidth=1.5 if hot else 0.3,
+    t0 = min([*comp["start_s"], *tx["start_s"]])
+    t1 = max([*comp["end_s"], *tx["end_s"]])
+    min_w = max(t1 - t0, 1e-12) * 1e3 / 1300  # about one pixel of the bar area
+    bars: dict[tuple[float, float], list[tuple[float, float, Any, bool]]] = {}
+    for r in comp.itertuples(index=False):
+        hot = (r.device, r.layer) in on_path
+        bars.setdefault((y_compute[str(r.device)], 0.8), []).append(
+            (r.start_s * 1e3, (r.end_s - r.start_s) * 1e3, colour[r.layer], hot)
         )
-    for _, r in xfer.iterrows():
-        y = rows.index(r["row"])
-        hot = any((r["src"], d, r["layer"]) in on_path for d in str(r["dst"]).split(","))
-        ax.barh(
-            y,
-            (r["end_s"] - r["start_s"]) * 1e3,
-            left=r["start_s"] * 1e3,
-            color="tab:gray",
-            alpha=0.7,
-            edgecolor="red" if hot else "black",
-            linewidth=1.5 if hot else 0.3,
+    for r in tx.itertuples(index=False):
+        hot = any((r.src, d, r.layer) in on_path for d in str(r.dst).split(","))
+        lane = y_link[(r.sender, r.lane if per_link else "all")]
+        bars.setdefault((lane, 0.45), []).append((r.start_s * 1e3, (r.end_s - r.start_s) * 1e3, colour[r.layer], hot))
+    for (centre, height), items in bars.items():
+        ax.broken_barh(
+            [(left, max(width, min_w)) for left, width, _, _ in items],
+            (centre - height / 2, height),
+            facecolors=[c for _, _, c, _ in items],
+            edgecolors=["red" if hot else "none" for *_, hot in items],
+            linewidths=[1.2 if hot else 0 for *_, hot in items],
         )
-    ax.set_yticks(range(len(rows)), rows)
-    ax.invert_yaxis()
+    ax.set_ylim(units, 0)
+    ax.set_xlim(t0 * 1e3, t1 * 1e3 + (t1 - t0) * 1e3 * 0.01)
+    tick_font = 8 if unit_in * DPI >= 14 else 6
+    ax.set_yticks([t for t, _ in ticks], [label for _, label in ticks], fontsize=tick_font)
     ax.set_xlabel("time (ms)")
-    ax.set_ylabel("device / link")
-    what = "colour = layer, grey = link busy" + (", red = critical path" if on_path else "")
-    ax.set_title(f"{title}: frame {frame} timeline ({what})" if title else "timeline")
-    handles = [Rectangle((0, 0), 1, 1, color=cmap(i % 20)) for i in range(len(layers))]
-    if layers:
-        ax.legend(
-            handles,
-            layers,
-            fontsize=6,
-            ncol=min(6, len(layers)),
-            loc="upper center",
-            bbox_to_anchor=(0.5, -0.25 if len(rows) < 8 else -0.1),
-            frameon=False,
-        )
+    ax.set_ylabel("device (compute) and its outgoing links")
+    ax.grid(True, axis="x", alpha=0.3)
+    lanes_what = "a thin lane per outgoing link" if per_link else "one thin lane for all its outgoing links"
+    ax.set_title(
+        f"{title + ': ' if title else ''}{_frame_words(shown)}, {len(names)} nodes\n"
+        f"colour = layer (its compute, and the transfers carrying its output); under each device, {lanes_what}"
+        + ("; red outline = critical path" if on_path else ""),
+        fontsize=9,
+    )
+    if many:
+        key.imshow(np.arange(len(layers))[None, :], aspect="auto", cmap=mpl.colors.ListedColormap([colour[n] for n in layers]))
+        step = max(1, math.ceil(len(layers) / 12))
+        picks = list(range(0, len(layers), step))
+        key.set_xticks(picks, [layers[k] for k in picks], rotation=30, ha="right", fontsize=8)
+        key.set_yticks([])
+        key.set_title(f"layer colour, in order of first appearance ({len(layers)} layers)", fontsize=9)
+    else:
+        key.axis("off")
+        handles = [Rectangle((0, 0), 1, 1, color=colour[n]) for n in layers]
+        key.legend(handles, layers, fontsize=8, ncol=6, loc="center", frameon=False, title="layer", title_fontsize=9)
     return _save(fig, path)
 
 
@@ -121,7 +222,7 @@ def _save(fig: Figure, path: str | Path) -> Figure:
     """Write ``fig`` as PNG atomically, close it, and return it for inspection."""
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
+        fig.savefig(tmp, dpi=DPI, format="png")
     return fig
 
 

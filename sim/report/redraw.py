@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,13 +38,35 @@ def _reading(where: str | Path) -> Iterator[None]:
         ) from None
 
 
-def redraw(directory: str | Path) -> list[Path]:
+def parse_frames(text: str) -> range:
+    """The frames of ``--frames START:STOP`` (a Python range: ``0:3`` is frames 0, 1, 2; ``2`` is frame 2).
+
+    Example::
+
+        >>> list(parse_frames("0:3"))
+        [0, 1, 2]
+    """
+    start, _, stop = text.partition(":")
+    try:
+        first = int(start) if start.strip() else 0
+        last = int(stop) if stop.strip() else first + 1
+    except ValueError:
+        raise UserError(f"--frames {text}: expected START:STOP, e.g. 0:3 for frames 0, 1 and 2") from None
+    if ":" not in text:
+        last = first + 1
+    if first < 0 or last <= first:
+        raise UserError(f"--frames {text}: need 0 <= START < STOP, e.g. 0:3 for frames 0, 1 and 2")
+    return range(first, last)
+
+
+def redraw(directory: str | Path, frames: Sequence[int] | None = None) -> list[Path]:
     """Redraw every figure a results directory's CSVs support, without re-running anything.
 
     ``sweep.csv`` -> ``latency_vs_bandwidth.png`` (when a bandwidth was swept) and ``accuracy_vs_bytes.png``
     (when accuracy and ``prune.amount`` are present); ``comparison.csv`` -> ``breakdown.png``;
     ``transfers.csv`` + ``compute.csv`` (a run) -> ``timeline.png`` (critical path from ``summary.json``;
-    link-queue rows only when a ``hops.csv`` was saved, else one row per device pair) and ``traffic.png``.
+    link-queue rows only when a ``hops.csv`` was saved, else one row per device pair; ``frames`` picks
+    its frames, default frame 0) and ``traffic.png``.
     """
     d = Path(directory)
     if not d.is_dir():
@@ -77,7 +99,16 @@ def redraw(directory: str | Path) -> list[Path]:
                 name, critical = summary.get("name", name), summary.get("critical_path")
                 devices = [dev["name"] for dev in summary.get("scenario", {}).get("devices", [])] or None
             hops = pd.read_csv(d / "hops.csv") if (d / "hops.csv").is_file() else None
-            plot_timeline(transfers, compute, d / "timeline.png", title=name, hops=hops, critical=critical)
+            plot_timeline(
+                transfers,
+                compute,
+                d / "timeline.png",
+                title=name,
+                hops=hops,
+                critical=critical,
+                frames=frames,
+                devices=devices,
+            )
             plot_traffic(transfers, d / "traffic.png", devices=devices, title=name)
         written += [d / "timeline.png", d / "traffic.png"]
     if not written and not (d / "sweep.csv").is_file():
