@@ -89,13 +89,13 @@ def lines(table: pd.DataFrame, x: str) -> list[tuple[str, list[str], pd.DataFram
     groups = ok.groupby(others, sort=False, dropna=False) if others else [((), ok)] if len(ok) else []
     for _, group in groups:
         first = group.iloc[0]
-        settings = [_setting(c, first[c]) for c in named]
+        settings = [setting(c, first[c]) for c in named]
         head = [] if "variant" in named else [f"{int(first['devices'])} devices"]
         out.append((", ".join([*head, *settings]), settings, group.sort_values(x)))
     return out
 
 
-def _setting(column: str, value: Any) -> str:
+def setting(column: str, value: Any) -> str:
     """A swept value as a line label: the variant's name, or ``format=csr``, ``amount=0.5``."""
     if column == "variant":
         return str(value)
@@ -179,7 +179,9 @@ def crossover_report(table: pd.DataFrame, x: str = BANDWIDTH_KEY) -> pd.DataFram
         for label, _, rows in curves:
             rows = rows[rows["baseline_latency_s"].notna()]
             xs = rows[x].to_numpy(dtype=float)
-            pairs.append((label, SINGLE, xs, rows["latency_s"].to_numpy(float), rows["baseline_latency_s"].to_numpy(float)))
+            pairs.append(
+                (label, SINGLE, xs, rows["latency_s"].to_numpy(float), rows["baseline_latency_s"].to_numpy(float))
+            )
     else:
         for (label_a, _, a), (label_b, _, b) in itertools.combinations(curves, 2):
             xa, xb = a[x].to_numpy(dtype=float), b[x].to_numpy(dtype=float)

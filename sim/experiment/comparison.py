@@ -19,6 +19,7 @@ from sim.errors import UserError
 from sim.experiment.sweeps import run_points
 from sim.fileio import write_csv
 from sim.report.plots import plot_breakdown
+from sim.report.redraw import write_pareto
 
 PER_FRAME = {  # total column -> its per-frame column (the total divided by the frames run)
     "flops_total": "flops_per_frame",
@@ -54,8 +55,8 @@ def compare(
     what it costs with ``auto`` (the smallest format per message). ``service_latency_s`` is a frame's
     latency alone in the system, ``keeps_up`` whether the split keeps up with the frame arrivals (empty for
     one frame); with ``baseline: single`` come the single device's latencies, throughput and the three
-    speed-ups (:func:`sim.experiment.pipeline.speedups`); a scenario without it has them empty. With ``out``, writes ``comparison.csv`` and the stacked
-    latency breakdown ``breakdown.png`` there. Every file is validated before any work starts; a scenario
+    speed-ups (:func:`sim.experiment.pipeline.speedups`); a scenario without it has them empty. With ``out``, writes ``comparison.csv``, the stacked
+    latency breakdown ``breakdown.png`` and the Pareto front (``pareto.csv``, ``pareto.png``) there. Every file is validated before any work starts; a scenario
     that cannot be built stops the comparison (:class:`UserError` naming its file).
 
     Example::
@@ -79,5 +80,7 @@ def compare(
     table = table[[c for c in COMPARISON_COLUMNS if c in table.columns]]
     if out is not None:
         write_csv(table, Path(out) / "comparison.csv")
-        plot_breakdown(table, Path(out) / "breakdown.png")
+        title = " vs ".join(table["scenario"]) if len(table) <= 3 else f"{len(table)} scenarios"
+        plot_breakdown(table, Path(out) / "breakdown.png", title=title)
+        write_pareto(table, list(table["scenario"]), out, title=title)
     return table

@@ -21,8 +21,8 @@ from typing import Any
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from sim.analysis import curves
@@ -149,14 +149,15 @@ def plot_timeline(
     units = max(y, 1.0)
     unit_in = min(0.3, MAX_TIMELINE_PLOT_IN / units)
     # colours: layers in order of first appearance in time, shared by compute and transfers
-    first = pd.concat([tx[["layer", "start_s"]], comp[["layer", "start_s"]]]).groupby("layer", sort=False)["start_s"].min()
+    first = (
+        pd.concat([tx[["layer", "start_s"]], comp[["layer", "start_s"]]]).groupby("layer", sort=False)["start_s"].min()
+    )
     layers = list(first.sort_values(kind="stable").index)
     many = len(layers) > MAX_LEGEND_LAYERS
     scale = mpl.colormaps["viridis"]  # no red in either palette: red outlines the critical path
     palette = [mpl.colormaps["tab20"](k) for k in range(20) if k not in (6, 7)]
     colour = {
-        name: scale(k / max(1, len(layers) - 1)) if many else palette[k % len(palette)]
-        for k, name in enumerate(layers)
+        name: scale(k / max(1, len(layers) - 1)) if many else palette[k % len(palette)] for k, name in enumerate(layers)
     }
     legend_rows = 0.95 if many else 0.22 * math.ceil(len(layers) / 6) + 0.2
     plot_in = units * unit_in
@@ -202,7 +203,9 @@ def plot_timeline(
         fontsize=9,
     )
     if many:
-        key.imshow(np.arange(len(layers))[None, :], aspect="auto", cmap=mpl.colors.ListedColormap([colour[n] for n in layers]))
+        key.imshow(
+            np.arange(len(layers))[None, :], aspect="auto", cmap=mpl.colors.ListedColormap([colour[n] for n in layers])
+        )
         step = max(1, math.ceil(len(layers) / 12))
         picks = list(range(0, len(layers), step))
         key.set_xticks(picks, [layers[k] for k in picks], rotation=30, ha="right", fontsize=8)
@@ -236,24 +239,61 @@ def _axis_label(key: str) -> str:
     return f"{name} ({unit})" if unit else name
 
 
+def place_labels(
+    fig: Figure, ax: Any, points: Sequence[tuple[float, float]], texts: Sequence[str], **style: Any
+) -> list[Any]:
+    """Annotate ``points`` (data coordinates) with ``texts`` so that no two labels overlap: each label tries
+    a few offsets around its point and takes the first free one; a label with no free place is left out
+    (its point stays drawn). Returns the annotations placed."""
+    FigureCanvasAgg(fig)  # a renderer to measure the text with
+    fig.tight_layout()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    offsets = [(4, 4), (4, -11), (-6, 6), (-6, -12), (8, 0), (-10, 0), (4, 14), (4, -20), (-6, 16), (-6, -22)]
+    placed: list[Any] = []
+    taken: list[Any] = []
+    for (x, y), text in zip(points, texts):
+        for dx, dy in offsets:
+            note = ax.annotate(
+                text,
+                (x, y),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                ha="left" if dx >= 0 else "right",
+                fontsize=7,
+                **style,
+            )
+            box = note.get_window_extent(renderer).expanded(1.05, 1.1)
+            if not any(box.overlaps(other) for other in taken):
+                taken.append(box)
+                placed.append(note)
+                break
+            note.remove()
+    return placed
+
+
 def plot_latency_vs_bandwidth(
     table: pd.DataFrame, path: str | Path, x: str = "network.bandwidth_mbps", title: str = ""
 ) -> Figure:
     """Mean frame latency against ``x`` (log axes) from a sweep table: one line per variant
-    (:func:`sim.analysis.curves.lines`), the single-device baseline(s) dashed (:func:`sim.analysis.curves.baselines`), and
-    the crossovers (:func:`sim.analysis.curves.crossovers`) marked by dotted vertical lines labelled with their ``x``:
-    those with the baseline when the sweep has one, else those between lines."""
+    (:func:`sim.analysis.curves.lines`), the single-device baseline(s) in black
+    (:func:`sim.analysis.curves.baselines`), and each crossover (:func:`sim.analysis.curves.crossover_report`:
+    with the baseline when the sweep has one, else between lines) as a dotted vertical line and a ring on
+    the curve in its line's colour, named in the legend with its ``x``; a line with no crossover in the
+    swept range says so in the legend."""
     lines = curves.lines(table, x)
     if not lines:
         raise UserError(f"{path}: no successful sweep points to plot")
-    fig = Figure(figsize=(8, 5))
+    fig = Figure(figsize=(9, 5.5))
     ax = fig.subplots()
-    for label, _, rows in lines:
+    colours: dict[str, Any] = {}
+    for k, (label, _, rows) in enumerate(lines):
+        colours[label] = f"C{k % 10}"
         ax.plot(
             rows[x].to_numpy(dtype=float),
             rows["latency_s"].to_numpy(dtype=float) * 1e3,
             marker="o",
             markersize=3,
+            color=colours[label],
             label=label,
         )
     for k, (label, rows) in enumerate(curves.baselines(table, x)):
@@ -265,32 +305,31 @@ def plot_latency_vs_bandwidth(
             linewidth=1.5,
             label=label,
         )
-    cross = curves.crossovers(table, x)
-    if (cross["versus"] == curves.SINGLE).any():  # with a baseline, mark where the split wins or loses
-        cross = cross[cross["versus"] == curves.SINGLE]
-    for _, c in cross.iterrows():
-        ax.axvline(c[x], color="tab:red", linestyle=":", linewidth=1, label="_crossover")
-        ax.annotate(
-            f"{c[x]:.3g}",
-            (c[x], 0),
-            xycoords=ax.get_xaxis_transform(),
-            xytext=(2, 4),
-            textcoords="offset points",
-            fontsize=8,
-            color="tab:red",
-            rotation=90,
-            va="bottom",
-        )
+    unit = _axis_label(x).split(" (")[-1].rstrip(")") if "(" in _axis_label(x) else ""
+    by_line = {label: rows for label, _, rows in lines}
+    for c in curves.crossover_report(table, x).itertuples(index=False):
+        colour = colours.get(c.line, "black")
+        if c.crosses:
+            rows = by_line[c.line]
+            at_ms = np.interp(np.log(c.at), np.log(rows[x].to_numpy(float)), rows["latency_s"].to_numpy(float)) * 1e3
+            ax.axvline(c.at, color=colour, linestyle=":", linewidth=1.2, label="_crossover")
+            ax.plot([c.at], [at_ms], marker="o", markersize=9, markerfacecolor="none", color=colour, label="_ring")
+            ax.plot([], [], color=colour, linestyle=":", label=f"{c.line} = {c.versus} at {c.at:.3g} {unit}")
+        else:
+            ax.plot(
+                [],
+                [],
+                color=colour,
+                linestyle="none",
+                marker="x",
+                label=f"{c.line}: no crossover with {c.versus} in [{c.lo:.3g}, {c.hi:.3g}] {unit} ({c.faster} faster)",
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(_axis_label(x) + ", log scale")
-    ax.set_ylabel("latency per frame (ms), log scale")
-    ax.set_title(title or f"Latency vs {_axis_label(x)}")
-    handles, labels = ax.get_legend_handles_labels()
-    if len(cross):
-        handles.append(Line2D([], [], color="tab:red", linestyle=":"))
-        labels.append(f"crossover ({_axis_label(x).split(' (')[-1].rstrip(')')})")
-    ax.legend(handles, labels, fontsize=8)
+    ax.set_ylabel("mean latency per frame (ms), log scale")
+    ax.set_title(f"{title + ': ' if title else ''}latency vs {_axis_label(x).split(' (')[0]}", fontsize=11)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     ax.grid(True, which="both", alpha=0.3)
     return _save(fig, path)
 
@@ -313,7 +352,8 @@ def plot_breakdown(table: pd.DataFrame, path: str | Path, label: str = "scenario
     ax.set_xlim(0, max(left.max(), 1e-9) * 1.18)
     ax.set_xlabel("mean latency per frame (ms)")
     ax.set_ylabel(label)
-    ax.set_title(title or "Where the latency goes (critical path: compute, transfer, waiting)")
+    what = "where the latency goes (critical path: compute, transfer, waiting)"
+    ax.set_title(f"{title}: {what}" if title else what[0].upper() + what[1:], fontsize=10)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / (1 + 0.3 * len(rows))), ncol=3, fontsize=8, frameon=False)
     return _save(fig, path)
 
@@ -321,16 +361,16 @@ def plot_breakdown(table: pd.DataFrame, path: str | Path, label: str = "scenario
 def plot_traffic(
     transfers: pd.DataFrame, path: str | Path, devices: list[str] | None = None, title: str = ""
 ) -> Figure:
-    """Bytes sent from each device (rows) to each device (columns) over the whole run, in kB
-    (1 kB = 1e3 bytes), as sent (``bytes`` column: in the chosen wire format)."""
+    """Bytes sent from each device (rows) to each device (columns) per frame (the run's total over its
+    frames), in kB (1 kB = 1e3 bytes), as sent (``bytes`` column: in the chosen wire format)."""
     names = devices or list(dict.fromkeys([*transfers["src"], *transfers["dst"]]))
-    matrix = traffic_matrix(transfers, names).to_numpy(dtype=float) / 1e3
     frames = int(transfers["frame"].nunique()) if len(transfers) else 0
+    matrix = traffic_matrix(transfers, names).to_numpy(dtype=float) / 1e3 / max(frames, 1)
     size = 2.5 + 0.55 * len(names)
     fig = Figure(figsize=(size + 1.2, size))
     ax = fig.subplots()
     image = ax.imshow(matrix, cmap="viridis")
-    fig.colorbar(image, ax=ax, label="bytes sent (kB)")
+    fig.colorbar(image, ax=ax, label="bytes sent per frame (kB)")
     peak = matrix.max() if matrix.size else 0.0
     for i in range(len(names)):
         for j in range(len(names)):
@@ -341,37 +381,109 @@ def plot_traffic(
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("receiving device")
     ax.set_ylabel("sending device")
-    what = f"{frames} frame{'s' if frames != 1 else ''}"
-    ax.set_title(f"{title + ': ' if title else ''}traffic between devices ({what}, kB)")
+    what = "one frame" if frames == 1 else f"mean over {frames} frames"
+    ax.set_title(f"{title + ': ' if title else ''}traffic between devices (kB per frame, {what})", fontsize=10)
+    if len(names) > 16:  # too small to read: the colour says it
+        for note in list(ax.texts):
+            note.remove()
     return _save(fig, path)
+
+
+def _per_frame(table: pd.DataFrame, column: str) -> np.ndarray:
+    """``column`` divided by the row's ``frames`` (a table without that column: as is)."""
+    frames = table["frames"].to_numpy(dtype=float) if "frames" in table.columns else 1.0
+    return table[column].to_numpy(dtype=float) / frames
 
 
 def plot_accuracy_vs_bytes(
     table: pd.DataFrame, path: str | Path, amount: str = "prune.amount", title: str = ""
 ) -> Figure:
-    """Accuracy (%) against cross-device bytes (kB) for a pruning sweep: one line per variant over
-    ``amount`` (:func:`sim.analysis.curves.lines`), each point labelled with its pruning amount."""
+    """Accuracy (%) against bytes sent per frame (kB) for a pruning sweep: one line per variant
+    (:func:`sim.analysis.curves.lines` over ``amount``), its points joined in order of bytes, each labelled
+    with its pruning amount where the label fits (:func:`place_labels`)."""
     if "accuracy" not in table.columns or table["accuracy"].isna().all():
         raise UserError(f"{path}: the sweep has no accuracy column; sweep a scenario that measures accuracy")
     if amount not in table.columns:
         raise UserError(f"{path}: the sweep has no '{amount}' column; sweep it with --set {amount}=0,0.25,0.5")
     fig = Figure(figsize=(8, 5))
     ax = fig.subplots()
-    for label, _, rows in curves.lines(table, amount):
+    points: list[tuple[float, float]] = []
+    texts: list[str] = []
+    for k, (label, _, rows) in enumerate(curves.lines(table, amount)):
         rows = rows[rows["accuracy"].notna()]
-        kb, acc = rows["bytes_total"].to_numpy(dtype=float) / 1e3, rows["accuracy"].to_numpy(dtype=float) * 100
-        ax.plot(kb, acc, marker="o", label=label)
-        for xk, yk, a in zip(kb, acc, rows[amount]):
-            ax.annotate(
-                f"{a:g}" if isinstance(a, float) else str(a),
-                (xk, yk),
-                xytext=(4, 4),
-                textcoords="offset points",
-                fontsize=7,
-            )
-    ax.set_xlabel("cross-device bytes per run (kB)")
+        kb = _per_frame(rows, "bytes_total") / 1e3
+        order = np.argsort(kb, kind="stable")
+        kb, acc = kb[order], rows["accuracy"].to_numpy(dtype=float)[order] * 100
+        ax.plot(kb, acc, marker="o", label=label, color=f"C{k % 10}")
+        points += list(zip(kb, acc))
+        texts += [f"{a:g}" if isinstance(a, float) else str(a) for a in rows[amount].to_numpy()[order]]
+    ax.set_xlabel("bytes sent per frame (kB)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{title or 'Accuracy vs traffic'}; points labelled with {amount}")
+    ax.set_title(f"{title + ': ' if title else ''}accuracy vs traffic; points labelled with {amount}", fontsize=11)
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
+    place_labels(fig, ax, points, texts)
     return _save(fig, path)
+
+
+def plot_pareto(front: pd.DataFrame, path: str | Path, title: str = "", max_labels: int = 30) -> Figure:
+    """Latency per frame (ms) against bytes sent per frame (kB) of every design in ``front``
+    (:func:`sim.analysis.pareto.pareto_table`), coloured by accuracy when measured; the non-dominated
+    designs are ringed in black and joined in order of bytes. Every design is labelled when there are at
+    most ``max_labels // 2``, else the non-dominated ones (at most ``max_labels``), where the label fits."""
+    if not len(front):
+        raise UserError(f"{path}: no successful rows to draw a Pareto front from")
+    fig = Figure(figsize=(9, 5.5))
+    ax = fig.subplots()
+    kb, ms = front["bytes_per_frame"].to_numpy(float) / 1e3, front["latency_s"].to_numpy(float) * 1e3
+    best = front["pareto"].to_numpy(bool)
+    accuracy = front["accuracy"].to_numpy(float)
+    measured = bool(np.isfinite(accuracy).all()) and np.unique(accuracy).size > 1  # one value: nothing to colour
+    same = f"; accuracy {accuracy[0] * 100:.2f} % for all" if np.isfinite(accuracy).all() and not measured else ""
+    style: dict[str, Any] = {"c": accuracy * 100, "cmap": "viridis"} if measured else {"color": "tab:blue"}
+    art = ax.scatter(kb[~best], ms[~best], s=22, alpha=0.6, label="dominated", **_subset(style, ~best))
+    art = ax.scatter(
+        kb[best],
+        ms[best],
+        s=70,
+        edgecolors="black",
+        linewidths=1.5,
+        label="non-dominated (Pareto front)",
+        **_subset(style, best),
+    )
+    if measured:
+        fig.colorbar(art, ax=ax, label="test accuracy (%)")
+    order = np.argsort(kb[best], kind="stable")
+    ax.plot(kb[best][order], ms[best][order], color="black", linewidth=0.8, alpha=0.6, zorder=0)
+    if _spread(kb) > 30:
+        ax.set_xscale("log")
+    if _spread(ms) > 30:
+        ax.set_yscale("log")
+    log = {"log": ", log scale", "linear": ""}
+    ax.set_xlabel(f"bytes sent per frame (kB){log[ax.get_xscale()]}")
+    ax.set_ylabel(f"mean latency per frame (ms){log[ax.get_yscale()]}")
+    goals = "latency, bytes per frame" + (" and accuracy" if np.isfinite(accuracy).all() else "")
+    ax.set_title(f"{title + ': ' if title else ''}Pareto front ({goals}){same}", fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(True, which="both", alpha=0.3)
+    labelled = front if len(front) <= max_labels // 2 else front[best].head(max_labels)  # few: label every one
+    place_labels(
+        fig, ax, list(zip(labelled["bytes_per_frame"] / 1e3, labelled["latency_s"] * 1e3)), list(labelled["label"])
+    )
+    return _save(fig, path)
+
+
+def _spread(values: np.ndarray) -> float:
+    """Largest over smallest positive value (1 with fewer than two): when above 30, an axis goes log."""
+    positive = values[values > 0]
+    return float(positive.max() / positive.min()) if len(positive) > 1 else 1.0
+
+
+def _subset(style: dict[str, Any], keep: np.ndarray) -> dict[str, Any]:
+    """Scatter keyword arguments for the rows ``keep`` (a per-point colour array is cut to them)."""
+    out = dict(style)
+    if "c" in out:
+        out["c"] = np.asarray(out["c"])[keep]
+        out.setdefault("vmin", float(np.nanmin(style["c"])))
+        out.setdefault("vmax", float(np.nanmax(style["c"])))
+    return out

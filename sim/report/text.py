@@ -57,9 +57,10 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-def _cells(values: pd.Series, scale: float, digits: int) -> pd.Series:
-    """Numbers scaled and rounded for a text table; missing ones as ``-``."""
-    return values.map(lambda v: "-" if v is None or pd.isna(v) else f"{float(v) * scale:.{digits}f}")
+def _cells(values: pd.Series, scale: float, digits: int, style: str = "f") -> pd.Series:
+    """Numbers scaled and rounded for a text table (``digits`` decimals, or significant digits with
+    ``style="g"``); missing ones as ``-``."""
+    return values.map(lambda v: "-" if v is None or pd.isna(v) else f"{float(v) * scale:.{digits}{style}}")
 
 
 def _yes_no(values: pd.Series) -> pd.Series:
@@ -147,7 +148,10 @@ def format_comparison(table: pd.DataFrame) -> str:
         ("packed_bytes_total", "packed kB/frame"),
     ):
         cost[name] = _cells(table[col] / frames, 1e-3, 3)
-    for col, name in (("elements_hops", "elem x hops/frame"), ("elements_hops_max_link", "busiest link elem x hops/frame")):
+    for col, name in (
+        ("elements_hops", "elem x hops/frame"),
+        ("elements_hops_max_link", "busiest link elem x hops/frame"),
+    ):
         if col in table.columns:
             cost[name] = _cells(table[col] / frames, 1, 0)
     timing = pd.DataFrame({"scenario": table["scenario"], "latency ms": _cells(table["latency_s"], 1e3, 3)})
@@ -170,10 +174,10 @@ def format_comparison(table: pd.DataFrame) -> str:
             base["1-device service ms"] = _cells(table["baseline_service_latency_s"], 1e3, 3)
         if "baseline_throughput_fps" in table.columns:
             base["1-device fps"] = _cells(table["baseline_throughput_fps"], 1, 2)
-        base["speedup (latency)"] = _cells(table["speedup"], 1, 2)
+        base["speedup (latency)"] = _cells(table["speedup"], 1, 3, "g")
         for col, name in (("service_speedup", "service speedup"), ("throughput_speedup", "throughput speedup")):
             if col in table.columns:
-                base[name] = _cells(table[col], 1, 2)
+                base[name] = _cells(table[col], 1, 3, "g")
         blocks.append(
             "against the source device alone (baseline: single; speedup = 1-device latency / split latency):\n"
             + base.to_string(index=False)
