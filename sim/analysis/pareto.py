@@ -58,7 +58,16 @@ def non_dominated(table: pd.DataFrame, objectives: Sequence[Objective]) -> np.nd
     return front
 
 
-def pareto_table(table: pd.DataFrame, labels: Sequence[str]) -> pd.DataFrame:
+ENVIRONMENT_PREFIXES = ("network.", "devices.", "inputs.")  # swept settings a design does not choose
+
+
+def environment_columns(table: pd.DataFrame) -> list[str]:
+    """The swept columns of a sweep table that describe the conditions (links, devices, arrivals), not the
+    design: a design is compared only with designs under the same conditions."""
+    return [c for c in curves.swept_columns(table) if c.startswith(ENVIRONMENT_PREFIXES)]
+
+
+def pareto_table(table: pd.DataFrame, labels: Sequence[str], within: Sequence[str] = ()) -> pd.DataFrame:
     """One row per successful row of ``table`` (a sweep or comparison table): ``label`` (from ``labels``,
     one per row of ``table``), ``latency_s`` (mean per frame), ``bytes_per_frame`` (``bytes_total`` /
     ``frames``; ``frames`` taken as 1 when the table has no such column), ``accuracy`` (NaN when not
@@ -78,7 +87,11 @@ def pareto_table(table: pd.DataFrame, labels: Sequence[str]) -> pd.DataFrame:
     objectives = [Objective("latency_s"), Objective("bytes_per_frame")]
     if len(out) and out["accuracy"].notna().all():
         objectives.append(Objective("accuracy", maximize=True))
-    out["pareto"] = non_dominated(out, objectives) if len(out) else []
+    out["pareto"] = False
+    groups = rows.groupby(list(within), sort=False, dropna=False).indices.values() if within else [range(len(out))]
+    for members in groups:
+        part = out.iloc[list(members)]
+        out.loc[part.index, "pareto"] = non_dominated(part, objectives)
     return out.sort_values(["latency_s", "bytes_per_frame"], kind="stable").reset_index(drop=True)[PARETO_COLUMNS]
 
 

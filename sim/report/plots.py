@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -279,12 +280,19 @@ def plot_latency_vs_bandwidth(
     (:func:`sim.analysis.curves.baselines`), and each crossover (:func:`sim.analysis.curves.crossover_report`:
     with the baseline when the sweep has one, else between lines) as a dotted vertical line and a ring on
     the curve in its line's colour, named in the legend with its ``x``; a line with no crossover in the
-    swept range says so in the legend."""
+    swept range says so in the legend: each line's entry names its crossovers with its baseline (or that
+    it has none in the swept range); crossovers between lines have entries of their own."""
     lines = curves.lines(table, x)
     if not lines:
         raise UserError(f"{path}: no successful sweep points to plot")
     fig = Figure(figsize=(9, 5.5))
     ax = fig.subplots()
+    unit = _axis_label(x).split(" (")[-1].rstrip(")") if "(" in _axis_label(x) else ""
+    report = curves.crossover_report(table, x)
+    notes: dict[str, list[str]] = {}  # line -> what its legend entry adds: its crossovers with its baseline
+    for c in report[report["versus"] == curves.SINGLE].itertuples(index=False):
+        note = f"= {c.versus} at {c.at:.3g} {unit}" if c.crosses else f"no crossover in [{c.lo:.4g}, {c.hi:.4g}] {unit}"
+        notes.setdefault(c.line, []).append(note if c.crosses else f"{note}, {c.faster} faster")
     colours: dict[str, Any] = {}
     for k, (label, _, rows) in enumerate(lines):
         colours[label] = f"C{k % 10}"
@@ -294,7 +302,7 @@ def plot_latency_vs_bandwidth(
             marker="o",
             markersize=3,
             color=colours[label],
-            label=label,
+            label=_wrap(f"{label} ({'; '.join(notes[label])})" if label in notes else label),
         )
     for k, (label, rows) in enumerate(curves.baselines(table, x)):
         ax.plot(
@@ -303,27 +311,18 @@ def plot_latency_vs_bandwidth(
             color="black",
             linestyle=("--", "-.", ":")[k % 3],
             linewidth=1.5,
-            label=label,
+            label=_wrap(label),
         )
-    unit = _axis_label(x).split(" (")[-1].rstrip(")") if "(" in _axis_label(x) else ""
     by_line = {label: rows for label, _, rows in lines}
-    for c in curves.crossover_report(table, x).itertuples(index=False):
+    for c in report.itertuples(index=False):
         colour = colours.get(c.line, "black")
         if c.crosses:
             rows = by_line[c.line]
             at_ms = np.interp(np.log(c.at), np.log(rows[x].to_numpy(float)), rows["latency_s"].to_numpy(float)) * 1e3
             ax.axvline(c.at, color=colour, linestyle=":", linewidth=1.2, label="_crossover")
             ax.plot([c.at], [at_ms], marker="o", markersize=9, markerfacecolor="none", color=colour, label="_ring")
-            ax.plot([], [], color=colour, linestyle=":", label=f"{c.line} = {c.versus} at {c.at:.3g} {unit}")
-        else:
-            ax.plot(
-                [],
-                [],
-                color=colour,
-                linestyle="none",
-                marker="x",
-                label=f"{c.line}: no crossover with {c.versus} in [{c.lo:.3g}, {c.hi:.3g}] {unit} ({c.faster} faster)",
-            )
+            if c.versus != curves.SINGLE:  # between two lines: an entry of its own
+                ax.plot([], [], color=colour, linestyle=":", label=_wrap(f"{c.line} = {c.versus} at {c.at:.3g} {unit}"))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(_axis_label(x) + ", log scale")
@@ -331,7 +330,14 @@ def plot_latency_vs_bandwidth(
     ax.set_title(f"{title + ': ' if title else ''}latency vs {_axis_label(x).split(' (')[0]}", fontsize=11)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     ax.grid(True, which="both", alpha=0.3)
+    entries = sum(1 + label.count("\n") for label in ax.get_legend_handles_labels()[1])
+    fig.set_figheight(4.5 + 0.14 * (entries + 1) / 2)  # room for the legend under the axes
     return _save(fig, path)
+
+
+def _wrap(label: str, width: int = 62) -> str:
+    """A legend label wrapped to lines of at most ``width`` characters, so two columns fit the figure."""
+    return "\n".join(textwrap.wrap(label, width, break_long_words=False)) or label
 
 
 def plot_breakdown(table: pd.DataFrame, path: str | Path, label: str = "scenario", title: str = "") -> Figure:
@@ -400,7 +406,8 @@ def plot_accuracy_vs_bytes(
 ) -> Figure:
     """Accuracy (%) against bytes sent per frame (kB) for a pruning sweep: one line per variant
     (:func:`sim.analysis.curves.lines` over ``amount``), its points joined in order of bytes, each labelled
-    with its pruning amount where the label fits (:func:`place_labels`)."""
+    with its pruning amount where the label fits (:func:`place_labels`). Swept link, device or arrival
+    settings change neither bytes nor accuracy: the figure draws the first value of each, named in the title."""
     if "accuracy" not in table.columns or table["accuracy"].isna().all():
         raise UserError(f"{path}: the sweep has no accuracy column; sweep a scenario that measures accuracy")
     if amount not in table.columns:
@@ -409,6 +416,12 @@ def plot_accuracy_vs_bytes(
     ax = fig.subplots()
     points: list[tuple[float, float]] = []
     texts: list[str] = []
+    fixed = []  # bandwidth, devices, arrivals: they change neither bytes nor accuracy; draw one value of each
+    for column in (c for c in curves.swept_columns(table) if c.startswith(("network.", "devices.", "inputs."))):
+        if column != amount and table[column].nunique() > 1:
+            first = table[curves.errors(table) == ""][column].iloc[0]
+            table = table[table[column] == first]
+            fixed.append(curves.setting(column, first))
     for k, (label, _, rows) in enumerate(curves.lines(table, amount)):
         rows = rows[rows["accuracy"].notna()]
         kb = _per_frame(rows, "bytes_total") / 1e3
@@ -419,7 +432,8 @@ def plot_accuracy_vs_bytes(
         texts += [f"{a:g}" if isinstance(a, float) else str(a) for a in rows[amount].to_numpy()[order]]
     ax.set_xlabel("bytes sent per frame (kB)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{title + ': ' if title else ''}accuracy vs traffic; points labelled with {amount}", fontsize=11)
+    at = f" (at {', '.join(fixed)})" if fixed else ""
+    ax.set_title(f"{title + ': ' if title else ''}accuracy vs traffic{at}; points labelled with {amount}", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
     place_labels(fig, ax, points, texts)

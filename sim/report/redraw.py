@@ -48,10 +48,13 @@ def _name(table: pd.DataFrame, d: Path) -> str:
     return names[0] if len(names) == 1 else " vs ".join(names) if len(names) <= 3 else f"{len(names)} scenarios"
 
 
-def write_pareto(table: pd.DataFrame, labels: Sequence[str], out: str | Path, title: str = "") -> list[Path]:
+def write_pareto(
+    table: pd.DataFrame, labels: Sequence[str], out: str | Path, title: str = "", within: Sequence[str] = ()
+) -> list[Path]:
     """Write ``pareto.csv`` (:func:`sim.analysis.pareto.pareto_table` of ``table``, a sweep or comparison
-    table, with ``labels`` one per row) and its figure ``pareto.png`` into ``out``; return their paths."""
-    front = pareto.pareto_table(table, labels)
+    table, with ``labels`` one per row, compared ``within`` equal values of those columns) and its figure
+    ``pareto.png`` into ``out``; return their paths."""
+    front = pareto.pareto_table(table, labels, within)
     write_csv(front, Path(out) / "pareto.csv")
     plot_pareto(front, Path(out) / "pareto.png", title=title)
     return [Path(out) / "pareto.csv", Path(out) / "pareto.png"]
@@ -106,7 +109,8 @@ def redraw(directory: str | Path, frames: Sequence[int] | None = None) -> list[P
                 plot_accuracy_vs_bytes(table, d / "accuracy_vs_bytes.png", title=name)
                 written.append(d / "accuracy_vs_bytes.png")
             if (curves.errors(table) == "").any():
-                written += write_pareto(table, pareto.sweep_labels(table), d, title=name)
+                within = pareto.environment_columns(table)
+                written += write_pareto(table, pareto.sweep_labels(table), d, title=name, within=within)
     if (d / "comparison.csv").is_file():
         with _reading(d / "comparison.csv"):
             table = pd.read_csv(d / "comparison.csv")

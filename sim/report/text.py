@@ -127,7 +127,7 @@ def format_sweep(table: pd.DataFrame, max_rows: int = 40) -> str:
                 text += f"\ncrossover: {c.line} = {c.versus} at {c.at:.3g} Mbps"
             else:
                 text += (
-                    f"\nno crossover in [{c.lo:.3g}, {c.hi:.3g}] Mbps: {c.line} vs {c.versus} "
+                    f"\nno crossover in [{c.lo:.4g}, {c.hi:.4g}] Mbps: {c.line} vs {c.versus} "
                     f"({c.faster} is faster throughout)"
                 )
     return text
