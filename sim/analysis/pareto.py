@@ -87,17 +87,21 @@ def pareto_table(table: pd.DataFrame, labels: Sequence[str], within: Sequence[st
     objectives = [Objective("latency_s"), Objective("bytes_per_frame")]
     if len(out) and out["accuracy"].notna().all():
         objectives.append(Objective("accuracy", maximize=True))
+    for k, column in enumerate(within):  # the conditions, beside the label
+        out.insert(1 + k, column, rows[column].to_numpy())
     out["pareto"] = False
     groups = rows.groupby(list(within), sort=False, dropna=False).indices.values() if within else [range(len(out))]
     for members in groups:
         part = out.iloc[list(members)]
         out.loc[part.index, "pareto"] = non_dominated(part, objectives)
-    return out.sort_values(["latency_s", "bytes_per_frame"], kind="stable").reset_index(drop=True)[PARETO_COLUMNS]
+    columns = ["label", *within, *PARETO_COLUMNS[1:]]
+    return out.sort_values(["latency_s", "bytes_per_frame"], kind="stable").reset_index(drop=True)[columns]
 
 
-def sweep_labels(table: pd.DataFrame) -> list[str]:
-    """A short label per row of a sweep table: its swept settings that vary (``auto, bandwidth_mbps=10``)."""
-    named = [c for c in curves.swept_columns(table) if table[c].nunique(dropna=False) > 1]
+def sweep_labels(table: pd.DataFrame, leave_out: Sequence[str] = ()) -> list[str]:
+    """A short label per row of a sweep table: its swept settings that vary (``auto, bandwidth_mbps=10``),
+    but for the columns ``leave_out`` (say, the conditions of :func:`environment_columns`)."""
+    named = [c for c in curves.swept_columns(table) if table[c].nunique(dropna=False) > 1 and c not in leave_out]
     if not named:
         return [f"point {p}" for p in table.get("point", range(len(table)))]
     return [", ".join(curves.setting(c, row[c]) for c in named) for _, row in table.iterrows()]

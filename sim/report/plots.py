@@ -25,8 +25,10 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.transforms import Bbox
 
 from sim.analysis import curves
+from sim.analysis.pareto import PARETO_COLUMNS
 from sim.analysis.tables import traffic_matrix
 from sim.errors import UserError
 from sim.fileio import atomic_path
@@ -160,9 +162,9 @@ def plot_timeline(
     colour = {
         name: scale(k / max(1, len(layers) - 1)) if many else palette[k % len(palette)] for k, name in enumerate(layers)
     }
-    legend_rows = 0.95 if many else 0.22 * math.ceil(len(layers) / 6) + 0.2
+    legend_rows = 0.22 if many else 0.22 * math.ceil(len(layers) / 6) + 0.2  # a colour strip, or legend rows
     plot_in = units * unit_in
-    fig = Figure(figsize=(11, 1.3 + plot_in + legend_rows))
+    fig = Figure(figsize=(11, 1.3 + plot_in + legend_rows + (0.8 if many else 0.0)))  # + the strip's names
     ax, key = fig.subplots(2, 1, gridspec_kw={"height_ratios": [plot_in, legend_rows]})
     on_path: set[tuple] = set()
     if critical and critical.get("frame") in shown:
@@ -243,15 +245,19 @@ def _axis_label(key: str) -> str:
 def place_labels(
     fig: Figure, ax: Any, points: Sequence[tuple[float, float]], texts: Sequence[str], **style: Any
 ) -> list[Any]:
-    """Annotate ``points`` (data coordinates) with ``texts`` so that no two labels overlap: each label tries
-    a few offsets around its point and takes the first free one; a label with no free place is left out
-    (its point stays drawn). Returns the annotations placed."""
+    """Annotate ``points`` (data coordinates) with ``texts`` so that no label covers another label or any
+    point, and each stays inside the axes: each label tries a few offsets around its point and takes the first free one; a label with no
+    free place is left out (its point stays drawn). Returns the annotations placed."""
     FigureCanvasAgg(fig)  # a renderer to measure the text with
     fig.tight_layout()
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
-    offsets = [(4, 4), (4, -11), (-6, 6), (-6, -12), (8, 0), (-10, 0), (4, 14), (4, -20), (-6, 16), (-6, -22)]
+    offsets = [(6, 5), (6, -12), (-7, 5), (-7, -12), (9, -3), (-10, -3), (6, 15), (6, -22), (-7, 15), (-7, -22)]
     placed: list[Any] = []
-    taken: list[Any] = []
+    taken: list[Any] = []  # the points' markers, then each label placed: nothing may cover them
+    area = ax.get_window_extent(renderer)  # labels stay inside the axes
+    for x, y in points:
+        px, py = ax.transData.transform((x, y))
+        taken.append(Bbox.from_extents(px - 5, py - 5, px + 5, py + 5))
     for (x, y), text in zip(points, texts):
         for dx, dy in offsets:
             note = ax.annotate(
@@ -264,7 +270,8 @@ def place_labels(
                 **style,
             )
             box = note.get_window_extent(renderer).expanded(1.05, 1.1)
-            if not any(box.overlaps(other) for other in taken):
+            inside = area.contains(box.x0, box.y0) and area.contains(box.x1, box.y1)
+            if inside and not any(box.overlaps(other) for other in taken):
                 taken.append(box)
                 placed.append(note)
                 break
@@ -443,8 +450,9 @@ def plot_accuracy_vs_bytes(
 def plot_pareto(front: pd.DataFrame, path: str | Path, title: str = "", max_labels: int = 30) -> Figure:
     """Latency per frame (ms) against bytes sent per frame (kB) of every design in ``front``
     (:func:`sim.analysis.pareto.pareto_table`), coloured by accuracy when measured; the non-dominated
-    designs are ringed in black and joined in order of bytes. Every design is labelled when there are at
-    most ``max_labels // 2``, else the non-dominated ones (at most ``max_labels``), where the label fits."""
+    designs are ringed in black (not joined: with accuracy, or compared under separate conditions, the
+    front is not a line in this plane). Each design (label) is named once, at its fastest point, when there
+    are at most ``max_labels``, else only the non-dominated ones; where the label fits."""
     if not len(front):
         raise UserError(f"{path}: no successful rows to draw a Pareto front from")
     fig = Figure(figsize=(9, 5.5))
@@ -467,8 +475,6 @@ def plot_pareto(front: pd.DataFrame, path: str | Path, title: str = "", max_labe
     )
     if measured:
         fig.colorbar(art, ax=ax, label="test accuracy (%)")
-    order = np.argsort(kb[best], kind="stable")
-    ax.plot(kb[best][order], ms[best][order], color="black", linewidth=0.8, alpha=0.6, zorder=0)
     if _spread(kb) > 30:
         ax.set_xscale("log")
     if _spread(ms) > 30:
@@ -477,10 +483,14 @@ def plot_pareto(front: pd.DataFrame, path: str | Path, title: str = "", max_labe
     ax.set_xlabel(f"bytes sent per frame (kB){log[ax.get_xscale()]}")
     ax.set_ylabel(f"mean latency per frame (ms){log[ax.get_yscale()]}")
     goals = "latency, bytes per frame" + (" and accuracy" if np.isfinite(accuracy).all() else "")
-    ax.set_title(f"{title + ': ' if title else ''}Pareto front ({goals}){same}", fontsize=10)
+    within = [c.rsplit(".", 1)[-1] for c in front.columns if c not in PARETO_COLUMNS]
+    under = f"\ndesigns compared at equal {', '.join(within)}" if within else ""
+    ax.set_title(f"{title + ': ' if title else ''}Pareto front ({goals}){same}{under}", fontsize=10)
     ax.legend(fontsize=8, loc="best")
     ax.grid(True, which="both", alpha=0.3)
-    labelled = front if len(front) <= max_labels // 2 else front[best].head(max_labels)  # few: label every one
+    labelled = front.drop_duplicates("label")  # each design once, at its fastest point
+    if len(labelled) > max_labels:  # too many: only the non-dominated ones
+        labelled = front[best].drop_duplicates("label").head(max_labels)
     place_labels(
         fig, ax, list(zip(labelled["bytes_per_frame"] / 1e3, labelled["latency_s"] * 1e3)), list(labelled["label"])
     )

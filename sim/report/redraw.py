@@ -110,7 +110,8 @@ def redraw(directory: str | Path, frames: Sequence[int] | None = None) -> list[P
                 written.append(d / "accuracy_vs_bytes.png")
             if (curves.errors(table) == "").any():
                 within = pareto.environment_columns(table)
-                written += write_pareto(table, pareto.sweep_labels(table), d, title=name, within=within)
+                labels = pareto.sweep_labels(table, leave_out=within)  # the design; the conditions have columns
+                written += write_pareto(table, labels, d, title=name, within=within)
     if (d / "comparison.csv").is_file():
         with _reading(d / "comparison.csv"):
             table = pd.read_csv(d / "comparison.csv")
