@@ -7,6 +7,7 @@ slow case. Sizes are read from the PNG header (pixels at the default 120 dpi).
 
 from __future__ import annotations
 
+import json
 import re
 import struct
 from pathlib import Path
@@ -174,3 +175,17 @@ def test_run_figures_of_every_bundled_scenario(tmp_path, scenario):
     check_figure(tmp_path / "timeline.png", fig)
     if len(transfers):
         check_figure(tmp_path / "traffic.png", plots.plot_traffic(transfers, tmp_path / "traffic.png"))
+
+
+def test_trace_keeps_a_track_per_link_when_the_timeline_merges_them(tmp_path):
+    save_run(sim.run(scenario_dict(10)), tmp_path)  # LeNet-5 on 10 devices: more link lanes than fit
+    hops = pd.read_csv(tmp_path / "hops.csv")
+    assert hops["link"].nunique() + 10 > plots.TIMELINE_LANE_LIMIT
+    fig = plots.plot_timeline(
+        pd.read_csv(tmp_path / "transfers.csv"), pd.read_csv(tmp_path / "compute.csv"), tmp_path / "t.png", hops=hops
+    )
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [f"d{i}" for i in range(10)]  # merged lanes
+    trace = json.loads((tmp_path / "trace.json").read_text())
+    tracks = {e["args"]["name"] for e in trace["traceEvents"] if e.get("name") == "thread_name"}
+    assert set(hops["link"]) | {f"d{i}" for i in range(10)} <= tracks
+    assert hops.groupby("link")["sender"].nunique().max() == 1  # a full-duplex queue has one sender
