@@ -49,8 +49,8 @@ def non_dominated(table: pd.DataFrame, objectives: Sequence[Objective]) -> np.nd
     values = np.column_stack(
         [table[o.column].to_numpy(dtype=float) * (-1.0 if o.maximize else 1.0) for o in objectives]
     )  # every objective as "lower is better"
-    ok = ~np.isnan(values).any(axis=1)
-    front = ok.copy()
+    ok = np.asarray(~np.isnan(values).any(axis=1), dtype=bool)
+    front: np.ndarray = ok.copy()
     for i in np.flatnonzero(ok):
         others = values[ok]
         dominated_by = (others <= values[i]).all(axis=1) & (others < values[i]).any(axis=1)

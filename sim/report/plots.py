@@ -174,15 +174,17 @@ def plot_timeline(
     t1 = max([*comp["end_s"], *tx["end_s"]])
     min_w = max(t1 - t0, 1e-12) * 1e3 / 1300  # about one pixel of the bar area
     bars: dict[tuple[float, float], list[tuple[float, float, Any, bool]]] = {}
-    for r in comp.itertuples(index=False):
-        hot = (r.device, r.layer) in on_path
-        bars.setdefault((y_compute[str(r.device)], 0.8), []).append(
-            (r.start_s * 1e3, (r.end_s - r.start_s) * 1e3, colour[r.layer], hot)
+    for r in comp.to_dict("records"):
+        hot = (r["device"], r["layer"]) in on_path
+        bars.setdefault((y_compute[str(r["device"])], 0.8), []).append(
+            (r["start_s"] * 1e3, (r["end_s"] - r["start_s"]) * 1e3, colour[r["layer"]], hot)
         )
-    for r in tx.itertuples(index=False):
-        hot = any((r.src, d, r.layer) in on_path for d in str(r.dst).split(","))
-        lane = y_link[(r.sender, r.lane if per_link else "all")]
-        bars.setdefault((lane, 0.45), []).append((r.start_s * 1e3, (r.end_s - r.start_s) * 1e3, colour[r.layer], hot))
+    for r in tx.to_dict("records"):
+        hot = any((r["src"], d, r["layer"]) in on_path for d in str(r["dst"]).split(","))
+        lane = y_link[(r["sender"], r["lane"] if per_link else "all")]
+        bars.setdefault((lane, 0.45), []).append(
+            (r["start_s"] * 1e3, (r["end_s"] - r["start_s"]) * 1e3, colour[r["layer"]], hot)
+        )
     for (centre, height), items in bars.items():
         ax.broken_barh(
             [(left, max(width, min_w)) for left, width, _, _ in items],
@@ -297,9 +299,13 @@ def plot_latency_vs_bandwidth(
     unit = _axis_label(x).split(" (")[-1].rstrip(")") if "(" in _axis_label(x) else ""
     report = curves.crossover_report(table, x)
     notes: dict[str, list[str]] = {}  # line -> what its legend entry adds: its crossovers with its baseline
-    for c in report[report["versus"] == curves.SINGLE].itertuples(index=False):
-        note = f"= {c.versus} at {c.at:.3g} {unit}" if c.crosses else f"no crossover in [{c.lo:.4g}, {c.hi:.4g}] {unit}"
-        notes.setdefault(c.line, []).append(note if c.crosses else f"{note}, {c.faster} faster")
+    for c in report[report["versus"] == curves.SINGLE].to_dict("records"):
+        note = (
+            f"= {c['versus']} at {c['at']:.3g} {unit}"
+            if c["crosses"]
+            else f"no crossover in [{c['lo']:.4g}, {c['hi']:.4g}] {unit}"
+        )
+        notes.setdefault(c["line"], []).append(note if c["crosses"] else f"{note}, {c['faster']} faster")
     colours: dict[str, Any] = {}
     for k, (label, _, rows) in enumerate(lines):
         colours[label] = f"C{k % 10}"
@@ -321,15 +327,21 @@ def plot_latency_vs_bandwidth(
             label=_wrap(label),
         )
     by_line = {label: rows for label, _, rows in lines}
-    for c in report.itertuples(index=False):
-        colour = colours.get(c.line, "black")
-        if c.crosses:
-            rows = by_line[c.line]
-            at_ms = np.interp(np.log(c.at), np.log(rows[x].to_numpy(float)), rows["latency_s"].to_numpy(float)) * 1e3
-            ax.axvline(c.at, color=colour, linestyle=":", linewidth=1.2, label="_crossover")
-            ax.plot([c.at], [at_ms], marker="o", markersize=9, markerfacecolor="none", color=colour, label="_ring")
-            if c.versus != curves.SINGLE:  # between two lines: an entry of its own
-                ax.plot([], [], color=colour, linestyle=":", label=_wrap(f"{c.line} = {c.versus} at {c.at:.3g} {unit}"))
+    for c in report.to_dict("records"):
+        colour = colours.get(c["line"], "black")
+        if c["crosses"]:
+            rows = by_line[c["line"]]
+            at_ms = np.interp(np.log(c["at"]), np.log(rows[x].to_numpy(float)), rows["latency_s"].to_numpy(float)) * 1e3
+            ax.axvline(c["at"], color=colour, linestyle=":", linewidth=1.2, label="_crossover")
+            ax.plot([c["at"]], [at_ms], marker="o", markersize=9, markerfacecolor="none", color=colour, label="_ring")
+            if c["versus"] != curves.SINGLE:  # between two lines: an entry of its own
+                ax.plot(
+                    [],
+                    [],
+                    color=colour,
+                    linestyle=":",
+                    label=_wrap(f"{c['line']} = {c['versus']} at {c['at']:.3g} {unit}"),
+                )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(_axis_label(x) + ", log scale")
