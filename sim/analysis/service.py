@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from sim.engine.devices import DeviceRate
+from sim.engine.devices import DeviceRate, Host
 from sim.engine.network import Network
 from sim.engine.simulate import simulate
 from sim.workload.types import Workload
@@ -52,14 +52,17 @@ def service_latency_s(
     network: Network,
     chunk_bytes: int | None = None,
     multicast: bool = False,
+    hosts: Sequence[Host | None] = (),
 ) -> float:
     """Mean over frames of each frame's latency when simulated alone (an empty system), in seconds.
 
     For a one-frame workload this is its latency. ``rates``, ``network``, ``chunk_bytes`` and
-    ``multicast`` are as for :func:`sim.engine.simulate.simulate`.
+    ``multicast`` and ``hosts`` are as for :func:`sim.engine.simulate.simulate`.
     """
     total = 0.0
     for f in range(workload.frames):
-        alone = simulate(frame_alone(workload, f), rates, network, [0.0], chunk_bytes=chunk_bytes, multicast=multicast)
+        alone = simulate(
+            frame_alone(workload, f), rates, network, [0.0], chunk_bytes=chunk_bytes, multicast=multicast, hosts=hosts
+        )
         total += alone.latency_s[0]
     return total / workload.frames if workload.frames else 0.0

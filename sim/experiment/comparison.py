@@ -35,6 +35,7 @@ COMPARISON_COLUMNS = (
     "frames",
     "accuracy",
     *(c for pair in PER_FRAME.items() for c in pair),
+    "kept_kernels",
     "messages",
     "latency_s",
     *BREAKDOWN_COLUMNS,
@@ -43,6 +44,16 @@ COMPARISON_COLUMNS = (
     "keeps_up",
     *BASELINE_COLUMNS,
 )
+
+
+def kept_kernel_table(table: pd.DataFrame) -> pd.DataFrame | None:
+    """One row per scenario and one column per conv: the kept-kernel fractions (None if nothing was pruned)."""
+    if "kept_kernels_per_conv" not in table.columns:
+        return None
+    rows = [value if isinstance(value, dict) else {} for value in table["kept_kernels_per_conv"]]
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "scenario", table["scenario"].to_numpy())
+    return frame
 
 
 def compare(
@@ -56,7 +67,9 @@ def compare(
     latency alone in the system, ``keeps_up`` whether the split keeps up with the frame arrivals (empty for
     one frame); with ``baseline: single`` come the single device's latencies, throughput and the three
     speed-ups (:func:`sim.experiment.pipeline.speedups`); a scenario without it has them empty. With ``out``, writes ``comparison.csv``, the stacked
-    latency breakdown ``breakdown.png`` and the Pareto front (``pareto.csv``, ``pareto.png``) there. Every file is validated before any work starts; a scenario
+    latency breakdown ``breakdown.png`` and the Pareto front (``pareto.csv``, ``pareto.png``) there,
+    and for pruned scenarios ``kept_kernels.csv`` (the fraction of each conv's original k x k kernels still
+    non-zero, one row per scenario). Every file is validated before any work starts; a scenario
     that cannot be built stops the comparison (:class:`UserError` naming its file).
 
     Example::
@@ -69,7 +82,8 @@ def compare(
         if "error" in row:
             raise UserError(f"{path}: {row['error']}")
     table = pd.DataFrame(rows)
-    empty = [c for c in ("accuracy", *BASELINE_COLUMNS) if c in table.columns and table[c].isna().all()]
+    optional = ("accuracy", "kept_kernels", *BASELINE_COLUMNS)
+    empty = [c for c in optional if c in table.columns and table[c].isna().all()]
     table = table.drop(columns=empty)
     table.insert(0, "file", [str(p) for p in scenarios])
     table.insert(0, "scenario", [sc.name for sc in parsed])
@@ -77,9 +91,12 @@ def compare(
     for total, per_frame in PER_FRAME.items():
         if total in table.columns:
             table[per_frame] = table[total] / table["frames"]
+    per_conv = kept_kernel_table(table)
     table = table[[c for c in COMPARISON_COLUMNS if c in table.columns]]
     if out is not None:
         write_csv(table, Path(out) / "comparison.csv")
+        if per_conv is not None:
+            write_csv(per_conv, Path(out) / "kept_kernels.csv")
         title = " vs ".join(table["scenario"]) if len(table) <= 3 else f"{len(table)} scenarios"
         plot_breakdown(table, Path(out) / "breakdown.png", title=title)
         write_pareto(table, list(table["scenario"]), out, title=title)

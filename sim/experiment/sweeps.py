@@ -63,7 +63,10 @@ def summary_row(result: Any) -> dict[str, Any]:
             service_speedup=base.get("service_speedup", base["speedup"]),
             throughput_speedup=base.get("throughput_speedup", math.nan),
         )
-    return {k: row.get(k, math.nan) for k in SUMMARY_COLUMNS}
+    out = {k: row.get(k, math.nan) for k in SUMMARY_COLUMNS}
+    if "kept_kernels_per_conv" in s:  # not a sweep column; dsim compare writes it to kept_kernels.csv
+        out["kept_kernels_per_conv"] = s["kept_kernels_per_conv"]
+    return out
 
 
 _WORKLOADS: dict[str, Any] = {}  # workload key -> built workload, in sweep worker processes
@@ -165,8 +168,9 @@ def iter_points(
             except UserError as exc:
                 baseline_of[key] = exc
                 continue
-            baseline_of[key] = pipeline.workload_key(single)
-            builds.setdefault(baseline_of[key], single)
+            single_key = pipeline.workload_key(single)
+            baseline_of[key] = single_key
+            builds.setdefault(single_key, single)
     workloads: dict[str, Any] = {}
     failed: dict[str, str] = {}
     for key, workload, error in _map(
@@ -211,7 +215,7 @@ def _table(
         for i in sorted(rows)
     ]
     table = pd.DataFrame(records, columns=columns)
-    optional = [c for c in (*BASELINE_COLUMNS, "accuracy") if table[c].isna().all()]
+    optional = [c for c in (*BASELINE_COLUMNS, "accuracy", "kept_kernels") if table[c].isna().all()]
     return table.drop(columns=optional)
 
 

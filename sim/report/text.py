@@ -37,6 +37,11 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary.get("links"):
         busiest = max(summary["links"], key=lambda r: r["utilisation"])
         rows.append(("busiest link", f"{busiest['link']} ({busiest['utilisation'] * 100:.1f} % busy)"))
+    if "compute_times" in summary:  # devices with a profile: where task times came from
+        counts = {k: sum(d[k] for d in summary["compute_times"].values()) for k in ("table", "fit", "rate")}
+        rows.append(
+            ("compute times", f"{counts['table']} measured, {counts['fit']} fitted, {counts['rate']} from gflops")
+        )
     if "baseline" in summary:
         base = summary["baseline"]
         rows.append(
@@ -150,10 +155,12 @@ def format_comparison(table: pd.DataFrame) -> str:
         cost[name] = _cells(table[col] / frames, 1e-3, 3)
     for col, name in (
         ("elements_hops", "elem x hops/frame"),
-        ("elements_hops_max_link", "busiest link elem x hops/frame"),
+        ("elements_hops_max_link", "busiest link elem/frame"),
     ):
         if col in table.columns:
             cost[name] = _cells(table[col] / frames, 1, 0)
+    if "kept_kernels" in table.columns:
+        cost["kernels %"] = _cells(table["kept_kernels"], 100, 1)
     timing = pd.DataFrame({"scenario": table["scenario"], "latency ms": _cells(table["latency_s"], 1e3, 3)})
     for col in BREAKDOWN_COLUMNS:
         timing[col.split("_")[1] + " ms"] = _cells(table[col], 1e3, 3)
