@@ -9,6 +9,7 @@ bar shows on a terminal), and to ``--log FILE``; ``--quiet`` silences both on st
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -150,19 +151,38 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from sim.experiment.comparison import compare  # torch: imported only by the commands that build a model
 
     _check_jobs(args.jobs)
-    out = _check_out(args.out if args.out else Path("results") / "comparison", directory=True)
+    names = [load(path).name for path in args.scenarios]  # refuses a bad file before anything is written
+    out = _check_out(args.out if args.out else Path("results") / comparison_folder(names), directory=True)
     with _writing(out):
         table = compare(args.scenarios, out=out, jobs=args.jobs)
     print(format_comparison(table))
-    print(f"written to {out}/ (comparison.csv, breakdown.png)")
+    print(f"written to {out}/ (comparison.csv, breakdown.png, pareto.csv, pareto.png)")
     return 0
 
 
-def _cmd_plot(args: argparse.Namespace) -> int:
-    from sim.report.redraw import redraw  # matplotlib: imported only by the commands that draw
+def comparison_folder(names: Sequence[str], limit: int = 80) -> str:
+    """The default output folder name of ``dsim compare`` on scenarios named ``names``: ``compare-`` and the
+    names joined by ``+`` (so two studies of different files never share a folder), shortened with a hash of
+    the full list when longer than ``limit`` characters.
 
+    Example::
+
+        >>> comparison_folder(["stream", "stream-fast"])
+        'compare-stream+stream-fast'
+    """
+    joined = "+".join(names)
+    if len(joined) + 8 <= limit:
+        return f"compare-{joined}"
+    digest = hashlib.sha1(joined.encode()).hexdigest()[:8]
+    return f"compare-{names[0][:40]}+{len(names) - 1}-more-{digest}"
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from sim.report.redraw import parse_frames, redraw  # matplotlib: imported only by the commands that draw
+
+    frames = None if args.frames is None else parse_frames(args.frames)
     with _writing(args.results, flag="results folder"):
-        for path in redraw(args.results):
+        for path in redraw(args.results, frames=frames):
             print(f"plot: {path}")
     return 0
 
@@ -278,10 +298,15 @@ def parser() -> argparse.ArgumentParser:
     sw.set_defaults(func=_cmd_sweep)
     cmp = sub.add_parser("compare", help="run scenario files side by side; writes comparison.csv and breakdown.png")
     cmp.add_argument("scenarios", nargs="+", help="scenario YAML files")
-    _out_and_jobs(cmp, "results/comparison/")
+    _out_and_jobs(cmp, "results/compare-<name>+<name>.../")
     cmp.set_defaults(func=_cmd_compare)
     plot = sub.add_parser("plot", help="redraw the figures of a run, sweep or compare directory from its CSVs")
     plot.add_argument("results", help="results directory")
+    plot.add_argument(
+        "--frames",
+        metavar="START:STOP",
+        help="frames the timeline shows, as a Python range (0:3 is frames 0, 1 and 2; default: frame 0)",
+    )
     plot.set_defaults(func=_cmd_plot)
     tr = sub.add_parser("train", help="train a scenario's model on its dataset and save a checkpoint")
     tr.add_argument("scenario", help="scenario YAML file (model, inputs.dataset, seed, model.lr)")

@@ -7,8 +7,8 @@ point with :func:`sim.config.load.parse_scenario`, and runs it. Points with equa
 distinct key, and only the engine runs per point. A point that fails (an invalid value, a build error)
 keeps its row with the message in ``error``; the others complete.
 
-The table (``sweep.csv``) has one row per point: ``point`` (its index in the cartesian order), the
-swept keys as columns, then :data:`SUMMARY_COLUMNS` (seconds, bytes, FLOPs; ``bytes_<format>`` is the
+The table (``sweep.csv``) has one row per point: ``point`` (its index in the cartesian order),
+``scenario`` (the swept scenario's name), the swept keys as columns, then :data:`SUMMARY_COLUMNS` (seconds, bytes, FLOPs; ``bytes_<format>`` is the
 total had every message been sent in that format, ``bytes_auto`` the smallest per message;
 ``latency_{compute,transfer,waiting}_s`` split the latency along the critical path, see
 :mod:`sim.analysis.critical_path`; ``baseline_latency_s`` and ``speedup`` come from the scenario's ``baseline: single``,
@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 
 from sim.analysis.critical_path import latency_breakdown
-from sim.analysis.curves import SUMMARY_COLUMNS
+from sim.analysis.curves import BASELINE_COLUMNS, SUMMARY_COLUMNS
 from sim.config.overrides import sweep_points
 from sim.config.schema import Scenario
 from sim.errors import UserError
@@ -52,8 +52,17 @@ def summary_row(result: Any) -> dict[str, Any]:
     row["devices"] = len(result.workload.devices)
     row.update({f"bytes_{fmt}": n for fmt, n in s["bytes_by_format"].items()})
     row.update(latency_breakdown(result.workload, result.timeline))
+    row.setdefault("service_latency_s", s["latency_s"])  # one frame: its latency is its service latency
     if "baseline" in s:
-        row.update(baseline_latency_s=s["baseline"]["latency_s"], speedup=s["baseline"]["speedup"])
+        base = s["baseline"]
+        row.update(
+            baseline_latency_s=base["latency_s"],
+            baseline_service_latency_s=base.get("service_latency_s", base["latency_s"]),
+            baseline_throughput_fps=base["throughput_fps"],
+            speedup=base["speedup"],
+            service_speedup=base.get("service_speedup", base["speedup"]),
+            throughput_speedup=base.get("throughput_speedup", math.nan),
+        )
     out = {k: row.get(k, math.nan) for k in SUMMARY_COLUMNS}
     if "kept_kernels_per_conv" in s:  # not a sweep column; dsim compare writes it to kept_kernels.csv
         out["kept_kernels_per_conv"] = s["kept_kernels_per_conv"]
@@ -213,15 +222,18 @@ def run_points(
     return [rows[i] for i in range(len(scenarios))]
 
 
-def _table(keys: Sequence[str], values: list[dict[str, Any]], rows: dict[int, dict[str, Any]]) -> pd.DataFrame:
-    """The tidy sweep table of the finished points, in point order; ``accuracy`` only if some row has it."""
-    columns = ["point", *keys, *SUMMARY_COLUMNS, "error"]
+def _table(
+    keys: Sequence[str], values: list[dict[str, Any]], rows: dict[int, dict[str, Any]], name: str
+) -> pd.DataFrame:
+    """The tidy sweep table of the finished points, in point order; ``accuracy`` and the baseline columns
+    only if some row has them. ``name`` (the swept scenario's) fills the ``scenario`` column."""
+    columns = ["point", "scenario", *keys, *SUMMARY_COLUMNS, "error"]
     records = [
-        {"point": i, **values[i], **{k: math.nan for k in SUMMARY_COLUMNS}, "error": "", **rows[i]}
+        {"point": i, "scenario": name, **values[i], **{k: math.nan for k in SUMMARY_COLUMNS}, "error": "", **rows[i]}
         for i in sorted(rows)
     ]
     table = pd.DataFrame(records, columns=columns)
-    optional = [c for c in ("accuracy", "kept_kernels", "baseline_latency_s", "speedup") if table[c].isna().all()]
+    optional = [c for c in (*BASELINE_COLUMNS, "accuracy", "kept_kernels") if table[c].isna().all()]
     return table.drop(columns=optional)
 
 
@@ -252,6 +264,7 @@ def sweep(
     grid = dict(grid or {})
     todo = sweep_points(scenario, grid, baseline, variants)
     values = [v for v, _ in todo]
+    name = next((sc.name for _, sc in todo if isinstance(sc, Scenario)), "")
     keys = ["variant", *grid] if variants else list(grid)
     rows: dict[int, dict[str, Any]] = {}
     path = None if out is None else Path(out) / "sweep.csv"
@@ -261,9 +274,9 @@ def sweep(
             rows[index] = row
             ran = ran or "error" not in row
             if path is not None and ran and time.monotonic() - written > 1.0:
-                write_csv(_table(keys, values, rows), path)
+                write_csv(_table(keys, values, rows, name), path)
                 written = time.monotonic()
     finally:
         if path is not None and ran:
-            write_csv(_table(keys, values, rows), path)
-    return _table(keys, values, rows)
+            write_csv(_table(keys, values, rows, name), path)
+    return _table(keys, values, rows, name)
