@@ -11,12 +11,13 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/dsim run scenarios/quickstart.yaml
+	@echo 'dsim is $(VENV)/bin/dsim: the README writes every command that way (or run ". $(VENV)/bin/activate" and type dsim)'
 
 test: $(STAMP) lint
 	$(PY) -m pytest

@@ -1,14 +1,19 @@
 """The ``dsim`` command line.
 
 User mistakes (:class:`~sim.errors.UserError`) print one line, ``dsim: error: ...``, and exit with
-status 2; no traceback.
+status 2; no traceback. Every option is checked before anything is written. Long work logs a line per
+finished build, point or compared scenario (:mod:`sim.progress`) to stderr when it is not a terminal (a
+bar shows on a terminal), and to ``--log FILE``; ``--quiet`` silences both on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +24,8 @@ from sim.config import overrides
 from sim.config.load import json_schema, load
 from sim.config.schema import MAX_EPOCHS, STRATEGIES
 from sim.errors import UserError
+from sim.progress import LOG as PROGRESS_LOG
+from sim.progress import show_bars
 from sim.report.text import format_comparison, format_summary, format_sweep
 
 
@@ -100,9 +107,16 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_jobs(jobs: int | None) -> None:
+    """Refuse ``--jobs`` below 1 before any work (the same check as :func:`sim.experiment.sweeps.check_jobs`)."""
+    if jobs is not None and jobs < 1:
+        raise UserError(f"--jobs: must be >= 1 (got {jobs})")
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from sim.experiment.sweeps import sweep  # torch: imported only by the commands that build a model
 
+    _check_jobs(args.jobs)
     scenario = load(args.scenario)
     pairs = [overrides.parse_set(text) for text in args.set] + [
         overrides.parse_logspace(text) for text in args.logspace
@@ -118,13 +132,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         with _writing(out):
             table = sweep(args.scenario, settings, baseline=args.baseline, variants=variants, out=out, jobs=args.jobs)
     except KeyboardInterrupt:
-        print(f"dsim: interrupted; finished points kept in {out / 'sweep.csv'}", file=sys.stderr)
+        print(f"dsim: interrupted; finished points (if any) kept in {out / 'sweep.csv'}", file=sys.stderr)
         return 130
     failed = int((table["error"] != "").sum())
     if failed == len(table):
-        raise UserError(
-            f"all {failed} sweep points failed (see {out / 'sweep.csv'}); the first: {table['error'].iloc[0]}"
-        )
+        raise UserError(f"all {failed} sweep points failed; nothing written; the first: {table['error'].iloc[0]}")
     print(format_sweep(table))
     print(f"{len(table)} points ({failed} failed); written to {out / 'sweep.csv'}")
     from sim.report.redraw import redraw  # matplotlib: imported only by the commands that draw
@@ -138,19 +150,39 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from sim.experiment.comparison import compare  # torch: imported only by the commands that build a model
 
-    out = _check_out(args.out if args.out else Path("results") / "comparison", directory=True)
+    _check_jobs(args.jobs)
+    names = [load(path).name for path in args.scenarios]  # refuses a bad file before anything is written
+    out = _check_out(args.out if args.out else Path("results") / comparison_folder(names), directory=True)
     with _writing(out):
         table = compare(args.scenarios, out=out, jobs=args.jobs)
     print(format_comparison(table))
-    print(f"written to {out}/ (comparison.csv, breakdown.png)")
+    print(f"written to {out}/ (comparison.csv, breakdown.png, pareto.csv, pareto.png)")
     return 0
 
 
-def _cmd_plot(args: argparse.Namespace) -> int:
-    from sim.report.redraw import redraw  # matplotlib: imported only by the commands that draw
+def comparison_folder(names: Sequence[str], limit: int = 80) -> str:
+    """The default output folder name of ``dsim compare`` on scenarios named ``names``: ``compare-`` and the
+    names joined by ``+`` (so two studies of different files never share a folder), shortened with a hash of
+    the full list when longer than ``limit`` characters.
 
+    Example::
+
+        >>> comparison_folder(["stream", "stream-fast"])
+        'compare-stream+stream-fast'
+    """
+    joined = "+".join(names)
+    if len(joined) + 8 <= limit:
+        return f"compare-{joined}"
+    digest = hashlib.sha1(joined.encode()).hexdigest()[:8]
+    return f"compare-{names[0][:40]}+{len(names) - 1}-more-{digest}"
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from sim.report.redraw import parse_frames, redraw  # matplotlib: imported only by the commands that draw
+
+    frames = None if args.frames is None else parse_frames(args.frames)
     with _writing(args.results, flag="results folder"):
-        for path in redraw(args.results):
+        for path in redraw(args.results, frames=frames):
             print(f"plot: {path}")
     return 0
 
@@ -214,6 +246,12 @@ def _out_and_jobs(command: argparse.ArgumentParser, default_out: str) -> None:
     command.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores)")
 
 
+def _quiet_and_log(command: argparse.ArgumentParser) -> None:
+    """The options every command takes: ``--quiet`` and ``--log FILE``."""
+    command.add_argument("--quiet", action="store_true", help="no progress lines or bars on stderr")
+    command.add_argument("--log", metavar="FILE", help="append progress lines, with the time, to FILE")
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser, with one sub-command per job."""
     p = argparse.ArgumentParser(prog="dsim", description="Distributed CNN inference simulator.")
@@ -260,10 +298,15 @@ def parser() -> argparse.ArgumentParser:
     sw.set_defaults(func=_cmd_sweep)
     cmp = sub.add_parser("compare", help="run scenario files side by side; writes comparison.csv and breakdown.png")
     cmp.add_argument("scenarios", nargs="+", help="scenario YAML files")
-    _out_and_jobs(cmp, "results/comparison/")
+    _out_and_jobs(cmp, "results/compare-<name>+<name>.../")
     cmp.set_defaults(func=_cmd_compare)
     plot = sub.add_parser("plot", help="redraw the figures of a run, sweep or compare directory from its CSVs")
     plot.add_argument("results", help="results directory")
+    plot.add_argument(
+        "--frames",
+        metavar="START:STOP",
+        help="frames the timeline shows, as a Python range (0:3 is frames 0, 1 and 2; default: frame 0)",
+    )
     plot.set_defaults(func=_cmd_plot)
     tr = sub.add_parser("train", help="train a scenario's model on its dataset and save a checkpoint")
     tr.add_argument("scenario", help="scenario YAML file (model, inputs.dataset, seed, model.lr)")
@@ -282,17 +325,91 @@ def parser() -> argparse.ArgumentParser:
     prof.set_defaults(func=_cmd_profile)
     schema = sub.add_parser("schema", help="print the JSON Schema of scenario files")
     schema.set_defaults(func=_cmd_schema)
+    for command in sub.choices.values():
+        _quiet_and_log(command)
     return p
+
+
+class _ProgressOnStderr(logging.Filter):
+    """Pass progress lines to stderr only when it is not a terminal (a terminal shows the bar) and not
+    ``--quiet``; other records always."""
+
+    def __init__(self, quiet: bool) -> None:
+        super().__init__()
+        self.quiet = quiet
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(PROGRESS_LOG.name):
+            return True
+        return not self.quiet and not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
+
+
+@contextmanager
+def _logging(args: argparse.Namespace) -> Iterator[None]:
+    """Send the ``sim`` loggers' INFO lines to stderr (``dsim: ...``) and to ``--log FILE`` while a command
+    runs; ``--quiet`` also turns off the bars."""
+    if args.log is not None:
+        _check_out(args.log, directory=False, flag="--log")
+    logger = logging.getLogger("sim")
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(logging.Formatter("dsim: %(message)s"))
+    stderr.addFilter(_ProgressOnStderr(args.quiet))
+    handlers: list[logging.Handler] = [stderr]
+    if args.log is not None:
+        with _writing(args.log, flag="--log"):
+            handlers.append(logging.FileHandler(args.log, encoding="utf-8"))
+        handlers[-1].setFormatter(logging.Formatter("%(asctime)s dsim %(command)s: %(message)s"))
+        handlers[-1].addFilter(_Command(args.command))
+    level, propagate = logger.level, logger.propagate
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for handler in handlers:
+        logger.addHandler(handler)
+    show_bars(not args.quiet)
+    try:
+        yield
+    finally:
+        show_bars(True)
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+class _Command(logging.Filter):
+    """Add the command's name to every record, for the ``--log`` file's lines."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__()
+        self.command = command
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.command = self.command
+        return True
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM ends dsim like Ctrl-C, so a save in progress removes its temporary files."""
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dsim``; returns the process exit status."""
     args = parser().parse_args(argv)
     try:
-        return args.func(args)
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        with _logging(args):
+            return args.func(args)
     except UserError as exc:
         print(f"dsim: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dsim: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

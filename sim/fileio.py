@@ -4,11 +4,16 @@ Every output file is written under a temporary name, then renamed into place: a 
 leaves a half-written result file behind; :func:`staged_directory` extends this to a set of files that is
 built completely before any of them replaces what ``out`` held. :func:`read_limited` reads a user's text
 file only if it is a regular file of at most a given size, in UTF-8.
+
+Temporary names carry the writing process's id (``.NAME.PID.XXXXXXXX.tmp.csv``, ``.NAME.PID.XXXXXXXX.staging``).
+A process killed mid-save (SIGKILL, a power cut) cannot delete its own; the next save of the same ``NAME``
+does (:func:`remove_stale`), once that process is gone.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -52,6 +57,51 @@ def read_limited(path: str | Path, limit_bytes: int, field: str) -> str:
         raise UserError(f"{field}: {path} is not UTF-8 text (byte {exc.start})") from None
 
 
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale(parent: str | Path, name: str) -> list[Path]:
+    """Delete the temporary files and staging folders that a killed save of ``parent/name`` left behind:
+    those named by this module for ``name`` whose process no longer runs and which this user owns. A save
+    still running (in this or another process) keeps its own. Returns what was removed.
+
+    Example::
+
+        >>> remove_stale("results", "quickstart")  # doctest: +SKIP
+        [PosixPath('results/.quickstart.4242.k3j2h1g0.staging')]
+    """
+    parent = Path(parent)
+    pattern = re.compile(re.escape(f".{name}.") + r"(\d+)\.[a-z0-9_]+\.(staging|tmp.*)")
+    removed = []
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        try:
+            if entry.lstat().st_uid != os.getuid():
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError:
+            continue  # removed meanwhile by another save, or not ours to remove
+        removed.append(entry)
+    return removed
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``, on error delete it.
@@ -63,7 +113,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    remove_stale(path.parent, path.name)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -93,8 +144,9 @@ def staged_directory(out: str | Path) -> Iterator[Path]:
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(out.parent, out.name)
     try:
-        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".staging", dir=out.parent))
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".staging", dir=out.parent))
     except OSError as exc:  # report the folder the caller asked for, not the staging name
         raise OSError(exc.errno, exc.strerror, str(out)) from exc
     try:

@@ -99,9 +99,10 @@ def test_compare_writes_table_and_chart_matching_separate_runs(tmp_path, capsys)
     for row, file in zip(table.itertuples(), files):
         summary = sim.run(file).summary
         assert row.latency_s == pytest.approx(summary["latency_s"], rel=1e-8)
-        assert row.dense_bytes == summary["bytes_by_format"]["dense"]
-        assert row.packed_bytes == summary["bytes_by_format"]["auto"]
-        assert row.flops_total == summary["flops_total"]
+        assert row.dense_bytes_total == summary["bytes_by_format"]["dense"]
+        assert row.packed_bytes_total == summary["bytes_by_format"]["auto"]
+        assert row.flops_total == summary["flops_total"] == row.flops_per_frame  # one frame
+        assert row.bytes_per_frame == row.bytes_total == summary["bytes_total"]
         parts = (row.latency_compute_s, row.latency_transfer_s, row.latency_waiting_s)
         assert sum(parts) == pytest.approx(row.latency_s, rel=1e-6)
     assert table.loc[1, "latency_transfer_s"] > table.loc[0, "latency_transfer_s"]
@@ -114,3 +115,50 @@ def test_compare_refuses_a_bad_file_before_running(tmp_path):
     bad.write_text(yaml.safe_dump(scenario_dict(2, network={"bandwidth_mbps": 0})))
     with pytest.raises(UserError, match="bandwidth_mbps"):
         compare([good, bad], progress=False)
+
+
+def _stream(tmp_path, name: str, fps: float) -> str:
+    """A LeNet-5 stream of 4 frames at ``fps`` on 4 devices, with the single-device baseline, as a file."""
+    path = tmp_path / f"{name}.yaml"
+    inputs = {"dataset": "digits", "batch_size": 1, "frames": 4, "fps": fps}
+    path.write_text(yaml.safe_dump(scenario_dict(4, name=name, inputs=inputs, baseline="single")))
+    return str(path)
+
+
+def test_compare_of_streams_reports_throughput_keeps_up_and_speedups(tmp_path, capsys):
+    files = [_stream(tmp_path, "calm", 20), _stream(tmp_path, "flood", 2000)]
+    assert cli.main(["compare", *files, "--out", str(tmp_path / "cmp"), "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    for header in ("MFLOP/frame", "sent kB/frame", "throughput fps", "keeps up", "1-device ms", "speedup (latency)"):
+        assert header in out
+    table = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
+    calm, flood = table.iloc[0], table.iloc[1]
+    assert list(table["frames"]) == [4, 4] and bool(calm["keeps_up"]) and not bool(flood["keeps_up"])
+    # every frame is the same work (dense): per frame = total / 4
+    assert calm["bytes_per_frame"] == calm["bytes_total"] / 4 and calm["flops_per_frame"] == calm["flops_total"] / 4
+    # one frame alone on the source device: LeNet-5's 833040 FLOPs at 2 GFLOP/s (hand-computed)
+    assert calm["baseline_service_latency_s"] == pytest.approx(833040 / 2e9)
+    # the split's service latency: a one-frame run of the same split (an independent run, nothing queued)
+    alone = sim.run(scenario_dict(4)).summary["latency_s"]
+    assert calm["service_latency_s"] == pytest.approx(alone) and flood["service_latency_s"] == pytest.approx(alone)
+    assert calm["service_speedup"] == pytest.approx(833040 / 2e9 / alone)
+    # at 20 frames/s both keep up, so both deliver the offered 20 frames/s
+    assert calm["throughput_fps"] == pytest.approx(20) and calm["baseline_throughput_fps"] == pytest.approx(20)
+    assert calm["throughput_speedup"] == pytest.approx(1.0)
+    assert calm["speedup"] == pytest.approx(calm["baseline_latency_s"] / calm["latency_s"])
+    # flooded, the split's mean latency includes its queue; its service latency does not
+    assert flood["latency_s"] > flood["service_latency_s"] * 1.5
+    assert (tmp_path / "cmp" / "pareto.csv").is_file() and (tmp_path / "cmp" / "pareto.png").is_file()
+
+
+def test_compare_default_folder_is_named_after_its_inputs(tmp_path, monkeypatch):
+    files = [_stream(tmp_path, "calm", 20), _stream(tmp_path, "flood", 2000)]
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["compare", files[0], "--jobs", "1"]) == 0
+    assert cli.main(["compare", *files, "--jobs", "1"]) == 0
+    assert list(pd.read_csv(tmp_path / "results" / "compare-calm" / "comparison.csv")["scenario"]) == ["calm"]
+    both = pd.read_csv(tmp_path / "results" / "compare-calm+flood" / "comparison.csv")
+    assert list(both["scenario"]) == ["calm", "flood"]
+    long = cli.comparison_folder([f"scenario-number-{k}" for k in range(9)])
+    assert len(long) <= 80 and long.startswith("compare-scenario-number-0+8-more-")
+    assert long != cli.comparison_folder([f"scenario-number-{k}" for k in range(1, 10)])

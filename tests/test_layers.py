@@ -2,7 +2,7 @@
 
 The layers, in pipeline order (``sim/__init__.py`` documents them):
 
-    base (errors, fileio, topology) -> config -> workload -> model | engine -> analysis -> report
+    base (errors, fileio, progress, topology) -> config -> workload -> model | engine -> analysis -> report
       -> experiment -> cli
 
 ``model`` and ``engine`` are siblings: neither imports the other. Imports inside functions count too, so a
@@ -29,7 +29,7 @@ RANK = {
     "experiment": 6,
     "cli": 7,
 }
-BASE = {"sim.errors", "sim.fileio", "sim.topology"}
+BASE = {"sim.errors", "sim.fileio", "sim.progress", "sim.topology"}
 
 
 def _module(path: Path) -> str:

@@ -54,15 +54,29 @@ def test_latency_vs_bandwidth(tmp_path):
     (ax,) = fig.axes
     assert ax.get_xscale() == "log" and "bandwidth (Mbps)" in ax.get_xlabel() and "(ms)" in ax.get_ylabel()
     assert ax.get_title()
-    # two split lines and the baseline; each split line crosses the 2 ms baseline once between 10 and 100 Mbps
-    labels = _legend(ax)
-    assert labels == ["4 devices, format=dense", "4 devices, format=csr", "single device", "crossover (Mbps)"]
-    dense = next(line for line in ax.get_lines() if line.get_label() == "4 devices, format=dense")
+    # two split lines and the baseline; each split line crosses the 2 ms baseline once between 10 and 100 Mbps:
+    # dense: gap +2 ms at 10 Mbps, -1 ms at 100 Mbps -> 10**(1 + 2/3); csr: +1, -1.1 -> 10**(1 + 1/2.1)
+    dense_x, csr_x = 10 ** (5 / 3), 10 ** (1 + 1 / 2.1)
+    dense_label = f"4 devices, format=dense (= single device at {dense_x:.3g} Mbps)"
+    csr_label = f"4 devices, format=csr (= single device at {csr_x:.3g} Mbps)"
+    assert _legend(ax) == [dense_label, csr_label, "single device"]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    dense = lines[dense_label]
     assert list(dense.get_xdata()) == [1.0, 10.0, 100.0] and list(dense.get_ydata()) == pytest.approx([10, 4, 1])
     marks = [line for line in ax.get_lines() if line.get_label() == "_crossover"]
-    assert len(marks) == 2
-    # dense: gap +2 ms at 10 Mbps, -1 ms at 100 Mbps -> 10**(1 + 2/3); csr: +1, -1.1 -> 10**(1 + 1/2.1)
-    assert sorted(m.get_xdata()[0] for m in marks) == pytest.approx(sorted([10 ** (5 / 3), 10 ** (1 + 1 / 2.1)]))
+    assert [m.get_xdata()[0] for m in marks] == pytest.approx([dense_x, csr_x])
+    # each crossover in its line's colour
+    assert [m.get_color() for m in marks] == [lines[dense_label].get_color(), lines[csr_label].get_color()]
+    assert marks[0].get_color() != marks[1].get_color()
+
+
+def test_latency_vs_bandwidth_names_lines_without_a_crossover(tmp_path):
+    table = _sweep_table()
+    table["baseline_latency_s"] = 0.0005  # below every point: the split never wins in [1, 100] Mbps
+    fig = plots.plot_latency_vs_bandwidth(table, tmp_path / "lat.png")
+    labels = [label.replace("\n", " ") for label in _legend(fig.axes[0])]  # long labels are wrapped
+    assert "4 devices, format=dense (no crossover in [1, 100] Mbps, single device faster)" in labels
+    assert not [line for line in fig.axes[0].get_lines() if line.get_label() == "_crossover"]
 
 
 def test_latency_breakdown(tmp_path):
@@ -96,8 +110,9 @@ def test_traffic_heatmap(tmp_path):
     assert _is_png(path)
     ax, colorbar = fig.axes
     assert ax.get_xlabel() == "receiving device" and ax.get_ylabel() == "sending device"
-    assert "(kB)" in colorbar.get_ylabel() and "2 frames" in ax.get_title()
-    np.testing.assert_allclose(ax.get_images()[0].get_array(), [[0, 4.0, 0], [0.5, 0, 0], [0, 0, 0]])
+    assert "per frame (kB)" in colorbar.get_ylabel() and "mean over 2 frames" in ax.get_title()
+    # per frame: a->b 4000 B and b->a 500 B over 2 frames
+    np.testing.assert_allclose(ax.get_images()[0].get_array(), [[0, 2.0, 0], [0.25, 0, 0], [0, 0, 0]])
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
 
 
@@ -108,6 +123,7 @@ def test_accuracy_vs_bytes(tmp_path):
             "devices": 4,
             "prune.method": ["l1", "l1", "ln", "ln"],
             "prune.amount": [0.0, 0.5, 0.0, 0.5],
+            "frames": 2,
             "bytes_total": [4000, 3000, 4000, 1500],
             "accuracy": [0.95, 0.93, 0.95, 0.80],
             "latency_s": 0.01,
@@ -118,23 +134,24 @@ def test_accuracy_vs_bytes(tmp_path):
     fig = plots.plot_accuracy_vs_bytes(table, path)
     assert _is_png(path)
     (ax,) = fig.axes
-    assert "(kB)" in ax.get_xlabel() and "(%)" in ax.get_ylabel() and ax.get_title()
+    assert "per frame (kB)" in ax.get_xlabel() and "(%)" in ax.get_ylabel() and ax.get_title()
     assert _legend(ax) == ["4 devices, method=l1", "4 devices, method=ln"]
-    ln = ax.get_lines()[1]
-    assert list(ln.get_xdata()) == [4.0, 1.5] and list(ln.get_ydata()) == pytest.approx([95.0, 80.0])
+    ln = ax.get_lines()[1]  # per frame (2 frames), joined in order of bytes
+    assert list(ln.get_xdata()) == [0.75, 2.0] and list(ln.get_ydata()) == pytest.approx([80.0, 95.0])
+    assert sorted(t.get_text() for t in ax.texts) == ["0", "0", "0.5", "0.5"]
     with pytest.raises(UserError, match="no accuracy"):
         plots.plot_accuracy_vs_bytes(table.drop(columns="accuracy"), path)
 
 
-def test_timeline_writes_png_with_a_row_per_device_and_link(tmp_path, monkeypatch):
+def test_timeline_writes_png_with_a_row_per_device_and_its_links(tmp_path):
     result = sim.run(scenario_dict(2))
     path = tmp_path / "timeline.png"
     fig = plots.plot_timeline(result.transfers, result.compute, path, title="t")
     assert _is_png(path)
     ax = fig.axes[0]
     assert ax.get_xlabel() == "time (ms)"
-    ticks = [t.get_text() for t in ax.get_yticklabels()]
-    assert ticks[:2] == ["d0", "d1"] and len(ticks) >= 4  # devices, then each direction that carried data
+    # each device, then a thin lane for each of its outgoing links that carried data
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["d0", "→ d1", "d1", "→ d0"]
 
 
 def test_redraw_from_saved_csvs(tmp_path):
@@ -147,7 +164,7 @@ def test_redraw_from_saved_csvs(tmp_path):
     sweeps.sweep(
         scenario_dict(2), {"network.bandwidth_mbps": [1, 10]}, baseline=True, out=sweep_dir, jobs=1, progress=False
     )
-    assert [p.name for p in redraw(sweep_dir)] == ["latency_vs_bandwidth.png"]
+    assert [p.name for p in redraw(sweep_dir)] == ["latency_vs_bandwidth.png", "pareto.csv", "pareto.png"]
     with pytest.raises(UserError, match="nothing to plot"):
         redraw(tmp_path / "empty")
     assert cli.main(["plot", str(tmp_path / "empty")]) == 2

@@ -218,7 +218,11 @@ def test_cli_sweep_writes_table_and_plot(tmp_path, capsys):
     assert "2 points (0 failed)" in printed
     assert len(pd.read_csv(out / "sweep.csv")) == 2
     assert (out / "latency_vs_bandwidth.png").stat().st_size > 0
-    assert cli.main(["sweep", str(SCENARIOS / "quickstart.yaml"), "--jobs", "0"]) == 2
+    before = (out / "sweep.csv").read_bytes()
+    for bad in (["--jobs", "0"], ["--set", "network.bandwidth_mbps=-1,0", "--jobs", "1"]):
+        # a bad option, or a sweep whose every point is refused: the earlier results stay as they were
+        assert cli.main(["sweep", str(SCENARIOS / "quickstart.yaml"), "--out", str(out), *bad]) == 2
+        assert (out / "sweep.csv").read_bytes() == before
 
 
 def test_parallel_sweep_equals_serial():

@@ -22,10 +22,13 @@ import pandas as pd
 
 SUMMARY_COLUMNS = (
     "devices",
+    "frames",
     "latency_s",
     "latency_p50_s",
     "latency_p99_s",
     "throughput_fps",
+    "keeps_up",
+    "service_latency_s",
     "makespan_s",
     "bytes_total",
     "bytes_dense",
@@ -43,10 +46,22 @@ SUMMARY_COLUMNS = (
     "latency_transfer_s",
     "latency_waiting_s",
     "baseline_latency_s",
+    "baseline_service_latency_s",
+    "baseline_throughput_fps",
     "speedup",
+    "service_speedup",
+    "throughput_speedup",
     "accuracy",
 )
-META_COLUMNS = ("point", "error")
+BASELINE_COLUMNS = (
+    "baseline_latency_s",
+    "baseline_service_latency_s",
+    "baseline_throughput_fps",
+    "speedup",
+    "service_speedup",
+    "throughput_speedup",
+)  # present only when the points have ``baseline: single``
+META_COLUMNS = ("point", "scenario", "error")
 BANDWIDTH_KEY = "network.bandwidth_mbps"
 SINGLE = "single device"  # label of the baseline curves
 
@@ -77,13 +92,13 @@ def lines(table: pd.DataFrame, x: str) -> list[tuple[str, list[str], pd.DataFram
     groups = ok.groupby(others, sort=False, dropna=False) if others else [((), ok)] if len(ok) else []
     for _, group in groups:
         first = group.iloc[0]
-        settings = [_setting(c, first[c]) for c in named]
+        settings = [setting(c, first[c]) for c in named]
         head = [] if "variant" in named else [f"{int(first['devices'])} devices"]
         out.append((", ".join([*head, *settings]), settings, group.sort_values(x)))
     return out
 
 
-def _setting(column: str, value: Any) -> str:
+def setting(column: str, value: Any) -> str:
     """A swept value as a line label: the variant's name, or ``format=csr``, ``amount=0.5``."""
     if column == "variant":
         return str(value)
@@ -141,3 +156,50 @@ def crossovers(table: pd.DataFrame, x: str = BANDWIDTH_KEY) -> pd.DataFrame:
         for value in _crossings(xs, a["latency_s"].to_numpy(dtype=float) - yb):
             records.append({"line": label_a, "versus": label_b, x: value})
     return pd.DataFrame(records, columns=["line", "versus", x])
+
+
+def crossover_report(table: pd.DataFrame, x: str = BANDWIDTH_KEY) -> pd.DataFrame:
+    """Every crossover of :func:`crossovers`, and every pair of curves that does not cross in the swept range.
+
+    With single-device baselines only the lines against their baseline are reported, else every pair of
+    lines. Columns: ``line``, ``versus``, ``crosses`` (bool), ``at`` (the crossing ``x``; NaN when none),
+    ``lo`` and ``hi`` (the ``x`` range both curves were sampled over) and ``faster`` (when they do not cross:
+    the one with the lower latency throughout, ``line`` or ``versus`` by name; ``""`` when they cross).
+
+    Example::
+
+        >>> t = pd.DataFrame({"point": [0, 1], "network.bandwidth_mbps": [1.0, 10.0], "devices": [2, 2],
+        ...                   "latency_s": [2.0, 1.5], "baseline_latency_s": [1.0, 1.0], "error": ["", ""]})
+        >>> r = crossover_report(t).iloc[0]
+        >>> (bool(r["crosses"]), float(r["lo"]), float(r["hi"]), r["faster"])
+        (False, 1.0, 10.0, 'single device')
+    """
+    found = crossovers(table, x)
+    curves = lines(table, x)
+    single = "baseline_latency_s" in table.columns and table["baseline_latency_s"].notna().any()
+    pairs: list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray]] = []  # line, versus, x, y_line, y_versus
+    if single:
+        for label, _, rows in curves:
+            rows = rows[rows["baseline_latency_s"].notna()]
+            xs = rows[x].to_numpy(dtype=float)
+            pairs.append(
+                (label, SINGLE, xs, rows["latency_s"].to_numpy(float), rows["baseline_latency_s"].to_numpy(float))
+            )
+    else:
+        for (label_a, _, a), (label_b, _, b) in itertools.combinations(curves, 2):
+            xa, xb = a[x].to_numpy(dtype=float), b[x].to_numpy(dtype=float)
+            xs = xa[(xa >= xb.min()) & (xa <= xb.max())]
+            yb = np.interp(np.log(xs), np.log(xb), b["latency_s"].to_numpy(dtype=float))
+            ya = np.interp(np.log(xs), np.log(xa), a["latency_s"].to_numpy(dtype=float))
+            pairs.append((label_a, label_b, xs, ya, yb))
+    records: list[dict[str, Any]] = []
+    for line, versus, xs, ya, yb in pairs:
+        if not len(xs):
+            continue
+        hits = found[(found["line"] == line) & (found["versus"] == versus)][x]
+        base = {"line": line, "versus": versus, "lo": float(xs.min()), "hi": float(xs.max())}
+        if len(hits):
+            records += [{**base, "crosses": True, "at": float(v), "faster": ""} for v in hits]
+        else:
+            records.append({**base, "crosses": False, "at": np.nan, "faster": line if (ya <= yb).all() else versus})
+    return pd.DataFrame(records, columns=["line", "versus", "crosses", "at", "lo", "hi", "faster"])

@@ -33,6 +33,7 @@ TRANSFER_COLUMNS = [
 ]
 # multicast_copy: the row's payload rode on an earlier row's multicast transmission, so its ``bytes`` is 0
 COMPUTE_COLUMNS = ["frame", "layer", "device", "flops", "start_s", "end_s"]
+HOP_COLUMNS = ["frame", "layer", "link", "src", "dst", "bytes", "start_s", "end_s", "sender"]
 
 
 def transfers_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
@@ -101,14 +102,17 @@ def auto_saving(totals: dict[str, int]) -> float:
 
 
 def hop_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
-    """One row per transmission on one queue: ``frame, layer, link, src, dst, bytes, start_s, end_s``.
+    """One row per transmission on one queue: ``frame, layer, link, src, dst, bytes, start_s, end_s, sender``.
 
-    ``src`` and ``dst`` are the message's ends (``dst`` lists every receiver of a multicast, comma-separated).
+    ``src`` and ``dst`` are the message's ends (``dst`` lists every receiver of a multicast, comma-separated);
+    ``sender`` is the node that put this transmission on the link (``src``, or a node forwarding it).
     """
     names = workload.devices
     rows = []
     for h in timeline.hops:
         msg = workload.messages[h.message]
         dst = h.link.dst if "," in h.link.dst else names[msg.dst]
-        rows.append((msg.frame, msg.layer, h.link.queue_name, names[msg.src], dst, h.nbytes, h.start_s, h.end_s))
-    return pd.DataFrame(rows, columns=["frame", "layer", "link", "src", "dst", "bytes", "start_s", "end_s"])
+        rows.append(
+            (msg.frame, msg.layer, h.link.queue_name, names[msg.src], dst, h.nbytes, h.start_s, h.end_s, h.link.src)
+        )
+    return pd.DataFrame(rows, columns=HOP_COLUMNS)

@@ -13,27 +13,36 @@ from pathlib import Path
 import pandas as pd
 
 from sim.analysis.critical_path import BREAKDOWN_COLUMNS
+from sim.analysis.curves import BASELINE_COLUMNS
 from sim.config.load import load
 from sim.errors import UserError
-from sim.experiment.sweeps import run_points
+from sim.experiment.sweeps import check_jobs, run_points
 from sim.fileio import write_csv
 from sim.report.plots import plot_breakdown
+from sim.report.redraw import write_pareto
 
+PER_FRAME = {  # total column -> its per-frame column (the total divided by the frames run)
+    "flops_total": "flops_per_frame",
+    "bytes_total": "bytes_per_frame",
+    "dense_bytes_total": "dense_bytes_per_frame",
+    "packed_bytes_total": "packed_bytes_per_frame",
+    "elements_hops": "elements_hops_per_frame",
+    "elements_hops_max_link": "elements_hops_max_link_per_frame",
+}
 COMPARISON_COLUMNS = (
     "scenario",
     "file",
+    "frames",
     "accuracy",
-    "flops_total",
-    "bytes_total",
-    "dense_bytes",
-    "packed_bytes",
-    "elements_hops",
-    "elements_hops_max_link",
+    *(c for pair in PER_FRAME.items() for c in pair),
     "kept_kernels",
     "messages",
     "latency_s",
     *BREAKDOWN_COLUMNS,
+    "service_latency_s",
     "throughput_fps",
+    "keeps_up",
+    *BASELINE_COLUMNS,
 )
 
 
@@ -52,33 +61,44 @@ def compare(
 ) -> pd.DataFrame:
     """Run each scenario file and return one row per scenario (:data:`COMPARISON_COLUMNS`).
 
-    ``dense_bytes`` is what every message would cost sent dense, ``packed_bytes`` what it costs with
-    ``auto`` (the smallest format per message). With ``out``, writes ``comparison.csv`` and the stacked
-    latency breakdown ``breakdown.png`` there, and for pruned scenarios ``kept_kernels.csv`` (the fraction
-    of each conv's original k x k kernels still non-zero, one row per scenario). Every file is validated before any work starts; a scenario
+    ``*_total`` columns (and ``elements_hops``) sum over every frame run, ``*_per_frame`` divide them by
+    ``frames``. ``dense_bytes_total`` is what every message would cost sent dense, ``packed_bytes_total``
+    what it costs with ``auto`` (the smallest format per message). ``service_latency_s`` is a frame's
+    latency alone in the system, ``keeps_up`` whether the split keeps up with the frame arrivals (empty for
+    one frame); with ``baseline: single`` come the single device's latencies, throughput and the three
+    speed-ups (:func:`sim.experiment.pipeline.speedups`); a scenario without it has them empty. With ``out``, writes ``comparison.csv``, the stacked
+    latency breakdown ``breakdown.png`` and the Pareto front (``pareto.csv``, ``pareto.png``) there,
+    and for pruned scenarios ``kept_kernels.csv`` (the fraction of each conv's original k x k kernels still
+    non-zero, one row per scenario). Every file is validated before any work starts; a scenario
     that cannot be built stops the comparison (:class:`UserError` naming its file).
 
     Example::
 
         >>> compare(["scenarios/quickstart.yaml", "scenarios/bandwidth.yaml"], out="results/cmp")  # doctest: +SKIP
     """
+    check_jobs(jobs)
     parsed = [load(path) for path in scenarios]
-    rows = run_points(parsed, jobs=jobs, progress=progress)
+    rows = run_points(parsed, jobs=jobs, progress=progress, what="scenario")
     for path, row in zip(scenarios, rows):
         if "error" in row:
             raise UserError(f"{path}: {row['error']}")
     table = pd.DataFrame(rows)
-    for optional in ("accuracy", "kept_kernels"):
-        if table[optional].isna().all():
-            table = table.drop(columns=optional)
+    optional = ("accuracy", "kept_kernels", *BASELINE_COLUMNS)
+    empty = [c for c in optional if c in table.columns and table[c].isna().all()]
+    table = table.drop(columns=empty)
     table.insert(0, "file", [str(p) for p in scenarios])
     table.insert(0, "scenario", [sc.name for sc in parsed])
-    table = table.rename(columns={"bytes_dense": "dense_bytes", "bytes_auto": "packed_bytes"})
+    table = table.rename(columns={"bytes_dense": "dense_bytes_total", "bytes_auto": "packed_bytes_total"})
+    for total, per_frame in PER_FRAME.items():
+        if total in table.columns:
+            table[per_frame] = table[total] / table["frames"]
     per_conv = kept_kernel_table(table)
     table = table[[c for c in COMPARISON_COLUMNS if c in table.columns]]
     if out is not None:
         write_csv(table, Path(out) / "comparison.csv")
         if per_conv is not None:
             write_csv(per_conv, Path(out) / "kept_kernels.csv")
-        plot_breakdown(table, Path(out) / "breakdown.png")
+        title = " vs ".join(table["scenario"]) if len(table) <= 3 else f"{len(table)} scenarios"
+        plot_breakdown(table, Path(out) / "breakdown.png", title=title)
+        write_pareto(table, list(table["scenario"]), out, title=title)
     return table

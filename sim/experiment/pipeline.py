@@ -20,6 +20,7 @@ from torch import nn
 from sim.analysis import counters
 from sim.analysis.critical_path import critical_path_summary
 from sim.analysis.result import RunResult
+from sim.analysis.service import service_latency_s
 from sim.analysis.summary import deployment_summary, summarize
 from sim.analysis.tables import compute_table, transfers_table
 from sim.config.load import load, parse_scenario
@@ -375,7 +376,34 @@ def single_device_baseline(scenario: Scenario, built: BuiltWorkload | None = Non
     built workload (built here when not given; sweeps build it once per distinct workload key)."""
     single = baseline_scenario(scenario)
     summary = evaluate(single, prepare(single).built if built is None else built).summary
-    return {"device": scenario.source, "latency_s": summary["latency_s"], "throughput_fps": summary["throughput_fps"]}
+    return {
+        "device": scenario.source,
+        "latency_s": summary["latency_s"],
+        "service_latency_s": summary.get("service_latency_s", summary["latency_s"]),
+        "throughput_fps": summary["throughput_fps"],
+    }
+
+
+def speedups(split: dict[str, Any], single: dict[str, Any]) -> dict[str, float]:
+    """What the split buys over the single device (``single``: :func:`single_device_baseline`).
+
+    * ``speedup``: single-device mean latency / split mean latency, both under the scenario's frame
+      arrivals, so for a stream that one device cannot keep up with it includes the single device's queue.
+    * ``service_speedup``: the same ratio of service latencies (each frame alone, no queueing,
+      :func:`sim.analysis.service.service_latency_s`): what the split does to one frame's latency.
+    * ``throughput_speedup``: split sustained throughput / single-device sustained throughput.
+
+    Example::
+
+        >>> speedups({"latency_s": 2.0, "throughput_fps": 10.0}, {"latency_s": 4.0, "throughput_fps": 5.0})
+        {'speedup': 2.0, 'service_speedup': 2.0, 'throughput_speedup': 2.0}
+    """
+    service = split.get("service_latency_s", split["latency_s"])
+    return {
+        "speedup": single["latency_s"] / split["latency_s"],
+        "service_speedup": single.get("service_latency_s", single["latency_s"]) / service,
+        "throughput_speedup": split["throughput_fps"] / single["throughput_fps"],
+    }
 
 
 def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload | None = None) -> RunResult:
@@ -410,9 +438,13 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
     summary["critical_path"] = critical_path_summary(workload, timeline)
     if any(d.profile is not None for d in scenario.devices):
         summary["compute_times"] = assemble.time_sources(workload, rates)
+    if workload.frames > 1:  # a stream: also each frame's latency alone, without queueing behind others
+        summary["service_latency_s"] = service_latency_s(
+            workload, rates, network, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
+        )
     if scenario.baseline == "single":
         base = single_device_baseline(scenario, baseline)
-        summary["baseline"] = {**base, "speedup": base["latency_s"] / summary["latency_s"]}
+        summary["baseline"] = {**base, **speedups(summary, base)}
     if built.deploy is not None:  # on the same network, before inference; not part of its latency
         shipped = simulate(
             built.deploy, rates, network, [0.0], chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts

@@ -7,8 +7,8 @@ point with :func:`sim.config.load.parse_scenario`, and runs it. Points with equa
 distinct key, and only the engine runs per point. A point that fails (an invalid value, a build error)
 keeps its row with the message in ``error``; the others complete.
 
-The table (``sweep.csv``) has one row per point: ``point`` (its index in the cartesian order), the
-swept keys as columns, then :data:`SUMMARY_COLUMNS` (seconds, bytes, FLOPs; ``bytes_<format>`` is the
+The table (``sweep.csv``) has one row per point: ``point`` (its index in the cartesian order),
+``scenario`` (the swept scenario's name), the swept keys as columns, then :data:`SUMMARY_COLUMNS` (seconds, bytes, FLOPs; ``bytes_<format>`` is the
 total had every message been sent in that format, ``bytes_auto`` the smallest per message;
 ``latency_{compute,transfer,waiting}_s`` split the latency along the critical path, see
 :mod:`sim.analysis.critical_path`; ``baseline_latency_s`` and ``speedup`` come from the scenario's ``baseline: single``,
@@ -34,15 +34,15 @@ from typing import Any
 
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from sim.analysis.critical_path import latency_breakdown
-from sim.analysis.curves import SUMMARY_COLUMNS
+from sim.analysis.curves import BASELINE_COLUMNS, SUMMARY_COLUMNS
 from sim.config.overrides import sweep_points
 from sim.config.schema import Scenario
 from sim.errors import UserError
 from sim.experiment import pipeline
 from sim.fileio import write_csv
+from sim.progress import Progress
 
 
 def summary_row(result: Any) -> dict[str, Any]:
@@ -52,8 +52,17 @@ def summary_row(result: Any) -> dict[str, Any]:
     row["devices"] = len(result.workload.devices)
     row.update({f"bytes_{fmt}": n for fmt, n in s["bytes_by_format"].items()})
     row.update(latency_breakdown(result.workload, result.timeline))
+    row.setdefault("service_latency_s", s["latency_s"])  # one frame: its latency is its service latency
     if "baseline" in s:
-        row.update(baseline_latency_s=s["baseline"]["latency_s"], speedup=s["baseline"]["speedup"])
+        base = s["baseline"]
+        row.update(
+            baseline_latency_s=base["latency_s"],
+            baseline_service_latency_s=base.get("service_latency_s", base["latency_s"]),
+            baseline_throughput_fps=base["throughput_fps"],
+            speedup=base["speedup"],
+            service_speedup=base.get("service_speedup", base["speedup"]),
+            throughput_speedup=base.get("throughput_speedup", math.nan),
+        )
     out = {k: row.get(k, math.nan) for k in SUMMARY_COLUMNS}
     if "kept_kernels_per_conv" in s:  # not a sweep column; dsim compare writes it to kept_kernels.csv
         out["kept_kernels_per_conv"] = s["kept_kernels_per_conv"]
@@ -69,14 +78,18 @@ def _init_worker(workloads: dict[str, Any]) -> None:
 
 
 def _start_worker(workloads: dict[str, Any]) -> None:
-    """Pool initializer: hold the workloads; leave Ctrl-C to the parent, which stops the pool."""
+    """Pool initializer: hold the workloads; leave Ctrl-C to the parent, which stops the pool (with
+    SIGTERM, which must end a worker quietly even if the parent turned it into an interrupt)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _init_worker(workloads)
 
 
 def _start_builder() -> None:
-    """Pool initializer of build workers: one torch thread each (the pool uses the cores), no Ctrl-C."""
+    """Pool initializer of build workers: one torch thread each (the pool uses the cores), no Ctrl-C, and
+    the default SIGTERM (the pool's way to stop them)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     torch.set_num_threads(1)
 
 
@@ -111,37 +124,51 @@ def _map(
     progress: bool,
 ) -> Iterator[Any]:
     """``fn`` over ``items`` on up to ``jobs`` processes (in this one for a single job or item), yielding
-    results as they finish with a progress bar (on a terminal); the pool is stopped on exit or interrupt."""
+    results as they finish, with a log line per item and a progress bar on a terminal
+    (:class:`sim.progress.Progress`); the pool is stopped on exit or interrupt."""
+    if not items:
+        return
     jobs = max(1, min(jobs, len(items)))
-    with tqdm(total=len(items), desc=desc, unit=unit, disable=None if progress else True) as bar:
+    with Progress(len(items), desc, unit, enabled=progress) as bar:
         if jobs == 1:
             for item in items:
                 result = fn(item)
-                bar.update()
+                bar.step()
                 yield result
             return
         pool = multiprocessing.get_context().Pool(jobs, initializer=initializer, initargs=initargs)
         try:
             for result in pool.imap_unordered(fn, items):
-                bar.update()
+                bar.step()
                 yield result
         finally:
             pool.terminate()
             pool.join()
 
 
+def check_jobs(jobs: int | None) -> None:
+    """Refuse a number of worker processes below 1 (``None`` means all cores).
+
+    >>> check_jobs(0)
+    Traceback (most recent call last):
+    sim.errors.UserError: --jobs: must be >= 1 (got 0)
+    """
+    if jobs is not None and jobs < 1:
+        raise UserError(f"--jobs: must be >= 1 (got {jobs})")
+
+
 def iter_points(
-    scenarios: Sequence[Scenario | UserError], jobs: int | None = None, progress: bool = True
+    scenarios: Sequence[Scenario | UserError], jobs: int | None = None, progress: bool = True, what: str = "point"
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Run the scenarios, yielding ``(index, row)`` as each finishes (in any order).
 
     Each distinct workload (:func:`sim.pipeline.workload_key`), and each distinct single-device workload
     of the points with ``baseline: single`` (:func:`sim.pipeline.baseline_scenario`), is built once, then
     the engine runs each point; both phases use ``jobs`` processes (default: all cores). A row is
-    :func:`summary_row` or ``{"error": message}``.
+    :func:`summary_row` or ``{"error": message}``. With ``progress``, each finished build and each finished
+    point (named ``what`` in the log line) is logged (:mod:`sim.progress`).
     """
-    if jobs is not None and jobs < 1:
-        raise UserError(f"--jobs: must be >= 1 (got {jobs})")
+    check_jobs(jobs)
     jobs = jobs or os.cpu_count() or 1
     todo: list[tuple[int, Scenario, str]] = []
     for index, sc in enumerate(scenarios):
@@ -182,28 +209,31 @@ def iter_points(
             runnable.append((index, sc, key, base))
     _init_worker(workloads)
     try:
-        yield from _map(_simulate, runnable, jobs, _start_worker, (workloads,), "simulate", "point", progress)
+        yield from _map(_simulate, runnable, jobs, _start_worker, (workloads,), what, "point", progress)
     finally:
         _init_worker({})
 
 
 def run_points(
-    scenarios: Sequence[Scenario | UserError], jobs: int | None = None, progress: bool = True
+    scenarios: Sequence[Scenario | UserError], jobs: int | None = None, progress: bool = True, what: str = "point"
 ) -> list[dict[str, Any]]:
     """Rows of :func:`iter_points` in scenario order."""
-    rows: dict[int, dict[str, Any]] = dict(iter_points(scenarios, jobs, progress))
+    rows: dict[int, dict[str, Any]] = dict(iter_points(scenarios, jobs, progress, what))
     return [rows[i] for i in range(len(scenarios))]
 
 
-def _table(keys: Sequence[str], values: list[dict[str, Any]], rows: dict[int, dict[str, Any]]) -> pd.DataFrame:
-    """The tidy sweep table of the finished points, in point order; ``accuracy`` only if some row has it."""
-    columns = ["point", *keys, *SUMMARY_COLUMNS, "error"]
+def _table(
+    keys: Sequence[str], values: list[dict[str, Any]], rows: dict[int, dict[str, Any]], name: str
+) -> pd.DataFrame:
+    """The tidy sweep table of the finished points, in point order; ``accuracy`` and the baseline columns
+    only if some row has them. ``name`` (the swept scenario's) fills the ``scenario`` column."""
+    columns = ["point", "scenario", *keys, *SUMMARY_COLUMNS, "error"]
     records = [
-        {"point": i, **values[i], **{k: math.nan for k in SUMMARY_COLUMNS}, "error": "", **rows[i]}
+        {"point": i, "scenario": name, **values[i], **{k: math.nan for k in SUMMARY_COLUMNS}, "error": "", **rows[i]}
         for i in sorted(rows)
     ]
     table = pd.DataFrame(records, columns=columns)
-    optional = [c for c in ("accuracy", "kept_kernels", "baseline_latency_s", "speedup") if table[c].isna().all()]
+    optional = [c for c in (*BASELINE_COLUMNS, "accuracy", "kept_kernels") if table[c].isna().all()]
     return table.drop(columns=optional)
 
 
@@ -222,27 +252,31 @@ def sweep(
     ``variants`` maps names to settings applied together (``{"pruned": {"prune.method": "ln_structured",
     "prune.amount": 0.5}}``), each run over the whole grid. ``baseline`` sets ``baseline: single``
     (columns ``baseline_latency_s``, ``speedup``). With ``out``, ``sweep.csv`` is written there as points
-    finish, so an interrupted sweep keeps its finished rows. ``jobs`` defaults to the number of cores.
+    finish, so an interrupted sweep keeps its finished rows; until a point has a result (not an error),
+    nothing is written, so a sweep that fails or is stopped before that leaves an earlier ``sweep.csv``. ``jobs`` defaults to the number of cores.
 
     Example::
 
         >>> grid = {"network.bandwidth_mbps": [1, 10], "transfer.format": ["dense", "auto"]}
         >>> sweep("scenarios/quickstart.yaml", grid, baseline=True, out="results/qs-sweep")  # doctest: +SKIP
     """
+    check_jobs(jobs)
     grid = dict(grid or {})
     todo = sweep_points(scenario, grid, baseline, variants)
     values = [v for v, _ in todo]
+    name = next((sc.name for _, sc in todo if isinstance(sc, Scenario)), "")
     keys = ["variant", *grid] if variants else list(grid)
     rows: dict[int, dict[str, Any]] = {}
     path = None if out is None else Path(out) / "sweep.csv"
-    written = 0.0
+    written, ran = 0.0, False  # ran: some point has a result (sweep.csv is written only then)
     try:
         for index, row in iter_points([sc for _, sc in todo], jobs, progress):
             rows[index] = row
-            if path is not None and time.monotonic() - written > 1.0:
-                write_csv(_table(keys, values, rows), path)
+            ran = ran or "error" not in row
+            if path is not None and ran and time.monotonic() - written > 1.0:
+                write_csv(_table(keys, values, rows, name), path)
                 written = time.monotonic()
     finally:
-        if path is not None:
-            write_csv(_table(keys, values, rows), path)
-    return _table(keys, values, rows)
+        if path is not None and ran:
+            write_csv(_table(keys, values, rows, name), path)
+    return _table(keys, values, rows, name)

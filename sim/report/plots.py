@@ -13,19 +13,75 @@ Example::
 
 from __future__ import annotations
 
+import math
+import textwrap
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
+from matplotlib.transforms import Bbox
 
 from sim.analysis import curves
+from sim.analysis.pareto import PARETO_COLUMNS
 from sim.analysis.tables import traffic_matrix
 from sim.errors import UserError
 from sim.fileio import atomic_path
+
+MAX_TIMELINE_PLOT_IN = 10.0  # inches of bars at most (1200 px at the default 120 dpi), whatever the device count
+TIMELINE_LANE_LIMIT = 48  # more lanes than this: one merged lane per device for its outgoing links
+MAX_LEGEND_LAYERS = 18  # more layers than this: a colour scale over layer order instead of a legend
+DPI = 120
+
+
+def _senders(transfers: pd.DataFrame, hops: pd.DataFrame | None, frames: Sequence[int]) -> pd.DataFrame:
+    """The transmissions of ``frames``: ``sender`` (node that put it on the wire), ``lane`` (the link queue,
+    or the receiving device without ``hops``), ``layer``, ``src``, ``dst``, ``start_s``, ``end_s``."""
+    if hops is not None:
+        busy = hops[hops["frame"].isin(frames)]
+        if "sender" in busy.columns:
+            sender = busy["sender"].astype(str)
+        else:  # hops.csv written before the column existed: the queue's name says who sends on it
+            link = busy["link"].astype(str)
+            sender = link.where(~link.str.contains("->") | link.str.contains("<->"), link.str.split("->").str[0])
+            sender = sender.where(sender != link, busy["src"].astype(str))
+        return pd.DataFrame(
+            {
+                "sender": sender,
+                "lane": busy["link"].astype(str),
+                "layer": busy["layer"].astype(str),
+                "src": busy["src"].astype(str),
+                "dst": busy["dst"].astype(str),
+                "start_s": busy["start_s"],
+                "end_s": busy["end_s"],
+            }
+        )
+    sent = transfers[transfers["frame"].isin(frames)]
+    if "multicast_copy" in sent.columns:
+        sent = sent[~sent["multicast_copy"].astype(bool)]
+    return pd.DataFrame(
+        {
+            "sender": sent["src"].astype(str),
+            "lane": sent["src"].astype(str) + "->" + sent["dst"].astype(str),
+            "layer": sent["layer"].astype(str),
+            "src": sent["src"].astype(str),
+            "dst": sent["dst"].astype(str),
+            "start_s": sent["start_s"],
+            "end_s": sent["end_s"],
+        }
+    )
+
+
+def _frame_words(frames: Sequence[int]) -> str:
+    """``frame 0`` or ``frames 0-2``."""
+    if len(frames) == 1:
+        return f"frame {frames[0]}"
+    return f"frames {min(frames)}-{max(frames)}"
 
 
 def plot_timeline(
@@ -36,81 +92,134 @@ def plot_timeline(
     frame: int = 0,
     hops: pd.DataFrame | None = None,
     critical: dict | None = None,
+    frames: Sequence[int] | None = None,
+    devices: Sequence[str] | None = None,
 ) -> Figure:
-    """Gantt chart of one frame: a row per device (compute) and per device pair (transfers), in ms.
+    """Gantt chart of some frames, in ms: a row per device, its compute on top and, under it, the
+    transmissions it puts on its outgoing links (idle links are not drawn).
 
-    With ``hops`` (:func:`sim.analysis.tables.hop_table`) the transfer rows are the link queues instead, each
-    transmission drawn where it held the link (its busy time). With ``critical`` (the summary's
-    ``critical_path``) of this frame, the compute and transmissions on the critical path are outlined in red.
+    ``frames`` (default ``[frame]``) picks the frames shown, e.g. ``range(0, 3)``. Bars are coloured by
+    layer, the same colour for a layer's compute and for the transfers carrying its output (``input``:
+    the image; ``output``: the final gather), with a legend, or with a colour scale over layer order when
+    there are more than :data:`MAX_LEGEND_LAYERS` layers. With ``hops``
+    (:func:`sim.analysis.tables.hop_table`) a transfer bar is a transmission's busy time on one link queue,
+    drawn under the node that sent it (a switch that forwards gets a row of its own); without, a message
+    from its start to its arrival under its source. Each device's outgoing traffic gets one thin lane per
+    link when all lanes fit in :data:`TIMELINE_LANE_LIMIT`, else one merged lane, so the figure is at most
+    :data:`MAX_TIMELINE_PLOT_IN` inches of bars tall for any number of devices (the Perfetto trace,
+    :mod:`sim.report.trace`, keeps a track per link). Bars are drawn at least one pixel wide. With
+    ``critical`` (the summary's ``critical_path``) of a frame shown, its steps are outlined in red.
+    ``devices`` orders the rows (default: order of first compute).
     """
-    comp = compute[compute["frame"] == frame]
-    xfer = transfers[transfers["frame"] == frame]
-    devices = list(dict.fromkeys(comp["device"]))
-    if hops is not None:
-        busy = hops[hops["frame"] == frame]
-        xfer = pd.DataFrame(
-            {
-                "row": busy["link"],
-                "start_s": busy["start_s"],
-                "end_s": busy["end_s"],
-                "src": busy["src"],
-                "dst": busy["dst"],
-                "layer": busy["layer"],
-            }
+    shown = list(frames) if frames is not None else [frame]
+    comp = compute[compute["frame"].isin(shown)]
+    tx = _senders(transfers, hops, shown)
+    if not len(comp) and not len(tx):
+        have = sorted(set(compute["frame"]))
+        raise UserError(
+            f"{path}: no compute or transfer in {_frame_words(shown)}; the run has frames {have[0]}..{have[-1]}"
+            if have
+            else f"{path}: the run has no compute to draw"
         )
-    else:
-        xfer = xfer.assign(row=xfer["src"] + " → " + xfer["dst"])
-    pairs = list(dict.fromkeys(xfer["row"]))
-    rows = devices + pairs
+    names = [str(d) for d in (devices or dict.fromkeys(comp["device"]))]
+    names += [n for n in dict.fromkeys([*comp["device"].astype(str), *tx["sender"]]) if n not in names]
+    out_lanes: dict[str, list[str]] = {n: [] for n in names}
+    order = {n: k for k, n in enumerate(names)}
+    for sender, group in tx.groupby("sender", sort=False):
+        lanes = list(dict.fromkeys(group["lane"]))
+        out_lanes[str(sender)] = sorted(lanes, key=lambda q: (order.get(q.split("->")[-1], len(order)), q))
+    per_link = sum(len(v) for v in out_lanes.values()) + len(names) <= TIMELINE_LANE_LIMIT
+    # y layout in lane units: a compute lane is 1 unit, a link lane 0.55, a gap 0.45 between devices
+    y_compute: dict[str, float] = {}
+    y_link: dict[tuple[str, str], float] = {}
+    ticks: list[tuple[float, str]] = []
+    y = 0.0
+    computing = set(comp["device"].astype(str))
+    for n in names:
+        if n in computing or n in (devices or ()):
+            y_compute[n] = y + 0.5
+            ticks.append((y + 0.5, n))
+            y += 1.0
+        lanes = out_lanes[n] if per_link else (["all"] if out_lanes[n] else [])
+        for q in lanes:
+            y_link[(n, q)] = y + 0.275
+            if per_link:
+                ticks.append((y + 0.275, ("→ " + q.split("->", 1)[1]) if q.startswith(n + "->") else q))
+            elif n not in y_compute:
+                ticks.append((y + 0.275, f"{n} (sends)"))
+            y += 0.55
+        y += 0.45
+    units = max(y, 1.0)
+    unit_in = min(0.3, MAX_TIMELINE_PLOT_IN / units)
+    # colours: layers in order of first appearance in time, shared by compute and transfers
+    first = (
+        pd.concat([tx[["layer", "start_s"]], comp[["layer", "start_s"]]]).groupby("layer", sort=False)["start_s"].min()
+    )
+    layers = list(first.sort_values(kind="stable").index)
+    many = len(layers) > MAX_LEGEND_LAYERS
+    scale = mpl.colormaps["viridis"]  # no red in either palette: red outlines the critical path
+    palette = [mpl.colormaps["tab20"](k) for k in range(20) if k not in (6, 7)]
+    colour = {
+        name: scale(k / max(1, len(layers) - 1)) if many else palette[k % len(palette)] for k, name in enumerate(layers)
+    }
+    legend_rows = 0.22 if many else 0.22 * math.ceil(len(layers) / 6) + 0.2  # a colour strip, or legend rows
+    plot_in = units * unit_in
+    fig = Figure(figsize=(11, 1.3 + plot_in + legend_rows + (0.8 if many else 0.0)))  # + the strip's names
+    ax, key = fig.subplots(2, 1, gridspec_kw={"height_ratios": [plot_in, legend_rows]})
     on_path: set[tuple] = set()
-    if critical and critical.get("frame") == frame:
+    if critical and critical.get("frame") in shown:
         on_path = {(s["device"], s["layer"]) for s in critical["steps"] if s["kind"] == "compute"}
         on_path |= {(s["src"], s["dst"], s["layer"]) for s in critical["steps"] if s["kind"] == "transfer"}
-    fig = Figure(figsize=(10, 1.2 + 0.35 * max(1, len(rows))))
-    ax = fig.subplots()
-    layers = list(dict.fromkeys(comp["layer"]))
-    cmap = mpl.colormaps["tab20"]
-    for _, r in comp.iterrows():
-        y = rows.index(r["device"])
-        colour = cmap(layers.index(r["layer"]) % 20)
+    t0 = min([*comp["start_s"], *tx["start_s"]])
+    t1 = max([*comp["end_s"], *tx["end_s"]])
+    min_w = max(t1 - t0, 1e-12) * 1e3 / 1300  # about one pixel of the bar area
+    bars: dict[tuple[float, float], list[tuple[float, float, Any, bool]]] = {}
+    for r in comp.to_dict("records"):
         hot = (r["device"], r["layer"]) in on_path
-        ax.barh(
-            y,
-            (r["end_s"] - r["start_s"]) * 1e3,
-            left=r["start_s"] * 1e3,
-            color=colour,
-            edgecolor="red" if hot else "black",
-            linewidth=1.5 if hot else 0.3,
+        bars.setdefault((y_compute[str(r["device"])], 0.8), []).append(
+            (r["start_s"] * 1e3, (r["end_s"] - r["start_s"]) * 1e3, colour[r["layer"]], hot)
         )
-    for _, r in xfer.iterrows():
-        y = rows.index(r["row"])
+    for r in tx.to_dict("records"):
         hot = any((r["src"], d, r["layer"]) in on_path for d in str(r["dst"]).split(","))
-        ax.barh(
-            y,
-            (r["end_s"] - r["start_s"]) * 1e3,
-            left=r["start_s"] * 1e3,
-            color="tab:gray",
-            alpha=0.7,
-            edgecolor="red" if hot else "black",
-            linewidth=1.5 if hot else 0.3,
+        lane = y_link[(r["sender"], r["lane"] if per_link else "all")]
+        bars.setdefault((lane, 0.45), []).append(
+            (r["start_s"] * 1e3, (r["end_s"] - r["start_s"]) * 1e3, colour[r["layer"]], hot)
         )
-    ax.set_yticks(range(len(rows)), rows)
-    ax.invert_yaxis()
+    for (centre, height), items in bars.items():
+        ax.broken_barh(
+            [(left, max(width, min_w)) for left, width, _, _ in items],
+            (centre - height / 2, height),
+            facecolors=[c for _, _, c, _ in items],
+            edgecolors=["red" if hot else "none" for *_, hot in items],
+            linewidths=[1.2 if hot else 0 for *_, hot in items],
+        )
+    ax.set_ylim(units, 0)
+    ax.set_xlim(t0 * 1e3, t1 * 1e3 + (t1 - t0) * 1e3 * 0.01)
+    tick_font = 8 if unit_in * DPI >= 14 else 6
+    ax.set_yticks([t for t, _ in ticks], [label for _, label in ticks], fontsize=tick_font)
     ax.set_xlabel("time (ms)")
-    ax.set_ylabel("device / link")
-    what = "colour = layer, grey = link busy" + (", red = critical path" if on_path else "")
-    ax.set_title(f"{title}: frame {frame} timeline ({what})" if title else "timeline")
-    handles = [Rectangle((0, 0), 1, 1, color=cmap(i % 20)) for i in range(len(layers))]
-    if layers:
-        ax.legend(
-            handles,
-            layers,
-            fontsize=6,
-            ncol=min(6, len(layers)),
-            loc="upper center",
-            bbox_to_anchor=(0.5, -0.25 if len(rows) < 8 else -0.1),
-            frameon=False,
+    ax.set_ylabel("device (compute) and its outgoing links")
+    ax.grid(True, axis="x", alpha=0.3)
+    lanes_what = "a thin lane per outgoing link" if per_link else "one thin lane for all its outgoing links"
+    ax.set_title(
+        f"{title + ': ' if title else ''}{_frame_words(shown)}, {len(names)} nodes\n"
+        f"colour = layer (its compute, and the transfers carrying its output); under each device, {lanes_what}"
+        + ("; red outline = critical path" if on_path else ""),
+        fontsize=9,
+    )
+    if many:
+        key.imshow(
+            np.arange(len(layers))[None, :], aspect="auto", cmap=mpl.colors.ListedColormap([colour[n] for n in layers])
         )
+        step = max(1, math.ceil(len(layers) / 12))
+        picks = list(range(0, len(layers), step))
+        key.set_xticks(picks, [layers[k] for k in picks], rotation=30, ha="right", fontsize=8)
+        key.set_yticks([])
+        key.set_title(f"layer colour, in order of first appearance ({len(layers)} layers)", fontsize=9)
+    else:
+        key.axis("off")
+        handles = [Rectangle((0, 0), 1, 1, color=colour[n]) for n in layers]
+        key.legend(handles, layers, fontsize=8, ncol=6, loc="center", frameon=False, title="layer", title_fontsize=9)
     return _save(fig, path)
 
 
@@ -121,7 +230,7 @@ def _save(fig: Figure, path: str | Path) -> Figure:
     """Write ``fig`` as PNG atomically, close it, and return it for inspection."""
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
+        fig.savefig(tmp, dpi=DPI, format="png")
     return fig
 
 
@@ -135,25 +244,78 @@ def _axis_label(key: str) -> str:
     return f"{name} ({unit})" if unit else name
 
 
+def place_labels(
+    fig: Figure, ax: Any, points: Sequence[tuple[float, float]], texts: Sequence[str], **style: Any
+) -> list[Any]:
+    """Annotate ``points`` (data coordinates) with ``texts`` so that no label covers another label or any
+    point, and each stays inside the axes: each label tries a few offsets around its point and takes the first free one; a label with no
+    free place is left out (its point stays drawn). Returns the annotations placed."""
+    FigureCanvasAgg(fig)  # a renderer to measure the text with
+    fig.tight_layout()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    offsets = [(6, 5), (6, -12), (-7, 5), (-7, -12), (9, -3), (-10, -3), (6, 15), (6, -22), (-7, 15), (-7, -22)]
+    placed: list[Any] = []
+    taken: list[Any] = []  # the points' markers, then each label placed: nothing may cover them
+    area = ax.get_window_extent(renderer)  # labels stay inside the axes
+    for x, y in points:
+        px, py = ax.transData.transform((x, y))
+        taken.append(Bbox.from_extents(px - 5, py - 5, px + 5, py + 5))
+    for (x, y), text in zip(points, texts):
+        for dx, dy in offsets:
+            note = ax.annotate(
+                text,
+                (x, y),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                ha="left" if dx >= 0 else "right",
+                fontsize=7,
+                **style,
+            )
+            box = note.get_window_extent(renderer).expanded(1.05, 1.1)
+            inside = area.contains(box.x0, box.y0) and area.contains(box.x1, box.y1)
+            if inside and not any(box.overlaps(other) for other in taken):
+                taken.append(box)
+                placed.append(note)
+                break
+            note.remove()
+    return placed
+
+
 def plot_latency_vs_bandwidth(
     table: pd.DataFrame, path: str | Path, x: str = "network.bandwidth_mbps", title: str = ""
 ) -> Figure:
     """Mean frame latency against ``x`` (log axes) from a sweep table: one line per variant
-    (:func:`sim.analysis.curves.lines`), the single-device baseline(s) dashed (:func:`sim.analysis.curves.baselines`), and
-    the crossovers (:func:`sim.analysis.curves.crossovers`) marked by dotted vertical lines labelled with their ``x``:
-    those with the baseline when the sweep has one, else those between lines."""
+    (:func:`sim.analysis.curves.lines`), the single-device baseline(s) in black
+    (:func:`sim.analysis.curves.baselines`), and each crossover (:func:`sim.analysis.curves.crossover_report`:
+    with the baseline when the sweep has one, else between lines) as a dotted vertical line and a ring on
+    the curve in its line's colour, named in the legend with its ``x``; a line with no crossover in the
+    swept range says so in the legend: each line's entry names its crossovers with its baseline (or that
+    it has none in the swept range); crossovers between lines have entries of their own."""
     lines = curves.lines(table, x)
     if not lines:
         raise UserError(f"{path}: no successful sweep points to plot")
-    fig = Figure(figsize=(8, 5))
+    fig = Figure(figsize=(9, 5.5))
     ax = fig.subplots()
-    for label, _, rows in lines:
+    unit = _axis_label(x).split(" (")[-1].rstrip(")") if "(" in _axis_label(x) else ""
+    report = curves.crossover_report(table, x)
+    notes: dict[str, list[str]] = {}  # line -> what its legend entry adds: its crossovers with its baseline
+    for c in report[report["versus"] == curves.SINGLE].to_dict("records"):
+        note = (
+            f"= {c['versus']} at {c['at']:.3g} {unit}"
+            if c["crosses"]
+            else f"no crossover in [{c['lo']:.4g}, {c['hi']:.4g}] {unit}"
+        )
+        notes.setdefault(c["line"], []).append(note if c["crosses"] else f"{note}, {c['faster']} faster")
+    colours: dict[str, Any] = {}
+    for k, (label, _, rows) in enumerate(lines):
+        colours[label] = f"C{k % 10}"
         ax.plot(
             rows[x].to_numpy(dtype=float),
             rows["latency_s"].to_numpy(dtype=float) * 1e3,
             marker="o",
             markersize=3,
-            label=label,
+            color=colours[label],
+            label=_wrap(f"{label} ({'; '.join(notes[label])})" if label in notes else label),
         )
     for k, (label, rows) in enumerate(curves.baselines(table, x)):
         ax.plot(
@@ -162,36 +324,39 @@ def plot_latency_vs_bandwidth(
             color="black",
             linestyle=("--", "-.", ":")[k % 3],
             linewidth=1.5,
-            label=label,
+            label=_wrap(label),
         )
-    cross = curves.crossovers(table, x)
-    if (cross["versus"] == curves.SINGLE).any():  # with a baseline, mark where the split wins or loses
-        cross = cross[cross["versus"] == curves.SINGLE]
-    for _, c in cross.iterrows():
-        ax.axvline(c[x], color="tab:red", linestyle=":", linewidth=1, label="_crossover")
-        ax.annotate(
-            f"{c[x]:.3g}",
-            (c[x], 0),
-            xycoords=ax.get_xaxis_transform(),
-            xytext=(2, 4),
-            textcoords="offset points",
-            fontsize=8,
-            color="tab:red",
-            rotation=90,
-            va="bottom",
-        )
+    by_line = {label: rows for label, _, rows in lines}
+    for c in report.to_dict("records"):
+        colour = colours.get(c["line"], "black")
+        if c["crosses"]:
+            rows = by_line[c["line"]]
+            at_ms = np.interp(np.log(c["at"]), np.log(rows[x].to_numpy(float)), rows["latency_s"].to_numpy(float)) * 1e3
+            ax.axvline(c["at"], color=colour, linestyle=":", linewidth=1.2, label="_crossover")
+            ax.plot([c["at"]], [at_ms], marker="o", markersize=9, markerfacecolor="none", color=colour, label="_ring")
+            if c["versus"] != curves.SINGLE:  # between two lines: an entry of its own
+                ax.plot(
+                    [],
+                    [],
+                    color=colour,
+                    linestyle=":",
+                    label=_wrap(f"{c['line']} = {c['versus']} at {c['at']:.3g} {unit}"),
+                )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(_axis_label(x) + ", log scale")
-    ax.set_ylabel("latency per frame (ms), log scale")
-    ax.set_title(title or f"Latency vs {_axis_label(x)}")
-    handles, labels = ax.get_legend_handles_labels()
-    if len(cross):
-        handles.append(Line2D([], [], color="tab:red", linestyle=":"))
-        labels.append(f"crossover ({_axis_label(x).split(' (')[-1].rstrip(')')})")
-    ax.legend(handles, labels, fontsize=8)
+    ax.set_ylabel("mean latency per frame (ms), log scale")
+    ax.set_title(f"{title + ': ' if title else ''}latency vs {_axis_label(x).split(' (')[0]}", fontsize=11)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     ax.grid(True, which="both", alpha=0.3)
+    entries = sum(1 + label.count("\n") for label in ax.get_legend_handles_labels()[1])
+    fig.set_figheight(4.5 + 0.14 * (entries + 1) / 2)  # room for the legend under the axes
     return _save(fig, path)
+
+
+def _wrap(label: str, width: int = 62) -> str:
+    """A legend label wrapped to lines of at most ``width`` characters, so two columns fit the figure."""
+    return "\n".join(textwrap.wrap(label, width, break_long_words=False)) or label
 
 
 def plot_breakdown(table: pd.DataFrame, path: str | Path, label: str = "scenario", title: str = "") -> Figure:
@@ -212,7 +377,8 @@ def plot_breakdown(table: pd.DataFrame, path: str | Path, label: str = "scenario
     ax.set_xlim(0, max(left.max(), 1e-9) * 1.18)
     ax.set_xlabel("mean latency per frame (ms)")
     ax.set_ylabel(label)
-    ax.set_title(title or "Where the latency goes (critical path: compute, transfer, waiting)")
+    what = "where the latency goes (critical path: compute, transfer, waiting)"
+    ax.set_title(f"{title}: {what}" if title else what[0].upper() + what[1:], fontsize=10)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / (1 + 0.3 * len(rows))), ncol=3, fontsize=8, frameon=False)
     return _save(fig, path)
 
@@ -220,16 +386,16 @@ def plot_breakdown(table: pd.DataFrame, path: str | Path, label: str = "scenario
 def plot_traffic(
     transfers: pd.DataFrame, path: str | Path, devices: list[str] | None = None, title: str = ""
 ) -> Figure:
-    """Bytes sent from each device (rows) to each device (columns) over the whole run, in kB
-    (1 kB = 1e3 bytes), as sent (``bytes`` column: in the chosen wire format)."""
+    """Bytes sent from each device (rows) to each device (columns) per frame (the run's total over its
+    frames), in kB (1 kB = 1e3 bytes), as sent (``bytes`` column: in the chosen wire format)."""
     names = devices or list(dict.fromkeys([*transfers["src"], *transfers["dst"]]))
-    matrix = traffic_matrix(transfers, names).to_numpy(dtype=float) / 1e3
     frames = int(transfers["frame"].nunique()) if len(transfers) else 0
+    matrix = traffic_matrix(transfers, names).to_numpy(dtype=float) / 1e3 / max(frames, 1)
     size = 2.5 + 0.55 * len(names)
     fig = Figure(figsize=(size + 1.2, size))
     ax = fig.subplots()
     image = ax.imshow(matrix, cmap="viridis")
-    fig.colorbar(image, ax=ax, label="bytes sent (kB)")
+    fig.colorbar(image, ax=ax, label="bytes sent per frame (kB)")
     peak = matrix.max() if matrix.size else 0.0
     for i in range(len(names)):
         for j in range(len(names)):
@@ -240,37 +406,120 @@ def plot_traffic(
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("receiving device")
     ax.set_ylabel("sending device")
-    what = f"{frames} frame{'s' if frames != 1 else ''}"
-    ax.set_title(f"{title + ': ' if title else ''}traffic between devices ({what}, kB)")
+    what = "one frame" if frames == 1 else f"mean over {frames} frames"
+    ax.set_title(f"{title + ': ' if title else ''}traffic between devices (kB per frame, {what})", fontsize=10)
+    if len(names) > 16:  # too small to read: the colour says it
+        for note in list(ax.texts):
+            note.remove()
     return _save(fig, path)
+
+
+def _per_frame(table: pd.DataFrame, column: str) -> np.ndarray:
+    """``column`` divided by the row's ``frames`` (a table without that column: as is)."""
+    frames = table["frames"].to_numpy(dtype=float) if "frames" in table.columns else 1.0
+    return table[column].to_numpy(dtype=float) / frames
 
 
 def plot_accuracy_vs_bytes(
     table: pd.DataFrame, path: str | Path, amount: str = "prune.amount", title: str = ""
 ) -> Figure:
-    """Accuracy (%) against cross-device bytes (kB) for a pruning sweep: one line per variant over
-    ``amount`` (:func:`sim.analysis.curves.lines`), each point labelled with its pruning amount."""
+    """Accuracy (%) against bytes sent per frame (kB) for a pruning sweep: one line per variant
+    (:func:`sim.analysis.curves.lines` over ``amount``), its points joined in order of bytes, each labelled
+    with its pruning amount where the label fits (:func:`place_labels`). Swept link, device or arrival
+    settings change neither bytes nor accuracy: the figure draws the first value of each, named in the title."""
     if "accuracy" not in table.columns or table["accuracy"].isna().all():
         raise UserError(f"{path}: the sweep has no accuracy column; sweep a scenario that measures accuracy")
     if amount not in table.columns:
         raise UserError(f"{path}: the sweep has no '{amount}' column; sweep it with --set {amount}=0,0.25,0.5")
     fig = Figure(figsize=(8, 5))
     ax = fig.subplots()
-    for label, _, rows in curves.lines(table, amount):
+    points: list[tuple[float, float]] = []
+    texts: list[str] = []
+    fixed = []  # bandwidth, devices, arrivals: they change neither bytes nor accuracy; draw one value of each
+    for column in (c for c in curves.swept_columns(table) if c.startswith(("network.", "devices.", "inputs."))):
+        if column != amount and table[column].nunique() > 1:
+            first = table[curves.errors(table) == ""][column].iloc[0]
+            table = table[table[column] == first]
+            fixed.append(curves.setting(column, first))
+    for k, (label, _, rows) in enumerate(curves.lines(table, amount)):
         rows = rows[rows["accuracy"].notna()]
-        kb, acc = rows["bytes_total"].to_numpy(dtype=float) / 1e3, rows["accuracy"].to_numpy(dtype=float) * 100
-        ax.plot(kb, acc, marker="o", label=label)
-        for xk, yk, a in zip(kb, acc, rows[amount]):
-            ax.annotate(
-                f"{a:g}" if isinstance(a, float) else str(a),
-                (xk, yk),
-                xytext=(4, 4),
-                textcoords="offset points",
-                fontsize=7,
-            )
-    ax.set_xlabel("cross-device bytes per run (kB)")
+        kb = _per_frame(rows, "bytes_total") / 1e3
+        order = np.argsort(kb, kind="stable")
+        kb, acc = kb[order], rows["accuracy"].to_numpy(dtype=float)[order] * 100
+        ax.plot(kb, acc, marker="o", label=label, color=f"C{k % 10}")
+        points += list(zip(kb, acc))
+        texts += [f"{a:g}" if isinstance(a, float) else str(a) for a in rows[amount].to_numpy()[order]]
+    ax.set_xlabel("bytes sent per frame (kB)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{title or 'Accuracy vs traffic'}; points labelled with {amount}")
+    at = f" (at {', '.join(fixed)})" if fixed else ""
+    ax.set_title(f"{title + ': ' if title else ''}accuracy vs traffic{at}; points labelled with {amount}", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
+    place_labels(fig, ax, points, texts)
     return _save(fig, path)
+
+
+def plot_pareto(front: pd.DataFrame, path: str | Path, title: str = "", max_labels: int = 30) -> Figure:
+    """Latency per frame (ms) against bytes sent per frame (kB) of every design in ``front``
+    (:func:`sim.analysis.pareto.pareto_table`), coloured by accuracy when measured; the non-dominated
+    designs are ringed in black (not joined: with accuracy, or compared under separate conditions, the
+    front is not a line in this plane). Each design (label) is named once, at its fastest point, when there
+    are at most ``max_labels``, else only the non-dominated ones; where the label fits."""
+    if not len(front):
+        raise UserError(f"{path}: no successful rows to draw a Pareto front from")
+    fig = Figure(figsize=(9, 5.5))
+    ax = fig.subplots()
+    kb, ms = front["bytes_per_frame"].to_numpy(float) / 1e3, front["latency_s"].to_numpy(float) * 1e3
+    best = front["pareto"].to_numpy(bool)
+    accuracy = front["accuracy"].to_numpy(float)
+    measured = bool(np.isfinite(accuracy).all()) and np.unique(accuracy).size > 1  # one value: nothing to colour
+    same = f"; accuracy {accuracy[0] * 100:.2f} % for all" if np.isfinite(accuracy).all() and not measured else ""
+    style: dict[str, Any] = {"c": accuracy * 100, "cmap": "viridis"} if measured else {"color": "tab:blue"}
+    art = ax.scatter(kb[~best], ms[~best], s=22, alpha=0.6, label="dominated", **_subset(style, ~best))
+    art = ax.scatter(
+        kb[best],
+        ms[best],
+        s=70,
+        edgecolors="black",
+        linewidths=1.5,
+        label="non-dominated (Pareto front)",
+        **_subset(style, best),
+    )
+    if measured:
+        fig.colorbar(art, ax=ax, label="test accuracy (%)")
+    if _spread(kb) > 30:
+        ax.set_xscale("log")
+    if _spread(ms) > 30:
+        ax.set_yscale("log")
+    log = {"log": ", log scale", "linear": ""}
+    ax.set_xlabel(f"bytes sent per frame (kB){log[ax.get_xscale()]}")
+    ax.set_ylabel(f"mean latency per frame (ms){log[ax.get_yscale()]}")
+    goals = "latency, bytes per frame" + (" and accuracy" if np.isfinite(accuracy).all() else "")
+    within = [c.rsplit(".", 1)[-1] for c in front.columns if c not in PARETO_COLUMNS]
+    under = f"\ndesigns compared at equal {', '.join(within)}" if within else ""
+    ax.set_title(f"{title + ': ' if title else ''}Pareto front ({goals}){same}{under}", fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(True, which="both", alpha=0.3)
+    labelled = front.drop_duplicates("label")  # each design once, at its fastest point
+    if len(labelled) > max_labels:  # too many: only the non-dominated ones
+        labelled = front[best].drop_duplicates("label").head(max_labels)
+    place_labels(
+        fig, ax, list(zip(labelled["bytes_per_frame"] / 1e3, labelled["latency_s"] * 1e3)), list(labelled["label"])
+    )
+    return _save(fig, path)
+
+
+def _spread(values: np.ndarray) -> float:
+    """Largest over smallest positive value (1 with fewer than two): when above 30, an axis goes log."""
+    positive = values[values > 0]
+    return float(positive.max() / positive.min()) if len(positive) > 1 else 1.0
+
+
+def _subset(style: dict[str, Any], keep: np.ndarray) -> dict[str, Any]:
+    """Scatter keyword arguments for the rows ``keep`` (a per-point colour array is cut to them)."""
+    out = dict(style)
+    if "c" in out:
+        out["c"] = np.asarray(out["c"])[keep]
+        out.setdefault("vmin", float(np.nanmin(style["c"])))
+        out.setdefault("vmax", float(np.nanmax(style["c"])))
+    return out

@@ -40,6 +40,7 @@ def save_run(result: RunResult, out: str | Path) -> list[Path]:
             title=result.summary["name"],
             hops=hops,
             critical=critical,
+            devices=list(result.workload.devices),
         )
         plot_traffic(
             result.transfers, stage / "traffic.png", devices=list(result.workload.devices), title=result.summary["name"]

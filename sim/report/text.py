@@ -62,38 +62,131 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def _cells(values: pd.Series, scale: float, digits: int, style: str = "f") -> pd.Series:
+    """Numbers scaled and rounded for a text table (``digits`` decimals, or significant digits with
+    ``style="g"``); missing ones as ``-``."""
+    return values.map(lambda v: "-" if v is None or pd.isna(v) else f"{float(v) * scale:.{digits}{style}}")
+
+
+def _yes_no(values: pd.Series) -> pd.Series:
+    """A keeps-up column for a text table: ``yes``, ``NO``, or ``-`` (one frame: nothing to keep up with)."""
+
+    def cell(v: Any) -> str:
+        if v is None or (isinstance(v, float) and pd.isna(v)):
+            return "-"
+        return "yes" if str(v).lower() in ("true", "1", "1.0") else "NO"
+
+    return values.map(cell)
+
+
+def _frames(table: pd.DataFrame) -> pd.Series:
+    """Frames per row (1 for tables written before the column existed)."""
+    return table["frames"].astype(float) if "frames" in table.columns else pd.Series(1.0, index=table.index)
+
+
+def sweep_lines_summary(table: pd.DataFrame, x: str) -> str:
+    """One line per curve of a sweep (:func:`sim.analysis.curves.lines` over ``x``): its points, the range
+    of ``x``, latency per frame at the lowest and highest ``x`` and bytes sent per frame."""
+    shown = []
+    for label, _, rows in curves.lines(table, x):
+        kb = rows["bytes_total"] / _frames(rows) / 1e3
+        first, last = rows.iloc[0], rows.iloc[-1]
+        shown.append(
+            {
+                "line": label,
+                "points": len(rows),
+                x: f"{first[x]:g} .. {last[x]:g}",
+                "latency ms (first .. last)": f"{first['latency_s'] * 1e3:.3f} .. {last['latency_s'] * 1e3:.3f}",
+                "sent kB/frame": f"{kb.min():.3f}" if kb.min() == kb.max() else f"{kb.min():.3f} .. {kb.max():.3f}",
+            }
+        )
+    return pd.DataFrame(shown).to_string(index=False) if shown else "(no successful points)"
+
+
 def format_sweep(table: pd.DataFrame, max_rows: int = 40) -> str:
-    """The sweep for the terminal: swept settings, latency in ms, bytes sent in kB (1 kB = 1e3 bytes),
-    errors, and the bandwidth crossovers when a bandwidth was swept (at most ``max_rows`` rows)."""
-    shown = table[curves.swept_columns(table)].copy()
-    shown["latency ms"] = (table["latency_s"] * 1e3).round(3)
-    if "baseline_latency_s" in table.columns:
-        shown["1-device ms"] = (table["baseline_latency_s"] * 1e3).round(3)
-    shown["sent kB"] = (table["bytes_total"] / 1e3).round(3)
-    shown["error"] = curves.errors(table)
-    text = shown.head(max_rows).to_string(index=False)
-    if len(shown) > max_rows:
-        text += f"\n... {len(shown) - max_rows} more rows in sweep.csv"
-    bandwidth = next((c for c in curves.swept_columns(table) if c.endswith("bandwidth_mbps")), None)
+    """The sweep for the terminal: every row (swept settings, latency per frame in ms, bytes sent per frame
+    in kB, 1 kB = 1e3 bytes, errors) when there are at most ``max_rows``, else one summary line per curve
+    (variant); then, when a bandwidth was swept, every crossover and every line with none in the swept
+    range (:func:`sim.analysis.curves.crossover_report`)."""
+    swept = curves.swept_columns(table)
+    bandwidth = next((c for c in swept if c.endswith("bandwidth_mbps")), None)
+    if len(table) <= max_rows:
+        shown = table[swept].copy()
+        shown["latency ms"] = (table["latency_s"] * 1e3).round(3)
+        if "baseline_latency_s" in table.columns:
+            shown["1-device ms"] = (table["baseline_latency_s"] * 1e3).round(3)
+        shown["sent kB/frame"] = (table["bytes_total"] / _frames(table) / 1e3).round(3)
+        shown["error"] = curves.errors(table)
+        if (shown["error"] == "").all():
+            shown = shown.drop(columns="error")
+        text = shown.to_string(index=False)
+    else:
+        x = bandwidth or next((c for c in swept if c != "variant"), swept[0] if swept else "point")
+        failed = int((curves.errors(table) != "").sum())
+        text = f"{len(table)} points; one line per curve over {x} (every row is in sweep.csv"
+        text += f"; {failed} failed)" if failed else ")"
+        text += "\n" + sweep_lines_summary(table, x)
     if bandwidth is not None:
-        for _, c in curves.crossovers(table, bandwidth).iterrows():
-            text += f"\ncrossover: {c['line']} = {c['versus']} at {c[bandwidth]:.3g} Mbps"
+        for c in curves.crossover_report(table, bandwidth).itertuples(index=False):
+            if c.crosses:
+                text += f"\ncrossover: {c.line} = {c.versus} at {c.at:.3g} Mbps"
+            else:
+                text += (
+                    f"\nno crossover in [{c.lo:.4g}, {c.hi:.4g}] Mbps: {c.line} vs {c.versus} "
+                    f"({c.faster} is faster throughout)"
+                )
     return text
 
 
 def format_comparison(table: pd.DataFrame) -> str:
-    """The comparison as an aligned text table: latencies in ms, bytes in kB (1 kB = 1e3 bytes)."""
-    shown = pd.DataFrame({"scenario": table["scenario"]})
+    """The comparison as aligned text tables, units in every header: what each scenario costs per frame
+    (MFLOP, kB with 1 kB = 1e3 bytes), its timing (ms, frames/s, whether it keeps up with the arrivals) and,
+    when some scenario has ``baseline: single``, the single device's figures and the speed-ups."""
+    frames = _frames(table)
+    cost = pd.DataFrame({"scenario": table["scenario"], "frames": frames.astype(int)})
     if "accuracy" in table.columns:
-        shown["accuracy %"] = (table["accuracy"] * 100).round(2)
-    shown["MFLOP"] = (table["flops_total"] / 1e6).round(3)
-    for col, name in (("bytes_total", "sent kB"), ("dense_bytes", "dense kB"), ("packed_bytes", "packed kB")):
-        shown[name] = (table[col] / 1e3).round(3)
+        cost["accuracy %"] = _cells(table["accuracy"], 100, 2)
+    cost["MFLOP/frame"] = _cells(table["flops_total"] / frames, 1e-6, 3)
+    for col, name in (
+        ("bytes_total", "sent kB/frame"),
+        ("dense_bytes_total", "dense kB/frame"),
+        ("packed_bytes_total", "packed kB/frame"),
+    ):
+        cost[name] = _cells(table[col] / frames, 1e-3, 3)
+    for col, name in (
+        ("elements_hops", "elem x hops/frame"),
+        ("elements_hops_max_link", "busiest link elem/frame"),
+    ):
+        if col in table.columns:
+            cost[name] = _cells(table[col] / frames, 1, 0)
     if "kept_kernels" in table.columns:
-        shown["kernels %"] = (table["kept_kernels"] * 100).round(1)
-    shown["elem x hops"] = table["elements_hops"]
-    shown["max link elem"] = table["elements_hops_max_link"]
-    shown["latency ms"] = (table["latency_s"] * 1e3).round(3)
+        cost["kernels %"] = _cells(table["kept_kernels"], 100, 1)
+    timing = pd.DataFrame({"scenario": table["scenario"], "latency ms": _cells(table["latency_s"], 1e3, 3)})
     for col in BREAKDOWN_COLUMNS:
-        shown[col.split("_")[1] + " ms"] = (table[col] * 1e3).round(3)
-    return shown.to_string(index=False)
+        timing[col.split("_")[1] + " ms"] = _cells(table[col], 1e3, 3)
+    if "service_latency_s" in table.columns:
+        timing["service ms"] = _cells(table["service_latency_s"], 1e3, 3)
+    timing["throughput fps"] = _cells(table["throughput_fps"], 1, 2)
+    if "keeps_up" in table.columns:
+        timing["keeps up"] = _yes_no(table["keeps_up"])
+    blocks = [
+        "per frame (totals over all frames are in comparison.csv):\n" + cost.to_string(index=False),
+        "time (latency: mean per frame over the run, queueing included; its breakdown along the critical "
+        "path;\n      service: one frame alone in the system):\n" + timing.to_string(index=False),
+    ]
+    if "baseline_latency_s" in table.columns:
+        base = pd.DataFrame({"scenario": table["scenario"]})
+        base["1-device ms"] = _cells(table["baseline_latency_s"], 1e3, 3)
+        if "baseline_service_latency_s" in table.columns:
+            base["1-device service ms"] = _cells(table["baseline_service_latency_s"], 1e3, 3)
+        if "baseline_throughput_fps" in table.columns:
+            base["1-device fps"] = _cells(table["baseline_throughput_fps"], 1, 2)
+        base["speedup (latency)"] = _cells(table["speedup"], 1, 3, "g")
+        for col, name in (("service_speedup", "service speedup"), ("throughput_speedup", "throughput speedup")):
+            if col in table.columns:
+                base[name] = _cells(table[col], 1, 3, "g")
+        blocks.append(
+            "against the source device alone (baseline: single; speedup = 1-device latency / split latency):\n"
+            + base.to_string(index=False)
+        )
+    return "\n\n".join(blocks)
