@@ -52,6 +52,7 @@ class Prepared:
     graph: FlowGraph
     plan: WorkloadPlan
     built: BuiltWorkload
+    images: list[torch.Tensor] | None = None  # the frames' image batches, in frame order
 
     @property
     def workload(self) -> Workload:
@@ -217,7 +218,7 @@ def prepare(scenario: Scenario) -> Prepared:
             scenario.deploy.format,
         )
     accuracy = None if splits is None else train.accuracy(model, splits[1])
-    return Prepared(scenario, model, graph, plan, BuiltWorkload(workload, weights, accuracy))
+    return Prepared(scenario, model, graph, plan, BuiltWorkload(workload, weights, accuracy), images)
 
 
 def workload_key(scenario: Scenario) -> str:
