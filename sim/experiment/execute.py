@@ -103,8 +103,7 @@ def execute(
     with _terminating():
         bed_context = netns.testbed(sc, _burst_bytes(sc)) if shape else nullcontext(None)
         with bed_context as bed:
-            for _ in range(repeats):
-                reports = run_devices(programs, bed, limit)
+            for reports in run_devices(programs, bed, limit, repeats):
                 runs.append(measured_result(prep, reports, bed))
     return runs
 
@@ -283,9 +282,10 @@ def _shard(module: nn.Module, spec: Any, owned_mask: np.ndarray) -> worker.Layer
 
 # -- processes ---------------------------------------------------------------------------------------------
 def run_devices(
-    programs: Sequence[worker.DeviceProgram], bed: netns.Testbed | None, timeout_s: float
-) -> list[worker.DeviceReport]:
-    """Start one process per program, connect them, start them together, and collect their reports.
+    programs: Sequence[worker.DeviceProgram], bed: netns.Testbed | None, timeout_s: float, repeats: int = 1
+) -> list[list[worker.DeviceReport]]:
+    """Start one process per program, connect them, then ``repeats`` times start them together and collect
+    their reports (one list per repeat).
 
     Every process is ended (by its own pid) before this returns, also on errors and Ctrl-C."""
     ctx = mp.get_context("spawn")
@@ -310,10 +310,15 @@ def run_devices(
             hosts = {d: bed.addresses[programs[d].name] if bed else "127.0.0.1" for d in range(len(programs))}
             conn.send(("peers", {d: (hosts[d], ports[d]) for d in range(len(programs)) if d != prog.index}))
         _gather(conns, "ready", deadline, programs)
-        t0 = time.monotonic() + START_MARGIN_S
+        rounds = []
+        for _ in range(repeats):
+            t0 = time.monotonic() + START_MARGIN_S
+            for conn in conns:
+                conn.send(("start", t0))
+            rounds.append(_gather(conns, "done", time.monotonic() + timeout_s + 30.0, programs))
         for conn in conns:
-            conn.send(("start", t0))
-        return _gather(conns, "done", time.monotonic() + timeout_s + 30.0, programs)
+            conn.send(("start", None))
+        return rounds
     finally:
         for conn in conns:
             conn.close()
