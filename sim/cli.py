@@ -209,9 +209,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     scenario = load(args.scenario)
     out = _check_out(args.out if args.out else Path("results") / f"{scenario.name}-validation", directory=True)
-    v = validate(scenario, shape=args.shape, repeats=args.repeats, timeout_s=args.timeout)
+    v = validate(scenario, shape=args.shape, repeats=args.repeats, timeout_s=args.timeout, fit_compute=args.fit_compute)
     with _writing(out):
-        save_validation(v.table, v.predicted, v.measured, out, v.notes)
+        save_validation(v.table, v.predicted, v.measured, out, v.notes, v.extra)
     print(format_validation(v.table, v.notes))
     print(f"written to         {out}/ (validation.csv, validation.png, predicted/, measured/)")
     return 0
@@ -283,7 +283,7 @@ def parser() -> argparse.ArgumentParser:
     _out_and_jobs(sw, "results/<name>-sweep/")
     sw.set_defaults(func=_cmd_sweep)
     cmp = sub.add_parser("compare", help="run scenario files side by side; writes comparison.csv and breakdown.png")
-    cmp.add_argument("scenarios", nargs="+", help="scenario YAML files")
+    cmp.add_argument("scenarios", nargs="+", help="scenario YAML files, or run folders (dsim run/execute --out)")
     _out_and_jobs(cmp, "results/comparison/")
     cmp.set_defaults(func=_cmd_compare)
     plot = sub.add_parser("plot", help="redraw the figures of a run, sweep or compare directory from its CSVs")
@@ -301,6 +301,11 @@ def parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="execute and simulate a scenario; compare every component")
     _real_run_options(val, 5)
     val.add_argument("--out", metavar="DIR", help="output directory (default: results/<name>-validation/)")
+    val.add_argument(
+        "--fit-compute",
+        action="store_true",
+        help="predict with device rates and overheads fitted to the measured layer times (in sample)",
+    )
     val.set_defaults(func=_cmd_validate)
     schema = sub.add_parser("schema", help="print the JSON Schema of scenario files")
     schema.set_defaults(func=_cmd_schema)

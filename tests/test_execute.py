@@ -168,3 +168,16 @@ def test_shaped_execute_cli(tmp_path, capsys: pytest.CaptureFixture[str]) -> Non
     assert image["end_s"] - image["start_s"] >= (4096 - netns.DEFAULT_BURST_BYTES) * 8 / 5e6
     assert "shaped" in json.loads((tmp_path / "out" / "summary.json").read_text())["execution"]["network"]
     assert "check              ok" in capsys.readouterr().out
+
+
+def test_compare_takes_measured_run_folders(loopback, tmp_path) -> None:
+    *_, out = loopback
+    from sim.experiment.comparison import compare  # the loopback fixture saved both runs
+
+    table = compare([str(out / "measured"), str(out / "predicted")], out=tmp_path, progress=False)
+    summary = json.loads((out / "measured" / "summary.json").read_text())
+    assert list(table["scenario"]) == ["test (measured)", "test"]
+    assert table["latency_s"].iloc[0] == pytest.approx(summary["latency_s"])
+    parts = table[["latency_compute_s", "latency_transfer_s", "latency_waiting_s"]].iloc[0].sum()
+    assert parts == pytest.approx(summary["latency_s"])  # the mean breakdown adds up to the mean latency
+    assert (tmp_path / "breakdown.png").is_file()

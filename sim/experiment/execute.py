@@ -9,7 +9,8 @@ namespace of :func:`sim.experiment.netns.testbed`, over veth links shaped to the
 
 All processes time on ``time.monotonic`` (CLOCK_MONOTONIC, one clock for every process of a host), from a
 common start ``t0``. A task's time runs from the start of its layer (or add) to the end of the channel-wise
-ops that follow it on that device; a message's from the moment its encoded bytes go to the socket to the
+ops that follow it on that device; a message's from the moment its encoded bytes go to the socket (or, if
+later, the moment the message before it on the same connection arrived: :func:`link_free_starts`) to the
 moment its receiver has read its last byte. The measured times fill a :class:`sim.engine.simulate.Timeline`
 aligned with the workload, so ``transfers.csv``, ``compute.csv`` and ``summary.json`` have ``dsim run``'s
 columns and keys, and every layer input each device used, and the sink's output, are checked against the
@@ -35,14 +36,14 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.fx as fx
 from torch import nn
 
-from sim.analysis.critical_path import critical_path_summary
+from sim.analysis.critical_path import critical_path_summary, latency_breakdown
 from sim.analysis.result import RunResult
 from sim.analysis.summary import summarize
 from sim.analysis.tables import compute_table, transfers_table
@@ -153,8 +154,8 @@ def build_programs(prep: Prepared) -> list[worker.DeviceProgram]:
     steps, modules = [], {}
     for node in gm.graph.nodes:
         name = node.name
-        args = fx.node.map_arg(node.args, lambda a: worker.Ref(a.name))
-        kwargs = fx.node.map_arg(node.kwargs, lambda a: worker.Ref(a.name))
+        args = fx.node.map_arg(node.args, lambda a: cast(Any, worker.Ref(a.name)))
+        kwargs = fx.node.map_arg(node.kwargs, lambda a: cast(Any, worker.Ref(a.name)))
         if node.op == "get_attr":
             raise UserError(f"model.name: dsim execute cannot run fx node {name} (a get_attr); use a zoo model")
         if name not in graph.graph:
@@ -256,7 +257,7 @@ def _function_name(fn: Any) -> worker.FunctionName:
     raise UserError(f"model.name: dsim execute cannot run the function {getattr(fn, '__name__', fn)}; use a zoo model")
 
 
-def _shard(module: nn.Module, spec: Any, owned_mask: np.ndarray) -> worker.LayerShard:
+def _shard(module: Any, spec: Any, owned_mask: np.ndarray) -> worker.LayerShard:
     """The part of a conv or linear layer a device computes (:class:`worker.LayerShard`)."""
     owned = np.flatnonzero(owned_mask)
     needed = np.flatnonzero(spec.uses[owned].any(axis=0)) if len(owned) else np.zeros(0, dtype=np.int64)
@@ -269,7 +270,9 @@ def _shard(module: nn.Module, spec: Any, owned_mask: np.ndarray) -> worker.Layer
         return worker.LayerShard(
             "linear", owned, needed, weight, None if b is None else b[rows].clone(), spec.in_channels
         )
-    conv = dict(stride=module.stride, padding=module.padding, dilation=module.dilation, groups=module.groups)
+    conv: dict[str, Any] = dict(
+        stride=module.stride, padding=module.padding, dilation=module.dilation, groups=module.groups
+    )
     if module.groups != 1:  # grouped: run on every input channel (zeros where not held), keep the owned outputs
         return worker.LayerShard("conv", owned, needed, w.clone(), None if b is None else b.clone(),
                                  spec.in_channels, full=True, **conv)  # fmt: skip
@@ -342,9 +345,9 @@ def _gather(
             late = [programs[i].name for i in range(len(conns)) if i not in values]
             raise RuntimeError(f"dsim execute: devices {', '.join(late)} did not report '{tag}' in time")
         for c in ready:
-            i = list(conns).index(c)  # type: ignore[arg-type]
+            i = list(conns).index(cast(Connection, c))
             try:
-                got, value = c.recv()  # type: ignore[union-attr]
+                got, value = cast(Connection, c).recv()
             except EOFError:
                 raise RuntimeError(f"dsim execute: the process of device {programs[i].name} ended early") from None
             if got == "error":
@@ -354,7 +357,9 @@ def _gather(
 
 
 # -- results -----------------------------------------------------------------------------------------------
-def measured_timeline(prep: Prepared, reports: Sequence[worker.DeviceReport]) -> Timeline:
+def measured_timeline(
+    prep: Prepared, reports: Sequence[worker.DeviceReport], latency_applied: bool = False
+) -> Timeline:
     """The measured times as a Timeline aligned with the workload's tasks and messages (seconds from t0)."""
     workload, plan = prep.workload, prep.plan
     index = {(t.frame, t.layer, t.device): k for k, t in enumerate(workload.tasks)}
@@ -372,10 +377,14 @@ def measured_timeline(prep: Prepared, reports: Sequence[worker.DeviceReport]) ->
     network = assemble.network(prep.scenario)
     sink = next(r for r in reports if r.index == workload.sink)
     interval = prep.scenario.inputs.interval_s
+    delays = {
+        (m.src, m.dst): sum(link.latency_s for link in network.route(names[m.src], names[m.dst])) * latency_applied
+        for m in workload.messages
+    }
     return Timeline(
         task_start_s=start,
         task_end_s=end,
-        message_start_s=[sent[k][1] for k in range(n)],
+        message_start_s=link_free_starts(workload, sent, received, delays),
         message_end_s=[received[k] for k in range(n)],
         message_hops=[len(network.route(names[m.src], names[m.dst])) for m in workload.messages],
         frame_arrival_s=[f * interval for f in range(workload.frames)],
@@ -383,6 +392,29 @@ def measured_timeline(prep: Prepared, reports: Sequence[worker.DeviceReport]) ->
         message_ready_s=[sent[k][0] for k in range(n)],
         carried_by=list(range(n)),
     )
+
+
+def link_free_starts(
+    workload: Any,
+    sent: dict[int, tuple[float, float]],
+    received: dict[int, float],
+    latency_s: dict[tuple[int, int], float] | None = None,
+) -> list[float]:
+    """Each message's start: when its bytes were handed to the socket, or, if later, when the message
+    before it on the same connection had arrived (one TCP connection per device pair is FIFO, so its first
+    byte cannot leave before the previous message's last one; the kernel's send buffer would otherwise
+    count that wait as transit); ``latency_s[(src, dst)]``, the route's added delay, is taken off that arrival.
+    This is the simulator's start on a pair's own link."""
+    starts = [sent[k][1] for k in range(len(workload.messages))]
+    previous: dict[tuple[int, int], int] = {}
+    for k in sorted(range(len(starts)), key=lambda k: sent[k][1]):
+        m = workload.messages[k]
+        before = previous.get((m.src, m.dst))
+        if before is not None:
+            lag = (latency_s or {}).get((m.src, m.dst), 0.0)
+            starts[k] = max(starts[k], min(received[before] - lag, received[k]))
+        previous[(m.src, m.dst)] = k
+    return starts
 
 
 def check_values(prep: Prepared, reports: Sequence[worker.DeviceReport]) -> Check:
@@ -430,7 +462,7 @@ def measured_result(
 ) -> RunResult:
     """The run's tables and summary with ``dsim run``'s columns, plus ``summary["execution"]``."""
     sc, workload = prep.scenario, prep.workload
-    timeline = measured_timeline(prep, reports)
+    timeline = measured_timeline(prep, reports, bed is not None and bed.latency_applied)
     check = check_values(prep, reports)
     if not check.ok:
         raise RuntimeError(
@@ -443,6 +475,7 @@ def measured_result(
     if prep.built.accuracy is not None:
         summary["accuracy"] = prep.built.accuracy
     summary["critical_path"] = critical_path_summary(workload, timeline)
+    summary["latency_breakdown"] = latency_breakdown(workload, timeline)
     summary["execution"] = {
         "measured": True,
         "network": "shaped veths in network namespaces" if bed else "loopback (127.0.0.1), unshaped",

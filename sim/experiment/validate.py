@@ -13,6 +13,8 @@ Measured samples are pooled over frames and repeats (median, 10th and 90th perce
 median over frames of the (deterministic) simulation. ``error_pct = (predicted - measured median) /
 measured median * 100``.
 
+With ``fit_compute`` the devices' rates and overheads are fitted to the measured layer times first.
+
 On loopback (no ``--shape``) the links are not shaped, so the message and end-to-end predictions, made at the
 scenario's rates, are not expected to match: the compute rows are the comparison there. With ``--shape`` and a
 kernel without ``netem``, links have no added delay, so the simulation is given ``latency_ms: 0`` too.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -64,6 +67,7 @@ class Validation:
     predicted: RunResult
     measured: list[RunResult]
     notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # for validation.json
 
 
 def zero_latency(sc: Scenario) -> Scenario:
@@ -74,9 +78,18 @@ def zero_latency(sc: Scenario) -> Scenario:
 
 
 def validate(
-    scenario: Scenario | str | Path, *, shape: bool = False, repeats: int = 5, timeout_s: float | None = None
+    scenario: Scenario | str | Path,
+    *,
+    shape: bool = False,
+    repeats: int = 5,
+    timeout_s: float | None = None,
+    fit_compute: bool = False,
 ) -> Validation:
-    """Execute the scenario ``repeats`` times and simulate it; compare (module docstring)."""
+    """Execute the scenario ``repeats`` times and simulate it; compare (module docstring).
+
+    ``fit_compute``: simulate with every device's rate and per-layer overhead fitted to its measured layer
+    times (:func:`fit_devices`; in sample, so it tests the network and schedule model, not compute
+    prediction), and note the end-to-end error with the scenario's own rates."""
     if repeats < 1:
         raise UserError(f"--repeats: must be >= 1 (got {repeats})")
     sc = assemble.calibrated(load(scenario))
@@ -92,7 +105,45 @@ def validate(
         simulated = zero_latency(sc)
         notes.append("this kernel has no netem: links ran without added delay, so the simulation uses latency_ms: 0")
     predicted = evaluate(simulated, prep.built)
-    return Validation(compare_runs(predicted, runs), predicted, runs, notes)
+    extra: dict[str, Any] = {}
+    if fit_compute:
+        fitted = fit_devices(simulated, compare_runs(predicted, runs), predicted)
+        own = predicted.summary["latency_s"]
+        predicted = evaluate(fitted, prep.built)
+        rates = ", ".join(f"{d.name} {d.gflops:.2f} GFLOP/s + {d.overhead_ms:.3f} ms" for d in fitted.devices)
+        notes.append(f"compute fitted from these measured runs (in sample): {rates}")
+        extra = {"own_rates_predicted_latency_s": own, "fitted_devices": [d.model_dump() for d in fitted.devices]}
+        measured = float(np.median([x for r in runs for x in r.summary["frame_latency_s"]]))
+        notes.append(
+            f"with the scenario's own device rates the end-to-end prediction was {own * 1e3:.2f} ms "
+            f"({(own - measured) / measured * 100:+.1f} % of the measured median)"
+        )
+    return Validation(compare_runs(predicted, runs), predicted, runs, notes, extra)
+
+
+def fit_devices(sc: Scenario, table: pd.DataFrame, predicted: RunResult) -> Scenario:
+    """The scenario with each device's ``gflops`` and ``overhead_ms`` fitted to its measured conv/linear
+    layer times (median per layer): least squares of ``time = flops / rate + overhead``, the overhead kept
+    >= 0 (a fit through the origin when the free fit's is negative)."""
+    flops = predicted.compute.groupby(["layer", "device"], sort=False)["flops"].first()
+    rows = table[table["kind"] == "compute"]
+    devices = []
+    for d in sc.devices:
+        mine = rows[rows["src"] == d.name]
+        x = np.array([flops.get((layer, d.name), 0.0) for layer in mine["layer"]])
+        y = mine["measured_median_s"].to_numpy()
+        keep = x > 0
+        x, y = x[keep], y[keep]
+        if len(x) == 0:
+            devices.append(d)
+            continue
+        slope, overhead = np.polyfit(x, y, 1) if len(set(x)) > 1 else (0.0, -1.0)
+        if overhead < 0 or slope <= 0:
+            slope, overhead = float(x @ y / (x @ x)), 0.0
+        devices.append(
+            d.model_copy(update={"gflops": 1 / slope / 1e9, "overhead_ms": overhead * 1e3, "calibrate": False})
+        )
+    return sc.model_copy(update={"devices": devices})
 
 
 def _durations(result: RunResult, kind: str) -> pd.DataFrame:

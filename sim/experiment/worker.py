@@ -439,11 +439,11 @@ class _Device:
     def _channelwise(self, step: Step, env: dict[str, Any], held: dict[str, np.ndarray]) -> tuple[Any, np.ndarray]:
         """Pointwise ops, flatten and cat on the channels this device holds."""
         if step.kind == "cat":
-            parts, chans, offset = _refs(step.args[0]), [], 0
+            parts, pieces, offset = _refs(step.args[0]), [], 0
             for a in parts:
-                chans.append(held[a.name] + offset)
+                pieces.append(held[a.name] + offset)
                 offset += self.channels[a.name]
-            return torch.cat([env[a.name] for a in parts], dim=1), np.concatenate(chans)
+            return torch.cat([env[a.name] for a in parts], dim=1), np.concatenate(pieces)
         source = next(a.name for a in _refs(step.args))
         chans = held[source]
         x = env[source]
@@ -457,10 +457,12 @@ class _Device:
 
 
 def _features(chans: np.ndarray, per: int) -> np.ndarray:
+    """The features of channels ``chans`` of a flattened tensor with ``per`` features per channel."""
     return (chans[:, None] * per + np.arange(per)[None, :]).ravel()
 
 
-def _batch_norm(module: nn.Module, x: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+def _batch_norm(module: Any, x: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+    """A batch-norm module (eval mode) on the channels (or features) ``index`` only."""
     i = torch.from_numpy(index)
     rm, rv = module.running_mean, module.running_var
     w = None if module.weight is None else module.weight[i]

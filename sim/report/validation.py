@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -62,9 +63,14 @@ def plot_validation(table: pd.DataFrame, path: str | Path, title: str = "") -> F
 
 
 def save_validation(
-    table: pd.DataFrame, predicted: RunResult, measured: list[RunResult], out: str | Path, notes: list[str]
+    table: pd.DataFrame,
+    predicted: RunResult,
+    measured: list[RunResult],
+    out: str | Path,
+    notes: list[str],
+    extra: dict[str, Any] | None = None,
 ) -> list[Path]:
-    """Write ``validation.csv``, ``validation.png`` and ``validation.json`` (notes, per-run latencies) into
+    """Write ``validation.csv``, ``validation.png`` and ``validation.json`` (notes, per-run latencies, ``extra``) into
     ``out`` (all or nothing), the simulated run into ``out/predicted`` and the measured run of median
     latency into ``out/measured`` (each all or nothing)."""
     latencies = [r.summary["latency_s"] for r in measured]
@@ -79,6 +85,7 @@ def save_validation(
             "measured_latency_s": latencies,
             "predicted_latency_s": predicted.summary["latency_s"],
             "execution": median_run.summary["execution"],
+            **(extra or {}),
         }
         (stage / "validation.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         names = sorted(p.name for p in stage.iterdir())
