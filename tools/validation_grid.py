@@ -38,15 +38,16 @@ def main() -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--fit-compute", action="store_true", help="pass --fit-compute to dsim validate")
-    p.add_argument("--only", action="append", default=[], help="run only these points (name as in OUT)")
+    p.add_argument("--only", action="append", default=[], help="run only these points, in this order (name as in OUT)")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     grid_csv = args.out / "grid.csv"
-    for model, n, topology, rate in itertools.product(MODELS, DEVICES, TOPOLOGIES, RATES_MBPS):
-        name = f"{model}-{n}-{topology}-{rate}"
-        if args.only and name not in args.only:
-            continue
+    points = {
+        f"{m}-{n}-{t}-{r}": (m, n, t, r) for m, n, t, r in itertools.product(MODELS, DEVICES, TOPOLOGIES, RATES_MBPS)
+    }
+    for name in args.only or list(points):
+        model, n, topology, rate = points[name]
         data = yaml.safe_load((ROOT / "bench" / "validation" / f"{model}.yaml").read_text())
         data["name"] = name
         data["devices"] = data["devices"][:n]

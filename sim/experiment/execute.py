@@ -56,7 +56,7 @@ from sim.experiment.pipeline import Prepared, prepare
 from sim.workload import wire
 
 LOSSLESS_TOLERANCE = 1e-4  # float32 on the wire: largest |split - unsplit| / max(1, max |unsplit|) accepted
-START_MARGIN_S = 0.3  # t0 is this long after every device is connected
+START_MARGIN_S = 1.0  # t0 is this long after the parent sends "start" (time to wake every process)
 
 
 @dataclass(frozen=True)
@@ -484,6 +484,7 @@ def measured_result(
         "app_header_bytes_per_message": worker.APP_HEADER.size,
         "threads": [int(d.get("threads", 1) or 1) for d in sc.resolved()["devices"]],
         "loadavg": _loadavg(),
+        "late_start_s": max(r.late_s for r in reports),
         "check": {
             "ok": check.ok,
             "inputs_max_relative_error": check.inputs_error,

@@ -162,6 +162,7 @@ class DeviceReport:
     done_s: list[float]  # sink: per frame, when it held every output
     inputs: list[tuple[int, str, np.ndarray, np.ndarray]]  # frame, stage node, channels, value (B, k, ...)
     outputs: list[np.ndarray]  # sink: per frame
+    late_s: float = 0.0  # how long after t0 this device got to start (a loaded host); 0 when on time
 
 
 def enter_netns(name: str) -> None:
@@ -192,6 +193,7 @@ def main(conn: Connection) -> None:
         peers: dict[int, tuple[str, int]] = _expect(conn, "peers", program.timeout_s)
         device = _Device(program, peers, listener)
         socks = device.sockets
+        device.warm_up()
         conn.send(("ready", None))
         while (t0 := _expect(conn, "start", program.timeout_s)) is not None:  # one round per repeat
             conn.send(("done", device.run(t0)))
@@ -237,7 +239,6 @@ class _Device:
             self.incoming[src] = s
         self.expected = {src: sum(m.src == src for m in program.messages) for src in srcs}  # per round
         self.sockets = [*self.out.values(), *self.incoming.values()]
-        self.warm = False
         self.inbox: dict[int, torch.Tensor] = {}
         self.received: dict[int, float] = {}
         self.sent: dict[int, tuple[float, float]] = {}
@@ -294,6 +295,26 @@ class _Device:
                 self.cond.wait(left)
 
     # -- the frame loop ----------------------------------------------------------------------------------
+    def _schedule(self) -> tuple[dict[tuple[int, str], list[MessageSpec]], dict[tuple[int, str], list[MessageSpec]]]:
+        """Messages by (frame, tensor) this device sends, and by (frame, stage) those it waits for."""
+        sends: dict[tuple[int, str], list[MessageSpec]] = {}
+        waits: dict[tuple[int, str], list[MessageSpec]] = {}
+        for m in self.p.messages:
+            if m.src == self.p.index:
+                sends.setdefault((m.frame, m.tensor), []).append(m)
+            else:
+                for w in m.waiters:
+                    waits.setdefault((m.frame, w), []).append(m)
+        return sends, waits
+
+    def warm_up(self) -> None:
+        """Run frame 0 once without the network (received messages are zeros, sent ones are encoded and
+        decoded here), before reporting ready, so that no first call of an op is timed."""
+        sends, waits = self._schedule()
+        with torch.no_grad():
+            self._frame(0, time.monotonic(), sends, waits, DeviceReport(self.p.index, [], {}, {}, [], [], []), dry=True)
+        self.inbox.clear()
+
     def run(self, t0: float) -> DeviceReport:
         threads = [threading.Thread(target=self._sender, args=(d,), daemon=True) for d in self.out]
         threads += [threading.Thread(target=self._receiver, args=(s,), daemon=True) for s in self.incoming]
@@ -302,19 +323,9 @@ class _Device:
         report = DeviceReport(p.index, [], self.sent, self.received, [], [], [])
         for t in threads:
             t.start()
-        sends: dict[tuple[int, str], list[MessageSpec]] = {}
-        waits: dict[tuple[int, str], list[MessageSpec]] = {}
-        for m in p.messages:
-            if m.src == p.index:
-                sends.setdefault((m.frame, m.tensor), []).append(m)
-            else:
-                for w in m.waiters:
-                    waits.setdefault((m.frame, w), []).append(m)
+        sends, waits = self._schedule()
+        report.late_s = max(0.0, time.monotonic() - t0)
         with torch.no_grad():
-            if not self.warm:
-                self._frame(0, t0, sends, waits, DeviceReport(p.index, [], {}, {}, [], [], []), dry=True)
-                self.inbox.clear()
-                self.warm = True
             while time.monotonic() < t0:
                 time.sleep(min(0.01, max(0.0, t0 - time.monotonic())))
             for f in range(p.frames):
