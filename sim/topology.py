@@ -50,7 +50,7 @@ def read_graphml(path: str) -> list[tuple[str, str, dict[str, Any]]]:
 
 def check_connected(nodes: Sequence[str], edges: Iterable[tuple[str, str]], field: str = "network") -> None:
     """Raise ``ValueError`` naming a pair of ``nodes`` with no path between them over ``edges``."""
-    g = nx.Graph()
+    g: nx.Graph[str] = nx.Graph()
     g.add_nodes_from(nodes)
     g.add_edges_from(edges)
     components = list(nx.connected_components(g))

@@ -156,8 +156,9 @@ def iter_points(
             except UserError as exc:
                 baseline_of[key] = exc
                 continue
-            baseline_of[key] = pipeline.workload_key(single)
-            builds.setdefault(baseline_of[key], single)
+            single_key = pipeline.workload_key(single)
+            baseline_of[key] = single_key
+            builds.setdefault(single_key, single)
     workloads: dict[str, Any] = {}
     failed: dict[str, str] = {}
     for key, workload, error in _map(
