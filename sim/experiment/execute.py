@@ -54,6 +54,7 @@ from sim.errors import UserError
 from sim.experiment import assemble, netns, worker
 from sim.experiment.pipeline import Prepared, prepare
 from sim.workload import wire
+from sim.workload.plan import TaskKey
 
 LOSSLESS_TOLERANCE = 1e-4  # float32 on the wire: largest |split - unsplit| / max(1, max |unsplit|) accepted
 START_MARGIN_S = 1.0  # t0 is this long after the parent sends "start" (time to wake every process)
@@ -158,12 +159,12 @@ def build_programs(prep: Prepared) -> list[worker.DeviceProgram]:
         kwargs = fx.node.map_arg(node.kwargs, lambda a: cast(Any, worker.Ref(a.name)))
         if node.op == "get_attr":
             raise UserError(f"model.name: dsim execute cannot run fx node {name} (a get_attr); use a zoo model")
-        if name not in graph.graph:
+        if name not in graph.nodes:
             target = node.target if node.op != "call_function" else _function_name(node.target)
             steps.append(worker.Step(name, "helper", node.op, target, args, kwargs))
             continue
-        attrs = graph.graph.nodes[name]
-        kind = attrs["kind"]
+        rec = graph.node(name)
+        kind = rec.kind
         if node.op == "call_module" and kind != "layer":
             modules[str(node.target)] = copy.deepcopy(gm.get_submodule(str(node.target))).eval()
         target = _function_name(node.target) if node.op == "call_function" else str(node.target)
@@ -175,10 +176,10 @@ def build_programs(prep: Prepared) -> list[worker.DeviceProgram]:
                 target,
                 args,
                 kwargs,
-                attrs.get("rank", 4),
-                tuple(attrs.get("shape", ())),
-                int(attrs.get("channels", 0)),
-                int(attrs.get("spatial", 1)),
+                rec.rank,
+                tuple(rec.shape),
+                rec.channels,
+                rec.spatial,
             )
         )
     per_plan = len(plan.messages)
@@ -190,7 +191,7 @@ def build_programs(prep: Prepared) -> list[worker.DeviceProgram]:
     programs = []
     for d in range(plan.n_devices):
         shards = {
-            n: _shard(gm.get_submodule(targets[n]), graph.graph.nodes[n]["layer"], plan.ownership[n] == d)
+            n: _shard(gm.get_submodule(targets[n]), graph.layer(n), plan.ownership[n] == d)
             for n in graph.order
             if graph.kind(n) == "layer"
         }
@@ -202,9 +203,9 @@ def build_programs(prep: Prepared) -> list[worker.DeviceProgram]:
                 continue
             if (pm.src, pm.dst, pm.tensor) != (wm.src, wm.dst, wm.tensor):
                 raise RuntimeError("the workload's messages do not follow its plan")
-            node = graph.graph.nodes[pm.tensor]
-            per_channel = tuple(node["shape"][1:]) if node["rank"] == 4 else (int(node["spatial"]),)
-            waiters = tuple(pm.needed_by) + (("output",) if pm.final else ())
+            node = graph.node(pm.tensor)
+            per_channel = tuple(node.shape[1:]) if node.rank == 4 else (node.spatial,)
+            waiters = tuple(t.stage for t in pm.needed_by) + (("output",) if pm.final else ())
             messages.append(
                 worker.MessageSpec(
                     k,
@@ -213,8 +214,8 @@ def build_programs(prep: Prepared) -> list[worker.DeviceProgram]:
                     pm.dst,
                     pm.tensor,
                     np.asarray(pm.channels),
-                    int(node["channels"]),
-                    int(node["rank"]),
+                    node.channels,
+                    node.rank,
                     per_channel,
                     wm.format,
                     wm.header_bytes,
@@ -366,7 +367,7 @@ def measured_timeline(
     start, end = [float("nan")] * len(workload.tasks), [float("nan")] * len(workload.tasks)
     for r in reports:
         for f, stage, s, e in r.tasks:
-            k = index[(f, plan.task_label(stage), r.index)]
+            k = index[(f, plan.task_label(TaskKey(stage)), r.index)]
             start[k], end[k] = s, e
     n = len(workload.messages)
     sent = {k: v for r in reports for k, v in r.sent.items()}
@@ -421,7 +422,7 @@ def check_values(prep: Prepared, reports: Sequence[worker.DeviceReport]) -> Chec
     """Compare every layer input (and add operand) each device used, and the sink's outputs, with the
     unsplit model's values on the same images."""
     graph, images = prep.graph, prep.images or []
-    args = {n: graph.graph.nodes[n]["args"] for n in graph.order}
+    args = {n: graph.args(n) for n in graph.order}
     wanted = {a for n in graph.order if graph.kind(n) in ("layer", "add") for a in args[n]}
     refs = [graph.activations(x, wanted) for x in images]
     worst_in, count = 0.0, 0
@@ -429,7 +430,7 @@ def check_values(prep: Prepared, reports: Sequence[worker.DeviceReport]) -> Chec
         for f, stage, chans, value in r.inputs:
             sources = args[stage] if graph.kind(stage) == "add" else args[stage][:1]
             for i, a in enumerate(sources):
-                ref = _channels_of(refs[f][a], chans, graph.graph.nodes[a]["channels"])
+                ref = _channels_of(refs[f][a], chans, graph.node(a).channels)
                 got = value[i] if graph.kind(stage) == "add" else value
                 worst_in = max(worst_in, _relative(got.reshape(ref.shape), ref))
                 count += ref.size
