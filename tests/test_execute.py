@@ -181,3 +181,38 @@ def test_compare_takes_measured_run_folders(loopback, tmp_path) -> None:
     parts = table[["latency_compute_s", "latency_transfer_s", "latency_waiting_s"]].iloc[0].sum()
     assert parts == pytest.approx(summary["latency_s"])  # the mean breakdown adds up to the mean latency
     assert (tmp_path / "breakdown.png").is_file()
+
+
+def test_a_message_starts_when_its_connection_is_free() -> None:
+    from types import SimpleNamespace
+
+    from sim.experiment.execute import link_free_starts
+
+    m = SimpleNamespace
+    messages = [m(src=0, dst=1), m(src=0, dst=1), m(src=0, dst=2)]
+    workload = SimpleNamespace(messages=messages)
+    sent = {0: (0.0, 1.0), 1: (0.0, 1.5), 2: (0.0, 1.6)}  # (ready, handed to the socket)
+    received = {0: 4.0, 1: 6.0, 2: 3.0}
+    # message 1 waits for message 0 on the 0->1 connection (arrived at 4.0); message 2 has its own
+    assert link_free_starts(workload, sent, received) == [1.0, 4.0, 1.6]
+    assert link_free_starts(workload, sent, received, {(0, 1): 0.5, (0, 2): 0.5}) == [1.0, 3.5, 1.6]
+
+
+def test_fit_devices_recovers_rate_and_overhead() -> None:
+    from types import SimpleNamespace
+
+    from sim.experiment.validate import fit_devices
+
+    sc = _scenario()
+    flops = [1e6, 4e6, 9e6]
+    compute = pd.DataFrame({"layer": ["a", "b", "c"] * 2, "device": ["d0"] * 3 + ["d1"] * 3, "flops": flops * 2})
+    # d0: 2 GFLOP/s + 0.5 ms per layer; d1: 5 GFLOP/s, no overhead
+    times = [f / 2e9 + 5e-4 for f in flops] + [f / 5e9 for f in flops]
+    table = pd.DataFrame(
+        {"kind": "compute", "layer": compute["layer"], "src": compute["device"], "measured_median_s": times}
+    )
+    fitted = fit_devices(sc, table, SimpleNamespace(compute=compute))
+    assert fitted.devices[0].gflops == pytest.approx(2.0) and fitted.devices[0].overhead_ms == pytest.approx(0.5)
+    assert fitted.devices[1].gflops == pytest.approx(5.0) and fitted.devices[1].overhead_ms == pytest.approx(
+        0.0, abs=1e-9
+    )
