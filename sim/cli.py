@@ -193,7 +193,7 @@ def _cmd_execute(args: argparse.Namespace) -> int:
         f"{'measured on':<17}  {result.summary['execution']['network']}; load average {result.summary['execution']['loadavg']}"
     )
     print(
-        f"{'check':<17}  {'ok' if check['ok'] else 'LOSSY'}: max relative error {max(check['inputs_max_relative_error'], check['output_max_relative_error']):.2g} over {check['values_checked']} values"
+        f"{'check':<17}  {'ok' if check['tolerance'] is not None else 'lossy wire type, not enforced'}: max relative error {max(check['inputs_max_relative_error'], check['output_max_relative_error']):.2g} over {check['values_checked']} values"
     )
     if len(runs) > 1:
         print(
