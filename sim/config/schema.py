@@ -109,7 +109,18 @@ class DeviceSpec(_Strict):
     mem_bandwidth_gbps: float | None = Field(
         default=None, gt=0, description="memory bandwidth, 1e9 bytes/s; tasks take max(compute, memory) time"
     )
-    calibrate: bool = Field(default=False, description="measure this machine's conv rate with torch for gflops")
+    calibrate: bool = Field(
+        default=False,
+        description="profile this scenario's layer shards on this machine (as dsim profile) and use the fit "
+        "flops/rate + overhead for gflops and overhead_ms",
+    )
+    profile: Path | None = Field(
+        default=None, description="profile JSON written by dsim profile: measured compute time per layer shard"
+    )
+    threads: int | None = Field(default=None, gt=0, description="torch threads its process uses (dsim profile)")
+    host: str | None = Field(default=None, min_length=1, description="host (in hosts) whose cores it shares")
+    send_overhead_us: float = Field(default=0.0, ge=0, description="software cost of sending one message")
+    recv_overhead_us: float = Field(default=0.0, ge=0, description="software cost of receiving one message")
 
     @model_validator(mode="before")
     @classmethod
@@ -119,10 +130,11 @@ class DeviceSpec(_Strict):
     @property
     def flops_per_s(self) -> float:
         """Compute rate in FLOP/s. A ``calibrate: true`` device has none until the pipeline measures this
-        machine (:func:`sim.experiment.assemble.calibrated`) and fills in ``gflops``."""
+        machine (:func:`sim.experiment.pipeline.calibrated`) and fills in ``gflops``; a ``profile:`` device
+        without ``gflops`` takes its profile's rate (:func:`sim.experiment.assemble.flops_per_s`)."""
         if self.gflops is None:
             raise UserError(
-                f"devices: {self.name} has calibrate: true; measure it first (sim.experiment.assemble.calibrated)"
+                f"devices: {self.name} has no gflops; profile it first (sim.experiment.pipeline.calibrated)"
             )
         return self.gflops * 1e9
 
@@ -137,6 +149,36 @@ class DeviceSpec(_Strict):
         return self.overhead_ms / 1e3
 
 
+class HostSpec(_Strict):
+    """A machine that several devices share (``devices[i].host``): their compute queues for its cores."""
+
+    name: str = Field(min_length=1)
+    cores: int = Field(gt=0, description="devices on it compute at most this many tasks at once")
+
+
+class ProtocolSpec(_Strict):
+    """How messages become packets on a link (see :class:`sim.engine.network.Protocol`)."""
+
+    mtu_bytes: int = Field(gt=0, description="largest packet (IP header and payload), as ip link shows it")
+    packet_header_bytes: int = Field(ge=14, description="header bytes per packet on the wire, 14 of Ethernet")
+    message_header_bytes: int = Field(default=0, ge=0, description="application header per message")
+
+    @model_validator(mode="after")
+    def _room_for_payload(self) -> ProtocolSpec:
+        if self.mtu_bytes + 14 - self.packet_header_bytes < 1:
+            raise ValueError("packet_header_bytes: leaves no payload in a packet; it must be < mtu_bytes + 14")
+        return self
+
+
+class ShaperSpec(_Strict):
+    """A token-bucket shaper at the link rate (Linux tc tbf): the first burst_bytes go at once."""
+
+    burst_bytes: int = Field(gt=0, description="bucket size; it refills at the link rate")
+
+
+ProtocolSetting = ProtocolSpec | Literal["tcp", "none"] | None
+
+
 class LinkSpec(_Strict):
     """One link ``a``--``b``: for ``custom`` an edge, for other topologies an override of an existing one.
     Unset fields take the network's defaults; ``up`` is ``a->b``, ``down`` is ``b->a``."""
@@ -148,6 +190,8 @@ class LinkSpec(_Strict):
     down_mbps: float | None = Field(default=None, gt=0, description="rate b->a; overrides bandwidth_mbps")
     latency_ms: float | None = Field(default=None, ge=0)
     duplex: Literal["full", "half"] | None = None
+    protocol: ProtocolSetting = Field(default=None, description="overrides network.protocol (none: no packets)")
+    shaper: ShaperSpec | Literal["none"] | None = Field(default=None, description="overrides network.shaper")
 
 
 class NetworkSpec(_Strict):
@@ -165,6 +209,10 @@ class NetworkSpec(_Strict):
     )
     access_overhead_ms: float = Field(default=0.0, ge=0, description="added to every transmission")
     multicast: bool = Field(default=False, description="shared: send a payload wanted by several devices once")
+    protocol: ProtocolSetting = Field(
+        default=None, description="packets on the wire: tcp (1500/66/0) or {mtu_bytes, packet_header_bytes, ...}"
+    )
+    shaper: ShaperSpec | None = Field(default=None, description="token bucket on every link direction")
 
     @property
     def chunk_bytes(self) -> int | None:
@@ -284,14 +332,33 @@ class Scenario(_Strict):
     baseline: Literal["none", "single"] = Field(
         default="none", description="single: also run the whole model on the source device alone, for comparison"
     )
+    hosts: list[HostSpec] = Field(default_factory=list, description="machines devices share (devices[i].host)")
+
+    @model_validator(mode="after")
+    def _hosts_and_packets(self) -> Scenario:
+        hosts = [h.name for h in self.hosts]
+        for i, name in enumerate(hosts):
+            if name in hosts[:i]:
+                raise ValueError(f"hosts[{i}].name: duplicate host name '{name}'")
+        for i, d in enumerate(self.devices):
+            if d.host is not None and d.host not in hosts:
+                known = ", ".join(hosts) if hosts else "none (add a hosts: list)"
+                raise ValueError(f"devices[{i}].host: unknown host '{d.host}'; hosts are {known}")
+        net = self.network
+        packets = net.protocol not in (None, "none") or any(link.protocol not in (None, "none") for link in net.links)
+        if packets and net.chunk_kb is not None:
+            raise ValueError("network.chunk_kb: a protocol already forwards packet by packet; remove chunk_kb")
+        return self
 
     @model_validator(mode="after")
     def _device_rates(self) -> Scenario:
         for i, d in enumerate(self.devices):
             if d.calibrate and d.gflops is not None:
                 raise ValueError(f"devices[{i}].gflops: give gflops or calibrate: true, not both")
-            if not d.calibrate and d.gflops is None:
-                raise ValueError(f"devices[{i}].gflops: required (or give a preset, or calibrate: true)")
+            if d.calibrate and d.profile is not None:
+                raise ValueError(f"devices[{i}].profile: give profile or calibrate: true, not both")
+            if not d.calibrate and d.gflops is None and d.profile is None:
+                raise ValueError(f"devices[{i}].gflops: required (or give a preset, a profile, or calibrate: true)")
         return self
 
     @model_validator(mode="after")

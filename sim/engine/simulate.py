@@ -15,6 +15,19 @@ Semantics (DESIGN section 3, "Engine" and "Topologies"):
   ``latency_s`` later. Multi-hop routes are store-and-forward over the fewest-hop path.
 * With ``chunk_bytes``, a message travels as chunks of at most that many bytes, each stored and forwarded
   on its own, so a long route pipelines; the message arrives with its last chunk.
+* With a link ``protocol`` (:class:`sim.engine.network.Protocol`), a message travels as packets instead,
+  cut by its route's protocol (every link of a route must have the same one): each packet holds the queue
+  for its wire bytes (payload and headers) and is stored and forwarded on its own.
+* With a shaper (``burst_bytes``), a queue has a token bucket of that many bytes, full at the start and
+  refilled at the link rate; a transmission of ``n`` bytes starting with ``b`` tokens holds the queue
+  for ``max(0, n - b) * 8 / bandwidth_bps`` (plus the access overhead) and leaves ``max(0, b - n)`` tokens.
+* Devices on one :class:`~sim.engine.devices.Host` (``hosts``) hold one of its cores while they compute
+  and while they pay their per-message software costs; a device waits (FIFO) when all cores are taken.
+* A device with ``send_overhead_s`` spends it on each message (or multicast payload) a task releases,
+  after the task and before its next one; the message is ready when its cost is paid. The frame's input
+  messages pay the source's send cost without delaying its tasks. A device with ``recv_overhead_s``
+  spends it on each message a task needs, in arrival order, before the task starts (once per message);
+  a final output message counts as held by the sink that much after it arrives.
 * With ``multicast`` (a shared medium), messages made ready together that carry the same payload (equal
   ``frame, src, tensor, partial, channel_ids`` and ``bytes``, non-empty ``tensor``) are one transmission, at the
   slowest receiver's rate, arriving at every receiver after the largest of their latencies.
@@ -44,11 +57,11 @@ from typing import NamedTuple
 
 import simpy
 
-from sim.engine.devices import DeviceRate
-from sim.engine.network import Link, Network
+from sim.engine.devices import DeviceRate, Host
+from sim.engine.network import Link, Network, chunk_sizes
 from sim.workload.types import Workload
 
-__all__ = ["DeviceRate", "Hop", "Timeline", "simulate"]
+__all__ = ["DeviceRate", "Hop", "Host", "Timeline", "chunk_sizes", "simulate"]
 
 
 class Hop(NamedTuple):
@@ -103,18 +116,6 @@ class _CountingEnvironment(simpy.Environment):
         super().step()
 
 
-def chunk_sizes(nbytes: int, chunk_bytes: int | None) -> list[int]:
-    """Sizes of the chunks a message of ``nbytes`` travels as: full chunks, then the remainder.
-
-    >>> chunk_sizes(2500, 1000)
-    [1000, 1000, 500]
-    """
-    if chunk_bytes is None or nbytes <= chunk_bytes:
-        return [nbytes]
-    full, rest = divmod(nbytes, chunk_bytes)
-    return [chunk_bytes] * full + ([rest] if rest else [])
-
-
 def simulate(
     workload: Workload,
     rates: Sequence[DeviceRate],
@@ -122,11 +123,13 @@ def simulate(
     arrivals_s: Sequence[float],
     chunk_bytes: int | None = None,
     multicast: bool = False,
+    hosts: Sequence[Host | None] = (),
 ) -> Timeline:
     """Run the workload to completion and return its timeline.
 
     ``rates`` follows ``workload.devices``; ``arrivals_s[f]`` is when frame ``f`` enters at the source;
-    ``chunk_bytes`` splits messages into chunks; ``multicast`` sends equal payloads once (shared medium).
+    ``chunk_bytes`` splits messages into chunks; ``multicast`` sends equal payloads once (shared medium);
+    ``hosts[d]`` is the host device ``d`` shares (``None`` or missing: a machine of its own).
     """
     env = _CountingEnvironment()
     tasks, messages = workload.tasks, workload.messages
@@ -144,6 +147,9 @@ def simulate(
         carried_by=list(range(n_msg)),
     )
     free_at: dict[str, float] = defaultdict(float)  # queue name -> when it is next free
+    tokens: dict[str, tuple[float, float]] = {}  # shaped queue name -> (bucket level in bytes, as of time s)
+    cores = {h.name: simpy.Resource(env, capacity=h.cores) for h in hosts if h is not None}
+    core_of = [cores[h.name] if h is not None else None for h in hosts] + [None] * (len(names) - len(hosts))
     arrived = [env.event() for _ in messages]
     waits_for: dict[int, list[int]] = defaultdict(list)  # task -> messages it needs
     released_by: dict[int | None, list[int]] = defaultdict(list)  # task -> messages it makes ready
@@ -166,7 +172,15 @@ def simulate(
         link, now = route[k], env.now
         queue = link.queue_name
         start = max(now, free_at[queue])
-        end = start + nbytes * 8 / link.bandwidth_bps + link.overhead_s  # Link.transmit_s, inlined
+        if link.burst_bytes is None:
+            end = start + nbytes * 8 / link.bandwidth_bps + link.overhead_s  # Link.transmit_s, inlined
+        else:  # token bucket: refilled at the link rate since it was last drawn, up to burst_bytes
+            rate_Bps = link.bandwidth_bps / 8
+            level, since = tokens.get(queue, (float(link.burst_bytes), start))
+            level = min(float(link.burst_bytes), level + (start - since) * rate_Bps)
+            wait = max(0.0, nbytes - level) / rate_Bps
+            tokens[queue] = (level - nbytes if wait == 0.0 else 0.0, start + wait)
+            end = start + wait + link.overhead_s
         free_at[queue] = end
         timeline.hops.append(Hop(group[0], link, start, end, nbytes, now))
         arrival = env.timeout(end + link.latency_s - now)
@@ -179,7 +193,9 @@ def simulate(
         for m in group:
             timeline.message_end_s[m] = env.now
             if messages[m].final:
-                record_done(messages[m].frame)
+                cost = rates[messages[m].dst].recv_overhead_s if not messages[m].needed_by else 0.0
+                frame = messages[m].frame
+                timeline.frame_done_s[frame] = max(timeline.frame_done_s[frame], env.now + cost)
             arrived[m].succeed()
 
     def multicast_groups(ms: list[int]) -> list[list[int]]:
@@ -204,26 +220,92 @@ def simulate(
             max(l.latency_s for l in links),
             links[0].queue_name,
             links[0].overhead_s,
+            links[0].protocol,
+            links[0].burst_bytes,
         )
         return (slowest,)
 
+    def groups_of(ms: list[int]) -> list[list[int]]:
+        return multicast_groups(ms) if multicast else [[m] for m in ms]
+
     def send(ms: list[int]) -> None:
-        for group in multicast_groups(ms) if multicast else [[m] for m in ms]:
-            route = group_route(group)
-            for m in group:
-                timeline.message_ready_s[m] = env.now
-                timeline.message_hops[m] = len(route)
-                timeline.carried_by[m] = group[0]
-            sizes = chunk_sizes(messages[group[0]].bytes, chunk_bytes)
-            for i, size in enumerate(sizes):  # chunks join the first queue back to back, in order
-                forward(group, route, 0, size, i == len(sizes) - 1)
-                if i == 0:
-                    for m in group:
-                        timeline.message_start_s[m] = timeline.hops[-1].start_s
+        for group in groups_of(ms):
+            send_group(group)
+
+    def send_group(group: list[int]) -> None:
+        route = group_route(group)
+        for m in group:
+            timeline.message_ready_s[m] = env.now
+            timeline.message_hops[m] = len(route)
+            timeline.carried_by[m] = group[0]
+        sizes = route[0].wire_sizes(messages[group[0]].bytes, chunk_bytes)
+        for i, size in enumerate(sizes):  # chunks (packets) join the first queue back to back, in order
+            forward(group, route, 0, size, i == len(sizes) - 1)
+            if i == 0:
+                for m in group:
+                    timeline.message_start_s[m] = timeline.hops[-1].start_s
 
     def source(frame: int):
         yield frame_arrived[frame]
-        send(input_of_frame[frame])
+        cost = rates[workload.source].send_overhead_s
+        if cost == 0.0:
+            send(input_of_frame[frame])
+            return
+        for group in groups_of(input_of_frame[frame]):
+            yield from hold(core_of[workload.source], cost)
+            send_group(group)
+
+    def hold(core: simpy.Resource | None, seconds: float):
+        """Spend ``seconds`` on a core of ``core`` (waiting for one first), or on the device's own."""
+        if core is None:
+            yield env.timeout(seconds)
+            return
+        with core.request() as request:
+            yield request
+            yield env.timeout(seconds)
+
+    def shared_device(d: int, own: list[int]):
+        """A device on a host, or paying per-message software costs (module docstring)."""
+        rate, core = rates[d], core_of[d]
+        received: set[int] = set()
+        for t in own:
+            task = tasks[t]
+            if not frame_arrived[task.frame].processed:
+                yield frame_arrived[task.frame]
+            pending = [m for m in waits_for[t] if m not in received]
+            while pending:
+                if rate.recv_overhead_s == 0.0:
+                    waiting = [arrived[m] for m in pending if not arrived[m].processed]
+                    if waiting:
+                        yield env.all_of(waiting)
+                    received.update(pending)
+                    break
+                ready = [m for m in pending if arrived[m].processed]
+                if not ready:
+                    yield env.any_of([arrived[m] for m in pending])
+                    continue
+                for m in sorted(ready, key=lambda m: (timeline.message_end_s[m], m)):
+                    yield from hold(core, rate.recv_overhead_s)
+                    received.add(m)
+                pending = [m for m in pending if m not in received]
+            duration = rate.task_s(task.flops, task.bytes_touched, task.op, task.layer)
+            if core is None:
+                timeline.task_start_s[t] = env.now
+                yield env.timeout(duration)
+            else:
+                with core.request() as request:
+                    yield request
+                    timeline.task_start_s[t] = env.now
+                    yield env.timeout(duration)
+            timeline.task_end_s[t] = env.now
+            if task.final:
+                record_done(task.frame)
+            if rate.send_overhead_s == 0.0:
+                send(released_by[t])
+                continue
+            for group in groups_of(released_by[t]):
+                yield from hold(core, rate.send_overhead_s)
+                send_group(group)
 
     def device(d: int, own: list[int]):
         rate = rates[d]
@@ -235,7 +317,7 @@ def simulate(
             if needed:
                 yield env.all_of(needed)
             timeline.task_start_s[t] = env.now
-            yield env.timeout(rate.task_s(task.flops, task.bytes_touched, task.op))
+            yield env.timeout(rate.task_s(task.flops, task.bytes_touched, task.op, task.layer))
             timeline.task_end_s[t] = env.now
             if task.final:
                 record_done(task.frame)
@@ -247,7 +329,8 @@ def simulate(
     for t, task in enumerate(tasks):
         per_device[task.device].append(t)
     for d in range(len(names)):
-        env.process(device(d, per_device[d]))
+        plain = core_of[d] is None and rates[d].send_overhead_s == 0.0 and rates[d].recv_overhead_s == 0.0
+        env.process((device if plain else shared_device)(d, per_device[d]))
     enabled = gc.isenabled()
     gc.disable()  # the run allocates many short-lived acyclic objects; the collector's passes over the
     try:  # (large) workload would cost more than the simulation itself; cycles are collected afterwards

@@ -52,7 +52,7 @@ from sim.config.schema import Scenario
 from sim.engine.simulate import Timeline
 from sim.errors import UserError
 from sim.experiment import assemble, netns, worker
-from sim.experiment.pipeline import Prepared, prepare
+from sim.experiment.pipeline import Prepared, calibrated, prepare
 from sim.workload import wire
 from sim.workload.plan import TaskKey
 
@@ -96,7 +96,7 @@ def execute(
         netns.check_available()
     if sc.deploy is not None or sc.baseline != "none":
         sc = sc.model_copy(update={"deploy": None, "baseline": "none"})  # inference only is executed
-    prep = prepared if prepared is not None else prepare(assemble.calibrated(sc))
+    prep = prepared if prepared is not None else prepare(calibrated(sc))
     if prep.plan.partial_layers():
         raise UserError("transfer.exchange: dsim execute runs exchange: inputs only; set transfer.exchange: inputs")
     programs = build_programs(prep)
@@ -112,12 +112,8 @@ def execute(
 
 def _burst_bytes(sc: Scenario) -> int:
     """The tbf burst: the scenario's ``network.shaper.burst_bytes`` when it has one, else the default."""
-    shaper = sc.resolved().get("network", {}).get("shaper")
-    return (
-        int(shaper["burst_bytes"])
-        if isinstance(shaper, dict) and shaper.get("burst_bytes")
-        else netns.DEFAULT_BURST_BYTES
-    )
+    shaper = sc.network.shaper
+    return shaper.burst_bytes if shaper is not None else netns.DEFAULT_BURST_BYTES
 
 
 def default_timeout_s(sc: Scenario, prep: Prepared) -> float:
@@ -185,7 +181,7 @@ def build_programs(prep: Prepared) -> list[worker.DeviceProgram]:
     per_plan = len(plan.messages)
     if len(workload.messages) != per_plan * workload.frames:
         raise RuntimeError("the workload's messages do not follow its plan")
-    threads = [int(d.get("threads", 1) or 1) for d in sc.resolved()["devices"]]
+    threads = [d.threads or 1 for d in sc.devices]
     spec = wire.WireSpec(sc.transfer.dtype, sc.transfer.index_bits)
     images = prep.images or []
     programs = []
@@ -483,7 +479,7 @@ def measured_result(
         "tbf_burst_bytes": bed.burst_bytes if bed else None,
         "latency_applied": bed.latency_applied if bed else False,
         "app_header_bytes_per_message": worker.APP_HEADER.size,
-        "threads": [int(d.get("threads", 1) or 1) for d in sc.resolved()["devices"]],
+        "threads": [d.threads or 1 for d in sc.devices],
         "loadavg": _loadavg(),
         "late_start_s": max(r.late_s for r in reports),
         "check": {

@@ -2,12 +2,14 @@
 
 :func:`prepare` does the torch side (model, trace, activations) and returns a :class:`Prepared`, whose
 workload the engine can run any number of times; :func:`evaluate` runs the engine for a scenario's
-devices and network and analyses the timeline; :func:`run` does both.
+devices and network and analyses the timeline; :func:`run` does both. :func:`profile_scenario` times
+every device's layer shards on this machine (``dsim profile``, ``calibrate: true``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,14 +23,23 @@ from sim.analysis.result import RunResult
 from sim.analysis.summary import deployment_summary, summarize
 from sim.analysis.tables import compute_table, transfers_table
 from sim.config.load import load, parse_scenario
-from sim.config.schema import ModelSpec, Scenario
+from sim.config.schema import DeviceSpec, ModelSpec, Scenario
 from sim.engine.simulate import simulate
 from sim.errors import UserError
 from sim.experiment import assemble
 from sim.model import data, deploy, partition, prune, shards, surgery, train, zoo
 from sim.model.flowgraph import FlowGraph
+from sim.model.profile import (
+    CALIBRATE_SETTINGS,
+    ProfileSettings,
+    calibrated_devices,
+    layer_inputs,
+    machine,
+    profile_device,
+)
 from sim.workload import wire
 from sim.workload.plan import WorkloadPlan, plan_workload
+from sim.workload.profiles import ProfileFile
 from sim.workload.sizing import build_workload, choose_exchange
 from sim.workload.types import Workload
 
@@ -100,7 +111,7 @@ def choose_partition(scenario: Scenario, graph: FlowGraph) -> partition.Partitio
     if spec.file is not None:
         return partition.load_partition(spec.file, graph, scenario.model.name, names)
     seed = scenario.seed if spec.seed is None else spec.seed
-    rates = [d.flops_per_s for d in scenario.devices]
+    rates = [assemble.flops_per_s(d) for d in scenario.devices]
     return partition.make_partition(graph, spec.strategy, len(names), seed=seed, rates=rates)
 
 
@@ -276,7 +287,10 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
     names = workload.devices
     network.check_pairs(dict.fromkeys((names[m.src], names[m.dst]) for m in workload.messages))
     arrivals = assemble.arrivals_s(scenario, workload.frames)
-    timeline = simulate(workload, rates, network, arrivals, chunk_bytes=net.chunk_bytes, multicast=net.multicast)
+    hosts = assemble.hosts(scenario)
+    timeline = simulate(
+        workload, rates, network, arrivals, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
+    )
     transfers = transfers_table(workload, timeline)
     compute = compute_table(workload, timeline)
     summary = summarize(scenario.name, scenario.resolved(), transfers, compute, timeline)
@@ -286,13 +300,77 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
     links, devices = counters.link_table(network, timeline), counters.device_table(workload, rates, timeline)
     summary["links"], summary["devices"] = counters.records(links), counters.records(devices)
     summary["critical_path"] = critical_path_summary(workload, timeline)
+    if any(d.profile is not None for d in scenario.devices):
+        summary["compute_times"] = assemble.time_sources(workload, rates)
     if scenario.baseline == "single":
         base = single_device_baseline(scenario, baseline)
         summary["baseline"] = {**base, "speedup": base["latency_s"] / summary["latency_s"]}
     if built.deploy is not None:  # on the same network, before inference; not part of its latency
-        shipped = simulate(built.deploy, rates, network, [0.0], chunk_bytes=net.chunk_bytes, multicast=net.multicast)
+        shipped = simulate(
+            built.deploy, rates, network, [0.0], chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
+        )
         summary.update(deployment_summary(built.deploy, shipped))
     return RunResult(transfers, compute, summary, workload, timeline, links, devices)
+
+
+def _rated_for_profiling(scenario: Scenario) -> Scenario:
+    """The scenario with a stand-in rate (1 GFLOP/s) for devices without ``gflops`` (``calibrate: true``, or
+    a ``profile:`` that may not exist yet): only a ``balanced`` partition reads rates, and it then splits as
+    for equal devices."""
+    devices = [
+        d.model_copy(update={"gflops": 1.0, "calibrate": False, "profile": None}) if d.gflops is None else d
+        for d in scenario.devices
+    ]
+    return scenario.model_copy(update={"devices": devices})
+
+
+def profile_scenario(scenario: Scenario, settings: ProfileSettings, only: Sequence[str] = ()) -> ProfileFile:
+    """Time the layer shards of every device (or of the devices named in ``only``) of ``scenario``."""
+    names = scenario.device_names
+    for name in only:
+        if name not in names:
+            raise UserError(f"--device: unknown device '{name}'; devices are {', '.join(names)}")
+    prepared = prepare(_rated_for_profiling(scenario))
+    inputs = scenario.inputs
+    images = data.frame_batches(
+        inputs.dataset, input_shape(scenario.model), 1, inputs.batch_size, scenario.seed, inputs.path
+    )[0].images
+    values = layer_inputs(prepared.graph, prepared.plan, images)
+    devices = []
+    for d, spec in enumerate(scenario.devices):
+        if only and spec.name not in only:
+            continue
+        devices.append(
+            profile_device(
+                prepared.graph, prepared.plan, values, inputs.batch_size, d, spec.name, spec.threads or 1, settings
+            )
+        )
+    return ProfileFile(
+        scenario.name,
+        scenario.model.name,
+        inputs.batch_size,
+        {"warmup": settings.warmup, "repeats": settings.repeats, "idle_gap_ms": settings.idle_gap_s * 1e3},
+        machine(),
+        tuple(devices),
+    )
+
+
+def _calibrate(scenario: Scenario) -> list[DeviceSpec]:
+    """The devices of ``scenario`` with every ``calibrate: true`` one profiled now (short settings) and given
+    the fitted ``gflops`` and ``overhead_ms`` (:func:`sim.model.profile.calibrated_devices`)."""
+    wanted = [d.name for d in scenario.devices if d.calibrate]
+    return calibrated_devices(profile_scenario(scenario, CALIBRATE_SETTINGS, wanted), scenario.devices)
+
+
+def calibrated(scenario: Scenario) -> Scenario:
+    """The scenario with every device's rate known (:func:`sim.experiment.assemble.calibrated` for
+    ``profile:`` devices); every ``calibrate: true`` device is profiled on this machine now (its layer
+    shards, short settings, spread printed to stderr) and takes the fit's rate and per-layer overhead as
+    ``gflops`` and ``overhead_ms``. Unchanged when no device needs it."""
+    scenario = assemble.calibrated(scenario)
+    if not any(d.calibrate for d in scenario.devices):
+        return scenario
+    return scenario.model_copy(update={"devices": _calibrate(scenario)})
 
 
 def run(scenario: Scenario | str | Path | dict[str, Any]) -> RunResult:
@@ -305,5 +383,5 @@ def run(scenario: Scenario | str | Path | dict[str, Any]) -> RunResult:
         >>> result = sim.run("scenarios/quickstart.yaml")
         >>> result.summary["latency_s"]  # doctest: +SKIP
     """
-    sc = assemble.calibrated(load(scenario))
+    sc = calibrated(load(scenario))
     return evaluate(sc, prepare(sc).built)

@@ -38,9 +38,8 @@ from sim.analysis.result import RunResult
 from sim.config.load import load
 from sim.config.schema import Scenario
 from sim.errors import UserError
-from sim.experiment import assemble
 from sim.experiment.execute import execute
-from sim.experiment.pipeline import evaluate, prepare
+from sim.experiment.pipeline import calibrated, evaluate, prepare
 
 VALIDATION_COLUMNS = [
     "kind",
@@ -84,15 +83,20 @@ def validate(
     repeats: int = 5,
     timeout_s: float | None = None,
     fit_compute: bool = False,
+    profile: bool = False,
 ) -> Validation:
     """Execute the scenario ``repeats`` times and simulate it; compare (module docstring).
 
     ``fit_compute``: simulate with every device's rate and per-layer overhead fitted to its measured layer
     times (:func:`fit_devices`; in sample, so it tests the network and schedule model, not compute
-    prediction), and note the end-to-end error with the scenario's own rates."""
+    prediction), and note the end-to-end error with the scenario's own rates. ``profile``: profile every
+    device's layer shards on this machine first (as ``calibrate: true``, :func:`sim.experiment.pipeline.calibrated`)."""
     if repeats < 1:
         raise UserError(f"--repeats: must be >= 1 (got {repeats})")
-    sc = assemble.calibrated(load(scenario))
+    sc = load(scenario)
+    if profile:  # every device profiled on this machine first (calibrate: true)
+        sc = sc.model_copy(update={"devices": [d.model_copy(update={"calibrate": True}) for d in sc.devices]})
+    sc = calibrated(sc)
     sc = sc.model_copy(update={"deploy": None, "baseline": "none"})
     prep = prepare(sc)
     runs = execute(sc, shape=shape, repeats=repeats, timeout_s=timeout_s, prepared=prep)
@@ -141,7 +145,9 @@ def fit_devices(sc: Scenario, table: pd.DataFrame, predicted: RunResult) -> Scen
         if overhead < 0 or slope <= 0:
             slope, overhead = float(x @ y / (x @ x)), 0.0
         devices.append(
-            d.model_copy(update={"gflops": 1 / slope / 1e9, "overhead_ms": overhead * 1e3, "calibrate": False})
+            d.model_copy(
+                update={"gflops": 1 / slope / 1e9, "overhead_ms": overhead * 1e3, "calibrate": False, "profile": None}
+            )
         )
     return sc.model_copy(update={"devices": devices})
 

@@ -37,6 +37,11 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary.get("links"):
         busiest = max(summary["links"], key=lambda r: r["utilisation"])
         rows.append(("busiest link", f"{busiest['link']} ({busiest['utilisation'] * 100:.1f} % busy)"))
+    if "compute_times" in summary:  # devices with a profile: where task times came from
+        counts = {k: sum(d[k] for d in summary["compute_times"].values()) for k in ("table", "fit", "rate")}
+        rows.append(
+            ("compute times", f"{counts['table']} measured, {counts['fit']} fitted, {counts['rate']} from gflops")
+        )
     if "baseline" in summary:
         base = summary["baseline"]
         rows.append(
