@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = ("vgg11", "resnet18")
+MODELS = ("vgg11", "resnet18", "vgg11-model", "resnet18-model")  # -model: protocol, shaper, hosts, profiles
 DEVICES = (2, 4)
 TOPOLOGIES = ("mesh", "star")
 RATES_MBPS = (5, 20, 100)
