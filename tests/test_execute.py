@@ -179,7 +179,9 @@ def test_compare_takes_measured_run_folders(loopback, tmp_path) -> None:
     assert list(table["scenario"]) == ["test (measured)", "test"]
     assert table["latency_s"].iloc[0] == pytest.approx(summary["latency_s"])
     parts = table[["latency_compute_s", "latency_transfer_s", "latency_waiting_s"]].iloc[0].sum()
-    assert parts == pytest.approx(summary["latency_s"])  # the mean breakdown adds up to the mean latency
+    # the mean critical-path breakdown covers the mean latency (a message can leave before the end of the
+    # task that made it, which also runs the channel-wise ops after it, so measured steps may overlap a little)
+    assert parts == pytest.approx(summary["latency_s"], rel=0.1)
     assert (tmp_path / "breakdown.png").is_file()
 
 
