@@ -22,8 +22,8 @@ from sim.config.presets import apply_preset
 from sim.errors import UserError
 from sim.topology import SWITCH, check_connected, read_graphml, topology_edges
 
-LABELLED_DATASETS = ("digits", "cifar10")  # datasets with labels: training and accuracy need one
-Strategy = Literal["contiguous", "round_robin", "random", "balanced", "aligned"]
+LABELLED_DATASETS = ("digits", "cifar10", "fashion-mnist")  # datasets with labels: training and accuracy need one
+Strategy = Literal["contiguous", "round_robin", "random", "balanced", "aligned", "comm_aware"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 WireFormat = Literal["dense", "csr", "coo", "bitmap", "auto"]
 
@@ -66,6 +66,9 @@ class ModelSpec(_Strict):
         default=0, ge=0, description="train (seeded) on the dataset's train split before pruning; 0: do not train"
     )
     lr: float = Field(default=1e-3, gt=0, description="Adam learning rate of train_epochs")
+    width: float = Field(
+        default=1.0, gt=0, le=4, description="channel multiplier of the CIFAR-style vgg/resnet models (1/8: 8-64)"
+    )
 
     @field_validator("input_shape")
     @classmethod
@@ -78,8 +81,12 @@ class ModelSpec(_Strict):
 class InputsSpec(_Strict):
     """What enters the source device: ``frames`` batches of ``batch_size`` images, ``interval_ms`` apart."""
 
-    dataset: Literal["digits", "cifar10", "synthetic"] = "digits"
-    path: Path | None = Field(default=None, description="cifar10: folder with data_batch_1..5 and test_batch")
+    dataset: Literal["digits", "cifar10", "fashion-mnist", "synthetic"] = "digits"
+    path: Path | None = Field(
+        default=None,
+        description="cifar10: folder with data_batch_1..5 and test_batch; fashion-mnist: folder of the idx files "
+        "(default /usr/share/datasets/fashion-mnist)",
+    )
     batch_size: int = Field(default=1, gt=0)
     frames: int = Field(default=1, gt=0)
     interval_ms: float = Field(default=0.0, ge=0)
@@ -242,12 +249,26 @@ class PartitionSpec(_Strict):
     strategy: Strategy = "contiguous"
     seed: int | None = Field(default=None, ge=0, description="for random strategies; default: scenario seed")
     file: Path | None = Field(default=None, description="partition JSON; replaces the strategy")
+    save_to: Path | None = Field(
+        default=None, description="comm_aware: write the final (co-optimised) partition file here"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> PartitionSpec:
         if self.file is not None and "strategy" in self.model_fields_set:
             raise ValueError("give either strategy or file, not both")
         return self
+
+
+class AdmmSpec(_Strict):
+    """The ADMM schedule of ``prune.method: admm | admm_comm`` (see :mod:`sim.model.admm`)."""
+
+    epochs: int = Field(default=15, ge=1, description="ADMM epochs (SGD); Z, U and rho are updated after each")
+    rho: float = Field(default=1e-2, gt=0, description="initial ADMM penalty rho")
+    rho_growth: float = Field(default=1.4, ge=1, description="rho is multiplied by this after each update")
+    rho_max: float = Field(default=1.0, gt=0, description="cap of rho")
+    retrain_epochs: int = Field(default=10, ge=0, description="masked retraining after the hard prune (Adam, prune.lr)")
+    lr: float = Field(default=1e-2, gt=0, description="SGD learning rate of the ADMM epochs (cosine decay)")
 
 
 class PruneSpec(_Strict):
@@ -265,13 +286,30 @@ class PruneSpec(_Strict):
         "l1_unstructured",
         "random_unstructured",
         "global_unstructured",
+        "kernel_magnitude",
+        "block_diagonal",
+        "admm",
+        "admm_comm",
     ] = "none"
+    granularity: Literal["kernel", "filter"] = Field(
+        default="kernel", description="admm/admm_comm: keep k x k kernels W[f, c], or whole filters"
+    )
+    cost: Literal["hops", "seconds"] = Field(
+        default="hops", description="admm_comm: device-pair cost from fewest-hop counts or per-value route time"
+    )
+    cost_matrix: list[list[float]] | None = Field(
+        default=None, description="admm_comm: explicit device-by-device cost (scenario order); replaces cost"
+    )
+    admm: AdmmSpec = AdmmSpec()
     amount: float = Field(default=0.0, ge=0, lt=1, description="fraction of filters (structured) or weights")
     layers: dict[str, float] = Field(default_factory=dict, description="per-layer amounts, by layer name")
     ignored_layers: list[str] = Field(default_factory=list, description="layers left unpruned")
     norm: float = Field(default=2.0, gt=0, description="ln_structured: the n of the Ln filter norm")
     lambda_comm: float = Field(
-        default=1.0, ge=0, description="comm_structured: weight of hop-weighted bytes saved against filter norm"
+        default=1.0,
+        ge=0,
+        description="comm_structured: weight of hop-weighted bytes saved against filter norm; admm_comm: weight "
+        "of the cost-weighted L1 penalty relative to its value at the start",
     )
     max_layer_amount: float = Field(
         default=0.9, gt=0, lt=1, description="comm_structured: at most this fraction of any layer is removed"
@@ -423,6 +461,26 @@ class Scenario(_Strict):
 
     @model_validator(mode="after")
     def _pruning_and_training_consistent(self) -> Scenario:
+        p, n = self.prune, len(self.devices)
+        if p.cost_matrix is not None:
+            m = p.cost_matrix
+            if len(m) != n or any(len(row) != n for row in m):
+                raise ValueError(f"prune.cost_matrix: must be {n} x {n} (one row and column per device)")
+            if any(v < 0 or v != v or v == float("inf") for row in m for v in row):
+                raise ValueError("prune.cost_matrix: entries must be finite and >= 0")
+            if any(m[i][i] != 0 for i in range(n)):
+                raise ValueError("prune.cost_matrix: the diagonal must be 0 (a device talks to itself for free)")
+        admm_methods = ("admm", "admm_comm")
+        if p.admm.rho_max < p.admm.rho:
+            raise ValueError("prune.admm.rho_max: must be >= prune.admm.rho")
+        if self.partition.strategy == "comm_aware" and self.partition.file is None and p.method not in admm_methods:
+            raise ValueError("partition.strategy: comm_aware co-optimises with ADMM; set prune.method: admm_comm")
+        if p.method in ("kernel_magnitude", "block_diagonal", *admm_methods) and p.layers:
+            raise ValueError(f"prune.layers: {p.method} keeps the same fraction of every conv; use amount")
+        if p.granularity == "filter" and p.method in ("kernel_magnitude", "block_diagonal"):
+            raise ValueError(f"prune.granularity: {p.method} is kernel pruning; use ln_structured for filters")
+        if p.method in admm_methods and self.inputs.dataset not in LABELLED_DATASETS:
+            raise ValueError(f"prune.method: {p.method} trains; dataset '{self.inputs.dataset}' has no labels")
         if self.prune.layers and self.prune.method in ("comm_structured", "global_unstructured"):
             raise ValueError(
                 f"prune.layers: {self.prune.method} ranks all layers together; give one amount "

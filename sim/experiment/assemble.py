@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from sim.config.schema import DeviceSpec, LinkSpec, NetworkSpec, ProtocolSetting, Scenario, ShaperSpec
 from sim.engine.devices import DeviceRate, Host, LayerTimes, task_shape
 from sim.engine.network import PROTOCOLS, LinkParams, Network, Protocol
@@ -85,6 +87,30 @@ def hop_counts(scenario: Scenario) -> HopCount:
     """Links on the fewest-hop route between two devices (by index) of the scenario's network."""
     names, net = scenario.device_names, network(scenario)
     return lambda src, dst: len(net.route(names[src], names[dst]))
+
+
+VALUE_BITS = 32  # prune.cost: seconds prices one float32 value
+
+
+def device_cost(scenario: Scenario) -> np.ndarray:
+    """The device-by-device cost matrix of ``admm_comm`` (scenario order, zero diagonal).
+
+    ``prune.cost_matrix`` when given; else ``prune.cost: hops`` (links on the fewest-hop route) or
+    ``seconds`` (time one float32 value takes over the route: the sum of 32 bit / rate of its links).
+    """
+    spec, names = scenario.prune, scenario.device_names
+    if spec.cost_matrix is not None:
+        return np.asarray(spec.cost_matrix, dtype=np.float64)
+    net = network(scenario)
+    out = np.zeros((len(names), len(names)))
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            if i != j:
+                route = net.route(a, b)
+                out[i, j] = (
+                    len(route) if spec.cost == "hops" else sum(VALUE_BITS / link.bandwidth_bps for link in route)
+                )
+    return out
 
 
 def layer_times(profile: DeviceProfile) -> LayerTimes:

@@ -30,6 +30,9 @@ COMPARISON_COLUMNS = (
     "bytes_total",
     "dense_bytes",
     "packed_bytes",
+    "elements_hops",
+    "elements_hops_max_link",
+    "kept_kernels",
     "messages",
     "latency_s",
     *BREAKDOWN_COLUMNS,
@@ -57,6 +60,16 @@ def saved_row(directory: Path) -> dict[str, Any]:
     return {"scenario": f"{s.get('name', directory.name)}{' (measured)' if measured else ''}", **row}
 
 
+def kept_kernel_table(table: pd.DataFrame) -> pd.DataFrame | None:
+    """One row per scenario and one column per conv: the kept-kernel fractions (None if nothing was pruned)."""
+    if "kept_kernels_per_conv" not in table.columns:
+        return None
+    rows = [value if isinstance(value, dict) else {} for value in table["kept_kernels_per_conv"]]
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "scenario", table["scenario"].to_numpy())
+    return frame
+
+
 def compare(
     scenarios: Sequence[str | Path], out: str | Path | None = None, jobs: int | None = None, progress: bool = True
 ) -> pd.DataFrame:
@@ -64,7 +77,8 @@ def compare(
 
     ``dense_bytes`` is what every message would cost sent dense, ``packed_bytes`` what it costs with
     ``auto`` (the smallest format per message). With ``out``, writes ``comparison.csv`` and the stacked
-    latency breakdown ``breakdown.png`` there. Every file is validated before any work starts; a scenario
+    latency breakdown ``breakdown.png`` there, and for pruned scenarios ``kept_kernels.csv`` (the fraction
+    of each conv's original k x k kernels still non-zero, one row per scenario). Every file is validated before any work starts; a scenario
     that cannot be built stops the comparison (:class:`UserError` naming its file).
 
     Example::
@@ -81,13 +95,17 @@ def compare(
     rows = [saved[i] for i in range(len(scenarios))]
     names = [row.pop("scenario") for row in rows]
     table = pd.DataFrame(rows)
-    if "accuracy" not in table or table["accuracy"].isna().all():
-        table = table.drop(columns="accuracy", errors="ignore")
+    for optional in ("accuracy", "kept_kernels"):
+        if optional not in table or table[optional].isna().all():
+            table = table.drop(columns=optional, errors="ignore")
     table.insert(0, "file", [str(p) for p in scenarios])
     table.insert(0, "scenario", names)
     table = table.rename(columns={"bytes_dense": "dense_bytes", "bytes_auto": "packed_bytes"})
+    per_conv = kept_kernel_table(table)
     table = table[[c for c in COMPARISON_COLUMNS if c in table.columns]]
     if out is not None:
         write_csv(table, Path(out) / "comparison.csv")
+        if per_conv is not None:
+            write_csv(per_conv, Path(out) / "kept_kernels.csv")
         plot_breakdown(table, Path(out) / "breakdown.png")
     return table

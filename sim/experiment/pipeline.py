@@ -27,7 +27,7 @@ from sim.config.schema import DeviceSpec, ModelSpec, Scenario
 from sim.engine.simulate import simulate
 from sim.errors import UserError
 from sim.experiment import assemble
-from sim.model import data, deploy, partition, prune, shards, surgery, train, zoo
+from sim.model import admm, data, deploy, partition, prune, shards, surgery, train, zoo
 from sim.model.flowgraph import FlowGraph
 from sim.model.profile import (
     CALIBRATE_SETTINGS,
@@ -38,7 +38,7 @@ from sim.model.profile import (
     profile_device,
 )
 from sim.workload import wire
-from sim.workload.plan import WorkloadPlan, plan_workload
+from sim.workload.plan import WorkloadPlan, place, plan_workload
 from sim.workload.profiles import ProfileFile
 from sim.workload.sizing import build_workload, choose_exchange
 from sim.workload.types import Workload
@@ -52,6 +52,8 @@ class BuiltWorkload:
     workload: Workload
     deploy: Workload | None = None
     accuracy: float | None = None
+    kept_kernels: dict[str, float] | None = None  # pruned runs: non-zero kernels / original kernels, per conv
+    kept_kernel_fraction: float | None = None  # the same over all convs together
 
 
 @dataclass
@@ -83,7 +85,7 @@ def load_model(spec: ModelSpec, seed: int) -> nn.Module:
     then load ``spec.checkpoint`` if given. Returned in eval mode."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = zoo.build_model(spec.name, num_classes=spec.num_classes)
+        model = zoo.build_model(spec.name, num_classes=spec.num_classes, width=spec.width)
     if spec.checkpoint is not None:
         path = Path(spec.checkpoint)
         if not path.is_file():
@@ -112,6 +114,8 @@ def choose_partition(scenario: Scenario, graph: FlowGraph) -> partition.Partitio
         return partition.load_partition(spec.file, graph, scenario.model.name, names)
     seed = scenario.seed if spec.seed is None else spec.seed
     rates = [assemble.flops_per_s(d) for d in scenario.devices]
+    if spec.strategy == "comm_aware":  # the starting point; prune_model reassigns it during ADMM
+        return partition.make_partition(graph, "balanced", len(names), seed=seed, rates=rates)
     return partition.make_partition(graph, spec.strategy, len(names), seed=seed, rates=rates)
 
 
@@ -160,6 +164,8 @@ def prune_model(
     Returns the smaller model, its graph traced on ``example``, and ``parts`` sliced by the kept channels.
     """
     spec = scenario.prune
+    if spec.method in admm.METHODS:
+        return _admm_prune(scenario, model, graph, parts, example, splits)
     plan, hops = None, None
     if spec.method == "comm_structured":
         plan = make_plan(scenario, graph, parts)
@@ -171,6 +177,52 @@ def prune_model(
     if keep:
         model = surgery.shrink(model, graph, keep)
         parts = surgery.slice_partition(parts, keep)
+    return model.eval(), FlowGraph.trace(model, example), parts
+
+
+def _admm_prune(
+    scenario: Scenario,
+    model: nn.Module,
+    graph: FlowGraph,
+    parts: partition.Partition,
+    example: torch.Tensor,
+    splits: tuple[data.Split, data.Split] | None,
+) -> tuple[nn.Module, FlowGraph, partition.Partition]:
+    """:func:`prune_model` for the kernel and ADMM methods of :mod:`sim.model.admm`; a ``comm_aware``
+    partition is co-optimised and written to ``partition.save_to`` when given."""
+    spec = scenario.prune
+    co_partition = scenario.partition.strategy == "comm_aware" and scenario.partition.file is None
+
+    make_plan(scenario, graph, parts)  # checks inputs.owners against the image before any training
+    names, owners = scenario.device_names, scenario.inputs.owners
+    image = None if owners is None else [names.index(o) for o in owners]
+    source, sink = names.index(scenario.source), names.index(scenario.sink)
+
+    def input_owners(p: partition.Partition) -> dict[str, Any]:
+        placement = place(graph, p, len(names), source, sink, image)
+        return {n: placement.owner[graph.args(n)[0]] for n in graph.order if graph.kind(n) == "layer"}
+
+    cost = assemble.device_cost(scenario) if spec.method == "admm_comm" else None
+    result = admm.apply(
+        model,
+        graph,
+        spec,
+        scenario.seed,
+        parts,
+        input_owners,
+        None if splits is None else splits[0],
+        cost,
+        co_partition,
+    )
+    parts = result.partition
+    if co_partition and scenario.partition.save_to is not None:
+        partition.save_partition(scenario.partition.save_to, scenario.model.name, scenario.device_names, parts)
+    if spec.finetune_epochs and splits is not None:
+        train.fit(model, splits[0], spec.finetune_epochs, spec.lr, scenario.seed, desc="finetune")
+    prune.remove_masks(model)
+    if result.keep:
+        model = surgery.shrink(model, graph, result.keep)
+        parts = surgery.slice_partition(parts, result.keep)
     return model.eval(), FlowGraph.trace(model, example), parts
 
 
@@ -196,8 +248,12 @@ def prepare(scenario: Scenario) -> Prepared:
     graph = FlowGraph.trace(model, batches[0].images)
     names = scenario.device_names
     parts = choose_partition(scenario, graph)
+    kept, kept_all = None, None
     if scenario.prune.method != "none":
+        dense = {l.name: l.out_channels * l.in_channels // l.groups for l in graph.layers() if l.op == "conv"}
         model, graph, parts = prune_model(scenario, model, graph, parts, batches[0].images, splits)
+        kept = kept_kernels(model, dense)
+        kept_all = sum(kept[n] * dense[n] for n in dense) / max(1, sum(dense.values()))
     transfer, images = scenario.transfer, [b.images for b in batches]
     spec = wire.WireSpec(transfer.dtype, transfer.index_bits)
     if transfer.exchange == "auto":  # size both schemes of every layer, then keep the cheapest choice
@@ -229,7 +285,17 @@ def prepare(scenario: Scenario) -> Prepared:
             scenario.deploy.format,
         )
     accuracy = None if splits is None else train.accuracy(model, splits[1])
-    return Prepared(scenario, model, graph, plan, BuiltWorkload(workload, weights, accuracy), images)
+    built = BuiltWorkload(workload, weights, accuracy, kept, kept_all)
+    return Prepared(scenario, model, graph, plan, built, images)
+
+
+def kept_kernels(model: nn.Module, dense: dict[str, int]) -> dict[str, float]:
+    """Per conv: its non-zero k x k kernels over ``dense[name]``, the kernels it had before pruning."""
+    out = {}
+    for name, total in dense.items():
+        weight = admm.weight_of(model, name).detach()
+        out[name] = int((weight.flatten(2).abs().sum(2) != 0).sum()) / total
+    return out
 
 
 def workload_key(scenario: Scenario) -> str:
@@ -245,6 +311,8 @@ def workload_key(scenario: Scenario) -> str:
     key = {k: data[k] for k in ("seed", "model", "source", "sink", "partition", "prune", "transfer", "deploy")}
     key.update(devices=devices, inputs=inputs)
     if scenario.prune.method == "comm_structured":  # ranks channels by hop-weighted bytes on this network
+        key["network"] = data["network"]
+    if scenario.prune.method == "admm_comm" and scenario.prune.cost_matrix is None:  # costs from the network
         key["network"] = data["network"]
     return json.dumps(key, sort_keys=True, default=str)
 
@@ -297,6 +365,9 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
     summary["exchange"] = dict(workload.exchange)
     if built.accuracy is not None:
         summary["accuracy"] = built.accuracy
+    if built.kept_kernels is not None:  # over all convs, weighted by their original kernel counts
+        summary["kept_kernels_per_conv"] = built.kept_kernels
+        summary["kept_kernels"] = built.kept_kernel_fraction
     links, devices = counters.link_table(network, timeline), counters.device_table(workload, rates, timeline)
     summary["links"], summary["devices"] = counters.records(links), counters.records(devices)
     summary["critical_path"] = critical_path_summary(workload, timeline)

@@ -89,6 +89,10 @@ def format_comparison(table: pd.DataFrame) -> str:
     shown["MFLOP"] = (table["flops_total"] / 1e6).round(3)
     for col, name in (("bytes_total", "sent kB"), ("dense_bytes", "dense kB"), ("packed_bytes", "packed kB")):
         shown[name] = (table[col] / 1e3).round(3)
+    if "kept_kernels" in table.columns:
+        shown["kernels %"] = (table["kept_kernels"] * 100).round(1)
+    shown["elem x hops"] = table["elements_hops"]
+    shown["max link elem"] = table["elements_hops_max_link"]
     shown["latency ms"] = (table["latency_s"] * 1e3).round(3)
     for col in BREAKDOWN_COLUMNS:
         shown[col.split("_")[1] + " ms"] = (table[col] * 1e3).round(3)
