@@ -151,7 +151,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from sim.experiment.comparison import compare  # torch: imported only by the commands that build a model
 
     _check_jobs(args.jobs)
-    names = [load(path).name for path in args.scenarios]  # refuses a bad file before anything is written
+    # refuses a bad file before anything is written; a run folder (dsim run/execute --out) is named as it is
+    names = [Path(path).name if Path(path).is_dir() else load(path).name for path in args.scenarios]
     out = _check_out(args.out if args.out else Path("results") / comparison_folder(names), directory=True)
     with _writing(out):
         table = compare(args.scenarios, out=out, jobs=args.jobs)
@@ -207,6 +208,65 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"test accuracy      {train.accuracy(model, splits[1]) * 100:.2f} % ({len(splits[1].images)} images)")
     print(f"written to         {args.out} (use it as model.checkpoint)")
     return 0
+
+
+def _cmd_execute(args: argparse.Namespace) -> int:
+    from sim.experiment.execute import execute  # torch: imported only by the commands that build a model
+    from sim.report.save import save_run  # matplotlib: imported only by the commands that draw
+
+    scenario = load(args.scenario)
+    out = _check_out(args.out if args.out else Path("results") / f"{scenario.name}-executed", directory=True)
+    runs = execute(scenario, shape=args.shape, repeats=args.repeats, timeout_s=args.timeout)
+    latencies = [r.summary["latency_s"] for r in runs]
+    result = runs[sorted(range(len(runs)), key=latencies.__getitem__)[len(runs) // 2]]
+    result.summary["execution"]["repeats_latency_s"] = latencies
+    with _writing(out):
+        save_run(result, out)
+    check = result.summary["execution"]["check"]
+    print(format_summary(result.summary))
+    print(
+        f"{'measured on':<17}  {result.summary['execution']['network']}; load average {result.summary['execution']['loadavg']}"
+    )
+    print(
+        f"{'check':<17}  {'ok' if check['tolerance'] is not None else 'lossy wire type, not enforced'}: max relative error {max(check['inputs_max_relative_error'], check['output_max_relative_error']):.2g} over {check['values_checked']} values"
+    )
+    if len(runs) > 1:
+        print(
+            f"{'repeats':<17}  {len(runs)}; latency {', '.join(f'{x * 1e3:.2f}' for x in latencies)} ms (median run written)"
+        )
+    print(f"{'written to':<17}  {out}/")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from sim.experiment.validate import format_validation, validate  # torch: only the commands that build a model
+    from sim.report.validation import save_validation  # matplotlib: imported only by the commands that draw
+
+    scenario = load(args.scenario)
+    out = _check_out(args.out if args.out else Path("results") / f"{scenario.name}-validation", directory=True)
+    v = validate(
+        scenario,
+        shape=args.shape,
+        repeats=args.repeats,
+        timeout_s=args.timeout,
+        fit_compute=args.fit_compute,
+        profile=args.profile,
+    )
+    with _writing(out):
+        save_validation(v.table, v.predicted, v.measured, out, v.notes, v.extra)
+    print(format_validation(v.table, v.notes))
+    print(f"written to         {out}/ (validation.csv, validation.png, predicted/, measured/)")
+    return 0
+
+
+def _real_run_options(command: argparse.ArgumentParser, repeats: int) -> None:
+    """The options of the commands that run a scenario for real."""
+    command.add_argument("scenario", help="scenario YAML file")
+    command.add_argument("--shape", action="store_true", help="shaped veth links in network namespaces (Linux, root)")
+    command.add_argument("--repeats", type=int, default=repeats, metavar="N", help=f"runs (default: {repeats})")
+    command.add_argument(
+        "--timeout", type=float, metavar="S", help="seconds one run may take (default: from its bytes)"
+    )
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
@@ -297,7 +357,7 @@ def parser() -> argparse.ArgumentParser:
     _out_and_jobs(sw, "results/<name>-sweep/")
     sw.set_defaults(func=_cmd_sweep)
     cmp = sub.add_parser("compare", help="run scenario files side by side; writes comparison.csv and breakdown.png")
-    cmp.add_argument("scenarios", nargs="+", help="scenario YAML files")
+    cmp.add_argument("scenarios", nargs="+", help="scenario YAML files, or run folders (dsim run/execute --out)")
     _out_and_jobs(cmp, "results/compare-<name>+<name>.../")
     cmp.set_defaults(func=_cmd_compare)
     plot = sub.add_parser("plot", help="redraw the figures of a run, sweep or compare directory from its CSVs")
@@ -313,6 +373,20 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=int, required=True, metavar="N", help="passes over the train split")
     tr.add_argument("--out", required=True, metavar="CKPT", help="checkpoint file to write (a state_dict)")
     tr.set_defaults(func=_cmd_train)
+    ex = sub.add_parser("execute", help="run the split model for real: a process per device, messages over TCP")
+    _real_run_options(ex, 1)
+    ex.add_argument("--out", metavar="DIR", help="output directory (default: results/<name>-executed/)")
+    ex.set_defaults(func=_cmd_execute)
+    val = sub.add_parser("validate", help="execute and simulate a scenario; compare every component")
+    _real_run_options(val, 5)
+    val.add_argument("--out", metavar="DIR", help="output directory (default: results/<name>-validation/)")
+    val.add_argument(
+        "--fit-compute",
+        action="store_true",
+        help="predict with device rates and overheads fitted to the measured layer times (in sample)",
+    )
+    val.add_argument("--profile", action="store_true", help="profile every device's layer shards first (calibrate)")
+    val.set_defaults(func=_cmd_validate)
     prof = sub.add_parser("profile", help="time every layer shard of a scenario as each device runs it (JSON)")
     prof.add_argument("scenario", help="scenario YAML file")
     prof.add_argument("--out", required=True, metavar="FILE", help="profile JSON to write, e.g. profiles/x.json")

@@ -1,4 +1,5 @@
-"""``dsim compare``: run scenario files side by side, one row each (:data:`COMPARISON_COLUMNS`).
+"""``dsim compare``: run scenario files side by side, one row each (:data:`COMPARISON_COLUMNS`); a run folder
+(``dsim run --out`` or ``dsim execute --out``) given instead of a file contributes its saved summary.
 
 Example::
 
@@ -7,8 +8,10 @@ Example::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -46,6 +49,27 @@ COMPARISON_COLUMNS = (
 )
 
 
+def saved_row(directory: Path) -> dict[str, Any]:
+    """The comparison row of a saved run folder (``dsim run`` or ``dsim execute``: its ``summary.json``);
+    a measured run is named ``<name> (measured)``. The latency breakdown is the saved mean over frames
+    (``latency_breakdown``), else that of the slowest frame's critical path."""
+    path = directory / "summary.json"
+    try:
+        s = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise UserError(f"{directory}: not a scenario file nor a run folder with a readable summary.json") from None
+    crit = s.get("critical_path", {})
+    parts = s.get("latency_breakdown") or dict(
+        zip(BREAKDOWN_COLUMNS, (crit.get("compute_s"), crit.get("transfer_s"), crit.get("wait_s")))
+    )
+    by_format = s.get("bytes_by_format", {})
+    keys = ("frames", "accuracy", "flops_total", "bytes_total", "messages", "latency_s", "throughput_fps", "keeps_up")
+    row = {k: s.get(k) for k in keys}
+    row.update(parts, bytes_dense=by_format.get("dense"), bytes_auto=by_format.get("auto"))
+    measured = s.get("execution", {}).get("measured", False)
+    return {"scenario": f"{s.get('name', directory.name)}{' (measured)' if measured else ''}", **row}
+
+
 def kept_kernel_table(table: pd.DataFrame) -> pd.DataFrame | None:
     """One row per scenario and one column per conv: the kept-kernel fractions (None if nothing was pruned)."""
     if "kept_kernels_per_conv" not in table.columns:
@@ -77,17 +101,21 @@ def compare(
         >>> compare(["scenarios/quickstart.yaml", "scenarios/bandwidth.yaml"], out="results/cmp")  # doctest: +SKIP
     """
     check_jobs(jobs)
-    parsed = [load(path) for path in scenarios]
-    rows = run_points(parsed, jobs=jobs, progress=progress, what="scenario")
-    for path, row in zip(scenarios, rows):
+    saved = {i: saved_row(Path(p)) for i, p in enumerate(scenarios) if Path(p).is_dir()}
+    files = [i for i in range(len(scenarios)) if i not in saved]
+    parsed = {i: load(scenarios[i]) for i in files}
+    for i, row in zip(files, run_points(list(parsed.values()), jobs=jobs, progress=progress, what="scenario")):
         if "error" in row:
-            raise UserError(f"{path}: {row['error']}")
+            raise UserError(f"{scenarios[i]}: {row['error']}")
+        saved[i] = {"scenario": parsed[i].name, **row}
+    rows = [saved[i] for i in range(len(scenarios))]
+    names = [row.pop("scenario") for row in rows]
     table = pd.DataFrame(rows)
     optional = ("accuracy", "kept_kernels", *BASELINE_COLUMNS)
     empty = [c for c in optional if c in table.columns and table[c].isna().all()]
     table = table.drop(columns=empty)
     table.insert(0, "file", [str(p) for p in scenarios])
-    table.insert(0, "scenario", [sc.name for sc in parsed])
+    table.insert(0, "scenario", names)
     table = table.rename(columns={"bytes_dense": "dense_bytes_total", "bytes_auto": "packed_bytes_total"})
     for total, per_frame in PER_FRAME.items():
         if total in table.columns:

@@ -66,6 +66,7 @@ class Prepared:
     graph: FlowGraph
     plan: WorkloadPlan
     built: BuiltWorkload
+    images: list[torch.Tensor] | None = None  # the frames' image batches, in frame order
 
     @property
     def workload(self) -> Workload:
@@ -324,7 +325,8 @@ def prepare(scenario: Scenario) -> Prepared:
             scenario.deploy.format,
         )
     accuracy = None if splits is None else train.accuracy(model, splits[1])
-    return Prepared(scenario, model, graph, plan, BuiltWorkload(workload, weights, accuracy, kept, kept_all))
+    built = BuiltWorkload(workload, weights, accuracy, kept, kept_all)
+    return Prepared(scenario, model, graph, plan, built, images)
 
 
 def kept_kernels(model: nn.Module, dense: dict[str, int]) -> dict[str, float]:
