@@ -120,7 +120,7 @@ def default_timeout_s(sc: Scenario, prep: Prepared) -> float:
     """A generous bound for one run: 60 s, plus 20 times every byte at the slowest link rate."""
     rates = [link.bandwidth_bps for link in assemble.network(sc).links()] or [1e9]
     total = sum(m.bytes for m in prep.workload.messages)
-    return 60.0 + 20 * total * 8 / min(rates) + sc.inputs.frames * sc.inputs.interval_s
+    return 60.0 + 20 * total * 8 / min(rates) + sc.inputs.frames * sc.setup.interval_s
 
 
 @contextmanager
@@ -225,7 +225,7 @@ def build_programs(prep: Prepared) -> list[worker.DeviceProgram]:
                 name=workload.devices[d],
                 frames=workload.frames,
                 batch=sc.inputs.batch_size,
-                interval_s=sc.inputs.interval_s,
+                interval_s=sc.setup.interval_s,
                 steps=steps,
                 shards=shards,
                 modules=modules,
@@ -373,7 +373,7 @@ def measured_timeline(
     names = workload.devices
     network = assemble.network(prep.scenario)
     sink = next(r for r in reports if r.index == workload.sink)
-    interval = prep.scenario.inputs.interval_s
+    interval = prep.scenario.setup.interval_s
     delays = {
         (m.src, m.dst): sum(link.latency_s for link in network.route(names[m.src], names[m.dst])) * latency_applied
         for m in workload.messages
