@@ -40,9 +40,11 @@ import gc
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from heapq import heappush
+from typing import Any, NamedTuple
 
 import simpy
+from simpy.events import NORMAL
 
 from sim.engine.devices import DeviceRate
 from sim.engine.network import Link, Network
@@ -91,16 +93,29 @@ class Timeline:
         return [d - a for a, d in zip(self.frame_arrival_s, self.frame_done_s)]
 
 
-class _CountingEnvironment(simpy.Environment):
-    """A SimPy environment that counts the events it processes."""
+class _Transit:
+    """One chunk (or whole message) in flight, as a SimPy event reused hop after hop.
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.steps = 0
+    The engine schedules it directly on the environment's queue (what :class:`simpy.Timeout` does, without
+    allocating a new event per hop); ``k`` is the hop it is on.
+    """
 
-    def step(self) -> None:
-        self.steps += 1
-        super().step()
+    __slots__ = ("callbacks", "group", "k", "last", "nbytes", "route")
+    _ok = True  # read by simpy.Environment.step: the event succeeded
+
+    def __init__(self, group: list[int], route: tuple[_RouteHop, ...], nbytes: int, last: bool):
+        self.callbacks: tuple | None = None
+        self.group, self.route, self.nbytes, self.last, self.k = group, route, nbytes, last, 0
+
+
+class _RouteHop(NamedTuple):
+    """A link of a route with its FIFO queue's index and its constants, looked up once per route."""
+
+    link: Link
+    queue: int
+    bandwidth_bps: float
+    overhead_s: float
+    latency_s: float
 
 
 def chunk_sizes(nbytes: int, chunk_bytes: int | None) -> list[int]:
@@ -128,7 +143,27 @@ def simulate(
     ``rates`` follows ``workload.devices``; ``arrivals_s[f]`` is when frame ``f`` enters at the source;
     ``chunk_bytes`` splits messages into chunks; ``multicast`` sends equal payloads once (shared medium).
     """
-    env = _CountingEnvironment()
+    enabled = gc.isenabled()
+    gc.disable()  # the run allocates many short-lived acyclic objects; the collector's passes over the
+    try:  # (large) workload would cost more than the simulation itself; cycles are collected afterwards
+        return _simulate(workload, rates, network, arrivals_s, chunk_bytes, multicast)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _simulate(
+    workload: Workload,
+    rates: Sequence[DeviceRate],
+    network: Network,
+    arrivals_s: Sequence[float],
+    chunk_bytes: int | None,
+    multicast: bool,
+) -> Timeline:
+    """:func:`simulate`, with the garbage collector off."""
+    env = simpy.Environment()
+    schedule: list[tuple[float, int, int, Any]] = env._queue  # Environment.schedule, inlined for the hops
+    eid = env._eid
     tasks, messages = workload.tasks, workload.messages
     names = workload.devices
     n_msg = len(messages)
@@ -143,10 +178,28 @@ def simulate(
         message_ready_s=[0.0] * n_msg,
         carried_by=list(range(n_msg)),
     )
-    free_at: dict[str, float] = defaultdict(float)  # queue name -> when it is next free
+    queues: dict[str, int] = {}  # queue name -> index into free_at
+    free_at: list[float] = []  # queue index -> when it is next free
+    routes: dict[tuple[int, int], tuple[_RouteHop, ...]] = {}  # (src, dst) device indices -> its hops
+
+    def hops_of(links: Sequence[Link]) -> tuple[_RouteHop, ...]:
+        hops = []
+        for link in links:
+            if link.queue_name not in queues:
+                queues[link.queue_name] = len(free_at)
+                free_at.append(0.0)
+            hops.append(_RouteHop(link, queues[link.queue_name], link.bandwidth_bps, link.overhead_s, link.latency_s))
+        return tuple(hops)
+
+    def route_of(src: int, dst: int) -> tuple[_RouteHop, ...]:
+        route = routes.get((src, dst))
+        if route is None:
+            route = routes[src, dst] = hops_of(network.route(names[src], names[dst]))
+        return route
+
     arrived = [env.event() for _ in messages]
-    waits_for: dict[int, list[int]] = defaultdict(list)  # task -> messages it needs
-    released_by: dict[int | None, list[int]] = defaultdict(list)  # task -> messages it makes ready
+    waits_for: list[list[int]] = [[] for _ in tasks]  # task -> messages it needs
+    released_by: list[list[int]] = [[] for _ in tasks]  # task -> messages it makes ready
     input_of_frame: dict[int, list[int]] = defaultdict(list)
     for m, msg in enumerate(messages):
         for t in msg.needed_by:
@@ -156,31 +209,43 @@ def simulate(
         else:
             released_by[msg.after].append(m)
     frame_arrived = [env.timeout(a) for a in arrivals_s]
+    frame_done_s, hops_append = timeline.frame_done_s, timeline.hops.append
+    new_tuple = tuple.__new__  # Hop(...) without its Python-level __new__
+    message_end_s = timeline.message_end_s
 
     def record_done(frame: int) -> None:
         timeline.frame_done_s[frame] = max(timeline.frame_done_s[frame], env.now)
 
-    def forward(group: list[int], route: Sequence[Link], k: int, nbytes: int, last: bool) -> None:
-        """Put one chunk (or a whole message) on hop ``k`` of its route now; the timeout that ends when it
-        reaches the hop's far end forwards it to the next hop (store-and-forward) or delivers the group."""
-        link, now = route[k], env.now
-        queue = link.queue_name
-        start = max(now, free_at[queue])
-        end = start + nbytes * 8 / link.bandwidth_bps + link.overhead_s  # Link.transmit_s, inlined
+    def forward(chunk: _Transit) -> None:
+        """Put ``chunk`` on hop ``chunk.k`` of its route now; the event that fires when it reaches the hop's
+        far end forwards it to the next hop (store-and-forward) or delivers its group."""
+        link, queue, bandwidth_bps, overhead_s, latency_s = chunk.route[chunk.k]
+        now = env._now
+        start = free_at[queue]
+        if start < now:
+            start = now
+        end = start + chunk.nbytes * 8 / bandwidth_bps + overhead_s  # Link.transmit_s, inlined
         free_at[queue] = end
-        timeline.hops.append(Hop(group[0], link, start, end, nbytes, now))
-        arrival = env.timeout(end + link.latency_s - now)
-        if k + 1 < len(route):
-            arrival.callbacks.append(lambda _event: forward(group, route, k + 1, nbytes, last))
-        elif last:
-            arrival.callbacks.append(lambda _event: delivered(group))
+        hops_append(new_tuple(Hop, (chunk.group[0], link, start, end, chunk.nbytes, now)))
+        chunk.callbacks = on_arrival
+        heappush(schedule, (now + (end + latency_s - now), NORMAL, next(eid), chunk))  # a Timeout, reused
 
-    def delivered(group: list[int]) -> None:
-        for m in group:
-            timeline.message_end_s[m] = env.now
-            if messages[m].final:
-                record_done(messages[m].frame)
-            arrived[m].succeed()
+    def arrive(chunk: _Transit) -> None:
+        k = chunk.k = chunk.k + 1
+        if k < len(chunk.route):
+            forward(chunk)
+        elif chunk.last:
+            now = env._now
+            for m in chunk.group:
+                message_end_s[m] = now
+                msg = messages[m]
+                if msg.final and frame_done_s[msg.frame] < now:
+                    frame_done_s[msg.frame] = now
+                event = arrived[m]  # event.succeed(), inlined
+                event._ok, event._value = True, None
+                heappush(schedule, (now, NORMAL, next(eid), event))
+
+    on_arrival = (arrive,)
 
     def multicast_groups(ms: list[int]) -> list[list[int]]:
         groups: dict[tuple, list[int]] = {}
@@ -190,12 +255,11 @@ def simulate(
             groups.setdefault(key, []).append(m)
         return list(groups.values())
 
-    def group_route(group: list[int]) -> tuple[Link, ...]:
+    def group_route(group: list[int]) -> tuple[_RouteHop, ...]:
         msg = messages[group[0]]
-        routes = [network.route(names[msg.src], names[messages[m].dst]) for m in group]
         if len(group) == 1:
-            return routes[0]
-        links = [r[0] for r in routes]  # one hop each on the shared medium
+            return route_of(msg.src, msg.dst)
+        links = [route_of(msg.src, messages[m].dst)[0].link for m in group]  # one hop each on the medium
         receivers = ",".join(names[messages[m].dst] for m in group)
         slowest = Link(
             names[msg.src],
@@ -205,41 +269,75 @@ def simulate(
             links[0].queue_name,
             links[0].overhead_s,
         )
-        return (slowest,)
+        return hops_of([slowest])
+
+    message_ready_s, message_hops = timeline.message_ready_s, timeline.message_hops
+    message_start_s, carried_by, hops = timeline.message_start_s, timeline.carried_by, timeline.hops
 
     def send(ms: list[int]) -> None:
-        for group in multicast_groups(ms) if multicast else [[m] for m in ms]:
+        now = env._now
+        if not multicast:
+            for m in ms:
+                msg = messages[m]
+                route = route_of(msg.src, msg.dst)
+                message_ready_s[m] = now
+                message_hops[m] = len(route)
+                nbytes, group = msg.bytes, [m]
+                if chunk_bytes is None or nbytes <= chunk_bytes:
+                    forward(_Transit(group, route, nbytes, True))
+                    message_start_s[m] = hops[-1].start_s
+                    continue
+                sizes = chunk_sizes(nbytes, chunk_bytes)
+                for i, size in enumerate(sizes):  # chunks join the first queue back to back, in order
+                    forward(_Transit(group, route, size, i == len(sizes) - 1))
+                    if i == 0:
+                        message_start_s[m] = hops[-1].start_s
+            return
+        for group in multicast_groups(ms):
             route = group_route(group)
             for m in group:
-                timeline.message_ready_s[m] = env.now
-                timeline.message_hops[m] = len(route)
-                timeline.carried_by[m] = group[0]
+                message_ready_s[m] = now
+                message_hops[m] = len(route)
+                carried_by[m] = group[0]
             sizes = chunk_sizes(messages[group[0]].bytes, chunk_bytes)
             for i, size in enumerate(sizes):  # chunks join the first queue back to back, in order
-                forward(group, route, 0, size, i == len(sizes) - 1)
+                forward(_Transit(group, route, size, i == len(sizes) - 1))
                 if i == 0:
                     for m in group:
-                        timeline.message_start_s[m] = timeline.hops[-1].start_s
+                        message_start_s[m] = hops[-1].start_s
 
     def source(frame: int):
         yield frame_arrived[frame]
         send(input_of_frame[frame])
 
+    all_of, timeout = env.all_of, env.timeout  # bound once, not per task
+    task_start_s, task_end_s = timeline.task_start_s, timeline.task_end_s
+
     def device(d: int, own: list[int]):
         rate = rates[d]
-        for t in own:
-            task = tasks[t]
-            if not frame_arrived[task.frame].processed:
-                yield frame_arrived[task.frame]
-            needed = [arrived[m] for m in waits_for[t] if not arrived[m].processed]
+        steps = [  # per task: its frame's arrival, the arrivals it needs, duration, final, messages it sends
+            (
+                t,
+                frame_arrived[tasks[t].frame],
+                [arrived[m] for m in waits_for[t]],
+                rate.task_s(tasks[t].flops, tasks[t].bytes_touched, tasks[t].op),
+                tasks[t].final,
+                released_by[t],
+            )
+            for t in own
+        ]
+        for t, frame, waits, duration, final, releases in steps:
+            if frame.callbacks is not None:  # not yet processed
+                yield frame
+            needed = [event for event in waits if event.callbacks is not None]
             if needed:
-                yield env.all_of(needed)
-            timeline.task_start_s[t] = env.now
-            yield env.timeout(rate.task_s(task.flops, task.bytes_touched, task.op))
-            timeline.task_end_s[t] = env.now
-            if task.final:
-                record_done(task.frame)
-            send(released_by[t])
+                yield all_of(needed)
+            task_start_s[t] = env._now
+            yield timeout(duration)
+            task_end_s[t] = env._now
+            if final:
+                record_done(tasks[t].frame)
+            send(releases)
 
     for f in range(workload.frames):
         env.process(source(f))
@@ -248,12 +346,6 @@ def simulate(
         per_device[task.device].append(t)
     for d in range(len(names)):
         env.process(device(d, per_device[d]))
-    enabled = gc.isenabled()
-    gc.disable()  # the run allocates many short-lived acyclic objects; the collector's passes over the
-    try:  # (large) workload would cost more than the simulation itself; cycles are collected afterwards
-        env.run()
-    finally:
-        if enabled:
-            gc.enable()
-    timeline.events = env.steps
+    env.run()
+    timeline.events = next(eid)  # every event scheduled was processed: the queue ran empty
     return timeline
