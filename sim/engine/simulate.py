@@ -162,7 +162,7 @@ def _simulate(
 ) -> Timeline:
     """:func:`simulate`, with the garbage collector off."""
     env = simpy.Environment()
-    schedule: list[tuple[float, int, int, Any]] = env._queue  # Environment.schedule, inlined for the hops
+    schedule: list[Any] = env._queue  # Environment.schedule, inlined for the hops
     eid = env._eid
     tasks, messages = workload.tasks, workload.messages
     names = workload.devices
