@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import networkx as nx
-
 SWITCH = "switch"  # the star topology's switch node
 MEDIUM = "medium"  # the queue of the shared wireless medium
 TOPOLOGIES = ("mesh", "star", "ring", "line", "custom", "shared")
@@ -40,6 +38,8 @@ def read_graphml(path: str) -> list[tuple[str, str, dict[str, Any]]]:
     """The edges of a GraphML file with their attributes (``bandwidth_mbps``, ``latency_ms``, ``up_mbps``,
     ``down_mbps``, ``duplex``), in file order. Raises ``ValueError`` naming ``network.graphml``."""
     try:
+        import networkx as nx  # networkx: imported when a GraphML file is read, keeping dsim schema instant
+
         g = nx.read_graphml(path)
     except FileNotFoundError:
         raise ValueError(f"network.graphml: no such file {path}") from None
@@ -50,10 +50,21 @@ def read_graphml(path: str) -> list[tuple[str, str, dict[str, Any]]]:
 
 def check_connected(nodes: Sequence[str], edges: Iterable[tuple[str, str]], field: str = "network") -> None:
     """Raise ``ValueError`` naming a pair of ``nodes`` with no path between them over ``edges``."""
-    g = nx.Graph()
-    g.add_nodes_from(nodes)
-    g.add_edges_from(edges)
-    components = list(nx.connected_components(g))
+    neighbours: dict[str, list[str]] = {n: [] for n in nodes}  # plain BFS: no networkx at scenario load
+    for a, b in edges:
+        neighbours.setdefault(a, []).append(b)
+        neighbours.setdefault(b, []).append(a)
+    if not neighbours:
+        return
+    start = next(iter(neighbours))
+    seen, frontier = {start}, [start]
+    while frontier:
+        u = frontier.pop()
+        for v in neighbours[u]:
+            if v not in seen:
+                seen.add(v)
+                frontier.append(v)
+    components = [seen] if len(seen) == len(neighbours) else [seen, set(neighbours) - seen]
     if len(components) > 1:
         first = next(n for n in nodes if n in components[0])
         other = next(n for n in nodes if n not in components[0])

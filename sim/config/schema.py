@@ -62,6 +62,11 @@ class ModelSpec(_Strict):
     )
     checkpoint: Path | None = Field(default=None, description="state_dict saved by `dsim train`")
     num_classes: int = Field(default=10, gt=0)
+    width: float = Field(
+        default=1.0,
+        gt=0,
+        description="channel multiplier of the zoo models that have one (e.g. resnet50); 1: as published",
+    )
     train_epochs: int = Field(
         default=0, ge=0, description="train (seeded) on the dataset's train split before pruning; 0: do not train"
     )

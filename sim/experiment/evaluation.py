@@ -1,0 +1,120 @@
+"""The torch-free half of a run: what a built workload is, which settings it depends on, and running the
+engine on it for a scenario's devices and network.
+
+:mod:`sim.experiment.pipeline` builds a :class:`BuiltWorkload` with torch; everything here runs without
+torch, so a workload read back from the build cache (:mod:`sim.experiment.builds`) is simulated and
+analysed without importing it.
+
+Example::
+
+    >>> from sim.config.load import parse_scenario
+    >>> sc = parse_scenario({"name": "x", "model": {"name": "lenet5"}, "devices": [{"name": "a", "gflops": 1}],
+    ...                      "source": "a", "sink": "a"})
+    >>> baseline_scenario(sc).name
+    'x-single'
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sim.analysis import counters
+from sim.analysis.critical_path import critical_path_summary
+from sim.analysis.result import RunResult
+from sim.analysis.summary import deployment_summary, summarize
+from sim.analysis.tables import compute_table, transfers_table
+from sim.config.load import parse_scenario
+from sim.config.schema import Scenario
+from sim.engine.simulate import simulate
+from sim.experiment import assemble
+from sim.workload.types import Workload
+
+
+@dataclass(frozen=True)
+class BuiltWorkload:
+    """What the torch side hands on (picklable, torch-free): the workload, the deployment phase's workload
+    when the scenario deploys, and the test accuracy of the model it came from (labelled datasets)."""
+
+    workload: Workload
+    deploy: Workload | None = None
+    accuracy: float | None = None
+
+
+def workload_key(scenario: Scenario) -> str:
+    """The settings :func:`sim.experiment.pipeline.prepare` reads, as a JSON string: scenarios with equal
+    keys share a workload.
+
+    Sweeps use it to build each distinct workload once, and the build cache to name it on disk. Whatever
+    ``prepare`` starts to read must be added.
+    """
+    data = scenario.resolved()
+    devices = [d["name"] for d in data["devices"]]
+    if scenario.partition.strategy == "balanced" and scenario.partition.file is None:
+        devices = [(d["name"], d["gflops"]) for d in data["devices"]]
+    inputs = {k: v for k, v in data["inputs"].items() if k not in ("interval_ms", "fps")}
+    key = {k: data[k] for k in ("seed", "model", "source", "sink", "partition", "prune", "transfer", "deploy")}
+    key.update(devices=devices, inputs=inputs)
+    if scenario.prune.method == "comm_structured":  # ranks channels by hop-weighted bytes on this network
+        key["network"] = data["network"]
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+def baseline_scenario(scenario: Scenario) -> Scenario:
+    """The scenario of ``baseline: single``: the whole model on the source device alone (same frames,
+    arrivals, pruning and wire settings; no network)."""
+    data = scenario.resolved()
+    data.update(
+        name=f"{scenario.name}-single",
+        devices=[d for d in data["devices"] if d["name"] == scenario.source],
+        sink=scenario.source,
+        network={},
+        partition={"strategy": "contiguous"},
+        baseline="none",
+        deploy=None,
+    )
+    return parse_scenario(data, origin="baseline")
+
+
+def single_device_baseline(scenario: Scenario, built: BuiltWorkload) -> dict[str, Any]:
+    """Latency and throughput of :func:`baseline_scenario` (whose built workload is ``built``), for
+    ``baseline: single``."""
+    single = baseline_scenario(scenario)
+    summary = evaluate(single, built).summary
+    return {"device": scenario.source, "latency_s": summary["latency_s"], "throughput_fps": summary["throughput_fps"]}
+
+
+def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload | None = None) -> RunResult:
+    """Run the engine on ``built.workload`` with the scenario's devices, network and frame arrivals, and
+    analyse the timeline into the run's tables and summary.
+
+    For ``baseline: single``, ``baseline`` is the built workload of :func:`baseline_scenario` (required;
+    :func:`sim.experiment.pipeline.evaluate` builds it when missing). A pair of devices that must talk but
+    has no route is refused (one line naming it) before the run.
+    """
+    workload, net = built.workload, scenario.network
+    rates = assemble.device_rates(scenario)
+    network = assemble.network(scenario)
+    names = workload.devices
+    network.check_pairs(dict.fromkeys((names[m.src], names[m.dst]) for m in workload.messages))
+    arrivals = assemble.arrivals_s(scenario, workload.frames)
+    timeline = simulate(workload, rates, network, arrivals, chunk_bytes=net.chunk_bytes, multicast=net.multicast)
+    transfers = transfers_table(workload, timeline)
+    compute = compute_table(workload, timeline)
+    summary = summarize(scenario.name, scenario.resolved(), transfers, compute, timeline)
+    summary["exchange"] = dict(workload.exchange)
+    if built.accuracy is not None:
+        summary["accuracy"] = built.accuracy
+    links, devices = counters.link_table(network, timeline), counters.device_table(workload, rates, timeline)
+    summary["links"], summary["devices"] = counters.records(links), counters.records(devices)
+    summary["critical_path"] = critical_path_summary(workload, timeline)
+    if scenario.baseline == "single":
+        if baseline is None:
+            raise ValueError("evaluate: baseline: single needs the built workload of baseline_scenario(scenario)")
+        base = single_device_baseline(scenario, baseline)
+        summary["baseline"] = {**base, "speedup": base["latency_s"] / summary["latency_s"]}
+    if built.deploy is not None:  # on the same network, before inference; not part of its latency
+        shipped = simulate(built.deploy, rates, network, [0.0], chunk_bytes=net.chunk_bytes, multicast=net.multicast)
+        summary.update(deployment_summary(built.deploy, shipped))
+    return RunResult(transfers, compute, summary, workload, timeline, links, devices)
