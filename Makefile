@@ -1,7 +1,7 @@
 # make demo  - set up .venv (if missing) and run the quick-start scenario
 # make test  - set up .venv (if missing) and run the test suite (slow cases excluded)
 # make bench - set up .venv (if missing) and print the benchmark figures
-# make lint  - ruff (lint and format check); part of make test
+# make lint  - ruff (lint and format check) and mypy (settings in setup.cfg); part of make test
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -24,6 +24,7 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	$(VENV)/bin/ruff check sim tests bench tools
 	$(VENV)/bin/ruff format --check sim tests bench tools
+	$(VENV)/bin/mypy
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow

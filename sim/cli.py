@@ -210,7 +210,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     train.fit(model, splits[0], args.epochs, scenario.model.lr, scenario.seed)
     with _writing(args.out):
         train.save_checkpoint(model, args.out)
-    print(f"test accuracy      {train.accuracy(model, splits[1]) * 100:.2f} % ({len(splits[1].labels)} images)")
+    print(f"test accuracy      {train.accuracy(model, splits[1]) * 100:.2f} % ({len(splits[1].images)} images)")
     print(f"written to         {args.out} (use it as model.checkpoint)")
     return 0
 

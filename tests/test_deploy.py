@@ -19,7 +19,7 @@ from sim.experiment.pipeline import load_model
 from sim.model import partition
 from sim.model.deploy import deployment_workload
 from sim.model.flowgraph import FlowGraph
-from sim.workload.plan import WorkloadPlan
+from sim.workload.plan import plan_workload
 from sim.workload.wire import WireSpec
 from tests.helpers import scenario_dict
 
@@ -38,7 +38,7 @@ def pruned_lenet() -> torch.nn.Module:
 def test_csr_deployment_bytes_of_pruned_lenet_by_hand() -> None:
     model = pruned_lenet()
     graph = FlowGraph.trace(model, torch.zeros(1, 1, 32, 32))
-    plan = WorkloadPlan(graph, partition.make_partition(graph, "contiguous", 4), 4, 0, 0)
+    plan = plan_workload(graph, partition.make_partition(graph, "contiguous", 4), 4, 0, 0)
     workload = deployment_workload(graph, plan, ["d0", "d1", "d2", "d3"], 0, WireSpec(), "csr")
     expected = {}
     for name, split in SPLITS.items():
@@ -80,7 +80,7 @@ def test_partial_sum_shards_hold_the_weights_on_own_channels() -> None:
     # conv1 under partial sums: only d0 owns the image channel, so it holds every conv1 weight (6 filters x 25)
     # and ships none of them; d1..d3 get just their filters' biases, (filters, 1).
     graph = FlowGraph.trace(load_model(ModelSpec(name="lenet5"), seed=0), torch.zeros(1, 1, 32, 32))
-    plan = WorkloadPlan(graph, partition.make_partition(graph, "contiguous", 4), 4, 0, 0, exchange="partial_sums")
+    plan = plan_workload(graph, partition.make_partition(graph, "contiguous", 4), 4, 0, 0, exchange="partial_sums")
     workload = deployment_workload(graph, plan, ["d0", "d1", "d2", "d3"], 0, WireSpec(), "dense")
     conv1 = [(m.dst, m.channels, m.elements) for m in workload.messages if m.layer == "conv1"]
     assert conv1 == [(1, 2, 2), (2, 1, 1), (3, 1, 1)]

@@ -9,6 +9,8 @@ fc1 [30]*4, fc2 [21]*4, fc3 [3,3,2,2].
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -19,7 +21,8 @@ from sim.experiment.pipeline import load_model
 from sim.model import partition
 from sim.model import shards as split
 from sim.model.flowgraph import FlowGraph
-from sim.workload.plan import WorkloadPlan
+from sim.workload.cost import task_templates
+from sim.workload.plan import TaskKey, plan_workload
 from tests.helpers import scenario_dict
 
 F32 = 4
@@ -40,7 +43,7 @@ def test_both_schemes_reproduce_the_unsplit_model(name: str, strategy: str) -> N
     mixed = {label: ("partial_sums" if k % 2 else "inputs") for k, label in enumerate(labels)}
     expected = model(images)
     for exchange in ("inputs", "partial_sums", mixed):
-        plan = WorkloadPlan(graph, parts, 4, source=1, sink=2, exchange=exchange)
+        plan = plan_workload(graph, parts, 4, source=1, sink=2, exchange=exchange)
         out = split.execute(graph, plan, images)
         torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
@@ -48,7 +51,7 @@ def test_both_schemes_reproduce_the_unsplit_model(name: str, strategy: str) -> N
 def test_grouped_convs_split_exactly_with_partial_sums() -> None:
     model, graph, images = traced("mobilenetv2", batch=1)
     parts = partition.make_partition(graph, "random", 3, seed=1, rates=[1.0] * 3)
-    plan = WorkloadPlan(graph, parts, 3, source=0, sink=0, exchange="partial_sums")
+    plan = plan_workload(graph, parts, 3, source=0, sink=0, exchange="partial_sums")
     torch.testing.assert_close(split.execute(graph, plan, images), model(images), rtol=1e-5, atol=1e-5)
 
 
@@ -56,9 +59,9 @@ def test_grouped_convs_split_exactly_with_partial_sums() -> None:
 def test_executor_refuses_an_incomplete_plan(exchange: str) -> None:
     _, graph, images = traced("lenet5")
     parts = partition.make_partition(graph, "contiguous", 4)
-    plan = WorkloadPlan(graph, parts, 4, source=0, sink=0, exchange=exchange)
+    plan = plan_workload(graph, parts, 4, source=0, sink=0, exchange=exchange)
     dropped = next(k for k, m in enumerate(plan.messages) if m.layer in ("conv1", "conv1.partial") and m.dst == 3)
-    del plan.messages[dropped]
+    plan = replace(plan, messages=plan.messages[:dropped] + plan.messages[dropped + 1 :])  # a plan missing one
     with pytest.raises(RuntimeError) if exchange == "inputs" else pytest.raises(AssertionError):
         out = split.execute(graph, plan, images)  # partial sums: a missing addend gives a wrong sum
         torch.testing.assert_close(out, graph.module(images))
@@ -127,7 +130,7 @@ def test_auto_picks_the_cheaper_scheme_per_layer_by_hand() -> None:
 
 def test_partial_sum_payloads_are_the_real_values() -> None:
     _, graph, images = traced("lenet5", batch=1)
-    plan = WorkloadPlan(graph, partition.make_partition(graph, "contiguous", 4), 4, 0, 0, exchange="partial_sums")
+    plan = plan_workload(graph, partition.make_partition(graph, "contiguous", 4), 4, 0, 0, exchange="partial_sums")
     frames, partials = split.frame_values(graph, plan, [images])
     # device 0's partial sums of conv2 over its two pooled conv1 channels, by a direct convolution
     x = torch.from_numpy(frames[0]["max_pool2d"])[:, :2]
@@ -151,13 +154,14 @@ def test_grouped_conv_partial_flops_count_each_filter_against_its_own_group() ->
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Conv2d(4, 4, 3, groups=4)).eval()
     graph = FlowGraph.trace(model, torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0)))
     parts = {"0": np.array([0, 0, 1, 1]), "1": np.array([1, 0, 0, 1])}
-    plan = WorkloadPlan(graph, parts, 2, source=0, sink=0, exchange="partial_sums")
-    flops = {(key, d): fl for key, d, fl, *_ in plan.tasks(batch=1)}
+    plan = plan_workload(graph, parts, 2, source=0, sink=0, exchange="partial_sums")
+    flops = {(t.key, t.device): t.flops for t in task_templates(plan, batch=1)}
     # device 0 owns dw's input channels 0 and 1; filter c of a depthwise conv reads channel c alone, so its
     # partial sums cover filters 0 and 1, one channel each: 2 * 2 * 3*3 * 4*4
-    assert flops[("_1#partial", 0)] == flops[("_1#partial", 1)] == 2 * 2 * 9 * 16
-    assert flops[("_0#partial", 0)] == 2 * 4 * 1 * 9 * 36  # the image is on device 0: all of conv0
-    assert ("_0#partial", 1) not in flops
+    partial_1, partial_0 = TaskKey("_1", "partial"), TaskKey("_0", "partial")
+    assert flops[(partial_1, 0)] == flops[(partial_1, 1)] == 2 * 2 * 9 * 16
+    assert flops[(partial_0, 0)] == 2 * 4 * 1 * 9 * 36  # the image is on device 0: all of conv0
+    assert (partial_0, 1) not in flops
     # filter 0 (on device 1) reads channel 0 (on device 0); filter 2 (on device 0) reads channel 2 (on 1)
     assert [(m.src, m.dst, m.channel_ids) for m in plan.messages if m.partial and m.layer == "1.partial"] == [
         (0, 1, (0,)),

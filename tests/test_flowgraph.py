@@ -11,8 +11,9 @@ from torch import nn
 from sim.errors import UserError
 from sim.model.flowgraph import FlowGraph
 from sim.model.partition import make_partition
+from sim.workload.cost import task_templates
 from sim.workload.graph import residual_groups
-from sim.workload.plan import WorkloadPlan
+from sim.workload.plan import WorkloadPlan, plan_workload
 
 F32 = 4
 
@@ -22,7 +23,7 @@ def plan_of(model: nn.Module, shape, parts, n_devices=2) -> WorkloadPlan:
         torch.manual_seed(0)
         x = torch.rand(1, *shape)
     graph = FlowGraph.trace(model, x)
-    return WorkloadPlan(graph, {k: np.asarray(v) for k, v in parts.items()}, n_devices, source=0, sink=0)
+    return plan_workload(graph, {k: np.asarray(v) for k, v in parts.items()}, n_devices, source=0, sink=0)
 
 
 def messages(plan: WorkloadPlan) -> set[tuple[str, int, int, tuple[int, ...]]]:
@@ -74,7 +75,7 @@ def test_depthwise_filter_needs_only_its_own_channel() -> None:
         ("output", 1, 0, (1, 3)),
     }
     # FLOPs: 2 * filters * in_channels * k*k / groups * H*W = 2 * 2 * 4 * 9 / 4 * 36 per device
-    flops = {(stage, d): fl for stage, d, fl, *_ in plan.tasks(batch=1)}
+    flops = {(t.key.stage, t.device): t.flops for t in task_templates(plan, batch=1)}
     assert flops[("dw", 0)] == flops[("dw", 1)] == 2 * 2 * 9 * 36
     assert flops[("pw", 0)] == 2 * 2 * 2 * 36
 

@@ -14,7 +14,7 @@ from sim.model import partition
 from sim.model import shards as split
 from sim.model.flowgraph import FlowGraph
 from sim.model.zoo import build_model
-from sim.workload.plan import WorkloadPlan
+from sim.workload.plan import plan_workload
 from tests.helpers import scenario_dict
 
 F32 = 4
@@ -42,7 +42,7 @@ def test_split_execution_with_spread_inputs_matches_the_model() -> None:
     graph = FlowGraph.trace(model, images)
     parts = partition.make_partition(graph, "random", 4, seed=2)
     for exchange in ("inputs", "partial_sums"):
-        plan = WorkloadPlan(graph, parts, 4, source=0, sink=3, exchange=exchange, input_owner=[2, 0, 1])
+        plan = plan_workload(graph, parts, 4, source=0, sink=3, exchange=exchange, input_owner=[2, 0, 1])
         with torch.no_grad():
             torch.testing.assert_close(split.execute(graph, plan, images), model(images), rtol=1e-5, atol=1e-5)
 

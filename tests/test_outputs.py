@@ -72,8 +72,8 @@ def test_csr_round_trips_real_activations_exactly() -> None:
     spec = wire.WireSpec("float32", 32)
     checked = 0
     for m in plan.messages:
-        node = graph.graph.nodes[m.tensor]
-        matrix = message_matrix(values[m.tensor], m.channels, node["channels"], node["rank"])
+        node = graph.node(m.tensor)
+        matrix = message_matrix(values[m.tensor], m.channels, node.channels, node.rank)
         buf = wire.encode(matrix, "csr", spec)
         rows, nnz = matrix.shape[0], np.count_nonzero(matrix)
         assert len(buf) == (rows + 1) * 4 + nnz * (4 + 4)

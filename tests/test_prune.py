@@ -201,10 +201,10 @@ def test_bytes_saved_are_hop_weighted_dense_bytes_of_every_message_carrying_the_
     other devices; on a line d0-d1-d2-d3 (hops = |src - dst|) the owner of channels 0..3 (d0) reaches the
     others in 1 + 2 + 3 hops, d1 (channels 4..7) in 1 + 1 + 2. A conv1 channel is 14x14 float32 = 784 B."""
     from sim.model.partition import make_partition
-    from sim.workload.plan import WorkloadPlan
+    from sim.workload.plan import plan_workload
 
     _, graph = lenet()
-    plan = WorkloadPlan(graph, make_partition(graph, "contiguous", 4), 4, 0, 0)
+    plan = plan_workload(graph, make_partition(graph, "contiguous", 4), 4, 0, 0)
     groups = {g.layers[0]: g for g in prune.channel_groups(graph)}
     mesh = prune.bytes_saved(plan, groups["conv2"], lambda s, d: 1)
     line = prune.bytes_saved(plan, groups["conv2"], lambda s, d: abs(s - d))

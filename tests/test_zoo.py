@@ -263,7 +263,7 @@ def test_imagenet_models_trace_at_224(name: str) -> None:
     model = build_model(name, num_classes=10, width=0.25).eval()
     x = torch.zeros(1, *INPUT_SHAPES[name])
     graph = FlowGraph.trace(model, x)
-    assert graph.graph.nodes[graph.order[-1]]["channels"] == 10
+    assert graph.node(graph.order[-1]).channels == 10
     assert model(x).shape == (1, 10)
 
 

@@ -97,7 +97,8 @@ def device_table(workload: Workload, rates: Sequence[DeviceRate], timeline: Time
 
 def records(table: pd.DataFrame) -> list[dict[str, Any]]:
     """The rows of ``table`` as JSON-ready dicts (missing values as None, not NaN)."""
-    return table.astype(object).where(table.notna(), None).to_dict(orient="records")
+    rows = table.astype(object).where(table.notna(), None).to_dict(orient="records")
+    return [{str(k): v for k, v in row.items()} for row in rows]
 
 
 def stream_stats(timeline: Timeline) -> dict[str, Any]:

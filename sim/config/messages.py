@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 
 def _loc(parts: tuple[int | str, ...]) -> str:
@@ -39,7 +40,7 @@ def _kind(value: Any) -> str:
     return f"{kind} ({value!r})" if isinstance(value, (str, int, float)) and len(repr(value)) <= 40 else kind
 
 
-def _message(error: dict[str, Any]) -> str:
+def _message(error: ErrorDetails) -> str:
     """One short phrase for one pydantic error."""
     kind = error["type"]
     ctx = {k: (f"{v:g}" if isinstance(v, float) else v) for k, v in error.get("ctx", {}).items()}

@@ -176,15 +176,15 @@ def sweep_points(
             if key in grid:
                 raise UserError(f"--variant {name}: {key} is also swept by --set; set it in one place")
     keys = list(grid)
-    named: list[tuple[str | None, Mapping[str, Any]]] = list((variants or {None: {}}).items())
+    named: list[tuple[str | None, Mapping[str, Any]]] = list(variants.items()) if variants else [(None, {})]
     out: list[tuple[dict[str, Any], Scenario | UserError]] = []
     for (name, settings), combo in itertools.product(named, itertools.product(*(grid[k] for k in keys))):
         point = copy.deepcopy(data)
         for key, value in [*settings.items(), *zip(keys, combo)]:
             _assign(point, key, value)
-        values = ({} if name is None else {"variant": name}) | dict(zip(keys, combo))
+        labels: dict[str, Any] = ({} if name is None else {"variant": name}) | dict(zip(keys, combo))
         try:
-            out.append((values, parse_scenario(point, origin)))
+            out.append((labels, parse_scenario(point, origin)))
         except UserError as exc:
-            out.append((values, exc))
+            out.append((labels, exc))
     return out

@@ -37,7 +37,7 @@ class _Strict(BaseModel):
     @classmethod
     def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
         """YAML ``true`` would otherwise pass as the number 1 (``gflops: true``)."""
-        if isinstance(value, bool):
+        if isinstance(value, bool) and info.field_name is not None:
             types = _scalar_types(cls.model_fields[info.field_name].annotation)
             if bool not in types:
                 wanted = "a number" if types & {int, float} else "text"

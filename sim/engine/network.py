@@ -112,7 +112,7 @@ class Network:
         """
         edges = topology_edges(topology, devices) + list(extra_edges)
         overrides = overrides or {}
-        g = nx.DiGraph()
+        g: nx.DiGraph[str] = nx.DiGraph()
         g.add_nodes_from(devices)
         for a, b in edges:
             p = overrides.get((a, b))

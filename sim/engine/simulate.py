@@ -16,7 +16,7 @@ Semantics (DESIGN section 3, "Engine" and "Topologies"):
 * With ``chunk_bytes``, a message travels as chunks of at most that many bytes, each stored and forwarded
   on its own, so a long route pipelines; the message arrives with its last chunk.
 * With ``multicast`` (a shared medium), messages made ready together that carry the same payload (equal
-  ``frame, src, tensor, channel_ids`` and ``bytes``, non-empty ``tensor``) are one transmission, at the
+  ``frame, src, tensor, partial, channel_ids`` and ``bytes``, non-empty ``tensor``) are one transmission, at the
   slowest receiver's rate, arriving at every receiver after the largest of their latencies.
 * A frame is done when the sink holds all final outputs; its latency is that time minus its arrival.
 
@@ -251,7 +251,7 @@ def _simulate(
         groups: dict[tuple, list[int]] = {}
         for m in ms:
             msg = messages[m]
-            key = (msg.frame, msg.src, msg.tensor, msg.channel_ids, msg.bytes) if msg.tensor else (m,)
+            key = (msg.frame, msg.src, msg.tensor, msg.partial, msg.channel_ids, msg.bytes) if msg.tensor else (m,)
             groups.setdefault(key, []).append(m)
         return list(groups.values())
 

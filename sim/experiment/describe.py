@@ -29,15 +29,14 @@ def layer_table(built: Prepared) -> pd.DataFrame:
     for node in g.order:
         if g.kind(node) != "layer":
             continue
-        attrs = g.graph.nodes[node]
-        src = g.graph.nodes[attrs["args"][0]]
-        row = {
-            "layer": attrs["label"],
-            "op": attrs["layer"].op,
-            "input": _shape(src["shape"]),
-            "output": _shape(attrs["shape"]),
+        rec = g.node(node)
+        row: dict[str, str | float] = {
+            "layer": rec.label,
+            "op": g.layer(node).op,
+            "input": _shape(g.node(rec.args[0]).shape),
+            "output": _shape(rec.shape),
         }
-        row.update({d: flops.get(attrs["label"], {}).get(d, 0.0) for d in wl.devices})
+        row.update({d: flops.get(rec.label, {}).get(d, 0.0) for d in wl.devices})
         rows.append(row)
     return pd.DataFrame(rows)
 

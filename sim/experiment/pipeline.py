@@ -25,7 +25,7 @@ from sim.experiment.store import Store, weights_digest
 from sim.model import data, deploy, partition, prune, shards, surgery, train, zoo
 from sim.model.flowgraph import FlowGraph
 from sim.workload import wire
-from sim.workload.plan import WorkloadPlan
+from sim.workload.plan import WorkloadPlan, plan_workload
 from sim.workload.sizing import build_workload, choose_exchange
 from sim.workload.types import Workload
 
@@ -115,13 +115,13 @@ def make_plan(
 ) -> WorkloadPlan:
     """The scenario's workload plan: its devices, source, sink and image channel owners (``inputs.owners``)."""
     names, owners = scenario.device_names, scenario.inputs.owners
-    if owners is not None and len(owners) != graph.graph.nodes[graph.input_node()]["channels"]:
-        channels = graph.graph.nodes[graph.input_node()]["channels"]
+    channels = graph.node(graph.input_node()).channels
+    if owners is not None and len(owners) != channels:
         raise UserError(
             f"inputs.owners: has {len(owners)} entries; the model input has {channels} channels "
             "(give one device per channel)"
         )
-    return WorkloadPlan(
+    return plan_workload(
         graph,
         parts,
         len(names),

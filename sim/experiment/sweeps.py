@@ -174,8 +174,9 @@ def iter_points(
             except UserError as exc:
                 baseline_of[key] = exc
                 continue
-            baseline_of[key] = workload_key(single)
-            builds.setdefault(baseline_of[key], single)
+            single_key = workload_key(single)
+            baseline_of[key] = single_key
+            builds.setdefault(single_key, single)
     workloads: dict[str, BuiltWorkload] = {}
     failed: dict[str, str] = {}
     jobs_list = [(key, sc, store) for key, sc in builds.items()]

@@ -33,9 +33,10 @@ Example::
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-import networkx as nx
 import numpy as np
 import torch
 import torch.fx as fx
@@ -43,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sim.errors import UserError, first_line
-from sim.workload.graph import ChannelGraph, Layer
+from sim.workload.graph import ChannelGraph, Layer, Node
 
 _POINTWISE_MODULES = (
     nn.BatchNorm1d,
@@ -95,8 +96,8 @@ SUPPORTED = "conv, linear, batch-norm, activations, pooling, dropout, flatten/vi
 class FlowGraph(ChannelGraph):
     """A :class:`~sim.workload.graph.ChannelGraph` traced from a torch model, which it keeps as ``module``."""
 
-    def __init__(self, module: fx.GraphModule, graph: nx.DiGraph, order: list[str]):
-        super().__init__(graph, order)
+    def __init__(self, module: fx.GraphModule, nodes: Mapping[str, Node], order: list[str]):
+        super().__init__(nodes, order)
         self.module = module
 
     # -- construction ---------------------------------------------------------------------------------
@@ -116,7 +117,7 @@ class FlowGraph(ChannelGraph):
             ) from None
         shapes = {name: tuple(t.shape) for name, t in values.items() if torch.is_tensor(t)}
         modules = dict(gm.named_modules())
-        graph = nx.DiGraph()
+        nodes: dict[str, Node] = {}
         order: list[str] = []
         labels: set[str] = set()
         for node in gm.graph.nodes:
@@ -125,45 +126,49 @@ class FlowGraph(ChannelGraph):
             if node.op == "output" and len(_tensor_args(node)) != 1:
                 raise UserError("model.name: the model must return one tensor (the logits)")
             kind = _classify(node, modules, shapes)
-            args = [a.name for a in _tensor_args(node) if a.name in shapes]
-            shape = shapes.get(args[0] if node.op == "output" else node.name)
-            attrs: dict[str, Any] = {"kind": kind, "args": args, "rank": len(shape), "shape": shape[1:]}
-            attrs["channels"] = shape[1]
-            attrs["spatial"] = int(np.prod(shape[2:])) if len(shape) > 2 else 1
-            attrs["label"] = _label(node, kind, labels)
+            args = tuple(a.name for a in _tensor_args(node) if a.name in shapes)
+            shape = shapes[args[0] if node.op == "output" else node.name]
+            spatial = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+            rec = Node(kind, _label(node, kind, labels), shape[1:], shape[1], spatial, len(shape), args)
             if kind == "flatten":
-                src = graph.nodes[args[0]]
-                if shape[1] != src["channels"] * src["spatial"]:
+                src = nodes[args[0]]
+                if shape[1] != src.channels * src.spatial:
                     raise UserError(f"model.name: '{node.name}' reshapes to {shape}; only flatten(x, 1) is supported")
-                attrs.update(channels=src["channels"], spatial=src["spatial"])
+                rec = replace(rec, channels=src.channels, spatial=src.spatial)
             elif kind in ("pointwise", "output"):
-                src = graph.nodes[args[0]]
-                width = src["channels"] * (src["spatial"] if src["rank"] == 2 else 1)
-                if kind == "pointwise" and (len(shape) != src["rank"] or shape[1] != width):
+                src = nodes[args[0]]
+                width = src.channels * src.features_per_channel
+                if kind == "pointwise" and (len(shape) != src.rank or shape[1] != width):
                     raise UserError(f"model.name: '{node.name}' changes the channel count; not a channel-wise op")
-                if kind == "output" or src["rank"] == 2:
-                    attrs.update(channels=src["channels"], spatial=src["spatial"], rank=src["rank"])
+                if kind == "output" or src.rank == 2:
+                    rec = replace(rec, channels=src.channels, spatial=src.spatial, rank=src.rank)
             elif kind == "cat":
-                srcs = [graph.nodes[a] for a in args]
-                if len({(s["spatial"], s["rank"]) for s in srcs}) != 1:
+                srcs = [nodes[a] for a in args]
+                if len({(s.spatial, s.rank) for s in srcs}) != 1:
                     raise UserError(f"model.name: '{node.name}' concatenates tensors of different spatial sizes")
-                attrs.update(channels=sum(s["channels"] for s in srcs), spatial=srcs[0]["spatial"])
+                rec = replace(rec, channels=sum(s.channels for s in srcs), spatial=srcs[0].spatial)
             elif kind == "add":
-                if len(args) != 2 or len({graph.nodes[x]["channels"] for x in args}) != 1:
+                if len(args) != 2 or len({nodes[x].channels for x in args}) != 1:
                     raise UserError(f"model.name: '{node.name}' must add two tensors of equal channel count")
             elif kind == "layer":
-                src = graph.nodes[args[0]]
-                attrs["layer"] = _layer(node.target, modules[node.target], src, attrs["spatial"])
-            graph.add_node(node.name, **attrs)
-            for a in args:
-                graph.add_edge(a, node.name)
+                target = str(node.target)
+                rec = replace(rec, layer=_layer(target, layer_module(gm, target), nodes[args[0]], rec.spatial))
+            nodes[node.name] = rec
             order.append(node.name)
-        return cls(gm, graph, order)
+        return cls(gm, nodes, order)
 
     def activations(self, batch: torch.Tensor, nodes: set[str]) -> dict[str, np.ndarray]:
         """Run the model on ``batch`` and return the values of ``nodes`` as float32 numpy arrays."""
         values = _record(self.module, batch, keep=nodes)
         return {n: values[n].detach().numpy().astype(np.float32, copy=False) for n in nodes}
+
+
+def layer_module(root: nn.Module, target: str) -> nn.Conv2d | nn.Linear:
+    """The ``Conv2d`` or ``Linear`` submodule of ``root`` at path ``target`` (a partitionable layer)."""
+    module = root.get_submodule(target)
+    if not isinstance(module, (nn.Conv2d, nn.Linear)):
+        raise TypeError(f"{target} is a {type(module).__name__}, not a Conv2d or Linear")
+    return module
 
 
 def _record(gm: fx.GraphModule, batch: torch.Tensor, keep: set[str] | None = None) -> dict[str, Any]:
@@ -203,7 +208,7 @@ def _classify(node: fx.Node, modules: dict[str, nn.Module], shapes: dict[str, tu
     if node.op == "output":
         return "output"
     if node.op == "call_module":
-        mod = modules[node.target]
+        mod = modules[str(node.target)]
         where = f"at '{node.target}'"
         if isinstance(mod, (nn.Conv2d, nn.Linear)):
             return "layer"
@@ -255,12 +260,12 @@ def _label(node: fx.Node, kind: str, taken: set[str]) -> str:
     return label
 
 
-def _layer(name: str, mod: nn.Module, src: dict[str, Any], out_spatial: int) -> Layer:
+def _layer(name: str, mod: nn.Conv2d | nn.Linear, src: Node, out_spatial: int) -> Layer:
     """Describe a Conv2d or Linear module reading a tensor with attributes ``src``."""
     weight = mod.weight.detach()
-    channels, spatial = src["channels"], src["spatial"]
+    channels, spatial = src.channels, src.spatial
     if isinstance(mod, nn.Conv2d):
-        if src["rank"] != 4:
+        if src.rank != 4:
             raise UserError(f"model.name: conv '{name}' reads a flattened tensor; only 4-D inputs are supported")
         out_c, per_group = weight.shape[:2]
         groups = mod.groups
@@ -272,7 +277,7 @@ def _layer(name: str, mod: nn.Module, src: dict[str, Any], out_spatial: int) -> 
             uses[rows, g * per_group : (g + 1) * per_group] = local[rows]
         kernel = int(np.prod(weight.shape[2:]))
         return Layer(name, "conv", channels, out_c, spatial, out_spatial, kernel, groups, uses)
-    if src["rank"] != 2:
+    if src.rank != 2:
         raise UserError(f"model.name: linear '{name}' reads a 4-D tensor; flatten it first")
     uses = (weight != 0).reshape(weight.shape[0], channels, spatial).any(-1).numpy()
     return Layer(name, "linear", channels, weight.shape[0], spatial, 1, 1, 1, uses)

@@ -54,13 +54,13 @@ from torch import nn
 
 from sim.config.schema import PruneSpec
 from sim.errors import UserError
-from sim.model.flowgraph import FlowGraph
+from sim.model.flowgraph import FlowGraph, layer_module
 from sim.workload.graph import residual_groups, stage_of
 from sim.workload.plan import WorkloadPlan
+from sim.workload.types import FLOAT32_BYTES  # bytes saved are counted as dense float32 values
 
 STRUCTURED = ("ln_structured", "random_structured", "comm_structured")
 UNSTRUCTURED = ("l1_unstructured", "random_unstructured", "global_unstructured")
-VALUE_BYTES = 4  # bytes saved are counted as dense float32 values
 Hops = Callable[[int, int], int]  # (src device, dst device) -> links on the route
 
 
@@ -86,19 +86,19 @@ def is_depthwise(layer_groups: int, in_channels: int, out_channels: int) -> bool
 def channel_groups(graph: FlowGraph) -> list[ChannelGroup]:
     """The channel groups of a traced model, in topological order of their first layer."""
     node_of = {graph.label(n): n for n in graph.order if graph.kind(n) == "layer"}
-    ties = nx.Graph()
+    ties: nx.Graph[str] = nx.Graph()
     ties.add_nodes_from(node_of.values())
     blocked = {graph.input_node(), stage_of(graph, graph.output_tensor())}
     for names in residual_groups(graph):
         nx.add_path(ties, [node_of[name] for name in names])
     for node in graph.order:
-        kind, args = graph.kind(node), graph.graph.nodes[node]["args"]
+        kind, args = graph.kind(node), graph.args(node)
         if kind == "add":
             ties.add_edge(node, stage_of(graph, args[0]))
         elif kind == "cat":
             blocked.update(stage_of(graph, a) for a in args)
         elif kind == "layer":
-            layer = graph.graph.nodes[node]["layer"]
+            layer = graph.layer(node)
             if is_depthwise(layer.groups, layer.in_channels, layer.out_channels):
                 ties.add_edge(node, stage_of(graph, args[0]))
             elif layer.groups > 1:
@@ -109,7 +109,7 @@ def channel_groups(graph: FlowGraph) -> list[ChannelGroup]:
         stages = sorted((n for n in component if graph.kind(n) in ("layer", "add")), key=rank.__getitem__)
         layers = tuple(graph.label(n) for n in stages if graph.kind(n) == "layer")
         if layers:
-            channels = graph.graph.nodes[stages[0]]["channels"]
+            channels = graph.node(stages[0]).channels
             groups.append(ChannelGroup(layers, tuple(stages), channels, not (component & blocked)))
     return sorted(groups, key=lambda g: rank[g.stages[0]])
 
@@ -145,9 +145,7 @@ def batchnorms(graph: FlowGraph, stages: tuple[str, ...]) -> list[tuple[str, int
             todo.append(nxt)
             fx_node = fx_nodes[nxt]
             if fx_node.op == "call_module" and isinstance(modules[fx_node.target], nn.modules.batchnorm._BatchNorm):
-                attrs = graph.graph.nodes[nxt]
-                per_channel = attrs["spatial"] if attrs["rank"] == 2 else 1
-                out.append((str(fx_node.target), per_channel))
+                out.append((str(fx_node.target), graph.node(nxt).features_per_channel))
     return out
 
 
@@ -161,7 +159,7 @@ def bytes_saved(plan: WorkloadPlan, group: ChannelGroup, hops: Hops) -> np.ndarr
     saved = np.zeros(group.channels)
     for m in plan.messages:
         if stage_of(g, m.tensor) in stages:
-            np.add.at(saved, m.channels, g.graph.nodes[m.tensor]["spatial"] * VALUE_BYTES * hops(m.src, m.dst))
+            np.add.at(saved, m.channels, g.node(m.tensor).spatial * FLOAT32_BYTES * hops(m.src, m.dst))
     return saved
 
 
@@ -214,7 +212,7 @@ def _group_norms(model: nn.Module, group: ChannelGroup, n: float) -> torch.Tenso
     """Ln norm of each channel's filters over all layers of the group (one long row per channel)."""
     total = torch.zeros(group.channels)
     for name in group.layers:
-        weight = model.get_submodule(name).weight.detach()
+        weight = layer_module(model, name).weight.detach()
         total += weight.flatten(1).abs().pow(n).sum(1)
     return total.pow(1.0 / n)
 
@@ -236,7 +234,7 @@ def _structured(
             k = _count(_group_amount(spec, group), group.channels)
             if k == 0:
                 continue
-            leader = model.get_submodule(group.layers[0])
+            leader = layer_module(model, group.layers[0])
             if spec.method == "random_structured":
                 tprune.random_structured(leader, "weight", amount=k, dim=0)
             elif len(group.layers) == 1:
@@ -246,7 +244,8 @@ def _structured(
                 tprune.ln_structured(
                     leader, "weight", amount=k, n=1, dim=0, importance_scores=scores.expand_as(leader.weight)
                 )
-            removed[gi] = np.flatnonzero(leader.weight_mask.flatten(1).sum(1).numpy() == 0)
+            mask = leader.get_buffer("weight_mask")  # added by torch.nn.utils.prune
+            removed[gi] = np.flatnonzero(mask.flatten(1).sum(1).numpy() == 0)
     keep: dict[str, np.ndarray] = {}
     for gi, gone in removed.items():
         group = groups[gi]

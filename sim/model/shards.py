@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,8 +40,8 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from sim.model.flowgraph import FlowGraph
-from sim.workload.plan import PARTIAL, WorkloadPlan
+from sim.model.flowgraph import FlowGraph, layer_module
+from sim.workload.plan import MessagePlan, WorkloadPlan
 
 
 def held_masks(graph: FlowGraph, plan: WorkloadPlan, device: int) -> dict[str, np.ndarray]:
@@ -61,9 +62,7 @@ def held_masks(graph: FlowGraph, plan: WorkloadPlan, device: int) -> dict[str, n
             if getattr(module, "bias", None) is not None:
                 masks[prefix + "bias"] = owned.copy()
             continue
-        width = graph.graph.nodes[node]["channels"] * (
-            graph.graph.nodes[node]["spatial"] if graph.graph.nodes[node]["rank"] == 2 else 1
-        )
+        width = graph.node(node).channels * graph.node(node).features_per_channel
         per_entry = np.repeat(owned, width // len(owned))
         for name, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
             if tensor is None or tensor.ndim == 0:
@@ -79,20 +78,20 @@ def _module_targets(graph: FlowGraph) -> dict[str, str]:
     return {n.name: str(n.target) for n in graph.module.graph.nodes if n.op == "call_module"}
 
 
-def _module_of(graph: FlowGraph, node: str) -> nn.Module:
-    """The module that call_module node ``node`` calls."""
-    return graph.module.get_submodule(_module_targets(graph)[node])
+def _module_of(graph: FlowGraph, node: str) -> nn.Conv2d | nn.Linear:
+    """The conv or linear module that layer node ``node`` calls."""
+    return layer_module(graph.module, _module_targets(graph)[node])
 
 
 def _weight_mask(graph: FlowGraph, plan: WorkloadPlan, layer: str, device: int) -> np.ndarray:
     """Which weights of conv/linear ``layer`` ``device`` holds, in the weight's shape."""
-    spec = graph.graph.nodes[layer]["layer"]
+    spec = graph.layer(layer)
     weight = _module_of(graph, layer).weight
     if plan.exchange[layer] == "inputs":
         rows = plan.ownership[layer] == device
         return np.broadcast_to(rows.reshape(-1, *[1] * (weight.ndim - 1)), weight.shape).copy()
     owned_in = plan.ownership[plan.layer_input(layer)] == device
-    users = spec.uses[:, owned_in].any(axis=1)
+    users = np.asarray(spec.uses[:, owned_in].any(axis=1))
     if spec.op == "linear":  # (out, C*S): feature c*S + s belongs to channel c
         cols = np.repeat(owned_in, spec.in_spatial)
         return users[:, None] & cols[None, :]
@@ -113,11 +112,11 @@ def shard_state(graph: FlowGraph, plan: WorkloadPlan, device: int) -> fx.GraphMo
     return module
 
 
-def _layer_call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _layer_call(module: nn.Conv2d | nn.Linear, x: torch.Tensor) -> torch.Tensor:
     """A conv or linear module applied without its bias."""
     if isinstance(module, nn.Linear):
         return F.linear(x, module.weight)
-    return F.conv2d(x, module.weight, None, module.stride, module.padding, module.dilation, module.groups)
+    return module._conv_forward(x, module.weight, None)  # the module's own stride, padding (and mode), groups
 
 
 def _channel_mask(value: torch.Tensor, keep: np.ndarray) -> torch.Tensor:
@@ -136,7 +135,7 @@ def partial_sums(
     ``values`` holds the input tensor of each such layer (as :meth:`FlowGraph.activations` returns it).
     """
     out: dict[tuple[str, int], np.ndarray] = {}
-    senders = {(m.tensor[: -len(PARTIAL)], m.src) for m in plan.messages if m.partial}
+    senders = {(m.tensor, m.src) for m in plan.messages if m.partial}
     with torch.no_grad():
         for layer, device in sorted(senders):
             module = _module_of(graph, layer)
@@ -149,7 +148,7 @@ def partial_sums(
     return out
 
 
-def _owned_call(module: nn.Module, x: torch.Tensor, owned: np.ndarray) -> torch.Tensor:
+def _owned_call(module: nn.Conv2d | nn.Linear, x: torch.Tensor, owned: np.ndarray) -> torch.Tensor:
     """An ungrouped conv or linear module, without bias, on the input channels ``owned`` (C bools) alone."""
     index = torch.from_numpy(np.flatnonzero(owned))
     weight = module.weight
@@ -157,7 +156,7 @@ def _owned_call(module: nn.Module, x: torch.Tensor, owned: np.ndarray) -> torch.
         per_x = x.reshape(x.shape[0], len(owned), -1)[:, index]
         per_w = weight.reshape(weight.shape[0], len(owned), -1)[:, index]
         return F.linear(per_x.reshape(x.shape[0], -1), per_w.reshape(weight.shape[0], -1))
-    return F.conv2d(x[:, index], weight[:, index], None, module.stride, module.padding, module.dilation)
+    return module._conv_forward(x[:, index], weight[:, index], None)  # groups is 1 here
 
 
 def execute(graph: FlowGraph, plan: WorkloadPlan, images: torch.Tensor) -> torch.Tensor:
@@ -168,11 +167,11 @@ def execute(graph: FlowGraph, plan: WorkloadPlan, images: torch.Tensor) -> torch
     """
     n = plan.n_devices
     shards = [shard_state(graph, plan, d) for d in range(n)]
-    env: list[dict[str, object]] = [{} for _ in range(n)]
+    env: list[dict[str, Any]] = [{} for _ in range(n)]  # fx values: tensors, or ints such as x.size(0)
     known: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
-    deliveries: dict[str, list] = defaultdict(list)
+    deliveries: dict[tuple[str, bool], list[MessagePlan]] = defaultdict(list)  # (tensor, partial) -> messages
     for m in plan.messages:
-        deliveries[m.tensor].append(m)
+        deliveries[(m.tensor, m.partial)].append(m)
     with torch.no_grad():
         for node in graph.module.graph.nodes:
             name = node.name
@@ -187,28 +186,29 @@ def execute(graph: FlowGraph, plan: WorkloadPlan, images: torch.Tensor) -> torch
                     raise RuntimeError("the sink does not hold every model output")
                 return env[plan.sink][tensor]
             if kind == "layer" and plan.exchange[name] == "partial_sums":
-                _run_partial(graph, plan, name, shards, env, known, deliveries[name + PARTIAL])
+                _run_partial(graph, plan, name, shards, env, known, deliveries[(name, True)])
             else:
                 for d in range(n):
                     value, mask = _run_node(graph, plan, node, d, images, env[d], known[d], shards[d])
                     env[d][name], known[d][name] = _channel_mask(value, mask), mask
-            for m in deliveries[name]:
+            for m in deliveries[(name, False)]:
                 _deliver(env, known, name, m.src, m.dst, m.channels)
     raise RuntimeError("the traced graph has no output")
 
 
-def _evaluate(node: fx.Node, env: dict[str, object], module: fx.GraphModule) -> object:
+def _evaluate(node: fx.Node, env: dict[str, Any], module: fx.GraphModule) -> Any:
     """One fx node on one device's values."""
     args = fx.node.map_arg(node.args, lambda a: env[a.name])
     kwargs = fx.node.map_arg(node.kwargs, lambda a: env[a.name])
+    target = node.target
     if node.op == "call_module":
-        return module.get_submodule(node.target)(*args, **kwargs)
-    if node.op == "call_function":
-        return node.target(*args, **kwargs)
+        return module.get_submodule(str(target))(*args, **kwargs)
+    if node.op == "call_function" and callable(target):
+        return target(*args, **kwargs)
     if node.op == "call_method":
-        return getattr(args[0], node.target)(*args[1:], **kwargs)
+        return getattr(args[0], str(target))(*args[1:], **kwargs)
     if node.op == "get_attr":
-        return module.get_parameter(node.target)
+        return module.get_parameter(str(target))
     raise RuntimeError(f"cannot run fx node {node.name} ({node.op})")
 
 
@@ -218,18 +218,18 @@ def _run_node(
     node: fx.Node,
     d: int,
     images: torch.Tensor,
-    env: dict[str, object],
+    env: dict[str, Any],
     known: dict[str, np.ndarray],
     module: fx.GraphModule,
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Device ``d``'s value of one tensor node and the channels of it that it holds."""
     name, kind = node.name, graph.kind(node.name)
-    args = graph.graph.nodes[name]["args"]
+    args = graph.args(name)
     own = plan.ownership[name] == d
     if kind == "input":  # each device holds the image channels it owns (all on the source by default)
         return images.clone(), own
     if kind == "layer":
-        spec = graph.graph.nodes[name]["layer"]
+        spec = graph.layer(name)
         missing = spec.uses[own].any(axis=0) & ~known[args[0]]
         if missing.any():
             raise RuntimeError(f"device {d} lacks input channels {np.flatnonzero(missing).tolist()} of {name}")
@@ -249,22 +249,22 @@ def _run_partial(
     plan: WorkloadPlan,
     layer: str,
     shards: list[fx.GraphModule],
-    env: list[dict[str, object]],
+    env: list[dict[str, Any]],
     known: list[dict[str, np.ndarray]],
-    messages: list,
+    messages: list[MessagePlan],
 ) -> None:
     """A layer using partial sums: every device convolves the channels it owns with the weights it holds,
     sends the partial sums of other devices' filters, and adds what it receives to its own and its bias."""
     tensor = plan.layer_input(layer)
     target = _module_targets(graph)[layer]
-    spec = graph.graph.nodes[layer]["layer"]
+    spec = graph.layer(layer)
     parts = []
     for d, shard in enumerate(shards):
         own_in = (plan.ownership[tensor] == d) & spec.uses.any(axis=0)
         if (own_in & ~known[d][tensor]).any():
             raise RuntimeError(f"device {d} does not hold its own input channels of {layer}")
         x = _channel_mask(env[d][tensor], own_in)
-        parts.append(_layer_call(shard.get_submodule(target), x))
+        parts.append(_layer_call(layer_module(shard, target), x))
     for d, shard in enumerate(shards):
         own = plan.ownership[layer] == d
         total = _channel_mask(parts[d], own)  # its own partial sums of its own filters
@@ -273,14 +273,14 @@ def _run_partial(
                 keep = np.zeros(len(own), dtype=bool)
                 keep[m.channels] = True
                 total = total + _channel_mask(parts[m.src], keep)
-        bias = shard.get_submodule(target).bias
+        bias = layer_module(shard, target).bias
         if bias is not None:
             total = total + bias.reshape(1, -1, *[1] * (total.ndim - 2))
         env[d][layer], known[d][layer] = _channel_mask(total, own), own
 
 
 def _deliver(
-    env: list[dict[str, object]],
+    env: list[dict[str, Any]],
     known: list[dict[str, np.ndarray]],
     tensor: str,
     src: int,

@@ -37,7 +37,7 @@ def kept_channels(graph: FlowGraph, keep: Mapping[str, np.ndarray]) -> dict[str,
     """For every tensor node: the kept channel indices of the original tensor, or None when all are kept."""
     kept: dict[str, np.ndarray | None] = {}
     for node in graph.order:
-        kind, args = graph.kind(node), graph.graph.nodes[node]["args"]
+        kind, args = graph.kind(node), graph.args(node)
         if kind in ("input", "cat", "output"):
             kept[node] = None
             if kind == "cat" and any(kept[a] is not None for a in args):
@@ -50,7 +50,7 @@ def kept_channels(graph: FlowGraph, keep: Mapping[str, np.ndarray]) -> dict[str,
             kept[node] = None if chosen is None else np.asarray(chosen, dtype=np.int64)
         elif kind == "add":
             a, b = kept[args[0]], kept[args[1]]
-            if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
+            if (a is None) != (b is None) or (a is not None and b is not None and not np.array_equal(a, b)):
                 raise UserError(
                     f"prune: the operands of '{graph.label(node)}' keep different channels; "
                     "prune a residual stream as one group"
@@ -129,10 +129,10 @@ def shrink(model: nn.Module, graph: FlowGraph, keep: Mapping[str, np.ndarray]) -
         fx_node = fx_nodes[node]
         if fx_node.op != "call_module" or fx_node.target in done:
             continue
-        kind, attrs = graph.kind(node), graph.graph.nodes[node]
+        kind = graph.kind(node)
         module = small.get_submodule(str(fx_node.target))
-        source = attrs["args"][0]
-        per_channel = graph.graph.nodes[source]["spatial"] if graph.graph.nodes[source]["rank"] == 2 else 1
+        source = graph.args(node)[0]
+        per_channel = graph.node(source).features_per_channel
         if kind == "layer":
             out_idx, in_idx = kept[node], kept[source]
             if isinstance(module, nn.Conv2d):
@@ -140,13 +140,13 @@ def shrink(model: nn.Module, graph: FlowGraph, keep: Mapping[str, np.ndarray]) -
                     prune_conv_in_channels(module, torch.as_tensor(in_idx))
                 if out_idx is not None:
                     prune_conv_out_channels(module, torch.as_tensor(out_idx))
-            else:
+            elif isinstance(module, nn.Linear):
                 if in_idx is not None:
                     prune_linear_in_channels(module, _features(in_idx, per_channel))
                 if out_idx is not None:
                     prune_linear_out_channels(module, torch.as_tensor(out_idx))
-        elif isinstance(module, nn.modules.batchnorm._BatchNorm) and kept[node] is not None:
-            prune_batchnorm(module, _features(kept[node], per_channel))
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm) and (idx := kept[node]) is not None:
+            prune_batchnorm(module, _features(idx, per_channel))
         done.add(str(fx_node.target))
     return small
 

@@ -6,19 +6,20 @@
 ``add`` (residual add), ``cat`` or ``output``. ``layer``, ``add`` and ``input`` nodes are *stages*: the
 points where a device produces channels.
 
+Every node is a frozen :class:`Node` record; :meth:`ChannelGraph.node` is the one way to read it.
+
 Example::
 
-    >>> import networkx as nx
-    >>> g = nx.DiGraph()
-    >>> g.add_node("x", kind="input", label="input", args=[])
-    >>> g.add_node("out", kind="output", label="output", args=["x"])
-    >>> g.add_edge("x", "out")
-    >>> ChannelGraph(g, ["x", "out"]).output_tensor()
-    'x'
+    >>> x = Node("input", "input", (1, 4, 4), channels=1, spatial=16, rank=4, args=())
+    >>> out = Node("output", "output", (1, 4, 4), channels=1, spatial=16, rank=4, args=("x",))
+    >>> g = ChannelGraph({"x": x, "out": out}, ["x", "out"])
+    >>> g.output_tensor(), g.node("x").features_per_channel
+    ('x', 1)
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import networkx as nx
@@ -54,39 +55,92 @@ class Layer:
         )
         return 2.0 * filters * per_filter * batch
 
-    def bytes_touched(self, filters: int, batch: int) -> int:
-        """float32 bytes that ``filters`` of this layer read and write on a batch: the whole input, their
-        weights and their outputs (for a roofline model)."""
-        inputs = batch * self.in_channels * self.in_spatial
-        weights = filters * (self.in_channels // self.groups) * self.kernel_elems
+    def bytes_touched(
+        self, filters: int, batch: int, *, channels_read: int | None = None, weight_pairs: int | None = None
+    ) -> int:
+        """float32 bytes that ``filters`` of this layer read and write on a batch (for a roofline model):
+        ``4 * (batch * channels_read * in_spatial + weight_pairs * kernel_elems + batch * filters *
+        out_spatial)``, its inputs, its weights and its outputs.
+
+        ``channels_read`` defaults to every input channel and ``weight_pairs`` (the (filter, input channel)
+        pairs whose weights are read) to ``filters * in_channels / groups``; a device's partial sums read
+        fewer of both.
+
+        >>> conv = Layer("c", "conv", 2, 4, 16, 9, 9, 1, np.ones((4, 2), dtype=bool))
+        >>> conv.bytes_touched(1, 1)  # 4 * (2*16 input + 1*2*9 weights + 1*9 output)
+        236
+        """
+        channels = self.in_channels if channels_read is None else channels_read
+        pairs = filters * (self.in_channels // self.groups) if weight_pairs is None else weight_pairs
+        inputs = batch * channels * self.in_spatial
         outputs = batch * filters * self.out_spatial
-        return FLOAT32_BYTES * (inputs + weights + outputs)
+        return FLOAT32_BYTES * (inputs + pairs * self.kernel_elems + outputs)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node of a :class:`ChannelGraph`: a tensor and the op that produced it.
+
+    ``shape`` is per sample (without the batch); ``channels`` and ``spatial`` (elements per channel per
+    sample) describe it as channels even when flattened (``rank`` 2): a flattened ``(C*S,)`` tensor keeps
+    ``channels = C`` and ``spatial = S``. ``args`` are its tensor inputs in order; ``layer`` is set for
+    ``layer`` nodes only.
+    """
+
+    kind: str  # input, layer, pointwise, flatten, add, cat or output
+    label: str  # readable name: module path for layers, <block>.add for adds
+    shape: tuple[int, ...]
+    channels: int
+    spatial: int
+    rank: int  # 4, or 2 for a vector
+    args: tuple[str, ...]
+    layer: Layer | None = None
+
+    @property
+    def features_per_channel(self) -> int:
+        """Entries per channel of a 1-D per-channel parameter (batch-norm) or feature block: ``spatial``
+        for a flattened tensor (feature ``c*S + s`` belongs to channel ``c``), 1 for a 4-D tensor."""
+        return self.spatial if self.rank == 2 else 1
 
 
 class ChannelGraph:
-    """A channel-flow graph: a networkx DiGraph over node names (fx names when traced), in topological ``order``.
+    """A channel-flow graph: :class:`Node` records by name (fx names when traced), in topological ``order``,
+    with their edges (``args`` -> node) as a networkx DiGraph in ``graph``."""
 
-    Node attributes: ``kind`` (see module docstring), ``label`` (readable name: module path for layers,
-    ``<block>.add`` for adds), ``shape`` (per sample, without the batch), ``channels``, ``spatial``
-    (elements per channel per sample), ``rank`` (tensor rank, 4 or 2), ``args`` (tensor inputs in order)
-    and ``layer`` (:class:`Layer`, layers only).
-    """
-
-    def __init__(self, graph: nx.DiGraph, order: list[str]):
-        self.graph = graph
+    def __init__(self, nodes: Mapping[str, Node], order: list[str]):
+        self.nodes = dict(nodes)
         self.order = order
+        self.graph: nx.DiGraph[str] = nx.DiGraph()
+        self.graph.add_nodes_from(order)
+        self.graph.add_edges_from((a, n) for n in order for a in self.nodes[n].args)
+        self._rank = {n: i for i, n in enumerate(order)}
+
+    def node(self, name: str) -> Node:
+        """The record of node ``name``."""
+        return self.nodes[name]
 
     def kind(self, node: str) -> str:
         """The node's kind: input, layer, pointwise, flatten, add, cat or output."""
-        return self.graph.nodes[node]["kind"]
+        return self.nodes[node].kind
 
     def label(self, node: str) -> str:
         """Readable name used in result tables (module path for layers)."""
-        return self.graph.nodes[node]["label"]
+        return self.nodes[node].label
+
+    def layer(self, node: str) -> Layer:
+        """The :class:`Layer` of layer node ``node``."""
+        layer = self.nodes[node].layer
+        if layer is None:
+            raise KeyError(f"{node} is a {self.kind(node)} node, not a layer")
+        return layer
+
+    def args(self, node: str) -> tuple[str, ...]:
+        """The tensor inputs of ``node``, in order."""
+        return self.nodes[node].args
 
     def layers(self) -> list[Layer]:
         """Partitionable layers in topological order."""
-        return [self.graph.nodes[n]["layer"] for n in self.order if self.kind(n) == "layer"]
+        return [self.layer(n) for n in self.order if self.kind(n) == "layer"]
 
     def input_node(self) -> str:
         """The image placeholder (exactly one is supported)."""
@@ -97,12 +151,15 @@ class ChannelGraph:
 
     def output_tensor(self) -> str:
         """The tensor the model returns."""
-        out = self.order[-1]
-        return self.graph.nodes[out]["args"][0]
+        return self.nodes[self.order[-1]].args[0]
+
+    def rank(self, node: str) -> int:
+        """Position of ``node`` in the topological order."""
+        return self._rank[node]
 
     def consumers(self, node: str) -> list[str]:
         """Nodes reading tensor ``node``, in topological order."""
-        return sorted(self.graph.successors(node), key=self.order.index)
+        return sorted(self.graph.successors(node), key=self._rank.__getitem__)
 
 
 def residual_groups(graph: ChannelGraph) -> list[list[str]]:
@@ -112,10 +169,10 @@ def residual_groups(graph: ChannelGraph) -> list[list[str]]:
     groups are the connected components of those ties (networkx), each in topological order. Layers in
     no residual stream are left out.
     """
-    ties = nx.Graph()
+    ties: nx.Graph[str] = nx.Graph()
     for node in graph.order:
         if graph.kind(node) == "add":
-            for arg in graph.graph.nodes[node]["args"]:
+            for arg in graph.args(node):
                 ties.add_edge(node, stage_of(graph, arg))
     groups = []
     for component in nx.connected_components(ties):
@@ -128,5 +185,5 @@ def residual_groups(graph: ChannelGraph) -> list[list[str]]:
 def stage_of(graph: ChannelGraph, tensor: str) -> str:
     """The stage (layer, add or input) whose channels ``tensor`` carries, through channel-wise ops."""
     while graph.kind(tensor) in ("pointwise", "flatten"):
-        tensor = graph.graph.nodes[tensor]["args"][0]
+        tensor = graph.args(tensor)[0]
     return tensor

@@ -45,32 +45,52 @@ stay payload-only, and ``header_bytes`` holds the header.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from sim.workload.graph import ChannelGraph
-from sim.workload.types import FLOAT32_BYTES, Partition
+from sim.workload.types import Partition
 
 EXCHANGES = ("inputs", "partial_sums")  # concrete exchange schemes; "auto" resolves to one per layer
 CHANNEL_HEADERS = ("none", "index_list", "bitmap")
-PARTIAL = "#partial"  # suffix of the task key (and message tensor) of a layer's partial sums
 MAX_AUTO_CONSUMERS = 10  # exchange auto tries every subset of the layers reading one tensor
+
+Part = Literal["stage", "partial"]
 
 
 @dataclass(frozen=True)
-class _MessagePlan:
-    """A frame-independent message: which channels of which tensor go from src to dst."""
+class TaskKey:
+    """Which per-frame task on a device: ``part="stage"`` is stage node ``stage`` itself (a layer, an add,
+    or for a layer using partial sums the zero-FLOP sum of its partial sums); ``part="partial"`` is a
+    device's partial sums of layer ``stage``.
+
+    >>> TaskKey("conv1"), TaskKey("conv1", "partial") == TaskKey("conv1", "partial")
+    (TaskKey(stage='conv1', part='stage'), True)
+    """
+
+    stage: str
+    part: Part = "stage"
+
+
+@dataclass(frozen=True)
+class MessagePlan:
+    """A frame-independent message: which channels of which tensor go from ``src`` to ``dst``.
+
+    With ``partial`` it carries partial sums of the filters ``channels`` of layer node ``tensor`` (computed
+    on ``src``), otherwise channels of tensor node ``tensor``."""
 
     tensor: str
-    layer: str
+    layer: str  # label in result tables
     src: int
     dst: int
-    channels: np.ndarray  # channel indices of the tensor, ascending
-    after: str | None  # stage node on src
-    needed_by: tuple[str, ...]  # stage nodes on dst
+    channels: np.ndarray  # channel (or filter) indices, ascending
+    after: TaskKey | None  # task on src whose end makes it ready; None: the frame's arrival
+    needed_by: tuple[TaskKey, ...]  # tasks on dst that wait for it
     final: bool
-    partial: bool = False  # partial sums of the filters ``channels`` of layer ``tensor[:-len(PARTIAL)]``
+    partial: bool = False
 
     @property
     def channel_ids(self) -> tuple[int, ...]:
@@ -78,250 +98,243 @@ class _MessagePlan:
         return tuple(int(c) for c in self.channels)
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where every channel lives for one partition: ``owner[node]`` is the owning device of each channel
+    of each tensor node, ``producer[node]`` the stage node that produced it (through channel-wise ops and
+    cats). Made by :func:`place`."""
+
+    graph: ChannelGraph
+    partition: Mapping[str, np.ndarray]  # layer label -> owner of each filter
+    n_devices: int
+    source: int
+    sink: int
+    owner: Mapping[str, np.ndarray]
+    producer: Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
 class WorkloadPlan:
-    """The frame-independent part of a workload: ownership, tasks and message routes for one partition.
+    """The frame-independent part of a workload: where channels live, each layer's exchange scheme
+    (``exchange``: layer node -> ``inputs`` or ``partial_sums``) and the messages, in creation order.
+    Made by :func:`plan_workload`; a frozen record (``dataclasses.replace`` gives a variant)."""
 
-    ``ownership[node]`` is the owning device of every channel of every tensor node. ``exchange`` is
-    ``"inputs"``, ``"partial_sums"``, or a mapping from layer label to one of them (layers it leaves out
-    use ``inputs``); ``self.exchange`` maps every layer node to its scheme.
-    """
+    placement: Placement
+    exchange: Mapping[str, str]
+    messages: tuple[MessagePlan, ...]
 
-    def __init__(
-        self,
-        graph: ChannelGraph,
-        partition: Partition,
-        n_devices: int,
-        source: int,
-        sink: int,
-        *,
-        exchange: str | Mapping[str, str] = "inputs",
-        input_owner: Sequence[int] | None = None,
-    ):
-        self.graph = graph
-        self.partition = dict(partition)
-        self.n_devices = n_devices
-        self.source = source
-        self.sink = sink
-        self.input_owner = None if input_owner is None else np.asarray(input_owner, dtype=np.int64)
-        self.ownership: dict[str, np.ndarray] = {}
-        self._producer: dict[str, np.ndarray] = {}  # node -> stage node producing each channel
-        self._propagate(partition)
-        self.exchange = self._resolve_exchange(exchange)
-        self.stages = [n for n in graph.order if graph.kind(n) in ("layer", "add")]
-        self._rank = {n: i for i, n in enumerate(graph.order)}
-        self.messages = self._plan_messages()
+    @property
+    def graph(self) -> ChannelGraph:
+        return self.placement.graph
 
-    def _propagate(self, partition: Partition) -> None:
-        g = self.graph
-        for node in g.order:
-            kind, args = g.kind(node), g.graph.nodes[node]["args"]
-            if kind == "input":
-                owner = (
-                    self.input_owner
-                    if self.input_owner is not None
-                    else np.full(g.graph.nodes[node]["channels"], self.source)
-                )  # the image's channels: on the source, unless the scenario spreads them
-                producer = np.full(owner.shape, node, dtype=object)
-            elif kind == "layer":
-                owner = np.asarray(partition[g.label(node)])
-                producer = np.full(owner.shape, node, dtype=object)
-            elif kind == "add":
-                owner = self.ownership[args[0]]
-                producer = np.full(owner.shape, node, dtype=object)
-            elif kind == "cat":
-                owner = np.concatenate([self.ownership[a] for a in args])
-                producer = np.concatenate([self._producer[a] for a in args])
-            elif kind == "output":
-                continue
-            else:  # pointwise, flatten
-                owner, producer = self.ownership[args[0]], self._producer[args[0]]
-            self.ownership[node], self._producer[node] = owner, producer
+    @property
+    def partition(self) -> Mapping[str, np.ndarray]:
+        return self.placement.partition
 
-    def _resolve_exchange(self, exchange: str | Mapping[str, str]) -> dict[str, str]:
-        g = self.graph
-        layers = [n for n in g.order if g.kind(n) == "layer"]
-        if isinstance(exchange, str):
-            if exchange not in EXCHANGES:
-                raise ValueError(f"exchange must be one of {EXCHANGES} or a mapping (resolve 'auto' first)")
-            return {n: exchange for n in layers}
-        by_label = {g.label(n): n for n in layers}
-        for label, scheme in exchange.items():
-            if label not in by_label or scheme not in EXCHANGES:
-                raise ValueError(f"exchange: {label!r} -> {scheme!r} is not a layer and a scheme of {EXCHANGES}")
-        return {n: exchange.get(g.label(n), "inputs") for n in layers}
+    @property
+    def ownership(self) -> Mapping[str, np.ndarray]:
+        return self.placement.owner
+
+    @property
+    def n_devices(self) -> int:
+        return self.placement.n_devices
+
+    @property
+    def source(self) -> int:
+        return self.placement.source
+
+    @property
+    def sink(self) -> int:
+        return self.placement.sink
 
     def layer_input(self, layer: str) -> str:
         """The tensor node that layer node ``layer`` reads."""
-        return self.graph.graph.nodes[layer]["args"][0]
+        return self.graph.args(layer)[0]
 
-    def _partial_users(self, layer: str, device: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(channels, filters)``: the input channels of ``layer`` that ``device`` owns and some filter
-        uses, and the filters (of any owner) with a non-zero weight on one of them, both as bool masks."""
-        uses = self.graph.graph.nodes[layer]["layer"].uses
-        mine = (self.ownership[self.layer_input(layer)] == device) & uses.any(axis=0)
-        return mine, uses[:, mine].any(axis=1)
-
-    def partial_flops(self, layer: str, device: int, batch: int) -> float:
-        """FLOPs of ``device``'s partial sums for ``layer`` (module docstring: exchange schemes)."""
-        spec = self.graph.graph.nodes[layer]["layer"]
-        mine, users = self._partial_users(layer, device)
-        per_group_in, per_group_out = spec.in_channels // spec.groups, spec.out_channels // spec.groups
-        channels_in_group = np.bincount(np.flatnonzero(mine) // per_group_in, minlength=spec.groups)
-        pairs = int(channels_in_group[np.flatnonzero(users) // per_group_out].sum())
-        per_pair = spec.in_spatial if spec.op == "linear" else spec.kernel_elems * spec.out_spatial
-        return 2.0 * pairs * per_pair * batch
-
-    def tensor_messages(self, tensor: str, partial: set[str]) -> list[_MessagePlan]:
-        """The messages of ``tensor`` and the partial sums of its consumer layers had exactly the layers
-        in ``partial`` used partial sums (whatever ``self.exchange`` says)."""
-        layers = [c for c in self.graph.consumers(tensor) if self.graph.kind(c) == "layer"]
-        plans = [m for layer in layers if layer in partial for m in self._partial_messages(layer)]
-        return plans + self._tensor_messages(tensor, self._needs(tensor, partial))
-
-    def _partial_messages(self, layer: str) -> list[_MessagePlan]:
-        g, owner, plans = self.graph, self.ownership[layer], []
-        for src in range(self.n_devices):
-            _, users = self._partial_users(layer, src)
-            for dst in range(self.n_devices):
-                filters = np.flatnonzero(users & (owner == dst))
-                if src != dst and len(filters):
-                    plans.append(
-                        _MessagePlan(
-                            layer + PARTIAL,
-                            g.label(layer) + ".partial",
-                            src,
-                            dst,
-                            filters,
-                            layer + PARTIAL,
-                            (layer,),
-                            False,
-                            partial=True,
-                        )
-                    )
-        return plans
-
-    def _needs(self, tensor: str, partial: set[str] | None = None) -> dict[str, np.ndarray]:
-        """For each consumer of ``tensor``: a (devices, channels) bool matrix of what each device needs.
-
-        Layers using partial sums (those in ``partial``; default: per ``self.exchange``) need nothing of
-        their input: it is combined where it lives."""
-        g, out = self.graph, {}
-        channels = g.graph.nodes[tensor]["channels"]
-        partial = self.partial_layers() if partial is None else partial
-        for consumer in g.consumers(tensor):
-            if consumer in partial:
-                continue
-            need = np.zeros((self.n_devices, channels), dtype=bool)
-            kind = g.kind(consumer)
-            if kind == "layer":
-                layer = g.graph.nodes[consumer]["layer"]
-                owner = self.ownership[consumer]
-                for d in range(self.n_devices):
-                    need[d] = layer.uses[owner == d].any(axis=0)
-            elif kind == "add":
-                need[self.ownership[consumer], np.arange(channels)] = True
-            elif kind == "output":
-                need[self.sink] = True
-            else:
-                continue  # channel-wise ops run where the channel lives
-            out[consumer] = need
-        return out
-
-    def _plan_messages(self) -> list[_MessagePlan]:
-        g, plans = self.graph, []
-        for tensor in g.order:
-            if g.kind(tensor) == "output":
-                continue
-            if g.kind(tensor) == "layer" and self.exchange[tensor] == "partial_sums":
-                plans += self._partial_messages(tensor)
-            plans += self._tensor_messages(tensor, self._needs(tensor))
-        return plans
-
-    def _tensor_messages(self, tensor: str, needs: dict[str, np.ndarray]) -> list[_MessagePlan]:
-        """One message per ordered device pair with the channels of ``tensor`` that ``needs`` ask for."""
-        g, plans = self.graph, []
-        if needs:
-            owner, producer = self.ownership[tensor], self._producer[tensor]
-            total = np.logical_or.reduce(list(needs.values()))
-            for src in range(self.n_devices):
-                for dst in range(self.n_devices):
-                    chans = np.flatnonzero((owner == src) & total[dst]) if src != dst else ()
-                    if len(chans) == 0:
-                        continue
-                    stages = sorted(set(producer[chans]), key=self._rank.__getitem__)
-                    users = tuple(c for c, need in needs.items() if need[dst, chans].any())
-                    final = any(g.kind(c) == "output" for c in users)
-                    is_input = stages == [g.input_node()]
-                    layer = "output" if final else "+".join(g.label(s) for s in stages)
-                    plans.append(
-                        _MessagePlan(
-                            tensor,
-                            layer,
-                            src,
-                            dst,
-                            chans,
-                            None if is_input else stages[-1],
-                            tuple(c for c in users if g.kind(c) != "output"),
-                            final,
-                        )
-                    )
-        return plans
+    def partial_layers(self) -> set[str]:
+        """The layer nodes using partial sums."""
+        return partial_layers(self.exchange)
 
     def tensors(self) -> set[str]:
         """The tensor nodes whose values cross the network (their activations are needed per frame)."""
         return {m.tensor for m in self.messages if not m.partial}
 
-    def partial_layers(self) -> set[str]:
-        """The layer nodes using partial sums."""
-        return {n for n, scheme in self.exchange.items() if scheme == "partial_sums"}
-
-    def task_label(self, key: str) -> str:
+    def task_label(self, key: TaskKey) -> str:
         """The ``layer`` label of a task: the stage's label, ``<L>.sum`` for the sum of partial sums."""
-        if key.endswith(PARTIAL):
-            return self.graph.label(key[: -len(PARTIAL)])
-        partial = self.graph.kind(key) == "layer" and self.exchange[key] == "partial_sums"
-        return self.graph.label(key) + (".sum" if partial else "")
+        label = self.graph.label(key.stage)
+        if key.part == "stage" and self.exchange.get(key.stage) == "partial_sums":
+            return label + ".sum"
+        return label
 
-    def tasks(self, batch: int) -> list[tuple[str, int, float, str, bool, int]]:
-        """Per-frame task templates ``(key, device, flops, op, final, bytes_touched)`` in execution order.
 
-        ``key`` is the stage node, or ``<L>#partial`` for the partial sums of a layer ``L`` using partial
-        sums; then the stage ``L`` itself is the zero-FLOP sum on each owner of filters of ``L``, reading
-        its own and each received partial sum and writing the result."""
-        g, out = self.graph, []
-        final_stages = set(self._producer[g.output_tensor()][self.ownership[g.output_tensor()] == self.sink])
-        for stage in self.stages:
-            owner = self.ownership[stage]
-            if g.kind(stage) == "layer" and self.exchange[stage] == "partial_sums":
-                out += self._partial_tasks(stage, batch)
-            for d in range(self.n_devices):
-                filters = int((owner == d).sum())
-                if filters == 0:
-                    continue
-                final = d == self.sink and stage in final_stages
-                if g.kind(stage) == "layer" and self.exchange[stage] == "partial_sums":
-                    parts = 1 + sum(m.dst == d for m in self.messages if m.partial and m.tensor == stage + PARTIAL)
-                    touched = (parts + 1) * FLOAT32_BYTES * batch * filters * g.graph.nodes[stage]["spatial"]
-                    out.append((stage, d, 0.0, "add", final, touched))
-                elif g.kind(stage) == "layer":
-                    layer = g.graph.nodes[stage]["layer"]
-                    touched = layer.bytes_touched(filters, batch)
-                    out.append((stage, d, layer.flops(filters, batch), layer.op, final, touched))
-                else:  # an add reads two values and writes one per channel element
-                    touched = 3 * FLOAT32_BYTES * batch * filters * g.graph.nodes[stage]["spatial"]
-                    out.append((stage, d, 0.0, "add", final, touched))
-        return out
+def plan_workload(
+    graph: ChannelGraph,
+    partition: Partition,
+    n_devices: int,
+    source: int,
+    sink: int,
+    *,
+    exchange: str | Mapping[str, str] = "inputs",
+    input_owner: Sequence[int] | None = None,
+) -> WorkloadPlan:
+    """The workload plan of ``partition`` (layer label -> owner of each filter) over ``n_devices``.
 
-    def _partial_tasks(self, layer: str, batch: int) -> list[tuple[str, int, float, str, bool, int]]:
-        """The partial-sum tasks of ``layer``: one per device owning some of its used input channels."""
-        spec, out = self.graph.graph.nodes[layer]["layer"], []
-        for d in range(self.n_devices):
-            mine, users = self._partial_users(layer, d)
-            if not mine.any():
+    ``exchange`` is ``"inputs"``, ``"partial_sums"``, or a mapping from layer label to one of them (layers
+    it leaves out use ``inputs``). The image's channels are on ``source`` unless ``input_owner`` gives
+    each one's device.
+    """
+    placement = place(graph, partition, n_devices, source, sink, input_owner)
+    schemes = resolve_exchange(graph, exchange)
+    return WorkloadPlan(placement, schemes, plan_messages(placement, schemes))
+
+
+def place(
+    graph: ChannelGraph,
+    partition: Partition,
+    n_devices: int,
+    source: int,
+    sink: int,
+    input_owner: Sequence[int] | None = None,
+) -> Placement:
+    """Ownership of every tensor's channels, propagated from the partition (module docstring)."""
+    owners: dict[str, np.ndarray] = {}
+    producers: dict[str, np.ndarray] = {}
+    for node in graph.order:
+        kind, args = graph.kind(node), graph.args(node)
+        if kind == "input":  # the image's channels: on the source, unless the scenario spreads them
+            if input_owner is None:
+                owner = np.full(graph.node(node).channels, source)
+            else:
+                owner = np.asarray(input_owner, dtype=np.int64)
+            producer = np.full(owner.shape, node, dtype=object)
+        elif kind == "layer":
+            owner = np.asarray(partition[graph.label(node)])
+            producer = np.full(owner.shape, node, dtype=object)
+        elif kind == "add":
+            owner = owners[args[0]]
+            producer = np.full(owner.shape, node, dtype=object)
+        elif kind == "cat":
+            owner = np.concatenate([owners[a] for a in args])
+            producer = np.concatenate([producers[a] for a in args])
+        elif kind == "output":
+            continue
+        else:  # pointwise, flatten
+            owner, producer = owners[args[0]], producers[args[0]]
+        owners[node], producers[node] = owner, producer
+    return Placement(graph, dict(partition), n_devices, source, sink, owners, producers)
+
+
+def resolve_exchange(graph: ChannelGraph, exchange: str | Mapping[str, str]) -> dict[str, str]:
+    """Every layer node's scheme from ``"inputs"``, ``"partial_sums"`` or a label -> scheme mapping."""
+    layers = [n for n in graph.order if graph.kind(n) == "layer"]
+    if isinstance(exchange, str):
+        if exchange not in EXCHANGES:
+            raise ValueError(f"exchange must be one of {EXCHANGES} or a mapping (resolve 'auto' first)")
+        return {n: exchange for n in layers}
+    by_label = {graph.label(n): n for n in layers}
+    for label, scheme in exchange.items():
+        if label not in by_label or scheme not in EXCHANGES:
+            raise ValueError(f"exchange: {label!r} -> {scheme!r} is not a layer and a scheme of {EXCHANGES}")
+    return {n: exchange.get(graph.label(n), "inputs") for n in layers}
+
+
+def partial_layers(exchange: Mapping[str, str]) -> set[str]:
+    """The layer nodes whose scheme is ``partial_sums``."""
+    return {n for n, scheme in exchange.items() if scheme == "partial_sums"}
+
+
+def partial_users(placement: Placement, layer: str, device: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(channels, filters)``: the input channels of ``layer`` that ``device`` owns and some filter uses,
+    and the filters (of any owner) with a non-zero weight on one of them, both as bool masks."""
+    uses = placement.graph.layer(layer).uses
+    mine = (placement.owner[placement.graph.args(layer)[0]] == device) & uses.any(axis=0)
+    return np.asarray(mine), np.asarray(uses[:, mine].any(axis=1))
+
+
+def needs(placement: Placement, tensor: str, partial: AbstractSet[str]) -> dict[str, np.ndarray]:
+    """For each consumer of ``tensor``: a (devices, channels) bool matrix of what each device needs.
+
+    Layers in ``partial`` (using partial sums) need nothing of their input: it is combined where it lives.
+    """
+    g, out = placement.graph, {}
+    channels = g.node(tensor).channels
+    for consumer in g.consumers(tensor):
+        if consumer in partial:
+            continue
+        need = np.zeros((placement.n_devices, channels), dtype=bool)
+        kind = g.kind(consumer)
+        if kind == "layer":
+            uses, owner = g.layer(consumer).uses, placement.owner[consumer]
+            for d in np.unique(owner):  # devices owning no filter need nothing
+                need[d] = uses[owner == d].any(axis=0)
+        elif kind == "add":
+            need[placement.owner[consumer], np.arange(channels)] = True
+        elif kind == "output":
+            need[placement.sink] = True
+        else:
+            continue  # channel-wise ops run where the channel lives
+        out[consumer] = need
+    return out
+
+
+def plan_messages(placement: Placement, exchange: Mapping[str, str]) -> tuple[MessagePlan, ...]:
+    """Every message, tensor by tensor in topological order: a layer's partial sums (if it uses them),
+    then the tensor's channels, each pair ``src -> dst`` in ascending order."""
+    g, partial, plans = placement.graph, partial_layers(exchange), []
+    for tensor in g.order:
+        if g.kind(tensor) == "output":
+            continue
+        if tensor in partial:
+            plans += partial_messages(placement, tensor)
+        plans += channel_messages(placement, tensor, needs(placement, tensor, partial))
+    return tuple(plans)
+
+
+def tensor_messages(placement: Placement, tensor: str, partial: AbstractSet[str]) -> list[MessagePlan]:
+    """The messages of ``tensor`` and the partial sums of its consumer layers had exactly the layers in
+    ``partial`` used partial sums."""
+    g = placement.graph
+    layers = [c for c in g.consumers(tensor) if g.kind(c) == "layer" and c in partial]
+    plans = [m for layer in layers for m in partial_messages(placement, layer)]
+    return plans + channel_messages(placement, tensor, needs(placement, tensor, partial))
+
+
+def partial_messages(placement: Placement, layer: str) -> list[MessagePlan]:
+    """The partial sums of ``layer`` each device sends to the owners of the filters it feeds."""
+    g, owner, plans = placement.graph, placement.owner[layer], []
+    label = g.label(layer) + ".partial"
+    for src in range(placement.n_devices):
+        _, users = partial_users(placement, layer, src)
+        for dst in range(placement.n_devices):
+            filters = np.flatnonzero(users & (owner == dst))
+            if src != dst and len(filters):
+                after = TaskKey(layer, "partial")
+                plans.append(MessagePlan(layer, label, src, dst, filters, after, (TaskKey(layer),), False, True))
+    return plans
+
+
+def channel_messages(placement: Placement, tensor: str, need: Mapping[str, np.ndarray]) -> list[MessagePlan]:
+    """One message per ordered device pair with the channels of ``tensor`` that ``need`` (per consumer, as
+    :func:`needs` returns) asks for."""
+    if not need:
+        return []
+    g, plans = placement.graph, []
+    owner, producer = placement.owner[tensor], placement.producer[tensor]
+    total = np.logical_or.reduce(list(need.values()))
+    image = g.input_node()
+    wanted = [(dst, np.flatnonzero(total[dst])) for dst in range(placement.n_devices)]
+    for src in range(placement.n_devices):
+        for dst, idx in wanted:
+            if src == dst or len(idx) == 0:
                 continue
-            inputs = batch * int(mine.sum()) * spec.in_spatial
-            weights = int(spec.uses[users][:, mine].sum()) * spec.kernel_elems
-            outputs = batch * int(users.sum()) * spec.out_spatial
-            touched = FLOAT32_BYTES * (inputs + weights + outputs)
-            out.append((layer + PARTIAL, d, self.partial_flops(layer, d, batch), spec.op, False, touched))
-        return out
+            chans = idx[owner[idx] == src]
+            if len(chans) == 0:
+                continue
+            stages = sorted(set(producer[chans]), key=g.rank)
+            users = tuple(c for c, n in need.items() if n[dst, chans].any())
+            final = any(g.kind(c) == "output" for c in users)
+            layer = "output" if final else "+".join(g.label(s) for s in stages)
+            after = None if stages == [image] else TaskKey(stages[-1])
+            needed_by = tuple(TaskKey(c) for c in users if g.kind(c) != "output")
+            plans.append(MessagePlan(tensor, layer, src, dst, chans, after, needed_by, final))
+    return plans

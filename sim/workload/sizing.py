@@ -1,16 +1,33 @@
-"""Sizing a workload: every message of every frame encoded in every wire format, channel headers, and
-the byte-minimal exchange scheme per layer (``transfer.exchange: auto``; see :mod:`sim.workload.plan`).
+"""Sizing a workload: every message of every frame in every wire format, channel headers, and the
+byte-minimal exchange scheme per layer (``transfer.exchange: auto``; see :mod:`sim.workload.plan`).
+
+Every format's encoded length follows from the payload's rows, columns and non-zeros
+(:func:`sim.workload.wire.sizes_from_counts`, checked against the real encoders in the tests), so a
+message is sized from the non-zeros of its channels: they are counted once per (frame, tensor) (per
+(frame, layer, device) for partial sums) and reused by every message, format and exchange scheme tried.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from sim.workload import wire
-from sim.workload.plan import CHANNEL_HEADERS, MAX_AUTO_CONSUMERS, PARTIAL, WorkloadPlan, _MessagePlan
+from sim.workload.cost import task_templates
+from sim.workload.plan import (
+    CHANNEL_HEADERS,
+    MAX_AUTO_CONSUMERS,
+    MessagePlan,
+    WorkloadPlan,
+    channel_messages,
+    needs,
+    partial_messages,
+)
 from sim.workload.types import Message, Task, Workload
+
+Partials = Mapping[tuple[str, int], np.ndarray]  # (layer node, device) -> its partial sums of every filter
 
 
 def message_matrix(value: np.ndarray, channels: np.ndarray, n_channels: int, rank: int) -> np.ndarray:
@@ -25,6 +42,45 @@ def message_matrix(value: np.ndarray, channels: np.ndarray, n_channels: int, ran
     return value.reshape(batch, n_channels, -1)[:, channels].reshape(batch, -1)
 
 
+@dataclass(frozen=True)
+class Payload:
+    """A message's 2-D payload (:func:`message_matrix`) as the wire formats see it."""
+
+    rows: int
+    cols: int
+    nnz: int
+
+    @property
+    def elements(self) -> int:
+        """Entries of the matrix."""
+        return self.rows * self.cols
+
+
+class _Payloads:
+    """Payloads of a plan's messages for given frame values, with the non-zeros of every channel counted
+    once per (frame, tensor) or (frame, layer, sending device) and shared by all messages."""
+
+    def __init__(self, plan: WorkloadPlan, frames: Sequence[Mapping[str, np.ndarray]], partials: Sequence[Partials]):
+        self.graph, self.frames, self.partials = plan.graph, frames, partials
+        self._counts: dict[tuple[int, str, int | None], tuple[int, np.ndarray]] = {}
+
+    def _per_channel(self, frame: int, m: MessagePlan) -> tuple[int, np.ndarray]:
+        """``(batch, non-zeros of each channel)`` of the tensor (or partial sums) ``m`` carries."""
+        key = (frame, m.tensor, m.src if m.partial else None)
+        if key not in self._counts:
+            value = self.partials[frame][(m.tensor, m.src)] if m.partial else self.frames[frame][m.tensor]
+            value = np.asarray(value, dtype=np.float32)  # what the encoders see
+            per = value.reshape(value.shape[0], self.graph.node(m.tensor).channels, -1)
+            self._counts[key] = (value.shape[0], np.count_nonzero(per, axis=(0, 2)))
+        return self._counts[key]
+
+    def __call__(self, frame: int, m: MessagePlan) -> Payload:
+        batch, counts = self._per_channel(frame, m)
+        node, k = self.graph.node(m.tensor), len(m.channels)
+        rows, cols = (batch * k, node.spatial) if node.rank == 4 else (batch, k * node.spatial)
+        return Payload(rows, cols, int(counts[m.channels].sum()))
+
+
 def build_workload(
     plan: WorkloadPlan,
     frames: Sequence[Mapping[str, np.ndarray]],
@@ -33,7 +89,7 @@ def build_workload(
     fmt: str,
     *,
     batch: int,
-    partials: Sequence[Mapping[tuple[str, int], np.ndarray]] = (),
+    partials: Sequence[Partials] = (),
     channel_header: str = "none",
 ) -> Workload:
     """Size every message of every frame from its activations and assemble the engine's workload.
@@ -42,20 +98,27 @@ def build_workload(
     ``frames[f]`` maps each tensor of :meth:`WorkloadPlan.tensors` to its value for frame ``f``;
     ``partials[f]`` maps ``(layer node, device)`` to that device's partial sums of every filter of a layer
     using partial sums (:func:`sim.model.shards.partial_sums`). ``channel_header`` is one of
-    :data:`CHANNEL_HEADERS` (module docstring).
+    :data:`CHANNEL_HEADERS` (module docstring of :mod:`sim.workload.plan`).
     """
     if channel_header not in CHANNEL_HEADERS:
         raise ValueError(f"channel_header must be one of {CHANNEL_HEADERS}, got {channel_header!r}")
     g = plan.graph
-    templates = plan.tasks(batch)
-    index_of = {(stage, d): k for k, (stage, d, *_rest) in enumerate(templates)}
+    templates = task_templates(plan, batch)
+    index_of = {(t.key, t.device): k for k, t in enumerate(templates)}
+    labels = [plan.task_label(t.key) for t in templates]
+    payloads = _Payloads(plan, frames, partials)
+    headers = [_header(plan, m, spec, channel_header) for m in plan.messages]
     tasks: list[Task] = []
     messages: list[Message] = []
-    for f, values in enumerate(frames):
+    for f in range(len(frames)):
         base = len(tasks)
-        tasks.extend(Task(f, plan.task_label(stage), d, *rest) for stage, d, *rest in templates)
-        for m in plan.messages:
-            matrix, sizes, chosen, nbytes, header = _encode(plan, m, f, values, partials, spec, fmt, channel_header)
+        tasks.extend(
+            Task(f, label, t.device, t.flops, t.op, t.final, t.bytes_touched) for label, t in zip(labels, templates)
+        )
+        for m, header in zip(plan.messages, headers):
+            payload = payloads(f, m)
+            sizes = wire.sizes_from_counts(payload.rows, payload.cols, payload.nnz, spec)
+            chosen, nbytes = wire.choose(sizes, fmt)
             messages.append(
                 Message(
                     frame=f,
@@ -63,8 +126,8 @@ def build_workload(
                     src=m.src,
                     dst=m.dst,
                     channels=len(m.channels),
-                    elements=matrix.size,
-                    nnz=int(np.count_nonzero(matrix)),
+                    elements=payload.elements,
+                    nnz=payload.nnz,
                     sizes=sizes,
                     format=chosen,
                     bytes=nbytes + header,
@@ -74,6 +137,7 @@ def build_workload(
                     tensor=m.tensor,
                     channel_ids=m.channel_ids,
                     header_bytes=header,
+                    partial=m.partial,
                 )
             )
     exchange = tuple((g.label(n), scheme) for n, scheme in plan.exchange.items())
@@ -96,37 +160,15 @@ def header_bytes(kind: str, channels: int, tensor_channels: int, index_bits: int
     return 0
 
 
-def _encode(
-    plan: WorkloadPlan,
-    m: _MessagePlan,
-    frame: int,
-    values: Mapping[str, np.ndarray],
-    partials: Sequence[Mapping[tuple[str, int], np.ndarray]],
-    spec: wire.WireSpec,
-    fmt: str,
-    channel_header: str,
-) -> tuple[np.ndarray, dict[str, int], str, int, int]:
-    """Message ``m`` of ``frame`` (tensor ``values``, ``partials`` of every frame) on the wire: its 2-D
-    payload, its encoded bytes per format, the format it is sent in (``fmt``, or the smallest for
-    ``auto``), its payload bytes in that format and its channel-header bytes."""
-    if m.partial:
-        layer = m.tensor[: -len(PARTIAL)]
-        node = plan.graph.graph.nodes[layer]
-        value = partials[frame][(layer, m.src)]
-    else:
-        node = plan.graph.graph.nodes[m.tensor]
-        value = values[m.tensor]
-    matrix = message_matrix(value, m.channels, node["channels"], node["rank"])
-    sizes = wire.encoded_sizes(matrix, spec)
-    chosen, nbytes = wire.choose(sizes, fmt)
-    header = header_bytes(channel_header, len(m.channels), node["channels"], spec.index_bits)
-    return matrix, sizes, chosen, nbytes, header
+def _header(plan: WorkloadPlan, m: MessagePlan, spec: wire.WireSpec, channel_header: str) -> int:
+    """Channel-header bytes of message ``m`` (for partial sums: out of the filters of its layer)."""
+    return header_bytes(channel_header, len(m.channels), plan.graph.node(m.tensor).channels, spec.index_bits)
 
 
 def choose_exchange(
     plan: WorkloadPlan,
     frames: Sequence[Mapping[str, np.ndarray]],
-    partials: Sequence[Mapping[tuple[str, int], np.ndarray]],
+    partials: Sequence[Partials],
     spec: wire.WireSpec,
     fmt: str,
     channel_header: str = "none",
@@ -140,37 +182,36 @@ def choose_exchange(
     cheapest wins, ties going to fewer partial-sum layers. ``frames[f]`` must hold every layer's input
     tensor and ``partials[f]`` every device's partial sums of every layer (a plan with
     ``exchange="partial_sums"`` and :func:`sim.model.shards.frame_values` with ``every_layer_input``).
+    Only ``plan.placement`` is read. A consumer's needs and a layer's partial-sum messages are worked out
+    once per tensor, and every payload is sized from channel non-zeros counted once per frame.
     """
-    g, chosen = plan.graph, {}
+    g, placement, chosen = plan.graph, plan.placement, {}
+    payloads = _Payloads(plan, frames, partials)
+
+    def total(messages: Sequence[MessagePlan]) -> int:
+        out = 0
+        for m in messages:
+            header = _header(plan, m, spec, channel_header)
+            for f in range(len(frames)):
+                p = payloads(f, m)
+                out += wire.choose(wire.sizes_from_counts(p.rows, p.cols, p.nnz, spec), fmt)[1] + header
+        return out
+
+    def cost(tensor: str, need: Mapping[str, np.ndarray], partial_bytes: Mapping[str, int], sub: set[str]) -> int:
+        """Bytes for ``tensor`` when exactly the layers ``sub`` use partial sums."""
+        kept = {c: n for c, n in need.items() if c not in sub}
+        return total(channel_messages(placement, tensor, kept)) + sum(partial_bytes[layer] for layer in sub)
+
     for tensor in g.order:
         layers = [c for c in g.consumers(tensor) if g.kind(c) == "layer"]
+        if not layers:
+            continue  # no scheme to choose
         if len(layers) > MAX_AUTO_CONSUMERS:
             raise ValueError(f"exchange auto: {tensor} feeds {len(layers)} layers, more than {MAX_AUTO_CONSUMERS}")
+        need = needs(placement, tensor, frozenset())
+        partial_bytes = {layer: total(partial_messages(placement, layer)) for layer in layers}
         subsets = [{layer for k, layer in enumerate(layers) if mask >> k & 1} for mask in range(2 ** len(layers))]
-        best = min(
-            subsets,
-            key=lambda sub: (
-                _bytes(plan, plan.tensor_messages(tensor, sub), frames, partials, spec, fmt, channel_header),
-                len(sub),
-            ),
-        )
+        sent = [cost(tensor, need, partial_bytes, sub) for sub in subsets]
+        best = subsets[min(range(len(subsets)), key=lambda k: (sent[k], len(subsets[k])))]
         chosen.update({g.label(layer): "partial_sums" if layer in best else "inputs" for layer in layers})
     return chosen
-
-
-def _bytes(
-    plan: WorkloadPlan,
-    messages: Sequence[_MessagePlan],
-    frames: Sequence[Mapping[str, np.ndarray]],
-    partials: Sequence[Mapping[tuple[str, int], np.ndarray]],
-    spec: wire.WireSpec,
-    fmt: str,
-    channel_header: str,
-) -> int:
-    """Bytes of ``messages`` over all frames, as :func:`build_workload` sizes them."""
-    total = 0
-    for f, values in enumerate(frames):
-        for m in messages:
-            *_, nbytes, header = _encode(plan, m, f, values, partials, spec, fmt, channel_header)
-            total += nbytes + header
-    return total

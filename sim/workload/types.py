@@ -43,7 +43,7 @@ class Message:
 
     frame: int
     layer: str  # producing layer label; "input" for the image, "output" for the final gather,
-    # "<layer>.partial" for partial sums of that layer
+    # "<layer>.partial" for partial sums of that layer (then ``partial`` is set)
     src: int
     dst: int
     channels: int
@@ -55,10 +55,11 @@ class Message:
     after: int | None  # index of the task on src whose end makes it ready; None: the frame's arrival
     needed_by: tuple[int, ...]  # indices of the tasks on dst that wait for it
     final: bool  # part of the gather of model outputs at the sink
-    tensor: str = ""  # graph node whose channels it carries
-    channel_ids: tuple[int, ...] = ()  # which channels of that tensor; equal (frame, src, tensor,
+    tensor: str = ""  # graph node whose channels (or, with ``partial``, whose partial sums) it carries
+    channel_ids: tuple[int, ...] = ()  # which channels of that tensor; equal (frame, src, tensor, partial,
     # channel_ids) means equal payload, which a multicast medium can send once
     header_bytes: int = 0  # channel-identity header, included in ``bytes``, not in ``sizes``
+    partial: bool = False  # partial sums of layer ``tensor`` computed on ``src``, not its output channels
 
 
 @dataclass(frozen=True)

@@ -30,18 +30,20 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import sparse
 
 from sim.errors import UserError
+from sim.workload.types import FLOAT32_BYTES
 
 FORMATS: tuple[str, ...] = ("dense", "csr", "coo", "bitmap")  # concrete formats, in tie-break order
-VALUE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
+VALUE_BYTES: dict[str, int] = {"float32": FLOAT32_BYTES, "float16": 2, "bfloat16": 2, "int8": 1}
 INDEX_BITS = (16, 32, 64)
 
 SCALE_BYTES = 4  # the int8 scale header, bytes
-_INDEX_DTYPE = {16: np.dtype("<u2"), 32: np.dtype("<u4"), 64: np.dtype("<u8")}
+_INDEX_DTYPE: dict[int, np.dtype[Any]] = {16: np.dtype("<u2"), 32: np.dtype("<u4"), 64: np.dtype("<u8")}
 _FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504
 _BFLOAT16_MAX = float(np.array([0x7F7F0000], dtype="<u4").view("<f4")[0])  # ~3.39e38
 
@@ -76,8 +78,9 @@ def encode(matrix: np.ndarray, fmt: str, spec: WireSpec) -> bytes:
     column/row indices or row pointers this format needs (dense and bitmap need none).
     """
     m = _as_matrix(matrix)
-    _layout(fmt, *m.shape, spec)  # rejects unknown formats
-    problem = _index_problem(fmt, *m.shape, np.count_nonzero(m), spec.index_bits)
+    rows, cols = m.shape
+    _layout(fmt, rows, cols, spec)  # rejects unknown formats
+    problem = _index_problem(fmt, rows, cols, int(np.count_nonzero(m)), spec.index_bits)
     if problem:
         raise UserError(problem)
     scale = _scale(m, spec)
@@ -134,9 +137,26 @@ def encoded_sizes(matrix: np.ndarray, spec: WireSpec) -> dict[str, int]:
     are always present); :func:`choose` skips them for ``auto`` and refuses them when named.
     """
     m = _as_matrix(matrix)
-    nnz = np.count_nonzero(m)
+    rows, cols = m.shape
+    nnz = int(np.count_nonzero(m))
     return {
-        fmt: len(encode(m, fmt, spec)) for fmt in FORMATS if _index_problem(fmt, *m.shape, nnz, spec.index_bits) is None
+        fmt: len(encode(m, fmt, spec))
+        for fmt in FORMATS
+        if _index_problem(fmt, rows, cols, nnz, spec.index_bits) is None
+    }
+
+
+def sizes_from_counts(rows: int, cols: int, nnz: int, spec: WireSpec) -> dict[str, int]:
+    """:func:`encoded_sizes` of any ``rows`` x ``cols`` matrix with ``nnz`` non-zeros, by :func:`formula_bytes`
+    (every format's length follows from these three numbers), without encoding.
+
+    >>> sizes_from_counts(2, 3, 1, WireSpec())
+    {'dense': 24, 'csr': 20, 'coo': 12, 'bitmap': 5}
+    """
+    return {
+        fmt: formula_bytes(fmt, rows, cols, nnz, spec)
+        for fmt in FORMATS
+        if _index_problem(fmt, rows, cols, nnz, spec.index_bits) is None
     }
 
 
@@ -252,7 +272,7 @@ class _Reader:
     def __init__(self, buf: bytes) -> None:
         self.buf, self.offset = buf, 0
 
-    def __call__(self, dtype: np.dtype, count: int) -> np.ndarray:
+    def __call__(self, dtype: np.dtype[Any], count: int) -> np.ndarray:
         out = np.frombuffer(self.buf, dtype=dtype, count=count, offset=self.offset)
         self.offset += count * dtype.itemsize
         return out
