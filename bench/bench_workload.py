@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 
-CASES = [("resnet18", 8), ("resnet34", 16)]
+CASES = [("resnet18", 8, "inputs"), ("resnet34", 16, "inputs"), ("resnet18", 8, "auto")]  # model, devices, exchange
 
 _CHILD = r"""
 import json, re, sys, time
@@ -24,11 +24,12 @@ def peak_kb():
         return int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1))
 
 
-model, n = sys.argv[1], int(sys.argv[2])
+model, n, exchange = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 before = peak_kb()
 scenario = parse_scenario({
     "name": "bench", "model": {"name": model}, "inputs": {"dataset": "synthetic", "batch_size": 1},
     "devices": [{"name": f"d{i}", "gflops": 10} for i in range(n)], "source": "d0", "sink": "d0",
+    "transfer": {"format": "auto", "exchange": exchange},
 })
 start = time.perf_counter()
 built = runner.prepare(scenario)
@@ -41,13 +42,15 @@ print(json.dumps({"s": elapsed, "peak_mb": peak / 1024, "base_mb": before / 1024
 
 def main() -> None:
     print(
-        f"{'model':<10} {'devices':>7} {'build s':>8} {'peak MB':>8} {'after import MB':>16} {'messages':>9} {'tasks':>6}"
+        f"{'model':<10} {'devices':>7} {'exchange':>8} {'build s':>8} {'peak MB':>8} {'after import MB':>16} "
+        f"{'messages':>9} {'tasks':>6}"
     )
-    for model, n in CASES:
-        out = subprocess.run([sys.executable, "-c", _CHILD, model, str(n)], capture_output=True, text=True, check=True)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+    for model, n, exchange in CASES:
+        args = [sys.executable, "-c", _CHILD, model, str(n), exchange]
+        r = json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
         print(
-            f"{model:<10} {n:>7} {r['s']:>8.2f} {r['peak_mb']:>8.0f} {r['base_mb']:>16.0f} {r['messages']:>9} {r['tasks']:>6}"
+            f"{model:<10} {n:>7} {exchange:>8} {r['s']:>8.2f} {r['peak_mb']:>8.0f} {r['base_mb']:>16.0f} "
+            f"{r['messages']:>9} {r['tasks']:>6}"
         )
 
 

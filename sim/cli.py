@@ -93,7 +93,9 @@ def _cmd_partition(args: argparse.Namespace) -> int:
     graph = trace_model(scenario)
     names = scenario.device_names
     seed = scenario.seed if args.seed is None else args.seed
-    rates = [d.flops_per_s for d in scenario.devices]
+    from sim.experiment import assemble  # torch-free, but only this command needs it here
+
+    rates = [assemble.flops_per_s(d) for d in scenario.devices]
     parts = partition.make_partition(graph, args.strategy, len(names), seed=seed, rates=rates)
     with _writing(args.out):
         partition.save_partition(args.out, scenario.model.name, names, parts)
@@ -106,11 +108,10 @@ def _cmd_partition(args: argparse.Namespace) -> int:
 
 def _cmd_describe(args: argparse.Namespace) -> int:
     from sim.config.load import load  # pydantic: kept out of --help
-    from sim.experiment import assemble  # torch: imported only by the commands that build a model
-    from sim.experiment.describe import describe  # torch
-    from sim.experiment.pipeline import evaluate, prepare
+    from sim.experiment.describe import describe  # torch: imported only by the commands that build a model
+    from sim.experiment.pipeline import calibrated, evaluate, prepare
 
-    scenario = assemble.calibrated(load(args.scenario))
+    scenario = calibrated(load(args.scenario))
     prepared = prepare(scenario)
     print(describe(prepared, evaluate(scenario, prepared.built)))
     return 0
@@ -215,6 +216,33 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from sim.config.load import load  # pydantic: kept out of --help
+    from sim.experiment.pipeline import ProfileSettings, profile_scenario  # torch: only commands that build a model
+    from sim.workload.profiles import write_profile  # with the command that writes it
+
+    scenario = load(args.scenario)
+    settings = ProfileSettings(args.warmup, args.repeats, args.idle_gap_ms / 1e3)
+    _check_out(args.out, directory=False)
+    profile = profile_scenario(scenario, settings, args.device)
+    with _writing(args.out):
+        write_profile(args.out, profile)
+    for d in profile.devices:
+        total = sum(e.median_s for e in d.entries)
+        spread = max(((e.p90_s - e.p10_s) / e.median_s for e in d.entries if e.median_s > 0), default=0.0)
+        fits = ", ".join(
+            f"{op} {f'{1e-9 / f.s_per_unit:.2f} G' if f.s_per_unit else 'flat, no '}{'B' if op == 'add' else 'FLOP'}/s"
+            f" + {f.overhead_s * 1e3:.3f} ms"
+            for op, f in d.fit.items()
+        )
+        print(
+            f"{d.device:<10} {d.threads} thread(s), {len(d.entries)} shards, {total * 1e3:.3f} ms per frame "
+            f"(sum of medians); largest p10-p90 spread {spread * 100:.0f}%; fit: {fits}"
+        )
+    print(f"written to {args.out} (use it as devices[i].profile)")
+    return 0
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from sim.config.load import json_schema  # pydantic: kept out of --help
 
@@ -301,6 +329,16 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=int, required=True, metavar="N", help="passes over the train split")
     tr.add_argument("--out", required=True, metavar="CKPT", help="checkpoint file to write (a state_dict)")
     tr.set_defaults(func=_cmd_train)
+    prof = sub.add_parser("profile", help="time every layer shard of a scenario as each device runs it (JSON)")
+    prof.add_argument("scenario", help="scenario YAML file")
+    prof.add_argument("--out", required=True, metavar="FILE", help="profile JSON to write, e.g. profiles/x.json")
+    prof.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed calls per shard (default 3)")
+    prof.add_argument("--repeats", type=int, default=20, metavar="N", help="timed calls per shard (default 20)")
+    prof.add_argument(
+        "--idle-gap-ms", type=float, default=0.0, metavar="MS", help="sleep before each timed call (default 0)"
+    )
+    prof.add_argument("--device", action="append", default=[], metavar="NAME", help="only this device (repeatable)")
+    prof.set_defaults(func=_cmd_profile)
     schema = sub.add_parser("schema", help="print the JSON Schema of scenario files")
     schema.set_defaults(func=_cmd_schema)
     return p

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sim.workload.types import Message, Task
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"  # the bundled scenarios, whatever the cwd
 
 
 def scenario_dict(n_devices: int = 4, **overrides: Any) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import pytest
 
 import sim
+from sim.config.load import parse_scenario
+from sim.experiment.pipeline import prepare
 from tests.helpers import scenario_dict
 
 F32 = 4  # bytes per float32
@@ -57,3 +59,14 @@ def test_message_order_follows_tensor_then_destination() -> None:
     assert layers == ["input", "conv1", "conv2", "fc1", "fc2", "output"]
     conv1 = t[t["layer"] == "conv1"]
     assert list(zip(conv1["src"], conv1["dst"]))[:3] == [("d0", "d1"), ("d0", "d2"), ("d0", "d3")]
+
+
+def test_conv2_bytes_touched_by_hand(lenet_graph) -> None:
+    # conv2 reads 6 channels of 14x14 (pooled conv1) with 5x5 kernels and writes 16 filters of 10x10.
+    # 4 of its filters on a batch of 2: input 2*6*196 = 2352, weights 4*6*25 = 600, outputs 2*4*100 = 800
+    # float32 values: (2352 + 600 + 800) * 4 bytes.
+    assert lenet_graph.layer("conv2").bytes_touched(4, 2) == 15_008
+    # In a run over 4 devices (contiguous: 4 filters each) every conv2 task touches that much.
+    prepared = prepare(parse_scenario(scenario_dict(4, inputs={"dataset": "digits", "batch_size": 2})))
+    conv2 = [t.bytes_touched for t in prepared.workload.tasks if t.layer == "conv2"]
+    assert conv2 == [15_008] * 4

@@ -16,41 +16,36 @@ from sim.model.zoo import build_model, model_names
 from tests.helpers import scenario_dict
 
 
-@pytest.fixture(scope="module")
-def lenet() -> FlowGraph:
-    return FlowGraph.trace(build_model("lenet5"), torch.zeros(1, 1, 32, 32))
-
-
-def test_contiguous_and_round_robin(lenet) -> None:
+def test_contiguous_and_round_robin(lenet_graph) -> None:
     assert contiguous_split(6, 4).tolist() == [0, 0, 1, 1, 2, 3]
-    rr = make_partition(lenet, "round_robin", 4)
+    rr = make_partition(lenet_graph, "round_robin", 4)
     assert rr["conv1"].tolist() == [0, 1, 2, 3, 0, 1]
     assert rr["fc3"].tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
 
 
-def test_random_is_seeded_and_keeps_the_shares(lenet) -> None:
-    a = make_partition(lenet, "random", 4, seed=1)
-    b = make_partition(lenet, "random", 4, seed=1)
-    c = make_partition(lenet, "random", 4, seed=2)
+def test_random_is_seeded_and_keeps_the_shares(lenet_graph) -> None:
+    a = make_partition(lenet_graph, "random", 4, seed=1)
+    b = make_partition(lenet_graph, "random", 4, seed=1)
+    c = make_partition(lenet_graph, "random", 4, seed=2)
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert any(not np.array_equal(a[k], c[k]) for k in a)
     assert np.bincount(a["fc1"]).tolist() == [30, 30, 30, 30]
 
 
-def test_balanced_shares_follow_gflops(lenet) -> None:
+def test_balanced_shares_follow_gflops(lenet_graph) -> None:
     # 16 filters over rates 1:1:2:4 -> exact shares 2, 2, 4, 8
-    parts = make_partition(lenet, "balanced", 4, rates=[1e9, 1e9, 2e9, 4e9])
+    parts = make_partition(lenet_graph, "balanced", 4, rates=[1e9, 1e9, 2e9, 4e9])
     assert np.bincount(parts["conv2"]).tolist() == [2, 2, 4, 8]
     # 6 filters over 1:2 -> 2, 4; 10 over 1:1:1 -> 4, 3, 3 (largest remainder, ties to the earlier device)
     assert proportional_split(6, [1, 2]).tolist() == [0, 0, 1, 1, 1, 1]
     assert np.bincount(proportional_split(10, [1, 1, 1])).tolist() == [4, 3, 3]
     # with exact shares every device takes the same time on conv2: imbalance of that layer is 1
-    even = make_partition(lenet, "contiguous", 4)
+    even = make_partition(lenet_graph, "contiguous", 4)
     rates = [1e9, 1e9, 2e9, 4e9]
-    assert imbalance(lenet, parts, rates) < imbalance(lenet, even, rates)
+    assert imbalance(lenet_graph, parts, rates) < imbalance(lenet_graph, even, rates)
     # equal devices, contiguous: conv1 shares 2,2,1,1 (slowest 2 / mean 1.5), fc3 3,3,2,2 (3 / 2.5),
     # the other three layers split evenly (1)
-    assert imbalance(lenet, even, [1e9] * 4) == pytest.approx((2 / 1.5 + 1 + 1 + 1 + 3 / 2.5) / 5)
+    assert imbalance(lenet_graph, even, [1e9] * 4) == pytest.approx((2 / 1.5 + 1 + 1 + 1 + 3 / 2.5) / 5)
 
 
 def test_aligned_ties_every_residual_stream() -> None:

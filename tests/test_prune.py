@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from sim.config.load import load
 from sim.config.schema import PruneSpec
@@ -15,13 +14,6 @@ from sim.model import prune
 from sim.model.flowgraph import FlowGraph
 from sim.model.zoo import build_model
 from tests.helpers import scenario_dict
-
-
-def lenet() -> tuple[nn.Module, FlowGraph]:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = build_model("lenet5")
-    return model, FlowGraph.trace(model, torch.zeros(1, 1, 32, 32))
 
 
 def dense_bytes(workload) -> int:
@@ -45,8 +37,8 @@ def test_resnet_streams_are_groups_and_the_classifier_is_not_prunable() -> None:
 
 
 # -- structured -------------------------------------------------------------------------------------------
-def test_ln_structured_removes_the_smallest_filters_and_masks_bias() -> None:
-    model, graph = lenet()
+def test_ln_structured_removes_the_smallest_filters_and_masks_bias(traced_lenet) -> None:
+    model, graph = traced_lenet()
     with torch.no_grad():  # filter f gets L2 norm proportional to (f + 1)
         model.conv2.weight.copy_(torch.arange(1, 17, dtype=torch.float32).view(16, 1, 1, 1).expand(16, 6, 5, 5))
         model.conv2.bias.fill_(0.5)
@@ -68,20 +60,20 @@ def test_batchnorm_of_pruned_filters_is_masked() -> None:
     assert (bn.weight[keep["features.0"]] == 1).all()  # default init, untouched
 
 
-def test_random_structured_is_seeded_and_leaves_the_global_rng_alone() -> None:
+def test_random_structured_is_seeded_and_leaves_the_global_rng_alone(traced_lenet) -> None:
     state = torch.get_rng_state()
     spec = PruneSpec(method="random_structured", amount=0.5)
-    first = prune.apply(lenet()[0], lenet()[1], spec, seed=3)
-    again = prune.apply(lenet()[0], lenet()[1], spec, seed=3)
-    other = prune.apply(lenet()[0], lenet()[1], spec, seed=4)
+    first = prune.apply(traced_lenet()[0], traced_lenet()[1], spec, seed=3)
+    again = prune.apply(traced_lenet()[0], traced_lenet()[1], spec, seed=3)
+    other = prune.apply(traced_lenet()[0], traced_lenet()[1], spec, seed=4)
     assert torch.equal(torch.get_rng_state(), state)
     assert all(np.array_equal(first[k], again[k]) for k in first)
     assert any(not np.array_equal(first[k], other[k]) for k in first)
     assert len(first["conv2"]) == 8 and len(first["fc1"]) == 60 and "fc3" not in first
 
 
-def test_remove_masks_leaves_a_plain_state_dict() -> None:
-    model, graph = lenet()
+def test_remove_masks_leaves_a_plain_state_dict(traced_lenet) -> None:
+    model, graph = traced_lenet()
     prune.apply(model, graph, PruneSpec(method="ln_structured", amount=0.5), seed=0)
     assert "conv1.weight_orig" in model.state_dict()
     state = prune.remove_masks(model).state_dict()
@@ -90,16 +82,16 @@ def test_remove_masks_leaves_a_plain_state_dict() -> None:
 
 
 # -- unstructured -----------------------------------------------------------------------------------------
-def test_l1_unstructured_zeroes_the_amount_of_each_layer_and_honours_ignored_layers() -> None:
-    model, graph = lenet()
+def test_l1_unstructured_zeroes_the_amount_of_each_layer_and_honours_ignored_layers(traced_lenet) -> None:
+    model, graph = traced_lenet()
     spec = PruneSpec(method="l1_unstructured", amount=0.5, layers={"fc1": 0.25}, ignored_layers=["fc3"])
     assert prune.apply(model, graph, spec, seed=0) == {}
     zeros = {n: int((model.get_submodule(n).weight == 0).sum()) for n in ("conv1", "conv2", "fc1", "fc3")}
     assert zeros == {"conv1": 75, "conv2": 1200, "fc1": 12000, "fc3": 0}  # 0.5*150, 0.5*2400, 0.25*48000
 
 
-def test_global_unstructured_ranks_all_layers_together() -> None:
-    model, graph = lenet()
+def test_global_unstructured_ranks_all_layers_together(traced_lenet) -> None:
+    model, graph = traced_lenet()
     prune.apply(model, graph, PruneSpec(method="global_unstructured", amount=0.8), seed=0)
     weights = [model.get_submodule(n).weight for n in ("conv1", "conv2", "fc1", "fc2", "fc3")]
     total = sum(w.numel() for w in weights)
@@ -107,8 +99,8 @@ def test_global_unstructured_ranks_all_layers_together() -> None:
     assert len({round(float((w == 0).float().mean()), 2) for w in weights}) > 1  # not uniform per layer
 
 
-def test_unknown_layer_names_are_refused_naming_the_field() -> None:
-    model, graph = lenet()
+def test_unknown_layer_names_are_refused_naming_the_field(traced_lenet) -> None:
+    model, graph = traced_lenet()
     with pytest.raises(UserError, match=r"prune.ignored_layers: unknown layer 'conv9'; layers are conv1"):
         prune.apply(model, graph, PruneSpec(method="l1_unstructured", ignored_layers=["conv9"]), seed=0)
 
@@ -137,12 +129,12 @@ def test_unstructured_pruning_leaves_flops_and_dense_bytes_unchanged() -> None:
     assert [m.channel_ids for m in pruned.messages] == [m.channel_ids for m in base.messages]
 
 
-def test_unstructured_pruning_saves_a_channel_a_remote_device_no_longer_needs(tmp_path) -> None:
+def test_unstructured_pruning_saves_a_channel_a_remote_device_no_longer_needs(tmp_path, traced_lenet) -> None:
     """Hand-built case: device d1 owns conv2 filters 4..7 (contiguous split of 16 over 4). Their weights on
     conv1 channel 0 (owned by d0) are made tiny, so l1_unstructured with exactly 4*25 = 100 of conv2's 2400
     weights removes just them: d1 then needs none of channel 0 and the d0->d1 message loses one 14x14
     float32 channel, 784 bytes. FLOPs do not change."""
-    model, _ = lenet()  # the seed-0 weights the scenario builds
+    model, _ = traced_lenet()  # the seed-0 weights the scenario builds
     with torch.no_grad():
         model.conv2.weight[4:8, 0] *= 1e-6
     checkpoint = tmp_path / "tiny.pt"
@@ -190,20 +182,20 @@ def build_model_layers(name: str):
     return FlowGraph.trace(build_model(name), torch.zeros(1, 3, 32, 32)).layers()
 
 
-def test_structured_amount_for_a_layer_that_cannot_lose_filters_is_refused() -> None:
-    model, graph = lenet()
+def test_structured_amount_for_a_layer_that_cannot_lose_filters_is_refused(traced_lenet) -> None:
+    model, graph = traced_lenet()
     with pytest.raises(UserError, match=r"prune.layers: the filters of 'fc3' cannot be removed"):
         prune.apply(model, graph, PruneSpec(method="ln_structured", layers={"fc3": 0.5}), seed=0)
 
 
-def test_bytes_saved_are_hop_weighted_dense_bytes_of_every_message_carrying_the_channel() -> None:
+def test_bytes_saved_are_hop_weighted_dense_bytes_of_every_message_carrying_the_channel(traced_lenet) -> None:
     """LeNet-5, 4 devices, contiguous. A conv2 channel (5x5 float32 = 100 B after pooling) goes to the 3
     other devices; on a line d0-d1-d2-d3 (hops = |src - dst|) the owner of channels 0..3 (d0) reaches the
     others in 1 + 2 + 3 hops, d1 (channels 4..7) in 1 + 1 + 2. A conv1 channel is 14x14 float32 = 784 B."""
     from sim.model.partition import make_partition
     from sim.workload.plan import plan_workload
 
-    _, graph = lenet()
+    _, graph = traced_lenet()
     plan = plan_workload(graph, make_partition(graph, "contiguous", 4), 4, 0, 0)
     groups = {g.layers[0]: g for g in prune.channel_groups(graph)}
     mesh = prune.bytes_saved(plan, groups["conv2"], lambda s, d: 1)

@@ -17,7 +17,7 @@ from sim.config.load import load
 from sim.errors import UserError
 from sim.experiment import pipeline as runner
 from sim.experiment import sweeps
-from tests.helpers import scenario_dict
+from tests.helpers import SCENARIOS, scenario_dict
 
 LENET_FLOPS = 2 * (6 * 25 * 28 * 28 + 16 * 6 * 25 * 10 * 10 + 120 * 400 + 84 * 120 + 10 * 84)  # 833040
 SAME = (
@@ -126,7 +126,7 @@ def test_quickstart_latency_never_increases_with_bandwidth_on_mesh():
         "inputs.frames": [1, 3],
         "network.bandwidth_mbps": list(grid.parse_logspace("k=0.05:5000:15")[1]),
     }
-    table = sweeps.sweep("scenarios/quickstart.yaml", settings, jobs=1, progress=False)
+    table = sweeps.sweep(str(SCENARIOS / "quickstart.yaml"), settings, jobs=1, progress=False)
     assert (table["error"] == "").all()
     for _, curve in table.groupby(["network.latency_ms", "inputs.frames"]):
         latency = curve.sort_values("network.bandwidth_mbps")["latency_s"].to_numpy()
@@ -156,7 +156,7 @@ def test_latency_monotone_in_bandwidth_property(quickstart_workload, low, factor
 
 @pytest.fixture(scope="module")
 def quickstart_workload():
-    sc = load("scenarios/quickstart.yaml")
+    sc = load(str(SCENARIOS / "quickstart.yaml"))
     sc = sc.model_copy(update={"inputs": sc.inputs.model_copy(update={"frames": 2})})
     return sc, runner.prepare(sc).built
 
@@ -203,7 +203,7 @@ def test_cli_sweep_writes_table_and_plot(tmp_path, capsys):
     code = cli.main(
         [
             "sweep",
-            "scenarios/quickstart.yaml",
+            str(SCENARIOS / "quickstart.yaml"),
             "--set",
             "network.bandwidth_mbps=1,100",
             "--baseline",
@@ -218,7 +218,7 @@ def test_cli_sweep_writes_table_and_plot(tmp_path, capsys):
     assert "2 points (0 failed)" in printed
     assert len(pd.read_csv(out / "sweep.csv")) == 2
     assert (out / "latency_vs_bandwidth.png").stat().st_size > 0
-    assert cli.main(["sweep", "scenarios/quickstart.yaml", "--jobs", "0"]) == 2
+    assert cli.main(["sweep", str(SCENARIOS / "quickstart.yaml"), "--jobs", "0"]) == 2
 
 
 def test_parallel_sweep_equals_serial():

@@ -14,7 +14,7 @@ from sim.errors import UserError
 from sim.experiment import assemble
 from sim.experiment.pipeline import evaluate, prepare
 from sim.report.save import save_run
-from tests.helpers import scenario_dict
+from tests.helpers import SCENARIOS, scenario_dict
 
 IMAGE_BYTES = 1 * 32 * 32 * 4  # one 1x32x32 float32 image, dense
 
@@ -116,7 +116,7 @@ def test_fps_sets_the_arrival_interval() -> None:
 
 
 @pytest.fixture(scope="module")
-def lenet():
+def lenet_workload():
     """The LeNet-5 workload on 4 devices (the network is not part of the workload, so it is built once)."""
     return prepare(parse_scenario(scenario_dict(4))).built
 
@@ -126,9 +126,9 @@ def variant(workload, **network):
     return evaluate(parse_scenario(scenario_dict(4, network={**base, **network})), workload)
 
 
-def test_multicast_sends_the_input_image_once(lenet) -> None:
-    plain = variant(lenet, topology="shared")
-    multi = variant(lenet, topology="shared", multicast=True)
+def test_multicast_sends_the_input_image_once(lenet_workload) -> None:
+    plain = variant(lenet_workload, topology="shared")
+    multi = variant(lenet_workload, topology="shared", multicast=True)
     image = multi.transfers[multi.transfers["layer"] == "input"]
     assert list(image["dst"]) == ["d1", "d2", "d3"]
     assert list(image["bytes"]) == [IMAGE_BYTES, 0, 0]  # counted once
@@ -142,22 +142,22 @@ def test_multicast_sends_the_input_image_once(lenet) -> None:
     assert multi.summary["latency_s"] < plain.summary["latency_s"]
 
 
-def test_links_carry_bytes_times_hops(lenet) -> None:
-    star = variant(lenet, topology="star")
+def test_links_carry_bytes_times_hops(lenet_workload) -> None:
+    star = variant(lenet_workload, topology="star")
     assert int(star.links["bytes"].sum()) == int((star.transfers["bytes"] * star.transfers["hops"]).sum())
     assert set(star.transfers["hops"]) == {2}
-    mesh = variant(lenet, topology="mesh")
+    mesh = variant(lenet_workload, topology="mesh")
     assert star.summary["latency_s"] > mesh.summary["latency_s"]
 
 
-def test_critical_path_tiles_the_latency(lenet) -> None:
-    cp = variant(lenet, topology="ring").summary["critical_path"]
+def test_critical_path_tiles_the_latency(lenet_workload) -> None:
+    cp = variant(lenet_workload, topology="ring").summary["critical_path"]
     assert cp["compute_s"] + cp["transfer_s"] + cp["wait_s"] == pytest.approx(cp["latency_s"])
     assert cp["steps"][-1]["end_s"] == pytest.approx(cp["latency_s"])
 
 
-def test_run_writes_links_and_devices_csv(lenet, tmp_path) -> None:
-    result = variant(lenet, topology="star", chunk_kb=1)
+def test_run_writes_links_and_devices_csv(lenet_workload, tmp_path) -> None:
+    result = variant(lenet_workload, topology="star", chunk_kb=1)
     save_run(result, tmp_path)
     links = pd.read_csv(tmp_path / "links.csv")
     assert list(links["link"])[:2] == ["d0->switch", "switch->d0"]
@@ -188,21 +188,23 @@ def test_single_device_baseline_counts_the_whole_batch() -> None:
     assert result.summary["baseline"]["latency_s"] == pytest.approx(3 * 833040 / 2e9)
 
 
-def test_mixed_devices_summary_is_valid_json(lenet) -> None:
+def test_mixed_devices_summary_is_valid_json(lenet_workload) -> None:
     devices = [
         {"name": "d0", "preset": "rpi4"},
         {"name": "d1", "gflops": 2},
         {"name": "d2", "gflops": 2},
         {"name": "d3", "preset": "phone"},
     ]
-    result = evaluate(parse_scenario(scenario_dict(4, devices=devices)), lenet)
+    result = evaluate(parse_scenario(scenario_dict(4, devices=devices)), lenet_workload)
     text = json.dumps(result.summary, allow_nan=False)
     rows = {r["device"]: r for r in json.loads(text)["devices"]}
     assert rows["d0"]["mem_bandwidth_gbps"] == 12.8 and rows["d1"]["mem_bandwidth_gbps"] is None
     # roofline on the Pi (8 GFLOP/s, 12.8 GB/s): each task takes the larger of its compute and memory times
-    expected = sum(max(t.flops / 8e9, t.bytes_touched / 12.8e9) for t in lenet.workload.tasks if t.device == 0)
+    expected = sum(max(t.flops / 8e9, t.bytes_touched / 12.8e9) for t in lenet_workload.workload.tasks if t.device == 0)
     assert rows["d0"]["busy_s"] == pytest.approx(expected)
-    assert expected > sum(t.flops / 8e9 for t in lenet.workload.tasks if t.device == 0)  # memory-bound somewhere
+    assert expected > sum(
+        t.flops / 8e9 for t in lenet_workload.workload.tasks if t.device == 0
+    )  # memory-bound somewhere
 
 
 @pytest.mark.parametrize(
@@ -210,4 +212,4 @@ def test_mixed_devices_summary_is_valid_json(lenet) -> None:
 )
 def test_feature_scenarios_parse(name, monkeypatch) -> None:
     monkeypatch.chdir(Path(__file__).resolve().parent.parent)  # graphml paths are relative to the project
-    assert load_scenario(f"scenarios/{name}.yaml").name == name
+    assert load_scenario(SCENARIOS / f"{name}.yaml").name == name

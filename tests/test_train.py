@@ -11,17 +11,10 @@ from sim.cli import main
 from sim.config.schema import PruneSpec
 from sim.model import data, prune, train
 from sim.model.flowgraph import FlowGraph
-from sim.model.zoo import build_model
 from tests.helpers import scenario_dict
 
 
-def lenet(seed: int = 0) -> torch.nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build_model("lenet5")
-
-
-def test_lenet_on_digits_reaches_90_percent_and_is_deterministic() -> None:
+def test_lenet_on_digits_reaches_90_percent_and_is_deterministic(lenet) -> None:
     train_split, test_split = data.digits((1, 32, 32), seed=0)
     state = torch.get_rng_state()
     model = train.fit(lenet(), train_split, epochs=8, lr=3e-3, seed=0, progress=False)
@@ -33,7 +26,7 @@ def test_lenet_on_digits_reaches_90_percent_and_is_deterministic() -> None:
     assert 0.0 <= train.accuracy(lenet(), test_split) < 0.5  # untrained: near chance, so the bar means something
 
 
-def test_finetuning_keeps_pruned_weights_at_zero() -> None:
+def test_finetuning_keeps_pruned_weights_at_zero(lenet) -> None:
     train_split, _ = data.digits((1, 32, 32), seed=0)
     model = lenet()
     graph = FlowGraph.trace(model, torch.zeros(1, 1, 32, 32))

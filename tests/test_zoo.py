@@ -275,7 +275,7 @@ def test_width_scales_channels_by_hand() -> None:
     assert (thin.features[0].out_channels, thin.classifier.in_features) == (16, 1280)
     # 0.35 * 24 = 8.4 -> 8; torchvision's _make_divisible keeps it (8 >= 0.9 * 8.4)
     assert build_model("mobilenetv2_imagenet", width=0.35).features[4].conv[-2].out_channels == 8
-    with pytest.raises(UserError, match=r"model\.width: 'resnet18' has no width setting"):
-        build_model("resnet18", width=0.5)
+    with pytest.raises(UserError, match=r"model\.width: only .*resnet50.* take a width; set 1 for 'lenet5'"):
+        build_model("lenet5", width=0.5)
     with pytest.raises(UserError, match=r"^model\.width"):
         build_model("resnet50", width=0)

@@ -1,9 +1,10 @@
 """Record or check the outputs of every bundled scenario (the re-layering's safety net).
 
 ``python tools/golden.py record`` runs ``dsim run`` on every ``scenarios/**/*.yaml`` and writes
-``tests/golden/outputs.json``: the SHA-256 of each run's ``transfers.csv`` and ``compute.csv`` and every
+``tests/golden/outputs.json`` (or, given scenario files, adds or replaces just their entries): the SHA-256 of each run's ``transfers.csv`` and ``compute.csv`` and every
 number in its ``summary.json``. ``python tools/golden.py check`` runs them again and prints every
-difference (exit status 1 if any). Scenarios whose numbers depend on this machine's speed
+recorded value that changed (exit status 1 if any); summary keys added since the recording are listed, not
+counted as differences. Scenarios whose numbers depend on this machine's speed
 (``calibrate: true``) are recorded for their bytes only.
 
 Example::
@@ -69,23 +70,42 @@ def scenarios(selected: list[str]) -> list[str]:
 
 def main(argv: list[str]) -> int:
     mode, selected = argv[0], argv[1:]
-    if mode == "record":
+    if mode == "record":  # the named scenarios (all without names), keeping the other entries
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-        data = {s: record_one(s) for s in scenarios(selected)}
+        data = json.loads(GOLDEN.read_text()) if GOLDEN.is_file() and selected else {}
+        for s in scenarios(selected):
+            data[s] = record_one(s)
+            print(f"recorded {s}", flush=True)
         GOLDEN.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-        print(f"recorded {len(data)} scenarios in {GOLDEN.relative_to(ROOT)}")
         return 0
     golden = json.loads(GOLDEN.read_text())
     failures = 0
     for s in scenarios(selected):
+        if s not in golden:
+            print(f"{s}: not recorded (python tools/golden.py record {s} adds it)")
+            continue
         got, want = record_one(s), golden[s]
-        if got != want:
+        diff = _differences(want, got)
+        if diff:
             failures += 1
-            diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got) if want.get(k) != got.get(k)}
             print(f"{s}: DIFFERS {json.dumps(diff, default=str)[:2000]}")
         else:
-            print(f"{s}: same")
+            added = sorted(set(got.get("summary", {})) - set(want.get("summary", {})))
+            print(f"{s}: same" + (f" (new summary keys: {', '.join(added)})" if added else ""))
     return 1 if failures else 0
+
+
+def _differences(want: dict[str, object], got: dict[str, object]) -> dict[str, object]:
+    """Every recorded value that changed or disappeared; keys the code added since are not differences."""
+    diff: dict[str, object] = {}
+    for key, value in want.items():
+        if isinstance(value, dict):
+            sub = got.get(key, {})
+            assert isinstance(sub, dict)
+            diff.update({f"{key}.{k}": (v, sub.get(k)) for k, v in value.items() if sub.get(k) != v})
+        elif got.get(key) != value:
+            diff[key] = (value, got.get(key))
+    return diff
 
 
 if __name__ == "__main__":

@@ -16,6 +16,28 @@ from sim.workload import wire
 from sim.workload.types import Workload
 
 
+def elements_hops(transfers: pd.DataFrame) -> int:
+    """CaP's communication volume: the sum over messages of ``elements x hops`` (values carried times the
+    links of its route), over every frame of the run."""
+    if transfers.empty:
+        return 0
+    return int((transfers["elements"].astype("int64") * transfers["hops"].astype("int64")).sum())
+
+
+def elements_max_link(transfers: pd.DataFrame, timeline: Timeline) -> int:
+    """Elements carried by the busiest link queue: for every queue, the elements of each distinct message
+    that crossed it (chunks counted once), summed; the largest such sum (0 when nothing was sent)."""
+    elements = transfers["elements"].to_numpy()
+    seen: set[tuple[int, str]] = set()
+    per_queue: dict[str, int] = {}
+    for hop in timeline.hops:
+        key = (hop.message, hop.link.queue_name)
+        if key not in seen:
+            seen.add(key)
+            per_queue[key[1]] = per_queue.get(key[1], 0) + int(elements[hop.message])
+    return max(per_queue.values(), default=0)
+
+
 def summarize(
     name: str, resolved: dict[str, Any], transfers: pd.DataFrame, compute: pd.DataFrame, timeline: Timeline
 ) -> dict[str, Any]:
@@ -36,6 +58,8 @@ def summarize(
         "auto_saving": auto_saving(totals),
         "header_bytes": int(transfers["header_bytes"].sum()),
         "messages": len(transfers),
+        "elements_hops": elements_hops(transfers),
+        "elements_hops_max_link": elements_max_link(transfers, timeline),
         "flops_total": float(compute["flops"].sum()),
         "compute_s_total": float((compute["end_s"] - compute["start_s"]).sum()),
         "frame_latency_s": [float(x) for x in latency],

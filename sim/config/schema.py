@@ -22,8 +22,8 @@ from sim.config.presets import apply_preset
 from sim.errors import UserError
 from sim.topology import SWITCH, check_connected, read_graphml, topology_edges
 
-LABELLED_DATASETS = ("digits", "cifar10")  # datasets with labels: training and accuracy need one
-Strategy = Literal["contiguous", "round_robin", "random", "balanced", "aligned"]
+LABELLED_DATASETS = ("digits", "cifar10", "fashion-mnist")  # datasets with labels: training and accuracy need one
+Strategy = Literal["contiguous", "round_robin", "random", "balanced", "aligned", "comm_aware"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 WireFormat = Literal["dense", "csr", "coo", "bitmap", "auto"]
 
@@ -62,15 +62,17 @@ class ModelSpec(_Strict):
     )
     checkpoint: Path | None = Field(default=None, description="state_dict saved by `dsim train`")
     num_classes: int = Field(default=10, gt=0)
-    width: float = Field(
-        default=1.0,
-        gt=0,
-        description="channel multiplier of the zoo models that have one (e.g. resnet50); 1: as published",
-    )
     train_epochs: int = Field(
         default=0, ge=0, description="train (seeded) on the dataset's train split before pruning; 0: do not train"
     )
     lr: float = Field(default=1e-3, gt=0, description="Adam learning rate of train_epochs")
+    width: float = Field(
+        default=1.0,
+        gt=0,
+        le=4,
+        description="channel multiplier of the CIFAR-style vgg/resnet models (1/8: 8-64) and of resnet50, "
+        "mobilenetv2_imagenet, vgg16_imagenet",
+    )
 
     @field_validator("input_shape")
     @classmethod
@@ -83,8 +85,12 @@ class ModelSpec(_Strict):
 class InputsSpec(_Strict):
     """What enters the source device: ``frames`` batches of ``batch_size`` images, ``interval_ms`` apart."""
 
-    dataset: Literal["digits", "cifar10", "synthetic"] = "digits"
-    path: Path | None = Field(default=None, description="cifar10: folder with data_batch_1..5 and test_batch")
+    dataset: Literal["digits", "cifar10", "fashion-mnist", "synthetic"] = "digits"
+    path: Path | None = Field(
+        default=None,
+        description="cifar10: folder with data_batch_1..5 and test_batch; fashion-mnist: folder of the idx files "
+        "(default /usr/share/datasets/fashion-mnist)",
+    )
     batch_size: int = Field(default=1, gt=0)
     frames: int = Field(default=1, gt=0)
     interval_ms: float = Field(default=0.0, ge=0)
@@ -114,7 +120,18 @@ class DeviceSpec(_Strict):
     mem_bandwidth_gbps: float | None = Field(
         default=None, gt=0, description="memory bandwidth, 1e9 bytes/s; tasks take max(compute, memory) time"
     )
-    calibrate: bool = Field(default=False, description="measure this machine's conv rate with torch for gflops")
+    calibrate: bool = Field(
+        default=False,
+        description="profile this scenario's layer shards on this machine (as dsim profile) and use the fit "
+        "flops/rate + overhead for gflops and overhead_ms",
+    )
+    profile: Path | None = Field(
+        default=None, description="profile JSON written by dsim profile: measured compute time per layer shard"
+    )
+    threads: int | None = Field(default=None, gt=0, description="torch threads its process uses (dsim profile)")
+    host: str | None = Field(default=None, min_length=1, description="host (in hosts) whose cores it shares")
+    send_overhead_us: float = Field(default=0.0, ge=0, description="software cost of sending one message")
+    recv_overhead_us: float = Field(default=0.0, ge=0, description="software cost of receiving one message")
 
     @model_validator(mode="before")
     @classmethod
@@ -124,10 +141,11 @@ class DeviceSpec(_Strict):
     @property
     def flops_per_s(self) -> float:
         """Compute rate in FLOP/s. A ``calibrate: true`` device has none until the pipeline measures this
-        machine (:func:`sim.experiment.assemble.calibrated`) and fills in ``gflops``."""
+        machine (:func:`sim.experiment.pipeline.calibrated`) and fills in ``gflops``; a ``profile:`` device
+        without ``gflops`` takes its profile's rate (:func:`sim.experiment.assemble.flops_per_s`)."""
         if self.gflops is None:
             raise UserError(
-                f"devices: {self.name} has calibrate: true; measure it first (sim.experiment.assemble.calibrated)"
+                f"devices: {self.name} has no gflops; profile it first (sim.experiment.pipeline.calibrated)"
             )
         return self.gflops * 1e9
 
@@ -142,6 +160,36 @@ class DeviceSpec(_Strict):
         return self.overhead_ms / 1e3
 
 
+class HostSpec(_Strict):
+    """A machine that several devices share (``devices[i].host``): their compute queues for its cores."""
+
+    name: str = Field(min_length=1)
+    cores: int = Field(gt=0, description="devices on it compute at most this many tasks at once")
+
+
+class ProtocolSpec(_Strict):
+    """How messages become packets on a link (see :class:`sim.engine.network.Protocol`)."""
+
+    mtu_bytes: int = Field(gt=0, description="largest packet (IP header and payload), as ip link shows it")
+    packet_header_bytes: int = Field(ge=14, description="header bytes per packet on the wire, 14 of Ethernet")
+    message_header_bytes: int = Field(default=0, ge=0, description="application header per message")
+
+    @model_validator(mode="after")
+    def _room_for_payload(self) -> ProtocolSpec:
+        if self.mtu_bytes + 14 - self.packet_header_bytes < 1:
+            raise ValueError("packet_header_bytes: leaves no payload in a packet; it must be < mtu_bytes + 14")
+        return self
+
+
+class ShaperSpec(_Strict):
+    """A token-bucket shaper at the link rate (Linux tc tbf): the first burst_bytes go at once."""
+
+    burst_bytes: int = Field(gt=0, description="bucket size; it refills at the link rate")
+
+
+ProtocolSetting = ProtocolSpec | Literal["tcp", "none"] | None
+
+
 class LinkSpec(_Strict):
     """One link ``a``--``b``: for ``custom`` an edge, for other topologies an override of an existing one.
     Unset fields take the network's defaults; ``up`` is ``a->b``, ``down`` is ``b->a``."""
@@ -153,6 +201,8 @@ class LinkSpec(_Strict):
     down_mbps: float | None = Field(default=None, gt=0, description="rate b->a; overrides bandwidth_mbps")
     latency_ms: float | None = Field(default=None, ge=0)
     duplex: Literal["full", "half"] | None = None
+    protocol: ProtocolSetting = Field(default=None, description="overrides network.protocol (none: no packets)")
+    shaper: ShaperSpec | Literal["none"] | None = Field(default=None, description="overrides network.shaper")
 
 
 class NetworkSpec(_Strict):
@@ -170,6 +220,10 @@ class NetworkSpec(_Strict):
     )
     access_overhead_ms: float = Field(default=0.0, ge=0, description="added to every transmission")
     multicast: bool = Field(default=False, description="shared: send a payload wanted by several devices once")
+    protocol: ProtocolSetting = Field(
+        default=None, description="packets on the wire: tcp (1500/66/0) or {mtu_bytes, packet_header_bytes, ...}"
+    )
+    shaper: ShaperSpec | None = Field(default=None, description="token bucket on every link direction")
 
     @property
     def chunk_bytes(self) -> int | None:
@@ -199,12 +253,26 @@ class PartitionSpec(_Strict):
     strategy: Strategy = "contiguous"
     seed: int | None = Field(default=None, ge=0, description="for random strategies; default: scenario seed")
     file: Path | None = Field(default=None, description="partition JSON; replaces the strategy")
+    save_to: Path | None = Field(
+        default=None, description="comm_aware: write the final (co-optimised) partition file here"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> PartitionSpec:
         if self.file is not None and "strategy" in self.model_fields_set:
             raise ValueError("give either strategy or file, not both")
         return self
+
+
+class AdmmSpec(_Strict):
+    """The ADMM schedule of ``prune.method: admm | admm_comm`` (see :mod:`sim.model.admm`)."""
+
+    epochs: int = Field(default=15, ge=1, description="ADMM epochs (SGD); Z, U and rho are updated after each")
+    rho: float = Field(default=1e-2, gt=0, description="initial ADMM penalty rho")
+    rho_growth: float = Field(default=1.4, ge=1, description="rho is multiplied by this after each update")
+    rho_max: float = Field(default=1.0, gt=0, description="cap of rho")
+    retrain_epochs: int = Field(default=10, ge=0, description="masked retraining after the hard prune (Adam, prune.lr)")
+    lr: float = Field(default=1e-2, gt=0, description="SGD learning rate of the ADMM epochs (cosine decay)")
 
 
 class PruneSpec(_Strict):
@@ -222,13 +290,30 @@ class PruneSpec(_Strict):
         "l1_unstructured",
         "random_unstructured",
         "global_unstructured",
+        "kernel_magnitude",
+        "block_diagonal",
+        "admm",
+        "admm_comm",
     ] = "none"
+    granularity: Literal["kernel", "filter"] = Field(
+        default="kernel", description="admm/admm_comm: keep k x k kernels W[f, c], or whole filters"
+    )
+    cost: Literal["hops", "seconds"] = Field(
+        default="hops", description="admm_comm: device-pair cost from fewest-hop counts or per-value route time"
+    )
+    cost_matrix: list[list[float]] | None = Field(
+        default=None, description="admm_comm: explicit device-by-device cost (scenario order); replaces cost"
+    )
+    admm: AdmmSpec = AdmmSpec()
     amount: float = Field(default=0.0, ge=0, lt=1, description="fraction of filters (structured) or weights")
     layers: dict[str, float] = Field(default_factory=dict, description="per-layer amounts, by layer name")
     ignored_layers: list[str] = Field(default_factory=list, description="layers left unpruned")
     norm: float = Field(default=2.0, gt=0, description="ln_structured: the n of the Ln filter norm")
     lambda_comm: float = Field(
-        default=1.0, ge=0, description="comm_structured: weight of hop-weighted bytes saved against filter norm"
+        default=1.0,
+        ge=0,
+        description="comm_structured: weight of hop-weighted bytes saved against filter norm; admm_comm: weight "
+        "of the cost-weighted L1 penalty relative to its value at the start",
     )
     max_layer_amount: float = Field(
         default=0.9, gt=0, lt=1, description="comm_structured: at most this fraction of any layer is removed"
@@ -289,14 +374,33 @@ class Scenario(_Strict):
     baseline: Literal["none", "single"] = Field(
         default="none", description="single: also run the whole model on the source device alone, for comparison"
     )
+    hosts: list[HostSpec] = Field(default_factory=list, description="machines devices share (devices[i].host)")
+
+    @model_validator(mode="after")
+    def _hosts_and_packets(self) -> Scenario:
+        hosts = [h.name for h in self.hosts]
+        for i, name in enumerate(hosts):
+            if name in hosts[:i]:
+                raise ValueError(f"hosts[{i}].name: duplicate host name '{name}'")
+        for i, d in enumerate(self.devices):
+            if d.host is not None and d.host not in hosts:
+                known = ", ".join(hosts) if hosts else "none (add a hosts: list)"
+                raise ValueError(f"devices[{i}].host: unknown host '{d.host}'; hosts are {known}")
+        net = self.network
+        packets = net.protocol not in (None, "none") or any(link.protocol not in (None, "none") for link in net.links)
+        if packets and net.chunk_kb is not None:
+            raise ValueError("network.chunk_kb: a protocol already forwards packet by packet; remove chunk_kb")
+        return self
 
     @model_validator(mode="after")
     def _device_rates(self) -> Scenario:
         for i, d in enumerate(self.devices):
             if d.calibrate and d.gflops is not None:
                 raise ValueError(f"devices[{i}].gflops: give gflops or calibrate: true, not both")
-            if not d.calibrate and d.gflops is None:
-                raise ValueError(f"devices[{i}].gflops: required (or give a preset, or calibrate: true)")
+            if d.calibrate and d.profile is not None:
+                raise ValueError(f"devices[{i}].profile: give profile or calibrate: true, not both")
+            if not d.calibrate and d.gflops is None and d.profile is None:
+                raise ValueError(f"devices[{i}].gflops: required (or give a preset, a profile, or calibrate: true)")
         return self
 
     @model_validator(mode="after")
@@ -361,6 +465,26 @@ class Scenario(_Strict):
 
     @model_validator(mode="after")
     def _pruning_and_training_consistent(self) -> Scenario:
+        p, n = self.prune, len(self.devices)
+        if p.cost_matrix is not None:
+            m = p.cost_matrix
+            if len(m) != n or any(len(row) != n for row in m):
+                raise ValueError(f"prune.cost_matrix: must be {n} x {n} (one row and column per device)")
+            if any(v < 0 or v != v or v == float("inf") for row in m for v in row):
+                raise ValueError("prune.cost_matrix: entries must be finite and >= 0")
+            if any(m[i][i] != 0 for i in range(n)):
+                raise ValueError("prune.cost_matrix: the diagonal must be 0 (a device talks to itself for free)")
+        admm_methods = ("admm", "admm_comm")
+        if p.admm.rho_max < p.admm.rho:
+            raise ValueError("prune.admm.rho_max: must be >= prune.admm.rho")
+        if self.partition.strategy == "comm_aware" and self.partition.file is None and p.method not in admm_methods:
+            raise ValueError("partition.strategy: comm_aware co-optimises with ADMM; set prune.method: admm_comm")
+        if p.method in ("kernel_magnitude", "block_diagonal", *admm_methods) and p.layers:
+            raise ValueError(f"prune.layers: {p.method} keeps the same fraction of every conv; use amount")
+        if p.granularity == "filter" and p.method in ("kernel_magnitude", "block_diagonal"):
+            raise ValueError(f"prune.granularity: {p.method} is kernel pruning; use ln_structured for filters")
+        if p.method in admm_methods and self.inputs.dataset not in LABELLED_DATASETS:
+            raise ValueError(f"prune.method: {p.method} trains; dataset '{self.inputs.dataset}' has no labels")
         if self.prune.layers and self.prune.method in ("comm_structured", "global_unstructured"):
             raise ValueError(
                 f"prune.layers: {self.prune.method} ranks all layers together; give one amount "

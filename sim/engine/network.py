@@ -26,8 +26,9 @@ Example::
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, cached_property
 
 import networkx as nx
@@ -35,13 +36,81 @@ import networkx as nx
 from sim.errors import UserError
 from sim.topology import MEDIUM, topology_edges
 
+ETHERNET_HEADER_BYTES = 14  # the link-layer frame header: on the wire, outside the MTU
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a message becomes packets on the wire (``network.protocol``).
+
+    A message of ``n`` payload bytes gains ``message_header_bytes`` (the application's header), is cut
+    into packets carrying at most :attr:`segment_bytes` of it each, and every packet costs its payload plus
+    ``packet_header_bytes`` on the wire. ``mtu_bytes`` is the largest packet the link layer carries, as
+    ``ip link`` shows it (IP header and payload); the 14-byte Ethernet header counted in
+    ``packet_header_bytes`` lies outside it, so a packet carries ``mtu_bytes + 14 - packet_header_bytes``
+    payload bytes. :data:`TCP` (1500 / 66 / 0) gives 1448-byte segments costing 1514 bytes each, which is
+    what Linux ``tc`` counts (no preamble, gap or frame check sequence).
+
+    Example::
+
+        >>> TCP.segment_bytes, TCP.packets(3000)
+        (1448, [1514, 1514, 170])
+        >>> TCP.wire_bytes(3000)
+        3198
+    """
+
+    mtu_bytes: int
+    packet_header_bytes: int
+    message_header_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        if self.segment_bytes < 1:
+            raise ValueError(
+                f"protocol: mtu_bytes {self.mtu_bytes} + {ETHERNET_HEADER_BYTES} - packet_header_bytes "
+                f"{self.packet_header_bytes} leaves no payload in a packet"
+            )
+
+    @property
+    def segment_bytes(self) -> int:
+        """Payload bytes one full packet carries."""
+        return self.mtu_bytes + ETHERNET_HEADER_BYTES - self.packet_header_bytes
+
+    def packets(self, nbytes: int) -> list[int]:
+        """Wire bytes of each packet of a message of ``nbytes`` payload bytes (at least one packet)."""
+        total = nbytes + self.message_header_bytes
+        full, rest = divmod(total, self.segment_bytes)
+        sizes = [self.segment_bytes + self.packet_header_bytes] * full
+        if rest or not sizes:
+            sizes.append(rest + self.packet_header_bytes)
+        return sizes
+
+    def wire_bytes(self, nbytes: int) -> int:
+        """Bytes on the wire of a message of ``nbytes`` payload bytes: payload, its header, packet headers."""
+        total = nbytes + self.message_header_bytes
+        return total + max(1, math.ceil(total / self.segment_bytes)) * self.packet_header_bytes
+
+
+def _protocol_name(protocol: Protocol | None) -> str:
+    """``tcp``, ``none`` or the protocol's three numbers, for messages."""
+    if protocol is None:
+        return "none"
+    named = [name for name, p in PROTOCOLS.items() if p == protocol]
+    return named[0] if named else f"{protocol.mtu_bytes}/{protocol.packet_header_bytes}/{protocol.message_header_bytes}"
+
+
+TCP = Protocol(mtu_bytes=1500, packet_header_bytes=66, message_header_bytes=0)  # TCP/IPv4 with timestamps on Ethernet
+PROTOCOLS = {"tcp": TCP}
+
 
 @dataclass(frozen=True)
 class Link:
     """One direction of a link: ``src`` to ``dst`` at ``bandwidth_bps``, arriving ``latency_s`` later.
 
     ``queue`` names the FIFO it waits in (``""`` means its own, ``src->dst``); ``overhead_s`` is added to
-    every transmission (medium access).
+    every transmission (medium access). ``protocol`` cuts messages into packets (``None``: a message, or
+    a chunk, is one transmission of its payload bytes). ``burst_bytes`` is the bucket of a token-bucket
+    shaper at the link rate (Linux ``tc tbf``): with a full bucket the first ``burst_bytes`` go at once,
+    then the bucket refills at ``bandwidth_bps``; ``None``: no shaper, every byte takes ``8/bandwidth_bps``.
     """
 
     src: str
@@ -50,6 +119,8 @@ class Link:
     latency_s: float
     queue: str = ""
     overhead_s: float = 0.0
+    protocol: Protocol | None = None
+    burst_bytes: int | None = None
 
     @property
     def name(self) -> str:
@@ -62,8 +133,28 @@ class Link:
         return self.queue or self.name
 
     def transmit_s(self, nbytes: int) -> float:
-        """Time the queue is held to put ``nbytes`` on the wire (plus the access overhead), in seconds."""
+        """Time the queue is held to put ``nbytes`` on the wire (plus the access overhead), in seconds,
+        without a shaper (or with an empty bucket)."""
         return nbytes * 8 / self.bandwidth_bps + self.overhead_s
+
+    def wire_sizes(self, nbytes: int, chunk_bytes: int | None = None) -> list[int]:
+        """Wire bytes of each transmission of a message of ``nbytes``: its packets with a protocol, else its
+        chunks of ``chunk_bytes`` (or the whole message)."""
+        if self.protocol is not None:
+            return self.protocol.packets(nbytes)
+        return chunk_sizes(nbytes, chunk_bytes)
+
+
+def chunk_sizes(nbytes: int, chunk_bytes: int | None) -> list[int]:
+    """Sizes of the chunks a message of ``nbytes`` travels as: full chunks, then the remainder.
+
+    >>> chunk_sizes(2500, 1000)
+    [1000, 1000, 500]
+    """
+    if chunk_bytes is None or nbytes <= chunk_bytes:
+        return [nbytes]
+    full, rest = divmod(nbytes, chunk_bytes)
+    return [chunk_bytes] * full + ([rest] if rest else [])
 
 
 @dataclass(frozen=True)
@@ -74,6 +165,8 @@ class LinkParams:
     down_bps: float
     latency_s: float
     duplex: str = "full"
+    protocol: Protocol | None = None
+    burst_bytes: int | None = None
 
 
 class Network:
@@ -104,11 +197,14 @@ class Network:
         extra_edges: Sequence[tuple[str, str]] = (),
         duplex: str = "full",
         access_overhead_s: float = 0.0,
+        protocol: Protocol | None = None,
+        burst_bytes: int | None = None,
     ) -> Network:
         """A topology over ``devices`` with default link properties, ``overrides`` per edge (keyed by the
         edge as ``(a, b)``, ``up`` meaning ``a->b``) and, for ``custom``, ``extra_edges``.
 
-        ``access_overhead_s`` is added to every transmission on every link.
+        ``access_overhead_s`` is added to every transmission on every link; ``protocol`` and ``burst_bytes``
+        are the defaults of links without an override (see :class:`Link`).
         """
         edges = topology_edges(topology, devices) + list(extra_edges)
         overrides = overrides or {}
@@ -118,16 +214,17 @@ class Network:
             p = overrides.get((a, b))
             if p is None and (b, a) in overrides:
                 q = overrides[(b, a)]
-                p = LinkParams(q.down_bps, q.up_bps, q.latency_s, q.duplex)
-            p = p or LinkParams(bandwidth_bps, bandwidth_bps, latency_s, duplex)
+                p = replace(q, up_bps=q.down_bps, down_bps=q.up_bps)
+            p = p or LinkParams(bandwidth_bps, bandwidth_bps, latency_s, duplex, protocol, burst_bytes)
             if topology == "shared":
                 queue = MEDIUM
             elif p.duplex == "half":
                 queue = f"{a}<->{b}"
             else:
                 queue = ""
-            g.add_edge(a, b, link=Link(a, b, p.up_bps, p.latency_s, queue, access_overhead_s), order=len(g.edges))
-            g.add_edge(b, a, link=Link(b, a, p.down_bps, p.latency_s, queue, access_overhead_s), order=len(g.edges))
+            for u, v, bps in ((a, b, p.up_bps), (b, a, p.down_bps)):
+                link = Link(u, v, bps, p.latency_s, queue, access_overhead_s, p.protocol, p.burst_bytes)
+                g.add_edge(u, v, link=link, order=len(g.edges))
         return cls(g, devices)
 
     def links(self) -> list[Link]:
@@ -136,9 +233,17 @@ class Network:
         return [data["link"] for _, _, data in edges]
 
     def check_pairs(self, pairs: Iterable[tuple[str, str]]) -> None:
-        """Raise a one-line :class:`UserError` naming the first pair in ``pairs`` that has no route."""
+        """Raise a one-line :class:`UserError` naming the first pair in ``pairs`` that has no route, or whose
+        route crosses links of different protocols (packets are cut once, at the sender)."""
         for src, dst in pairs:
-            self.route(src, dst)
+            route = self.route(src, dst)
+            kinds = {link.protocol for link in route}
+            if len(kinds) > 1:
+                names = ", ".join(f"{link.name} {_protocol_name(link.protocol)}" for link in route)
+                raise UserError(
+                    f"network: the route {src} -> {dst} crosses links of different protocols ({names}); "
+                    "give the links of a route one protocol"
+                )
 
     def _route(self, src: str, dst: str) -> tuple[Link, ...]:
         """The links of the fewest-hop path from ``src`` to ``dst`` (BFS, neighbours in device order)."""

@@ -15,6 +15,19 @@ Semantics (DESIGN section 3, "Engine" and "Topologies"):
   ``latency_s`` later. Multi-hop routes are store-and-forward over the fewest-hop path.
 * With ``chunk_bytes``, a message travels as chunks of at most that many bytes, each stored and forwarded
   on its own, so a long route pipelines; the message arrives with its last chunk.
+* With a link ``protocol`` (:class:`sim.engine.network.Protocol`), a message travels as packets instead,
+  cut by its route's protocol (every link of a route must have the same one): each packet holds the queue
+  for its wire bytes (payload and headers) and is stored and forwarded on its own.
+* With a shaper (``burst_bytes``), a queue has a token bucket of that many bytes, full at the start and
+  refilled at the link rate; a transmission of ``n`` bytes starting with ``b`` tokens holds the queue
+  for ``max(0, n - b) * 8 / bandwidth_bps`` (plus the access overhead) and leaves ``max(0, b - n)`` tokens.
+* Devices on one :class:`~sim.engine.devices.Host` (``hosts``) hold one of its cores while they compute
+  and while they pay their per-message software costs; a device waits (FIFO) when all cores are taken.
+* A device with ``send_overhead_s`` spends it on each message (or multicast payload) a task releases,
+  after the task and before its next one; the message is ready when its cost is paid. The frame's input
+  messages pay the source's send cost without delaying its tasks. A device with ``recv_overhead_s``
+  spends it on each message a task needs, in arrival order, before the task starts (once per message);
+  a final output message counts as held by the sink that much after it arrives.
 * With ``multicast`` (a shared medium), messages made ready together that carry the same payload (equal
   ``frame, src, tensor, partial, channel_ids`` and ``bytes``, non-empty ``tensor``) are one transmission, at the
   slowest receiver's rate, arriving at every receiver after the largest of their latencies.
@@ -46,11 +59,11 @@ from typing import Any, NamedTuple
 import simpy
 from simpy.events import NORMAL
 
-from sim.engine.devices import DeviceRate
-from sim.engine.network import Link, Network
+from sim.engine.devices import DeviceRate, Host
+from sim.engine.network import Link, Network, chunk_sizes
 from sim.workload.types import Workload
 
-__all__ = ["DeviceRate", "Hop", "Timeline", "simulate"]
+__all__ = ["DeviceRate", "Hop", "Host", "Timeline", "chunk_sizes", "simulate"]
 
 
 class Hop(NamedTuple):
@@ -97,37 +110,15 @@ class _Transit:
     """One chunk (or whole message) in flight, as a SimPy event reused hop after hop.
 
     The engine schedules it directly on the environment's queue (what :class:`simpy.Timeout` does, without
-    allocating a new event per hop); ``k`` is the hop it is on.
+    allocating a new event and a closure per hop); ``k`` is the hop it is on.
     """
 
     __slots__ = ("callbacks", "group", "k", "last", "nbytes", "route")
     _ok = True  # read by simpy.Environment.step: the event succeeded
 
-    def __init__(self, group: list[int], route: tuple[_RouteHop, ...], nbytes: int, last: bool):
+    def __init__(self, group: list[int], route: Sequence[Link], nbytes: int, last: bool):
         self.callbacks: tuple | None = None
         self.group, self.route, self.nbytes, self.last, self.k = group, route, nbytes, last, 0
-
-
-class _RouteHop(NamedTuple):
-    """A link of a route with its FIFO queue's index and its constants, looked up once per route."""
-
-    link: Link
-    queue: int
-    bandwidth_bps: float
-    overhead_s: float
-    latency_s: float
-
-
-def chunk_sizes(nbytes: int, chunk_bytes: int | None) -> list[int]:
-    """Sizes of the chunks a message of ``nbytes`` travels as: full chunks, then the remainder.
-
-    >>> chunk_sizes(2500, 1000)
-    [1000, 1000, 500]
-    """
-    if chunk_bytes is None or nbytes <= chunk_bytes:
-        return [nbytes]
-    full, rest = divmod(nbytes, chunk_bytes)
-    return [chunk_bytes] * full + ([rest] if rest else [])
 
 
 def simulate(
@@ -137,16 +128,18 @@ def simulate(
     arrivals_s: Sequence[float],
     chunk_bytes: int | None = None,
     multicast: bool = False,
+    hosts: Sequence[Host | None] = (),
 ) -> Timeline:
     """Run the workload to completion and return its timeline.
 
     ``rates`` follows ``workload.devices``; ``arrivals_s[f]`` is when frame ``f`` enters at the source;
-    ``chunk_bytes`` splits messages into chunks; ``multicast`` sends equal payloads once (shared medium).
+    ``chunk_bytes`` splits messages into chunks; ``multicast`` sends equal payloads once (shared medium);
+    ``hosts[d]`` is the host device ``d`` shares (``None`` or missing: a machine of its own).
     """
     enabled = gc.isenabled()
     gc.disable()  # the run allocates many short-lived acyclic objects; the collector's passes over the
     try:  # (large) workload would cost more than the simulation itself; cycles are collected afterwards
-        return _simulate(workload, rates, network, arrivals_s, chunk_bytes, multicast)
+        return _simulate(workload, rates, network, arrivals_s, chunk_bytes, multicast, hosts)
     finally:
         if enabled:
             gc.enable()
@@ -159,10 +152,11 @@ def _simulate(
     arrivals_s: Sequence[float],
     chunk_bytes: int | None,
     multicast: bool,
+    hosts: Sequence[Host | None],
 ) -> Timeline:
     """:func:`simulate`, with the garbage collector off."""
     env = simpy.Environment()
-    schedule: list[Any] = env._queue  # Environment.schedule, inlined for the hops
+    schedule: list[Any] = env._queue  # Environment.schedule, inlined for the hops and arrivals
     eid = env._eid
     tasks, messages = workload.tasks, workload.messages
     names = workload.devices
@@ -178,28 +172,13 @@ def _simulate(
         message_ready_s=[0.0] * n_msg,
         carried_by=list(range(n_msg)),
     )
-    queues: dict[str, int] = {}  # queue name -> index into free_at
-    free_at: list[float] = []  # queue index -> when it is next free
-    routes: dict[tuple[int, int], tuple[_RouteHop, ...]] = {}  # (src, dst) device indices -> its hops
-
-    def hops_of(links: Sequence[Link]) -> tuple[_RouteHop, ...]:
-        hops = []
-        for link in links:
-            if link.queue_name not in queues:
-                queues[link.queue_name] = len(free_at)
-                free_at.append(0.0)
-            hops.append(_RouteHop(link, queues[link.queue_name], link.bandwidth_bps, link.overhead_s, link.latency_s))
-        return tuple(hops)
-
-    def route_of(src: int, dst: int) -> tuple[_RouteHop, ...]:
-        route = routes.get((src, dst))
-        if route is None:
-            route = routes[src, dst] = hops_of(network.route(names[src], names[dst]))
-        return route
-
+    free_at: dict[str, float] = defaultdict(float)  # queue name -> when it is next free
+    tokens: dict[str, tuple[float, float]] = {}  # shaped queue name -> (bucket level in bytes, as of time s)
+    cores = {h.name: simpy.Resource(env, capacity=h.cores) for h in hosts if h is not None}
+    core_of = [cores[h.name] if h is not None else None for h in hosts] + [None] * (len(names) - len(hosts))
     arrived = [env.event() for _ in messages]
-    waits_for: list[list[int]] = [[] for _ in tasks]  # task -> messages it needs
-    released_by: list[list[int]] = [[] for _ in tasks]  # task -> messages it makes ready
+    waits_for: dict[int, list[int]] = defaultdict(list)  # task -> messages it needs
+    released_by: dict[int | None, list[int]] = defaultdict(list)  # task -> messages it makes ready
     input_of_frame: dict[int, list[int]] = defaultdict(list)
     for m, msg in enumerate(messages):
         for t in msg.needed_by:
@@ -209,43 +188,51 @@ def _simulate(
         else:
             released_by[msg.after].append(m)
     frame_arrived = [env.timeout(a) for a in arrivals_s]
-    frame_done_s, hops_append = timeline.frame_done_s, timeline.hops.append
-    new_tuple = tuple.__new__  # Hop(...) without its Python-level __new__
-    message_end_s = timeline.message_end_s
 
     def record_done(frame: int) -> None:
         timeline.frame_done_s[frame] = max(timeline.frame_done_s[frame], env.now)
 
     def forward(chunk: _Transit) -> None:
-        """Put ``chunk`` on hop ``chunk.k`` of its route now; the event that fires when it reaches the hop's
-        far end forwards it to the next hop (store-and-forward) or delivers its group."""
-        link, queue, bandwidth_bps, overhead_s, latency_s = chunk.route[chunk.k]
-        now = env._now
-        start = free_at[queue]
-        if start < now:
-            start = now
-        end = start + chunk.nbytes * 8 / bandwidth_bps + overhead_s  # Link.transmit_s, inlined
+        """Put ``chunk`` (one chunk, or a whole message) on hop ``chunk.k`` of its route now; the event that
+        fires when it reaches the hop's far end forwards it to the next hop (store-and-forward) or delivers
+        its group."""
+        link, now, nbytes = chunk.route[chunk.k], env._now, chunk.nbytes
+        queue = link.queue_name
+        start = max(now, free_at[queue])
+        if link.burst_bytes is None:
+            end = start + nbytes * 8 / link.bandwidth_bps + link.overhead_s  # Link.transmit_s, inlined
+        else:  # token bucket: refilled at the link rate since it was last drawn, up to burst_bytes
+            rate_Bps = link.bandwidth_bps / 8
+            level, since = tokens.get(queue, (float(link.burst_bytes), start))
+            level = min(float(link.burst_bytes), level + (start - since) * rate_Bps)
+            wait = max(0.0, nbytes - level) / rate_Bps
+            tokens[queue] = (level - nbytes if wait == 0.0 else 0.0, start + wait)
+            end = start + wait + link.overhead_s
         free_at[queue] = end
-        hops_append(new_tuple(Hop, (chunk.group[0], link, start, end, chunk.nbytes, now)))
+        hops_append(new_tuple(Hop, (chunk.group[0], link, start, end, nbytes, now)))
         chunk.callbacks = on_arrival
-        heappush(schedule, (now + (end + latency_s - now), NORMAL, next(eid), chunk))  # a Timeout, reused
+        heappush(schedule, (now + (end + link.latency_s - now), NORMAL, next(eid), chunk))  # a Timeout, reused
 
     def arrive(chunk: _Transit) -> None:
         k = chunk.k = chunk.k + 1
         if k < len(chunk.route):
             forward(chunk)
         elif chunk.last:
-            now = env._now
-            for m in chunk.group:
-                message_end_s[m] = now
-                msg = messages[m]
-                if msg.final and frame_done_s[msg.frame] < now:
-                    frame_done_s[msg.frame] = now
-                event = arrived[m]  # event.succeed(), inlined
-                event._ok, event._value = True, None
-                heappush(schedule, (now, NORMAL, next(eid), event))
+            delivered(chunk.group)
 
     on_arrival = (arrive,)
+    hops_append, new_tuple = timeline.hops.append, tuple.__new__  # Hop(...) without its Python-level __new__
+
+    def delivered(group: list[int]) -> None:
+        for m in group:
+            timeline.message_end_s[m] = env.now
+            if messages[m].final:
+                cost = rates[messages[m].dst].recv_overhead_s if not messages[m].needed_by else 0.0
+                frame = messages[m].frame
+                timeline.frame_done_s[frame] = max(timeline.frame_done_s[frame], env.now + cost)
+            event = arrived[m]  # event.succeed(), inlined
+            event._ok, event._value = True, None
+            heappush(schedule, (env._now, NORMAL, next(eid), event))
 
     def multicast_groups(ms: list[int]) -> list[list[int]]:
         groups: dict[tuple, list[int]] = {}
@@ -255,11 +242,12 @@ def _simulate(
             groups.setdefault(key, []).append(m)
         return list(groups.values())
 
-    def group_route(group: list[int]) -> tuple[_RouteHop, ...]:
+    def group_route(group: list[int]) -> tuple[Link, ...]:
         msg = messages[group[0]]
+        routes = [network.route(names[msg.src], names[messages[m].dst]) for m in group]
         if len(group) == 1:
-            return route_of(msg.src, msg.dst)
-        links = [route_of(msg.src, messages[m].dst)[0].link for m in group]  # one hop each on the medium
+            return routes[0]
+        links = [r[0] for r in routes]  # one hop each on the shared medium
         receivers = ",".join(names[messages[m].dst] for m in group)
         slowest = Link(
             names[msg.src],
@@ -268,47 +256,92 @@ def _simulate(
             max(l.latency_s for l in links),
             links[0].queue_name,
             links[0].overhead_s,
+            links[0].protocol,
+            links[0].burst_bytes,
         )
-        return hops_of([slowest])
+        return (slowest,)
 
-    message_ready_s, message_hops = timeline.message_ready_s, timeline.message_hops
-    message_start_s, carried_by, hops = timeline.message_start_s, timeline.carried_by, timeline.hops
+    def groups_of(ms: list[int]) -> list[list[int]]:
+        return multicast_groups(ms) if multicast else [[m] for m in ms]
 
     def send(ms: list[int]) -> None:
-        now = env._now
-        if not multicast:
-            for m in ms:
-                msg = messages[m]
-                route = route_of(msg.src, msg.dst)
-                message_ready_s[m] = now
-                message_hops[m] = len(route)
-                nbytes, group = msg.bytes, [m]
-                if chunk_bytes is None or nbytes <= chunk_bytes:
-                    forward(_Transit(group, route, nbytes, True))
-                    message_start_s[m] = hops[-1].start_s
-                    continue
-                sizes = chunk_sizes(nbytes, chunk_bytes)
-                for i, size in enumerate(sizes):  # chunks join the first queue back to back, in order
-                    forward(_Transit(group, route, size, i == len(sizes) - 1))
-                    if i == 0:
-                        message_start_s[m] = hops[-1].start_s
-            return
-        for group in multicast_groups(ms):
-            route = group_route(group)
-            for m in group:
-                message_ready_s[m] = now
-                message_hops[m] = len(route)
-                carried_by[m] = group[0]
-            sizes = chunk_sizes(messages[group[0]].bytes, chunk_bytes)
-            for i, size in enumerate(sizes):  # chunks join the first queue back to back, in order
-                forward(_Transit(group, route, size, i == len(sizes) - 1))
-                if i == 0:
-                    for m in group:
-                        message_start_s[m] = hops[-1].start_s
+        for group in groups_of(ms):
+            send_group(group)
+
+    def send_group(group: list[int]) -> None:
+        route = group_route(group)
+        for m in group:
+            timeline.message_ready_s[m] = env.now
+            timeline.message_hops[m] = len(route)
+            timeline.carried_by[m] = group[0]
+        sizes = route[0].wire_sizes(messages[group[0]].bytes, chunk_bytes)
+        for i, size in enumerate(sizes):  # chunks (packets) join the first queue back to back, in order
+            forward(_Transit(group, route, size, i == len(sizes) - 1))
+            if i == 0:
+                for m in group:
+                    timeline.message_start_s[m] = timeline.hops[-1].start_s
 
     def source(frame: int):
         yield frame_arrived[frame]
-        send(input_of_frame[frame])
+        cost = rates[workload.source].send_overhead_s
+        if cost == 0.0:
+            send(input_of_frame[frame])
+            return
+        for group in groups_of(input_of_frame[frame]):
+            yield from hold(core_of[workload.source], cost)
+            send_group(group)
+
+    def hold(core: simpy.Resource | None, seconds: float):
+        """Spend ``seconds`` on a core of ``core`` (waiting for one first), or on the device's own."""
+        if core is None:
+            yield env.timeout(seconds)
+            return
+        with core.request() as request:
+            yield request
+            yield env.timeout(seconds)
+
+    def shared_device(d: int, own: list[int]):
+        """A device on a host, or paying per-message software costs (module docstring)."""
+        rate, core = rates[d], core_of[d]
+        received: set[int] = set()
+        for t in own:
+            task = tasks[t]
+            if not frame_arrived[task.frame].processed:
+                yield frame_arrived[task.frame]
+            pending = [m for m in waits_for[t] if m not in received]
+            while pending:
+                if rate.recv_overhead_s == 0.0:
+                    waiting = [arrived[m] for m in pending if not arrived[m].processed]
+                    if waiting:
+                        yield env.all_of(waiting)
+                    received.update(pending)
+                    break
+                ready = [m for m in pending if arrived[m].processed]
+                if not ready:
+                    yield env.any_of([arrived[m] for m in pending])
+                    continue
+                for m in sorted(ready, key=lambda m: (timeline.message_end_s[m], m)):
+                    yield from hold(core, rate.recv_overhead_s)
+                    received.add(m)
+                pending = [m for m in pending if m not in received]
+            duration = rate.task_s(task.flops, task.bytes_touched, task.op, task.layer)
+            if core is None:
+                timeline.task_start_s[t] = env.now
+                yield env.timeout(duration)
+            else:
+                with core.request() as request:
+                    yield request
+                    timeline.task_start_s[t] = env.now
+                    yield env.timeout(duration)
+            timeline.task_end_s[t] = env.now
+            if task.final:
+                record_done(task.frame)
+            if rate.send_overhead_s == 0.0:
+                send(released_by[t])
+                continue
+            for group in groups_of(released_by[t]):
+                yield from hold(core, rate.send_overhead_s)
+                send_group(group)
 
     all_of, timeout = env.all_of, env.timeout  # bound once, not per task
     task_start_s, task_end_s = timeline.task_start_s, timeline.task_end_s
@@ -320,7 +353,7 @@ def _simulate(
                 t,
                 frame_arrived[tasks[t].frame],
                 [arrived[m] for m in waits_for[t]],
-                rate.task_s(tasks[t].flops, tasks[t].bytes_touched, tasks[t].op),
+                rate.task_s(tasks[t].flops, tasks[t].bytes_touched, tasks[t].op, tasks[t].layer),
                 tasks[t].final,
                 released_by[t],
             )
@@ -345,7 +378,8 @@ def _simulate(
     for t, task in enumerate(tasks):
         per_device[task.device].append(t)
     for d in range(len(names)):
-        env.process(device(d, per_device[d]))
+        plain = core_of[d] is None and rates[d].send_overhead_s == 0.0 and rates[d].recv_overhead_s == 0.0
+        env.process((device if plain else shared_device)(d, per_device[d]))
     env.run()
     timeline.events = next(eid)  # every event scheduled was processed: the queue ran empty
     return timeline

@@ -95,7 +95,13 @@ class CacheReport:
 def run(scenario: Scenario | str | Path | dict[str, Any], store: Store | None = None) -> tuple[RunResult, CacheReport]:
     """Run a scenario end to end like :func:`sim.experiment.pipeline.run`, through the build cache, and say
     what came from it. Torch is imported only for what the cache does not hold."""
-    sc = assemble.calibrated(load(scenario))
+    sc = load(scenario)
+    if any(d.calibrate for d in sc.devices):
+        from sim.experiment.pipeline import calibrated  # torch: profiles this machine's layer shards
+
+        sc = calibrated(sc)
+    else:
+        sc = assemble.calibrated(sc)
     report = CacheReport(None if store is None else store.root)
     main = build(sc, store)
     report.add(main)

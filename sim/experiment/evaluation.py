@@ -40,6 +40,8 @@ class BuiltWorkload:
     workload: Workload
     deploy: Workload | None = None
     accuracy: float | None = None
+    kept_kernels: dict[str, float] | None = None  # pruned runs: non-zero kernels / original kernels, per conv
+    kept_kernel_fraction: float | None = None  # the same over all convs together
 
 
 def workload_key(scenario: Scenario) -> str:
@@ -57,6 +59,8 @@ def workload_key(scenario: Scenario) -> str:
     key = {k: data[k] for k in ("seed", "model", "source", "sink", "partition", "prune", "transfer", "deploy")}
     key.update(devices=devices, inputs=inputs)
     if scenario.prune.method == "comm_structured":  # ranks channels by hop-weighted bytes on this network
+        key["network"] = data["network"]
+    if scenario.prune.method == "admm_comm" and scenario.prune.cost_matrix is None:  # costs from the network
         key["network"] = data["network"]
     return json.dumps(key, sort_keys=True, default=str)
 
@@ -99,22 +103,32 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
     names = workload.devices
     network.check_pairs(dict.fromkeys((names[m.src], names[m.dst]) for m in workload.messages))
     arrivals = assemble.arrivals_s(scenario, workload.frames)
-    timeline = simulate(workload, rates, network, arrivals, chunk_bytes=net.chunk_bytes, multicast=net.multicast)
+    hosts = assemble.hosts(scenario)
+    timeline = simulate(
+        workload, rates, network, arrivals, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
+    )
     transfers = transfers_table(workload, timeline)
     compute = compute_table(workload, timeline)
     summary = summarize(scenario.name, scenario.resolved(), transfers, compute, timeline)
     summary["exchange"] = dict(workload.exchange)
     if built.accuracy is not None:
         summary["accuracy"] = built.accuracy
+    if built.kept_kernels is not None:  # over all convs, weighted by their original kernel counts
+        summary["kept_kernels_per_conv"] = built.kept_kernels
+        summary["kept_kernels"] = built.kept_kernel_fraction
     links, devices = counters.link_table(network, timeline), counters.device_table(workload, rates, timeline)
     summary["links"], summary["devices"] = counters.records(links), counters.records(devices)
     summary["critical_path"] = critical_path_summary(workload, timeline)
+    if any(d.profile is not None for d in scenario.devices):
+        summary["compute_times"] = assemble.time_sources(workload, rates)
     if scenario.baseline == "single":
         if baseline is None:
             raise ValueError("evaluate: baseline: single needs the built workload of baseline_scenario(scenario)")
         base = single_device_baseline(scenario, baseline)
         summary["baseline"] = {**base, "speedup": base["latency_s"] / summary["latency_s"]}
     if built.deploy is not None:  # on the same network, before inference; not part of its latency
-        shipped = simulate(built.deploy, rates, network, [0.0], chunk_bytes=net.chunk_bytes, multicast=net.multicast)
+        shipped = simulate(
+            built.deploy, rates, network, [0.0], chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
+        )
         summary.update(deployment_summary(built.deploy, shipped))
     return RunResult(transfers, compute, summary, workload, timeline, links, devices)

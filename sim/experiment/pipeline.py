@@ -2,12 +2,14 @@
 
 :func:`prepare` does the torch side (model, trace, activations) and returns a :class:`Prepared`, whose
 workload the engine can run any number of times; :func:`evaluate` runs the engine for a scenario's
-devices and network and analyses the timeline; :func:`run` does both.
+devices and network and analyses the timeline; :func:`run` does both. :func:`profile_scenario` times
+every device's layer shards on this machine (``dsim profile``, ``calibrate: true``).
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,15 +19,24 @@ from torch import nn
 
 from sim.analysis.result import RunResult
 from sim.config.load import load
-from sim.config.schema import ModelSpec, Scenario
+from sim.config.schema import DeviceSpec, ModelSpec, Scenario
 from sim.errors import UserError
 from sim.experiment import assemble, evaluation
 from sim.experiment.evaluation import BuiltWorkload, baseline_scenario, workload_key
 from sim.experiment.store import Store, weights_digest
-from sim.model import data, deploy, partition, prune, shards, surgery, train, zoo
+from sim.model import admm, data, deploy, partition, prune, shards, surgery, train, zoo
 from sim.model.flowgraph import FlowGraph
+from sim.model.profile import (
+    CALIBRATE_SETTINGS,
+    ProfileSettings,
+    calibrated_devices,
+    layer_inputs,
+    machine,
+    profile_device,
+)
 from sim.workload import wire
-from sim.workload.plan import WorkloadPlan, plan_workload
+from sim.workload.plan import WorkloadPlan, place, plan_workload
+from sim.workload.profiles import ProfileFile
 from sim.workload.sizing import build_workload, choose_exchange
 from sim.workload.types import Workload
 
@@ -33,6 +44,7 @@ __all__ = [  # BuiltWorkload, baseline_scenario and workload_key live in sim.exp
     "BuiltWorkload",
     "Prepared",
     "baseline_scenario",
+    "calibrated",
     "evaluate",
     "prepare",
     "run",
@@ -97,7 +109,9 @@ def choose_partition(scenario: Scenario, graph: FlowGraph) -> partition.Partitio
     if spec.file is not None:
         return partition.load_partition(spec.file, graph, scenario.model.name, names)
     seed = scenario.seed if spec.seed is None else spec.seed
-    rates = [d.flops_per_s for d in scenario.devices]
+    rates = [assemble.flops_per_s(d) for d in scenario.devices]
+    if spec.strategy == "comm_aware":  # the starting point; prune_model reassigns it during ADMM
+        return partition.make_partition(graph, "balanced", len(names), seed=seed, rates=rates)
     return partition.make_partition(graph, spec.strategy, len(names), seed=seed, rates=rates)
 
 
@@ -146,6 +160,8 @@ def prune_model(
     Returns the smaller model, its graph traced on ``example``, and ``parts`` sliced by the kept channels.
     """
     spec = scenario.prune
+    if spec.method in admm.METHODS:
+        return _admm_prune(scenario, model, graph, parts, example, splits)
     plan, hops = None, None
     if spec.method == "comm_structured":
         plan = make_plan(scenario, graph, parts)
@@ -157,6 +173,52 @@ def prune_model(
     if keep:
         model = surgery.shrink(model, graph, keep)
         parts = surgery.slice_partition(parts, keep)
+    return model.eval(), FlowGraph.trace(model, example), parts
+
+
+def _admm_prune(
+    scenario: Scenario,
+    model: nn.Module,
+    graph: FlowGraph,
+    parts: partition.Partition,
+    example: torch.Tensor,
+    splits: tuple[data.Split, data.Split] | None,
+) -> tuple[nn.Module, FlowGraph, partition.Partition]:
+    """:func:`prune_model` for the kernel and ADMM methods of :mod:`sim.model.admm`; a ``comm_aware``
+    partition is co-optimised and written to ``partition.save_to`` when given."""
+    spec = scenario.prune
+    co_partition = scenario.partition.strategy == "comm_aware" and scenario.partition.file is None
+
+    make_plan(scenario, graph, parts)  # checks inputs.owners against the image before any training
+    names, owners = scenario.device_names, scenario.inputs.owners
+    image = None if owners is None else [names.index(o) for o in owners]
+    source, sink = names.index(scenario.source), names.index(scenario.sink)
+
+    def input_owners(p: partition.Partition) -> dict[str, Any]:
+        placement = place(graph, p, len(names), source, sink, image)
+        return {n: placement.owner[graph.args(n)[0]] for n in graph.order if graph.kind(n) == "layer"}
+
+    cost = assemble.device_cost(scenario) if spec.method == "admm_comm" else None
+    result = admm.apply(
+        model,
+        graph,
+        spec,
+        scenario.seed,
+        parts,
+        input_owners,
+        None if splits is None else splits[0],
+        cost,
+        co_partition,
+    )
+    parts = result.partition
+    if co_partition and scenario.partition.save_to is not None:
+        partition.save_partition(scenario.partition.save_to, scenario.model.name, scenario.device_names, parts)
+    if spec.finetune_epochs and splits is not None:
+        train.fit(model, splits[0], spec.finetune_epochs, spec.lr, scenario.seed, desc="finetune")
+    prune.remove_masks(model)
+    if result.keep:
+        model = surgery.shrink(model, graph, result.keep)
+        parts = surgery.slice_partition(parts, result.keep)
     return model.eval(), FlowGraph.trace(model, example), parts
 
 
@@ -200,14 +262,18 @@ def prepare(scenario: Scenario, store: Store | None = None) -> Prepared:
     )
     model = load_model(scenario.model, scenario.seed)
     prune.check_layer_names(scenario.prune, prune.layer_names(model))
-    weights = ""
+    trained = ""
     if scenario.model.train_epochs and splits is not None:
-        weights = train_model(scenario, model, splits, store)
+        trained = train_model(scenario, model, splits, store)
     graph = FlowGraph.trace(model, batches[0].images)
     names = scenario.device_names
     parts = choose_partition(scenario, graph)
+    kept, kept_all = None, None
     if scenario.prune.method != "none":
+        dense = {l.name: l.out_channels * l.in_channels // l.groups for l in graph.layers() if l.op == "conv"}
         model, graph, parts = prune_model(scenario, model, graph, parts, batches[0].images, splits)
+        kept = kept_kernels(model, dense)
+        kept_all = sum(kept[n] * dense[n] for n in dense) / max(1, sum(dense.values()))
     transfer, images = scenario.transfer, [b.images for b in batches]
     spec = wire.WireSpec(transfer.dtype, transfer.index_bits)
     if transfer.exchange == "auto":  # size both schemes of every layer, then keep the cheapest choice
@@ -228,9 +294,9 @@ def prepare(scenario: Scenario, store: Store | None = None) -> Prepared:
         partials=partials,
         channel_header=transfer.channel_header,
     )
-    deployment = None
+    weights = None
     if scenario.deploy is not None:
-        deployment = deploy.deployment_workload(
+        weights = deploy.deployment_workload(
             graph,
             plan,
             names,
@@ -239,7 +305,17 @@ def prepare(scenario: Scenario, store: Store | None = None) -> Prepared:
             scenario.deploy.format,
         )
     accuracy = None if splits is None else train.accuracy(model, splits[1])
-    return Prepared(scenario, model, graph, plan, BuiltWorkload(workload, deployment, accuracy), weights)
+    built = BuiltWorkload(workload, weights, accuracy, kept, kept_all)
+    return Prepared(scenario, model, graph, plan, built, trained)
+
+
+def kept_kernels(model: nn.Module, dense: dict[str, int]) -> dict[str, float]:
+    """Per conv: its non-zero k x k kernels over ``dense[name]``, the kernels it had before pruning."""
+    out = {}
+    for name, total in dense.items():
+        weight = admm.weight_of(model, name).detach()
+        out[name] = int((weight.flatten(2).abs().sum(2) != 0).sum()) / total
+    return out
 
 
 def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload | None = None) -> RunResult:
@@ -248,6 +324,66 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
     if scenario.baseline == "single" and baseline is None:
         baseline = prepare(baseline_scenario(scenario)).built
     return evaluation.evaluate(scenario, built, baseline)
+
+
+def _rated_for_profiling(scenario: Scenario) -> Scenario:
+    """The scenario with a stand-in rate (1 GFLOP/s) for devices without ``gflops`` (``calibrate: true``, or
+    a ``profile:`` that may not exist yet): only a ``balanced`` partition reads rates, and it then splits as
+    for equal devices."""
+    devices = [
+        d.model_copy(update={"gflops": 1.0, "calibrate": False, "profile": None}) if d.gflops is None else d
+        for d in scenario.devices
+    ]
+    return scenario.model_copy(update={"devices": devices})
+
+
+def profile_scenario(scenario: Scenario, settings: ProfileSettings, only: Sequence[str] = ()) -> ProfileFile:
+    """Time the layer shards of every device (or of the devices named in ``only``) of ``scenario``."""
+    names = scenario.device_names
+    for name in only:
+        if name not in names:
+            raise UserError(f"--device: unknown device '{name}'; devices are {', '.join(names)}")
+    prepared = prepare(_rated_for_profiling(scenario))
+    inputs = scenario.inputs
+    images = data.frame_batches(
+        inputs.dataset, input_shape(scenario.model), 1, inputs.batch_size, scenario.seed, inputs.path
+    )[0].images
+    values = layer_inputs(prepared.graph, prepared.plan, images)
+    devices = []
+    for d, spec in enumerate(scenario.devices):
+        if only and spec.name not in only:
+            continue
+        devices.append(
+            profile_device(
+                prepared.graph, prepared.plan, values, inputs.batch_size, d, spec.name, spec.threads or 1, settings
+            )
+        )
+    return ProfileFile(
+        scenario.name,
+        scenario.model.name,
+        inputs.batch_size,
+        {"warmup": settings.warmup, "repeats": settings.repeats, "idle_gap_ms": settings.idle_gap_s * 1e3},
+        machine(),
+        tuple(devices),
+    )
+
+
+def _calibrate(scenario: Scenario) -> list[DeviceSpec]:
+    """The devices of ``scenario`` with every ``calibrate: true`` one profiled now (short settings) and given
+    the fitted ``gflops`` and ``overhead_ms`` (:func:`sim.model.profile.calibrated_devices`)."""
+    wanted = [d.name for d in scenario.devices if d.calibrate]
+    return calibrated_devices(profile_scenario(scenario, CALIBRATE_SETTINGS, wanted), scenario.devices)
+
+
+def calibrated(scenario: Scenario) -> Scenario:
+    """The scenario with every device's rate known (:func:`sim.experiment.assemble.calibrated` for
+    ``profile:`` devices); every ``calibrate: true`` device is profiled on this machine now (its layer
+    shards, short settings, spread printed to stderr) and takes the fit's rate and per-layer overhead as
+    ``gflops`` and ``overhead_ms``. Unchanged when no device needs it."""
+    scenario = assemble.calibrated(scenario)
+    if not any(d.calibrate for d in scenario.devices):
+        return scenario
+    return scenario.model_copy(update={"devices": _calibrate(scenario)})
 
 
 def run(scenario: Scenario | str | Path | dict[str, Any]) -> RunResult:
@@ -260,5 +396,5 @@ def run(scenario: Scenario | str | Path | dict[str, Any]) -> RunResult:
         >>> result = sim.run("scenarios/quickstart.yaml")
         >>> result.summary["latency_s"]  # doctest: +SKIP
     """
-    sc = assemble.calibrated(load(scenario))
+    sc = calibrated(load(scenario))
     return evaluate(sc, prepare(sc).built)

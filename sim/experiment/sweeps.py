@@ -55,7 +55,10 @@ def summary_row(result: Any) -> dict[str, Any]:
     row.update(latency_breakdown(result.workload, result.timeline))
     if "baseline" in s:
         row.update(baseline_latency_s=s["baseline"]["latency_s"], speedup=s["baseline"]["speedup"])
-    return {k: row.get(k, math.nan) for k in SUMMARY_COLUMNS}
+    out = {k: row.get(k, math.nan) for k in SUMMARY_COLUMNS}
+    if "kept_kernels_per_conv" in s:  # not a sweep column; dsim compare writes it to kept_kernels.csv
+        out["kept_kernels_per_conv"] = s["kept_kernels_per_conv"]
+    return out
 
 
 _WORKLOADS: dict[str, Any] = {}  # workload key -> built workload, in sweep worker processes
@@ -296,7 +299,7 @@ def _table(keys: Sequence[str], values: list[dict[str, Any]], rows: dict[int, di
         for i in sorted(rows)
     ]
     table = pd.DataFrame(records, columns=columns)
-    optional = [c for c in ("accuracy", "baseline_latency_s", "speedup") if table[c].isna().all()]
+    optional = [c for c in ("accuracy", "kept_kernels", "baseline_latency_s", "speedup") if table[c].isna().all()]
     return table.drop(columns=optional)
 
 

@@ -6,6 +6,11 @@
 * ``cifar10``: CIFAR-10 read from a local folder in the standard python-pickle format (``data_batch_1``
   .. ``data_batch_5`` for training, ``test_batch`` for testing), scaled to [0, 1]; resized to the model
   input when it differs from 3x32x32 (a 1-channel model gets the channel mean). Nothing is downloaded.
+* ``fashion-mnist``: Fashion-MNIST read from a folder of the standard idx files
+  (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``,
+  ``t10k-labels-idx1-ubyte``, each optionally ``.gz``), default ``/usr/share/datasets/fashion-mnist``
+  (Debian package ``dataset-fashion-mnist``); scaled to [0, 1], resized to the model input and repeated over
+  its channels. Nothing is downloaded.
 * ``synthetic``: seeded uniform random images in [0, 1), no labels.
 
 Nothing here touches the global random state: every draw uses a generator made from the seed.
@@ -13,6 +18,7 @@ Nothing here touches the global random state: every draw uses a generator made f
 
 from __future__ import annotations
 
+import gzip
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +143,69 @@ def cifar10(shape: tuple[int, int, int], path: str | Path | None) -> tuple[Split
     return _cifar_split(folder, CIFAR10_TRAIN, shape), _cifar_split(folder, (CIFAR10_TEST,), shape)
 
 
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_IDX_DTYPES = {0x08: np.uint8}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """One idx file (gzip or not): magic ``0 0 type ndim``, big-endian int32 sizes, then the values.
+
+    Only unsigned-byte data (type 0x08) is accepted, as in MNIST-style datasets.
+    """
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise UserError(f"inputs.path: cannot read {path} ({first_line(exc, 100)})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise UserError(f"inputs.path: {path} is not an unsigned-byte idx file")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)] if len(raw) >= header else []
+    if len(dims) != ndim or len(raw) - header != int(np.prod(dims, dtype=np.int64)):
+        raise UserError(f"inputs.path: {path} is truncated or its sizes do not match its data")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _idx_file(folder: Path, stem: str) -> Path:
+    """``folder/stem`` or ``folder/stem.gz``, whichever exists."""
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    raise UserError(f"inputs.path: {folder} has no {stem}[.gz]; expected the four Fashion-MNIST idx files")
+
+
+def fashion_mnist(shape: tuple[int, int, int], path: str | Path | None = None) -> tuple[Split, Split]:
+    """Fashion-MNIST from the idx files in ``path`` (default :data:`FASHION_MNIST_DIR`) as (train, test).
+
+    Example::
+
+        >>> train, test = fashion_mnist((1, 28, 28))  # doctest: +SKIP
+    """
+    folder = Path(path) if path is not None else FASHION_MNIST_DIR
+    if not folder.is_dir():
+        raise UserError(
+            f"inputs.path: no such folder {folder}; give the folder of the Fashion-MNIST idx files "
+            "(apt install dataset-fashion-mnist puts them in /usr/share/datasets/fashion-mnist)"
+        )
+    out = []
+    for part in ("train", "test"):
+        images_stem, labels_stem = FASHION_MNIST_FILES[part]
+        images, labels = read_idx(_idx_file(folder, images_stem)), read_idx(_idx_file(folder, labels_stem))
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise UserError(f"inputs.path: {folder}: {part} images and labels do not match (N x H x W and N)")
+        if labels.size and labels.max() > 9:
+            raise UserError(f"inputs.path: {folder}: {part} labels outside 0..9; not Fashion-MNIST")
+        x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
+        out.append(Split(_resize(x, shape), torch.from_numpy(labels.astype(np.int64))))
+    return out[0], out[1]
+
+
 def labelled(
     dataset: str, shape: tuple[int, int, int], seed: int, path: str | Path | None = None
 ) -> tuple[Split, Split] | None:
@@ -145,6 +214,8 @@ def labelled(
         return digits(shape, seed)
     if dataset == "cifar10":
         return cifar10(shape, path)
+    if dataset == "fashion-mnist":
+        return fashion_mnist(shape, path)
     return None
 
 
@@ -174,6 +245,8 @@ def frame_batches(
         pool = digits(shape, seed)[1]
     elif dataset == "cifar10":
         pool = _cifar_split(_cifar_folder(path), (CIFAR10_TEST,), shape)
+    elif dataset == "fashion-mnist":
+        pool = fashion_mnist(shape, path)[1]
     else:
         pool = synthetic(shape, frames * batch, seed)
     idx = torch.arange(frames * batch) % len(pool.images)

@@ -66,6 +66,11 @@ class LeNet5(nn.Module):
         return self.fc3(x)
 
 
+def scaled(channels: int, multiplier: float) -> int:
+    """``channels`` times the width ``multiplier``, rounded, at least 1 (``scaled(64, 1/8) == 8``)."""
+    return max(1, round(channels * multiplier))
+
+
 # -- VGG --------------------------------------------------------------------------------------------------
 _VGG_CONFIGS: dict[str, list[int | str]] = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -76,7 +81,9 @@ _VGG_CONFIGS: dict[str, list[int | str]] = {
 class VGG(nn.Module):
     """CIFAR VGG with batch-norm: 3x3 conv-BN-ReLU stacks, 2x2 max-pools, one linear classifier."""
 
-    def __init__(self, config: Sequence[int | str], num_classes: int = 10, in_channels: int = 3):
+    def __init__(
+        self, config: Sequence[int | str], num_classes: int = 10, in_channels: int = 3, multiplier: float = 1.0
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         channels = in_channels
@@ -84,7 +91,7 @@ class VGG(nn.Module):
             if item == "M":
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
             else:
-                width = int(item)
+                width = scaled(int(item), multiplier)
                 layers += [nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
                 channels = width
         self.features = nn.Sequential(*layers)
@@ -126,17 +133,18 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     """CIFAR ResNet: 3x3 stem without max-pool, four BasicBlock stages, global average pool, linear."""
 
-    def __init__(self, num_blocks: Sequence[int], num_classes: int = 10, in_channels: int = 3):
+    def __init__(self, num_blocks: Sequence[int], num_classes: int = 10, in_channels: int = 3, multiplier: float = 1.0):
         super().__init__()
-        self.in_planes = 64
-        self.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.layer1 = self._make_layer(64, num_blocks[0], stride=1)
-        self.layer2 = self._make_layer(128, num_blocks[1], stride=2)
-        self.layer3 = self._make_layer(256, num_blocks[2], stride=2)
-        self.layer4 = self._make_layer(512, num_blocks[3], stride=2)
+        planes = [scaled(c, multiplier) for c in (64, 128, 256, 512)]
+        self.in_planes = planes[0]
+        self.conv1 = nn.Conv2d(in_channels, planes[0], 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes[0])
+        self.layer1 = self._make_layer(planes[0], num_blocks[0], stride=1)
+        self.layer2 = self._make_layer(planes[1], num_blocks[1], stride=2)
+        self.layer3 = self._make_layer(planes[2], num_blocks[2], stride=2)
+        self.layer4 = self._make_layer(planes[3], num_blocks[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.linear = nn.Linear(512 * BasicBlock.expansion, num_classes)
+        self.linear = nn.Linear(planes[3] * BasicBlock.expansion, num_classes)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
         """One stage: the first block may downsample, the rest keep the shape."""
@@ -406,7 +414,7 @@ _FACTORIES: dict[str, Callable[[int], nn.Module]] = {
     "resnet34": lambda n: ResNet([3, 4, 6, 3], n),
     "mobilenetv2": lambda n: MobileNetV2(n),
 }
-_WIDE_FACTORIES: dict[str, Callable[[int, float], nn.Module]] = {  # ImageNet-size; take model.width
+_IMAGENET_FACTORIES: dict[str, Callable[[int, float], nn.Module]] = {  # ImageNet-size; take model.width
     "resnet50": lambda n, w: ImageNetResNet([3, 4, 6, 3], n, w),
     "mobilenetv2_imagenet": lambda n, w: ImageNetMobileNetV2(n, w),
     "vgg16_imagenet": lambda n, w: ImageNetVGG(_VGG_CONFIGS["vgg16"], n, w),
@@ -427,28 +435,41 @@ INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
 
 def model_names() -> list[str]:
     """The zoo's model names, sorted."""
-    return sorted([*_FACTORIES, *_WIDE_FACTORIES])
+    return sorted([*_FACTORIES, *_IMAGENET_FACTORIES])
+
+
+# models taking a channel multiplier (``model.width``): factory(num_classes, multiplier)
+_WIDE_FACTORIES: dict[str, Callable[[int, float], nn.Module]] = {
+    "vgg11": lambda n, w: VGG(_VGG_CONFIGS["vgg11"], n, multiplier=w),
+    "vgg16": lambda n, w: VGG(_VGG_CONFIGS["vgg16"], n, multiplier=w),
+    "resnet18": lambda n, w: ResNet([2, 2, 2, 2], n, multiplier=w),
+    "resnet34": lambda n, w: ResNet([3, 4, 6, 3], n, multiplier=w),
+}
 
 
 def build_model(name: str, num_classes: int = 10, width: float = 1.0) -> nn.Module:
     """A freshly initialised model: a zoo name, or a user model given as ``package.module:factory``.
 
+    ``width`` multiplies every conv's channel count of the CIFAR-style VGG and ResNet models (rounded, at
+    least 1): ``build_model("resnet18", width=1/8)`` has CaP's 20 convs with 8-64 channels.
+
     The user factory is called as ``factory(num_classes=...)`` when it accepts that keyword (or
     ``**kwargs``), else as ``factory()``; it must return an :class:`torch.nn.Module`. Every mistake is a
     one-line :class:`UserError` naming ``model.name`` (or ``model.num_classes``, ``model.width``).
-    ``width`` multiplies the channel counts of the ImageNet-size models (``resnet50``,
-    ``mobilenetv2_imagenet``, ``vgg16_imagenet``).
+    ``width`` also multiplies the channel counts of the ImageNet-size models (``resnet50``,
+    ``mobilenetv2_imagenet``, ``vgg16_imagenet``; torchvision's ``width_mult`` rule for MobileNetV2).
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
         raise UserError(f"model.num_classes: must be a positive integer, got {num_classes!r}")
     if not width > 0 or width != width or width == float("inf"):
         raise UserError(f"model.width: must be a positive number, got {width!r}")
-    if name in _WIDE_FACTORIES:
-        return _WIDE_FACTORIES[name](num_classes, float(width))
-    if width != 1:
-        raise UserError(
-            f"model.width: '{name}' has no width setting; it applies to {', '.join(sorted(_WIDE_FACTORIES))}"
-        )
+    if name in _IMAGENET_FACTORIES:
+        return _IMAGENET_FACTORIES[name](num_classes, float(width))
+    if width != 1.0:
+        if name not in _WIDE_FACTORIES:
+            wide = ", ".join(sorted([*_WIDE_FACTORIES, *_IMAGENET_FACTORIES]))
+            raise UserError(f"model.width: only {wide} take a width; set 1 for '{name}'")
+        return _WIDE_FACTORIES[name](num_classes, width)
     if name in _FACTORIES:
         return _FACTORIES[name](num_classes)
     if ":" not in name:

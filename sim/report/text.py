@@ -37,6 +37,11 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary.get("links"):
         busiest = max(summary["links"], key=lambda r: r["utilisation"])
         rows.append(("busiest link", f"{busiest['link']} ({busiest['utilisation'] * 100:.1f} % busy)"))
+    if "compute_times" in summary:  # devices with a profile: where task times came from
+        counts = {k: sum(d[k] for d in summary["compute_times"].values()) for k in ("table", "fit", "rate")}
+        rows.append(
+            ("compute times", f"{counts['table']} measured, {counts['fit']} fitted, {counts['rate']} from gflops")
+        )
     if "baseline" in summary:
         base = summary["baseline"]
         rows.append(
@@ -84,6 +89,10 @@ def format_comparison(table: pd.DataFrame) -> str:
     shown["MFLOP"] = (table["flops_total"] / 1e6).round(3)
     for col, name in (("bytes_total", "sent kB"), ("dense_bytes", "dense kB"), ("packed_bytes", "packed kB")):
         shown[name] = (table[col] / 1e3).round(3)
+    if "kept_kernels" in table.columns:
+        shown["kernels %"] = (table["kept_kernels"] * 100).round(1)
+    shown["elem x hops"] = table["elements_hops"]
+    shown["max link elem"] = table["elements_hops_max_link"]
     shown["latency ms"] = (table["latency_s"] * 1e3).round(3)
     for col in BREAKDOWN_COLUMNS:
         shown[col.split("_")[1] + " ms"] = (table[col] * 1e3).round(3)

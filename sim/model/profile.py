@@ -1,0 +1,285 @@
+"""Measuring compute on this machine: every layer shard of a scenario's model, as each device runs it.
+
+``dsim profile`` (and ``calibrate: true``) builds the scenario's workload plan, then for every device and
+every task it runs per frame (:meth:`sim.workload.plan.WorkloadPlan.tasks`), times a torch call that does
+what the device does for that task, with the device's thread count (``threads``, default 1):
+
+* a conv/linear layer under ``exchange: inputs``: gather the input channels its filters use from the
+  assembled input (``index_select``), apply its filters (rows of the weight, bias included), then the
+  channel-wise ops that follow the layer alone in the graph (batch-norm on its channels, activation,
+  pooling, dropout);
+* a layer's partial sums (``partial_sums``): its own used input channels with every filter using them;
+* the sum of partial sums (``<L>.sum``) and a residual add: adding its operands on its channels, then the
+  channel-wise ops that follow.
+
+Each call is run ``warmup`` times, then timed ``repeats`` times (``time.perf_counter``), optionally after an
+idle gap (``idle_gap_s``: a device that waited for the network starts with cold caches); the median, 10th and
+90th percentiles are kept. Results are written in the format of :mod:`sim.workload.profiles`.
+
+Not reproducible across machines (or across loads of one machine), by nature.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sim.config.schema import DeviceSpec
+from sim.errors import UserError
+from sim.model.flowgraph import FlowGraph, layer_module
+from sim.workload.cost import task_templates
+from sim.workload.plan import WorkloadPlan, partial_users
+from sim.workload.profiles import DeviceProfile, ProfileEntry, ProfileFile, fit_line, fit_ops
+
+Call = Callable[[], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    """How each shard is timed: ``warmup`` untimed calls, then ``repeats`` timed ones, each after an idle
+    gap of ``idle_gap_s`` seconds (0: back to back)."""
+
+    warmup: int = 3
+    repeats: int = 20
+    idle_gap_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.warmup < 0:
+            raise UserError(f"--warmup: must be >= 0 (got {self.warmup})")
+        if self.repeats < 1:
+            raise UserError(f"--repeats: must be >= 1 (got {self.repeats})")
+        if not self.idle_gap_s >= 0 or self.idle_gap_s == float("inf"):
+            raise UserError(f"--idle-gap-ms: must be a finite number >= 0 (got {self.idle_gap_s * 1e3})")
+
+
+CALIBRATE_SETTINGS = ProfileSettings(warmup=2, repeats=7)  # calibrate: true, every run: kept short
+
+
+def _targets(graph: FlowGraph) -> dict[str, str]:
+    return {n.name: str(n.target) for n in graph.module.graph.nodes if n.op == "call_module"}
+
+
+def _fx_nodes(graph: FlowGraph) -> dict[str, torch.fx.Node]:
+    return {n.name: n for n in graph.module.graph.nodes}
+
+
+def _channel_ops(graph: FlowGraph, stage: str, own: np.ndarray) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+    """The channel-wise ops that follow ``stage`` alone (each the only reader of the one before), as calls on
+    the device's channels ``own`` (bool per channel); stops at anything else (a stage, a flatten, a fork)."""
+    fx_nodes = _fx_nodes(graph)
+    ops: list[Callable[[torch.Tensor], torch.Tensor]] = []
+    index = torch.from_numpy(np.flatnonzero(own))
+    current = stage
+    while True:
+        users = list(graph.graph.successors(current))
+        if len(users) != 1 or graph.kind(users[0]) != "pointwise":
+            return ops
+        node = fx_nodes[users[0]]
+        if [a.name for a in node.all_input_nodes] != [current]:
+            return ops
+        op = _channel_op(graph, node, index)
+        if op is None:
+            return ops
+        ops.append(op)
+        current = node.name
+
+
+def _channel_op(
+    graph: FlowGraph, node: torch.fx.Node, index: torch.Tensor
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """One channel-wise fx node as a call on the owned channels ``index``, or None if it cannot be one."""
+    rest, kwargs = node.args[1:], dict(node.kwargs)
+    if node.op == "call_module":
+        module = graph.module.get_submodule(str(node.target))
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            mean, var = module.running_mean, module.running_var
+            if mean is None or var is None:
+                return None
+            weight = None if module.weight is None else module.weight.detach()[index]
+            bias = None if module.bias is None else module.bias.detach()[index]
+            m, v, eps = mean[index], var[index], module.eps
+            return lambda y: F.batch_norm(y, m, v, weight, bias, False, 0.0, eps)
+        if any(True for _ in module.parameters()) or any(True for _ in module.buffers()):
+            return None
+        return lambda y: module(y)
+    if node.op == "call_function":
+        fn = node.target
+        return lambda y: fn(y, *rest, **kwargs)  # type: ignore[operator]
+    if node.op == "call_method":
+        name = str(node.target)
+        return lambda y: getattr(y, name)(*rest, **kwargs)
+    return None
+
+
+def _then(first: Call, ops: Sequence[Callable[[torch.Tensor], torch.Tensor]]) -> Call:
+    def call() -> torch.Tensor:
+        y = first()
+        for op in ops:
+            y = op(y)
+        return y
+
+    return call
+
+
+def _layer_call(
+    module: nn.Conv2d | nn.Linear, x: torch.Tensor, channels: np.ndarray, filters: np.ndarray, bias: bool, groups: int
+) -> Call:
+    """Gather input ``channels`` of ``x`` and apply ``filters`` (bool masks) of a conv/linear ``module``."""
+    cin, fout = torch.from_numpy(np.flatnonzero(channels)), torch.from_numpy(np.flatnonzero(filters))
+    weight = module.weight.detach()
+    b = module.bias.detach()[fout] if bias and module.bias is not None else None
+    if isinstance(module, nn.Linear):
+        n_channels = len(channels)
+        w = weight[fout].reshape(len(fout), n_channels, -1)[:, cin].reshape(len(fout), -1).contiguous()
+        per = x.reshape(x.shape[0], n_channels, -1)
+        return lambda: F.linear(per.index_select(1, cin).reshape(x.shape[0], -1), w, b)
+    assert isinstance(module, nn.Conv2d)
+    stride, padding, dilation = module.stride, module.padding, module.dilation
+    if groups == 1:
+        w = weight[fout][:, cin].contiguous()
+        return lambda: F.conv2d(x.index_select(1, cin), w, b, stride, padding, dilation)
+    # grouped: the groups holding the filters, if the device has as many filters in each (depthwise does)
+    per_in, per_out = module.in_channels // groups, module.out_channels // groups
+    held = np.flatnonzero(filters) // per_out
+    kept, counts = np.unique(held, return_counts=True)
+    if len(set(counts.tolist())) == 1:
+        cin = torch.from_numpy((kept[:, None] * per_in + np.arange(per_in)[None, :]).ravel())
+        w = weight[fout].contiguous()
+        return lambda: F.conv2d(x.index_select(1, cin), w, b, stride, padding, dilation, len(kept))
+    w = weight * torch.from_numpy(filters).to(weight.dtype)[:, None, None, None]  # uneven: the whole layer
+    return lambda: F.conv2d(x, w, b, stride, padding, dilation, groups)
+
+
+def shard_calls(
+    graph: FlowGraph, plan: WorkloadPlan, values: dict[str, torch.Tensor], batch: int, device: int
+) -> list[tuple[tuple[str, str, float, int], Call]]:
+    """Per task of ``device`` in one frame: its key ``(layer label, op, flops, bytes touched)`` and a call
+    doing its work (module docstring). ``values`` holds every layer input and add operand of one frame."""
+    targets, out = _targets(graph), []
+    for template in task_templates(plan, batch):
+        if template.device != device:
+            continue
+        key, d = template.key, device
+        stage = key.stage
+        if key.part == "partial":  # a layer's partial sums: own used input channels, filters using them
+            module = layer_module(graph.module, targets[stage])
+            mine, users = partial_users(plan.placement, stage, d)
+            call = _layer_call(module, values[plan.layer_input(stage)], mine, users, False, graph.layer(stage).groups)
+        else:
+            own = plan.ownership[stage] == d
+            shape = (batch, int(own.sum()), *graph.node(stage).shape[1:])
+            if graph.kind(stage) == "layer" and plan.exchange[stage] == "inputs":
+                spec = graph.layer(stage)
+                module = layer_module(graph.module, targets[stage])
+                needed = spec.uses[own].any(axis=0)
+                first = _layer_call(module, values[plan.layer_input(stage)], needed, own, True, spec.groups)
+            elif graph.kind(stage) == "layer":  # the sum of partial sums: its own and each received, plus bias
+                parts = 1 + sum(m.dst == d for m in plan.messages if m.partial and m.tensor == stage)
+                terms = [torch.rand(shape) for _ in range(parts + 1)]
+                first = _sum(terms)
+            else:  # a residual add on its channels
+                index = torch.from_numpy(np.flatnonzero(own))
+                terms = [values[a].index_select(1, index) for a in graph.args(stage)]
+                first = _sum(terms)
+            call = _then(first, _channel_ops(graph, stage, own))
+        out.append(((plan.task_label(key), template.op, template.flops, template.bytes_touched), call))
+    return out
+
+
+def _sum(terms: list[torch.Tensor]) -> Call:
+    def call() -> torch.Tensor:
+        total = terms[0]
+        for t in terms[1:]:
+            total = total + t
+        return total
+
+    return call
+
+
+def time_call(call: Call, settings: ProfileSettings) -> list[float]:
+    """Seconds of each of ``settings.repeats`` timed calls, after ``settings.warmup`` untimed ones."""
+    samples = []
+    with torch.no_grad():
+        for _ in range(settings.warmup):
+            call()
+        for _ in range(settings.repeats):
+            if settings.idle_gap_s > 0:
+                time.sleep(settings.idle_gap_s)
+            start = time.perf_counter()
+            call()
+            samples.append(time.perf_counter() - start)
+    return samples
+
+
+def profile_device(
+    graph: FlowGraph,
+    plan: WorkloadPlan,
+    values: dict[str, torch.Tensor],
+    batch: int,
+    device: int,
+    name: str,
+    threads: int,
+    settings: ProfileSettings,
+) -> DeviceProfile:
+    """Time every task of ``device`` with ``threads`` torch threads; the fits are made from the medians."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        entries = []
+        for (label, op, flops, touched), call in shard_calls(graph, plan, values, batch, device):
+            samples = np.array(time_call(call, settings))
+            p10, median, p90 = (float(v) for v in np.percentile(samples, [10, 50, 90]))
+            entries.append(ProfileEntry(label, op, float(flops), int(touched), median, p10, p90, len(samples)))
+    finally:
+        torch.set_num_threads(before)
+    return DeviceProfile(name, threads, tuple(entries), fit_ops(entries))
+
+
+def layer_inputs(graph: FlowGraph, plan: WorkloadPlan, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The value of every tensor a task reads (layer inputs, add operands) for one batch of images."""
+    nodes = {plan.layer_input(n) for n in plan.exchange}
+    nodes |= {a for n in graph.order if graph.kind(n) == "add" for a in graph.args(n)}
+    return {k: torch.from_numpy(v) for k, v in graph.activations(images, nodes).items()}
+
+
+def machine() -> dict[str, object]:
+    """What the numbers were measured on (for the reader; not used by the engine)."""
+    return {
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+    }
+
+
+def calibrated_devices(profile: ProfileFile, devices: Sequence[DeviceSpec]) -> list[DeviceSpec]:
+    """``devices`` with every ``calibrate: true`` one's ``gflops`` and ``overhead_ms`` from the fit of
+    ``seconds = flops / rate + overhead`` through its conv and linear medians; prints each device's spread."""
+    out = list(devices)
+    for i, d in enumerate(devices):
+        if not d.calibrate:
+            continue
+        prof = profile.for_device(d.name)
+        rows = [e for e in prof.entries if e.op in ("conv", "linear") and e.flops > 0]
+        if not rows:
+            raise UserError(f"devices[{i}].calibrate: device '{d.name}' computes no conv or linear layer to time")
+        s_per_flop, overhead_s = fit_line([e.flops for e in rows], [e.median_s for e in rows])
+        if s_per_flop <= 0:
+            s_per_flop, overhead_s = sum(e.median_s for e in rows) / sum(e.flops for e in rows), 0.0
+        spread = max((e.p90_s - e.p10_s) / e.median_s for e in rows if e.median_s > 0)
+        print(
+            f"calibrate: {d.name}: {len(rows)} layer shards, {1e-9 / s_per_flop:.2f} GFLOP/s + "
+            f"{overhead_s * 1e3:.3f} ms per layer; largest p10-p90 spread {spread * 100:.0f}% of the median",
+            file=sys.stderr,
+        )
+        out[i] = d.model_copy(update={"gflops": 1e-9 / s_per_flop, "overhead_ms": overhead_s * 1e3, "calibrate": False})
+    return out

@@ -1,0 +1,135 @@
+"""Compute profiles: the fit, the engine's table look-up, the file format and its errors, and ``dsim profile``
+end to end (torch; the timing values themselves are never asserted, only their structure)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sim.config.load import parse_scenario
+from sim.engine.devices import DeviceRate, LayerTimes
+from sim.engine.network import Network
+from sim.engine.simulate import simulate
+from sim.errors import UserError
+from sim.experiment import assemble
+from sim.workload.profiles import (
+    DeviceProfile,
+    OpFit,
+    ProfileEntry,
+    ProfileFile,
+    fit_line,
+    fit_ops,
+    read_profile,
+    write_profile,
+)
+from sim.workload.types import Task, Workload
+from tests import helpers
+
+
+def test_fit_line_recovers_a_line_and_keeps_coefficients_non_negative() -> None:
+    # seconds = 1e-9 * flops + 0.5 ms, exactly
+    slope, intercept = fit_line([1e6, 3e6, 7e6], [0.0015, 0.0035, 0.0075])
+    assert (slope, intercept) == (pytest.approx(1e-9), pytest.approx(5e-4))
+    assert fit_line([1e6, 2e6], [0.003, 0.001]) == (0.0, pytest.approx(0.002))  # falling: flat at the mean
+    # through the origin when the intercept would be negative: slope = sum(xy)/sum(xx) = (1*1+2*3)/(1+4)
+    assert fit_line([1.0, 2.0], [1.0, 3.0]) == (pytest.approx(7 / 5), 0.0)
+    assert fit_line([4.0, 4.0], [2.0, 2.0]) == (pytest.approx(0.5), 0.0)  # one distinct x: through 0
+
+
+def test_a_measured_shape_takes_its_median_and_another_shape_the_fit() -> None:
+    times = LayerTimes({("conv1", "conv", 2_000_000, 100): 0.004}, {"conv": (1e-9, 0.001)})
+    rate = DeviceRate(1e12, times=times)
+    assert rate.task_s(2e6, 100, "conv", "conv1") == 0.004
+    assert rate.time_source(2e6, 100, "conv", "conv1") == "table"
+    assert rate.task_s(5e6, 100, "conv", "conv1") == pytest.approx(0.006)  # same layer, other shape: fit
+    assert rate.time_source(5e6, 100, "conv", "conv1") == "fit"
+    assert rate.task_s(1e6, 100, "linear", "fc") == pytest.approx(1e-6)  # no linear fit: the rate
+    assert rate.time_source(1e6, 100, "linear", "fc") == "rate"
+
+
+def test_the_engine_runs_tasks_for_their_profiled_time() -> None:
+    times = LayerTimes({("L", "conv", 1000, 0): 0.25})
+    wl = Workload(("a",), 0, 0, 1, (Task(0, "L", 0, 1000.0, "conv", True),), ())
+    tl = simulate(wl, [DeviceRate(1e9, times=times)], Network.mesh(["a"], 1e6, 0.0), [0.0])
+    assert tl.latency_s == [0.25]
+
+
+def _profile(devices: tuple[str, ...] = ("d0",)) -> ProfileFile:
+    entries = (
+        ProfileEntry("conv1", "conv", 1e6, 10, 0.002, 0.0019, 0.0025, 5),
+        ProfileEntry("conv2", "conv", 3e6, 10, 0.004, 0.0039, 0.0045, 5),
+    )
+    return ProfileFile(
+        "t",
+        "lenet5",
+        1,
+        {"warmup": 1, "repeats": 5, "idle_gap_ms": 0.0},
+        {},
+        tuple(DeviceProfile(d, 1, entries, fit_ops(entries)) for d in devices),
+    )
+
+
+def test_profiles_round_trip_and_bad_files_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    write_profile(path, _profile(("d0", "d1")))
+    back = read_profile(path)
+    assert back == _profile(("d0", "d1"))
+    assert back.devices[0].fit == {"conv": OpFit(pytest.approx(1e-9), pytest.approx(0.001))}
+    with pytest.raises(UserError, match="holds no device 'x'"):
+        back.for_device("x")
+    with pytest.raises(UserError, match="no such file"):
+        read_profile(tmp_path / "missing.json")
+    data = json.loads(path.read_text())
+    for change, error in (({"version": 99}, "version 99"), ({"format": "x"}, "not a dsim profile")):
+        path.write_text(json.dumps({**data, **change}))
+        with pytest.raises(UserError, match=error):
+            read_profile(path)
+    path.write_text(json.dumps({**data, "devices": [{"device": "d0"}]}))
+    with pytest.raises(UserError, match="malformed"):
+        read_profile(path)
+
+
+def test_a_profile_device_needs_no_gflops_and_takes_the_fit_rate(tmp_path: Path) -> None:
+    write_profile(tmp_path / "p.json", _profile())
+    data = helpers.scenario_dict(2)
+    data["devices"][1] = {"name": "d1", "profile": str(tmp_path / "p.json")}
+    sc = parse_scenario(data)
+    rate = assemble.device_rates(sc)[1]
+    assert rate.flops_per_s == pytest.approx(1e9)  # the conv fit: 1e-9 s per FLOP
+    assert rate.task_s(3e6, 10, "conv", "conv2") == 0.004
+    assert assemble.calibrated(sc).devices[1].gflops == pytest.approx(1.0)
+
+
+def test_profile_and_calibrate_together_are_refused() -> None:
+    data = helpers.scenario_dict(2)
+    data["devices"][0] = {"name": "d0", "calibrate": True, "profile": "p.json"}
+    with pytest.raises(UserError, match="give profile or calibrate: true, not both"):
+        parse_scenario(data)
+
+
+@pytest.mark.slow
+def test_dsim_profile_times_every_task_and_a_run_uses_the_table(tmp_path: Path) -> None:
+    from sim.cli import main  # torch
+    from sim.experiment.pipeline import prepare, run
+
+    scenario = tmp_path / "s.yaml"
+    data = helpers.scenario_dict(2)
+    scenario.write_text(json.dumps(data))
+    out = tmp_path / "p.json"
+    assert main(["profile", str(scenario), "--out", str(out), "--warmup", "1", "--repeats", "3"]) == 0
+    profile = read_profile(out)
+    workload = prepare(parse_scenario(data)).workload
+    for d, name in enumerate(("d0", "d1")):
+        entries = profile.for_device(name).entries
+        assert len(entries) == sum(t.device == d for t in workload.tasks)
+        assert all(e.repeats == 3 and 0 < e.p10_s <= e.median_s <= e.p90_s for e in entries)
+    data["devices"] = [{"name": n, "profile": str(out)} for n in ("d0", "d1")]
+    assert run(data).summary["compute_times"] == {n: {"table": 5, "fit": 0, "rate": 0} for n in ("d0", "d1")}
+    one = tmp_path / "d0.json"  # a file of one device serves any device name
+    assert main(["profile", str(scenario), "--out", str(one), "--repeats", "2", "--device", "d0"]) == 0
+    assert [d.device for d in read_profile(one).devices] == ["d0"]
+    data["devices"].append({"name": "d2", "profile": str(one)})  # three devices: other shapes, fitted
+    counts = run(data).summary["compute_times"]
+    assert counts["d2"]["table"] == 0 and counts["d2"]["fit"] == 5
