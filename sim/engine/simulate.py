@@ -242,9 +242,17 @@ def _simulate(
             groups.setdefault(key, []).append(m)
         return list(groups.values())
 
+    pair_routes: dict[tuple[int, int], tuple[Link, ...]] = {}  # (src, dst) device indices -> route
+
+    def route_of(src: int, dst: int) -> tuple[Link, ...]:
+        route = pair_routes.get((src, dst))
+        if route is None:
+            route = pair_routes[src, dst] = network.route(names[src], names[dst])
+        return route
+
     def group_route(group: list[int]) -> tuple[Link, ...]:
         msg = messages[group[0]]
-        routes = [network.route(names[msg.src], names[messages[m].dst]) for m in group]
+        routes = [route_of(msg.src, messages[m].dst) for m in group]
         if len(group) == 1:
             return routes[0]
         links = [r[0] for r in routes]  # one hop each on the shared medium
@@ -265,8 +273,26 @@ def _simulate(
         return multicast_groups(ms) if multicast else [[m] for m in ms]
 
     def send(ms: list[int]) -> None:
-        for group in groups_of(ms):
-            send_group(group)
+        if multicast:
+            for group in multicast_groups(ms):
+                send_group(group)
+            return
+        for m in ms:  # send_group([m]), inlined for the common case
+            msg = messages[m]
+            route = route_of(msg.src, msg.dst)
+            timeline.message_ready_s[m] = env._now
+            timeline.message_hops[m] = len(route)
+            group = [m]
+            first = route[0]
+            if first.protocol is None and (chunk_bytes is None or msg.bytes <= chunk_bytes):
+                forward(_Transit(group, route, msg.bytes, True))
+                timeline.message_start_s[m] = timeline.hops[-1].start_s
+                continue
+            sizes = first.wire_sizes(msg.bytes, chunk_bytes)
+            for i, size in enumerate(sizes):  # chunks (packets) join the first queue back to back, in order
+                forward(_Transit(group, route, size, i == len(sizes) - 1))
+                if i == 0:
+                    timeline.message_start_s[m] = timeline.hops[-1].start_s
 
     def send_group(group: list[int]) -> None:
         route = group_route(group)
