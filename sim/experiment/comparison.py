@@ -19,6 +19,8 @@ from sim.analysis.critical_path import BREAKDOWN_COLUMNS
 from sim.analysis.curves import BASELINE_COLUMNS
 from sim.config.load import load
 from sim.errors import UserError
+from sim.experiment.builds import CacheReport
+from sim.experiment.store import Store
 from sim.experiment.sweeps import check_jobs, run_points
 from sim.fileio import write_csv
 from sim.report.plots import plot_breakdown
@@ -81,7 +83,12 @@ def kept_kernel_table(table: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def compare(
-    scenarios: Sequence[str | Path], out: str | Path | None = None, jobs: int | None = None, progress: bool = True
+    scenarios: Sequence[str | Path],
+    out: str | Path | None = None,
+    jobs: int | None = None,
+    progress: bool = True,
+    store: Store | None = None,
+    report: CacheReport | None = None,
 ) -> pd.DataFrame:
     """Run each scenario file and return one row per scenario (:data:`COMPARISON_COLUMNS`).
 
@@ -90,11 +97,12 @@ def compare(
     what it costs with ``auto`` (the smallest format per message). ``service_latency_s`` is a frame's
     latency alone in the system, ``keeps_up`` whether the split keeps up with the frame arrivals (empty for
     one frame); with ``baseline: single`` come the single device's latencies, throughput and the three
-    speed-ups (:func:`sim.experiment.pipeline.speedups`); a scenario without it has them empty. With ``out``, writes ``comparison.csv``, the stacked
+    speed-ups (:func:`sim.experiment.evaluation.speedups`); a scenario without it has them empty. With ``out``, writes ``comparison.csv``, the stacked
     latency breakdown ``breakdown.png`` and the Pareto front (``pareto.csv``, ``pareto.png``) there,
     and for pruned scenarios ``kept_kernels.csv`` (the fraction of each conv's original k x k kernels still
     non-zero, one row per scenario). Every file is validated before any work starts; a scenario
-    that cannot be built stops the comparison (:class:`UserError` naming its file).
+    that cannot be built stops the comparison (:class:`UserError` naming its file). ``store`` is the build
+    cache (none by default); ``report`` counts what came from it.
 
     Example::
 
@@ -104,7 +112,10 @@ def compare(
     saved = {i: saved_row(Path(p)) for i, p in enumerate(scenarios) if Path(p).is_dir()}
     files = [i for i in range(len(scenarios)) if i not in saved]
     parsed = {i: load(scenarios[i]) for i in files}
-    for i, row in zip(files, run_points(list(parsed.values()), jobs=jobs, progress=progress, what="scenario")):
+    for i, row in zip(
+        files,
+        run_points(list(parsed.values()), jobs=jobs, progress=progress, what="scenario", store=store, report=report),
+    ):
         if "error" in row:
             raise UserError(f"{scenarios[i]}: {row['error']}")
         saved[i] = {"scenario": parsed[i].name, **row}
