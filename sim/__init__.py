@@ -15,7 +15,8 @@ The package is layered as the pipeline runs; each layer imports only the layers 
 :class:`sim.config.schema.Scenario`) and returns a :class:`sim.analysis.result.RunResult` with pandas
 tables; ``sim.sweep(scenario, grid)`` runs a parameter sweep and returns its table
 (:mod:`sim.experiment.sweeps`); ``sim.load`` validates a scenario; ``sim.save_run`` writes a run's files.
-``run`` and ``sweep`` load torch, ``save_run`` matplotlib, on first use, so ``import sim`` stays light.
+``run`` and ``sweep`` load torch, ``save_run`` matplotlib, ``load`` pydantic, on first use, so ``import sim``
+(and ``dsim --help``) stays light.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "load", "run", "save_run", "sweep"]
 
 
-from sim.config.load import load
-
-
 def __getattr__(name: str) -> Any:
+    if name == "load":
+        from sim.config.load import load
+
+        return load
     if name == "run":
         from sim.experiment.pipeline import run
 

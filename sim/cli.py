@@ -18,15 +18,12 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sim import __version__
-from sim.config import overrides
-from sim.config.load import json_schema, load
-from sim.config.schema import MAX_EPOCHS, STRATEGIES
 from sim.errors import UserError
 from sim.progress import LOG as PROGRESS_LOG
 from sim.progress import show_bars
-from sim.report.text import format_comparison, format_summary, format_sweep
 
 
 def _check_out(path: str | Path, directory: bool, flag: str = "--out") -> Path:
@@ -59,25 +56,44 @@ def _writing(path: str | Path, flag: str = "--out") -> Iterator[None]:
         raise UserError(f"{flag} {path}: cannot write there ({exc.strerror or exc}); choose another {flag}") from None
 
 
+def _store(args: argparse.Namespace) -> Any:
+    """The build cache of ``--cache-dir`` / ``--no-cache`` (a :class:`sim.experiment.store.Store`), or None."""
+    from sim.experiment.store import Store, default_root  # pandas, pydantic: only the commands that build
+
+    if args.no_cache:
+        return None
+    root = Path(args.cache_dir) if args.cache_dir else default_root()
+    if root.exists() and not root.is_dir():
+        raise UserError(f"--cache-dir {root}: is an existing file; give a directory (it is created if missing)")
+    return Store(root)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    from sim.experiment.pipeline import run  # torch: imported only by the commands that build a model
+    from sim.config.load import load  # pydantic: kept out of --help
+    from sim.experiment.builds import run  # torch only when the workload is not in the build cache
     from sim.report.save import save_run  # matplotlib: imported only by the commands that draw
+    from sim.report.text import format_summary  # pandas: kept out of --help
 
     scenario = load(args.scenario)
     out = _check_out(args.out if args.out else Path("results") / scenario.name, directory=True)
-    result = run(scenario)
+    result, report = run(scenario, _store(args))
     with _writing(out):
         save_run(result, out)
     print(format_summary(result.summary))
+    print(f"{'build cache':<17}  {report.line()}")
     print(f"{'written to':<17}  {out}/")
     return 0
 
 
 def _cmd_partition(args: argparse.Namespace) -> int:
+    from sim.config.load import load  # pydantic: kept out of --help
+    from sim.config.schema import STRATEGIES  # pydantic: kept out of --help
     from sim.experiment.pipeline import trace_model  # torch: imported only by the commands that build a model
     from sim.model import partition  # torch
 
     scenario = load(args.scenario)
+    if args.strategy not in STRATEGIES:
+        raise UserError(f"--strategy: unknown strategy '{args.strategy}'; choose one of {', '.join(STRATEGIES)}")
     if args.seed is not None and args.seed < 0:
         raise UserError(f"--seed: must be >= 0 (got {args.seed})")
     _check_out(args.out, directory=False)
@@ -98,6 +114,7 @@ def _cmd_partition(args: argparse.Namespace) -> int:
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
+    from sim.config.load import load  # pydantic: kept out of --help
     from sim.experiment.describe import describe  # torch: imported only by the commands that build a model
     from sim.experiment.pipeline import calibrated, evaluate, prepare
 
@@ -114,7 +131,11 @@ def _check_jobs(jobs: int | None) -> None:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from sim.experiment.sweeps import sweep  # torch: imported only by the commands that build a model
+    from sim.config import overrides  # numpy, pydantic: kept out of --help
+    from sim.config.load import load  # pydantic: kept out of --help
+    from sim.experiment.builds import CacheReport  # pandas: kept out of --help
+    from sim.experiment.sweeps import sweep  # torch only when a workload is not in the build cache
+    from sim.report.text import format_sweep  # pandas: kept out of --help
 
     _check_jobs(args.jobs)
     scenario = load(args.scenario)
@@ -128,9 +149,21 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if len(variants) < len(args.variant):
         raise UserError("--variant: two variants have the same name")
     out = _check_out(args.out if args.out else Path("results") / f"{scenario.name}-sweep", directory=True)
+    store = _store(args)
+    report = CacheReport(None if store is None else store.root)
     try:
         with _writing(out):
-            table = sweep(args.scenario, settings, baseline=args.baseline, variants=variants, out=out, jobs=args.jobs)
+            table = sweep(
+                args.scenario,
+                settings,
+                baseline=args.baseline,
+                variants=variants,
+                out=out,
+                jobs=args.jobs,
+                store=store,
+                report=report,
+                scheduler=args.scheduler,
+            )
     except KeyboardInterrupt:
         print(f"dsim: interrupted; finished points (if any) kept in {out / 'sweep.csv'}", file=sys.stderr)
         return 130
@@ -138,6 +171,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if failed == len(table):
         raise UserError(f"all {failed} sweep points failed; nothing written; the first: {table['error'].iloc[0]}")
     print(format_sweep(table))
+    print(f"build cache: {report.line()}")
     print(f"{len(table)} points ({failed} failed); written to {out / 'sweep.csv'}")
     from sim.report.redraw import redraw  # matplotlib: imported only by the commands that draw
 
@@ -148,14 +182,21 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from sim.experiment.comparison import compare  # torch: imported only by the commands that build a model
+    from sim.config.load import load  # pydantic: kept out of --help
+    from sim.experiment.builds import CacheReport  # pandas: kept out of --help
+    from sim.experiment.comparison import compare  # torch only when a workload is not in the build cache
+    from sim.report.text import format_comparison  # pandas: kept out of --help
 
     _check_jobs(args.jobs)
-    names = [load(path).name for path in args.scenarios]  # refuses a bad file before anything is written
+    # refuses a bad file before anything is written; a run folder (dsim run/execute --out) is named as it is
+    names = [Path(path).name if Path(path).is_dir() else load(path).name for path in args.scenarios]
     out = _check_out(args.out if args.out else Path("results") / comparison_folder(names), directory=True)
+    store = _store(args)
+    report = CacheReport(None if store is None else store.root)
     with _writing(out):
-        table = compare(args.scenarios, out=out, jobs=args.jobs)
+        table = compare(args.scenarios, out=out, jobs=args.jobs, store=store, report=report)
     print(format_comparison(table))
+    print(f"build cache: {report.line()}")
     print(f"written to {out}/ (comparison.csv, breakdown.png, pareto.csv, pareto.png)")
     return 0
 
@@ -188,6 +229,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from sim.config.load import load  # pydantic: kept out of --help
+    from sim.config.schema import MAX_EPOCHS  # pydantic: kept out of --help
     from sim.experiment.pipeline import checked_graph, input_shape, load_model  # torch: only the model commands
     from sim.model import data, train  # torch
 
@@ -209,7 +252,70 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_execute(args: argparse.Namespace) -> int:
+    from sim.config.load import load  # pydantic: kept out of --help
+    from sim.experiment.execute import execute  # torch: imported only by the commands that build a model
+    from sim.report.save import save_run  # matplotlib: imported only by the commands that draw
+    from sim.report.text import format_summary  # pandas: kept out of --help
+
+    scenario = load(args.scenario)
+    out = _check_out(args.out if args.out else Path("results") / f"{scenario.name}-executed", directory=True)
+    runs = execute(scenario, shape=args.shape, repeats=args.repeats, timeout_s=args.timeout)
+    latencies = [r.summary["latency_s"] for r in runs]
+    result = runs[sorted(range(len(runs)), key=latencies.__getitem__)[len(runs) // 2]]
+    result.summary["execution"]["repeats_latency_s"] = latencies
+    with _writing(out):
+        save_run(result, out)
+    check = result.summary["execution"]["check"]
+    print(format_summary(result.summary))
+    print(
+        f"{'measured on':<17}  {result.summary['execution']['network']}; load average {result.summary['execution']['loadavg']}"
+    )
+    print(
+        f"{'check':<17}  {'ok' if check['tolerance'] is not None else 'lossy wire type, not enforced'}: max relative error {max(check['inputs_max_relative_error'], check['output_max_relative_error']):.2g} over {check['values_checked']} values"
+    )
+    if len(runs) > 1:
+        print(
+            f"{'repeats':<17}  {len(runs)}; latency {', '.join(f'{x * 1e3:.2f}' for x in latencies)} ms (median run written)"
+        )
+    print(f"{'written to':<17}  {out}/")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from sim.config.load import load  # pydantic: kept out of --help
+    from sim.experiment.validate import format_validation, validate  # torch: only the commands that build a model
+    from sim.report.validation import save_validation  # matplotlib: imported only by the commands that draw
+
+    scenario = load(args.scenario)
+    out = _check_out(args.out if args.out else Path("results") / f"{scenario.name}-validation", directory=True)
+    v = validate(
+        scenario,
+        shape=args.shape,
+        repeats=args.repeats,
+        timeout_s=args.timeout,
+        fit_compute=args.fit_compute,
+        profile=args.profile,
+    )
+    with _writing(out):
+        save_validation(v.table, v.predicted, v.measured, out, v.notes, v.extra)
+    print(format_validation(v.table, v.notes))
+    print(f"written to         {out}/ (validation.csv, validation.png, predicted/, measured/)")
+    return 0
+
+
+def _real_run_options(command: argparse.ArgumentParser, repeats: int) -> None:
+    """The options of the commands that run a scenario for real."""
+    command.add_argument("scenario", help="scenario YAML file")
+    command.add_argument("--shape", action="store_true", help="shaped veth links in network namespaces (Linux, root)")
+    command.add_argument("--repeats", type=int, default=repeats, metavar="N", help=f"runs (default: {repeats})")
+    command.add_argument(
+        "--timeout", type=float, metavar="S", help="seconds one run may take (default: from its bytes)"
+    )
+
+
 def _cmd_profile(args: argparse.Namespace) -> int:
+    from sim.config.load import load  # pydantic: kept out of --help
     from sim.experiment.pipeline import ProfileSettings, profile_scenario  # torch: only commands that build a model
     from sim.workload.profiles import write_profile  # with the command that writes it
 
@@ -236,6 +342,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
+    from sim.config.load import json_schema  # pydantic: kept out of --help
+
     print(json.dumps(json_schema(), indent=2))
     return 0
 
@@ -252,6 +360,14 @@ def _quiet_and_log(command: argparse.ArgumentParser) -> None:
     command.add_argument("--log", metavar="FILE", help="append progress lines, with the time, to FILE")
 
 
+def _cache_options(command: argparse.ArgumentParser) -> None:
+    """The ``--cache-dir DIR`` and ``--no-cache`` options of commands that build workloads."""
+    command.add_argument(
+        "--cache-dir", metavar="DIR", help="build cache folder (default: $DSIM_CACHE, else ~/.cache/dsim)"
+    )
+    command.add_argument("--no-cache", action="store_true", help="build everything; read and write no cache")
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser, with one sub-command per job."""
     p = argparse.ArgumentParser(prog="dsim", description="Distributed CNN inference simulator.")
@@ -260,10 +376,11 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a scenario file and write its results")
     run.add_argument("scenario", help="scenario YAML file")
     run.add_argument("--out", metavar="DIR", help="output directory (default: results/<name>/)")
+    _cache_options(run)
     run.set_defaults(func=_cmd_run)
     part = sub.add_parser("partition", help="write a partition file for a scenario's model and devices")
     part.add_argument("scenario", help="scenario YAML file (model and devices)")
-    part.add_argument("--strategy", required=True, choices=STRATEGIES)
+    part.add_argument("--strategy", required=True, help="a partition.strategy of the schema, e.g. contiguous, balanced")
     part.add_argument("--seed", type=int, help="for random strategies (default: the scenario seed)")
     part.add_argument("--out", required=True, metavar="FILE", help="partition JSON to write, e.g. partitions/x.json")
     part.set_defaults(func=_cmd_partition)
@@ -295,10 +412,18 @@ def parser() -> argparse.ArgumentParser:
     )
     sw.add_argument("--baseline", action="store_true", help="add the single-device baseline (source device only)")
     _out_and_jobs(sw, "results/<name>-sweep/")
+    _cache_options(sw)
+    sw.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the points on a Dask cluster: its scheduler address (tcp://host:8786), or 'local' for a "
+        "LocalCluster of --jobs workers (default: a process pool)",
+    )
     sw.set_defaults(func=_cmd_sweep)
     cmp = sub.add_parser("compare", help="run scenario files side by side; writes comparison.csv and breakdown.png")
-    cmp.add_argument("scenarios", nargs="+", help="scenario YAML files")
+    cmp.add_argument("scenarios", nargs="+", help="scenario YAML files, or run folders (dsim run/execute --out)")
     _out_and_jobs(cmp, "results/compare-<name>+<name>.../")
+    _cache_options(cmp)
     cmp.set_defaults(func=_cmd_compare)
     plot = sub.add_parser("plot", help="redraw the figures of a run, sweep or compare directory from its CSVs")
     plot.add_argument("results", help="results directory")
@@ -313,6 +438,20 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=int, required=True, metavar="N", help="passes over the train split")
     tr.add_argument("--out", required=True, metavar="CKPT", help="checkpoint file to write (a state_dict)")
     tr.set_defaults(func=_cmd_train)
+    ex = sub.add_parser("execute", help="run the split model for real: a process per device, messages over TCP")
+    _real_run_options(ex, 1)
+    ex.add_argument("--out", metavar="DIR", help="output directory (default: results/<name>-executed/)")
+    ex.set_defaults(func=_cmd_execute)
+    val = sub.add_parser("validate", help="execute and simulate a scenario; compare every component")
+    _real_run_options(val, 5)
+    val.add_argument("--out", metavar="DIR", help="output directory (default: results/<name>-validation/)")
+    val.add_argument(
+        "--fit-compute",
+        action="store_true",
+        help="predict with device rates and overheads fitted to the measured layer times (in sample)",
+    )
+    val.add_argument("--profile", action="store_true", help="profile every device's layer shards first (calibrate)")
+    val.set_defaults(func=_cmd_validate)
     prof = sub.add_parser("profile", help="time every layer shard of a scenario as each device runs it (JSON)")
     prof.add_argument("scenario", help="scenario YAML file")
     prof.add_argument("--out", required=True, metavar="FILE", help="profile JSON to write, e.g. profiles/x.json")

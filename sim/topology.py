@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import networkx as nx
-
 SWITCH = "switch"  # the star topology's switch node
 MEDIUM = "medium"  # the queue of the shared wireless medium
 
@@ -40,6 +38,8 @@ def parse_graphml(text: str, where: str) -> list[tuple[str, str, dict[str, Any]]
     ``up_mbps``, ``down_mbps``, ``duplex``), in document order. Raises ``ValueError`` naming
     ``network.graphml`` and ``where`` (the file)."""
     try:
+        import networkx as nx  # networkx: imported when a GraphML file is read, keeping dsim schema instant
+
         g = nx.parse_graphml(text)
     except Exception as exc:  # networkx raises NetworkXError / ParseError (and more) for malformed documents
         raise ValueError(f"network.graphml: {where} is not a readable GraphML file ({type(exc).__name__})") from None
@@ -48,10 +48,21 @@ def parse_graphml(text: str, where: str) -> list[tuple[str, str, dict[str, Any]]
 
 def check_connected(nodes: Sequence[str], edges: Iterable[tuple[str, str]], field: str = "network") -> None:
     """Raise ``ValueError`` naming a pair of ``nodes`` with no path between them over ``edges``."""
-    g: nx.Graph[str] = nx.Graph()
-    g.add_nodes_from(nodes)
-    g.add_edges_from(edges)
-    components = list(nx.connected_components(g))
+    neighbours: dict[str, list[str]] = {n: [] for n in nodes}  # plain BFS: no networkx at scenario load
+    for a, b in edges:
+        neighbours.setdefault(a, []).append(b)
+        neighbours.setdefault(b, []).append(a)
+    if not neighbours:
+        return
+    start = next(iter(neighbours))
+    seen, frontier = {start}, [start]
+    while frontier:
+        u = frontier.pop()
+        for v in neighbours[u]:
+            if v not in seen:
+                seen.add(v)
+                frontier.append(v)
+    components = [seen] if len(seen) == len(neighbours) else [seen, set(neighbours) - seen]
     if len(components) > 1:
         first = next(n for n in nodes if n in components[0])
         other = next(n for n in nodes if n not in components[0])

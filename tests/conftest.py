@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -93,3 +95,16 @@ def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test runs in its own empty folder: nothing lands in the repository's ``results/``, and a test
     that reads a bundled file by a cwd-relative path fails (use ``tests.helpers.SCENARIOS``)."""
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_build_cache() -> Iterator[None]:
+    """Every test session uses its own build cache folder, so no test reads or fills ``~/.cache/dsim``."""
+    old = os.environ.get("DSIM_CACHE")
+    with tempfile.TemporaryDirectory(prefix="dsim-test-cache-") as tmp:
+        os.environ["DSIM_CACHE"] = tmp
+        yield
+    if old is None:
+        os.environ.pop("DSIM_CACHE", None)
+    else:
+        os.environ["DSIM_CACHE"] = old

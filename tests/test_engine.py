@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from sim.engine.devices import DeviceRate
+from sim.engine.network import Network
+from sim.engine.simulate import simulate
+from sim.workload.types import Workload
 from tests.helpers import message, task
 
 # Times below are dyadic (bytes*8/bandwidth and flops/rate come out as sums of powers of two), so the
@@ -78,3 +81,12 @@ def test_frames_queue_on_a_device_and_latency_counts_from_arrival(run) -> None:
     tl = run(tasks, [], arrivals=(0.0, 0.5)).timeline
     assert tl.task_start_s == [0.0, 1.0]
     assert tl.latency_s == [1.0, 1.5]
+
+
+def test_events_counts_every_simpy_event_processed() -> None:
+    # Counted by hand: the frame's arrival timeout, the start and the end of three processes (the source
+    # and two devices), one event per chunk (3 chunks of 400, 400, 200 bytes) and the message's arrival.
+    names = ("d0", "d1")
+    wl = Workload(names, 0, 0, 1, (), (message(0, 1, 1000, final=True),))
+    tl = simulate(wl, [DeviceRate(1e9)] * 2, Network.mesh(names, 1e6, 0.0), [0.0], chunk_bytes=400)
+    assert tl.events == 1 + 2 * 3 + 3 + 1

@@ -120,11 +120,11 @@ def test_slow_readme_blocks_run_and_reproduce_the_committed_plots(tmp_path: Path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("index", range(2))
+@pytest.mark.parametrize("index", range(3))
 def test_published_tables_match_a_fresh_run(tmp_path: Path, index: int) -> None:
     repo = _copy(tmp_path)
     published = [b for b in blocks("console") if b.runs == "slow"]
-    assert len(published) == 2  # the comm-aware and the quadrant tables
+    assert len(published) == 3  # the stream, comm-aware and quadrant tables
     command, table = _published(published[index])
     printed = _sh(repo, command, timeout_s=3600).stdout.splitlines()
     assert printed[: len(table)] == table

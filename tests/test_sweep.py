@@ -39,9 +39,9 @@ def count_builds(monkeypatch):
     calls = []
     real = runner.prepare
 
-    def counting(scenario):
+    def counting(scenario, **kwargs):
         calls.append(scenario)
-        return real(scenario)
+        return real(scenario, **kwargs)
 
     monkeypatch.setattr(runner, "prepare", counting)
     return calls
@@ -90,7 +90,7 @@ def test_bad_point_records_its_error_and_the_others_complete(tmp_path):
 
 
 def test_interrupt_keeps_finished_rows(tmp_path, monkeypatch):
-    real, calls = runner.evaluate, []
+    real, calls = sweeps.evaluate, []
 
     def interrupted(scenario, workload, baseline=None):
         calls.append(1)
@@ -98,7 +98,7 @@ def test_interrupt_keeps_finished_rows(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(scenario, workload, baseline)
 
-    monkeypatch.setattr(runner, "evaluate", interrupted)
+    monkeypatch.setattr(sweeps, "evaluate", interrupted)
     with pytest.raises(KeyboardInterrupt):
         sweeps.sweep(scenario_dict(2), {"network.bandwidth_mbps": [1, 2, 3, 4]}, out=tmp_path, jobs=1, progress=False)
     saved = pd.read_csv(tmp_path / "sweep.csv")

@@ -50,9 +50,13 @@ def traced() -> dict[str, tuple[nn.Module, fx.GraphModule]]:
     return out
 
 
+IMAGENET = ["mobilenetv2_imagenet", "resnet50", "vgg16_imagenet"]
+
+
 def test_model_names_and_input_shapes() -> None:
-    assert model_names() == ZOO
-    assert set(INPUT_SHAPES) == set(ZOO)
+    assert model_names() == sorted(ZOO + IMAGENET)
+    assert set(INPUT_SHAPES) == set(ZOO + IMAGENET)
+    assert all(INPUT_SHAPES[n] == (3, 224, 224) for n in IMAGENET)
     assert INPUT_SHAPES["lenet5"] == (1, 32, 32)
     assert all(INPUT_SHAPES[n] == (3, 32, 32) for n in ZOO if n != "lenet5")
 
@@ -211,8 +215,8 @@ def test_user_model_factory_without_args(user_pkg: str) -> None:
     [
         (
             "lenet6",
-            r"^model\.name: unknown model 'lenet6'; choose one of lenet5, mobilenetv2, resnet18, "
-            r"resnet34, vgg11, vgg16 or give package\.module:factory$",
+            r"^model\.name: unknown model 'lenet6'; choose one of lenet5, mobilenetv2, mobilenetv2_imagenet, "
+            r"resnet18, resnet34, resnet50, vgg11, vgg16, vgg16_imagenet or give package\.module:factory$",
         ),
         ("nosuchmod:f", r"^model\.name: cannot import module 'nosuchmod'"),
         ("sim.model.zoo:nosuch", r"^model\.name: module 'sim\.model\.zoo' has no attribute 'nosuch'"),
@@ -240,3 +244,38 @@ def test_bad_user_factories_give_one_line_user_error(user_pkg: str, attr: str, m
         build_model(f"{user_pkg}.{attr}")
     assert "\n" not in str(info.value)
     assert str(info.value).startswith("model.name: ")
+
+
+# torchvision's published parameter counts for 1000 classes (torchvision.models docs: resnet50,
+# mobilenet_v2, vgg16), an independent source for the layouts written in sim.model.zoo.
+TORCHVISION_PARAMS = {"resnet50": 25_557_032, "mobilenetv2_imagenet": 3_504_872, "vgg16_imagenet": 138_357_544}
+
+
+@pytest.mark.parametrize("name", IMAGENET)
+def test_imagenet_models_match_torchvision_parameter_counts(name: str) -> None:
+    assert _params(build_model(name, num_classes=1000)) == TORCHVISION_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", IMAGENET)
+def test_imagenet_models_trace_at_224(name: str) -> None:
+    from sim.model.flowgraph import FlowGraph
+
+    model = build_model(name, num_classes=10, width=0.25).eval()
+    x = torch.zeros(1, *INPUT_SHAPES[name])
+    graph = FlowGraph.trace(model, x)
+    assert graph.node(graph.order[-1]).channels == 10
+    assert model(x).shape == (1, 10)
+
+
+def test_width_scales_channels_by_hand() -> None:
+    half = build_model("resnet50", num_classes=10, width=0.5)
+    assert (half.conv1.out_channels, half.fc.in_features) == (32, 1024)  # 64/2 and 2048/2
+    thin = build_model("mobilenetv2_imagenet", num_classes=10, width=0.5)
+    # width_mult 0.5: stem 32*0.5 = 16; the last conv stays 1280 (max(1, width) * 1280)
+    assert (thin.features[0].out_channels, thin.classifier.in_features) == (16, 1280)
+    # 0.35 * 24 = 8.4 -> 8; torchvision's _make_divisible keeps it (8 >= 0.9 * 8.4)
+    assert build_model("mobilenetv2_imagenet", width=0.35).features[4].conv[-2].out_channels == 8
+    with pytest.raises(UserError, match=r"model\.width: only .*resnet50.* take a width; set 1 for 'lenet5'"):
+        build_model("lenet5", width=0.5)
+    with pytest.raises(UserError, match=r"^model\.width"):
+        build_model("resnet50", width=0)

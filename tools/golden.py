@@ -44,7 +44,7 @@ def record_one(scenario: str) -> dict[str, object]:
     """Run one scenario with ``dsim run`` in a temporary folder and return its fingerprint."""
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            [sys.executable, "-m", "sim", "run", str(ROOT / scenario), "--out", tmp],
+            [sys.executable, "-m", "sim", "run", str(ROOT / scenario), "--out", tmp, "--no-cache"],
             check=True,
             capture_output=True,
             cwd=ROOT,

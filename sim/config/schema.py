@@ -144,7 +144,11 @@ class ModelSpec(_Strict):
     )
     lr: float = Field(default=1e-3, gt=0, le=10, description="Adam learning rate of train_epochs")
     width: float = Field(
-        default=1.0, ge=1 / 64, le=4, description="channel multiplier of the CIFAR-style vgg/resnet models (1/8: 8-64)"
+        default=1.0,
+        ge=1 / 64,
+        le=4,
+        description="channel multiplier of the CIFAR-style vgg/resnet models (1/8: 8-64) and of resnet50, "
+        "mobilenetv2_imagenet, vgg16_imagenet",
     )
 
     @field_validator("input_shape")

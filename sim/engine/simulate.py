@@ -53,9 +53,11 @@ import gc
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from heapq import heappush
+from typing import Any, NamedTuple
 
 import simpy
+from simpy.events import NORMAL
 
 from sim.engine.devices import DeviceRate, Host
 from sim.engine.network import Link, Network, chunk_sizes
@@ -104,16 +106,19 @@ class Timeline:
         return [d - a for a, d in zip(self.frame_arrival_s, self.frame_done_s)]
 
 
-class _CountingEnvironment(simpy.Environment):
-    """A SimPy environment that counts the events it processes."""
+class _Transit:
+    """One chunk (or whole message) in flight, as a SimPy event reused hop after hop.
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.steps = 0
+    The engine schedules it directly on the environment's queue (what :class:`simpy.Timeout` does, without
+    allocating a new event and a closure per hop); ``k`` is the hop it is on.
+    """
 
-    def step(self) -> None:
-        self.steps += 1
-        super().step()
+    __slots__ = ("callbacks", "group", "k", "last", "nbytes", "route")
+    _ok = True  # read by simpy.Environment.step: the event succeeded
+
+    def __init__(self, group: list[int], route: Sequence[Link], nbytes: int, last: bool):
+        self.callbacks: tuple | None = None
+        self.group, self.route, self.nbytes, self.last, self.k = group, route, nbytes, last, 0
 
 
 def simulate(
@@ -131,7 +136,28 @@ def simulate(
     ``chunk_bytes`` splits messages into chunks; ``multicast`` sends equal payloads once (shared medium);
     ``hosts[d]`` is the host device ``d`` shares (``None`` or missing: a machine of its own).
     """
-    env = _CountingEnvironment()
+    enabled = gc.isenabled()
+    gc.disable()  # the run allocates many short-lived acyclic objects; the collector's passes over the
+    try:  # (large) workload would cost more than the simulation itself; cycles are collected afterwards
+        return _simulate(workload, rates, network, arrivals_s, chunk_bytes, multicast, hosts)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _simulate(
+    workload: Workload,
+    rates: Sequence[DeviceRate],
+    network: Network,
+    arrivals_s: Sequence[float],
+    chunk_bytes: int | None,
+    multicast: bool,
+    hosts: Sequence[Host | None],
+) -> Timeline:
+    """:func:`simulate`, with the garbage collector off."""
+    env = simpy.Environment()
+    schedule: list[Any] = env._queue  # Environment.schedule, inlined for the hops and arrivals
+    eid = env._eid
     tasks, messages = workload.tasks, workload.messages
     names = workload.devices
     n_msg = len(messages)
@@ -166,10 +192,11 @@ def simulate(
     def record_done(frame: int) -> None:
         timeline.frame_done_s[frame] = max(timeline.frame_done_s[frame], env.now)
 
-    def forward(group: list[int], route: Sequence[Link], k: int, nbytes: int, last: bool) -> None:
-        """Put one chunk (or a whole message) on hop ``k`` of its route now; the timeout that ends when it
-        reaches the hop's far end forwards it to the next hop (store-and-forward) or delivers the group."""
-        link, now = route[k], env.now
+    def forward(chunk: _Transit) -> None:
+        """Put ``chunk`` (one chunk, or a whole message) on hop ``chunk.k`` of its route now; the event that
+        fires when it reaches the hop's far end forwards it to the next hop (store-and-forward) or delivers
+        its group."""
+        link, now, nbytes = chunk.route[chunk.k], env._now, chunk.nbytes
         queue = link.queue_name
         start = max(now, free_at[queue])
         if link.burst_bytes is None:
@@ -182,12 +209,19 @@ def simulate(
             tokens[queue] = (level - nbytes if wait == 0.0 else 0.0, start + wait)
             end = start + wait + link.overhead_s
         free_at[queue] = end
-        timeline.hops.append(Hop(group[0], link, start, end, nbytes, now))
-        arrival = env.timeout(end + link.latency_s - now)
-        if k + 1 < len(route):
-            arrival.callbacks.append(lambda _event: forward(group, route, k + 1, nbytes, last))
-        elif last:
-            arrival.callbacks.append(lambda _event: delivered(group))
+        hops_append(new_tuple(Hop, (chunk.group[0], link, start, end, nbytes, now)))
+        chunk.callbacks = on_arrival
+        heappush(schedule, (now + (end + link.latency_s - now), NORMAL, next(eid), chunk))  # a Timeout, reused
+
+    def arrive(chunk: _Transit) -> None:
+        k = chunk.k = chunk.k + 1
+        if k < len(chunk.route):
+            forward(chunk)
+        elif chunk.last:
+            delivered(chunk.group)
+
+    on_arrival = (arrive,)
+    hops_append, new_tuple = timeline.hops.append, tuple.__new__  # Hop(...) without its Python-level __new__
 
     def delivered(group: list[int]) -> None:
         for m in group:
@@ -196,7 +230,9 @@ def simulate(
                 cost = rates[messages[m].dst].recv_overhead_s if not messages[m].needed_by else 0.0
                 frame = messages[m].frame
                 timeline.frame_done_s[frame] = max(timeline.frame_done_s[frame], env.now + cost)
-            arrived[m].succeed()
+            event = arrived[m]  # event.succeed(), inlined
+            event._ok, event._value = True, None
+            heappush(schedule, (env._now, NORMAL, next(eid), event))
 
     def multicast_groups(ms: list[int]) -> list[list[int]]:
         groups: dict[tuple, list[int]] = {}
@@ -206,9 +242,17 @@ def simulate(
             groups.setdefault(key, []).append(m)
         return list(groups.values())
 
+    pair_routes: dict[tuple[int, int], tuple[Link, ...]] = {}  # (src, dst) device indices -> route
+
+    def route_of(src: int, dst: int) -> tuple[Link, ...]:
+        route = pair_routes.get((src, dst))
+        if route is None:
+            route = pair_routes[src, dst] = network.route(names[src], names[dst])
+        return route
+
     def group_route(group: list[int]) -> tuple[Link, ...]:
         msg = messages[group[0]]
-        routes = [network.route(names[msg.src], names[messages[m].dst]) for m in group]
+        routes = [route_of(msg.src, messages[m].dst) for m in group]
         if len(group) == 1:
             return routes[0]
         links = [r[0] for r in routes]  # one hop each on the shared medium
@@ -229,8 +273,26 @@ def simulate(
         return multicast_groups(ms) if multicast else [[m] for m in ms]
 
     def send(ms: list[int]) -> None:
-        for group in groups_of(ms):
-            send_group(group)
+        if multicast:
+            for group in multicast_groups(ms):
+                send_group(group)
+            return
+        for m in ms:  # send_group([m]), inlined for the common case
+            msg = messages[m]
+            route = route_of(msg.src, msg.dst)
+            timeline.message_ready_s[m] = env._now
+            timeline.message_hops[m] = len(route)
+            group = [m]
+            first = route[0]
+            if first.protocol is None and (chunk_bytes is None or msg.bytes <= chunk_bytes):
+                forward(_Transit(group, route, msg.bytes, True))
+                timeline.message_start_s[m] = timeline.hops[-1].start_s
+                continue
+            sizes = first.wire_sizes(msg.bytes, chunk_bytes)
+            for i, size in enumerate(sizes):  # chunks (packets) join the first queue back to back, in order
+                forward(_Transit(group, route, size, i == len(sizes) - 1))
+                if i == 0:
+                    timeline.message_start_s[m] = timeline.hops[-1].start_s
 
     def send_group(group: list[int]) -> None:
         route = group_route(group)
@@ -240,7 +302,7 @@ def simulate(
             timeline.carried_by[m] = group[0]
         sizes = route[0].wire_sizes(messages[group[0]].bytes, chunk_bytes)
         for i, size in enumerate(sizes):  # chunks (packets) join the first queue back to back, in order
-            forward(group, route, 0, size, i == len(sizes) - 1)
+            forward(_Transit(group, route, size, i == len(sizes) - 1))
             if i == 0:
                 for m in group:
                     timeline.message_start_s[m] = timeline.hops[-1].start_s
@@ -307,21 +369,34 @@ def simulate(
                 yield from hold(core, rate.send_overhead_s)
                 send_group(group)
 
+    all_of, timeout = env.all_of, env.timeout  # bound once, not per task
+    task_start_s, task_end_s = timeline.task_start_s, timeline.task_end_s
+
     def device(d: int, own: list[int]):
         rate = rates[d]
-        for t in own:
-            task = tasks[t]
-            if not frame_arrived[task.frame].processed:
-                yield frame_arrived[task.frame]
-            needed = [arrived[m] for m in waits_for[t] if not arrived[m].processed]
+        steps = [  # per task: its frame's arrival, the arrivals it needs, duration, final, messages it sends
+            (
+                t,
+                frame_arrived[tasks[t].frame],
+                [arrived[m] for m in waits_for[t]],
+                rate.task_s(tasks[t].flops, tasks[t].bytes_touched, tasks[t].op, tasks[t].layer),
+                tasks[t].final,
+                released_by[t],
+            )
+            for t in own
+        ]
+        for t, frame, waits, duration, final, releases in steps:
+            if frame.callbacks is not None:  # not yet processed
+                yield frame
+            needed = [event for event in waits if event.callbacks is not None]
             if needed:
-                yield env.all_of(needed)
-            timeline.task_start_s[t] = env.now
-            yield env.timeout(rate.task_s(task.flops, task.bytes_touched, task.op, task.layer))
-            timeline.task_end_s[t] = env.now
-            if task.final:
-                record_done(task.frame)
-            send(released_by[t])
+                yield all_of(needed)
+            task_start_s[t] = env._now
+            yield timeout(duration)
+            task_end_s[t] = env._now
+            if final:
+                record_done(tasks[t].frame)
+            send(releases)
 
     for f in range(workload.frames):
         env.process(source(f))
@@ -331,12 +406,6 @@ def simulate(
     for d in range(len(names)):
         plain = core_of[d] is None and rates[d].send_overhead_s == 0.0 and rates[d].recv_overhead_s == 0.0
         env.process((device if plain else shared_device)(d, per_device[d]))
-    enabled = gc.isenabled()
-    gc.disable()  # the run allocates many short-lived acyclic objects; the collector's passes over the
-    try:  # (large) workload would cost more than the simulation itself; cycles are collected afterwards
-        env.run()
-    finally:
-        if enabled:
-            gc.enable()
-    timeline.events = env.steps
+    env.run()
+    timeline.events = next(eid)  # every event scheduled was processed: the queue ran empty
     return timeline

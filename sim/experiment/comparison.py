@@ -1,4 +1,5 @@
-"""``dsim compare``: run scenario files side by side, one row each (:data:`COMPARISON_COLUMNS`).
+"""``dsim compare``: run scenario files side by side, one row each (:data:`COMPARISON_COLUMNS`); a run folder
+(``dsim run --out`` or ``dsim execute --out``) given instead of a file contributes its saved summary.
 
 Example::
 
@@ -7,8 +8,10 @@ Example::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -16,6 +19,8 @@ from sim.analysis.critical_path import BREAKDOWN_COLUMNS
 from sim.analysis.curves import BASELINE_COLUMNS
 from sim.config.load import load
 from sim.errors import UserError
+from sim.experiment.builds import CacheReport
+from sim.experiment.store import Store
 from sim.experiment.sweeps import check_jobs, run_points
 from sim.fileio import write_csv
 from sim.report.plots import plot_breakdown
@@ -46,6 +51,27 @@ COMPARISON_COLUMNS = (
 )
 
 
+def saved_row(directory: Path) -> dict[str, Any]:
+    """The comparison row of a saved run folder (``dsim run`` or ``dsim execute``: its ``summary.json``);
+    a measured run is named ``<name> (measured)``. The latency breakdown is the saved mean over frames
+    (``latency_breakdown``), else that of the slowest frame's critical path."""
+    path = directory / "summary.json"
+    try:
+        s = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise UserError(f"{directory}: not a scenario file nor a run folder with a readable summary.json") from None
+    crit = s.get("critical_path", {})
+    parts = s.get("latency_breakdown") or dict(
+        zip(BREAKDOWN_COLUMNS, (crit.get("compute_s"), crit.get("transfer_s"), crit.get("wait_s")))
+    )
+    by_format = s.get("bytes_by_format", {})
+    keys = ("frames", "accuracy", "flops_total", "bytes_total", "messages", "latency_s", "throughput_fps", "keeps_up")
+    row = {k: s.get(k) for k in keys}
+    row.update(parts, bytes_dense=by_format.get("dense"), bytes_auto=by_format.get("auto"))
+    measured = s.get("execution", {}).get("measured", False)
+    return {"scenario": f"{s.get('name', directory.name)}{' (measured)' if measured else ''}", **row}
+
+
 def kept_kernel_table(table: pd.DataFrame) -> pd.DataFrame | None:
     """One row per scenario and one column per conv: the kept-kernel fractions (None if nothing was pruned)."""
     if "kept_kernels_per_conv" not in table.columns:
@@ -57,7 +83,12 @@ def kept_kernel_table(table: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def compare(
-    scenarios: Sequence[str | Path], out: str | Path | None = None, jobs: int | None = None, progress: bool = True
+    scenarios: Sequence[str | Path],
+    out: str | Path | None = None,
+    jobs: int | None = None,
+    progress: bool = True,
+    store: Store | None = None,
+    report: CacheReport | None = None,
 ) -> pd.DataFrame:
     """Run each scenario file and return one row per scenario (:data:`COMPARISON_COLUMNS`).
 
@@ -66,28 +97,36 @@ def compare(
     what it costs with ``auto`` (the smallest format per message). ``service_latency_s`` is a frame's
     latency alone in the system, ``keeps_up`` whether the split keeps up with the frame arrivals (empty for
     one frame); with ``baseline: single`` come the single device's latencies, throughput and the three
-    speed-ups (:func:`sim.experiment.pipeline.speedups`); a scenario without it has them empty. With ``out``, writes ``comparison.csv``, the stacked
+    speed-ups (:func:`sim.experiment.evaluation.speedups`); a scenario without it has them empty. With ``out``, writes ``comparison.csv``, the stacked
     latency breakdown ``breakdown.png`` and the Pareto front (``pareto.csv``, ``pareto.png``) there,
     and for pruned scenarios ``kept_kernels.csv`` (the fraction of each conv's original k x k kernels still
     non-zero, one row per scenario). Every file is validated before any work starts; a scenario
-    that cannot be built stops the comparison (:class:`UserError` naming its file).
+    that cannot be built stops the comparison (:class:`UserError` naming its file). ``store`` is the build
+    cache (none by default); ``report`` counts what came from it.
 
     Example::
 
         >>> compare(["scenarios/quickstart.yaml", "scenarios/bandwidth.yaml"], out="results/cmp")  # doctest: +SKIP
     """
     check_jobs(jobs)
-    parsed = [load(path) for path in scenarios]
-    rows = run_points(parsed, jobs=jobs, progress=progress, what="scenario")
-    for path, row in zip(scenarios, rows):
+    saved = {i: saved_row(Path(p)) for i, p in enumerate(scenarios) if Path(p).is_dir()}
+    files = [i for i in range(len(scenarios)) if i not in saved]
+    parsed = {i: load(scenarios[i]) for i in files}
+    for i, row in zip(
+        files,
+        run_points(list(parsed.values()), jobs=jobs, progress=progress, what="scenario", store=store, report=report),
+    ):
         if "error" in row:
-            raise UserError(f"{path}: {row['error']}")
+            raise UserError(f"{scenarios[i]}: {row['error']}")
+        saved[i] = {"scenario": parsed[i].name, **row}
+    rows = [saved[i] for i in range(len(scenarios))]
+    names = [row.pop("scenario") for row in rows]
     table = pd.DataFrame(rows)
     optional = ("accuracy", "kept_kernels", *BASELINE_COLUMNS)
     empty = [c for c in optional if c in table.columns and table[c].isna().all()]
     table = table.drop(columns=empty)
     table.insert(0, "file", [str(p) for p in scenarios])
-    table.insert(0, "scenario", [sc.name for sc in parsed])
+    table.insert(0, "scenario", names)
     table = table.rename(columns={"bytes_dense": "dense_bytes_total", "bytes_auto": "packed_bytes_total"})
     for total, per_frame in PER_FRAME.items():
         if total in table.columns:

@@ -8,7 +8,7 @@ every device's layer shards on this machine (``dsim profile``, ``calibrate: true
 
 from __future__ import annotations
 
-import json
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,17 +17,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from sim.analysis import counters
-from sim.analysis.critical_path import critical_path_summary
 from sim.analysis.result import RunResult
-from sim.analysis.service import service_latency_s
-from sim.analysis.summary import deployment_summary, summarize
-from sim.analysis.tables import compute_table, transfers_table
-from sim.config.load import load, parse_scenario
+from sim.config.load import load
 from sim.config.schema import DeviceSpec, ModelSpec, Scenario
-from sim.engine.simulate import simulate
 from sim.errors import UserError
-from sim.experiment import assemble
+from sim.experiment import assemble, evaluation
+from sim.experiment.evaluation import BuiltWorkload, baseline_scenario, workload_key
+from sim.experiment.store import Store, weights_digest
 from sim.model import admm, data, deploy, partition, prune, shards, surgery, train, zoo
 from sim.model.flowgraph import FlowGraph
 from sim.model.profile import (
@@ -44,17 +40,16 @@ from sim.workload.profiles import ProfileFile
 from sim.workload.sizing import build_workload, choose_exchange
 from sim.workload.types import Workload
 
-
-@dataclass(frozen=True)
-class BuiltWorkload:
-    """What the torch side hands on (picklable, torch-free): the workload, the deployment phase's workload
-    when the scenario deploys, and the test accuracy of the model it came from (labelled datasets)."""
-
-    workload: Workload
-    deploy: Workload | None = None
-    accuracy: float | None = None
-    kept_kernels: dict[str, float] | None = None  # pruned runs: non-zero kernels / original kernels, per conv
-    kept_kernel_fraction: float | None = None  # the same over all convs together
+__all__ = [  # BuiltWorkload, baseline_scenario and workload_key live in sim.experiment.evaluation
+    "BuiltWorkload",
+    "Prepared",
+    "baseline_scenario",
+    "calibrated",
+    "evaluate",
+    "prepare",
+    "run",
+    "workload_key",
+]
 
 
 @dataclass
@@ -66,6 +61,8 @@ class Prepared:
     graph: FlowGraph
     plan: WorkloadPlan
     built: BuiltWorkload
+    images: list[torch.Tensor] | None = None  # the frames' image batches, in frame order
+    weights: str = ""  # trained weights: "cached" (from the build cache), "trained", or "" (no training)
 
     @property
     def workload(self) -> Workload:
@@ -264,10 +261,33 @@ def _admm_prune(
     return model.eval(), FlowGraph.trace(model, example), parts
 
 
-def prepare(scenario: Scenario) -> Prepared:
+def train_model(
+    scenario: Scenario, model: nn.Module, splits: tuple[data.Split, data.Split], store: Store | None = None
+) -> str:
+    """Train ``model`` for ``model.train_epochs``, or load the weights ``store`` holds for the same model,
+    seed, dataset and code (:func:`sim.experiment.store.weights_digest`). Returns ``"cached"`` or ``"trained"``."""
+    key = weights_digest(scenario) if store is not None else None
+    if store is not None and key is not None:
+        saved = store.get("weights", key)
+        if saved is not None:
+            try:
+                model.load_state_dict(torch.load(io.BytesIO(saved), map_location="cpu", weights_only=True))
+                return "cached"
+            except Exception:  # a damaged entry (any unpickling or shape error): train again
+                pass
+    train.fit(model, splits[0], scenario.model.train_epochs, scenario.model.lr, scenario.seed)
+    if store is not None and key is not None:
+        buffer = io.BytesIO()
+        torch.save(model.state_dict(), buffer)
+        store.put("weights", key, buffer.getvalue())
+    return "trained"
+
+
+def prepare(scenario: Scenario, store: Store | None = None) -> Prepared:
     """Load (and train) the model, trace it, partition it on its original channels, prune it (masks,
     fine-tuning, physical removal), trace the smaller model, run the frames through it, size every message
-    and measure its test accuracy when the dataset has labels."""
+    and measure its test accuracy when the dataset has labels. With ``store``, trained weights are read
+    from / written to the build cache."""
     shape, inputs, folder = input_shape(scenario.model), scenario.inputs, scenario.setup.paths.dataset
     splits = data.labelled(inputs.dataset, shape, scenario.seed, folder)
     batches = data.frame_batches(
@@ -282,8 +302,9 @@ def prepare(scenario: Scenario) -> Prepared:
     model = load_model(scenario.model, scenario.seed, scenario.setup.paths.checkpoint)
     prune.check_layer_names(scenario.prune, prune.layer_names(model))
     graph = checked_graph(model, batches[0].images, splits, scenario.model.name)  # before any training
+    trained = ""
     if scenario.model.train_epochs and splits is not None:
-        train.fit(model, splits[0], scenario.model.train_epochs, scenario.model.lr, scenario.seed)
+        trained = train_model(scenario, model, splits, store)
         graph = FlowGraph.trace(model, batches[0].images)
     names = scenario.device_names
     parts = choose_partition(scenario, graph)
@@ -324,7 +345,8 @@ def prepare(scenario: Scenario) -> Prepared:
             scenario.deploy.format,
         )
     accuracy = None if splits is None else train.accuracy(model, splits[1])
-    return Prepared(scenario, model, graph, plan, BuiltWorkload(workload, weights, accuracy, kept, kept_all))
+    built = BuiltWorkload(workload, weights, accuracy, kept, kept_all)
+    return Prepared(scenario, model, graph, plan, built, images, trained)
 
 
 def kept_kernels(model: nn.Module, dense: dict[str, int]) -> dict[str, float]:
@@ -336,121 +358,12 @@ def kept_kernels(model: nn.Module, dense: dict[str, int]) -> dict[str, float]:
     return out
 
 
-def workload_key(scenario: Scenario) -> str:
-    """The settings :func:`prepare` reads, as a JSON string: scenarios with equal keys share a workload.
-
-    Sweeps use it to build each distinct workload once. Whatever ``prepare`` starts to read must be added.
-    """
-    data = scenario.resolved()
-    devices = [d["name"] for d in data["devices"]]
-    if scenario.partition.strategy == "balanced" and scenario.partition.file is None:
-        devices = [(d["name"], d["gflops"]) for d in data["devices"]]
-    inputs = {k: v for k, v in data["inputs"].items() if k not in ("interval_ms", "fps")}
-    key = {k: data[k] for k in ("seed", "model", "source", "sink", "partition", "prune", "transfer", "deploy")}
-    key.update(devices=devices, inputs=inputs)
-    if scenario.prune.method == "comm_structured":  # ranks channels by hop-weighted bytes on this network
-        key["network"] = data["network"]
-    if scenario.prune.method == "admm_comm" and scenario.prune.cost_matrix is None:  # costs from the network
-        key["network"] = data["network"]
-    return json.dumps(key, sort_keys=True, default=str)
-
-
-def baseline_scenario(scenario: Scenario) -> Scenario:
-    """The scenario of ``baseline: single``: the whole model on the source device alone (same frames,
-    arrivals, pruning and wire settings; no network)."""
-    data = scenario.resolved()
-    data.update(
-        name=f"{scenario.name}-single",
-        devices=[d for d in data["devices"] if d["name"] == scenario.source],
-        sink=scenario.source,
-        network={},
-        partition={"strategy": "contiguous"},
-        baseline="none",
-        deploy=None,
-    )
-    return parse_scenario(data, origin="baseline", base_dir=scenario.setup.base_dir)
-
-
-def single_device_baseline(scenario: Scenario, built: BuiltWorkload | None = None) -> dict[str, Any]:
-    """Latency and throughput of :func:`baseline_scenario`, for ``baseline: single``. ``built`` is its
-    built workload (built here when not given; sweeps build it once per distinct workload key)."""
-    single = baseline_scenario(scenario)
-    summary = evaluate(single, prepare(single).built if built is None else built).summary
-    return {
-        "device": scenario.source,
-        "latency_s": summary["latency_s"],
-        "service_latency_s": summary.get("service_latency_s", summary["latency_s"]),
-        "throughput_fps": summary["throughput_fps"],
-    }
-
-
-def speedups(split: dict[str, Any], single: dict[str, Any]) -> dict[str, float]:
-    """What the split buys over the single device (``single``: :func:`single_device_baseline`).
-
-    * ``speedup``: single-device mean latency / split mean latency, both under the scenario's frame
-      arrivals, so for a stream that one device cannot keep up with it includes the single device's queue.
-    * ``service_speedup``: the same ratio of service latencies (each frame alone, no queueing,
-      :func:`sim.analysis.service.service_latency_s`): what the split does to one frame's latency.
-    * ``throughput_speedup``: split sustained throughput / single-device sustained throughput.
-
-    Example::
-
-        >>> speedups({"latency_s": 2.0, "throughput_fps": 10.0}, {"latency_s": 4.0, "throughput_fps": 5.0})
-        {'speedup': 2.0, 'service_speedup': 2.0, 'throughput_speedup': 2.0}
-    """
-    service = split.get("service_latency_s", split["latency_s"])
-    return {
-        "speedup": single["latency_s"] / split["latency_s"],
-        "service_speedup": single.get("service_latency_s", single["latency_s"]) / service,
-        "throughput_speedup": split["throughput_fps"] / single["throughput_fps"],
-    }
-
-
 def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload | None = None) -> RunResult:
-    """Run the engine on ``built.workload`` with the scenario's devices, network and frame arrivals, and
-    analyse the timeline into the run's tables and summary.
-
-    For ``baseline: single``, ``baseline`` is the built workload of :func:`baseline_scenario` (built here
-    when not given). A pair of devices that must talk but has no route is refused (one line naming it)
-    before the run.
-    """
-    workload, net = built.workload, scenario.setup.network
-    rates = assemble.device_rates(scenario)
-    network = assemble.network(scenario)
-    names = workload.devices
-    network.check_pairs(dict.fromkeys((names[m.src], names[m.dst]) for m in workload.messages))
-    arrivals = assemble.arrivals_s(scenario, workload.frames)
-    hosts = assemble.hosts(scenario)
-    timeline = simulate(
-        workload, rates, network, arrivals, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
-    )
-    transfers = transfers_table(workload, timeline)
-    compute = compute_table(workload, timeline)
-    summary = summarize(scenario.name, scenario.resolved(), transfers, compute, timeline)
-    summary["exchange"] = dict(workload.exchange)
-    if built.accuracy is not None:
-        summary["accuracy"] = built.accuracy
-    if built.kept_kernels is not None:  # over all convs, weighted by their original kernel counts
-        summary["kept_kernels_per_conv"] = built.kept_kernels
-        summary["kept_kernels"] = built.kept_kernel_fraction
-    links, devices = counters.link_table(network, timeline), counters.device_table(workload, rates, timeline)
-    summary["links"], summary["devices"] = counters.records(links), counters.records(devices)
-    summary["critical_path"] = critical_path_summary(workload, timeline)
-    if any(d.profile is not None for d in scenario.devices):
-        summary["compute_times"] = assemble.time_sources(workload, rates)
-    if workload.frames > 1:  # a stream: also each frame's latency alone, without queueing behind others
-        summary["service_latency_s"] = service_latency_s(
-            workload, rates, network, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
-        )
-    if scenario.baseline == "single":
-        base = single_device_baseline(scenario, baseline)
-        summary["baseline"] = {**base, **speedups(summary, base)}
-    if built.deploy is not None:  # on the same network, before inference; not part of its latency
-        shipped = simulate(
-            built.deploy, rates, network, [0.0], chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
-        )
-        summary.update(deployment_summary(built.deploy, shipped))
-    return RunResult(transfers, compute, summary, workload, timeline, links, devices)
+    """:func:`sim.experiment.evaluation.evaluate`, building the ``baseline: single`` workload here when
+    ``baseline`` is not given."""
+    if scenario.baseline == "single" and baseline is None:
+        baseline = prepare(baseline_scenario(scenario)).built
+    return evaluation.evaluate(scenario, built, baseline)
 
 
 def _rated_for_profiling(scenario: Scenario) -> Scenario:
@@ -473,7 +386,7 @@ def profile_scenario(scenario: Scenario, settings: ProfileSettings, only: Sequen
     prepared = prepare(_rated_for_profiling(scenario))
     inputs = scenario.inputs
     images = data.frame_batches(
-        inputs.dataset, input_shape(scenario.model), 1, inputs.batch_size, scenario.seed, inputs.path
+        inputs.dataset, input_shape(scenario.model), 1, inputs.batch_size, scenario.seed, scenario.setup.paths.dataset
     )[0].images
     values = layer_inputs(prepared.graph, prepared.plan, images)
     devices = []

@@ -3,7 +3,7 @@
 A sweep sets dotted keys of a scenario (``network.bandwidth_mbps``, ``transfer.format``,
 ``devices.0.gflops``; a number indexes a list) to each combination of the given values, re-validates every
 point with :func:`sim.config.load.parse_scenario`, and runs it. Points with equal
-:func:`sim.pipeline.workload_key` share one built workload: the model is traced, pruned and run once per
+:func:`sim.experiment.evaluation.workload_key` share one built workload: the model is traced, pruned and run once per
 distinct key, and only the engine runs per point. A point that fails (an invalid value, a build error)
 keeps its row with the message in ``error``; the others complete.
 
@@ -33,14 +33,16 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
+from tqdm import tqdm
 
 from sim.analysis.critical_path import latency_breakdown
 from sim.analysis.curves import BASELINE_COLUMNS, SUMMARY_COLUMNS
 from sim.config.overrides import sweep_points
 from sim.config.schema import Scenario
 from sim.errors import UserError
-from sim.experiment import pipeline
+from sim.experiment.builds import Build, CacheReport, build
+from sim.experiment.evaluation import BuiltWorkload, baseline_scenario, evaluate, workload_key
+from sim.experiment.store import Store
 from sim.fileio import write_csv
 from sim.progress import Progress
 
@@ -85,32 +87,41 @@ def _start_worker(workloads: dict[str, Any]) -> None:
     _init_worker(workloads)
 
 
+_BUILD_THREADS: int | None = None  # torch threads of a build (1 in build worker processes)
+
+
 def _start_builder() -> None:
     """Pool initializer of build workers: one torch thread each (the pool uses the cores), no Ctrl-C, and
     the default SIGTERM (the pool's way to stop them)."""
+    global _BUILD_THREADS
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    torch.set_num_threads(1)
+    _BUILD_THREADS = 1
 
 
-def _build(job: tuple[str, Scenario]) -> tuple[str, Any, str | None]:
-    """``(key, workload, None)``, or ``(key, None, message)`` when the build refuses the scenario."""
-    key, scenario = job
+def _build(job: tuple[str, Scenario, Store | None]) -> tuple[str, Build | None, str | None]:
+    """``(key, build, None)``, or ``(key, None, message)`` when the build refuses the scenario."""
+    key, scenario, store = job
     try:
-        return key, pipeline.prepare(scenario).built, None
+        return key, build(scenario, store, threads=_BUILD_THREADS), None
     except UserError as exc:
         return key, None, str(exc)
 
 
-def _simulate(job: tuple[int, Scenario, str, str | None]) -> tuple[int, dict[str, Any]]:
-    """``(index, row)`` of one point, from its workload and its single-device baseline's (by key)."""
-    index, scenario, key, base = job
+def simulate_point(
+    index: int, scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload | None
+) -> tuple[int, dict[str, Any]]:
+    """``(index, row)`` of one point, from its built workload and its single-device baseline's."""
     try:
-        return index, summary_row(
-            pipeline.evaluate(scenario, _WORKLOADS[key], None if base is None else _WORKLOADS[base])
-        )
+        return index, summary_row(evaluate(scenario, built, baseline))
     except UserError as exc:
         return index, {"error": str(exc)}
+
+
+def _simulate(job: tuple[int, Scenario, str, str | None]) -> tuple[int, dict[str, Any]]:
+    """:func:`simulate_point` with the workloads looked up by key in this worker's copy."""
+    index, scenario, key, base = job
+    return simulate_point(index, scenario, _WORKLOADS[key], None if base is None else _WORKLOADS[base])
 
 
 def _map(
@@ -158,15 +169,24 @@ def check_jobs(jobs: int | None) -> None:
 
 
 def iter_points(
-    scenarios: Sequence[Scenario | UserError], jobs: int | None = None, progress: bool = True, what: str = "point"
+    scenarios: Sequence[Scenario | UserError],
+    jobs: int | None = None,
+    progress: bool = True,
+    store: Store | None = None,
+    report: CacheReport | None = None,
+    scheduler: str | None = None,
+    what: str = "point",
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Run the scenarios, yielding ``(index, row)`` as each finishes (in any order).
 
-    Each distinct workload (:func:`sim.pipeline.workload_key`), and each distinct single-device workload
-    of the points with ``baseline: single`` (:func:`sim.pipeline.baseline_scenario`), is built once, then
-    the engine runs each point; both phases use ``jobs`` processes (default: all cores). A row is
-    :func:`summary_row` or ``{"error": message}``. With ``progress``, each finished build and each finished
-    point (named ``what`` in the log line) is logged (:mod:`sim.progress`).
+    Each distinct workload (:func:`sim.experiment.evaluation.workload_key`), and each distinct
+    single-device workload of the points with ``baseline: single``
+    (:func:`sim.experiment.evaluation.baseline_scenario`), is built once (or read from ``store``, the build
+    cache; ``report`` counts what came from it), then the engine runs each point; both phases use ``jobs``
+    processes (default: all cores). With ``scheduler`` (a Dask scheduler address, or ``"local"``), the
+    points run on that Dask cluster instead (:func:`iter_points_dask`). A row is :func:`summary_row` or
+    ``{"error": message}``. With ``progress``, each finished build and each finished point (named ``what``
+    in the log line) is logged (:mod:`sim.progress`).
     """
     check_jobs(jobs)
     jobs = jobs or os.cpu_count() or 1
@@ -175,38 +195,42 @@ def iter_points(
         if isinstance(sc, UserError):
             yield index, {"error": str(sc)}
         else:
-            todo.append((index, sc, pipeline.workload_key(sc)))
+            todo.append((index, sc, workload_key(sc)))
     builds: dict[str, Scenario] = {}  # workload key -> a scenario that builds it
     baseline_of: dict[str, str | UserError] = {}  # workload key -> key of its baseline: single, or why none
     for _, sc, key in todo:
         builds.setdefault(key, sc)
         if sc.baseline == "single" and key not in baseline_of:
             try:
-                single = pipeline.baseline_scenario(sc)
+                single = baseline_scenario(sc)
             except UserError as exc:
                 baseline_of[key] = exc
                 continue
-            single_key = pipeline.workload_key(single)
+            single_key = workload_key(single)
             baseline_of[key] = single_key
             builds.setdefault(single_key, single)
-    workloads: dict[str, Any] = {}
+    workloads: dict[str, BuiltWorkload] = {}
     failed: dict[str, str] = {}
-    for key, workload, error in _map(
-        _build, list(builds.items()), jobs, _start_builder, (), "build", "workload", progress
-    ):
-        if error is None:
-            workloads[key] = workload
+    jobs_list = [(key, sc, store) for key, sc in builds.items()]
+    for key, done, error in _map(_build, jobs_list, jobs, _start_builder, (), "build", "workload", progress):
+        if done is None:
+            failed[key] = error or "build failed"
         else:
-            failed[key] = error
-    runnable = []
+            workloads[key] = done.built
+            if report is not None:
+                report.add(done)
+    runnable: list[tuple[int, Scenario, str, str | None]] = []
     for index, sc, key in todo:
         base = baseline_of[key] if sc.baseline == "single" else None
         if key in failed:
             yield index, {"error": failed[key]}
-        elif isinstance(base, UserError) or base in failed:
-            yield index, {"error": f"baseline: {base if isinstance(base, UserError) else failed[base]}"}
+        elif isinstance(base, UserError) or (base is not None and base in failed):
+            yield index, {"error": f"baseline: {base if isinstance(base, UserError) else failed[str(base)]}"}
         else:
             runnable.append((index, sc, key, base))
+    if scheduler is not None:
+        yield from iter_points_dask(runnable, workloads, scheduler, jobs, progress)
+        return
     _init_worker(workloads)
     try:
         yield from _map(_simulate, runnable, jobs, _start_worker, (workloads,), what, "point", progress)
@@ -214,11 +238,86 @@ def iter_points(
         _init_worker({})
 
 
+RETRIES = 3  # times a point is resubmitted after its Dask worker was lost
+
+
+def iter_points_dask(
+    runnable: Sequence[tuple[int, Scenario, str, str | None]],
+    workloads: Mapping[str, BuiltWorkload],
+    scheduler: str,
+    jobs: int,
+    progress: bool = True,
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Run the points ``(index, scenario, workload key, baseline key)`` on a Dask cluster, yielding rows
+    as they finish.
+
+    ``scheduler`` is a scheduler address (``tcp://host:8786``) or ``"local"`` (a LocalCluster of ``jobs``
+    single-threaded worker processes, closed at the end). The built workloads are scattered to the
+    workers once; each point is a task that reads them there. A point whose worker is lost is resubmitted
+    up to :data:`RETRIES` times (Dask itself also reschedules tasks of a worker that dies), then kept as
+    an error row.
+    """
+    from dask.distributed import Client, LocalCluster, as_completed  # dask: only for --scheduler
+
+    cluster = None
+    try:
+        if scheduler == "local":
+            cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None)
+            client = Client(cluster)
+        else:
+            client = Client(scheduler, timeout=30)
+    except OSError as exc:
+        raise UserError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({exc})") from None
+    try:
+        keys = list(workloads)
+        scattered = dict(zip(keys, client.scatter([workloads[k] for k in keys], broadcast=True)))
+        futures: dict[Any, tuple[int, Scenario, str, str | None]] = {}
+        tries: dict[int, int] = {}
+
+        def submit(point: tuple[int, Scenario, str, str | None]) -> Any:
+            index, sc, key, base = point
+            future = client.submit(
+                simulate_point,
+                index,
+                sc,
+                scattered[key],
+                None if base is None else scattered[base],
+                pure=False,
+            )
+            futures[future] = point
+            return future
+
+        pending = as_completed([submit(p) for p in runnable])
+        with tqdm(total=len(runnable), desc="simulate", unit="point", disable=None if progress else True) as bar:
+            for future in pending:
+                point = futures.pop(future)
+                if future.status == "finished":
+                    bar.update()
+                    yield future.result()
+                    continue
+                index = point[0]
+                tries[index] = tries.get(index, 0) + 1
+                if tries[index] <= RETRIES:
+                    pending.add(submit(point))
+                else:
+                    bar.update()
+                    yield index, {"error": f"lost on the Dask cluster {RETRIES + 1} times ({future.exception()!r})"}
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
 def run_points(
-    scenarios: Sequence[Scenario | UserError], jobs: int | None = None, progress: bool = True, what: str = "point"
+    scenarios: Sequence[Scenario | UserError],
+    jobs: int | None = None,
+    progress: bool = True,
+    store: Store | None = None,
+    report: CacheReport | None = None,
+    what: str = "point",
 ) -> list[dict[str, Any]]:
     """Rows of :func:`iter_points` in scenario order."""
-    rows: dict[int, dict[str, Any]] = dict(iter_points(scenarios, jobs, progress, what))
+    rows: dict[int, dict[str, Any]] = dict(iter_points(scenarios, jobs, progress, store, report, None, what))
     return [rows[i] for i in range(len(scenarios))]
 
 
@@ -246,6 +345,9 @@ def sweep(
     out: str | Path | None = None,
     jobs: int | None = None,
     progress: bool = True,
+    store: Store | None = None,
+    report: CacheReport | None = None,
+    scheduler: str | None = None,
 ) -> pd.DataFrame:
     """Run every combination of ``grid`` (dotted key -> values) on ``scenario``; one row per point.
 
@@ -254,6 +356,8 @@ def sweep(
     (columns ``baseline_latency_s``, ``speedup``). With ``out``, ``sweep.csv`` is written there as points
     finish, so an interrupted sweep keeps its finished rows; until a point has a result (not an error),
     nothing is written, so a sweep that fails or is stopped before that leaves an earlier ``sweep.csv``. ``jobs`` defaults to the number of cores.
+    ``store`` is the build cache (none by default; ``report`` counts what came from it); ``scheduler`` runs
+    the points on a Dask cluster (:func:`iter_points`).
 
     Example::
 
@@ -270,7 +374,7 @@ def sweep(
     path = None if out is None else Path(out) / "sweep.csv"
     written, ran = 0.0, False  # ran: some point has a result (sweep.csv is written only then)
     try:
-        for index, row in iter_points([sc for _, sc in todo], jobs, progress):
+        for index, row in iter_points([sc for _, sc in todo], jobs, progress, store, report, scheduler):
             rows[index] = row
             ran = ran or "error" not in row
             if path is not None and ran and time.monotonic() - written > 1.0:

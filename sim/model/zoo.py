@@ -1,4 +1,6 @@
-"""The model zoo: small CIFAR-style CNNs that torch.fx can trace, plus user models by import path.
+"""The model zoo: small CIFAR-style CNNs and ImageNet-size ones (``resnet50``, ``mobilenetv2_imagenet``,
+``vgg16_imagenet`` at 3x224x224, torchvision's layouts written here; no weights are downloaded) that
+torch.fx can trace, plus user models by import path.
 
 Every zoo model is written with only the ops :mod:`sim.model.flowgraph` understands (conv, linear, batch-norm,
 ReLU/ReLU6, pooling, ``torch.flatten(x, 1)``, residual ``a + b``), so tracing never needs special cases.
@@ -29,6 +31,10 @@ __all__ = [
     "INPUT_SHAPES",
     "VGG",
     "BasicBlock",
+    "Bottleneck",
+    "ImageNetMobileNetV2",
+    "ImageNetResNet",
+    "ImageNetVGG",
     "InvertedResidual",
     "LeNet5",
     "MobileNetV2",
@@ -232,6 +238,173 @@ class MobileNetV2(nn.Module):
         return self.linear(out)
 
 
+# -- ImageNet-size models (torchvision's layouts, 3x224x224) ---------------------------------------------
+def _scaled(channels: int, width: float, divisor: int = 1) -> int:
+    """``channels * width`` rounded to a multiple of ``divisor`` (torchvision's ``_make_divisible`` rule for
+    ``divisor > 1``: never more than 10 % below the exact value); exactly ``channels`` when ``width == 1``."""
+    if divisor == 1:
+        return max(1, round(channels * width))
+    value = channels * width
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+class Bottleneck(nn.Module):
+    """ResNet-50's bottleneck (torchvision, stride on the 3x3): 1x1 -> 3x3 -> 1x1 (x4), BN after each, a
+    residual add; the shortcut is a 1x1 conv + BN when the shape changes."""
+
+    expansion = 4
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        out_planes = planes * self.expansion
+        self.conv1 = nn.Conv2d(in_planes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out_planes, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_planes)
+        self.shortcut = nn.Sequential()  # identity: traces to nothing
+        if stride != 1 or in_planes != out_planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False), nn.BatchNorm2d(out_planes)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """relu(bn3(conv3(...)) + shortcut(x))."""
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        out = out + self.shortcut(x)
+        return F.relu(out)
+
+
+class ImageNetResNet(nn.Module):
+    """ImageNet ResNet with bottlenecks (ResNet-50: ``[3, 4, 6, 3]``): 7x7 stride-2 stem, 3x3 stride-2
+    max-pool, four stages, global average pool, linear. ``width`` multiplies every channel count."""
+
+    def __init__(self, num_blocks: Sequence[int], num_classes: int = 1000, width: float = 1.0, in_channels: int = 3):
+        super().__init__()
+        stem = _scaled(64, width)
+        self.conv1 = nn.Conv2d(in_channels, stem, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        stages: list[nn.Module] = []
+        in_planes = stem
+        for i, blocks in enumerate(num_blocks):
+            planes = _scaled(64 * 2**i, width)
+            layer: list[nn.Module] = []
+            for s in [1 if i == 0 else 2] + [1] * (blocks - 1):
+                layer.append(Bottleneck(in_planes, planes, s))
+                in_planes = planes * Bottleneck.expansion
+            stages.append(nn.Sequential(*layer))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(in_planes, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 224, 224) -> (B, num_classes) logits."""
+        out = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        out = torch.flatten(self.avgpool(out), 1)
+        return self.fc(out)
+
+
+class ImageNetInvertedResidual(nn.Module):
+    """torchvision's MobileNetV2 block: expand (1x1, skipped when ``expansion == 1``) -> depthwise 3x3 ->
+    project (1x1), BN after each, ReLU6 after the first two; residual add when the shape is kept."""
+
+    def __init__(self, in_planes: int, out_planes: int, expansion: int, stride: int):
+        super().__init__()
+        planes = in_planes * expansion
+        self.use_residual = stride == 1 and in_planes == out_planes
+        layers: list[nn.Module] = []
+        if expansion != 1:
+            layers += [nn.Conv2d(in_planes, planes, 1, bias=False), nn.BatchNorm2d(planes), nn.ReLU6()]
+        layers += [
+            nn.Conv2d(planes, planes, 3, stride=stride, padding=1, groups=planes, bias=False),
+            nn.BatchNorm2d(planes),
+            nn.ReLU6(),
+            nn.Conv2d(planes, out_planes, 1, bias=False),
+            nn.BatchNorm2d(out_planes),
+        ]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output, plus ``x`` when the shapes match."""
+        out = self.conv(x)
+        if self.use_residual:  # a plain Python bool: fx resolves it at trace time
+            out = out + x
+        return out
+
+
+class ImageNetMobileNetV2(nn.Module):
+    """torchvision's MobileNetV2 for 224x224 images (stride-2 stem and second stage, ends at 7x7);
+    ``width`` is its ``width_mult`` (channels rounded to multiples of 8)."""
+
+    def __init__(self, num_classes: int = 1000, width: float = 1.0, in_channels: int = 3):
+        super().__init__()
+        config = [(t, c, n, s) for t, c, n, s in MobileNetV2.CONFIG]
+        config[1] = (6, 24, 2, 2)  # ImageNet: stride 2 in the second stage
+        in_planes = _scaled(32, width, 8)
+        last = _scaled(1280, max(1.0, width), 8)
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, in_planes, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(in_planes),
+            nn.ReLU6(),
+        ]
+        for expansion, channels, blocks, stride in config:
+            out_planes = _scaled(channels, width, 8)
+            for s in [stride] + [1] * (blocks - 1):
+                layers.append(ImageNetInvertedResidual(in_planes, out_planes, expansion, s))
+                in_planes = out_planes
+        layers += [nn.Conv2d(in_planes, last, 1, bias=False), nn.BatchNorm2d(last), nn.ReLU6()]
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(0.2)
+        self.classifier = nn.Linear(last, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 224, 224) -> (B, num_classes) logits."""
+        out = torch.flatten(self.avgpool(self.features(x)), 1)
+        return self.classifier(self.dropout(out))
+
+
+class ImageNetVGG(nn.Module):
+    """torchvision's VGG without batch-norm: 3x3 conv-ReLU stacks, 2x2 max-pools, a 7x7 adaptive average
+    pool and three linear layers (4096, 4096, classes) with ReLU and dropout. ``width`` multiplies the conv
+    channels and the 4096-wide hidden layers."""
+
+    def __init__(self, config: Sequence[int | str], num_classes: int = 1000, width: float = 1.0, in_channels: int = 3):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for item in config:
+            if item == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            else:
+                out = _scaled(int(item), width)
+                layers += [nn.Conv2d(channels, out, 3, padding=1), nn.ReLU()]
+                channels = out
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        hidden = _scaled(4096, width)
+        self.classifier = nn.Sequential(
+            nn.Linear(channels * 7 * 7, hidden),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 224, 224) -> (B, num_classes) logits."""
+        out = torch.flatten(self.avgpool(self.features(x)), 1)
+        return self.classifier(out)
+
+
 # -- registry ---------------------------------------------------------------------------------------------
 _FACTORIES: dict[str, Callable[[int], nn.Module]] = {
     "lenet5": lambda n: LeNet5(n),
@@ -241,6 +414,11 @@ _FACTORIES: dict[str, Callable[[int], nn.Module]] = {
     "resnet34": lambda n: ResNet([3, 4, 6, 3], n),
     "mobilenetv2": lambda n: MobileNetV2(n),
 }
+_IMAGENET_FACTORIES: dict[str, Callable[[int, float], nn.Module]] = {  # ImageNet-size; take model.width
+    "resnet50": lambda n, w: ImageNetResNet([3, 4, 6, 3], n, w),
+    "mobilenetv2_imagenet": lambda n, w: ImageNetMobileNetV2(n, w),
+    "vgg16_imagenet": lambda n, w: ImageNetVGG(_VGG_CONFIGS["vgg16"], n, w),
+}
 
 INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
     "lenet5": (1, 32, 32),
@@ -249,12 +427,15 @@ INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
     "resnet18": (3, 32, 32),
     "resnet34": (3, 32, 32),
     "mobilenetv2": (3, 32, 32),
+    "resnet50": (3, 224, 224),
+    "mobilenetv2_imagenet": (3, 224, 224),
+    "vgg16_imagenet": (3, 224, 224),
 }
 
 
 def model_names() -> list[str]:
     """The zoo's model names, sorted."""
-    return sorted(_FACTORIES)
+    return sorted([*_FACTORIES, *_IMAGENET_FACTORIES])
 
 
 # models taking a channel multiplier (``model.width``): factory(num_classes, multiplier)
@@ -274,13 +455,20 @@ def build_model(name: str, num_classes: int = 10, width: float = 1.0) -> nn.Modu
 
     The user factory is called as ``factory(num_classes=...)`` when it accepts that keyword (or
     ``**kwargs``), else as ``factory()``; it must return an :class:`torch.nn.Module`. Every mistake is a
-    one-line :class:`UserError` naming ``model.name`` (or ``model.num_classes``).
+    one-line :class:`UserError` naming ``model.name`` (or ``model.num_classes``, ``model.width``).
+    ``width`` also multiplies the channel counts of the ImageNet-size models (``resnet50``,
+    ``mobilenetv2_imagenet``, ``vgg16_imagenet``; torchvision's ``width_mult`` rule for MobileNetV2).
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
         raise UserError(f"model.num_classes: must be a positive integer, got {num_classes!r}")
+    if not width > 0 or width != width or width == float("inf"):
+        raise UserError(f"model.width: must be a positive number, got {width!r}")
+    if name in _IMAGENET_FACTORIES:
+        return _IMAGENET_FACTORIES[name](num_classes, float(width))
     if width != 1.0:
         if name not in _WIDE_FACTORIES:
-            raise UserError(f"model.width: only {', '.join(sorted(_WIDE_FACTORIES))} take a width; set 1 for '{name}'")
+            wide = ", ".join(sorted([*_WIDE_FACTORIES, *_IMAGENET_FACTORIES]))
+            raise UserError(f"model.width: only {wide} take a width; set 1 for '{name}'")
         return _WIDE_FACTORIES[name](num_classes, width)
     if name in _FACTORIES:
         return _FACTORIES[name](num_classes)

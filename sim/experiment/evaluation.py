@@ -1,0 +1,166 @@
+"""The torch-free half of a run: what a built workload is, which settings it depends on, and running the
+engine on it for a scenario's devices and network.
+
+:mod:`sim.experiment.pipeline` builds a :class:`BuiltWorkload` with torch; everything here runs without
+torch, so a workload read back from the build cache (:mod:`sim.experiment.builds`) is simulated and
+analysed without importing it.
+
+Example::
+
+    >>> from sim.config.load import parse_scenario
+    >>> sc = parse_scenario({"name": "x", "model": {"name": "lenet5"}, "devices": [{"name": "a", "gflops": 1}],
+    ...                      "source": "a", "sink": "a"})
+    >>> baseline_scenario(sc).name
+    'x-single'
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sim.analysis import counters
+from sim.analysis.critical_path import critical_path_summary
+from sim.analysis.result import RunResult
+from sim.analysis.service import service_latency_s
+from sim.analysis.summary import deployment_summary, summarize
+from sim.analysis.tables import compute_table, transfers_table
+from sim.config.load import parse_scenario
+from sim.config.schema import Scenario
+from sim.engine.simulate import simulate
+from sim.experiment import assemble
+from sim.workload.types import Workload
+
+
+@dataclass(frozen=True)
+class BuiltWorkload:
+    """What the torch side hands on (picklable, torch-free): the workload, the deployment phase's workload
+    when the scenario deploys, and the test accuracy of the model it came from (labelled datasets)."""
+
+    workload: Workload
+    deploy: Workload | None = None
+    accuracy: float | None = None
+    kept_kernels: dict[str, float] | None = None  # pruned runs: non-zero kernels / original kernels, per conv
+    kept_kernel_fraction: float | None = None  # the same over all convs together
+
+
+def workload_key(scenario: Scenario) -> str:
+    """The settings :func:`sim.experiment.pipeline.prepare` reads, as a JSON string: scenarios with equal
+    keys share a workload.
+
+    Sweeps use it to build each distinct workload once, and the build cache to name it on disk. Whatever
+    ``prepare`` starts to read must be added.
+    """
+    data = scenario.resolved()
+    devices = [d["name"] for d in data["devices"]]
+    if scenario.partition.strategy == "balanced" and scenario.partition.file is None:
+        devices = [(d["name"], d["gflops"]) for d in data["devices"]]
+    inputs = {k: v for k, v in data["inputs"].items() if k not in ("interval_ms", "fps")}
+    key = {k: data[k] for k in ("seed", "model", "source", "sink", "partition", "prune", "transfer", "deploy")}
+    key.update(devices=devices, inputs=inputs)
+    if scenario.prune.method == "comm_structured":  # ranks channels by hop-weighted bytes on this network
+        key["network"] = data["network"]
+    if scenario.prune.method == "admm_comm" and scenario.prune.cost_matrix is None:  # costs from the network
+        key["network"] = data["network"]
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+def baseline_scenario(scenario: Scenario) -> Scenario:
+    """The scenario of ``baseline: single``: the whole model on the source device alone (same frames,
+    arrivals, pruning and wire settings; no network)."""
+    data = scenario.resolved()
+    data.update(
+        name=f"{scenario.name}-single",
+        devices=[d for d in data["devices"] if d["name"] == scenario.source],
+        sink=scenario.source,
+        network={},
+        partition={"strategy": "contiguous"},
+        baseline="none",
+        deploy=None,
+    )
+    return parse_scenario(data, origin="baseline", base_dir=scenario.setup.base_dir)
+
+
+def single_device_baseline(scenario: Scenario, built: BuiltWorkload) -> dict[str, Any]:
+    """Latency and throughput of :func:`baseline_scenario` (whose built workload is ``built``), for
+    ``baseline: single``."""
+    single = baseline_scenario(scenario)
+    summary = evaluate(single, built).summary
+    return {
+        "device": scenario.source,
+        "latency_s": summary["latency_s"],
+        "service_latency_s": summary.get("service_latency_s", summary["latency_s"]),
+        "throughput_fps": summary["throughput_fps"],
+    }
+
+
+def speedups(split: dict[str, Any], single: dict[str, Any]) -> dict[str, float]:
+    """What the split buys over the single device (``single``: :func:`single_device_baseline`).
+
+    * ``speedup``: single-device mean latency / split mean latency, both under the scenario's frame
+      arrivals, so for a stream that one device cannot keep up with it includes the single device's queue.
+    * ``service_speedup``: the same ratio of service latencies (each frame alone, no queueing,
+      :func:`sim.analysis.service.service_latency_s`): what the split does to one frame's latency.
+    * ``throughput_speedup``: split sustained throughput / single-device sustained throughput.
+
+    Example::
+
+        >>> speedups({"latency_s": 2.0, "throughput_fps": 10.0}, {"latency_s": 4.0, "throughput_fps": 5.0})
+        {'speedup': 2.0, 'service_speedup': 2.0, 'throughput_speedup': 2.0}
+    """
+    service = split.get("service_latency_s", split["latency_s"])
+    return {
+        "speedup": single["latency_s"] / split["latency_s"],
+        "service_speedup": single.get("service_latency_s", single["latency_s"]) / service,
+        "throughput_speedup": split["throughput_fps"] / single["throughput_fps"],
+    }
+
+
+def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload | None = None) -> RunResult:
+    """Run the engine on ``built.workload`` with the scenario's devices, network and frame arrivals, and
+    analyse the timeline into the run's tables and summary.
+
+    For ``baseline: single``, ``baseline`` is the built workload of :func:`baseline_scenario` (required;
+    :func:`sim.experiment.pipeline.evaluate` builds it when missing). A pair of devices that must talk but has no route is refused (one line naming it)
+    before the run.
+    """
+    workload, net = built.workload, scenario.setup.network
+    rates = assemble.device_rates(scenario)
+    network = assemble.network(scenario)
+    names = workload.devices
+    network.check_pairs(dict.fromkeys((names[m.src], names[m.dst]) for m in workload.messages))
+    arrivals = assemble.arrivals_s(scenario, workload.frames)
+    hosts = assemble.hosts(scenario)
+    timeline = simulate(
+        workload, rates, network, arrivals, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
+    )
+    transfers = transfers_table(workload, timeline)
+    compute = compute_table(workload, timeline)
+    summary = summarize(scenario.name, scenario.resolved(), transfers, compute, timeline)
+    summary["exchange"] = dict(workload.exchange)
+    if built.accuracy is not None:
+        summary["accuracy"] = built.accuracy
+    if built.kept_kernels is not None:  # over all convs, weighted by their original kernel counts
+        summary["kept_kernels_per_conv"] = built.kept_kernels
+        summary["kept_kernels"] = built.kept_kernel_fraction
+    links, devices = counters.link_table(network, timeline), counters.device_table(workload, rates, timeline)
+    summary["links"], summary["devices"] = counters.records(links), counters.records(devices)
+    summary["critical_path"] = critical_path_summary(workload, timeline)
+    if any(d.profile is not None for d in scenario.devices):
+        summary["compute_times"] = assemble.time_sources(workload, rates)
+    if workload.frames > 1:  # a stream: also each frame's latency alone, without queueing behind others
+        summary["service_latency_s"] = service_latency_s(
+            workload, rates, network, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
+        )
+    if scenario.baseline == "single":
+        if baseline is None:
+            raise ValueError("evaluate: baseline: single needs the built workload of baseline_scenario(scenario)")
+        base = single_device_baseline(scenario, baseline)
+        summary["baseline"] = {**base, **speedups(summary, base)}
+    if built.deploy is not None:  # on the same network, before inference; not part of its latency
+        shipped = simulate(
+            built.deploy, rates, network, [0.0], chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
+        )
+        summary.update(deployment_summary(built.deploy, shipped))
+    return RunResult(transfers, compute, summary, workload, timeline, links, devices)

@@ -1,0 +1,148 @@
+"""A shaped test network for real split runs (``dsim execute --shape``): one Linux network namespace per
+device (and one for a star's switch), a veth pair per topology edge, and ``tc tbf`` at each link
+direction's rate (with ``netem`` delay for the link latency when the kernel has it), always torn down.
+
+Every network node is a namespace that routes: device ``i`` has the address ``10.200.0.<i+1>`` on its
+loopback, each edge ``k`` a /30 of its own (``10.201.<k>.1``, ``.2``), and every node on a device pair's
+fewest-hop route (:meth:`sim.engine.network.Network.route`) gets a route to the far device through the next
+node, so traffic follows the simulator's routes hop by hop (a switch namespace forwards packet by packet).
+Traffic never leaves these namespaces. Names carry the creating process's id (``dsim<pid>-...``), so
+parallel runs never collide.
+
+Example (as root)::
+
+    >>> with testbed(scenario) as bed:       # doctest: +SKIP
+    ...     bed.namespaces["cam"], bed.addresses["cam"]
+    ('dsim4242-0', '10.200.0.1')
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sim.config.schema import Scenario
+from sim.engine.network import Network
+from sim.errors import UserError
+from sim.experiment import assemble
+
+DEFAULT_BURST_BYTES = 2000  # tbf bucket: one full Ethernet frame and some headroom
+QUEUE_LIMIT_BYTES = 4_000_000  # tbf queue: large enough that TCP never sees a drop at these rates
+COMMAND_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class Testbed:
+    """The namespaces built for one scenario: device name -> namespace and -> address."""
+
+    namespaces: dict[str, str]
+    addresses: dict[str, str]
+    burst_bytes: int
+    latency_applied: bool  # False when the kernel has no netem: links then have no added delay
+
+
+def check_available() -> None:
+    """Refuse (one line) unless this is Linux, running as root, with ``ip`` and ``tc`` on the PATH."""
+    if not sys.platform.startswith("linux"):
+        raise UserError("--shape: needs Linux network namespaces; run without --shape (loopback)")
+    if os.geteuid() != 0:
+        raise UserError("--shape: needs root (network namespaces and tc); run as root or without --shape")
+    missing = [tool for tool in ("ip", "tc") if shutil.which(tool) is None]
+    if missing:
+        raise UserError(f"--shape: {' and '.join(missing)} not found (install iproute2) or run without --shape")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run one iproute2 command; raise RuntimeError with its stderr when it fails."""
+    done = subprocess.run(args, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {done.stderr.strip() or done.returncode}")
+    return done
+
+
+@contextmanager
+def testbed(scenario: Scenario, burst_bytes: int = DEFAULT_BURST_BYTES) -> Iterator[Testbed]:
+    """Build the scenario's network as namespaces and shaped veths, yield it, and always delete it.
+
+    Refused (one line) for the ``shared`` topology, which has no per-link shaping here."""
+    check_available()
+    if scenario.network.topology == "shared":
+        raise UserError("network.topology: 'shared' cannot be built with --shape; use mesh, star, line, ring or custom")
+    network = assemble.network(scenario)
+    created: list[str] = []
+    try:
+        yield _build(network, scenario.device_names, burst_bytes, created)
+    finally:
+        for ns in reversed(created):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=COMMAND_TIMEOUT_S, check=False)
+
+
+def _build(network: Network, devices: list[str], burst_bytes: int, created: list[str]) -> Testbed:
+    tag = f"dsim{os.getpid()}"
+    nodes = list(devices) + sorted(n for n in network.graph.nodes if n not in devices)
+    ns = {n: f"{tag}-{i}" for i, n in enumerate(nodes)}
+    for n in nodes:
+        _run("ip", "netns", "add", ns[n])
+        created.append(ns[n])
+        _run("ip", "-n", ns[n], "link", "set", "lo", "up")
+        for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"):
+            _run("ip", "netns", "exec", ns[n], "sysctl", "-q", "-w", key)
+    address = {d: f"10.200.0.{i + 1}" for i, d in enumerate(devices)}
+    for d in devices:
+        _run("ip", "-n", ns[d], "addr", "add", f"{address[d]}/32", "dev", "lo")
+    links = {(link.src, link.dst): link for link in network.links()}
+    edges = list(dict.fromkeys(tuple(sorted((a, b), key=nodes.index)) for a, b in links))
+    if len(edges) > 250 * 256:
+        raise UserError("network: too many links to build with --shape")
+    iface: dict[tuple[str, str], str] = {}  # (node, neighbour) -> interface on node
+    peer_addr: dict[tuple[str, str], str] = {}  # (node, neighbour) -> neighbour's address on their edge
+    netem = True
+    pid = os.getpid() % 10**6
+    for k, (a, b) in enumerate(edges):
+        sub = f"10.{201 + k // 256}.{k % 256}"
+        ia, ib = f"d{pid}e{k}a", f"d{pid}e{k}b"
+        _run("ip", "link", "add", ia, "netns", ns[a], "type", "veth", "peer", "name", ib, "netns", ns[b])
+        for node, name, host in ((a, ia, 1), (b, ib, 2)):
+            _run("ip", "-n", ns[node], "addr", "add", f"{sub}.{host}/30", "dev", name)
+            _run("ip", "-n", ns[node], "link", "set", name, "up")
+        iface[(a, b)], iface[(b, a)] = ia, ib
+        peer_addr[(a, b)], peer_addr[(b, a)] = f"{sub}.2", f"{sub}.1"
+        for src, dst in ((a, b), (b, a)):
+            netem = _shape(
+                ns[src],
+                iface[(src, dst)],
+                links[(src, dst)].bandwidth_bps,
+                burst_bytes,
+                links[(src, dst)].latency_s,
+                netem,
+            )
+    for src in devices:
+        for dst in devices:
+            if src == dst:
+                continue
+            path = [src] + [link.dst for link in network.route(src, dst)]
+            for here, nxt in itertools.pairwise(path):
+                cmd = ["ip", "-n", ns[here], "route", "replace", f"{address[dst]}/32", "via", peer_addr[(here, nxt)]]
+                _run(*cmd, *(["src", address[src]] if here == src else []))
+    return Testbed({d: ns[d] for d in devices}, address, burst_bytes, netem)
+
+
+def _shape(ns: str, dev: str, rate_bps: float, burst_bytes: int, latency_s: float, netem: bool) -> bool:
+    """tbf at ``rate_bps`` on ``dev``'s egress, with a netem child for ``latency_s`` when available.
+    Returns whether netem is (still) available."""
+    rate = f"{round(rate_bps)}bit"
+    _run("tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "handle", "1:", "tbf", "rate", rate,
+         "burst", str(burst_bytes), "limit", str(QUEUE_LIMIT_BYTES))  # fmt: skip
+    if latency_s > 0 and netem:
+        try:
+            _run("tc", "-n", ns, "qdisc", "add", "dev", dev, "parent", "1:1", "handle", "10:", "netem",
+                 "delay", f"{latency_s * 1e6:.0f}us", "limit", "100000")  # fmt: skip
+        except RuntimeError:
+            return False  # no sch_netem in this kernel: links run without added delay (reported)
+    return netem

@@ -1,0 +1,268 @@
+"""``dsim validate``: the same scenario executed for real (:mod:`sim.experiment.execute`) and simulated,
+compared component by component.
+
+Components (one row of ``validation.csv`` each; durations in seconds):
+
+* ``compute``: one layer (or add) on one device: ``end_s - start_s`` of its ``compute.csv`` rows;
+* ``message``: one message class, the messages of one ``layer`` from ``src`` to ``dst``: their transit,
+  ``end_s - start_s`` of their ``transfers.csv`` rows (from the first byte handed to the socket to the last
+  byte read, for a measured run; from the start of the first hop to the arrival, for a simulated one);
+* ``end_to_end``: a frame's latency.
+
+Measured samples are pooled over frames and repeats (median, 10th and 90th percentile); the prediction is the
+median over frames of the (deterministic) simulation. ``error_pct = (predicted - measured median) /
+measured median * 100``.
+
+With ``fit_compute`` the devices' rates and overheads are fitted to the measured layer times first.
+
+On loopback (no ``--shape``) the links are not shaped, so the message and end-to-end predictions, made at the
+scenario's rates, are not expected to match: the compute rows are the comparison there. With ``--shape`` and a
+kernel without ``netem``, links have no added delay, so the simulation is given ``latency_ms: 0`` too.
+
+Example::
+
+    >>> v = validate("scenarios/quickstart.yaml", repeats=3)          # doctest: +SKIP
+    >>> v.table[v.table.kind == "end_to_end"].error_pct.iloc[0]       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sim.analysis.result import RunResult
+from sim.config.load import load
+from sim.config.schema import Scenario
+from sim.errors import UserError
+from sim.experiment.execute import execute
+from sim.experiment.pipeline import calibrated, evaluate, prepare
+
+VALIDATION_COLUMNS = [
+    "kind",
+    "component",
+    "layer",
+    "src",
+    "dst",
+    "bytes",
+    "samples",
+    "measured_median_s",
+    "measured_p10_s",
+    "measured_p90_s",
+    "predicted_s",
+    "error_pct",
+]
+KINDS = ("compute", "message", "end_to_end")
+
+
+@dataclass
+class Validation:
+    """A validation: the comparison table, the simulated run, the measured runs and notes on the setup."""
+
+    table: pd.DataFrame
+    predicted: RunResult
+    measured: list[RunResult]
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # for validation.json
+
+
+def zero_latency(sc: Scenario) -> Scenario:
+    """The scenario with every link's latency set to 0 (the shaped network when the kernel has no netem)."""
+    net = sc.network
+    links = [link.model_copy(update={"latency_ms": 0.0}) for link in net.links]
+    return sc.model_copy(update={"network": net.model_copy(update={"latency_ms": 0.0, "links": links})})
+
+
+def validate(
+    scenario: Scenario | str | Path,
+    *,
+    shape: bool = False,
+    repeats: int = 5,
+    timeout_s: float | None = None,
+    fit_compute: bool = False,
+    profile: bool = False,
+) -> Validation:
+    """Execute the scenario ``repeats`` times and simulate it; compare (module docstring).
+
+    ``fit_compute``: simulate with every device's rate and per-layer overhead fitted to its measured layer
+    times (:func:`fit_devices`; in sample, so it tests the network and schedule model, not compute
+    prediction), and note the end-to-end error with the scenario's own rates. ``profile``: profile every
+    device's layer shards on this machine first (as ``calibrate: true``, :func:`sim.experiment.pipeline.calibrated`)."""
+    if repeats < 1:
+        raise UserError(f"--repeats: must be >= 1 (got {repeats})")
+    sc = load(scenario)
+    if profile:  # every device profiled on this machine first (calibrate: true)
+        sc = sc.model_copy(update={"devices": [d.model_copy(update={"calibrate": True}) for d in sc.devices]})
+    sc = calibrated(sc)
+    sc = sc.model_copy(update={"deploy": None, "baseline": "none"})
+    prep = prepare(sc)
+    runs = execute(sc, shape=shape, repeats=repeats, timeout_s=timeout_s, prepared=prep)
+    notes = []
+    simulated = sc
+    execution = runs[0].summary["execution"]
+    if not shape:
+        notes.append("loopback: links are not shaped; message and end-to-end predictions use the scenario's rates")
+    elif not execution["latency_applied"]:
+        simulated = zero_latency(sc)
+        notes.append("this kernel has no netem: links ran without added delay, so the simulation uses latency_ms: 0")
+    predicted = evaluate(simulated, prep.built)
+    extra: dict[str, Any] = {}
+    if fit_compute:
+        fitted = fit_devices(simulated, compare_runs(predicted, runs), predicted)
+        own = predicted.summary["latency_s"]
+        predicted = evaluate(fitted, prep.built)
+        rates = ", ".join(f"{d.name} {d.gflops:.2f} GFLOP/s + {d.overhead_ms:.3f} ms" for d in fitted.devices)
+        notes.append(f"compute fitted from these measured runs (in sample): {rates}")
+        extra = {"own_rates_predicted_latency_s": own, "fitted_devices": [d.model_dump() for d in fitted.devices]}
+        measured = float(np.median([x for r in runs for x in r.summary["frame_latency_s"]]))
+        notes.append(
+            f"with the scenario's own device rates the end-to-end prediction was {own * 1e3:.2f} ms "
+            f"({(own - measured) / measured * 100:+.1f} % of the measured median)"
+        )
+    return Validation(compare_runs(predicted, runs), predicted, runs, notes, extra)
+
+
+def fit_devices(sc: Scenario, table: pd.DataFrame, predicted: RunResult) -> Scenario:
+    """The scenario with each device's ``gflops`` and ``overhead_ms`` fitted to its measured conv/linear
+    layer times (median per layer): least squares of ``time = flops / rate + overhead``, the overhead kept
+    >= 0 (a fit through the origin when the free fit's is negative)."""
+    flops = predicted.compute.groupby(["layer", "device"], sort=False)["flops"].first()
+    rows = table[table["kind"] == "compute"]
+    devices = []
+    for d in sc.devices:
+        mine = rows[rows["src"] == d.name]
+        x = np.array([flops.get((layer, d.name), 0.0) for layer in mine["layer"]])
+        y = mine["measured_median_s"].to_numpy()
+        keep = x > 0
+        x, y = x[keep], y[keep]
+        if len(x) == 0:
+            devices.append(d)
+            continue
+        slope, overhead = np.polyfit(x, y, 1) if len(set(x)) > 1 else (0.0, -1.0)
+        if overhead < 0 or slope <= 0:
+            slope, overhead = float(x @ y / (x @ x)), 0.0
+        devices.append(
+            d.model_copy(
+                update={"gflops": 1 / slope / 1e9, "overhead_ms": overhead * 1e3, "calibrate": False, "profile": None}
+            )
+        )
+    return sc.model_copy(update={"devices": devices})
+
+
+def _durations(result: RunResult, kind: str) -> pd.DataFrame:
+    """One row per sample: ``kind, layer, src, dst, bytes, seconds``."""
+    if kind == "compute":
+        c = result.compute
+        return pd.DataFrame(
+            {"layer": c["layer"], "src": c["device"], "dst": "", "bytes": 0, "seconds": c["end_s"] - c["start_s"]}
+        )
+    if kind == "message":
+        t = result.transfers
+        return pd.DataFrame(
+            {
+                "layer": t["layer"],
+                "src": t["src"],
+                "dst": t["dst"],
+                "bytes": t["bytes"],
+                "seconds": t["end_s"] - t["start_s"],
+            }
+        )
+    latency = result.summary["frame_latency_s"]
+    return pd.DataFrame({"layer": "", "src": "", "dst": "", "bytes": 0, "seconds": latency})
+
+
+def compare_runs(predicted: RunResult, measured: list[RunResult]) -> pd.DataFrame:
+    """The comparison table (:data:`VALIDATION_COLUMNS`), one row per component, in the order of the
+    simulated tables (compute rows, then message classes, then end to end)."""
+    rows = []
+    for kind in KINDS:
+        pred = _durations(predicted, kind)
+        meas = pd.concat([_durations(r, kind) for r in measured], ignore_index=True)
+        keys = ["layer", "src", "dst"]
+        samples = {key: g["seconds"].to_numpy() for key, g in meas.groupby(keys, sort=False)}
+        for key, group in pred.groupby(keys, sort=False):
+            sample = samples.get(key, np.zeros(0))
+            if len(sample) == 0:
+                continue
+            med = float(np.median(sample))
+            p = float(group["seconds"].median())
+            layer, src, dst = key
+            name = {"compute": f"{layer}@{src}", "message": f"{layer}:{src}->{dst}", "end_to_end": "end_to_end"}[kind]
+            rows.append(
+                (
+                    kind,
+                    name,
+                    layer,
+                    src,
+                    dst,
+                    int(group["bytes"].median()),
+                    len(sample),
+                    med,
+                    float(np.percentile(sample, 10)),
+                    float(np.percentile(sample, 90)),
+                    p,
+                    (p - med) / med * 100 if med > 0 else float("nan"),
+                )
+            )
+    return pd.DataFrame(rows, columns=VALIDATION_COLUMNS)
+
+
+def error_distribution(table: pd.DataFrame, min_message_bytes: int = 4000) -> pd.DataFrame:
+    """Per kind (and ``message >=4KB`` for messages of at least ``min_message_bytes``): how many components,
+    the median and 90th percentile of ``|error_pct|``, and the share within 5% and 10%."""
+    groups = [(k, table[table["kind"] == k]) for k in KINDS]
+    big = table[(table["kind"] == "message") & (table["bytes"] >= min_message_bytes)]
+    groups.insert(2, (f"message >={min_message_bytes // 1000}KB", big))
+    rows = []
+    for name, g in groups:
+        err = g["error_pct"].abs().dropna().to_numpy()
+        if len(err) == 0:
+            continue
+        rows.append(
+            (
+                name,
+                len(err),
+                float(np.median(g["error_pct"].dropna())),
+                float(np.median(err)),
+                float(np.percentile(err, 90)),
+                float((err <= 5).mean() * 100),
+                float((err <= 10).mean() * 100),
+            )
+        )
+    cols = [
+        "kind",
+        "components",
+        "median_error_pct",
+        "median_abs_error_pct",
+        "p90_abs_error_pct",
+        "within_5pct",
+        "within_10pct",
+    ]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def format_validation(table: pd.DataFrame, notes: list[str]) -> str:
+    """The terminal text of ``dsim validate``: the end-to-end error and the per-kind error distribution."""
+    e2e = table[table["kind"] == "end_to_end"]
+    lines = []
+    if len(e2e):
+        row = e2e.iloc[0]
+        lines.append(
+            f"end to end         measured median {row['measured_median_s'] * 1e3:.2f} ms "
+            f"(p10 {row['measured_p10_s'] * 1e3:.2f}, p90 {row['measured_p90_s'] * 1e3:.2f}), "
+            f"predicted {row['predicted_s'] * 1e3:.2f} ms, error {row['error_pct']:+.1f} %"
+        )
+    dist = error_distribution(table)
+    lines.append(
+        f"{'kind':<16} {'n':>4} {'median err':>11} {'median |err|':>13} {'p90 |err|':>10} {'<=5%':>6} {'<=10%':>6}"
+    )
+    for r in dist.itertuples(index=False):
+        lines.append(
+            f"{r.kind:<16} {r.components:>4} {r.median_error_pct:>+10.1f}% {r.median_abs_error_pct:>12.1f}% "
+            f"{r.p90_abs_error_pct:>9.1f}% {r.within_5pct:>5.0f}% {r.within_10pct:>5.0f}%"
+        )
+    lines += [f"note: {n}" for n in notes]
+    return "\n".join(lines)

@@ -1,0 +1,92 @@
+"""The files of ``dsim validate``: ``validation.csv``, ``validation.png`` (predicted vs measured, log-log, one
+panel per component kind, with the 5% and 10% bands), and the simulated and measured runs beside them.
+
+Example::
+
+    >>> plot_validation(pd.read_csv("results/v/validation.csv"), "validation.png")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from sim.analysis.result import RunResult
+from sim.fileio import atomic_path, staged_directory, write_csv
+from sim.report.save import save_run
+
+KIND_TITLES = {"compute": "compute (layer on device)", "message": "message classes", "end_to_end": "end to end"}
+
+
+def plot_validation(table: pd.DataFrame, path: str | Path, title: str = "") -> Figure:
+    """Predicted against measured median (ms, log-log) per component kind, whiskers from p10 to p90, the
+    diagonal and its 5% and 10% bands. Written atomically to ``path``."""
+    kinds = [k for k in KIND_TITLES if (table["kind"] == k).any()]
+    fig = Figure(figsize=(4.2 * max(1, len(kinds)), 4.4))
+    axes = fig.subplots(1, max(1, len(kinds)), squeeze=False)[0]
+    for ax, kind in zip(axes, kinds):
+        g = table[table["kind"] == kind]
+        meas, pred = g["measured_median_s"].to_numpy() * 1e3, g["predicted_s"].to_numpy() * 1e3
+        lo, hi = g["measured_p10_s"].to_numpy() * 1e3, g["measured_p90_s"].to_numpy() * 1e3
+        values = np.concatenate([meas, pred, lo, hi])
+        values = values[values > 0]
+        if len(values) == 0:
+            continue
+        a, b = values.min() / 1.5, values.max() * 1.5
+        x = np.geomspace(a, b, 50)
+        ax.fill_between(x, x * 0.9, x * 1.1, color="tab:green", alpha=0.12, lw=0, label="±10%")
+        ax.fill_between(x, x * 0.95, x * 1.05, color="tab:green", alpha=0.25, lw=0, label="±5%")
+        ax.plot(x, x, color="tab:green", lw=1)
+        ax.errorbar(
+            meas, pred, xerr=[np.maximum(meas - lo, 0), np.maximum(hi - meas, 0)], fmt="o", ms=4, lw=0.8, alpha=0.8
+        )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(a, b)
+        ax.set_ylim(a, b)
+        ax.set_xlabel("measured median (ms; p10-p90)")
+        ax.set_ylabel("predicted (ms)")
+        ax.set_title(f"{KIND_TITLES[kind]} ({len(g)})", fontsize=10)
+        ax.grid(True, which="both", alpha=0.2)
+        ax.legend(loc="upper left", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    return fig
+
+
+def save_validation(
+    table: pd.DataFrame,
+    predicted: RunResult,
+    measured: list[RunResult],
+    out: str | Path,
+    notes: list[str],
+    extra: dict[str, Any] | None = None,
+) -> list[Path]:
+    """Write ``validation.csv``, ``validation.png`` and ``validation.json`` (notes, per-run latencies, ``extra``) into
+    ``out`` (all or nothing), the simulated run into ``out/predicted`` and the measured run of median
+    latency into ``out/measured`` (each all or nothing)."""
+    latencies = [r.summary["latency_s"] for r in measured]
+    median_run = measured[int(np.argsort(latencies)[len(latencies) // 2])]
+    written = save_run(predicted, Path(out) / "predicted") + save_run(median_run, Path(out) / "measured")
+    with staged_directory(out) as stage:
+        write_csv(table, stage / "validation.csv")
+        plot_validation(table, stage / "validation.png", title=predicted.summary["name"])
+        info = {
+            "name": predicted.summary["name"],
+            "notes": notes,
+            "measured_latency_s": latencies,
+            "predicted_latency_s": predicted.summary["latency_s"],
+            "execution": median_run.summary["execution"],
+            **(extra or {}),
+        }
+        (stage / "validation.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        names = sorted(p.name for p in stage.iterdir())
+    return [Path(out) / n for n in names] + written

@@ -1,0 +1,220 @@
+"""Real split runs (``dsim execute``) and their comparison with the simulator (``dsim validate``), on LeNet-5
+over two devices: loopback always, shaped network namespaces when running as root."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sim.analysis.tables import COMPUTE_COLUMNS, TRANSFER_COLUMNS
+from sim.cli import main
+from sim.config.load import parse_scenario
+from sim.errors import UserError
+from sim.experiment import netns
+from sim.experiment.execute import build_programs, execute, measured_result, run_devices
+from sim.experiment.pipeline import evaluate, prepare
+from sim.experiment.validate import VALIDATION_COLUMNS, compare_runs, error_distribution
+from sim.report.validation import save_validation
+from tests.helpers import scenario_dict
+
+DESIGN_TRANSFERS = "frame layer src dst channels elements nnz dense_bytes csr_bytes coo_bytes bitmap_bytes format bytes hops start_s end_s"
+DESIGN_SUMMARY = (
+    "latency_s",
+    "latency_p50_s",
+    "latency_p99_s",
+    "throughput_fps",
+    "bytes_total",
+    "compute_s_total",
+    "makespan_s",
+    "scenario",
+)
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _scenario(**overrides: object):
+    data = scenario_dict(2, inputs={"dataset": "synthetic", "batch_size": 1, "frames": 2}, **overrides)
+    return parse_scenario(data, origin="test")
+
+
+@pytest.fixture(scope="module")
+def loopback(tmp_path_factory: pytest.TempPathFactory):
+    """Two repeats of a 2-device LeNet-5 run over loopback, the simulation, and the saved validation."""
+    sc = _scenario()
+    prep = prepare(sc)
+    rounds = run_devices(build_programs(prep), None, timeout_s=120.0, repeats=2)
+    runs = [measured_result(prep, reports) for reports in rounds]
+    predicted = evaluate(sc, prep.built)
+    table = compare_runs(predicted, runs)
+    out = tmp_path_factory.mktemp("validation")
+    save_validation(table, predicted, runs, out, [])
+    return prep, rounds, runs, predicted, table, out
+
+
+def test_outputs_equal_the_unsplit_model(loopback) -> None:
+    prep, rounds, *_ = loopback
+    for reports in rounds:
+        sink = next(r for r in reports if r.index == prep.workload.sink)
+        assert len(sink.outputs) == 2
+        for x, out in zip(prep.images, sink.outputs):
+            with torch.no_grad():
+                expected = prep.model(x).numpy()  # the unsplit model, called directly
+            np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_every_device_used_inputs_of_the_unsplit_model(loopback) -> None:
+    _prep, rounds, runs, *_ = loopback
+    check = runs[0].summary["execution"]["check"]
+    assert check["ok"] and check["inputs_max_relative_error"] < 1e-5
+    layers = {r[1] for reports in rounds for rep in reports for r in rep.inputs}
+    assert {"conv1", "conv2", "fc1", "fc2", "fc3"} <= layers  # every layer's inputs were checked
+
+
+def test_measured_files_have_the_columns_of_dsim_run(loopback) -> None:
+    _prep, _, _runs, predicted, _, out = loopback
+    transfers = pd.read_csv(out / "measured" / "transfers.csv")
+    compute = pd.read_csv(out / "measured" / "compute.csv")
+    summary = json.loads((out / "measured" / "summary.json").read_text())
+    assert list(transfers.columns) == TRANSFER_COLUMNS
+    assert DESIGN_TRANSFERS.split() == TRANSFER_COLUMNS[: len(DESIGN_TRANSFERS.split())]
+    assert list(compute.columns) == COMPUTE_COLUMNS
+    assert all(k in summary for k in DESIGN_SUMMARY)
+    # the same messages and bytes as the simulated run, every one timed forwards
+    same = ["frame", "layer", "src", "dst", "bytes", "format"]
+    pd.testing.assert_frame_equal(transfers[same], predicted.transfers[same].reset_index(drop=True))
+    assert (transfers["end_s"] > transfers["start_s"]).all() and (transfers["start_s"] >= 0).all()
+    for _, rows in compute.groupby("device"):  # a device runs one task at a time
+        rows = rows.sort_values("start_s")
+        assert (rows["end_s"] > rows["start_s"]).all()
+        assert (rows["start_s"].to_numpy()[1:] >= rows["end_s"].to_numpy()[:-1]).all()
+    assert summary["latency_s"] == pytest.approx(np.mean(summary["frame_latency_s"]))
+    assert main(["plot", str(out / "measured")]) == 0
+
+
+def test_validation_rows_are_sane(loopback) -> None:
+    _prep, _, runs, predicted, table, out = loopback
+    saved = pd.read_csv(out / "validation.csv", keep_default_na=False)
+    assert list(saved.columns) == VALIDATION_COLUMNS
+    assert (out / "validation.png").stat().st_size > 0
+    comp = predicted.compute
+    assert (table["kind"] == "compute").sum() == len(comp.groupby(["layer", "device"]))
+    assert (table["kind"] == "message").sum() == len(predicted.transfers.groupby(["layer", "src", "dst"]))
+    assert (table["kind"] == "end_to_end").sum() == 1
+    # 2 repeats x 2 frames of every component
+    assert (table["samples"] == 4).all()
+    assert (table["measured_p10_s"] <= table["measured_median_s"]).all()
+    assert (table["measured_median_s"] <= table["measured_p90_s"]).all()
+    e2e = table[table["kind"] == "end_to_end"].iloc[0]
+    measured = np.concatenate([r.summary["frame_latency_s"] for r in runs])
+    assert e2e["measured_median_s"] == pytest.approx(np.median(measured))
+    assert e2e["predicted_s"] == pytest.approx(np.median(predicted.summary["frame_latency_s"]))
+    # conv1 on d0 by hand: 2 * 3 filters * 1 channel * 25 * 28 * 28 FLOPs at 2 GFLOP/s
+    conv1 = table[table["component"] == "conv1@d0"].iloc[0]
+    assert conv1["predicted_s"] == pytest.approx(2 * 3 * 25 * 28 * 28 / 2e9)
+    assert conv1["error_pct"] == pytest.approx((conv1["predicted_s"] / conv1["measured_median_s"] - 1) * 100)
+    dist = error_distribution(table)
+    assert set(dist["kind"]) >= {"compute", "message", "end_to_end"}
+
+
+def test_partial_sums_are_refused() -> None:
+    sc = _scenario(transfer={"format": "dense", "dtype": "float32", "index_bits": 32, "exchange": "partial_sums"})
+    with pytest.raises(UserError, match=r"transfer\.exchange"):
+        execute(sc)
+
+
+def test_shape_refused_without_root_or_tools(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(netns.os, "geteuid", lambda: 1000)
+    with pytest.raises(UserError, match="--shape: needs root"):
+        netns.check_available()
+    monkeypatch.setattr(netns.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(netns.shutil, "which", lambda tool: None if tool == "tc" else "/usr/sbin/ip")
+    with pytest.raises(UserError, match="--shape: tc not found"):
+        netns.check_available()
+
+
+def _our_namespaces() -> list[str]:
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10, check=True).stdout
+    return [line.split()[0] for line in listing.splitlines() if line.startswith(f"dsim{os.getpid()}-")]
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="--shape needs root (network namespaces and tc)")
+def test_testbed_is_removed_on_error() -> None:
+    sc = _scenario(network={"topology": "star", "bandwidth_mbps": 20, "latency_ms": 0})
+    with pytest.raises(RuntimeError, match="boom"), netns.testbed(sc) as bed:
+        assert len(_our_namespaces()) == 3  # two devices and the switch
+        assert set(bed.addresses) == {"d0", "d1"}
+        raise RuntimeError("boom")
+    assert _our_namespaces() == []
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="--shape needs root (network namespaces and tc)")
+def test_shaped_execute_cli(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "s.yaml"
+    data = scenario_dict(2, inputs={"dataset": "synthetic", "batch_size": 1, "frames": 1})
+    data["network"] = {"topology": "mesh", "bandwidth_mbps": 5, "latency_ms": 0}
+    import yaml  # only this test writes a scenario file
+
+    path.write_text(yaml.safe_dump(data))
+    assert main(["execute", str(path), "--shape", "--out", str(tmp_path / "out")]) == 0
+    assert _our_namespaces() == []
+    transfers = pd.read_csv(tmp_path / "out" / "transfers.csv")
+    image = transfers[transfers["layer"] == "input"].iloc[0]
+    # 4096 bytes cannot cross a 5 Mbit/s link faster than 4096 * 8 / 5e6 s, less the 2000-byte tbf burst
+    assert image["end_s"] - image["start_s"] >= (4096 - netns.DEFAULT_BURST_BYTES) * 8 / 5e6
+    assert "shaped" in json.loads((tmp_path / "out" / "summary.json").read_text())["execution"]["network"]
+    assert "check              ok" in capsys.readouterr().out
+
+
+def test_compare_takes_measured_run_folders(loopback, tmp_path) -> None:
+    *_, out = loopback
+    from sim.experiment.comparison import compare  # the loopback fixture saved both runs
+
+    table = compare([str(out / "measured"), str(out / "predicted")], out=tmp_path, progress=False)
+    summary = json.loads((out / "measured" / "summary.json").read_text())
+    assert list(table["scenario"]) == ["test (measured)", "test"]
+    assert table["latency_s"].iloc[0] == pytest.approx(summary["latency_s"])
+    parts = table[["latency_compute_s", "latency_transfer_s", "latency_waiting_s"]].iloc[0].sum()
+    # the mean critical-path breakdown covers the mean latency (a message can leave before the end of the
+    # task that made it, which also runs the channel-wise ops after it, so measured steps may overlap a little)
+    assert parts == pytest.approx(summary["latency_s"], rel=0.1)
+    assert (tmp_path / "breakdown.png").is_file()
+
+
+def test_a_message_starts_when_its_connection_is_free() -> None:
+    from types import SimpleNamespace
+
+    from sim.experiment.execute import link_free_starts
+
+    m = SimpleNamespace
+    messages = [m(src=0, dst=1), m(src=0, dst=1), m(src=0, dst=2)]
+    workload = SimpleNamespace(messages=messages)
+    sent = {0: (0.0, 1.0), 1: (0.0, 1.5), 2: (0.0, 1.6)}  # (ready, handed to the socket)
+    received = {0: 4.0, 1: 6.0, 2: 3.0}
+    # message 1 waits for message 0 on the 0->1 connection (arrived at 4.0); message 2 has its own
+    assert link_free_starts(workload, sent, received) == [1.0, 4.0, 1.6]
+    assert link_free_starts(workload, sent, received, {(0, 1): 0.5, (0, 2): 0.5}) == [1.0, 3.5, 1.6]
+
+
+def test_fit_devices_recovers_rate_and_overhead() -> None:
+    from types import SimpleNamespace
+
+    from sim.experiment.validate import fit_devices
+
+    sc = _scenario()
+    flops = [1e6, 4e6, 9e6]
+    compute = pd.DataFrame({"layer": ["a", "b", "c"] * 2, "device": ["d0"] * 3 + ["d1"] * 3, "flops": flops * 2})
+    # d0: 2 GFLOP/s + 0.5 ms per layer; d1: 5 GFLOP/s, no overhead
+    times = [f / 2e9 + 5e-4 for f in flops] + [f / 5e9 for f in flops]
+    table = pd.DataFrame(
+        {"kind": "compute", "layer": compute["layer"], "src": compute["device"], "measured_median_s": times}
+    )
+    fitted = fit_devices(sc, table, SimpleNamespace(compute=compute))
+    assert fitted.devices[0].gflops == pytest.approx(2.0) and fitted.devices[0].overhead_ms == pytest.approx(0.5)
+    assert fitted.devices[1].gflops == pytest.approx(5.0) and fitted.devices[1].overhead_ms == pytest.approx(
+        0.0, abs=1e-9
+    )
