@@ -20,6 +20,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+BASELINE_COLUMNS = (
+    "baseline_latency_s",
+    "baseline_service_latency_s",
+    "baseline_throughput_fps",
+    "speedup",
+    "service_speedup",
+    "throughput_speedup",
+)  # present only when the points have ``baseline: single``
 SUMMARY_COLUMNS = (
     "devices",
     "frames",
@@ -45,22 +53,9 @@ SUMMARY_COLUMNS = (
     "latency_compute_s",
     "latency_transfer_s",
     "latency_waiting_s",
-    "baseline_latency_s",
-    "baseline_service_latency_s",
-    "baseline_throughput_fps",
-    "speedup",
-    "service_speedup",
-    "throughput_speedup",
+    *BASELINE_COLUMNS,
     "accuracy",
 )
-BASELINE_COLUMNS = (
-    "baseline_latency_s",
-    "baseline_service_latency_s",
-    "baseline_throughput_fps",
-    "speedup",
-    "service_speedup",
-    "throughput_speedup",
-)  # present only when the points have ``baseline: single``
 META_COLUMNS = ("point", "scenario", "error")
 BANDWIDTH_KEY = "network.bandwidth_mbps"
 SINGLE = "single device"  # label of the baseline curves
