@@ -71,7 +71,7 @@ def main() -> None:
     scenario = parse_scenario(SCENARIO)
     workload = repeat_frames(prepare(scenario).workload, FRAMES)
     rates, network = device_rates(scenario), assemble_network(scenario)
-    arrivals = [f * scenario.inputs.interval_s for f in range(FRAMES)]
+    arrivals = [f * scenario.setup.interval_s for f in range(FRAMES)]
     start = time.process_time()
     timeline = simulate(workload, rates, network, arrivals)
     engine_s = time.process_time() - start
