@@ -5,7 +5,8 @@ leaves a half-written result file behind; :func:`staged_directory` extends this 
 built completely before any of them replaces what ``out`` held. :func:`read_limited` reads a user's text
 file only if it is a regular file of at most a given size, in UTF-8.
 
-Temporary names carry the writing process's id (``.NAME.PID.XXXXXXXX.tmp.csv``, ``.NAME.PID.XXXXXXXX.staging``).
+Temporary names carry the writing process's id and a random suffix (``.NAME.PID.<random>.tmp.csv``,
+``.NAME.PID.<random>.staging``).
 A process killed mid-save (SIGKILL, a power cut) cannot delete its own; the next save of the same ``NAME``
 does (:func:`remove_stale`), once that process is gone.
 """

@@ -65,3 +65,15 @@ def message(
 def task(device: int, flops: float, final: bool = False, frame: int = 0, op: str = "conv", layer: str = "L") -> Task:
     """A hand-built task of ``flops`` FLOPs on ``device``."""
     return Task(frame, layer, device, flops, op, final)
+
+
+DESIGN_SUMMARY_KEYS = (  # DESIGN section 5: summary.json holds at least these, written out here literally
+    "latency_s",
+    "latency_p50_s",
+    "latency_p99_s",
+    "throughput_fps",
+    "bytes_total",
+    "compute_s_total",
+    "makespan_s",
+    "scenario",
+)

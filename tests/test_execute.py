@@ -21,19 +21,9 @@ from sim.experiment.execute import build_programs, execute, measured_result, run
 from sim.experiment.pipeline import evaluate, prepare
 from sim.experiment.validate import VALIDATION_COLUMNS, compare_runs, error_distribution
 from sim.report.validation import save_validation
-from tests.helpers import scenario_dict
+from tests.helpers import DESIGN_SUMMARY_KEYS, scenario_dict
 
 DESIGN_TRANSFERS = "frame layer src dst channels elements nnz dense_bytes csr_bytes coo_bytes bitmap_bytes format bytes hops start_s end_s"
-DESIGN_SUMMARY = (
-    "latency_s",
-    "latency_p50_s",
-    "latency_p99_s",
-    "throughput_fps",
-    "bytes_total",
-    "compute_s_total",
-    "makespan_s",
-    "scenario",
-)
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
@@ -83,7 +73,7 @@ def test_measured_files_have_the_columns_of_dsim_run(loopback) -> None:
     assert list(transfers.columns) == TRANSFER_COLUMNS
     assert DESIGN_TRANSFERS.split() == TRANSFER_COLUMNS[: len(DESIGN_TRANSFERS.split())]
     assert list(compute.columns) == COMPUTE_COLUMNS
-    assert all(k in summary for k in DESIGN_SUMMARY)
+    assert all(k in summary for k in DESIGN_SUMMARY_KEYS)
     # the same messages and bytes as the simulated run, every one timed forwards
     same = ["frame", "layer", "src", "dst", "bytes", "format"]
     pd.testing.assert_frame_equal(transfers[same], predicted.transfers[same].reset_index(drop=True))

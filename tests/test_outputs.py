@@ -15,7 +15,7 @@ from sim.experiment.pipeline import prepare
 from sim.report.save import save_run
 from sim.workload import wire
 from sim.workload.sizing import message_matrix
-from tests.helpers import scenario_dict
+from tests.helpers import DESIGN_SUMMARY_KEYS, scenario_dict
 
 FILES = ("transfers.csv", "compute.csv", "traffic.csv", "summary.json", "trace.json", "timeline.png")
 
@@ -48,16 +48,7 @@ def test_files_have_the_design_columns(tmp_path) -> None:
     assert list(pd.read_csv(out / "transfers.csv").columns) == transfers
     assert list(pd.read_csv(out / "compute.csv").columns) == ["frame", "layer", "device", "flops", "start_s", "end_s"]
     summary = json.loads((out / "summary.json").read_text())
-    for key in (
-        "latency_s",
-        "latency_p50_s",
-        "latency_p99_s",
-        "throughput_fps",
-        "bytes_total",
-        "compute_s_total",
-        "makespan_s",
-        "scenario",
-    ):
+    for key in DESIGN_SUMMARY_KEYS:
         assert key in summary
     assert summary["scenario"]["network"]["bandwidth_mbps"] == 20
     trace = json.loads((out / "trace.json").read_text())

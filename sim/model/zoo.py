@@ -45,6 +45,14 @@ __all__ = [
 
 
 # -- LeNet-5 ----------------------------------------------------------------------------------------------
+def _shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Sequential:
+    """A residual block's shortcut: identity (traces to nothing) when the shape is kept, else a strided 1x1
+    conv and batch-norm."""
+    if stride == 1 and in_planes == out_planes:
+        return nn.Sequential()
+    return nn.Sequential(nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False), nn.BatchNorm2d(out_planes))
+
+
 class LeNet5(nn.Module):
     """The classic PyTorch-tutorial LeNet for 1x32x32 images."""
 
@@ -116,11 +124,7 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = nn.Sequential()  # identity: traces to nothing
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
-            )
+        self.shortcut = _shortcut(in_planes, planes, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
@@ -264,11 +268,7 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, out_planes, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_planes)
-        self.shortcut = nn.Sequential()  # identity: traces to nothing
-        if stride != 1 or in_planes != out_planes:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False), nn.BatchNorm2d(out_planes)
-            )
+        self.shortcut = _shortcut(in_planes, out_planes, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """relu(bn3(conv3(...)) + shortcut(x))."""
