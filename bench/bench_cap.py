@@ -1,6 +1,6 @@
 """CaP reproduction (issue 12): every arm of ``scenarios/cap/`` on digits, and a smaller Fashion-MNIST set.
 
-Runs the arms through :func:`sim.experiment.comparison.compare` (what ``dsim compare scenarios/cap/*.yaml``
+Runs the arms through :func:`sim.study.compare.compare` (what ``dsim compare scenarios/cap/*.yaml``
 runs), prints accuracy, kept kernels (overall and per conv), elements x hops (total and busiest link),
 bytes and simulated latency on the 20 Mbps line, and the CPU time of the whole run; writes
 ``plots/cap/comparison.csv``, ``plots/cap/kept_kernels.csv`` and the figure ``plots/cap/cap.png``
@@ -87,7 +87,7 @@ def draw(table: pd.DataFrame, path: Path) -> None:
 
 def fashion(jobs: int) -> None:
     """The Fashion-MNIST arms, when the dataset folder exists."""
-    from sim.experiment.comparison import compare  # torch
+    from sim.study.compare import compare  # torch
 
     if not FASHION.is_dir():
         print(f"fashion-mnist: skipped ({FASHION} not found; apt install dataset-fashion-mnist)")
@@ -118,7 +118,7 @@ def fashion(jobs: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the arms (or, given a folder written by ``dsim compare scenarios/cap/*.yaml --out DIR``, only
     print and draw its tables) and the Fashion-MNIST arms."""
-    from sim.experiment.comparison import compare  # torch
+    from sim.study.compare import compare  # torch
 
     args = argv or []
     jobs = int(os.environ.get("DSIM_BENCH_JOBS", "2"))

@@ -16,10 +16,10 @@ import time
 import simpy
 
 from sim.config.load import parse_scenario
+from sim.engine.assemble import device_rates
+from sim.engine.assemble import network as assemble_network
 from sim.engine.simulate import simulate
-from sim.experiment.assemble import device_rates
-from sim.experiment.assemble import network as assemble_network
-from sim.experiment.pipeline import prepare
+from sim.pipeline.prepare import prepare
 from sim.workload.types import Workload
 
 FRAMES = 100

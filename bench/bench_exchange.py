@@ -11,7 +11,8 @@ from typing import Any
 import yaml
 
 from sim.config.load import parse_scenario
-from sim.experiment.pipeline import evaluate, prepare
+from sim.pipeline.evaluate import evaluate
+from sim.pipeline.prepare import prepare
 
 SCENARIOS = ("scenarios/quickstart.yaml", "scenarios/resnet18-4dev.yaml")
 FORMATS = ("dense", "csr", "bitmap", "auto")

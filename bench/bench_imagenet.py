@@ -5,7 +5,7 @@ Contiguous partition, synthetic input, one frame, 64 devices on a 100 Mbit/s sta
 kept). Each step prints its wall time, its CPU time (``time.process_time``: the figure to read on a busy
 machine) and the process's peak resident memory so far (``ru_maxrss``); each format runs in a fresh
 process, so its peak is its own.
-The steps are those of :func:`sim.experiment.pipeline.prepare` and :func:`evaluate`, called one by one.
+The steps are those of :func:`sim.pipeline.prepare.prepare` and :func:`evaluate`, called one by one.
 Targets (issue 13): build + simulate < 60 s and < 4 GiB. Run: ``.venv/bin/python bench/bench_imagenet.py``
 (``--format dense`` for one format only).
 """
@@ -18,10 +18,10 @@ import sys
 import time
 
 from sim.config.load import parse_scenario
-from sim.experiment import pipeline
-from sim.experiment.evaluation import BuiltWorkload, evaluate
 from sim.model import data, shards
 from sim.model.flowgraph import FlowGraph
+from sim.pipeline import prepare as pipeline
+from sim.pipeline.evaluate import BuiltWorkload, evaluate
 from sim.workload import wire
 from sim.workload.sizing import build_workload
 

@@ -15,7 +15,7 @@ CASES = [("resnet18", 8, "inputs"), ("resnet34", 16, "inputs"), ("resnet18", 8, 
 
 _CHILD = r"""
 import json, re, sys, time
-import sim.experiment.pipeline as runner
+import sim.pipeline.prepare as runner
 from sim.config.load import parse_scenario
 
 

@@ -57,8 +57,8 @@ def _writing(path: str | Path, flag: str = "--out") -> Iterator[None]:
 
 
 def _store(args: argparse.Namespace) -> Any:
-    """The build cache of ``--cache-dir`` / ``--no-cache`` (a :class:`sim.experiment.store.Store`), or None."""
-    from sim.experiment.store import Store, default_root  # pandas, pydantic: only the commands that build
+    """The build cache of ``--cache-dir`` / ``--no-cache`` (a :class:`sim.pipeline.store.Store`), or None."""
+    from sim.pipeline.store import Store, default_root  # pandas, pydantic: only the commands that build
 
     if args.no_cache:
         return None
@@ -70,13 +70,16 @@ def _store(args: argparse.Namespace) -> Any:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from sim.config.load import load  # pydantic: kept out of --help
-    from sim.experiment.builds import run  # torch only when the workload is not in the build cache
+    from sim.pipeline.cache import CacheReport  # pandas: kept out of --help
+    from sim.pipeline.run import run  # torch only when the workload is not in the build cache
     from sim.report.save import save_run  # matplotlib: imported only by the commands that draw
     from sim.report.text import format_summary  # pandas: kept out of --help
 
     scenario = load(args.scenario)
     out = _check_out(args.out if args.out else Path("results") / scenario.name, directory=True)
-    result, report = run(scenario, _store(args))
+    store = _store(args)
+    report = CacheReport(None if store is None else store.root)
+    result = run(scenario, store, report)
     with _writing(out):
         save_run(result, out)
     print(format_summary(result.summary))
@@ -88,8 +91,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_partition(args: argparse.Namespace) -> int:
     from sim.config.load import load  # pydantic: kept out of --help
     from sim.config.schema import STRATEGIES  # pydantic: kept out of --help
-    from sim.experiment.pipeline import trace_model  # torch: imported only by the commands that build a model
     from sim.model import partition  # torch
+    from sim.pipeline.prepare import trace_model  # torch: imported only by the commands that build a model
 
     scenario = load(args.scenario)
     if args.strategy not in STRATEGIES:
@@ -100,7 +103,7 @@ def _cmd_partition(args: argparse.Namespace) -> int:
     graph = trace_model(scenario)
     names = scenario.device_names
     seed = scenario.seed if args.seed is None else args.seed
-    from sim.experiment import assemble  # torch-free, but only this command needs it here
+    from sim.engine import assemble  # torch-free, but only this command needs it here
 
     rates = assemble.compute_rates(scenario)
     parts = partition.make_partition(graph, args.strategy, len(names), seed=seed, rates=rates)
@@ -115,29 +118,26 @@ def _cmd_partition(args: argparse.Namespace) -> int:
 
 def _cmd_describe(args: argparse.Namespace) -> int:
     from sim.config.load import load  # pydantic: kept out of --help
-    from sim.experiment.describe import describe  # torch: imported only by the commands that build a model
-    from sim.experiment.pipeline import calibrated, evaluate, prepare
+    from sim.pipeline.calibrate import calibrated  # torch only for calibrate: true devices
+    from sim.pipeline.describe import describe  # torch: imported only by the commands that build a model
+    from sim.pipeline.evaluate import baseline_scenario, evaluate  # pandas: kept out of --help
+    from sim.pipeline.prepare import prepare  # torch: imported only by the commands that build a model
 
     scenario = calibrated(load(args.scenario))
     prepared = prepare(scenario)
-    print(describe(prepared, evaluate(scenario, prepared.built)))
+    baseline = prepare(baseline_scenario(scenario)).built if scenario.baseline == "single" else None
+    print(describe(prepared, evaluate(scenario, prepared.built, baseline)))
     return 0
-
-
-def _check_jobs(jobs: int | None) -> None:
-    """Refuse ``--jobs`` below 1 before any work (the same check as :func:`sim.experiment.sweeps.check_jobs`)."""
-    if jobs is not None and jobs < 1:
-        raise UserError(f"--jobs: must be >= 1 (got {jobs})")
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from sim.config import overrides  # numpy, pydantic: kept out of --help
     from sim.config.load import load  # pydantic: kept out of --help
-    from sim.experiment.builds import CacheReport  # pandas: kept out of --help
-    from sim.experiment.sweeps import sweep  # torch only when a workload is not in the build cache
+    from sim.pipeline.cache import CacheReport  # pandas: kept out of --help
     from sim.report.text import format_sweep  # pandas: kept out of --help
+    from sim.study.sweep import check_jobs, sweep  # torch only when a workload is not in the build cache
 
-    _check_jobs(args.jobs)
+    check_jobs(args.jobs)
     scenario = load(args.scenario)
     pairs = [overrides.parse_set(text) for text in args.set] + [
         overrides.parse_logspace(text) for text in args.logspace
@@ -183,11 +183,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from sim.config.load import load  # pydantic: kept out of --help
-    from sim.experiment.builds import CacheReport  # pandas: kept out of --help
-    from sim.experiment.comparison import compare  # torch only when a workload is not in the build cache
+    from sim.pipeline.cache import CacheReport  # pandas: kept out of --help
     from sim.report.text import format_comparison  # pandas: kept out of --help
+    from sim.study.compare import compare  # torch only when a workload is not in the build cache
+    from sim.study.sweep import check_jobs  # pandas: kept out of --help
 
-    _check_jobs(args.jobs)
+    check_jobs(args.jobs)
     # refuses a bad file before anything is written; a run folder (dsim run/execute --out) is named as it is
     names = [Path(path).name if Path(path).is_dir() else load(path).name for path in args.scenarios]
     out = _check_out(args.out if args.out else Path("results") / comparison_folder(names), directory=True)
@@ -231,8 +232,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from sim.config.load import load  # pydantic: kept out of --help
     from sim.config.schema import MAX_EPOCHS  # pydantic: kept out of --help
-    from sim.experiment.pipeline import checked_graph, input_shape, load_model  # torch: only the model commands
     from sim.model import data, train  # torch
+    from sim.pipeline.prepare import checked_graph, input_shape, load_model  # torch: only the model commands
 
     scenario = load(args.scenario)
     if not 1 <= args.epochs <= MAX_EPOCHS:
@@ -254,9 +255,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_execute(args: argparse.Namespace) -> int:
     from sim.config.load import load  # pydantic: kept out of --help
-    from sim.experiment.execute import execute  # torch: imported only by the commands that build a model
     from sim.report.save import save_run  # matplotlib: imported only by the commands that draw
     from sim.report.text import format_summary  # pandas: kept out of --help
+    from sim.testbed.execute import execute  # torch: imported only by the commands that build a model
 
     scenario = load(args.scenario)
     out = _check_out(args.out if args.out else Path("results") / f"{scenario.name}-executed", directory=True)
@@ -284,8 +285,8 @@ def _cmd_execute(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from sim.config.load import load  # pydantic: kept out of --help
-    from sim.experiment.validate import format_validation, validate  # torch: only the commands that build a model
     from sim.report.validation import save_validation  # matplotlib: imported only by the commands that draw
+    from sim.testbed.validate import format_validation, validate  # torch: only the commands that build a model
 
     scenario = load(args.scenario)
     out = _check_out(args.out if args.out else Path("results") / f"{scenario.name}-validation", directory=True)
@@ -316,7 +317,8 @@ def _real_run_options(command: argparse.ArgumentParser, repeats: int) -> None:
 
 def _cmd_profile(args: argparse.Namespace) -> int:
     from sim.config.load import load  # pydantic: kept out of --help
-    from sim.experiment.pipeline import ProfileSettings, profile_scenario  # torch: only commands that build a model
+    from sim.pipeline.calibrate import profile_scenario  # torch: only commands that build a model
+    from sim.pipeline.profile import ProfileSettings  # torch: only commands that build a model
     from sim.workload.profiles import write_profile  # with the command that writes it
 
     scenario = load(args.scenario)

@@ -15,12 +15,14 @@ from torch import nn
 
 from sim.config.load import parse_scenario
 from sim.config.schema import PruneSpec
+from sim.engine import assemble
 from sim.errors import UserError
-from sim.experiment import assemble
-from sim.experiment.pipeline import evaluate, prepare
-from sim.model import admm, partition
+from sim.model import partition
 from sim.model.flowgraph import FlowGraph
 from sim.model.zoo import build_model
+from sim.pipeline.evaluate import evaluate
+from sim.pipeline.prepare import prepare
+from sim.prune import admm
 from sim.report.save import save_run
 from sim.workload.plan import place
 from tests.helpers import scenario_dict

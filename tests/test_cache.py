@@ -16,8 +16,8 @@ import yaml
 
 from sim.cli import main
 from sim.config.load import parse_scenario
-from sim.experiment import builds
-from sim.experiment.store import Store, digest, weights_digest, workload_digest
+from sim.pipeline import cache as builds
+from sim.pipeline.store import Store, digest, weights_digest, workload_digest
 from tests.helpers import scenario_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,7 +128,7 @@ def test_concurrent_writers_leave_one_readable_entry(tmp_path) -> None:
     code = textwrap.dedent(
         f"""
         from pathlib import Path
-        from sim.experiment.store import Store
+        from sim.pipeline.store import Store
         store = Store(Path({str(tmp_path / "cache")!r}))
         for i in range(200):
             store.put("workload", "ab" + "0" * 62, bytes([i % 7]) * 100_000)

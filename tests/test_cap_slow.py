@@ -13,7 +13,8 @@ import pytest
 
 from sim.config.load import load, parse_scenario
 from sim.config.schema import Scenario
-from sim.experiment.pipeline import evaluate, prepare
+from sim.pipeline.evaluate import evaluate
+from sim.pipeline.prepare import prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 

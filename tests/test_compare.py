@@ -13,7 +13,7 @@ from sim.engine.devices import DeviceRate
 from sim.engine.network import Network
 from sim.engine.simulate import simulate
 from sim.errors import UserError
-from sim.experiment.comparison import compare
+from sim.study.compare import compare
 from sim.workload.types import Message, Task, Workload
 from tests.helpers import scenario_dict
 

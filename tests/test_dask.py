@@ -12,8 +12,8 @@ import yaml
 from distributed import LocalCluster
 
 from sim.cli import main
-from sim.experiment import sweeps
-from sim.experiment.store import Store
+from sim.pipeline.store import Store
+from sim.study import sweep as sweeps
 from tests.helpers import scenario_dict
 
 GRID = {"network.bandwidth_mbps": [1, 10], "transfer.format": ["dense", "csr"]}

@@ -15,10 +15,10 @@ from torch.nn.utils import prune
 import sim
 from sim.config.schema import ModelSpec
 from sim.errors import UserError
-from sim.experiment.pipeline import load_model
 from sim.model import partition
 from sim.model.deploy import deployment_workload
 from sim.model.flowgraph import FlowGraph
+from sim.pipeline.prepare import load_model
 from sim.workload.plan import plan_workload
 from sim.workload.wire import WireSpec
 from tests.helpers import scenario_dict

@@ -17,10 +17,10 @@ import torch
 
 import sim
 from sim.config.schema import ModelSpec
-from sim.experiment.pipeline import load_model
 from sim.model import partition
 from sim.model import shards as split
 from sim.model.flowgraph import FlowGraph
+from sim.pipeline.prepare import load_model
 from sim.workload.cost import task_templates
 from sim.workload.plan import TaskKey, plan_workload
 from tests.helpers import scenario_dict

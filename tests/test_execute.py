@@ -16,11 +16,12 @@ from sim.analysis.tables import COMPUTE_COLUMNS, TRANSFER_COLUMNS
 from sim.cli import main
 from sim.config.load import parse_scenario
 from sim.errors import UserError
-from sim.experiment import netns
-from sim.experiment.execute import build_programs, execute, measured_result, run_devices
-from sim.experiment.pipeline import evaluate, prepare
-from sim.experiment.validate import VALIDATION_COLUMNS, compare_runs, error_distribution
+from sim.pipeline.evaluate import evaluate
+from sim.pipeline.prepare import prepare
 from sim.report.validation import save_validation
+from sim.testbed import netns
+from sim.testbed.execute import build_programs, execute, measured_result, run_devices
+from sim.testbed.validate import VALIDATION_COLUMNS, compare_runs, error_distribution
 from tests.helpers import DESIGN_SUMMARY_KEYS, scenario_dict
 
 DESIGN_TRANSFERS = "frame layer src dst channels elements nnz dense_bytes csr_bytes coo_bytes bitmap_bytes format bytes hops start_s end_s"
@@ -162,7 +163,7 @@ def test_shaped_execute_cli(tmp_path, capsys: pytest.CaptureFixture[str]) -> Non
 
 def test_compare_takes_measured_run_folders(loopback, tmp_path) -> None:
     *_, out = loopback
-    from sim.experiment.comparison import compare  # the loopback fixture saved both runs
+    from sim.study.compare import compare  # the loopback fixture saved both runs
 
     table = compare([str(out / "measured"), str(out / "predicted")], out=tmp_path, progress=False)
     summary = json.loads((out / "measured" / "summary.json").read_text())
@@ -178,7 +179,7 @@ def test_compare_takes_measured_run_folders(loopback, tmp_path) -> None:
 def test_a_message_starts_when_its_connection_is_free() -> None:
     from types import SimpleNamespace
 
-    from sim.experiment.execute import link_free_starts
+    from sim.testbed.execute import link_free_starts
 
     m = SimpleNamespace
     messages = [m(src=0, dst=1), m(src=0, dst=1), m(src=0, dst=2)]
@@ -193,7 +194,7 @@ def test_a_message_starts_when_its_connection_is_free() -> None:
 def test_fit_devices_recovers_rate_and_overhead() -> None:
     from types import SimpleNamespace
 
-    from sim.experiment.validate import fit_devices
+    from sim.testbed.validate import fit_devices
 
     sc = _scenario()
     flops = [1e6, 4e6, 9e6]

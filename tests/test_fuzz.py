@@ -41,8 +41,8 @@ from hypothesis import strategies as st
 from sim.analysis.result import RunResult
 from sim.config.load import load
 from sim.errors import UserError
-from sim.experiment.pipeline import run
 from sim.model import zoo
+from sim.pipeline.run import run
 from tests.helpers import scenario_dict
 
 FAST_CASES = 150

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from sim.config.load import parse_scenario
+from sim.engine import assemble
 from sim.engine.devices import DeviceRate, Host
 from sim.engine.network import Network
 from sim.engine.simulate import simulate
 from sim.errors import UserError
-from sim.experiment import assemble
 from sim.workload.types import Task, Workload
 from tests import helpers
 

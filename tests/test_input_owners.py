@@ -9,11 +9,12 @@ import torch
 
 from sim.config.load import load
 from sim.errors import UserError
-from sim.experiment.pipeline import evaluate, prepare
 from sim.model import partition
 from sim.model import shards as split
 from sim.model.flowgraph import FlowGraph
 from sim.model.zoo import build_model
+from sim.pipeline.evaluate import evaluate
+from sim.pipeline.prepare import prepare
 from sim.workload.plan import plan_workload
 from tests.helpers import scenario_dict
 

@@ -12,7 +12,7 @@ import pytest
 
 import sim
 from sim.config.load import parse_scenario
-from sim.experiment.pipeline import prepare
+from sim.pipeline.prepare import prepare
 from tests.helpers import scenario_dict
 
 F32 = 4  # bytes per float32

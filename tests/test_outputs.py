@@ -11,7 +11,7 @@ import yaml
 
 from sim.cli import main
 from sim.config.load import load
-from sim.experiment.pipeline import prepare
+from sim.pipeline.prepare import prepare
 from sim.report.save import save_run
 from sim.workload import wire
 from sim.workload.sizing import message_matrix

@@ -9,10 +9,10 @@ import pytest
 import sim
 from sim import cli
 from sim.errors import UserError
-from sim.experiment import sweeps
 from sim.report import plots
 from sim.report.redraw import redraw
 from sim.report.save import save_run
+from sim.study import sweep as sweeps
 from tests.helpers import scenario_dict
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

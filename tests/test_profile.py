@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from sim.config.load import parse_scenario
+from sim.engine import assemble
 from sim.engine.devices import DeviceRate, LayerTimes
 from sim.engine.network import Network
 from sim.engine.simulate import simulate
 from sim.errors import UserError
-from sim.experiment import assemble
+from sim.pipeline.calibrate import calibrated
 from sim.workload.profiles import (
     DeviceProfile,
     OpFit,
@@ -99,7 +100,7 @@ def test_a_profile_device_needs_no_gflops_and_takes_the_fit_rate(tmp_path: Path)
     rate = assemble.device_rates(sc)[1]
     assert rate.flops_per_s == pytest.approx(1e9)  # the conv fit: 1e-9 s per FLOP
     assert rate.task_s(3e6, 10, "conv", "conv2") == 0.004
-    assert assemble.calibrated(sc).devices[1].gflops == pytest.approx(1.0)
+    assert calibrated(sc).devices[1].gflops == pytest.approx(1.0)
 
 
 def test_profile_and_calibrate_together_are_refused() -> None:
@@ -112,7 +113,8 @@ def test_profile_and_calibrate_together_are_refused() -> None:
 @pytest.mark.slow
 def test_dsim_profile_times_every_task_and_a_run_uses_the_table(tmp_path: Path) -> None:
     from sim.cli import main  # torch
-    from sim.experiment.pipeline import prepare, run
+    from sim.pipeline.prepare import prepare
+    from sim.pipeline.run import run
 
     scenario = tmp_path / "s.yaml"
     data = helpers.scenario_dict(2)

@@ -9,11 +9,11 @@ import math
 import pytest
 
 from sim.config.load import parse_scenario
+from sim.engine import assemble
 from sim.engine.devices import DeviceRate
 from sim.engine.network import TCP, LinkParams, Network, Protocol
 from sim.engine.simulate import simulate
 from sim.errors import UserError
-from sim.experiment import assemble
 from sim.workload.types import Workload
 from tests import helpers
 

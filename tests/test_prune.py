@@ -9,10 +9,10 @@ import torch
 from sim.config.load import load
 from sim.config.schema import PruneSpec
 from sim.errors import UserError
-from sim.experiment.pipeline import prepare
-from sim.model import prune
 from sim.model.flowgraph import FlowGraph
 from sim.model.zoo import build_model
+from sim.pipeline.prepare import prepare
+from sim.prune import structured as prune
 from tests.helpers import scenario_dict
 
 

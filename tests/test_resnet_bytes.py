@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from sim.config.load import load
-from sim.experiment.pipeline import evaluate, prepare
+from sim.pipeline.evaluate import evaluate
+from sim.pipeline.prepare import prepare
 from tests.helpers import scenario_dict
 
 F32 = 4

@@ -15,8 +15,8 @@ from sim.config import setup as config_setup
 from sim.config.load import load_scenario, parse_scenario
 from sim.config.overrides import sweep_points
 from sim.errors import UserError
-from sim.experiment.pipeline import run
 from sim.model import zoo
+from sim.pipeline.run import run
 from tests.helpers import scenario_dict
 
 ROOT = Path(__file__).resolve().parents[1]

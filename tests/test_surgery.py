@@ -9,9 +9,10 @@ from torch import nn
 
 from sim.config.schema import PruneSpec
 from sim.errors import UserError
-from sim.model import prune, surgery
 from sim.model.flowgraph import FlowGraph
 from sim.model.zoo import build_model
+from sim.prune import structured as prune
+from sim.prune import surgery
 
 SHAPES = {"lenet5": (1, 32, 32), "vgg11": (3, 32, 32), "resnet18": (3, 32, 32), "mobilenetv2": (3, 32, 32)}
 

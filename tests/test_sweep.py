@@ -15,8 +15,9 @@ from sim.analysis import curves
 from sim.config import overrides as grid
 from sim.config.load import load
 from sim.errors import UserError
-from sim.experiment import pipeline as runner
-from sim.experiment import sweeps
+from sim.pipeline import prepare as runner
+from sim.pipeline.evaluate import evaluate
+from sim.study import sweep as sweeps
 from tests.helpers import SCENARIOS, scenario_dict
 
 LENET_FLOPS = 2 * (6 * 25 * 28 * 28 + 16 * 6 * 25 * 10 * 10 + 120 * 400 + 84 * 120 + 10 * 84)  # 833040
@@ -35,7 +36,7 @@ SAME = (
 
 @pytest.fixture
 def count_builds(monkeypatch):
-    """Count calls of sim.experiment.pipeline.prepare (the torch side)."""
+    """Count calls of sim.pipeline.prepare.prepare (the torch side)."""
     calls = []
     real = runner.prepare
 
@@ -150,7 +151,7 @@ def test_latency_monotone_in_bandwidth_property(quickstart_workload, low, factor
         data["inputs"]["interval_ms"] = interval_ms
         for device, rate in zip(data["devices"], gflops):
             device["gflops"] = rate
-        latencies.append(runner.evaluate(load(data), workload).summary["frame_latency_s"])
+        latencies.append(evaluate(load(data), workload).summary["frame_latency_s"])
     assert all(fast <= slow for slow, fast in zip(*latencies))
 
 

@@ -10,9 +10,11 @@ import pytest
 
 from sim import cli
 from sim.config.load import load_scenario, parse_scenario
+from sim.engine import assemble
 from sim.errors import UserError
-from sim.experiment import assemble
-from sim.experiment.pipeline import evaluate, prepare
+from sim.pipeline.evaluate import evaluate
+from sim.pipeline.prepare import prepare
+from sim.pipeline.run import run
 from sim.report.save import save_run
 from tests.helpers import SCENARIOS, scenario_dict
 
@@ -172,7 +174,7 @@ def test_run_writes_links_and_devices_csv(lenet_workload, tmp_path) -> None:
 def test_single_device_baseline_is_all_compute() -> None:
     # One device of 2 GFLOP/s computes every FLOP of LeNet-5 in sequence, with nothing to send.
     data = scenario_dict(2, baseline="single")
-    result = evaluate(parse_scenario(data), prepare(parse_scenario(data)).built)
+    result = run(data)
     base = result.summary["baseline"]
     assert base["device"] == "d0"
     assert base["latency_s"] == pytest.approx(result.summary["flops_total"] / 2e9)
@@ -183,7 +185,7 @@ def test_single_device_baseline_counts_the_whole_batch() -> None:
     # LeNet-5 on a 1x32x32 image: 2 * (6*25*28*28 + 16*6*25*10*10 + 120*400 + 84*120 + 10*84) = 833040 FLOPs;
     # a batch of 3 is 3 times that, on one 2 GFLOP/s device even though nothing crosses the network.
     data = scenario_dict(2, baseline="single", inputs={"dataset": "digits", "batch_size": 3, "frames": 1})
-    result = evaluate(parse_scenario(data), prepare(parse_scenario(data)).built)
+    result = run(data)
     assert result.summary["flops_total"] == 3 * 833040
     assert result.summary["baseline"]["latency_s"] == pytest.approx(3 * 833040 / 2e9)
 

@@ -9,8 +9,9 @@ import yaml
 
 from sim.cli import main
 from sim.config.schema import PruneSpec
-from sim.model import data, prune, train
+from sim.model import data, train
 from sim.model.flowgraph import FlowGraph
+from sim.prune import structured as prune
 from tests.helpers import scenario_dict
 
 

@@ -54,7 +54,7 @@ class NetworkSetup:
 @dataclass(frozen=True)
 class DeviceSetup:
     """One device: compute rate in FLOP/s (None for ``calibrate: true`` until it is measured, see
-    :func:`sim.experiment.assemble.calibrated`), per-layer overhead in seconds, memory bandwidth in
+    :func:`sim.pipeline.calibrate.calibrated`), per-layer overhead in seconds, memory bandwidth in
     bytes/s (None: compute-only timing)."""
 
     name: str

@@ -344,7 +344,7 @@ class PartitionSpec(_Strict):
 
 
 class AdmmSpec(_Strict):
-    """The ADMM schedule of ``prune.method: admm | admm_comm`` (see :mod:`sim.model.admm`)."""
+    """The ADMM schedule of ``prune.method: admm | admm_comm`` (see :mod:`sim.prune.admm`)."""
 
     epochs: int = Field(
         default=15, ge=1, le=MAX_EPOCHS, description="ADMM epochs (SGD); Z, U and rho are updated after each"
@@ -362,7 +362,7 @@ MAX_COST = 1e9  # an entry of prune.cost_matrix (hops, seconds or any relative u
 
 
 class PruneSpec(_Strict):
-    """Pruning applied before the workload is built (see :mod:`sim.model.prune`).
+    """Pruning applied before the workload is built (see :mod:`sim.prune.structured`).
 
     Structured methods (``ln_structured``, ``random_structured``, ``comm_structured``) remove whole
     filters (dim 0), so the model really shrinks; unstructured ones zero single weights.

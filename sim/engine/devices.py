@@ -10,7 +10,7 @@ section 3, "Compute"). The per-layer overhead is not charged to residual adds. A
 :class:`LayerTimes` (from a profile written by ``dsim profile``) takes a measured task's median time, and
 for a task shape not in the table the profile's fit of its op kind (``units * s_per_unit + overhead_s``).
 
-Board presets live in :mod:`sim.config.presets`; measuring this machine in :mod:`sim.model.profile`.
+Board presets live in :mod:`sim.config.presets`; measuring this machine in :mod:`sim.pipeline.profile`.
 
 Example::
 

@@ -289,15 +289,6 @@ def plan_messages(placement: Placement, exchange: Mapping[str, str]) -> tuple[Me
     return tuple(plans)
 
 
-def tensor_messages(placement: Placement, tensor: str, partial: AbstractSet[str]) -> list[MessagePlan]:
-    """The messages of ``tensor`` and the partial sums of its consumer layers had exactly the layers in
-    ``partial`` used partial sums."""
-    g = placement.graph
-    layers = [c for c in g.consumers(tensor) if g.kind(c) == "layer" and c in partial]
-    plans = [m for layer in layers for m in partial_messages(placement, layer)]
-    return plans + channel_messages(placement, tensor, needs(placement, tensor, partial))
-
-
 def partial_messages(placement: Placement, layer: str) -> list[MessagePlan]:
     """The partial sums of ``layer`` each device sends to the owners of the filters it feeds."""
     g, owner, plans = placement.graph, placement.owner[layer], []

@@ -18,7 +18,7 @@ frame at the profiled batch size): the median, 10th and 90th percentile of ``rep
 medians (units: FLOPs for conv and linear, bytes touched for add; both coefficients >= 0); a scenario uses it
 for task shapes the table does not hold (another partition, batch size or model).
 
-This module reads and writes the format (no torch); :mod:`sim.model.profile` measures.
+This module reads and writes the format (no torch); :mod:`sim.pipeline.profile` measures.
 
 Example::
 

@@ -1,8 +1,8 @@
 """The torch-free half of a run: what a built workload is, which settings it depends on, and running the
 engine on it for a scenario's devices and network.
 
-:mod:`sim.experiment.pipeline` builds a :class:`BuiltWorkload` with torch; everything here runs without
-torch, so a workload read back from the build cache (:mod:`sim.experiment.builds`) is simulated and
+:mod:`sim.pipeline.prepare` builds a :class:`BuiltWorkload` with torch; everything here runs without
+torch, so a workload read back from the build cache (:mod:`sim.pipeline.cache`) is simulated and
 analysed without importing it.
 
 Example::
@@ -28,8 +28,8 @@ from sim.analysis.summary import deployment_summary, summarize
 from sim.analysis.tables import compute_table, transfers_table
 from sim.config.load import parse_scenario
 from sim.config.schema import Scenario
+from sim.engine import assemble
 from sim.engine.simulate import simulate
-from sim.experiment import assemble
 from sim.workload.types import Workload
 
 
@@ -46,7 +46,7 @@ class BuiltWorkload:
 
 
 def workload_key(scenario: Scenario) -> str:
-    """The settings :func:`sim.experiment.pipeline.prepare` reads, as a JSON string: scenarios with equal
+    """The settings :func:`sim.pipeline.prepare.prepare` reads, as a JSON string: scenarios with equal
     keys share a workload.
 
     Sweeps use it to build each distinct workload once, and the build cache to name it on disk. Whatever
@@ -122,7 +122,7 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
     analyse the timeline into the run's tables and summary.
 
     For ``baseline: single``, ``baseline`` is the built workload of :func:`baseline_scenario` (required;
-    :func:`sim.experiment.pipeline.evaluate` builds it when missing). A pair of devices that must talk but has no route is refused (one line naming it)
+    :func:`sim.pipeline.prepare.evaluate` builds it when missing). A pair of devices that must talk but has no route is refused (one line naming it)
     before the run.
     """
     workload, net = built.workload, scenario.setup.network

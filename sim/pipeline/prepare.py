@@ -1,15 +1,13 @@
-"""The pipeline of one run: scenario -> model -> graph -> partition -> workload -> engine -> results.
+"""The torch side of one run: scenario -> model -> graph -> partition -> prune -> workload.
 
-:func:`prepare` does the torch side (model, trace, activations) and returns a :class:`Prepared`, whose
-workload the engine can run any number of times; :func:`evaluate` runs the engine for a scenario's
-devices and network and analyses the timeline; :func:`run` does both. :func:`profile_scenario` times
-every device's layer shards on this machine (``dsim profile``, ``calibrate: true``).
+:func:`prepare` loads (and trains) the model, traces it, partitions and prunes it, runs the frames through
+it and sizes every message; it returns a :class:`Prepared`, whose workload the engine
+(:func:`sim.pipeline.evaluate.evaluate`) can run any number of times.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,39 +15,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from sim.analysis.result import RunResult
-from sim.config.load import load
-from sim.config.schema import DeviceSpec, ModelSpec, Scenario
+from sim.config.schema import ModelSpec, Scenario
+from sim.engine import assemble
 from sim.errors import UserError
-from sim.experiment import assemble, evaluation
-from sim.experiment.evaluation import BuiltWorkload, baseline_scenario, workload_key
-from sim.experiment.store import Store, weights_digest
-from sim.model import admm, data, deploy, partition, prune, shards, surgery, train, zoo
+from sim.model import data, deploy, partition, shards, train, zoo
 from sim.model.flowgraph import FlowGraph
-from sim.model.profile import (
-    CALIBRATE_SETTINGS,
-    ProfileSettings,
-    calibrated_devices,
-    layer_inputs,
-    machine,
-    profile_device,
-)
+from sim.pipeline.evaluate import BuiltWorkload
+from sim.pipeline.store import Store, weights_digest
+from sim.prune import admm, surgery
+from sim.prune import structured as prune
 from sim.workload import wire
 from sim.workload.plan import WorkloadPlan, place, plan_workload
-from sim.workload.profiles import ProfileFile
 from sim.workload.sizing import build_workload, choose_exchange
 from sim.workload.types import Workload
 
-__all__ = [  # BuiltWorkload, baseline_scenario and workload_key live in sim.experiment.evaluation
-    "BuiltWorkload",
-    "Prepared",
-    "baseline_scenario",
-    "calibrated",
-    "evaluate",
-    "prepare",
-    "run",
-    "workload_key",
-]
+__all__ = ["Prepared", "input_shape", "load_model", "prepare"]
 
 
 @dataclass
@@ -163,17 +143,26 @@ def trace_model(scenario: Scenario) -> FlowGraph:
     return FlowGraph.trace(model, batch.images)
 
 
-def make_plan(
-    scenario: Scenario, graph: FlowGraph, parts: partition.Partition, exchange: str | dict[str, str] = "inputs"
-) -> WorkloadPlan:
-    """The scenario's workload plan: its devices, source, sink and image channel owners (``inputs.owners``)."""
+def image_owners(scenario: Scenario, graph: FlowGraph) -> list[int] | None:
+    """The device index of each image channel (``inputs.owners``), or ``None`` for the source's; refused
+    in one line when the list does not match the model input's channels."""
     names, owners = scenario.device_names, scenario.inputs.owners
     channels = graph.node(graph.input_node()).channels
-    if owners is not None and len(owners) != channels:
+    if owners is None:
+        return None
+    if len(owners) != channels:
         raise UserError(
             f"inputs.owners: has {len(owners)} entries; the model input has {channels} channels "
             "(give one device per channel)"
         )
+    return [names.index(o) for o in owners]
+
+
+def make_plan(
+    scenario: Scenario, graph: FlowGraph, parts: partition.Partition, exchange: str | dict[str, str] = "inputs"
+) -> WorkloadPlan:
+    """The scenario's workload plan: its devices, source, sink and image channel owners (``inputs.owners``)."""
+    names = scenario.device_names
     return plan_workload(
         graph,
         parts,
@@ -181,7 +170,7 @@ def make_plan(
         names.index(scenario.source),
         names.index(scenario.sink),
         exchange=exchange,
-        input_owner=None if owners is None else [names.index(o) for o in owners],
+        input_owner=image_owners(scenario, graph),
     )
 
 
@@ -223,14 +212,12 @@ def _admm_prune(
     example: torch.Tensor,
     splits: tuple[data.Split, data.Split] | None,
 ) -> tuple[nn.Module, FlowGraph, partition.Partition]:
-    """:func:`prune_model` for the kernel and ADMM methods of :mod:`sim.model.admm`; a ``comm_aware``
+    """:func:`prune_model` for the kernel and ADMM methods of :mod:`sim.prune.admm`; a ``comm_aware``
     partition is co-optimised and written to ``partition.save_to`` when given."""
     spec = scenario.prune
     co_partition = scenario.partition.strategy == "comm_aware" and scenario.partition.file is None
 
-    make_plan(scenario, graph, parts)  # checks inputs.owners against the image before any training
-    names, owners = scenario.device_names, scenario.inputs.owners
-    image = None if owners is None else [names.index(o) for o in owners]
+    names, image = scenario.device_names, image_owners(scenario, graph)  # checked before any training
     source, sink = names.index(scenario.source), names.index(scenario.sink)
 
     def input_owners(p: partition.Partition) -> dict[str, Any]:
@@ -265,7 +252,7 @@ def train_model(
     scenario: Scenario, model: nn.Module, splits: tuple[data.Split, data.Split], store: Store | None = None
 ) -> str:
     """Train ``model`` for ``model.train_epochs``, or load the weights ``store`` holds for the same model,
-    seed, dataset and code (:func:`sim.experiment.store.weights_digest`). Returns ``"cached"`` or ``"trained"``."""
+    seed, dataset and code (:func:`sim.pipeline.store.weights_digest`). Returns ``"cached"`` or ``"trained"``."""
     key = weights_digest(scenario) if store is not None else None
     if store is not None and key is not None:
         saved = store.get("weights", key)
@@ -356,85 +343,3 @@ def kept_kernels(model: nn.Module, dense: dict[str, int]) -> dict[str, float]:
         weight = admm.weight_of(model, name).detach()
         out[name] = int((weight.flatten(2).abs().sum(2) != 0).sum()) / total
     return out
-
-
-def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload | None = None) -> RunResult:
-    """:func:`sim.experiment.evaluation.evaluate`, building the ``baseline: single`` workload here when
-    ``baseline`` is not given."""
-    if scenario.baseline == "single" and baseline is None:
-        baseline = prepare(baseline_scenario(scenario)).built
-    return evaluation.evaluate(scenario, built, baseline)
-
-
-def _rated_for_profiling(scenario: Scenario) -> Scenario:
-    """The scenario with a stand-in rate (1 GFLOP/s) for devices without ``gflops`` (``calibrate: true``, or
-    a ``profile:`` that may not exist yet): only a ``balanced`` partition reads rates, and it then splits as
-    for equal devices."""
-    devices = [
-        d.model_copy(update={"gflops": 1.0, "calibrate": False, "profile": None}) if d.gflops is None else d
-        for d in scenario.devices
-    ]
-    return scenario.model_copy(update={"devices": devices})
-
-
-def profile_scenario(scenario: Scenario, settings: ProfileSettings, only: Sequence[str] = ()) -> ProfileFile:
-    """Time the layer shards of every device (or of the devices named in ``only``) of ``scenario``."""
-    names = scenario.device_names
-    for name in only:
-        if name not in names:
-            raise UserError(f"--device: unknown device '{name}'; devices are {', '.join(names)}")
-    prepared = prepare(_rated_for_profiling(scenario))
-    inputs = scenario.inputs
-    images = data.frame_batches(
-        inputs.dataset, input_shape(scenario.model), 1, inputs.batch_size, scenario.seed, scenario.setup.paths.dataset
-    )[0].images
-    values = layer_inputs(prepared.graph, prepared.plan, images)
-    devices = []
-    for d, spec in enumerate(scenario.devices):
-        if only and spec.name not in only:
-            continue
-        devices.append(
-            profile_device(
-                prepared.graph, prepared.plan, values, inputs.batch_size, d, spec.name, spec.threads or 1, settings
-            )
-        )
-    return ProfileFile(
-        scenario.name,
-        scenario.model.name,
-        inputs.batch_size,
-        {"warmup": settings.warmup, "repeats": settings.repeats, "idle_gap_ms": settings.idle_gap_s * 1e3},
-        machine(),
-        tuple(devices),
-    )
-
-
-def _calibrate(scenario: Scenario) -> list[DeviceSpec]:
-    """The devices of ``scenario`` with every ``calibrate: true`` one profiled now (short settings) and given
-    the fitted ``gflops`` and ``overhead_ms`` (:func:`sim.model.profile.calibrated_devices`)."""
-    wanted = [d.name for d in scenario.devices if d.calibrate]
-    return calibrated_devices(profile_scenario(scenario, CALIBRATE_SETTINGS, wanted), scenario.devices)
-
-
-def calibrated(scenario: Scenario) -> Scenario:
-    """The scenario with every device's rate known (:func:`sim.experiment.assemble.calibrated` for
-    ``profile:`` devices); every ``calibrate: true`` device is profiled on this machine now (its layer
-    shards, short settings, spread printed to stderr) and takes the fit's rate and per-layer overhead as
-    ``gflops`` and ``overhead_ms``. Unchanged when no device needs it."""
-    scenario = assemble.calibrated(scenario)
-    if not any(d.calibrate for d in scenario.devices):
-        return scenario
-    return scenario.model_copy(update={"devices": _calibrate(scenario)})
-
-
-def run(scenario: Scenario | str | Path | dict[str, Any]) -> RunResult:
-    """Run a scenario end to end and return its tables (nothing is written; see
-    :func:`sim.report.save.save_run`).
-
-    Example::
-
-        >>> import sim
-        >>> result = sim.run("scenarios/quickstart.yaml")
-        >>> result.summary["latency_s"]  # doctest: +SKIP
-    """
-    sc = calibrated(load(scenario))
-    return evaluate(sc, prepare(sc).built)

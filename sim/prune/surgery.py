@@ -1,7 +1,7 @@
 """Physical channel removal: the smaller model that structured pruning describes.
 
-Given the kept output channels of the pruned layers (from :func:`sim.model.prune.apply`, after
-:func:`sim.model.prune.remove_masks`), :func:`shrink` returns a copy of the model in which
+Given the kept output channels of the pruned layers (from :func:`sim.prune.structured.apply`, after
+:func:`sim.prune.structured.remove_masks`), :func:`shrink` returns a copy of the model in which
 
 * every pruned conv / linear layer keeps only those filters (weights and bias),
 * the batch-norms that follow them keep only those entries (weight, bias, running statistics),
@@ -30,7 +30,7 @@ from torch import nn
 
 from sim.errors import UserError
 from sim.model.flowgraph import FlowGraph
-from sim.model.prune import is_depthwise
+from sim.prune.structured import is_depthwise
 
 
 def kept_channels(graph: FlowGraph, keep: Mapping[str, np.ndarray]) -> dict[str, np.ndarray | None]:

@@ -26,7 +26,7 @@ model's output, feed a ``cat`` or a grouped (non-depthwise) conv, or touch the i
 ``torch.nn.utils.prune`` masks only the weight, so a masked filter would still emit its bias or its
 batch-norm shift. Here the bias and the following batch-norm's weight and bias of every pruned channel
 are masked too (``prune.custom_from_mask``), so the masked model computes exactly the function of the
-physically smaller one (:mod:`sim.model.surgery`) in eval and in train mode. Call :func:`remove_masks` before
+physically smaller one (:mod:`sim.prune.surgery`) in eval and in train mode. Call :func:`remove_masks` before
 saving or surgery.
 
 Example::

@@ -3,7 +3,7 @@
 The scenario's network comes from its :class:`~sim.config.records.Setup` (SI units, the GraphML edges read
 once when the scenario was loaded) and is handed to :class:`sim.engine.network.Network`; device rates include a ``profile:`` device's measured table (read
 here, torch-free) and hosts and per-message software costs; ``calibrate: true`` devices are profiled by
-:func:`sim.experiment.pipeline.calibrated`, once, in the process that prepares a run.
+:func:`sim.pipeline.calibrate.calibrated`, once, in the process that prepares a run.
 
 Example::
 
@@ -122,7 +122,7 @@ def flops_per_s(device: DeviceSpec, path: Path | None = None) -> float:
     if device.gflops is None and device.profile is not None:
         return profiled_gflops(device_profile(device, path), path or device.profile) * 1e9  # type: ignore[arg-type]
     if device.gflops is None:
-        raise UserError(f"devices: {device.name} has no gflops; profile it first (sim.experiment.pipeline.calibrated)")
+        raise UserError(f"devices: {device.name} has no gflops; profile it first (sim.pipeline.calibrate.calibrated)")
     return device.gflops * 1e9
 
 
@@ -173,21 +173,6 @@ def profiled_gflops(profile: DeviceProfile, path: Path | str) -> float:
     if not rows:
         raise UserError(f"{path}: has no conv or linear timing for device '{profile.device}'; give gflops as well")
     return sum(e.flops for e in rows) / sum(e.median_s for e in rows) / 1e9
-
-
-def calibrated(scenario: Scenario) -> Scenario:
-    """The scenario with every ``profile:`` device without ``gflops`` given its profile's rate
-    (:func:`profiled_gflops`); ``calibrate: true`` devices are profiled by
-    :func:`sim.experiment.pipeline.calibrated`. Unchanged when no device needs it."""
-    devices = list(scenario.devices)
-    for i, d in enumerate(devices):
-        if d.profile is not None and d.gflops is None:
-            path = scenario.setup.paths.profile(d.name)
-            gflops = profiled_gflops(device_profile(d, path), path or d.profile)  # type: ignore[arg-type]
-            devices[i] = d.model_copy(update={"gflops": gflops})
-    if devices == list(scenario.devices):
-        return scenario
-    return scenario.model_copy(update={"devices": devices})
 
 
 def time_sources(workload: Workload, rates: list[DeviceRate]) -> dict[str, dict[str, int]]:

@@ -1,4 +1,4 @@
-"""``dsim validate``: the same scenario executed for real (:mod:`sim.experiment.execute`) and simulated,
+"""``dsim validate``: the same scenario executed for real (:mod:`sim.testbed.execute`) and simulated,
 compared component by component.
 
 Components (one row of ``validation.csv`` each; durations in seconds):
@@ -38,8 +38,10 @@ from sim.analysis.result import RunResult
 from sim.config.load import load
 from sim.config.schema import Scenario
 from sim.errors import UserError
-from sim.experiment.execute import execute
-from sim.experiment.pipeline import calibrated, evaluate, prepare
+from sim.pipeline.calibrate import calibrated
+from sim.pipeline.evaluate import evaluate
+from sim.pipeline.prepare import prepare
+from sim.testbed.execute import execute
 
 VALIDATION_COLUMNS = [
     "kind",
@@ -90,7 +92,7 @@ def validate(
     ``fit_compute``: simulate with every device's rate and per-layer overhead fitted to its measured layer
     times (:func:`fit_devices`; in sample, so it tests the network and schedule model, not compute
     prediction), and note the end-to-end error with the scenario's own rates. ``profile``: profile every
-    device's layer shards on this machine first (as ``calibrate: true``, :func:`sim.experiment.pipeline.calibrated`)."""
+    device's layer shards on this machine first (as ``calibrate: true``, :func:`sim.pipeline.calibrate.calibrated`)."""
     if repeats < 1:
         raise UserError(f"--repeats: must be >= 1 (got {repeats})")
     sc = load(scenario)

@@ -10,9 +10,9 @@ import pandas as pd
 
 from sim.analysis.result import RunResult
 from sim.analysis.tables import traffic_matrix
-from sim.experiment import assemble
-from sim.experiment.pipeline import Prepared
+from sim.engine import assemble
 from sim.model.partition import imbalance
+from sim.pipeline.prepare import Prepared
 
 
 def _shape(shape: tuple[int, ...]) -> str:

@@ -1,11 +1,11 @@
 """Real split runs (``dsim execute``): the scenario's split model run by one OS process per device, the
 workload's messages encoded in the chosen wire format and sent over TCP, every compute and message timed.
 
-The torch side is :func:`sim.experiment.pipeline.prepare` as for ``dsim run``; each device gets a
-:class:`sim.experiment.worker.DeviceProgram` (its weight shards, the messages it sends and receives) and runs
+The torch side is :func:`sim.pipeline.prepare.prepare` as for ``dsim run``; each device gets a
+:class:`sim.testbed.worker.DeviceProgram` (its weight shards, the messages it sends and receives) and runs
 in its own process (multiprocessing *spawn*; ``torch.set_num_threads`` is the device's ``threads``, default 1).
 By default the devices talk over loopback (127.0.0.1); with ``shape`` every device runs in a network
-namespace of :func:`sim.experiment.netns.testbed`, over veth links shaped to the scenario's rates.
+namespace of :func:`sim.testbed.netns.testbed`, over veth links shaped to the scenario's rates.
 
 All processes time on ``time.monotonic`` (CLOCK_MONOTONIC, one clock for every process of a host), from a
 common start ``t0``. A task's time runs from the start of its layer (or add) to the end of the channel-wise
@@ -49,10 +49,12 @@ from sim.analysis.summary import summarize
 from sim.analysis.tables import compute_table, transfers_table
 from sim.config.load import load
 from sim.config.schema import Scenario
+from sim.engine import assemble
 from sim.engine.simulate import Timeline
 from sim.errors import UserError
-from sim.experiment import assemble, netns, worker
-from sim.experiment.pipeline import Prepared, calibrated, prepare
+from sim.pipeline.calibrate import calibrated
+from sim.pipeline.prepare import Prepared, prepare
+from sim.testbed import netns, worker
 from sim.workload import wire
 from sim.workload.plan import TaskKey
 

@@ -28,9 +28,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sim.config.schema import Scenario
+from sim.engine import assemble
 from sim.engine.network import Network
 from sim.errors import UserError
-from sim.experiment import assemble
 
 DEFAULT_BURST_BYTES = 2000  # tbf bucket: one full Ethernet frame and some headroom
 QUEUE_LIMIT_BYTES = 4_000_000  # tbf queue: large enough that TCP never sees a drop at these rates

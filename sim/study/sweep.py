@@ -3,7 +3,7 @@
 A sweep sets dotted keys of a scenario (``network.bandwidth_mbps``, ``transfer.format``,
 ``devices.0.gflops``; a number indexes a list) to each combination of the given values, re-validates every
 point with :func:`sim.config.load.parse_scenario`, and runs it. Points with equal
-:func:`sim.experiment.evaluation.workload_key` share one built workload: the model is traced, pruned and run once per
+:func:`sim.pipeline.evaluate.workload_key` share one built workload: the model is traced, pruned and run once per
 distinct key, and only the engine runs per point. A point that fails (an invalid value, a build error)
 keeps its row with the message in ``error``; the others complete.
 
@@ -40,10 +40,10 @@ from sim.analysis.curves import BASELINE_COLUMNS, SUMMARY_COLUMNS
 from sim.config.overrides import sweep_points
 from sim.config.schema import Scenario
 from sim.errors import UserError
-from sim.experiment.builds import Build, CacheReport, build
-from sim.experiment.evaluation import BuiltWorkload, baseline_scenario, evaluate, workload_key
-from sim.experiment.store import Store
 from sim.fileio import write_csv
+from sim.pipeline.cache import Build, CacheReport, build
+from sim.pipeline.evaluate import BuiltWorkload, baseline_scenario, evaluate, workload_key
+from sim.pipeline.store import Store
 from sim.progress import Progress
 
 
@@ -179,9 +179,9 @@ def iter_points(
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Run the scenarios, yielding ``(index, row)`` as each finishes (in any order).
 
-    Each distinct workload (:func:`sim.experiment.evaluation.workload_key`), and each distinct
+    Each distinct workload (:func:`sim.pipeline.evaluate.workload_key`), and each distinct
     single-device workload of the points with ``baseline: single``
-    (:func:`sim.experiment.evaluation.baseline_scenario`), is built once (or read from ``store``, the build
+    (:func:`sim.pipeline.evaluate.baseline_scenario`), is built once (or read from ``store``, the build
     cache; ``report`` counts what came from it), then the engine runs each point; both phases use ``jobs``
     processes (default: all cores). With ``scheduler`` (a Dask scheduler address, or ``"local"``), the
     points run on that Dask cluster instead (:func:`iter_points_dask`). A row is :func:`summary_row` or

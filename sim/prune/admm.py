@@ -53,9 +53,10 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from sim.config.schema import PruneSpec
-from sim.model import prune, train
+from sim.model import train
 from sim.model.data import Split
 from sim.model.flowgraph import FlowGraph
+from sim.prune import structured as prune
 from sim.workload.graph import stage_of
 from sim.workload.types import Partition
 
@@ -191,11 +192,6 @@ def admm_update(
     z = projector.project({n: weights[n].detach() + state.u[n] for n in state.u})
     u = {n: state.u[n] + weights[n].detach() - z[n] for n in state.u}
     return AdmmState(z, u, min(state.rho * growth, rho_max))
-
-
-def device_owners(parts: Partition, site_list: list[Site], inputs: Mapping[str, np.ndarray]) -> dict[str, tuple]:
-    """Per conv: (owner of each filter, owner of each input channel)."""
-    return {s.name: (np.asarray(parts[s.name]), np.asarray(inputs[s.node])) for s in site_list}
 
 
 def cost_maps(

@@ -1,29 +1,25 @@
-"""Built workloads through the build cache (:mod:`sim.experiment.store`): read one back, or build it with
-:func:`sim.experiment.pipeline.prepare` (torch) and store it.
+"""Built workloads through the build cache (:mod:`sim.pipeline.store`): read one back, or build it with
+:func:`sim.pipeline.prepare.prepare` (torch) and store it.
 
-Keys: :func:`sim.experiment.store.workload_digest`. Reading a cached workload does not import torch.
+Keys: :func:`sim.pipeline.store.workload_digest`. Reading a cached workload does not import torch.
 
 Example::
 
-    >>> result, report = run("scenarios/quickstart.yaml", Store(default_root()))  # doctest: +SKIP
-    >>> report.line()  # doctest: +SKIP
+    >>> from sim.config.load import load
+    >>> b = build(load("scenarios/quickstart.yaml"), Store(default_root()))  # doctest: +SKIP
+    >>> report = CacheReport(default_root()); report.add(b); report.line()  # doctest: +SKIP
     '1 of 1 workload from the cache (/root/.cache/dsim)'
 """
 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from sim.analysis.result import RunResult
-from sim.config.load import load
 from sim.config.schema import Scenario
-from sim.experiment import assemble
-from sim.experiment.evaluation import BuiltWorkload, baseline_scenario, evaluate
-from sim.experiment.store import Store, cacheable, workload_digest
+from sim.pipeline.evaluate import BuiltWorkload
+from sim.pipeline.store import Store, cacheable, workload_digest
 
 
 @dataclass(frozen=True)
@@ -49,7 +45,7 @@ def build(scenario: Scenario, store: Store | None = None, threads: int | None = 
                 return Build(pickle.loads(data), cached=True)
             except Exception:  # a damaged or foreign entry (any unpickling error): build it again
                 pass
-    from sim.experiment import pipeline  # torch: only when the workload is not in the cache
+    from sim.pipeline import prepare as pipeline  # torch: only when the workload is not in the cache
 
     if threads is not None:
         import torch  # torch: only when building; pipeline has imported it already
@@ -90,32 +86,3 @@ class CacheReport:
         if self.weights_cached or self.weights_trained:
             text += f"; trained weights: {self.weights_cached} from the cache, {self.weights_trained} trained"
         return f"{text} ({self.root})"
-
-
-def run(scenario: Scenario | str | Path | dict[str, Any], store: Store | None = None) -> tuple[RunResult, CacheReport]:
-    """Run a scenario end to end like :func:`sim.experiment.pipeline.run`, through the build cache, and say
-    what came from it. Torch is imported only for what the cache does not hold."""
-    sc = load(scenario)
-    if any(d.calibrate for d in sc.devices):
-        from sim.experiment.pipeline import calibrated  # torch: profiles this machine's layer shards
-
-        sc = calibrated(sc)
-    else:
-        sc = assemble.calibrated(sc)
-    report = CacheReport(None if store is None else store.root)
-    main = build(sc, store)
-    report.add(main)
-    baseline = None
-    if sc.baseline == "single":
-        single = build(baseline_scenario(sc), store)
-        report.add(single)
-        baseline = single.built
-    return evaluate(sc, main.built, baseline), report
-
-
-def builds_line(builds: Sequence[Build], root: Path | None) -> str:
-    """:meth:`CacheReport.line` of several builds."""
-    report = CacheReport(root)
-    for b in builds:
-        report.add(b)
-    return report.line()

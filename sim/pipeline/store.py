@@ -6,9 +6,9 @@ It is ``ROOT/KIND/ab/abcdef....bin``; a writer puts the bytes in a temporary fil
 it into place (atomic on POSIX), so readers never see half an entry and concurrent writers of the same
 key simply replace equal bytes. Nothing is ever updated in place; delete the folder to empty the cache.
 
-A workload's key (:func:`workload_digest`) covers everything :func:`sim.experiment.pipeline.prepare` reads:
+A workload's key (:func:`workload_digest`) covers everything :func:`sim.pipeline.prepare.prepare` reads:
 the scenario's model, weights source, data, training, pruning, partition and wire settings
-(:func:`sim.experiment.evaluation.workload_key`), the files they name (checkpoint, partition file,
+(:func:`sim.pipeline.evaluate.workload_key`), the files they name (checkpoint, partition file,
 GraphML, dataset folder) and the code version; trained weights (:func:`weights_digest`) the model section,
 seed, dataset and files. A model given as ``package.module:factory`` is never cached (:func:`cacheable`:
 its code is not ours to fingerprint).
@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.config.schema import Scenario
-from sim.experiment.evaluation import workload_key
+from sim.pipeline.evaluate import workload_key
 
 SIM_ROOT = Path(__file__).resolve().parents[1]  # the sim package
 

@@ -19,12 +19,12 @@ from sim.analysis.critical_path import BREAKDOWN_COLUMNS
 from sim.analysis.curves import BASELINE_COLUMNS
 from sim.config.load import load
 from sim.errors import UserError
-from sim.experiment.builds import CacheReport
-from sim.experiment.store import Store
-from sim.experiment.sweeps import check_jobs, run_points
 from sim.fileio import write_csv
+from sim.pipeline.cache import CacheReport
+from sim.pipeline.store import Store
 from sim.report.plots import plot_breakdown
 from sim.report.redraw import write_pareto
+from sim.study.sweep import check_jobs, run_points
 
 PER_FRAME = {  # total column -> its per-frame column (the total divided by the frames run)
     "flops_total": "flops_per_frame",
@@ -97,7 +97,7 @@ def compare(
     what it costs with ``auto`` (the smallest format per message). ``service_latency_s`` is a frame's
     latency alone in the system, ``keeps_up`` whether the split keeps up with the frame arrivals (empty for
     one frame); with ``baseline: single`` come the single device's latencies, throughput and the three
-    speed-ups (:func:`sim.experiment.evaluation.speedups`); a scenario without it has them empty. With ``out``, writes ``comparison.csv``, the stacked
+    speed-ups (:func:`sim.pipeline.evaluate.speedups`); a scenario without it has them empty. With ``out``, writes ``comparison.csv``, the stacked
     latency breakdown ``breakdown.png`` and the Pareto front (``pareto.csv``, ``pareto.png``) there,
     and for pruned scenarios ``kept_kernels.csv`` (the fraction of each conv's original k x k kernels still
     non-zero, one row per scenario). Every file is validated before any work starts; a scenario

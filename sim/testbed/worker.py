@@ -1,6 +1,6 @@
 """One device of a real split run (``dsim execute``): its program, and the process that runs it.
 
-A :class:`DeviceProgram` is everything one device needs, built by :mod:`sim.experiment.execute` from the
+A :class:`DeviceProgram` is everything one device needs, built by :mod:`sim.testbed.execute` from the
 workload plan: the fx nodes of the model in order, the weight shard of each layer it computes (the rows of
 the filters it owns, the columns of the input channels they use), the messages it sends and receives, and
 the images when it owns image channels. :func:`main` runs in its own OS process (multiprocessing spawn):

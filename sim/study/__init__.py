@@ -1,0 +1,1 @@
+"""Many runs: parameter sweeps (process pool or Dask) and comparisons of scenarios or run folders."""
