@@ -25,7 +25,7 @@ from sim.report.redraw import parse_frames, redraw
 from sim.report.save import save_run
 from tests.helpers import scenario_dict
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MAX_W, MAX_H = 1700, 1600  # a screen: every figure must fit, whatever the device count
 UNIT = re.compile(r"\((ms|kB|Mbps|%|GFLOP/s|kB per frame)\)")
 

@@ -16,7 +16,7 @@ from sim.config.schema import Scenario
 from sim.pipeline.evaluate import evaluate
 from sim.pipeline.prepare import prepare
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def on_mesh(sc: Scenario) -> Scenario:

@@ -20,7 +20,7 @@ from sim.pipeline import cache as builds
 from sim.pipeline.store import Store, digest, weights_digest, workload_digest
 from tests.helpers import scenario_dict
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _write(tmp_path: Path, name: str = "s.yaml", **overrides: object) -> Path:

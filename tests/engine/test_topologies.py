@@ -213,5 +213,5 @@ def test_mixed_devices_summary_is_valid_json(lenet_workload) -> None:
     "name", ["star", "ring", "multihop-line", "custom", "shared-wifi", "hetero-devices", "stream", "calibrated"]
 )
 def test_feature_scenarios_parse(name, monkeypatch) -> None:
-    monkeypatch.chdir(Path(__file__).resolve().parent.parent)  # graphml paths are relative to the project
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # graphml paths are relative to the project
     assert load_scenario(SCENARIOS / f"{name}.yaml").name == name

@@ -19,7 +19,7 @@ from sim.model import zoo
 from sim.pipeline.run import run
 from tests.helpers import scenario_dict
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _refused(data: dict, *fragments: str) -> str:
@@ -267,7 +267,7 @@ def test_a_scenario_made_without_load_gets_its_setup_in_load() -> None:
 
 def test_profile_and_save_to_resolve_against_the_scenario_folder(tmp_path, monkeypatch, capsys) -> None:
     from sim.workload.profiles import write_profile
-    from tests.test_profile import _profile  # a hand-made profile: conv 1e-9 s/FLOP, i.e. 1 GFLOP/s
+    from tests.pipeline.test_profile import _profile  # a hand-made profile: conv 1e-9 s/FLOP, i.e. 1 GFLOP/s
 
     folder, elsewhere = tmp_path / "scenario", tmp_path / "elsewhere"
     (folder / "profiles").mkdir(parents=True)

@@ -17,7 +17,7 @@ from sim.config.load import load_scenario, parse_scenario
 from sim.errors import UserError
 from tests.helpers import scenario_dict
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _set(path: str, value):
