@@ -17,6 +17,7 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = run(scenario, store, report)
     with _writing(out):
         save_run(result, out)
-    print(format_summary(result.summary))
+    print(format_summary(result.record))
     print(f"{'build cache':<17}  {report.line()}")
     print(f"{'written to':<17}  {out}/")
     return 0
@@ -262,16 +263,15 @@ def _cmd_execute(args: argparse.Namespace) -> int:
     scenario = load(args.scenario)
     out = _check_out(args.out if args.out else Path("results") / f"{scenario.name}-executed", directory=True)
     runs = execute(scenario, shape=args.shape, repeats=args.repeats, timeout_s=args.timeout)
-    latencies = [r.summary["latency_s"] for r in runs]
+    latencies = [r.record.latency_s for r in runs]
     result = runs[sorted(range(len(runs)), key=latencies.__getitem__)[len(runs) // 2]]
-    result.summary["execution"]["repeats_latency_s"] = latencies
+    execution = {**(result.record.execution or {}), "repeats_latency_s": latencies}
+    result.record = replace(result.record, execution=execution)
     with _writing(out):
         save_run(result, out)
-    check = result.summary["execution"]["check"]
-    print(format_summary(result.summary))
-    print(
-        f"{'measured on':<17}  {result.summary['execution']['network']}; load average {result.summary['execution']['loadavg']}"
-    )
+    check = execution["check"]
+    print(format_summary(result.record))
+    print(f"{'measured on':<17}  {execution['network']}; load average {execution['loadavg']}")
     print(
         f"{'check':<17}  {'ok' if check['tolerance'] is not None else 'lossy wire type, not enforced'}: max relative error {max(check['inputs_max_relative_error'], check['output_max_relative_error']):.2g} over {check['values_checked']} values"
     )

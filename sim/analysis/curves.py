@@ -55,7 +55,10 @@ SUMMARY_COLUMNS = (
     "latency_waiting_s",
     *BASELINE_COLUMNS,
     "accuracy",
+    "energy_j",
+    "energy_j_per_frame",
 )
+OPTIONAL_COLUMNS = ("accuracy", "kept_kernels", "energy_j", "energy_j_per_frame")  # dropped when no row has them
 META_COLUMNS = ("point", "scenario", "error")
 BANDWIDTH_KEY = "network.bandwidth_mbps"
 SINGLE = "single device"  # label of the baseline curves

@@ -120,9 +120,14 @@ class FlowGraph(ChannelGraph):
             SystemExit,
             KeyboardInterrupt,
         ) as exc:  # shape mismatches surface as RuntimeError deep inside torch
-            raise UserError(
-                f"model.input_shape: the model fails on input of shape {list(example.shape[1:])} ({first_line(exc)})"
-            ) from None
+            shape = list(example.shape[1:])
+            wanted = _input_channels(gm)
+            if wanted is not None and wanted != shape[0]:
+                raise UserError(
+                    f"model.input_shape: {shape} gives {shape[0]} channel(s) but the model's first layer takes "
+                    f"{wanted}; set model.input_shape: {[wanted, *shape[1:]]} (and a dataset with {wanted} channels)"
+                ) from None
+            raise UserError(f"model.input_shape: the model fails on input of shape {shape} ({first_line(exc)})") from None
         shapes = {name: tuple(t.shape) for name, t in values.items() if torch.is_tensor(t)}
         modules = dict(gm.named_modules())
         nodes: dict[str, Node] = {}
@@ -289,3 +294,14 @@ def _layer(name: str, mod: nn.Conv2d | nn.Linear, src: Node, out_spatial: int) -
         raise UserError(f"model.name: linear '{name}' reads a 4-D tensor; flatten it first")
     uses = (weight != 0).reshape(weight.shape[0], channels, spatial).any(-1).numpy()
     return Layer(name, "linear", channels, weight.shape[0], spatial, 1, 1, 1, uses)
+
+
+def _input_channels(gm: fx.GraphModule) -> int | None:
+    """The input channels of the first conv the traced model runs (None when it starts with another op):
+    what ``model.input_shape``'s first number must be."""
+    modules = dict(gm.named_modules())
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            module = modules[str(node.target)]
+            return module.in_channels if isinstance(module, nn.Conv2d) else None
+    return None

@@ -54,18 +54,18 @@ def _shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Sequential:
 
 
 class LeNet5(nn.Module):
-    """The classic PyTorch-tutorial LeNet for 1x32x32 images."""
+    """The classic PyTorch-tutorial LeNet for 1x32x32 images (``in_channels`` for other than grey ones)."""
 
-    def __init__(self, num_classes: int = 10):
+    def __init__(self, num_classes: int = 10, in_channels: int = 1):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 5)
+        self.conv1 = nn.Conv2d(in_channels, 6, 5)
         self.conv2 = nn.Conv2d(6, 16, 5)
         self.fc1 = nn.Linear(16 * 5 * 5, 120)
         self.fc2 = nn.Linear(120, 84)
         self.fc3 = nn.Linear(84, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, 32, 32) -> (B, num_classes) logits."""
+        """(B, in_channels, 32, 32) -> (B, num_classes) logits."""
         x = F.max_pool2d(F.relu(self.conv1(x)), (2, 2))
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         x = torch.flatten(x, 1)
@@ -74,9 +74,15 @@ class LeNet5(nn.Module):
         return self.fc3(x)
 
 
-def scaled(channels: int, multiplier: float) -> int:
-    """``channels`` times the width ``multiplier``, rounded, at least 1 (``scaled(64, 1/8) == 8``)."""
-    return max(1, round(channels * multiplier))
+def scaled(channels: int, width: float, divisor: int = 1) -> int:
+    """``channels * width`` rounded, at least 1 (``scaled(64, 1/8) == 8``); with ``divisor > 1``, rounded to
+    a multiple of it by torchvision's ``_make_divisible`` rule (never more than 10 % below the exact value).
+    Exactly ``channels`` when ``width == 1``."""
+    if divisor == 1:
+        return max(1, round(channels * width))
+    value = channels * width
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
 
 
 # -- VGG --------------------------------------------------------------------------------------------------
@@ -243,16 +249,6 @@ class MobileNetV2(nn.Module):
 
 
 # -- ImageNet-size models (torchvision's layouts, 3x224x224) ---------------------------------------------
-def _scaled(channels: int, width: float, divisor: int = 1) -> int:
-    """``channels * width`` rounded to a multiple of ``divisor`` (torchvision's ``_make_divisible`` rule for
-    ``divisor > 1``: never more than 10 % below the exact value); exactly ``channels`` when ``width == 1``."""
-    if divisor == 1:
-        return max(1, round(channels * width))
-    value = channels * width
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
-
-
 class Bottleneck(nn.Module):
     """ResNet-50's bottleneck (torchvision, stride on the 3x3): 1x1 -> 3x3 -> 1x1 (x4), BN after each, a
     residual add; the shortcut is a 1x1 conv + BN when the shape changes."""
@@ -285,14 +281,14 @@ class ImageNetResNet(nn.Module):
 
     def __init__(self, num_blocks: Sequence[int], num_classes: int = 1000, width: float = 1.0, in_channels: int = 3):
         super().__init__()
-        stem = _scaled(64, width)
+        stem = scaled(64, width)
         self.conv1 = nn.Conv2d(in_channels, stem, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(stem)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         stages: list[nn.Module] = []
         in_planes = stem
         for i, blocks in enumerate(num_blocks):
-            planes = _scaled(64 * 2**i, width)
+            planes = scaled(64 * 2**i, width)
             layer: list[nn.Module] = []
             for s in [1 if i == 0 else 2] + [1] * (blocks - 1):
                 layer.append(Bottleneck(in_planes, planes, s))
@@ -346,15 +342,15 @@ class ImageNetMobileNetV2(nn.Module):
         super().__init__()
         config = [(t, c, n, s) for t, c, n, s in MobileNetV2.CONFIG]
         config[1] = (6, 24, 2, 2)  # ImageNet: stride 2 in the second stage
-        in_planes = _scaled(32, width, 8)
-        last = _scaled(1280, max(1.0, width), 8)
+        in_planes = scaled(32, width, 8)
+        last = scaled(1280, max(1.0, width), 8)
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, in_planes, 3, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(in_planes),
             nn.ReLU6(),
         ]
         for expansion, channels, blocks, stride in config:
-            out_planes = _scaled(channels, width, 8)
+            out_planes = scaled(channels, width, 8)
             for s in [stride] + [1] * (blocks - 1):
                 layers.append(ImageNetInvertedResidual(in_planes, out_planes, expansion, s))
                 in_planes = out_planes
@@ -383,12 +379,12 @@ class ImageNetVGG(nn.Module):
             if item == "M":
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
             else:
-                out = _scaled(int(item), width)
+                out = scaled(int(item), width)
                 layers += [nn.Conv2d(channels, out, 3, padding=1), nn.ReLU()]
                 channels = out
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
-        hidden = _scaled(4096, width)
+        hidden = scaled(4096, width)
         self.classifier = nn.Sequential(
             nn.Linear(channels * 7 * 7, hidden),
             nn.ReLU(),
@@ -406,19 +402,21 @@ class ImageNetVGG(nn.Module):
 
 
 # -- registry ---------------------------------------------------------------------------------------------
-_FACTORIES: dict[str, Callable[[int], nn.Module]] = {
-    "lenet5": lambda n: LeNet5(n),
-    "vgg11": lambda n: VGG(_VGG_CONFIGS["vgg11"], n),
-    "vgg16": lambda n: VGG(_VGG_CONFIGS["vgg16"], n),
-    "resnet18": lambda n: ResNet([2, 2, 2, 2], n),
-    "resnet34": lambda n: ResNet([3, 4, 6, 3], n),
-    "mobilenetv2": lambda n: MobileNetV2(n),
+# name -> factory(num_classes, width, in_channels)
+_FACTORIES: dict[str, Callable[[int, float, int], nn.Module]] = {
+    "lenet5": lambda n, w, c: LeNet5(n, in_channels=c),
+    "vgg11": lambda n, w, c: VGG(_VGG_CONFIGS["vgg11"], n, in_channels=c, multiplier=w),
+    "vgg16": lambda n, w, c: VGG(_VGG_CONFIGS["vgg16"], n, in_channels=c, multiplier=w),
+    "resnet18": lambda n, w, c: ResNet([2, 2, 2, 2], n, in_channels=c, multiplier=w),
+    "resnet34": lambda n, w, c: ResNet([3, 4, 6, 3], n, in_channels=c, multiplier=w),
+    "mobilenetv2": lambda n, w, c: MobileNetV2(n, in_channels=c),
+    "resnet50": lambda n, w, c: ImageNetResNet([3, 4, 6, 3], n, w, in_channels=c),
+    "mobilenetv2_imagenet": lambda n, w, c: ImageNetMobileNetV2(n, w, in_channels=c),
+    "vgg16_imagenet": lambda n, w, c: ImageNetVGG(_VGG_CONFIGS["vgg16"], n, w, in_channels=c),
 }
-_IMAGENET_FACTORIES: dict[str, Callable[[int, float], nn.Module]] = {  # ImageNet-size; take model.width
-    "resnet50": lambda n, w: ImageNetResNet([3, 4, 6, 3], n, w),
-    "mobilenetv2_imagenet": lambda n, w: ImageNetMobileNetV2(n, w),
-    "vgg16_imagenet": lambda n, w: ImageNetVGG(_VGG_CONFIGS["vgg16"], n, w),
-}
+# the models taking a channel multiplier (``model.width``): the CIFAR VGG and ResNet models and the
+# ImageNet-size ones
+_WIDE = frozenset({"vgg11", "vgg16", "resnet18", "resnet34", "resnet50", "mobilenetv2_imagenet", "vgg16_imagenet"})
 
 INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
     "lenet5": (1, 32, 32),
@@ -435,43 +433,39 @@ INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
 
 def model_names() -> list[str]:
     """The zoo's model names, sorted."""
-    return sorted([*_FACTORIES, *_IMAGENET_FACTORIES])
+    return sorted(_FACTORIES)
 
 
-# models taking a channel multiplier (``model.width``): factory(num_classes, multiplier)
-_WIDE_FACTORIES: dict[str, Callable[[int, float], nn.Module]] = {
-    "vgg11": lambda n, w: VGG(_VGG_CONFIGS["vgg11"], n, multiplier=w),
-    "vgg16": lambda n, w: VGG(_VGG_CONFIGS["vgg16"], n, multiplier=w),
-    "resnet18": lambda n, w: ResNet([2, 2, 2, 2], n, multiplier=w),
-    "resnet34": lambda n, w: ResNet([3, 4, 6, 3], n, multiplier=w),
-}
-
-
-def build_model(name: str, num_classes: int = 10, width: float = 1.0) -> nn.Module:
+def build_model(name: str, num_classes: int = 10, width: float = 1.0, in_channels: int | None = None) -> nn.Module:
     """A freshly initialised model: a zoo name, or a user model given as ``package.module:factory``.
 
     ``width`` multiplies every conv's channel count of the CIFAR-style VGG and ResNet models (rounded, at
-    least 1): ``build_model("resnet18", width=1/8)`` has CaP's 20 convs with 8-64 channels.
+    least 1): ``build_model("resnet18", width=1/8)`` has CaP's 20 convs with 8-64 channels. ``width`` also
+    multiplies the channel counts of the ImageNet-size models (``resnet50``, ``mobilenetv2_imagenet``,
+    ``vgg16_imagenet``; torchvision's ``width_mult`` rule for MobileNetV2). ``in_channels`` is the input
+    image's channel count (the first of ``model.input_shape``; default: :data:`INPUT_SHAPES`'), so
+    ``build_model("resnet18", in_channels=1)`` takes grey images.
 
     The user factory is called as ``factory(num_classes=...)`` when it accepts that keyword (or
     ``**kwargs``), else as ``factory()``; it must return an :class:`torch.nn.Module`. Every mistake is a
     one-line :class:`UserError` naming ``model.name`` (or ``model.num_classes``, ``model.width``).
-    ``width`` also multiplies the channel counts of the ImageNet-size models (``resnet50``,
-    ``mobilenetv2_imagenet``, ``vgg16_imagenet``; torchvision's ``width_mult`` rule for MobileNetV2).
+
+    Example::
+
+        >>> build_model("resnet18", in_channels=1).conv1.in_channels
+        1
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
         raise UserError(f"model.num_classes: must be a positive integer, got {num_classes!r}")
     if not width > 0 or width != width or width == float("inf"):
         raise UserError(f"model.width: must be a positive number, got {width!r}")
-    if name in _IMAGENET_FACTORIES:
-        return _IMAGENET_FACTORIES[name](num_classes, float(width))
-    if width != 1.0:
-        if name not in _WIDE_FACTORIES:
-            wide = ", ".join(sorted([*_WIDE_FACTORIES, *_IMAGENET_FACTORIES]))
-            raise UserError(f"model.width: only {wide} take a width; set 1 for '{name}'")
-        return _WIDE_FACTORIES[name](num_classes, width)
     if name in _FACTORIES:
-        return _FACTORIES[name](num_classes)
+        if width != 1.0 and name not in _WIDE:
+            raise UserError(f"model.width: only {', '.join(sorted(_WIDE))} take a width; set 1 for '{name}'")
+        channels = INPUT_SHAPES[name][0] if in_channels is None else in_channels
+        return _FACTORIES[name](num_classes, float(width), channels)
+    if width != 1.0:
+        raise UserError(f"model.width: only {', '.join(sorted(_WIDE))} take a width; set 1 for '{name}'")
     if ":" not in name:
         raise UserError(
             f"model.name: unknown model '{name}'; choose one of {', '.join(model_names())} "

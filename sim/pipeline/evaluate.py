@@ -17,14 +17,13 @@ Example::
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sim.analysis import counters
-from sim.analysis.critical_path import critical_path_summary
 from sim.analysis.result import RunResult
 from sim.analysis.service import service_latency_s
-from sim.analysis.summary import deployment_summary, summarize
+from sim.analysis.summary import Baseline, RunSummary, deployment_summary, summarize
 from sim.analysis.tables import compute_table, transfers_table
 from sim.config.load import parse_scenario
 from sim.config.schema import Scenario
@@ -84,18 +83,17 @@ def baseline_scenario(scenario: Scenario) -> Scenario:
 
 def single_device_baseline(scenario: Scenario, built: BuiltWorkload) -> dict[str, Any]:
     """Latency and throughput of :func:`baseline_scenario` (whose built workload is ``built``), for
-    ``baseline: single``."""
-    single = baseline_scenario(scenario)
-    summary = evaluate(single, built).summary
+    ``baseline: single``: ``device``, ``latency_s``, ``service_latency_s`` and ``throughput_fps``."""
+    single = evaluate(baseline_scenario(scenario), built).record
     return {
         "device": scenario.source,
-        "latency_s": summary["latency_s"],
-        "service_latency_s": summary.get("service_latency_s", summary["latency_s"]),
-        "throughput_fps": summary["throughput_fps"],
+        "latency_s": single.latency_s,
+        "service_latency_s": single.service_latency_s if single.service_latency_s is not None else single.latency_s,
+        "throughput_fps": single.throughput_fps,
     }
 
 
-def speedups(split: dict[str, Any], single: dict[str, Any]) -> dict[str, float]:
+def speedups(split: RunSummary, single: dict[str, Any]) -> dict[str, float]:
     """What the split buys over the single device (``single``: :func:`single_device_baseline`).
 
     * ``speedup``: single-device mean latency / split mean latency, both under the scenario's frame
@@ -106,14 +104,16 @@ def speedups(split: dict[str, Any], single: dict[str, Any]) -> dict[str, float]:
 
     Example::
 
-        >>> speedups({"latency_s": 2.0, "throughput_fps": 10.0}, {"latency_s": 4.0, "throughput_fps": 5.0})
+        >>> from types import SimpleNamespace
+        >>> split = SimpleNamespace(latency_s=2.0, service_latency_s=None, throughput_fps=10.0)
+        >>> speedups(split, {"latency_s": 4.0, "service_latency_s": 4.0, "throughput_fps": 5.0})
         {'speedup': 2.0, 'service_speedup': 2.0, 'throughput_speedup': 2.0}
     """
-    service = split.get("service_latency_s", split["latency_s"])
+    service = split.service_latency_s if split.service_latency_s is not None else split.latency_s
     return {
-        "speedup": single["latency_s"] / split["latency_s"],
-        "service_speedup": single.get("service_latency_s", single["latency_s"]) / service,
-        "throughput_speedup": split["throughput_fps"] / single["throughput_fps"],
+        "speedup": single["latency_s"] / split.latency_s,
+        "service_speedup": single["service_latency_s"] / service,
+        "throughput_speedup": split.throughput_fps / single["throughput_fps"],
     }
 
 
@@ -137,30 +137,46 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
     )
     transfers = transfers_table(workload, timeline)
     compute = compute_table(workload, timeline)
-    summary = summarize(scenario.name, scenario.resolved(), transfers, compute, timeline)
-    summary["exchange"] = dict(workload.exchange)
-    if built.accuracy is not None:
-        summary["accuracy"] = built.accuracy
-    if built.kept_kernels is not None:  # over all convs, weighted by their original kernel counts
-        summary["kept_kernels_per_conv"] = built.kept_kernels
-        summary["kept_kernels"] = built.kept_kernel_fraction
+    summary = summarize(
+        scenario.name,
+        scenario.resolved(),
+        workload,
+        transfers,
+        compute,
+        timeline,
+        accuracy=built.accuracy,
+        kept_kernels=built.kept_kernels,
+        kept_kernel_fraction=built.kept_kernel_fraction,
+    )
     links, devices = counters.link_table(network, timeline), counters.device_table(workload, rates, timeline)
-    summary["links"], summary["devices"] = counters.records(links), counters.records(devices)
-    summary["critical_path"] = critical_path_summary(workload, timeline)
+    extra: dict[str, Any] = {"links": counters.records(links), "devices": counters.records(devices)}
     if any(d.profile is not None for d in scenario.devices):
-        summary["compute_times"] = assemble.time_sources(workload, rates)
+        extra["compute_times"] = assemble.time_sources(workload, rates)
     if workload.frames > 1:  # a stream: also each frame's latency alone, without queueing behind others
-        summary["service_latency_s"] = service_latency_s(
+        extra["service_latency_s"] = service_latency_s(
             workload, rates, network, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
         )
+    summary = replace(summary, **extra)
     if scenario.baseline == "single":
         if baseline is None:
             raise ValueError("evaluate: baseline: single needs the built workload of baseline_scenario(scenario)")
-        base = single_device_baseline(scenario, baseline)
-        summary["baseline"] = {**base, **speedups(summary, base)}
+        single = single_device_baseline(scenario, baseline)
+        gains = speedups(summary, single)
+        summary = replace(
+            summary,
+            baseline=Baseline(
+                device=single["device"],
+                latency_s=single["latency_s"],
+                service_latency_s=single["service_latency_s"],
+                throughput_fps=single["throughput_fps"],
+                speedup=gains["speedup"],
+                service_speedup=gains["service_speedup"],
+                throughput_speedup=gains["throughput_speedup"],
+            ),
+        )
     if built.deploy is not None:  # on the same network, before inference; not part of its latency
         shipped = simulate(
             built.deploy, rates, network, [0.0], chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
         )
-        summary.update(deployment_summary(built.deploy, shipped))
+        summary = replace(summary, deployment=deployment_summary(built.deploy, shipped))
     return RunResult(transfers, compute, summary, workload, timeline, links, devices)

@@ -66,7 +66,7 @@ def load_model(spec: ModelSpec, seed: int, checkpoint: Path | None = None) -> nn
     given) if there is one. Returned in eval mode."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = zoo.build_model(spec.name, num_classes=spec.num_classes, width=spec.width)
+        model = zoo.build_model(spec.name, spec.num_classes, spec.width, in_channels=input_shape(spec)[0])
     path = checkpoint if checkpoint is not None else spec.checkpoint
     if path is not None:
         if not path.is_file():

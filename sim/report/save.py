@@ -25,25 +25,25 @@ def save_run(result: RunResult, out: str | Path) -> list[Path]:
     hops = hop_table(result.workload, result.timeline)
     tables = [("transfers.csv", result.transfers), ("compute.csv", result.compute), ("hops.csv", hops)]
     tables += [(n, t) for n, t in (("links.csv", result.links), ("devices.csv", result.devices)) if t is not None]
-    critical = result.summary.get("critical_path")
+    critical = result.record.critical_path
     with staged_directory(out) as stage:
         for name, frame in tables:
             write_csv(frame, stage / name)
         traffic_matrix(result.transfers, list(result.workload.devices)).to_csv(stage / "traffic.csv")
-        (stage / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n", encoding="utf-8")
+        (stage / "summary.json").write_text(json.dumps(result.record.to_dict(), indent=2) + "\n", encoding="utf-8")
         chrome = chrome_trace(result.workload, result.timeline, critical)
         (stage / "trace.json").write_text(json.dumps(chrome) + "\n", encoding="utf-8")
         plot_timeline(
             result.transfers,
             result.compute,
             stage / "timeline.png",
-            title=result.summary["name"],
+            title=result.record.name,
             hops=hops,
             critical=critical,
             devices=list(result.workload.devices),
         )
         plot_traffic(
-            result.transfers, stage / "traffic.png", devices=list(result.workload.devices), title=result.summary["name"]
+            result.transfers, stage / "traffic.png", devices=list(result.workload.devices), title=result.record.name
         )
         names = sorted(p.name for p in stage.iterdir())
     return [Path(out) / name for name in names]

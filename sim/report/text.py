@@ -8,25 +8,25 @@ import pandas as pd
 
 from sim.analysis import curves
 from sim.analysis.critical_path import BREAKDOWN_COLUMNS
+from sim.analysis.summary import RunSummary
 
 
-def format_summary(summary: dict[str, Any]) -> str:
+def format_summary(summary: RunSummary) -> str:
     """A short, aligned, human-readable summary for the terminal."""
+    s = summary
     rows = [
-        ("scenario", summary["name"]),
-        ("frames", f"{summary['frames']}"),
-        ("latency (mean)", f"{summary['latency_s'] * 1e3:.3f} ms"),
-        ("latency p50 / p99", f"{summary['latency_p50_s'] * 1e3:.3f} / {summary['latency_p99_s'] * 1e3:.3f} ms"),
-        ("throughput", f"{summary['throughput_fps']:.2f} frames/s"),
-        ("bytes sent", f"{summary['bytes_total']:,} B in {summary['messages']} messages"),
-        ("compute", f"{summary['flops_total'] / 1e6:.3f} MFLOP, {summary['compute_s_total'] * 1e3:.3f} ms busy"),
+        ("scenario", s.name),
+        ("frames", f"{s.frames}"),
+        ("latency (mean)", f"{s.latency_s * 1e3:.3f} ms"),
+        ("latency p50 / p99", f"{s.latency_p50_s * 1e3:.3f} / {s.latency_p99_s * 1e3:.3f} ms"),
+        ("throughput", f"{s.throughput_fps:.2f} frames/s"),
+        ("bytes sent", f"{s.bytes_total:,} B in {s.messages} messages"),
+        ("compute", f"{s.flops_total / 1e6:.3f} MFLOP, {s.compute_s_total * 1e3:.3f} ms busy"),
     ]
-    if summary.get("keeps_up") is False:
-        rows.append(
-            ("stream", f"CANNOT KEEP UP: latency grows {summary['latency_growth_s_per_frame'] * 1e3:.3f} ms per frame")
-        )
-    if summary.get("critical_path", {}).get("steps"):
-        cp = summary["critical_path"]
+    if s.keeps_up is False:
+        rows.append(("stream", f"CANNOT KEEP UP: latency grows {s.latency_growth_s_per_frame * 1e3:.3f} ms per frame"))
+    if s.critical_path.get("steps"):
+        cp = s.critical_path
         rows.append(
             (
                 "critical path",
@@ -34,29 +34,29 @@ def format_summary(summary: dict[str, Any]) -> str:
                 f"{cp['transfer_s'] * 1e3:.3f} ms, wait {cp['wait_s'] * 1e3:.3f} ms",
             )
         )
-    if summary.get("links"):
-        busiest = max(summary["links"], key=lambda r: r["utilisation"])
+    if s.links:
+        busiest = max(s.links, key=lambda r: r["utilisation"])
         rows.append(("busiest link", f"{busiest['link']} ({busiest['utilisation'] * 100:.1f} % busy)"))
-    if "compute_times" in summary:  # devices with a profile: where task times came from
-        counts = {k: sum(d[k] for d in summary["compute_times"].values()) for k in ("table", "fit", "rate")}
+    if s.compute_times is not None:  # devices with a profile: where task times came from
+        counts = {k: sum(d[k] for d in s.compute_times.values()) for k in ("table", "fit", "rate")}
         rows.append(
             ("compute times", f"{counts['table']} measured, {counts['fit']} fitted, {counts['rate']} from gflops")
         )
-    if "baseline" in summary:
-        base = summary["baseline"]
+    if s.baseline is not None:
+        base = s.baseline
         rows.append(
             (
                 "single device",
-                f"{base['latency_s'] * 1e3:.3f} ms on {base['device']} alone (split speed-up {base['speedup']:.2f}x)",
+                f"{base.latency_s * 1e3:.3f} ms on {base.device} alone (split speed-up {base.speedup:.2f}x)",
             )
         )
-    if "accuracy" in summary:
-        model = summary["scenario"]["model"]
+    if s.accuracy is not None:
+        model = s.scenario["model"]
         untrained = model.get("checkpoint") is None and not model.get("train_epochs")
         note = " (untrained: seeded random weights; set model.train_epochs or a checkpoint)" if untrained else ""
-        rows.append(("test accuracy", f"{summary['accuracy'] * 100:.2f} %{note}"))
-    if "deploy_s" in summary:
-        deployed = f"{summary['deploy_bytes']:,} B in {summary['deploy_s'] * 1e3:.3f} ms, before inference"
+        rows.append(("test accuracy", f"{s.accuracy * 100:.2f} %{note}"))
+    if s.deployment is not None:
+        deployed = f"{s.deployment.deploy_bytes:,} B in {s.deployment.deploy_s * 1e3:.3f} ms, before inference"
         rows.append(("deployment", deployed))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -73,18 +73,18 @@ def save_validation(
     """Write ``validation.csv``, ``validation.png`` and ``validation.json`` (notes, per-run latencies, ``extra``) into
     ``out`` (all or nothing), the simulated run into ``out/predicted`` and the measured run of median
     latency into ``out/measured`` (each all or nothing)."""
-    latencies = [r.summary["latency_s"] for r in measured]
+    latencies = [r.record.latency_s for r in measured]
     median_run = measured[int(np.argsort(latencies)[len(latencies) // 2])]
     written = save_run(predicted, Path(out) / "predicted") + save_run(median_run, Path(out) / "measured")
     with staged_directory(out) as stage:
         write_csv(table, stage / "validation.csv")
-        plot_validation(table, stage / "validation.png", title=predicted.summary["name"])
+        plot_validation(table, stage / "validation.png", title=predicted.record.name)
         info = {
-            "name": predicted.summary["name"],
+            "name": predicted.record.name,
             "notes": notes,
             "measured_latency_s": latencies,
-            "predicted_latency_s": predicted.summary["latency_s"],
-            "execution": median_run.summary["execution"],
+            "predicted_latency_s": predicted.record.latency_s,
+            "execution": median_run.record.execution,
             **(extra or {}),
         }
         (stage / "validation.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

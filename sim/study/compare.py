@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from sim.analysis.critical_path import BREAKDOWN_COLUMNS
-from sim.analysis.curves import BASELINE_COLUMNS
+from sim.analysis.curves import BASELINE_COLUMNS, OPTIONAL_COLUMNS
 from sim.config.load import load
 from sim.errors import UserError
 from sim.fileio import write_csv
@@ -33,6 +33,7 @@ PER_FRAME = {  # total column -> its per-frame column (the total divided by the 
     "packed_bytes_total": "packed_bytes_per_frame",
     "elements_hops": "elements_hops_per_frame",
     "elements_hops_max_link": "elements_hops_max_link_per_frame",
+    "energy_j": "energy_j_per_frame",  # when some device has power (sim.analysis.energy)
 }
 COMPARISON_COLUMNS = (
     "scenario",
@@ -66,7 +67,7 @@ def saved_row(directory: Path) -> dict[str, Any]:
     )
     by_format = s.get("bytes_by_format", {})
     keys = ("frames", "accuracy", "flops_total", "bytes_total", "messages", "latency_s", "throughput_fps", "keeps_up")
-    row = {k: s.get(k) for k in keys}
+    row = {k: s.get(k) for k in (*keys, "energy_j")}
     row.update(parts, bytes_dense=by_format.get("dense"), bytes_auto=by_format.get("auto"))
     measured = s.get("execution", {}).get("measured", False)
     return {"scenario": f"{s.get('name', directory.name)}{' (measured)' if measured else ''}", **row}
@@ -122,7 +123,7 @@ def compare(
     rows = [saved[i] for i in range(len(scenarios))]
     names = [row.pop("scenario") for row in rows]
     table = pd.DataFrame(rows)
-    optional = ("accuracy", "kept_kernels", *BASELINE_COLUMNS)
+    optional = (*OPTIONAL_COLUMNS, *BASELINE_COLUMNS)
     empty = [c for c in optional if c in table.columns and table[c].isna().all()]
     table = table.drop(columns=empty)
     table.insert(0, "file", [str(p) for p in scenarios])

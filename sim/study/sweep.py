@@ -36,7 +36,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from sim.analysis.critical_path import latency_breakdown
-from sim.analysis.curves import BASELINE_COLUMNS, SUMMARY_COLUMNS
+from sim.analysis.curves import BASELINE_COLUMNS, OPTIONAL_COLUMNS, SUMMARY_COLUMNS
+from sim.analysis.result import RunResult
 from sim.config.overrides import sweep_points
 from sim.config.schema import Scenario
 from sim.errors import UserError
@@ -47,27 +48,50 @@ from sim.pipeline.store import Store
 from sim.progress import Progress
 
 
-def summary_row(result: Any) -> dict[str, Any]:
-    """The :data:`SUMMARY_COLUMNS` of one :class:`sim.analysis.result.RunResult`."""
-    s = result.summary
-    row: dict[str, Any] = {k: s[k] for k in SUMMARY_COLUMNS if k in s}
-    row["devices"] = len(result.workload.devices)
-    row.update({f"bytes_{fmt}": n for fmt, n in s["bytes_by_format"].items()})
-    row.update(latency_breakdown(result.workload, result.timeline))
-    row.setdefault("service_latency_s", s["latency_s"])  # one frame: its latency is its service latency
-    if "baseline" in s:
-        base = s["baseline"]
+def summary_row(result: RunResult) -> dict[str, Any]:
+    """The :data:`SUMMARY_COLUMNS` of one run (NaN where the run has no such figure), and its
+    ``kept_kernels_per_conv`` when pruned (not a sweep column; ``dsim compare`` writes it to
+    ``kept_kernels.csv``)."""
+    s = result.record
+    row: dict[str, Any] = {
+        "devices": len(result.workload.devices),
+        "frames": s.frames,
+        "latency_s": s.latency_s,
+        "latency_p50_s": s.latency_p50_s,
+        "latency_p99_s": s.latency_p99_s,
+        "throughput_fps": s.throughput_fps,
+        "keeps_up": s.keeps_up,
+        "service_latency_s": s.latency_s if s.service_latency_s is None else s.service_latency_s,
+        "makespan_s": s.makespan_s,
+        "bytes_total": s.bytes_total,
+        **{f"bytes_{fmt}": n for fmt, n in s.bytes_by_format.items()},
+        "messages": s.messages,
+        "elements_hops": s.elements_hops,
+        "elements_hops_max_link": s.elements_hops_max_link,
+        "flops_total": s.flops_total,
+        "compute_s_total": s.compute_s_total,
+        **latency_breakdown(result.workload, result.timeline),
+    }
+    optional = {
+        "kept_kernels": s.kept_kernels,
+        "accuracy": s.accuracy,
+        "energy_j": s.energy_j,
+        "energy_j_per_frame": s.energy_j_per_frame,
+    }
+    row.update({k: v for k, v in optional.items() if v is not None})
+    if s.baseline is not None:
+        base = s.baseline
         row.update(
-            baseline_latency_s=base["latency_s"],
-            baseline_service_latency_s=base.get("service_latency_s", base["latency_s"]),
-            baseline_throughput_fps=base["throughput_fps"],
-            speedup=base["speedup"],
-            service_speedup=base.get("service_speedup", base["speedup"]),
-            throughput_speedup=base.get("throughput_speedup", math.nan),
+            baseline_latency_s=base.latency_s,
+            baseline_service_latency_s=base.service_latency_s,
+            baseline_throughput_fps=base.throughput_fps,
+            speedup=base.speedup,
+            service_speedup=base.service_speedup,
+            throughput_speedup=base.throughput_speedup,
         )
     out = {k: row.get(k, math.nan) for k in SUMMARY_COLUMNS}
-    if "kept_kernels_per_conv" in s:  # not a sweep column; dsim compare writes it to kept_kernels.csv
-        out["kept_kernels_per_conv"] = s["kept_kernels_per_conv"]
+    if s.kept_kernels_per_conv is not None:
+        out["kept_kernels_per_conv"] = s.kept_kernels_per_conv
     return out
 
 
@@ -332,7 +356,7 @@ def _table(
         for i in sorted(rows)
     ]
     table = pd.DataFrame(records, columns=columns)
-    optional = [c for c in (*BASELINE_COLUMNS, "accuracy", "kept_kernels") if table[c].isna().all()]
+    optional = [c for c in (*BASELINE_COLUMNS, *OPTIONAL_COLUMNS) if table[c].isna().all()]
     return table.drop(columns=optional)
 
 

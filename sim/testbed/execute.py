@@ -33,7 +33,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, cast
@@ -43,7 +43,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from sim.analysis.critical_path import critical_path_summary, latency_breakdown
+from sim.analysis.critical_path import latency_breakdown
 from sim.analysis.result import RunResult
 from sim.analysis.summary import summarize
 from sim.analysis.tables import compute_table, transfers_table
@@ -469,13 +469,19 @@ def measured_result(
             f"{check.inputs_error:.3g}, output {check.output_error:.3g} > {check.tolerance})"
         )
     transfers, compute = transfers_table(workload, timeline), compute_table(workload, timeline)
-    summary = summarize(sc.name, sc.resolved(), transfers, compute, timeline)
-    summary["exchange"] = dict(workload.exchange)
-    if prep.built.accuracy is not None:
-        summary["accuracy"] = prep.built.accuracy
-    summary["critical_path"] = critical_path_summary(workload, timeline)
-    summary["latency_breakdown"] = latency_breakdown(workload, timeline)
-    summary["execution"] = {
+    built = prep.built
+    summary = summarize(
+        sc.name,
+        sc.resolved(),
+        workload,
+        transfers,
+        compute,
+        timeline,
+        accuracy=built.accuracy,
+        kept_kernels=built.kept_kernels,
+        kept_kernel_fraction=built.kept_kernel_fraction,
+    )
+    execution = {
         "measured": True,
         "network": "shaped veths in network namespaces" if bed else "loopback (127.0.0.1), unshaped",
         "tbf_burst_bytes": bed.burst_bytes if bed else None,
@@ -492,6 +498,7 @@ def measured_result(
             "tolerance": check.tolerance,
         },
     }
+    summary = replace(summary, latency_breakdown=latency_breakdown(workload, timeline), execution=execution)
     return RunResult(transfers, compute, summary, workload, timeline)
 
 

@@ -104,7 +104,7 @@ def validate(
     runs = execute(sc, shape=shape, repeats=repeats, timeout_s=timeout_s, prepared=prep)
     notes = []
     simulated = sc
-    execution = runs[0].summary["execution"]
+    execution = runs[0].record.execution or {}
     if not shape:
         notes.append("loopback: links are not shaped; message and end-to-end predictions use the scenario's rates")
     elif not execution["latency_applied"]:
@@ -114,12 +114,12 @@ def validate(
     extra: dict[str, Any] = {}
     if fit_compute:
         fitted = fit_devices(simulated, compare_runs(predicted, runs), predicted)
-        own = predicted.summary["latency_s"]
+        own = predicted.record.latency_s
         predicted = evaluate(fitted, prep.built)
         rates = ", ".join(f"{d.name} {d.gflops:.2f} GFLOP/s + {d.overhead_ms:.3f} ms" for d in fitted.devices)
         notes.append(f"compute fitted from these measured runs (in sample): {rates}")
         extra = {"own_rates_predicted_latency_s": own, "fitted_devices": [d.model_dump() for d in fitted.devices]}
-        measured = float(np.median([x for r in runs for x in r.summary["frame_latency_s"]]))
+        measured = float(np.median([x for r in runs for x in r.record.frame_latency_s]))
         notes.append(
             f"with the scenario's own device rates the end-to-end prediction was {own * 1e3:.2f} ms "
             f"({(own - measured) / measured * 100:+.1f} % of the measured median)"
@@ -172,7 +172,7 @@ def _durations(result: RunResult, kind: str) -> pd.DataFrame:
                 "seconds": t["end_s"] - t["start_s"],
             }
         )
-    latency = result.summary["frame_latency_s"]
+    latency = list(result.record.frame_latency_s)
     return pd.DataFrame({"layer": "", "src": "", "dst": "", "bytes": 0, "seconds": latency})
 
 

@@ -279,3 +279,48 @@ def test_width_scales_channels_by_hand() -> None:
         build_model("lenet5", width=0.5)
     with pytest.raises(UserError, match=r"^model\.width"):
         build_model("resnet50", width=0)
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_every_zoo_model_takes_its_input_channels(name: str) -> None:
+    """build_model(in_channels=c) builds a model that runs on c-channel images of the model's size (at width
+    1/8 where the model takes a width, to stay small)."""
+    width = 1.0 if name in ("lenet5", "mobilenetv2") else 1 / 8
+    for channels in (1, 2):
+        model = build_model(name, width=width, in_channels=channels).eval()
+        with torch.no_grad():
+            out = model(torch.zeros(1, channels, *INPUT_SHAPES[name][1:]))
+        assert out.shape == (1, 10)
+
+
+def test_resnet18_on_grey_16x16_images_runs_from_the_scenario() -> None:
+    """The issue's case, end to end: resnet18 with model.input_shape [1, 16, 16] (and [2, 16, 16]) runs, and
+    only the first conv's FLOPs change with the channels, doubling (2 * filters * channels * k * k * H * W)."""
+    import sim
+    from tests.helpers import scenario_dict
+
+    flops = []
+    for channels in (1, 2):
+        data = scenario_dict(2, model={"name": "resnet18", "input_shape": [channels, 16, 16], "width": 0.125})
+        data["inputs"] = {"dataset": "synthetic", "batch_size": 1, "frames": 1}
+        result = sim.run(data)
+        flops.append(result.compute.groupby("layer", sort=False)["flops"].sum().to_dict())
+    changed = {layer: (flops[0][layer], flops[1][layer]) for layer in flops[0] if flops[0][layer] != flops[1][layer]}
+    assert list(changed) == ["conv1"]
+    assert changed["conv1"][1] == 2 * changed["conv1"][0] == 2 * (2 * 8 * 1 * 3 * 3 * 16 * 16)
+
+
+def test_channel_mismatch_names_input_shape_and_the_fix() -> None:
+    """A model whose first conv takes 3 channels, fed 1: one line naming model.input_shape and the shape
+    that fits, not torch's words."""
+    from sim.errors import UserError
+    from sim.model.flowgraph import FlowGraph
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 30 * 30, 10))
+    with pytest.raises(UserError) as info:
+        FlowGraph.trace(model, torch.zeros(1, 1, 32, 32))
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("model.input_shape: [1, 32, 32] gives 1 channel(s)")
+    assert "set model.input_shape: [3, 32, 32]" in message
+    assert "expected input" not in message  # torch's own words
