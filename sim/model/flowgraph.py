@@ -120,14 +120,16 @@ class FlowGraph(ChannelGraph):
             SystemExit,
             KeyboardInterrupt,
         ) as exc:  # shape mismatches surface as RuntimeError deep inside torch
-            shape = list(example.shape[1:])
+            given = list(example.shape[1:])
             wanted = _input_channels(gm)
-            if wanted is not None and wanted != shape[0]:
+            if wanted is not None and wanted != given[0]:
                 raise UserError(
-                    f"model.input_shape: {shape} gives {shape[0]} channel(s) but the model's first layer takes "
-                    f"{wanted}; set model.input_shape: {[wanted, *shape[1:]]} (and a dataset with {wanted} channels)"
+                    f"model.input_shape: {given} gives {given[0]} channel(s) but the model's first layer takes "
+                    f"{wanted}; set model.input_shape: {[wanted, *given[1:]]} (and a dataset with {wanted} channels)"
                 ) from None
-            raise UserError(f"model.input_shape: the model fails on input of shape {shape} ({first_line(exc)})") from None
+            raise UserError(
+                f"model.input_shape: the model fails on input of shape {given} ({first_line(exc)})"
+            ) from None
         shapes = {name: tuple(t.shape) for name, t in values.items() if torch.is_tensor(t)}
         modules = dict(gm.named_modules())
         nodes: dict[str, Node] = {}

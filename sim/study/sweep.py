@@ -29,11 +29,11 @@ import os
 import signal
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm import tqdm
 
 from sim.analysis.critical_path import latency_breakdown
 from sim.analysis.curves import BASELINE_COLUMNS, OPTIONAL_COLUMNS, SUMMARY_COLUMNS
@@ -123,13 +123,42 @@ def _start_builder() -> None:
     _BUILD_THREADS = 1
 
 
-def _build(job: tuple[str, Scenario, Store | None]) -> tuple[str, Build | None, str | None]:
-    """``(key, build, None)``, or ``(key, None, message)`` when the build refuses the scenario."""
-    key, scenario, store = job
+@dataclass(frozen=True)
+class BuildJob:
+    """One distinct workload to build: its :func:`~sim.pipeline.evaluate.workload_key`, a scenario that
+    builds it, and the build cache."""
+
+    key: str
+    scenario: Scenario
+    store: Store | None
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    """What a :class:`BuildJob` gave: the build, or the message of the :class:`UserError` that refused it."""
+
+    key: str
+    build: Build | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PointJob:
+    """One point to simulate: its index in the sweep, its scenario, and the keys of its built workload and
+    of its single-device baseline's (None without ``baseline: single``)."""
+
+    index: int
+    scenario: Scenario
+    key: str
+    baseline_key: str | None
+
+
+def _build(job: BuildJob) -> BuildOutcome:
+    """The job's build, or the message of the error that refused its scenario."""
     try:
-        return key, build(scenario, store, threads=_BUILD_THREADS), None
+        return BuildOutcome(job.key, build(job.scenario, job.store, threads=_BUILD_THREADS))
     except UserError as exc:
-        return key, None, str(exc)
+        return BuildOutcome(job.key, None, str(exc))
 
 
 def simulate_point(
@@ -142,10 +171,10 @@ def simulate_point(
         return index, {"error": str(exc)}
 
 
-def _simulate(job: tuple[int, Scenario, str, str | None]) -> tuple[int, dict[str, Any]]:
+def _simulate(job: PointJob) -> tuple[int, dict[str, Any]]:
     """:func:`simulate_point` with the workloads looked up by key in this worker's copy."""
-    index, scenario, key, base = job
-    return simulate_point(index, scenario, _WORKLOADS[key], None if base is None else _WORKLOADS[base])
+    base = None if job.baseline_key is None else _WORKLOADS[job.baseline_key]
+    return simulate_point(job.index, job.scenario, _WORKLOADS[job.key], base)
 
 
 def _map(
@@ -235,15 +264,15 @@ def iter_points(
             builds.setdefault(single_key, single)
     workloads: dict[str, BuiltWorkload] = {}
     failed: dict[str, str] = {}
-    jobs_list = [(key, sc, store) for key, sc in builds.items()]
-    for key, done, error in _map(_build, jobs_list, jobs, _start_builder, (), "build", "workload", progress):
-        if done is None:
-            failed[key] = error or "build failed"
+    build_jobs = [BuildJob(key, sc, store) for key, sc in builds.items()]
+    for done in _map(_build, build_jobs, jobs, _start_builder, (), "build", "workload", progress):
+        if done.build is None:
+            failed[done.key] = done.error or "build failed"
         else:
-            workloads[key] = done.built
+            workloads[done.key] = done.build.built
             if report is not None:
-                report.add(done)
-    runnable: list[tuple[int, Scenario, str, str | None]] = []
+                report.add(done.build)
+    runnable: list[PointJob] = []
     for index, sc, key in todo:
         base = baseline_of[key] if sc.baseline == "single" else None
         if key in failed:
@@ -251,9 +280,9 @@ def iter_points(
         elif isinstance(base, UserError) or (base is not None and base in failed):
             yield index, {"error": f"baseline: {base if isinstance(base, UserError) else failed[str(base)]}"}
         else:
-            runnable.append((index, sc, key, base))
+            runnable.append(PointJob(index, sc, key, base))
     if scheduler is not None:
-        yield from iter_points_dask(runnable, workloads, scheduler, jobs, progress)
+        yield from iter_points_dask(runnable, workloads, scheduler, jobs, progress, what)
         return
     _init_worker(workloads)
     try:
@@ -266,14 +295,15 @@ RETRIES = 3  # times a point is resubmitted after its Dask worker was lost
 
 
 def iter_points_dask(
-    runnable: Sequence[tuple[int, Scenario, str, str | None]],
+    runnable: Sequence[PointJob],
     workloads: Mapping[str, BuiltWorkload],
     scheduler: str,
     jobs: int,
     progress: bool = True,
+    what: str = "point",
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Run the points ``(index, scenario, workload key, baseline key)`` on a Dask cluster, yielding rows
-    as they finish.
+    """Run the points on a Dask cluster, yielding ``(index, row)`` as they finish, with a log line per
+    finished point (named ``what``) and a bar, as on the process pool (:class:`sim.progress.Progress`).
 
     ``scheduler`` is a scheduler address (``tcp://host:8786``) or ``"local"`` (a LocalCluster of ``jobs``
     single-threaded worker processes, closed at the end). The built workloads are scattered to the
@@ -295,36 +325,29 @@ def iter_points_dask(
     try:
         keys = list(workloads)
         scattered = dict(zip(keys, client.scatter([workloads[k] for k in keys], broadcast=True)))
-        futures: dict[Any, tuple[int, Scenario, str, str | None]] = {}
+        futures: dict[Any, PointJob] = {}
         tries: dict[int, int] = {}
 
-        def submit(point: tuple[int, Scenario, str, str | None]) -> Any:
-            index, sc, key, base = point
-            future = client.submit(
-                simulate_point,
-                index,
-                sc,
-                scattered[key],
-                None if base is None else scattered[base],
-                pure=False,
-            )
+        def submit(point: PointJob) -> Any:
+            base = None if point.baseline_key is None else scattered[point.baseline_key]
+            future = client.submit(simulate_point, point.index, point.scenario, scattered[point.key], base, pure=False)
             futures[future] = point
             return future
 
         pending = as_completed([submit(p) for p in runnable])
-        with tqdm(total=len(runnable), desc="simulate", unit="point", disable=None if progress else True) as bar:
+        with Progress(len(runnable), what, "point", enabled=progress) as bar:
             for future in pending:
                 point = futures.pop(future)
                 if future.status == "finished":
-                    bar.update()
+                    bar.step()
                     yield future.result()
                     continue
-                index = point[0]
+                index = point.index
                 tries[index] = tries.get(index, 0) + 1
                 if tries[index] <= RETRIES:
                     pending.add(submit(point))
                 else:
-                    bar.update()
+                    bar.step()
                     yield index, {"error": f"lost on the Dask cluster {RETRIES + 1} times ({future.exception()!r})"}
     finally:
         client.close()

@@ -83,9 +83,13 @@ def test_cli_scheduler_option(tmp_path, cluster, capsys) -> None:
         "--jobs",
         "1",
     ]
-    assert main([*args, "--out", str(tmp_path / "d"), "--scheduler", cluster.scheduler_address]) == 0
+    log = tmp_path / "dask.log"
+    assert main([*args, "--out", str(tmp_path / "d"), "--scheduler", cluster.scheduler_address, "--log", str(log)]) == 0
     assert main([*args, "--out", str(tmp_path / "p")]) == 0
     assert (tmp_path / "d" / "sweep.csv").read_bytes() == (tmp_path / "p" / "sweep.csv").read_bytes()
+    lines = log.read_text().splitlines()  # the Dask path logs its points through sim.progress like the pool
+    assert sum("point 1/2 done in" in line for line in lines) == 1
+    assert sum("point 2/2 done in" in line for line in lines) == 1
 
 
 @pytest.mark.slow  # waits for the connection timeout
