@@ -44,21 +44,21 @@ def message(
 ) -> Message:
     """A hand-built dense message of ``nbytes`` bytes (``nbytes // 4`` float32 elements, all non-zero)."""
     return Message(
-        frame,
-        "x",
-        src,
-        dst,
-        1,
-        nbytes // 4,
-        nbytes // 4,
-        {"dense": nbytes},
-        "dense",
-        nbytes,
-        after,
-        needed_by,
-        final,
-        tensor,
-        channel_ids,
+        frame=frame,
+        layer="x",
+        src=src,
+        dst=dst,
+        channels=1,
+        elements=nbytes // 4,
+        nnz=nbytes // 4,
+        sizes={"dense": nbytes},
+        format="dense",
+        bytes=nbytes,
+        after=after,
+        needed_by=needed_by,
+        final=final,
+        tensor=tensor,
+        channel_ids=channel_ids,
     )
 
 

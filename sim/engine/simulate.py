@@ -40,7 +40,8 @@ This module does not import torch.
 Example::
 
     >>> from sim.workload.types import Message, Workload
-    >>> msg = Message(0, "input", 0, 1, 1, 250, 250, {"dense": 1000}, "dense", 1000, None, (), True)
+    >>> msg = Message(frame=0, layer="input", src=0, dst=1, channels=1, elements=250, nnz=250,
+    ...               sizes={"dense": 1000}, format="dense", bytes=1000, after=None, needed_by=(), final=True)
     >>> wl = Workload(("a", "b"), 0, 1, 1, (), (msg,))
     >>> tl = simulate(wl, [DeviceRate(1e9)] * 2, Network.mesh(["a", "b"], 1e6, 0.002), [0.0])
     >>> round(tl.latency_s[0], 6)    # 1000 bytes at 1 Mbit/s = 8 ms, plus 2 ms of latency

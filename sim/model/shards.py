@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -148,15 +148,67 @@ def partial_sums(
     return out
 
 
+def device_layer_call(
+    module: nn.Conv2d | nn.Linear,
+    x: torch.Tensor,
+    channels: np.ndarray,
+    filters: np.ndarray,
+    bias: bool,
+    groups: int,
+) -> Callable[[], torch.Tensor]:
+    """One device's part of a conv or linear layer, as a call: the filters ``filters`` (bool per output
+    channel) of ``module`` applied to the input channels ``channels`` (bool per input channel) of ``x``
+    alone, with the bias when ``bias``; a linear input is (B, C*S), feature ``c*S + s`` belonging to channel
+    ``c``. The weights are sliced once, when the call is made. For a grouped conv (``groups``) the device
+    computes the groups holding its filters when it has as many filters in each (depthwise does), else the
+    whole layer with the other filters zeroed.
+
+    Example::
+
+        >>> conv = nn.Conv2d(4, 6, 3)
+        >>> mine = device_layer_call(conv, torch.zeros(1, 4, 8, 8), np.ones(4, bool), np.arange(6) < 2, True, 1)
+        >>> tuple(mine().shape)
+        (1, 2, 6, 6)
+    """
+    cin, fout = torch.from_numpy(np.flatnonzero(channels)), torch.from_numpy(np.flatnonzero(filters))
+    weight = module.weight.detach()
+    b = module.bias.detach()[fout] if bias and module.bias is not None else None
+    if isinstance(module, nn.Linear):
+        n_channels = len(channels)
+        w = weight[fout].reshape(len(fout), n_channels, -1)[:, cin].reshape(len(fout), -1).contiguous()
+        per = x.reshape(x.shape[0], n_channels, -1)
+        return lambda: F.linear(per.index_select(1, cin).reshape(x.shape[0], -1), w, b)
+    assert isinstance(module, nn.Conv2d)
+    stride, padding, dilation = module.stride, module.padding, module.dilation
+    if groups == 1:
+        w = weight[fout][:, cin].contiguous()
+        return lambda: F.conv2d(x.index_select(1, cin), w, b, stride, padding, dilation)
+    # grouped: the groups holding the filters, if the device has as many filters in each (depthwise does)
+    per_in, per_out = module.in_channels // groups, module.out_channels // groups
+    held = np.flatnonzero(filters) // per_out
+    kept, counts = np.unique(held, return_counts=True)
+    if len(set(counts.tolist())) == 1:
+        cin = torch.from_numpy(channel_features(kept, per_in))
+        w = weight[fout].contiguous()
+        return lambda: F.conv2d(x.index_select(1, cin), w, b, stride, padding, dilation, len(kept))
+    w = weight * torch.from_numpy(filters).to(weight.dtype)[:, None, None, None]  # uneven: the whole layer
+    return lambda: F.conv2d(x, w, b, stride, padding, dilation, groups)
+
+
+def channel_features(channels: np.ndarray, per_channel: int) -> np.ndarray:
+    """The indices of ``channels`` (ints) when each channel spans ``per_channel`` consecutive entries: a
+    flattened tensor's features, or a grouped conv's input channels per group.
+
+    >>> channel_features(np.array([0, 2]), 3).tolist()
+    [0, 1, 2, 6, 7, 8]
+    """
+    return (channels[:, None] * per_channel + np.arange(per_channel)[None, :]).ravel()
+
+
 def _owned_call(module: nn.Conv2d | nn.Linear, x: torch.Tensor, owned: np.ndarray) -> torch.Tensor:
     """An ungrouped conv or linear module, without bias, on the input channels ``owned`` (C bools) alone."""
-    index = torch.from_numpy(np.flatnonzero(owned))
-    weight = module.weight
-    if isinstance(module, nn.Linear):  # x is (B, C*S); feature c*S + s belongs to channel c
-        per_x = x.reshape(x.shape[0], len(owned), -1)[:, index]
-        per_w = weight.reshape(weight.shape[0], len(owned), -1)[:, index]
-        return F.linear(per_x.reshape(x.shape[0], -1), per_w.reshape(weight.shape[0], -1))
-    return module._conv_forward(x[:, index], weight[:, index], None)  # groups is 1 here
+    every_filter = np.ones(module.weight.shape[0], dtype=bool)
+    return device_layer_call(module, x, owned, every_filter, bias=False, groups=1)()
 
 
 def execute(graph: FlowGraph, plan: WorkloadPlan, images: torch.Tensor) -> torch.Tensor:

@@ -16,10 +16,14 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sim.config.schema import Scenario
 from sim.pipeline.evaluate import BuiltWorkload
 from sim.pipeline.store import Store, cacheable, workload_digest
+
+if TYPE_CHECKING:
+    from sim.pipeline.prepare import Prepared
 
 
 @dataclass(frozen=True)
@@ -32,12 +36,20 @@ class Build:
     weights: str = ""
 
 
-def build(scenario: Scenario, store: Store | None = None, threads: int | None = None) -> Build:
+def build(
+    scenario: Scenario, store: Store | None = None, threads: int | None = None, prepared: Prepared | None = None
+) -> Build:
     """The scenario's built workload, from ``store`` when it holds it, else built (and stored).
 
-    ``threads`` caps torch's threads when building (sweep workers use 1 each).
+    ``threads`` caps torch's threads when building (sweep workers use 1 each). ``prepared`` is the
+    scenario's workload already prepared (by calibration,
+    :func:`sim.pipeline.calibrate.calibrated_with_workload`): used (and stored) instead of building it.
     """
     key = workload_digest(scenario) if store is not None and cacheable(scenario) else None
+    if prepared is not None:
+        if store is not None and key is not None:
+            store.put("workload", key, pickle.dumps(prepared.built, protocol=pickle.HIGHEST_PROTOCOL))
+        return Build(prepared.built, cached=False, weights=prepared.weights)
     if store is not None and key is not None:
         data = store.get("workload", key)
         if data is not None:

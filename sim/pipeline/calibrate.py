@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING
 from sim.config.schema import Scenario
 from sim.engine.assemble import device_profile, profiled_gflops
 from sim.errors import UserError
+from sim.pipeline.evaluate import workload_key
 from sim.workload.profiles import ProfileFile
 
 if TYPE_CHECKING:
+    from sim.pipeline.prepare import Prepared
     from sim.pipeline.profile import ProfileSettings
 
-__all__ = ["calibrated", "profile_scenario"]
+__all__ = ["calibrated", "calibrated_with_workload", "profile_scenario"]
 
 
 def _profiled(scenario: Scenario) -> Scenario:
@@ -55,7 +57,13 @@ def _rated_for_profiling(scenario: Scenario) -> Scenario:
 
 def profile_scenario(scenario: Scenario, settings: ProfileSettings, only: Sequence[str] = ()) -> ProfileFile:
     """Time the layer shards of every device (or of the devices named in ``only``) of ``scenario`` on this
-    machine,."""
+    machine."""
+    return _profile(scenario, settings, only)[0]
+
+
+def _profile(scenario: Scenario, settings: ProfileSettings, only: Sequence[str]) -> tuple[ProfileFile, Prepared]:
+    """:func:`profile_scenario`'s profile, and the workload it prepared to time the shards (of the scenario
+    with stand-in rates, :func:`_rated_for_profiling`)."""
     from sim.model import data  # torch: only profiling builds the model
     from sim.pipeline.prepare import input_shape, prepare  # torch: only profiling builds the model
     from sim.pipeline.profile import layer_inputs, machine, profile_device  # torch: only profiling times shards
@@ -79,7 +87,7 @@ def profile_scenario(scenario: Scenario, settings: ProfileSettings, only: Sequen
                 prepared.graph, prepared.plan, values, inputs.batch_size, d, spec.name, spec.threads or 1, settings
             )
         )
-    return ProfileFile(
+    profile = ProfileFile(
         scenario.name,
         scenario.model.name,
         inputs.batch_size,
@@ -87,6 +95,7 @@ def profile_scenario(scenario: Scenario, settings: ProfileSettings, only: Sequen
         machine(),
         tuple(devices),
     )
+    return profile, prepared
 
 
 def calibrated(scenario: Scenario) -> Scenario:
@@ -94,11 +103,20 @@ def calibrated(scenario: Scenario) -> Scenario:
     profile's rate; every ``calibrate: true`` device is profiled on this machine now (its layer shards,
     short settings, spread printed to stderr) and takes the fit's rate and per-layer overhead as ``gflops``
     and ``overhead_ms``. Unchanged when no device needs it; torch is imported only for ``calibrate: true``."""
+    return calibrated_with_workload(scenario)[0]
+
+
+def calibrated_with_workload(scenario: Scenario) -> tuple[Scenario, Prepared | None]:
+    """:func:`calibrated`, and the workload profiling prepared when it is also the calibrated scenario's
+    (equal :func:`~sim.pipeline.evaluate.workload_key`: the partition does not depend on the rates), so
+    that the run does not prepare the model a second time; None otherwise or when nothing was profiled."""
     scenario = _profiled(scenario)
     wanted = [d.name for d in scenario.devices if d.calibrate]
     if not wanted:
-        return scenario
+        return scenario, None
     from sim.pipeline.profile import CALIBRATE_SETTINGS, calibrated_devices  # torch: profiles this machine's shards
 
-    devices = calibrated_devices(profile_scenario(scenario, CALIBRATE_SETTINGS, wanted), scenario.devices)
-    return scenario.model_copy(update={"devices": devices})
+    profile, prepared = _profile(scenario, CALIBRATE_SETTINGS, wanted)
+    done = scenario.model_copy(update={"devices": calibrated_devices(profile, scenario.devices)})
+    same = workload_key(done) == workload_key(_rated_for_profiling(scenario))
+    return done, prepared if same else None

@@ -307,6 +307,7 @@ def prepare(scenario: Scenario, store: Store | None = None) -> Prepared:
         both = make_plan(scenario, graph, parts, exchange="partial_sums")
         frames, partials = shards.frame_values(graph, both, images, every_layer_input=True)
         exchange = choose_exchange(both, frames, partials, spec, transfer.format, transfer.channel_header)
+        # planned again: the chosen per-layer schemes change the messages, which only a new plan lists
         plan = make_plan(scenario, graph, parts, exchange=exchange)
     else:
         plan = make_plan(scenario, graph, parts, exchange=transfer.exchange)

@@ -36,6 +36,7 @@ from torch import nn
 from sim.config.schema import DeviceSpec
 from sim.errors import UserError
 from sim.model.flowgraph import FlowGraph, layer_module
+from sim.model.shards import device_layer_call
 from sim.workload.cost import task_templates
 from sim.workload.plan import WorkloadPlan, partial_users
 from sim.workload.profiles import DeviceProfile, ProfileEntry, ProfileFile, fit_line, fit_ops
@@ -130,35 +131,6 @@ def _then(first: Call, ops: Sequence[Callable[[torch.Tensor], torch.Tensor]]) ->
     return call
 
 
-def _layer_call(
-    module: nn.Conv2d | nn.Linear, x: torch.Tensor, channels: np.ndarray, filters: np.ndarray, bias: bool, groups: int
-) -> Call:
-    """Gather input ``channels`` of ``x`` and apply ``filters`` (bool masks) of a conv/linear ``module``."""
-    cin, fout = torch.from_numpy(np.flatnonzero(channels)), torch.from_numpy(np.flatnonzero(filters))
-    weight = module.weight.detach()
-    b = module.bias.detach()[fout] if bias and module.bias is not None else None
-    if isinstance(module, nn.Linear):
-        n_channels = len(channels)
-        w = weight[fout].reshape(len(fout), n_channels, -1)[:, cin].reshape(len(fout), -1).contiguous()
-        per = x.reshape(x.shape[0], n_channels, -1)
-        return lambda: F.linear(per.index_select(1, cin).reshape(x.shape[0], -1), w, b)
-    assert isinstance(module, nn.Conv2d)
-    stride, padding, dilation = module.stride, module.padding, module.dilation
-    if groups == 1:
-        w = weight[fout][:, cin].contiguous()
-        return lambda: F.conv2d(x.index_select(1, cin), w, b, stride, padding, dilation)
-    # grouped: the groups holding the filters, if the device has as many filters in each (depthwise does)
-    per_in, per_out = module.in_channels // groups, module.out_channels // groups
-    held = np.flatnonzero(filters) // per_out
-    kept, counts = np.unique(held, return_counts=True)
-    if len(set(counts.tolist())) == 1:
-        cin = torch.from_numpy((kept[:, None] * per_in + np.arange(per_in)[None, :]).ravel())
-        w = weight[fout].contiguous()
-        return lambda: F.conv2d(x.index_select(1, cin), w, b, stride, padding, dilation, len(kept))
-    w = weight * torch.from_numpy(filters).to(weight.dtype)[:, None, None, None]  # uneven: the whole layer
-    return lambda: F.conv2d(x, w, b, stride, padding, dilation, groups)
-
-
 def shard_calls(
     graph: FlowGraph, plan: WorkloadPlan, values: dict[str, torch.Tensor], batch: int, device: int
 ) -> list[tuple[tuple[str, str, float, int], Call]]:
@@ -173,7 +145,9 @@ def shard_calls(
         if key.part == "partial":  # a layer's partial sums: own used input channels, filters using them
             module = layer_module(graph.module, targets[stage])
             mine, users = partial_users(plan.placement, stage, d)
-            call = _layer_call(module, values[plan.layer_input(stage)], mine, users, False, graph.layer(stage).groups)
+            call = device_layer_call(
+                module, values[plan.layer_input(stage)], mine, users, False, graph.layer(stage).groups
+            )
         else:
             own = plan.ownership[stage] == d
             shape = (batch, int(own.sum()), *graph.node(stage).shape[1:])
@@ -181,7 +155,7 @@ def shard_calls(
                 spec = graph.layer(stage)
                 module = layer_module(graph.module, targets[stage])
                 needed = spec.uses[own].any(axis=0)
-                first = _layer_call(module, values[plan.layer_input(stage)], needed, own, True, spec.groups)
+                first = device_layer_call(module, values[plan.layer_input(stage)], needed, own, True, spec.groups)
             elif graph.kind(stage) == "layer":  # the sum of partial sums: its own and each received, plus bias
                 parts = 1 + sum(m.dst == d for m in plan.messages if m.partial and m.tensor == stage)
                 terms = [torch.rand(shape) for _ in range(parts + 1)]

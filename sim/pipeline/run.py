@@ -17,7 +17,7 @@ from sim.analysis.result import RunResult
 from sim.config.load import load
 from sim.config.schema import Scenario
 from sim.pipeline.cache import CacheReport, build
-from sim.pipeline.calibrate import calibrated
+from sim.pipeline.calibrate import calibrated_with_workload
 from sim.pipeline.evaluate import baseline_scenario, evaluate
 from sim.pipeline.store import Store
 
@@ -54,9 +54,9 @@ def run(
     >>> sorted(result.summary)[:3]  # doctest: +SKIP
     ['bytes_total', 'compute_s_total', ...]
     """
-    sc = calibrated(load(scenario))
+    sc, prepared = calibrated_with_workload(load(scenario))  # calibrating may prepare the workload already
     report = report if report is not None else CacheReport(None if store is None else store.root)
-    main = build(sc, store)
+    main = build(sc, store, prepared=prepared)
     report.add(main)
     baseline = None
     if sc.baseline == "single":

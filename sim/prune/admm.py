@@ -426,12 +426,3 @@ def apply(
 
 def _torch_maps(maps: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {n: torch.from_numpy(m.astype(np.float32)) for n, m in maps.items()}
-
-
-def kept_kernels(model: nn.Module, names: list[str]) -> dict[str, float]:
-    """Fraction of non-zero k x k kernels of each named conv (after masks are baked in or installed)."""
-    out = {}
-    for name in names:
-        w = weight_of(model, name).detach()
-        out[name] = float((w.flatten(2).abs().sum(2) != 0).float().mean())
-    return out

@@ -30,6 +30,7 @@ from torch import nn
 
 from sim.errors import UserError
 from sim.model.flowgraph import FlowGraph
+from sim.model.shards import channel_features
 from sim.prune.structured import is_depthwise
 
 
@@ -59,12 +60,6 @@ def kept_channels(graph: FlowGraph, keep: Mapping[str, np.ndarray]) -> dict[str,
         else:  # pointwise, flatten
             kept[node] = kept[args[0]]
     return kept
-
-
-def _features(channels: np.ndarray, per_channel: int) -> torch.Tensor:
-    """Feature indices of ``channels`` when each channel spans ``per_channel`` consecutive features."""
-    idx = channels[:, None] * per_channel + np.arange(per_channel)[None, :]
-    return torch.as_tensor(idx.ravel(), dtype=torch.long)
 
 
 def _set(module: nn.Module, name: str, value: torch.Tensor) -> None:
@@ -142,11 +137,13 @@ def shrink(model: nn.Module, graph: FlowGraph, keep: Mapping[str, np.ndarray]) -
                     prune_conv_out_channels(module, torch.as_tensor(out_idx))
             elif isinstance(module, nn.Linear):
                 if in_idx is not None:
-                    prune_linear_in_channels(module, _features(in_idx, per_channel))
+                    prune_linear_in_channels(
+                        module, torch.as_tensor(channel_features(in_idx, per_channel), dtype=torch.long)
+                    )
                 if out_idx is not None:
                     prune_linear_out_channels(module, torch.as_tensor(out_idx))
         elif isinstance(module, nn.modules.batchnorm._BatchNorm) and (idx := kept[node]) is not None:
-            prune_batchnorm(module, _features(idx, per_channel))
+            prune_batchnorm(module, torch.as_tensor(channel_features(idx, per_channel), dtype=torch.long))
         done.add(str(fx_node.target))
     return small
 

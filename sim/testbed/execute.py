@@ -52,6 +52,7 @@ from sim.config.schema import Scenario
 from sim.engine import assemble
 from sim.engine.simulate import Timeline
 from sim.errors import UserError
+from sim.model.shards import channel_features
 from sim.pipeline.calibrate import calibrated
 from sim.pipeline.prepare import Prepared, prepare
 from sim.testbed import netns, worker
@@ -264,7 +265,7 @@ def _shard(module: Any, spec: Any, owned_mask: np.ndarray) -> worker.LayerShard:
     b = None if module.bias is None else module.bias.detach()
     rows = torch.from_numpy(owned)
     if isinstance(module, nn.Linear):
-        cols = torch.from_numpy(worker._features(needed, spec.in_spatial))
+        cols = torch.from_numpy(channel_features(needed, spec.in_spatial))
         weight = w[rows][:, cols].contiguous()
         return worker.LayerShard(
             "linear", owned, needed, weight, None if b is None else b[rows].clone(), spec.in_channels

@@ -32,13 +32,14 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sim.model.shards import channel_features
 from sim.workload import wire
 
 APP_HEADER = struct.Struct("<II")  # workload message index, bytes that follow
@@ -151,12 +152,21 @@ class DeviceProgram:
     peers: dict[int, tuple[str, int]] = field(default_factory=dict)
 
 
+class TaskSpan(NamedTuple):
+    """When one device ran one stage of one frame (seconds; since ``t0`` once reported)."""
+
+    frame: int
+    stage: str  # the stage's graph node
+    start_s: float
+    end_s: float
+
+
 @dataclass
 class DeviceReport:
     """What one device measured (seconds since ``t0``) and the values it used, for the check."""
 
     index: int
-    tasks: list[tuple[int, str, float, float]]  # frame, stage node, start, end
+    tasks: list[TaskSpan]
     sent: dict[int, tuple[float, float]]  # message index -> (ready, start of sendall)
     received: dict[int, float]  # message index -> when its last byte was read
     done_s: list[float]  # sink: per frame, when it held every output
@@ -340,7 +350,7 @@ class _Device:
             raise RuntimeError(self.failure[0])
         report.sent = {k: (r - t0, s - t0) for k, (r, s) in self.sent.items()}
         report.received = {k: e - t0 for k, e in self.received.items()}
-        report.tasks = [(f, n, s - t0, e - t0) for f, n, s, e in report.tasks]
+        report.tasks = [TaskSpan(t.frame, t.stage, t.start_s - t0, t.end_s - t0) for t in report.tasks]
         report.done_s = [d - t0 for d in report.done_s]
         return report
 
@@ -362,7 +372,7 @@ class _Device:
         for step in p.steps:
             if step.kind in ("layer", "add", "output"):
                 if task is not None:
-                    report.tasks.append((f, task[0], task[1], time.monotonic()))
+                    report.tasks.append(TaskSpan(f, task[0], task[1], time.monotonic()))
                     task = None
                 incoming = waits.get((f, step.name), [])
                 if incoming and not dry:
@@ -404,7 +414,7 @@ class _Device:
                 else:
                     self.queues[m.dst].put((m.k, matrix, time.monotonic()))
         if task is not None:
-            report.tasks.append((f, task[0], task[1], time.monotonic()))
+            report.tasks.append(TaskSpan(f, task[0], task[1], time.monotonic()))
 
     def _merge(self, env: dict[str, Any], held: dict[str, np.ndarray], m: MessageSpec) -> None:
         have = held[m.tensor]
@@ -462,14 +472,9 @@ class _Device:
             return torch.flatten(x, 1), chans
         module = self.p.modules.get(step.target) if step.op == "call_module" else None
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            per = chans if step.rank == 4 else _features(chans, step.spatial)
+            per = chans if step.rank == 4 else channel_features(chans, step.spatial)
             return _batch_norm(module, x, per), chans
         return _call(step, _subst(step.args, env), _subst(step.kwargs, env), self.p.modules), chans
-
-
-def _features(chans: np.ndarray, per: int) -> np.ndarray:
-    """The features of channels ``chans`` of a flattened tensor with ``per`` features per channel."""
-    return (chans[:, None] * per + np.arange(per)[None, :]).ravel()
 
 
 def _batch_norm(module: Any, x: torch.Tensor, index: np.ndarray) -> torch.Tensor:

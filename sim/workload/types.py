@@ -37,9 +37,10 @@ class Task:
     bytes_touched: int = 0  # float32 bytes read and written: its inputs, its weights and its outputs
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Message:
-    """Channels of one tensor sent from ``src`` to ``dst`` for one frame, with its size in every format."""
+    """Channels of one tensor sent from ``src`` to ``dst`` for one frame, with its size in every format
+    (built by keyword only: fifteen fields are too many to read by position)."""
 
     frame: int
     layer: str  # producing layer label; "input" for the image, "output" for the final gather,

@@ -135,3 +135,37 @@ def test_dsim_profile_times_every_task_and_a_run_uses_the_table(tmp_path: Path) 
     data["devices"].append({"name": "d2", "profile": str(one)})  # three devices: other shapes, fitted
     counts = run(data).summary["compute_times"]
     assert counts["d2"]["table"] == 0 and counts["d2"]["fit"] == 5
+
+
+@pytest.mark.parametrize(("strategy", "prepares"), [("contiguous", 1), ("balanced", 2)])
+def test_calibrate_prepares_the_model_once_unless_the_partition_reads_the_rates(
+    monkeypatch: pytest.MonkeyPatch, strategy: str, prepares: int
+) -> None:
+    """calibrate: true profiles a prepared workload; the run reuses it when its workload key is the same
+    (a contiguous partition), and prepares again when the partition depends on the measured rates
+    (balanced). Either way the bytes are those of a run that prepares the calibrated scenario itself."""
+    import sim
+    from sim.pipeline import prepare as preparing
+    from sim.pipeline.evaluate import evaluate
+
+    real, calls = preparing.prepare, []
+
+    def counting(scenario, *args, **kwargs):
+        calls.append(scenario.name)
+        return real(scenario, *args, **kwargs)
+
+    monkeypatch.setattr(preparing, "prepare", counting)
+    data = helpers.scenario_dict(2, partition={"strategy": strategy}, inputs={"dataset": "synthetic"})
+    data["devices"][1] = {"name": "d1", "calibrate": True}
+    result = sim.run(data)
+    assert len(calls) == prepares
+    monkeypatch.undo()
+    sc = parse_scenario(
+        {
+            **data,
+            "devices": [data["devices"][0], {"name": "d1", "gflops": result.record.scenario["devices"][1]["gflops"]}],
+        }
+    )
+    again = evaluate(sc, real(sc).built)
+    assert again.record.bytes_total == result.record.bytes_total
+    assert again.transfers["bytes"].tolist() == result.transfers["bytes"].tolist()
