@@ -35,6 +35,31 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Power presets (``devices[i].power: NAME``): watts, and nanojoules per bit on the wire (1 mW/Mbps = 1 nJ/bit).
+# Every figure is approximate; docs/energy.md lists the sources and what is assumed.
+POWER_PRESETS: dict[str, dict[str, float]] = {
+    # A Raspberry Pi 4 on Wi-Fi. idle_w / busy_w: about 2.7 W idle and 6.4 W under a CPU stress test
+    #   (secondary measurements, approximate). tx / rx: Wi-Fi device energy of Huang et al., MobiSys'12
+    #   (283.17 / 137.01 mW/Mbps), the defaults of LEAF and PureEdgeSim. No tail is modelled.
+    "wifi-pi4": {"idle_w": 2.7, "busy_w": 6.4, "tx_nj_per_bit": 283.17, "rx_nj_per_bit": 137.01},
+    # A phone on LTE. tx / rx: LTE device energy of Huang et al., MobiSys'12 (438.4 / 51.97 mW/Mbps), the
+    #   defaults of LEAF and PureEdgeSim. tail: the radio stays 11.576 s at about 1.06 W after a transfer
+    #   (the RRC tail of the same paper). idle_w / busy_w: an assumed phone SoC (1 W idle, 4 W busy), not
+    #   a measurement.
+    "lte-phone": {
+        "idle_w": 1.0,
+        "busy_w": 4.0,
+        "tx_nj_per_bit": 438.4,
+        "rx_nj_per_bit": 51.97,
+        "tail_s": 11.576,
+        "tail_w": 1.06,
+    },
+    # A Jetson Nano on wired Ethernet. busy_w: its 10 W power mode (NVIDIA's documented budget); idle_w:
+    #   an assumed 1.5 W. tx / rx: 0, the wired link's energy is left out (assumed negligible).
+    "ethernet-jetson": {"idle_w": 1.5, "busy_w": 10.0},
+}
+
+
 def apply_preset(fields: dict[str, Any]) -> dict[str, Any]:
     """A scenario device's fields with its ``preset`` figures filled in under the fields it gives itself.
 
@@ -46,3 +71,17 @@ def apply_preset(fields: dict[str, Any]) -> dict[str, Any]:
     merged = {k: v for k, v in preset.items() if not (k == "gflops" and fields.get("calibrate"))}
     merged.update(fields)
     return merged
+
+
+def apply_power_preset(power: Any) -> Any:
+    """A device's ``power`` setting with a preset resolved: a preset name becomes its figures, and a mapping
+    with ``preset`` gets the figures it does not give itself. Unknown names are left for the schema.
+
+    >>> apply_power_preset({"preset": "wifi-pi4", "idle_w": 3.0})["idle_w"], apply_power_preset("lte-phone")["tail_s"]
+    (3.0, 11.576)
+    """
+    if isinstance(power, str) and power in POWER_PRESETS:
+        return dict(POWER_PRESETS[power])
+    if isinstance(power, dict) and power.get("preset") in POWER_PRESETS:
+        return {**POWER_PRESETS[power["preset"]], **{k: v for k, v in power.items() if k != "preset"}}
+    return power

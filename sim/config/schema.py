@@ -33,10 +33,11 @@ from pydantic import (
     model_validator,
 )
 
-from sim.config.presets import apply_preset
+from sim.config.presets import apply_power_preset, apply_preset
 from sim.config.records import Setup, device_setups, interval_s
 from sim.config.vocab import (
     LABELLED_DATASETS,
+    POWER_PRESETS,
     STRATEGIES,
     Baseline,
     ChannelHeader,
@@ -182,6 +183,21 @@ class InputsSpec(_Strict):
     )
 
 
+class PowerSpec(_Strict):
+    """A device's power (watts) and radio energy (nanojoules per bit on the wire), for the energy of a run
+    (:mod:`sim.analysis.energy`); a preset name (``wifi-pi4``, ``lte-phone``, ``ethernet-jetson``) stands
+    for its figures (:data:`sim.config.presets.POWER_PRESETS`)."""
+
+    idle_w: float = Field(ge=0, le=1e6, description="power while not computing, watts")
+    busy_w: float = Field(ge=0, le=1e6, description="power while computing, watts")
+    tx_nj_per_bit: float = Field(default=0.0, ge=0, le=1e9, description="radio energy per bit sent, nJ")
+    rx_nj_per_bit: float = Field(default=0.0, ge=0, le=1e9, description="radio energy per bit received, nJ")
+    tail_s: float = Field(
+        default=0.0, ge=0, le=3600, description="time the radio stays in a high-power state after a transfer"
+    )
+    tail_w: float = Field(default=0.0, ge=0, le=1e6, description="radio power during the tail, watts")
+
+
 class DeviceSpec(_Strict):
     """One virtual device: its compute rate, a fixed per-layer overhead and an optional memory bandwidth
     (roofline, see :mod:`sim.engine.devices`). A ``preset`` board fills the fields the device does not give."""
@@ -222,11 +238,25 @@ class DeviceSpec(_Strict):
     recv_overhead_us: float = Field(
         default=0.0, ge=0, le=3.6e9, description="software cost of receiving one message (at most an hour)"
     )
+    power: PowerSpec | None = Field(
+        default=None,
+        description="power and radio energy: {idle_w, busy_w, tx_nj_per_bit, rx_nj_per_bit, tail_s, tail_w} or "
+        f"a preset ({', '.join(POWER_PRESETS)}); the run then reports joules",
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _fill_preset(cls, data: Any) -> Any:
         return apply_preset(_renamed(cls.renamed_keys, data)) if isinstance(data, dict) else data
+
+    @field_validator("power", mode="before")
+    @classmethod
+    def _power_preset(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in POWER_PRESETS:
+            raise ValueError(
+                f"unknown power preset '{value}'; choose one of {', '.join(POWER_PRESETS)} or give the figures"
+            )
+        return apply_power_preset(value)
 
 
 MIN_MBPS, MAX_MBPS = 1e-6, 1e9  # 1 bit/s to 1 Pbit/s

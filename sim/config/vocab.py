@@ -33,6 +33,7 @@ ChannelHeader = Literal["none", "index_list", "bitmap"]
 LabelledDataset = Literal["digits", "cifar10", "fashion-mnist"]  # datasets with labels: training and accuracy need one
 Dataset = Literal[LabelledDataset, "synthetic"]
 Preset = Literal["rpi4", "jetson-nano", "phone"]
+PowerPreset = Literal["wifi-pi4", "lte-phone", "ethernet-jetson"]
 Baseline = Literal["none", "single"]
 
 TOPOLOGIES: tuple[str, ...] = get_args(Topology)
@@ -48,3 +49,4 @@ EXCHANGES: tuple[str, ...] = get_args(ConcreteExchange)
 CHANNEL_HEADERS: tuple[str, ...] = get_args(ChannelHeader)
 LABELLED_DATASETS: tuple[str, ...] = get_args(LabelledDataset)
 DATASETS: tuple[str, ...] = get_args(Dataset)
+POWER_PRESETS: tuple[str, ...] = get_args(PowerPreset)

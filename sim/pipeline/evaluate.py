@@ -20,7 +20,10 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
+import pandas as pd
+
 from sim.analysis import counters
+from sim.analysis.energy import energy_table
 from sim.analysis.result import RunResult
 from sim.analysis.service import service_latency_s
 from sim.analysis.summary import Baseline, RunSummary, deployment_summary, summarize
@@ -149,7 +152,14 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
         kept_kernel_fraction=built.kept_kernel_fraction,
     )
     links, devices = counters.link_table(network, timeline), counters.device_table(workload, rates, timeline)
-    extra: dict[str, Any] = {"links": counters.records(links), "devices": counters.records(devices)}
+    extra: dict[str, Any] = {}
+    powers = [d.power for d in scenario.devices]
+    if any(p is not None for p in powers):  # joules only when some device has power (sim.analysis.energy)
+        joules = energy_table(workload, timeline, powers, devices["busy_s"].tolist(), summary.makespan_s)
+        devices = pd.concat([devices, joules], axis=1)
+        extra["energy_j"] = float(joules["energy_j"].sum())
+        extra["energy_j_per_frame"] = extra["energy_j"] / summary.frames
+    extra.update(links=counters.records(links), devices=counters.records(devices))
     if any(d.profile is not None for d in scenario.devices):
         extra["compute_times"] = assemble.time_sources(workload, rates)
     if workload.frames > 1:  # a stream: also each frame's latency alone, without queueing behind others

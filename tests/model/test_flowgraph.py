@@ -154,7 +154,9 @@ def test_lenet_layers_and_shapes() -> None:
 def test_wrong_input_shape_is_one_line_error() -> None:
     from sim.model.zoo import build_model
 
-    with pytest.raises(UserError, match=r"model.input_shape: the model fails on input of shape \[3, 32, 32\]"):
+    with pytest.raises(UserError, match=r"model.input_shape: the model fails on input of shape \[1, 28, 28\]"):
+        FlowGraph.trace(build_model("lenet5"), torch.zeros(1, 1, 28, 28))  # LeNet's linear layer wants 32x32
+    with pytest.raises(UserError, match=r"\[3, 32, 32\] gives 3 channel\(s\) .* set model.input_shape: \[1, 32, 32\]"):
         FlowGraph.trace(build_model("lenet5"), torch.zeros(1, 3, 32, 32))
 
 
