@@ -199,7 +199,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         table = compare(args.scenarios, out=out, jobs=args.jobs, store=store, report=report)
     print(format_comparison(table))
     print(f"build cache: {report.line()}")
-    print(f"written to {out}/ (comparison.csv, breakdown.png, pareto.csv, pareto.png)")
+    written = "comparison.csv, breakdown.png, pareto.csv, pareto.png"
+    if "energy_j_per_frame" in table.columns:
+        written += ", pareto_energy.csv, pareto_energy.png"
+    print(f"written to {out}/ ({written})")
     return 0
 
 

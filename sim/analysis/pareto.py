@@ -98,6 +98,34 @@ def pareto_table(table: pd.DataFrame, labels: Sequence[str], within: Sequence[st
     return out.sort_values(["latency_s", "bytes_per_frame"], kind="stable").reset_index(drop=True)[columns]
 
 
+ENERGY_PARETO_COLUMNS = ["label", "latency_s", "energy_j_per_frame", "pareto"]
+
+
+def energy_pareto_table(table: pd.DataFrame, labels: Sequence[str]) -> pd.DataFrame:
+    """The latency-against-energy front of a comparison table: one row per successful row with energy
+    figures, :data:`ENERGY_PARETO_COLUMNS` (``label`` from ``labels``, one per row of ``table``; seconds and
+    joules per frame; ``pareto`` when no other row is at least as fast and as frugal and better on one),
+    sorted by latency then energy.
+
+    Example::
+
+        >>> t = pd.DataFrame({"latency_s": [1.0, 2.0, 3.0], "energy_j_per_frame": [5.0, 1.0, 2.0]})
+        >>> energy_pareto_table(t, ["a", "b", "c"])["pareto"].tolist()
+        [True, True, False]
+    """
+    ok = (curves.errors(table) == "").to_numpy() & table["energy_j_per_frame"].notna().to_numpy()
+    rows = table[ok]
+    out = pd.DataFrame(
+        {
+            "label": [str(label) for label, keep in zip(labels, ok) if keep],
+            "latency_s": rows["latency_s"].astype(float).to_numpy(),
+            "energy_j_per_frame": rows["energy_j_per_frame"].astype(float).to_numpy(),
+        }
+    )
+    out["pareto"] = non_dominated(out, [Objective("latency_s"), Objective("energy_j_per_frame")])
+    return out.sort_values(["latency_s", "energy_j_per_frame"], kind="stable").reset_index(drop=True)
+
+
 def sweep_labels(table: pd.DataFrame, leave_out: Sequence[str] = ()) -> list[str]:
     """A short label per row of a sweep table: its swept settings that vary (``auto, bandwidth_mbps=10``),
     but for the columns ``leave_out`` (say, the conditions of :func:`environment_columns`)."""

@@ -509,6 +509,34 @@ def plot_pareto(front: pd.DataFrame, path: str | Path, title: str = "", max_labe
     return _save(fig, path)
 
 
+def plot_energy_pareto(front: pd.DataFrame, path: str | Path, title: str = "") -> Figure:
+    """Energy per frame (J) against mean latency per frame (ms) of every design in ``front``
+    (:func:`sim.analysis.pareto.energy_pareto_table`); the non-dominated ones ringed in black and joined in
+    latency order, each design named where its label fits."""
+    if not len(front):
+        raise UserError(f"{path}: no rows with energy figures to draw a Pareto front from")
+    fig = Figure(figsize=(8, 5))
+    ax = fig.subplots()
+    ms, joules = front["latency_s"].to_numpy(float) * 1e3, front["energy_j_per_frame"].to_numpy(float)
+    best = front["pareto"].to_numpy(bool)
+    ax.scatter(ms[~best], joules[~best], s=22, alpha=0.6, color="tab:blue", label="dominated")
+    ax.plot(ms[best], joules[best], color="black", linewidth=0.8, alpha=0.5)
+    ax.scatter(ms[best], joules[best], s=70, color="tab:orange", edgecolors="black", linewidths=1.5,
+               label="non-dominated (Pareto front)")  # fmt: skip
+    if _spread(ms) > 30:
+        ax.set_xscale("log")
+    if _spread(joules) > 30:
+        ax.set_yscale("log")
+    log = {"log": ", log scale", "linear": ""}
+    ax.set_xlabel(f"mean latency per frame (ms){log[ax.get_xscale()]}")
+    ax.set_ylabel(f"energy per frame (J), devices with power{log[ax.get_yscale()]}")
+    ax.set_title(f"{title + ': ' if title else ''}latency against energy", fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(True, which="both", alpha=0.3)
+    place_labels(fig, ax, list(zip(ms, joules)), list(front["label"]))
+    return _save(fig, path)
+
+
 def _spread(values: np.ndarray) -> float:
     """Largest over smallest positive value (1 with fewer than two): when above 30, an axis goes log."""
     positive = values[values > 0]

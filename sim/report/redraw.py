@@ -15,6 +15,7 @@ from sim.fileio import write_csv
 from sim.report.plots import (
     plot_accuracy_vs_bytes,
     plot_breakdown,
+    plot_energy_pareto,
     plot_latency_vs_bandwidth,
     plot_pareto,
     plot_timeline,
@@ -58,6 +59,18 @@ def write_pareto(
     write_csv(front, Path(out) / "pareto.csv")
     plot_pareto(front, Path(out) / "pareto.png", title=title)
     return [Path(out) / "pareto.csv", Path(out) / "pareto.png"]
+
+
+def write_energy_pareto(table: pd.DataFrame, labels: Sequence[str], out: str | Path, title: str = "") -> list[Path]:
+    """Write ``pareto_energy.csv`` (:func:`sim.analysis.pareto.energy_pareto_table` of a comparison table,
+    ``labels`` one per row) and its figure ``pareto_energy.png`` into ``out`` when some row has energy
+    figures (``energy_j_per_frame``); return the paths written (none otherwise)."""
+    if "energy_j_per_frame" not in table.columns or table["energy_j_per_frame"].isna().all():
+        return []
+    front = pareto.energy_pareto_table(table, labels)
+    write_csv(front, Path(out) / "pareto_energy.csv")
+    plot_energy_pareto(front, Path(out) / "pareto_energy.png", title=title)
+    return [Path(out) / "pareto_energy.csv", Path(out) / "pareto_energy.png"]
 
 
 def parse_frames(text: str) -> range:
@@ -118,6 +131,7 @@ def redraw(directory: str | Path, frames: Sequence[int] | None = None) -> list[P
             plot_breakdown(table, d / "breakdown.png", title=_name(table, d))
             written.append(d / "breakdown.png")
             written += write_pareto(table, list(table["scenario"].astype(str)), d, title=_name(table, d))
+            written += write_energy_pareto(table, list(table["scenario"].astype(str)), d, title=_name(table, d))
     if (d / "transfers.csv").is_file() and (d / "compute.csv").is_file():
         with _reading(f"{d} (transfers.csv, compute.csv, hops.csv, summary.json)"):
             transfers, compute = pd.read_csv(d / "transfers.csv"), pd.read_csv(d / "compute.csv")

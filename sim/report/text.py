@@ -55,6 +55,8 @@ def format_summary(summary: RunSummary) -> str:
         untrained = model.get("checkpoint") is None and not model.get("train_epochs")
         note = " (untrained: seeded random weights; set model.train_epochs or a checkpoint)" if untrained else ""
         rows.append(("test accuracy", f"{s.accuracy * 100:.2f} %{note}"))
+    if s.energy_j is not None and s.energy_j_per_frame is not None:
+        rows.append(("energy", f"{s.energy_j_per_frame:.4g} J per frame ({s.energy_j:.4g} J over the run)"))
     if s.deployment is not None:
         deployed = f"{s.deployment.deploy_bytes:,} B in {s.deployment.deploy_s * 1e3:.3f} ms, before inference"
         rows.append(("deployment", deployed))
@@ -116,6 +118,8 @@ def format_sweep(table: pd.DataFrame, max_rows: int = 40) -> str:
         if "baseline_latency_s" in table.columns:
             shown["1-device ms"] = (table["baseline_latency_s"] * 1e3).round(3)
         shown["sent kB/frame"] = (table["bytes_total"] / _frames(table) / 1e3).round(3)
+        if "energy_j_per_frame" in table.columns:
+            shown["energy J/frame"] = _cells(table["energy_j_per_frame"], 1, 4, "g")
         shown["error"] = curves.errors(table)
         if (shown["error"] == "").all():
             shown = shown.drop(columns="error")
@@ -161,6 +165,8 @@ def format_comparison(table: pd.DataFrame) -> str:
             cost[name] = _cells(table[col] / frames, 1, 0)
     if "kept_kernels" in table.columns:
         cost["kernels %"] = _cells(table["kept_kernels"], 100, 1)
+    if "energy_j_per_frame" in table.columns:
+        cost["energy J/frame"] = _cells(table["energy_j_per_frame"], 1, 4, "g")
     timing = pd.DataFrame({"scenario": table["scenario"], "latency ms": _cells(table["latency_s"], 1e3, 3)})
     for col in BREAKDOWN_COLUMNS:
         timing[col.split("_")[1] + " ms"] = _cells(table[col], 1e3, 3)

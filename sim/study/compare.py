@@ -23,7 +23,7 @@ from sim.fileio import write_csv
 from sim.pipeline.cache import CacheReport
 from sim.pipeline.store import Store
 from sim.report.plots import plot_breakdown
-from sim.report.redraw import write_pareto
+from sim.report.redraw import write_energy_pareto, write_pareto
 from sim.study.sweep import check_jobs, run_points
 
 PER_FRAME = {  # total column -> its per-frame column (the total divided by the frames run)
@@ -99,7 +99,8 @@ def compare(
     latency alone in the system, ``keeps_up`` whether the split keeps up with the frame arrivals (empty for
     one frame); with ``baseline: single`` come the single device's latencies, throughput and the three
     speed-ups (:func:`sim.pipeline.evaluate.speedups`); a scenario without it has them empty. With ``out``, writes ``comparison.csv``, the stacked
-    latency breakdown ``breakdown.png`` and the Pareto front (``pareto.csv``, ``pareto.png``) there,
+    latency breakdown ``breakdown.png`` and the Pareto front (``pareto.csv``, ``pareto.png``; with energy
+    figures also latency against energy, ``pareto_energy.csv`` and ``pareto_energy.png``) there,
     and for pruned scenarios ``kept_kernels.csv`` (the fraction of each conv's original k x k kernels still
     non-zero, one row per scenario). Every file is validated before any work starts; a scenario
     that cannot be built stops the comparison (:class:`UserError` naming its file). ``store`` is the build
@@ -141,4 +142,5 @@ def compare(
         title = " vs ".join(table["scenario"]) if len(table) <= 3 else f"{len(table)} scenarios"
         plot_breakdown(table, Path(out) / "breakdown.png", title=title)
         write_pareto(table, list(table["scenario"]), out, title=title)
+        write_energy_pareto(table, list(table["scenario"]), out, title=title)
     return table
