@@ -162,3 +162,31 @@ def test_compare_default_folder_is_named_after_its_inputs(tmp_path, monkeypatch)
     long = cli.comparison_folder([f"scenario-number-{k}" for k in range(9)])
     assert len(long) <= 80 and long.startswith("compare-scenario-number-0+8-more-")
     assert long != cli.comparison_folder([f"scenario-number-{k}" for k in range(1, 10)])
+
+
+def test_compare_and_sweep_report_energy_and_its_pareto_front(tmp_path, capsys):
+    """With power on the devices: the energy per frame of each compared scenario equals its own run's, the
+    latency-against-energy front is written (the faster and the frugaller both on it, here Wi-Fi wins both),
+    the terminal table shows it, and a sweep gets the energy columns."""
+    from sim.study.sweep import sweep
+
+    files = []
+    for power in ("wifi-pi4", "lte-phone"):
+        data = scenario_dict(2, name=power, inputs={"dataset": "synthetic"})
+        for d in data["devices"]:
+            d["power"] = power
+        path = tmp_path / f"{power}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        files.append(str(path))
+    assert cli.main(["compare", *files, "--out", str(tmp_path / "cmp"), "--no-cache", "--jobs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "energy J/frame" in printed and "pareto_energy.png" in printed
+    table = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
+    for path, row in zip(files, table.itertuples()):
+        assert row.energy_j_per_frame == pytest.approx(sim.run(path).record.energy_j_per_frame)
+    front = pd.read_csv(tmp_path / "cmp" / "pareto_energy.csv")
+    assert front["label"].tolist() == ["wifi-pi4", "lte-phone"]  # same latency; LTE's tails cost more
+    assert front["pareto"].tolist() == [True, False]
+    assert (tmp_path / "cmp" / "pareto_energy.png").stat().st_size > 0
+    swept = sweep(files[0], {"network.bandwidth_mbps": [5, 50]}, jobs=1, progress=False)
+    assert swept["energy_j_per_frame"].notna().all() and (swept["energy_j"] > 0).all()
