@@ -5,7 +5,7 @@ Example::
 
     >>> import sim
     >>> result = sim.run("scenarios/quickstart.yaml")  # doctest: +SKIP
-    >>> round(result.summary["latency_s"] * 1e3, 3)  # doctest: +SKIP
+    >>> round(result.record.latency_s * 1e3, 3)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def run(
     Returns
     -------
     RunResult
-        The run's ``transfers``, ``compute``, ``links`` and ``devices`` tables and its ``summary``.
+        The run's ``transfers``, ``compute``, ``links`` and ``devices`` tables, its typed summary ``record``
+        (:class:`~sim.analysis.summary.RunSummary`) and ``summary``, that record as ``summary.json`` holds it.
 
     Examples
     --------
