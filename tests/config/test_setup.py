@@ -187,8 +187,8 @@ def test_checkpoint_full_of_nan_is_refused(tmp_path) -> None:
 
 
 def test_input_shape_is_checked_before_training() -> None:
-    model = {"name": "lenet5", "input_shape": [3, 32, 32], "train_epochs": 15}
-    with pytest.raises(UserError, match=r"^model.input_shape: the model fails on input of shape \[3, 32, 32\]"):
+    model = {"name": "lenet5", "input_shape": [1, 28, 28], "train_epochs": 15}  # LeNet's linear layer wants 32x32
+    with pytest.raises(UserError, match=r"^model.input_shape: the model fails on input of shape \[1, 28, 28\]"):
         run(scenario_dict(2, model=model))
 
 
