@@ -534,11 +534,13 @@ def plot_search(table: pd.DataFrame, path: str | Path, title: str = "") -> Figur
     fig = Figure(figsize=(11, 4.8))
     left, right = fig.subplots(1, 2)
     ok = table[table["feasible"]]
-    best = ok.loc[ok["objective"].idxmin()]
+    best = ok.sort_values(["objective", "index"]).iloc[0]
     spaces = list(dict.fromkeys(table["space"]))
     colours = {s: mpl.colormaps["tab10"](i) for i, s in enumerate(spaces)}
-    pairs = ((left, "bytes_total", 1e-3, "bytes sent per run (kB)", False),)
-    pairs += ((right, "throughput_fps", 1.0, "throughput (frames/s)", True),)
+    pairs = (
+        (left, "bytes_total", 1e-3, "bytes sent per run (kB)", False),
+        (right, "throughput_fps", 1.0, "throughput (frames/s)", True),
+    )
     for ax, column, scale, label, maximize in pairs:
         x, y = table[column].to_numpy(float) * scale, table["latency_s"].to_numpy(float) * 1e3
         for s in spaces:

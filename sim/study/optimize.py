@@ -57,7 +57,7 @@ from sim.model.flowgraph import FlowGraph
 from sim.model.partition import make_partition, proportional_split, save_partition
 from sim.pipeline.calibrate import calibrated
 from sim.pipeline.evaluate import BuiltWorkload, evaluate
-from sim.pipeline.prepare import Prepared, prepare, sized_workload, start_forked_worker
+from sim.pipeline.prepare import prepare, sized_workload, start_forked_worker
 from sim.progress import Progress
 from sim.report.plots import plot_search
 from sim.study.sweep import check_jobs, map_items
@@ -159,15 +159,12 @@ class SearchResult:
 @dataclass
 class Base:
     """What every candidate shares: the calibrated scenario (no baseline, no deployment), the traced graph,
-    the frames' images and the cache of the unsplit model's tensor values."""
+    the frames' image batches and the cache of the unsplit model's tensor values (one dict per frame)."""
 
     scenario: Scenario
-    prepared: Prepared
+    graph: FlowGraph
+    images: list[Any]
     cache: list[dict[str, np.ndarray]]
-
-    @property
-    def graph(self) -> FlowGraph:
-        return self.prepared.graph
 
 
 def check_settings(scenario: Scenario, settings: SearchSettings) -> None:
@@ -199,7 +196,8 @@ def base(scenario: Scenario) -> Base:
     sc = calibrated(scenario)
     sc = sc.model_copy(update={"baseline": "none", "deploy": None})
     prepared = prepare(sc)
-    return Base(sc, prepared, [{} for _ in prepared.images])
+    images = prepared.images or []
+    return Base(sc, prepared.graph, images, [{} for _ in images])
 
 
 def memory_mb(graph: FlowGraph, parts: Partition, n_devices: int, batch: int) -> tuple[float, ...]:
@@ -243,7 +241,7 @@ def _evaluate(job: tuple[int, Candidate]) -> Evaluation:
     index, candidate = job
     assert _BASE is not None, "optimize: the base is set before any candidate is evaluated"
     sc, graph = _BASE.scenario, _BASE.graph
-    _, workload = sized_workload(sc, graph, candidate.partition, _BASE.prepared.images, _BASE.cache)
+    _, workload = sized_workload(sc, graph, candidate.partition, _BASE.images, _BASE.cache)
     summary = evaluate(sc, BuiltWorkload(workload)).summary
     memory = memory_mb(graph, candidate.partition, len(sc.devices), sc.inputs.batch_size)
     limits = [d.memory_mb for d in sc.devices]

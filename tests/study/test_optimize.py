@@ -124,7 +124,7 @@ def test_no_feasible_split_is_one_line() -> None:
         ({}, {"spaces": ("rows",)}, r"^--space: 'rows' is not a list of"),
         ({}, {"budget": 3}, r"^--budget: must be at least 6"),
         ({}, {"objective": "energy"}, r"^--objective energy: no device has a power setting"),
-        ({"prune": {"method": "structured", "amount": 0.5}}, {}, r"^prune\.method: structured: dsim optimize"),
+        ({"prune": {"method": "ln_structured", "amount": 0.5}}, {}, r"^prune\.method: ln_structured: dsim optimize"),
     ],
 )
 def test_refusals_are_one_line(change: dict, kw: dict, message: str) -> None:
