@@ -243,6 +243,12 @@ class DeviceSpec(_Strict):
         description="power and radio energy: {idle_w, busy_w, tx_nj_per_bit, rx_nj_per_bit, tail_s, tail_w} or "
         f"a preset ({', '.join(POWER_PRESETS)}); the run then reports joules",
     )
+    memory_mb: float | None = Field(
+        default=None,
+        gt=0,
+        le=1e9,
+        description="memory for weights and activations (MB = 1e6 bytes); dsim optimize rejects splits needing more",
+    )
 
     @model_validator(mode="before")
     @classmethod

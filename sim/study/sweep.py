@@ -177,7 +177,7 @@ def _simulate(job: PointJob) -> tuple[int, dict[str, Any]]:
     return simulate_point(job.index, job.scenario, _WORKLOADS[job.key], base)
 
 
-def _map(
+def map_items(
     fn: Any,
     items: list[Any],
     jobs: int,
@@ -265,7 +265,7 @@ def iter_points(
     workloads: dict[str, BuiltWorkload] = {}
     failed: dict[str, str] = {}
     build_jobs = [BuildJob(key, sc, store) for key, sc in builds.items()]
-    for done in _map(_build, build_jobs, jobs, _start_builder, (), "build", "workload", progress):
+    for done in map_items(_build, build_jobs, jobs, _start_builder, (), "build", "workload", progress):
         if done.build is None:
             failed[done.key] = done.error or "build failed"
         else:
@@ -286,7 +286,7 @@ def iter_points(
         return
     _init_worker(workloads)
     try:
-        yield from _map(_simulate, runnable, jobs, _start_worker, (workloads,), what, "point", progress)
+        yield from map_items(_simulate, runnable, jobs, _start_worker, (workloads,), what, "point", progress)
     finally:
         _init_worker({})
 
