@@ -109,6 +109,18 @@ def test_memory_limit_rules_out_the_one_device_split() -> None:
     assert best["memory_mb_max"] <= 0.2 and best["bytes_total"] > 0
 
 
+def test_energy_objective_reads_the_runs_joules() -> None:
+    """--objective energy with powered devices: each candidate's objective is its run's energy_j, and with
+    a radio that costs far more than computing the best split is one that sends nothing."""
+    data = scenario_dict(2)
+    for device in data["devices"]:
+        device["power"] = {"idle_w": 0.0, "busy_w": 0.0, "tx_nj_per_bit": 1e6, "rx_nj_per_bit": 1e6}
+    table = _search(data, objective="energy", budget=8)
+    best = table.sort_values(["objective", "index"]).iloc[0]
+    assert best["bytes_total"] == 0 and best["objective"] == 0.0
+    assert (table.loc[table["bytes_total"] > 0, "objective"] > 0).all()
+
+
 def test_no_feasible_split_is_one_line() -> None:
     data = scenario_dict(2)
     for device in data["devices"]:
