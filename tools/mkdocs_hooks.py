@@ -8,7 +8,7 @@ three things to the site that are not files under ``docs/``:
 * ``reference/cli.md``: every ``dsim`` sub-command's ``--help`` text (:func:`cli_page`);
 * ``plots/...``: the committed figures of the repository's ``plots/`` folder, so pages can show them.
 
-It also strips the test tags (``slow``, ``not-run``, read by ``tests/test_readme.py``) from fenced blocks'
+It also shows the docstrings' Sphinx roles (``:func:`x` ``) as plain code, and strips the test tags (``slow``, ``not-run``, read by ``tests/test_readme.py``) from fenced blocks'
 info strings before a page is rendered (:func:`untagged`), since the Markdown fences take a language only.
 
 Run it alone to print the scenario-keys page: ``.venv/bin/python tools/mkdocs_hooks.py``.
@@ -168,6 +168,14 @@ def untagged(markdown: str) -> str:
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     """mkdocs hook: render tagged fences (```` ```sh slow ````) as plain ones (```` ```sh ````)."""
     return untagged(markdown)
+
+
+SPHINX_ROLE = re.compile(r":(?:func|class|mod|data|meth|attr|exc):<code>~?")
+
+
+def on_page_content(html: str, page: Any, config: Any, files: Any) -> str:
+    """mkdocs hook: docstrings' Sphinx roles (``:func:`x` ``) shown as plain code, not as ``:func:x``."""
+    return SPHINX_ROLE.sub("<code>", html)
 
 
 def on_files(files: Any, config: Any) -> Any:
