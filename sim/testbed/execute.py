@@ -88,8 +88,47 @@ def execute(
 ) -> list[RunResult]:
     """Run the scenario's split model for real ``repeats`` times; one :class:`RunResult` per run.
 
-    ``shape``: over shaped veths in network namespaces (Linux, root), built once for all repeats and
-    always removed. Raises RuntimeError when a value differs from the unsplit model beyond tolerance.
+    One operating-system process per device holds only its weight shard and exchanges the workload's
+    messages, encoded in the scenario's wire format, over TCP (see ``docs/how-to/real-runs.md``). Every
+    value a device used is checked against the unsplit model. Deployment and the single-device baseline are
+    not executed (inference only).
+
+    Parameters
+    ----------
+    scenario
+        A path to a YAML file or a loaded :class:`~sim.config.schema.Scenario`.
+    shape
+        Run over shaped veths in network namespaces (Linux, root), built once for all repeats and always
+        removed; otherwise over loopback, unshaped.
+    repeats
+        Runs in the same processes (at least 1).
+    timeout_s
+        Seconds one run may take (default: from the scenario's bytes and rates).
+    prepared
+        The scenario already prepared (:func:`sim.pipeline.prepare.prepare`), to skip building it again.
+
+    Returns
+    -------
+    list of RunResult
+        One per run, with ``dsim run``'s tables; each ``summary`` adds ``execution`` (the network, the load
+        average, the late start and the value check).
+
+    Raises
+    ------
+    UserError
+        ``repeats`` below 1, ``shape`` where namespaces cannot be made, ``transfer.exchange`` other than
+        ``inputs``, or a model the testbed cannot run.
+    RuntimeError
+        A device process failed or was silent past its time, or a value differs from the unsplit model
+        beyond tolerance.
+
+    Examples
+    --------
+    Two processes over loopback (the model is built and the processes started, so it takes seconds):
+
+    >>> runs = execute("scenarios/quickstart.yaml", repeats=2)  # doctest: +SKIP
+    >>> [r.summary["execution"]["check"]["tolerance"] for r in runs]  # doctest: +SKIP
+    [0.0001, 0.0001]
     """
     sc = load(scenario)
     if repeats < 1:
