@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -135,7 +136,23 @@ def scenario_keys_page(schema: dict[str, Any]) -> str:
 
 
 def cli_page(parser: argparse.ArgumentParser) -> str:
-    """The Markdown reference of the ``dsim`` command: the ``--help`` text of it and of every sub-command."""
+    """The Markdown reference of the ``dsim`` command: the ``--help`` text of it and of every sub-command.
+
+    The help is wrapped at 100 columns whatever the terminal, so the page is the same on every build.
+    """
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "100"  # argparse wraps at the terminal's width otherwise
+    try:
+        return _cli_page(parser)
+    finally:
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
+
+
+def _cli_page(parser: argparse.ArgumentParser) -> str:
+    """:func:`cli_page` at the current terminal width."""
     lines = [
         "# The `dsim` command",
         "",
