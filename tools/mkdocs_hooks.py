@@ -86,7 +86,7 @@ def _rows(record: dict[str, Any], prefix: str, defs: dict[str, Any], out: list[l
         default = "required" if key in required else json.dumps(node.get("default"))
         if sub is not None and key not in required and isinstance(node.get("default"), dict):
             default = "see below"
-        shown_default = default if default == "required" else f"`{default}`"
+        shown_default = default if default in ("required", "see below") else f"`{default}`"
         cells = [f"`{prefix}{key}`", kind, shown_default, _bounds(node), node.get("description", "")]
         out.append([_cell(c) for c in cells])
         if sub is not None:
