@@ -7,6 +7,9 @@ three things to the site that are not files under ``docs/``:
   (:func:`scenario_keys_page`);
 * ``reference/cli.md``: every ``dsim`` sub-command's ``--help`` text (:func:`cli_page`);
 * ``plots/...``: the committed figures of the repository's ``plots/`` folder, so pages can show them.
+  A page links a figure by its path in the repository, relative to the page (``../plots/x.png`` from
+  ``docs/energy.md``, ``../../plots/x.png`` from ``docs/how-to/sweeps.md``), which is right on a code
+  host too; :func:`site_links` points such links at the site's copy.
 
 It also shows the docstrings' Sphinx roles (``:func:`x` ``) as plain code, and strips the test tags (``slow``, ``not-run``, read by ``tests/test_readme.py``) from fenced blocks'
 info strings before a page is rendered (:func:`untagged`), since the Markdown fences take a language only.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import posixpath
 import re
 import sys
 from pathlib import Path
@@ -182,9 +186,34 @@ def untagged(markdown: str) -> str:
     return TAGGED_FENCE.sub(r"\1", markdown)
 
 
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def site_links(markdown: str, page_path: str) -> str:
+    """``markdown`` of the page ``docs/<page_path>`` with links into the repository's ``plots/`` folder
+    pointed at the site's copy of it (the site's root is ``docs/``, where ``plots/`` is added).
+
+    >>> site_links("![f](../../plots/a/f.png) [p](../design.md)", "how-to/sweeps.md")
+    '![f](../plots/a/f.png) [p](../design.md)'
+    >>> site_links("![f](../plots/e.png)", "energy.md")
+    '![f](plots/e.png)'
+    """
+    folder = posixpath.dirname(page_path)
+
+    def point(match: re.Match[str]) -> str:
+        target = match[1]
+        in_repo = posixpath.normpath(posixpath.join("docs", folder, target))
+        if "://" in target or not in_repo.startswith("plots/"):
+            return match[0]
+        return f"]({posixpath.relpath(in_repo, folder or '.')})"
+
+    return LINK.sub(point, markdown)
+
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    """mkdocs hook: render tagged fences (```` ```sh slow ````) as plain ones (```` ```sh ````)."""
-    return untagged(markdown)
+    """mkdocs hook: render tagged fences (```` ```sh slow ````) as plain ones (```` ```sh ````), and point
+    links to the repository's figures at the site's copy."""
+    return site_links(untagged(markdown), page.file.src_uri)
 
 
 SPHINX_ROLE = re.compile(r":(?:func|class|mod|data|meth|attr|exc):<code>~?")
