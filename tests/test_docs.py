@@ -92,3 +92,24 @@ def test_test_tags_are_removed_before_a_page_is_rendered() -> None:
     untagged = _hooks().untagged
     text = "```sh slow\na\n```\n```console not-run\n$ b\n```\n```yaml\nc: 1\n```\n"
     assert untagged(text) == "```sh\na\n```\n```console\n$ b\n```\n```yaml\nc: 1\n```\n"
+
+
+def test_every_relative_link_of_the_docs_names_a_file_of_the_repository() -> None:
+    """Links are repository paths relative to their page, so they work on a code host as in the site."""
+    generated = {"docs/reference/scenario-keys.md", "docs/reference/cli.md"}
+    checked = 0
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            path = target.split("#")[0]
+            if not path or "://" in target or target.startswith("mailto:"):
+                continue
+            in_repo = (page.parent / path).resolve().relative_to(ROOT).as_posix()
+            assert in_repo in generated or (ROOT / in_repo).exists(), f"{page.relative_to(ROOT)}: no {target}"
+            checked += 1
+    assert checked >= 40
+
+
+def test_figure_links_are_pointed_at_the_sites_copy() -> None:
+    site_links = _hooks().site_links
+    assert site_links("![f](../../plots/a/f.png)", "how-to/sweeps.md") == "![f](../plots/a/f.png)"
+    assert site_links("![f](../plots/e.png) [d](design.md)", "energy.md") == "![f](plots/e.png) [d](design.md)"
