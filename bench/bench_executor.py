@@ -234,7 +234,12 @@ def _minimal_run(mini: _Mini, out: dict[int, socket.socket], inc: dict[int, sock
                 if op.kind == "input":
                     while time.monotonic() < arrival:
                         time.sleep(min(0.005, max(0.0, arrival - time.monotonic())))
-                    v = mini.images[f][:, torch.from_numpy(mini.own[op.name])] if mini.images else torch.zeros(0)
+                    own = mini.own[op.name]
+                    v = (
+                        mini.images[f][:, torch.from_numpy(own)]
+                        if mini.images
+                        else torch.zeros((1, 0, *mini.width[op.name][1:]))
+                    )
                 elif op.kind == "layer":
                     full = _merge(mini, op.src, vals[op.src], inc)
                     x = full[:, torch.from_numpy(op.needed)]
