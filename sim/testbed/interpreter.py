@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
@@ -195,25 +196,15 @@ def _batch_norm(module: Any, x: torch.Tensor, index: np.ndarray) -> torch.Tensor
 
 
 def _refs(args: Any) -> list[Ref]:
-    if isinstance(args, Ref):
-        return [args]
-    if isinstance(args, (list, tuple)):
-        return [r for a in args for r in _refs(a)]
-    if isinstance(args, dict):
-        return [r for a in args.values() for r in _refs(a)]
-    return []
+    """The references inside a step's (nested) arguments, in order."""
+    found: list[Ref] = []
+    fx.node.map_aggregate(args, lambda a: found.append(a) if isinstance(a, Ref) else None)
+    return found
 
 
 def _subst(args: Any, env: dict[str, Any]) -> Any:
-    if isinstance(args, Ref):
-        return env[args.name]
-    if isinstance(args, tuple):
-        return tuple(_subst(a, env) for a in args)
-    if isinstance(args, list):
-        return [_subst(a, env) for a in args]
-    if isinstance(args, dict):
-        return {k: _subst(v, env) for k, v in args.items()}
-    return args
+    """A step's arguments with each reference replaced by its value."""
+    return fx.node.map_aggregate(args, lambda a: env[a.name] if isinstance(a, Ref) else a)
 
 
 def _empty(step: Step, batch: int) -> torch.Tensor:

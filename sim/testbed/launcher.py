@@ -225,24 +225,21 @@ def _stopped(pid: int) -> bool:
 
 def _resident_bytes(pid: int) -> int:
     """Resident memory of process ``pid`` (Linux ``VmRSS``; 0 when unknown)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return _kib(f"/proc/{pid}/status", "VmRSS:", 0)
 
 
 def _available_bytes() -> int:
     """Memory available to new processes (Linux ``MemAvailable``; a large number when unknown)."""
+    return _kib("/proc/meminfo", "MemAvailable:", 1 << 62)
+
+
+def _kib(path: str, key: str, unknown: int) -> int:
+    """The ``key: N kB`` line of a /proc file, in bytes."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 1 << 62
+        line = next(x for x in Path(path).read_text().splitlines() if x.startswith(key))
+        return int(line.split()[1]) * 1024
+    except (OSError, StopIteration):
+        return unknown
 
 
 @contextmanager
