@@ -142,6 +142,7 @@ class Receiver:
         self.values: dict[int, torch.Tensor] = {}
         self.times: dict[int, ReceiveTime] = {}
         self.failure: str | None = None
+        self.scratch = memoryview(bytearray(_READ_BYTES))  # every read lands here first (no allocation per read)
         self.cond = threading.Condition()
         self.thread = threading.Thread(target=self._run, name="dsim-receiver", daemon=True)
         self.thread.start()
@@ -196,11 +197,11 @@ class Receiver:
     def _read(self, s: socket.socket, stream: _Stream) -> int:
         """Read what ``s`` has; keep every message it completes. Returns how many it completed."""
         cpu = time.thread_time()
-        chunk = s.recv(_READ_BYTES)
-        if not chunk:
+        got = s.recv_into(self.scratch)
+        if not got:
             raise TransportError(f"the connection from device {self.name[stream.src]} closed during the run")
         buf = stream.buffer
-        buf += chunk
+        buf += self.scratch[:got]
         done = 0
         while len(buf) >= APP_HEADER.size:
             k, nbytes = APP_HEADER.unpack_from(buf)
