@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pickle
 import socket
 import struct
 import sys
@@ -184,7 +185,7 @@ def _read(s: socket.socket, n: int) -> bytes:
 
 def _minimal_device(conn: Any) -> None:
     """One device of the minimal runtime (a spawned process)."""
-    mini: _Mini = conn.recv()
+    mini: _Mini = pickle.loads(conn.recv_bytes())
     if mini.netns:
         worker.enter_netns(mini.netns)
     torch.set_num_threads(1)
@@ -274,7 +275,7 @@ def minimal(prep: Prepared, bed: netns.Testbed | None, repeats: int) -> list[flo
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=_minimal_device, args=(child,), daemon=True)
             proc.start()
-            parent.send(mini)
+            parent.send_bytes(pickle.dumps(mini))
             procs.append(proc)
             conns.append(parent)
         ports = [c.recv() for c in conns]

@@ -61,18 +61,22 @@ class Interpreter:
 
     def frame(self, f: int, link: Link, report: DeviceReport, arrival: float | None, keep_values: bool) -> None:
         """Run frame ``f``: wait until ``arrival`` (``time.monotonic``; None: at once) for the image, append
-        the task times (``time.monotonic``) to ``report``, and with ``keep_values`` every value used."""
+        the task times (``time.monotonic``) to ``report``, and with ``keep_values`` every value used.
+
+        A task's end leaves out the time its device spent in :meth:`Link.send` meanwhile (measured
+        separately, per message), so that its duration is the compute alone."""
         p = self.p
         env: dict[str, Any] = {}
         held: dict[str, np.ndarray] = {}
         merged: set[int] = set()
         task: tuple[str, float] | None = None
+        sending = 0.0  # seconds the open task's device spent handing messages to sockets (not its compute)
         for step in p.steps:
             kind = step.kind
             if kind in ("layer", "add", "output"):
                 if task is not None:
-                    report.tasks.append(TaskTime(f, task[0], task[1], time.monotonic()))
-                    task = None
+                    report.tasks.append(TaskTime(f, task[0], task[1], time.monotonic() - sending))
+                    task, sending = None, 0.0
                 incoming = [m for m in self.waits.get((f, step.name), ()) if m.k not in merged]
                 if incoming:
                     values = link.receive(incoming)
@@ -93,7 +97,7 @@ class Interpreter:
                 else:
                     value, chans = self._layer(f, step, env, held, report if keep_values else None)
                 if len(chans):
-                    task = (step.name, start)
+                    task, sending = (step.name, start), 0.0
             elif kind == "input":
                 while arrival is not None and (left := arrival - time.monotonic()) > 0:
                     time.sleep(min(0.005, left))
@@ -106,9 +110,11 @@ class Interpreter:
                 value, chans = self._channelwise(step, env, held)
             env[step.name], held[step.name] = value, chans
             for m in self.sends.get((f, step.name), ()):
+                before = time.monotonic()
                 link.send(m, _as_matrix(_select(value, chans, m.channels, m.rank), m.rank))
+                sending += time.monotonic() - before
         if task is not None:
-            report.tasks.append(TaskTime(f, task[0], task[1], time.monotonic()))
+            report.tasks.append(TaskTime(f, task[0], task[1], time.monotonic() - sending))
 
     def _merge(
         self, env: dict[str, Any], held: dict[str, np.ndarray], ms: Sequence[MessageSpec], values: list[torch.Tensor]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import multiprocessing as mp
 import os
+import pickle
 import signal
 import time
 from collections.abc import Iterator, Sequence
@@ -99,7 +100,7 @@ def run_devices(
                 child.close()
                 procs.append(proc)
                 conns.append(parent)
-                parent.send(prog)
+                parent.send_bytes(pickle.dumps(prog))  # by value: no tensor shared through file descriptors
                 if i == 0 and len(programs) >= MEASURE_FROM_DEVICES:
                     early[0] = _check_memory(procs[0], conns[0], len(programs), setup, programs)
             ports = _gather(procs, conns, "listening", time.monotonic() + setup, programs, bed, early)

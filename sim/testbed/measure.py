@@ -2,9 +2,9 @@
 workload, ``dsim run``'s tables and summary, and the check of every value against the unsplit model.
 
 A task's time runs from the start of its layer (or add) to the end of the channel-wise ops that follow it
-on that device; a message's from the moment its encoded bytes go to the socket (or, if later, the moment
-the message before it on the same connection arrived: :func:`link_free_starts`) to the moment its receiver
-has read its last byte. Measured ``transfers.csv`` has two more columns: ``send_cpu_s``, the sender
+on that device, less the time the device spent handing messages to sockets meanwhile; a message's from
+the moment its encoded bytes go to the socket (or, if later, the moment the message before it on the same
+connection arrived: :func:`link_free_starts`) to the moment its receiver has read its last byte. Measured ``transfers.csv`` has two more columns: ``send_cpu_s``, the sender
 thread's CPU time to encode the message and hand it to the socket, and ``recv_cpu_s``, the receiver's CPU
 time to read its body, decode it and merge it into its tensor (``time.thread_time``; seconds).
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import pickle
 import socket
 import time
 from collections.abc import Sequence
@@ -51,7 +52,7 @@ def main(conn: Connection) -> None:
     sockets: list[socket.socket] = []
     name = "?"
     try:
-        program: DeviceProgram = conn.recv()
+        program: DeviceProgram = pickle.loads(conn.recv_bytes())  # sent by value (launcher)
         name = program.name
         if program.netns:
             enter_netns(program.netns)
