@@ -1,5 +1,5 @@
 """Start-up time of commands that need no torch: ``dsim --help`` and ``dsim schema`` (target < 0.5 s on
-an idle core; issue 13). Each is run 5 times in a fresh interpreter; the best wall time is printed, and
+an idle core, so a command feels instant). Each is run 5 times in a fresh interpreter; the best wall time is printed, and
 the best CPU time (user + system of the child: the figure to read on a busy machine).
 Run: ``.venv/bin/python bench/bench_cli.py``.
 """

@@ -2,8 +2,8 @@
 10,000-point sweep (50 bandwidths x 50 speeds of device d1 x 4 formats) of the same scenario.
 
 The figure to watch is the sweep's wall time divided by one run's: the workload (trace, activations,
-message sizes) is built once, so each extra point costs only an engine run. The large sweep (target
-issue 13: < 60 s on 2 cores) builds its 4 workloads once and runs 10,000 engine points on all cores.
+message sizes) is built once, so each extra point costs only an engine run. The large sweep (target:
+< 60 s on 2 cores) builds its 4 workloads once and runs 10,000 engine points on all cores.
 Run: ``.venv/bin/python bench/bench_sweep.py`` (``--small`` skips the 10,000-point case).
 """
 

@@ -480,7 +480,7 @@ def parser() -> argparse.ArgumentParser:
     val.set_defaults(func=_cmd_validate)
     prof = sub.add_parser("profile", help="time every layer shard of a scenario as each device runs it (JSON)")
     prof.add_argument("scenario", help="scenario YAML file")
-    prof.add_argument("--out", required=True, metavar="FILE", help="profile JSON to write, e.g. profiles/x.json")
+    prof.add_argument("--out", required=True, metavar="FILE", help="profile JSON to write, e.g. results/x.json")
     prof.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed calls per shard (default 3)")
     prof.add_argument("--repeats", type=int, default=20, metavar="N", help="timed calls per shard (default 20)")
     prof.add_argument(

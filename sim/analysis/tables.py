@@ -1,4 +1,4 @@
-"""Result tables of a run (DESIGN section 5): ``transfers`` has one row per message, ``compute`` one row per
+"""Result tables of a run (docs/design.md §5): ``transfers`` has one row per message, ``compute`` one row per
 task, ``hops`` one row per transmission on one link queue; traffic matrices and bytes by wire format.
 """
 
@@ -37,7 +37,7 @@ HOP_COLUMNS = ["frame", "layer", "link", "src", "dst", "bytes", "start_s", "end_
 
 
 def transfers_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
-    """One row per message, in creation order (DESIGN section 5)."""
+    """One row per message, in creation order (docs/design.md §5)."""
     names = workload.devices
     copy = [k < len(timeline.carried_by) and timeline.carried_by[k] != k for k in range(len(workload.messages))]
     rows = [

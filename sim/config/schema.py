@@ -295,7 +295,7 @@ class LinkSpec(_Strict):
 
 
 class NetworkSpec(_Strict):
-    """The links between devices (DESIGN section 3, "Topologies"). Every link direction is a FIFO queue;
+    """The links between devices (docs/design.md §3.8). Every link direction is a FIFO queue;
     both directions of a half-duplex link share one; ``shared`` is one medium for every transmission."""
 
     renamed_keys: ClassVar[dict[str, str]] = {"chunk_kb": "chunk_kB"}
@@ -414,7 +414,7 @@ class PruneSpec(_Strict):
 
 
 class TransferSpec(_Strict):
-    """How messages are packed on the wire (see DESIGN section 3, wire formats)."""
+    """How messages are packed on the wire (docs/design.md §3.5)."""
 
     format: WireFormat = "dense"
     dtype: Dtype = "float32"
@@ -442,7 +442,7 @@ class DeploySpec(_Strict):
 
 
 class Scenario(_Strict):
-    """A complete, validated scenario (DESIGN section 4)."""
+    """A complete, validated scenario (docs/design.md §4)."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     seed: int = Field(default=0, ge=0, le=MAX_SEED)

@@ -5,8 +5,8 @@ A task of ``flops`` FLOPs that reads and writes ``bytes_touched`` bytes takes::
 
     max(flops / flops_per_s, bytes_touched / mem_bandwidth_Bps) + overhead_s
 
-on a device with a memory bandwidth, and ``flops / flops_per_s + overhead_s`` on one without (DESIGN
-section 3, "Compute"). The per-layer overhead is not charged to residual adds. A device with
+on a device with a memory bandwidth, and ``flops / flops_per_s + overhead_s`` on one without (docs/design.md
+§3.6). The per-layer overhead is not charged to residual adds. A device with
 :class:`LayerTimes` (from a profile written by ``dsim profile``) takes a measured task's median time, and
 for a task shape not in the table the profile's fit of its op kind (``units * s_per_unit + overhead_s``).
 

@@ -1,6 +1,6 @@
 """The discrete-event engine (SimPy): devices computing tasks and links carrying messages.
 
-Semantics (DESIGN section 3, "Engine" and "Topologies"):
+Semantics (docs/design.md §3.7 and §3.8):
 
 * A device runs its tasks one at a time, in workload order (frame, then topological order). A task
   starts once the device is free, its frame has arrived, and every message it needs has arrived. It takes

@@ -6,7 +6,7 @@ per output channel, holding the index of the owning device in scenario order.
 Strategies (random ones take a ``seed``):
 
 ``contiguous``
-    each layer's channels split in order with ``numpy.array_split`` (DESIGN section 4).
+    each layer's channels split in order with ``numpy.array_split`` (docs/design.md §4).
 ``round_robin``
     channel ``c`` to device ``c mod n``.
 ``random``

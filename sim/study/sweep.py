@@ -349,20 +349,62 @@ def sweep(
     report: CacheReport | None = None,
     scheduler: str | None = None,
 ) -> pd.DataFrame:
-    """Run every combination of ``grid`` (dotted key -> values) on ``scenario``; one row per point.
+    """Run every combination of ``grid`` on ``scenario`` and return one row per point.
 
-    ``variants`` maps names to settings applied together (``{"pruned": {"prune.method": "ln_structured",
-    "prune.amount": 0.5}}``), each run over the whole grid. ``baseline`` sets ``baseline: single``
-    (columns ``baseline_latency_s``, ``speedup``). With ``out``, ``sweep.csv`` is written there as points
-    finish, so an interrupted sweep keeps its finished rows; until a point has a result (not an error),
-    nothing is written, so a sweep that fails or is stopped before that leaves an earlier ``sweep.csv``. ``jobs`` defaults to the number of cores.
-    ``store`` is the build cache (none by default; ``report`` counts what came from it); ``scheduler`` runs
-    the points on a Dask cluster (:func:`iter_points`).
+    Points that share a model, inputs, partition, pruning and wire settings share one built workload, so a
+    bandwidth or device-speed point costs only an engine run. A bad value fails only its own row (its
+    message is in the ``error`` column).
 
-    Example::
+    Parameters
+    ----------
+    scenario
+        A path to a YAML file, a dict, or a loaded :class:`~sim.config.schema.Scenario`.
+    grid
+        Dotted scenario keys and the values each takes (``{"network.bandwidth_mbps": [1, 10]}``; a number
+        indexes a list: ``devices.0.gflops``). The points are the cartesian product.
+    baseline
+        Set ``baseline: single`` on every point: adds the whole model on the source device alone
+        (columns ``baseline_latency_s``, ``speedup``, ...).
+    variants
+        Names mapped to settings applied together (``{"pruned": {"prune.method": "ln_structured",
+        "prune.amount": 0.5}}``), each run over the whole grid; their names fill the ``variant`` column.
+    out
+        A folder to write ``sweep.csv`` into as points finish, so an interrupted sweep keeps its finished
+        rows. Nothing is written until a point has a result (not an error), so a sweep that fails or is
+        stopped before that leaves an earlier ``sweep.csv`` as it was.
+    jobs
+        Worker processes for builds and points (default: the number of cores).
+    progress
+        Log a line per finished build and point (with a time estimate), and a bar on a terminal.
+    store
+        The build cache (:class:`~sim.pipeline.store.Store`); ``None`` builds everything.
+    report
+        When given, counts what came from the cache.
+    scheduler
+        The address of a Dask scheduler to run the points on, or ``"local"`` for a local cluster of
+        ``jobs`` workers (:func:`iter_points`).
 
-        >>> grid = {"network.bandwidth_mbps": [1, 10], "transfer.format": ["dense", "auto"]}
-        >>> sweep("scenarios/quickstart.yaml", grid, baseline=True, out="results/qs-sweep")  # doctest: +SKIP
+    Returns
+    -------
+    pandas.DataFrame
+        One row per point, in point order: ``point``, the swept keys (and ``variant``), ``latency_s``,
+        ``bytes_total`` and the other summary columns, and ``error``.
+
+    Raises
+    ------
+    UserError
+        A misspelt key, a bad ``jobs``, an unreachable scheduler, or every point failing (with the first
+        point's error); raised before anything is written.
+
+    Examples
+    --------
+    >>> tiny = {"name": "tiny", "model": {"name": "lenet5"}, "inputs": {"dataset": "synthetic"},
+    ...         "devices": [{"name": "a", "gflops": 1}, {"name": "b", "gflops": 1}], "source": "a", "sink": "a"}
+    >>> table = sweep(tiny, {"network.bandwidth_mbps": [1, 100]}, jobs=1, progress=False)
+    >>> table[["network.bandwidth_mbps", "bytes_total"]].values.tolist()
+    [[1, 11236], [100, 11236]]
+    >>> bool(table["latency_s"][0] > table["latency_s"][1])  # the same bytes, on a slower link
+    True
     """
     check_jobs(jobs)
     grid = dict(grid or {})

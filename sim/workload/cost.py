@@ -1,4 +1,4 @@
-"""The cost model: each device's per-frame tasks with their FLOPs and float32 bytes touched (DESIGN 3).
+"""The cost model: each device's per-frame tasks with their FLOPs and float32 bytes touched (docs/design.md §3.6).
 
 * a layer's share on a device: :meth:`~sim.workload.graph.Layer.flops` and
   :meth:`~sim.workload.graph.Layer.bytes_touched` of the filters it owns;

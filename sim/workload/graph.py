@@ -47,7 +47,7 @@ class Layer:
     uses: np.ndarray  # bool, (out_channels, in_channels)
 
     def flops(self, filters: int, batch: int) -> float:
-        """FLOPs (multiply and add counted as 2) for ``filters`` of this layer on a batch (DESIGN 3)."""
+        """FLOPs (multiply and add counted as 2) for ``filters`` of this layer on a batch (docs/design.md §3.6)."""
         per_filter = (
             self.in_channels * self.in_spatial
             if self.op == "linear"

@@ -1,7 +1,7 @@
 """The workload: per-device compute tasks and per-pair messages, built from the channel-flow graph.
 
-This is where the torch side ends (DESIGN section 1). The engine reads only a :class:`Workload`, so a
-bandwidth sweep re-runs the engine, never the model. The rules implemented here are DESIGN section 3:
+This is where the torch side ends (docs/design.md §1). The engine reads only a :class:`Workload`, so a
+bandwidth sweep re-runs the engine, never the model. The rules implemented here are docs/design.md §3.2-§3.4:
 
 * **Ownership** of every tensor's channels follows from the partition of the partitionable layers.
 * **Need**: device ``d`` needs input channel ``c`` of layer ``L`` when it owns a filter of ``L`` with a
@@ -14,9 +14,9 @@ bandwidth sweep re-runs the engine, never the model. The rules implemented here 
 Message sizes come from real encoded buffers of the real activations (:mod:`sim.workload.sizing`).
 This module does not import torch: it works on numpy arrays.
 
-**Exchange schemes** (issue 5; ``transfer.exchange``), chosen per conv/linear layer ``L`` reading tensor ``T``:
+**Exchange schemes** (``transfer.exchange``), chosen per conv/linear layer ``L`` reading tensor ``T``:
 
-* ``inputs`` (DESIGN): the input channels of ``T`` a device needs travel to it, as above.
+* ``inputs`` (docs/design.md §3.4): the input channels of ``T`` a device needs travel to it, as above.
 * ``partial_sums``: ``T``'s channels stay where they are for ``L``. Device ``i`` convolves the channels of
   ``T`` it owns (those some filter uses) with every filter of ``L`` that uses them, and sends the partial
   output sums of the filters owned by ``j`` to ``j`` (a message labelled ``<L>.partial``: ``batch*filters``

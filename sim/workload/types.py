@@ -1,4 +1,4 @@
-"""The workload: the contract the engine reads (DESIGN section 1). The torch side ends here.
+"""The workload: the contract the engine reads (docs/design.md §1). The torch side ends here.
 
 A :class:`Workload` is every device's compute tasks and every message between devices, per frame, in
 creation order; the engine (:mod:`sim.engine`) reads nothing else, so a bandwidth sweep re-runs the engine,
