@@ -106,12 +106,23 @@ def _cmd_partition(args: argparse.Namespace) -> int:
     from sim.engine import assemble  # torch-free, but only this command needs it here
 
     rates = assemble.compute_rates(scenario)
-    parts = partition.make_partition(graph, args.strategy, len(names), seed=seed, rates=rates)
+    spec = scenario.partition
+    split = partition.make_split(
+        graph,
+        args.strategy,
+        len(names),
+        seed=seed,
+        rates=rates,
+        sink=names.index(scenario.sink),
+        fused=spec.fused and args.strategy == "spatial",
+        tiles=spec.tiles if args.strategy == "spatial" else None,
+    )
     with _writing(args.out):
-        partition.save_partition(args.out, scenario.model.name, names, parts)
+        partition.save_partition(args.out, scenario.model.name, names, split)
+    balance = "" if split.spatial else f"; compute imbalance {partition.imbalance(graph, split.filters, rates):.3f}"
     print(
-        f"wrote {args.out}: {len(parts)} layers of {scenario.model.name} over {len(names)} devices "
-        f"({args.strategy}; compute imbalance {partition.imbalance(graph, parts, rates):.3f})"
+        f"wrote {args.out}: {len(split.filters)} layers of {scenario.model.name} over {len(names)} devices "
+        f"({args.strategy}{balance})"
     )
     return 0
 

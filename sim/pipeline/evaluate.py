@@ -139,6 +139,8 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
     compute = compute_table(workload, timeline)
     summary = summarize(scenario.name, scenario.resolved(), transfers, compute, timeline)
     summary["exchange"] = dict(workload.exchange)
+    if workload.redundant_flops is not None:  # rows form only, so other runs' summaries stay as they were
+        summary["redundant_flops"] = workload.redundant_flops
     if built.accuracy is not None:
         summary["accuracy"] = built.accuracy
     if built.kept_kernels is not None:  # over all convs, weighted by their original kernel counts
