@@ -458,6 +458,8 @@ class _Device:
         source = next(a.name for a in _refs(step.args))
         chans = held[source]
         x = env[source]
+        if not len(chans):  # none of it here (a pipeline stage on another device): pooling cannot take 0 channels
+            return _empty(step, self.p.batch), chans
         if step.kind == "flatten":
             return torch.flatten(x, 1), chans
         module = self.p.modules.get(step.target) if step.op == "call_module" else None

@@ -28,8 +28,9 @@ FLOPs), and internal tensors never cross. Only the run's inputs and its last ten
 
 Example::
 
-    >>> from sim.workload.graph import Window
-    >>> receptive(Window((3, 3), (1, 1), (1, 1), (1, 1)), np.eye(4, dtype=bool)[:2].any(0)[:, None] & [[True]*4], (4, 4)).any(1).tolist()
+    >>> w = Window((3, 3), (1, 1), (1, 1), (1, 1))  # a 3x3 conv, stride 1, padding 1
+    >>> band = np.zeros((4, 4), dtype=bool); band[:2] = True  # output rows 0-1
+    >>> receptive(w, band, (4, 4)).any(axis=1).tolist()  # read input rows 0-2
     [True, True, True, False]
 """
 
