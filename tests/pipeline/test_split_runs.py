@@ -9,8 +9,10 @@ import pytest
 
 from sim.config.load import parse_scenario
 from sim.errors import UserError
+from sim.pipeline.describe import describe, layer_table, ownership_table
 from sim.pipeline.evaluate import evaluate
 from sim.pipeline.prepare import prepare
+from sim.report.plots import plot_ownership
 from tests.helpers import scenario_dict
 
 # LeNet-5 FLOPs (DESIGN 3, compute): conv1 2*6*1*25*28*28, then conv2 2*16*6*25*10*10, fc1 2*120*400,
@@ -82,3 +84,19 @@ def test_refusals_name_the_field() -> None:
     data["partition"] = {"strategy": "contiguous", "fused": True}
     with pytest.raises(UserError, match=r"fused and tiles are settings of strategy: spatial"):
         parse_scenario(data, origin="test")
+
+
+def test_describe_prints_each_layers_form_and_devices(tmp_path) -> None:
+    data = scenario_dict(2, inputs={"dataset": "synthetic", "batch_size": 1, "frames": 1, "interval_ms": 0})
+    data["partition"] = {"strategy": "spatial"}
+    sc = parse_scenario(data, origin="test")
+    prep = prepare(sc)
+    table = layer_table(prep).set_index("layer")
+    assert table.loc["conv1", "form"] == "rows" and table.loc["conv1", "devices"] == "d0,d1"
+    assert table.loc["fc1", "form"] == "whole" and table.loc["fc1", "devices"] == "d0"
+    assert "rows" in describe(prep, evaluate(sc, prep.built))
+    owners = ownership_table(prep)
+    conv2 = owners[owners["layer"] == "conv2"].set_index("device")["share"]
+    assert conv2.to_dict() == {"d0": 0.5, "d1": 0.5}  # array_split of 10 rows over 2 devices
+    plot_ownership(owners, tmp_path / "own.png")
+    assert (tmp_path / "own.png").stat().st_size > 0
