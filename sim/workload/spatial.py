@@ -115,15 +115,52 @@ def place_elements(
     fused: bool = False,
     input_owner: Sequence[int] | None = None,
 ) -> SpatialPlacement:
-    """Owners, stages, fused runs, computed elements and needs of a partition with ``rows`` layers."""
+    """Owners, stages, fused runs, computed elements and needs of a partition with ``rows`` layers
+    (module docstring): owners forward in topological order, needs (and what fused runs compute) backward."""
+    owner, producer, stages = _owners(graph, filters, rows, source, input_owner)
+    stage_set = set(stages)
+    internal = _internal(graph, rows, stage_set) if fused else frozenset()
+    devices = np.arange(n_devices)[:, None, None]
+    computes = {s: owner[s][None] == devices for s in stages if s not in internal}
+    needs: dict[str, dict[str, Masks]] = {}
+    for t in reversed(graph.order):
+        if graph.kind(t) == "output":
+            continue
+        need: dict[str, Masks] = {}
+        for c in graph.consumers(t):
+            if graph.kind(c) == "output":
+                need["output"] = np.zeros((n_devices, *owner[t].shape), dtype=bool)
+                need["output"][sink] = True
+            elif c in stage_set:
+                need[c] = np.stack([_reads(graph, c, t, computes[c][d]) for d in range(n_devices)])
+            elif c in internal:  # a channel-wise op computed where needed: its needs are its input's
+                for s, m in needs[c].items():
+                    back = _back(graph, c, t, m)
+                    need[s] = need[s] | back if s in need else back
+        needs[t] = need
+        if t in internal and t in stage_set:
+            nothing = np.zeros((n_devices, *owner[t].shape), dtype=bool)
+            computes[t] = np.logical_or.reduce(list(need.values())) if need else nothing
+    return SpatialPlacement(owner, computes, needs, producer, tuple(stages), internal)
+
+
+def _owners(
+    graph: ChannelGraph,
+    filters: Mapping[str, np.ndarray],
+    rows: Mapping[str, np.ndarray],
+    source: int,
+    input_owner: Sequence[int] | None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
+    """``(owner, producer, stages)``: every tensor's owner per element ``(C, S)``, the stage of each of its
+    channels, and the stages in topological order."""
     owner: dict[str, np.ndarray] = {}
     producer: dict[str, np.ndarray] = {}
     stages: list[str] = []
     for node in graph.order:
         rec, kind, args = graph.node(node), graph.kind(node), graph.args(node)
+        shape = (rec.channels, rec.spatial)
         if kind == "output":
             continue
-        shape = (rec.channels, rec.spatial)
         if kind == "input":
             chans = np.full(rec.channels, source) if input_owner is None else np.asarray(input_owner, dtype=np.int64)
             owner[node] = np.repeat(chans[:, None], rec.spatial, axis=1)
@@ -134,14 +171,13 @@ def place_elements(
         elif kind == "add":
             owner[node] = owner[args[0]]
         elif kind == "cat":
-            owner[node], producer[node] = (
-                np.concatenate([owner[a] for a in args]),
-                np.concatenate([producer[a] for a in args]),
-            )
+            owner[node] = np.concatenate([owner[a] for a in args])
+            producer[node] = np.concatenate([producer[a] for a in args])
             continue
         elif rec.window is not None and _varies(owner[args[0]]):  # a pool reading rows: its own bands
-            varying = owner[args[0]][int(np.flatnonzero((owner[args[0]] != owner[args[0]][:, :1]).any(1))[0])]
-            bands = band_owner(varying.reshape(hw(graph.node(args[0]))), hw(rec))
+            source_owner = owner[args[0]]
+            channel = source_owner[int(np.flatnonzero((source_owner != source_owner[:, :1]).any(axis=1))[0])]
+            bands = band_owner(channel.reshape(hw(graph.node(args[0]))), hw(rec))
             owner[node] = np.broadcast_to(bands.reshape(1, -1), shape).copy()
         else:  # channel-wise ops (and pools of whole channels) keep ownership; flatten keeps (C, S)
             src = owner[args[0]]
@@ -150,31 +186,7 @@ def place_elements(
             continue
         stages.append(node)
         producer[node] = np.full(rec.channels, node, dtype=object)
-    stage_set = set(stages)
-    internal = _internal(graph, rows, stage_set) if fused else frozenset()
-    computes = {s: owner[s][None] == np.arange(n_devices)[:, None, None] for s in stages if s not in internal}
-    needs: dict[str, dict[str, Masks]] = {}
-    for t in reversed(graph.order):
-        if graph.kind(t) == "output":
-            continue
-        need: dict[str, Masks] = {}
-        for c in graph.consumers(t):
-            if graph.kind(c) == "output":
-                m = np.zeros((n_devices, *owner[t].shape), dtype=bool)
-                m[sink] = True
-                need["output"] = m
-            elif c in stage_set:
-                need[c] = np.stack([_reads(graph, c, t, computes[c][d]) for d in range(n_devices)])
-            elif c in internal:
-                for s, m in needs[c].items():
-                    back = _back(graph, c, t, m)
-                    need[s] = need[s] | back if s in need else back
-        needs[t] = need
-        if t in internal and t in stage_set:
-            computes[t] = (
-                np.logical_or.reduce(list(need.values())) if need else np.zeros((n_devices, *owner[t].shape), bool)
-            )
-    return SpatialPlacement(owner, computes, needs, producer, tuple(stages), internal)
+    return owner, producer, stages
 
 
 def _varies(owner: np.ndarray) -> bool:
