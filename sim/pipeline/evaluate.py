@@ -54,7 +54,7 @@ def workload_key(scenario: Scenario) -> str:
     """
     data = scenario.resolved()
     devices = [d["name"] for d in data["devices"]]
-    if scenario.partition.strategy == "balanced" and scenario.partition.file is None:
+    if scenario.partition.strategy in ("balanced", "pipeline") and scenario.partition.file is None:  # by rate
         devices = [(d["name"], d["gflops"]) for d in data["devices"]]
     inputs = {k: v for k, v in data["inputs"].items() if k not in ("interval_ms", "fps")}
     key = {k: data[k] for k in ("seed", "model", "source", "sink", "partition", "prune", "transfer", "deploy")}

@@ -10,7 +10,7 @@ import pytest
 from sim.config.load import parse_scenario
 from sim.errors import UserError
 from sim.pipeline.describe import describe, layer_table, ownership_table
-from sim.pipeline.evaluate import evaluate
+from sim.pipeline.evaluate import evaluate, workload_key
 from sim.pipeline.prepare import prepare
 from sim.report.plots import plot_ownership
 from tests.helpers import scenario_dict
@@ -100,3 +100,11 @@ def test_describe_prints_each_layers_form_and_devices(tmp_path) -> None:
     assert conv2.to_dict() == {"d0": 0.5, "d1": 0.5}  # array_split of 10 rows over 2 devices
     plot_ownership(owners, tmp_path / "own.png")
     assert (tmp_path / "own.png").stat().st_size > 0
+
+
+def test_pipeline_workloads_follow_the_device_rates() -> None:
+    slow, fast = _pipeline_scenario(1), _pipeline_scenario(1)
+    fast = fast.model_copy(
+        update={"devices": [d.model_copy(update={"gflops": 9.0}) for d in fast.devices[:1]] + fast.devices[1:]}
+    )
+    assert workload_key(slow) != workload_key(fast)  # the stages are balanced on the rates
