@@ -37,6 +37,7 @@ from sim.config.presets import apply_preset
 from sim.config.records import Setup, device_setups, interval_s
 from sim.config.vocab import (
     LABELLED_DATASETS,
+    SPLIT_STRATEGIES,
     STRATEGIES,
     Baseline,
     ChannelHeader,
@@ -341,11 +342,19 @@ class PartitionSpec(_Strict):
     save_to: Path | None = Field(
         default=None, description="comm_aware: write the final (co-optimised) partition file here"
     )
+    fused: bool = Field(default=False, description="spatial: fuse each run of row-split convs (fused tiles, FTP)")
+    tiles: tuple[int, int] | None = Field(
+        default=None, description="spatial: [rows, columns] of a tile grid instead of row bands"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> PartitionSpec:
         if self.file is not None and "strategy" in self.model_fields_set:
             raise ValueError("give either strategy or file, not both")
+        if self.strategy != "spatial" and (self.fused or self.tiles is not None):
+            raise ValueError("fused and tiles are settings of strategy: spatial")
+        if self.tiles is not None and min(self.tiles) < 1:
+            raise ValueError(f"tiles: both counts must be >= 1 (got {list(self.tiles)})")
         return self
 
 
@@ -553,6 +562,16 @@ class Scenario(_Strict):
             raise ValueError("prune.admm.rho_max: must be >= prune.admm.rho")
         if self.partition.strategy == "comm_aware" and self.partition.file is None and p.method not in admm_methods:
             raise ValueError("partition.strategy: comm_aware co-optimises with ADMM; set prune.method: admm_comm")
+        if self.partition.strategy in SPLIT_STRATEGIES and p.method in ("admm_comm", "comm_structured"):
+            raise ValueError(
+                f"prune.method: {p.method} prices filters on devices; strategy {self.partition.strategy} gives "
+                "rows or whole layers (use ln_structured)"
+            )
+        if self.partition.strategy in SPLIT_STRATEGIES and self.transfer.exchange != "inputs":
+            raise ValueError(
+                f"transfer.exchange: partial sums are defined for filters; strategy {self.partition.strategy} "
+                "needs exchange: inputs"
+            )
         if p.method in ("kernel_magnitude", "block_diagonal", *admm_methods) and p.layers:
             raise ValueError(f"prune.layers: {p.method} keeps the same fraction of every conv; use amount")
         if p.granularity == "filter" and p.method in ("kernel_magnitude", "block_diagonal"):

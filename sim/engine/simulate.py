@@ -29,7 +29,7 @@ Semantics (docs/design.md §3.7 and §3.8):
   spends it on each message a task needs, in arrival order, before the task starts (once per message);
   a final output message counts as held by the sink that much after it arrives.
 * With ``multicast`` (a shared medium), messages made ready together that carry the same payload (equal
-  ``frame, src, tensor, partial, channel_ids`` and ``bytes``, non-empty ``tensor``) are one transmission, at the
+  ``frame, src, tensor, partial, channel_ids, position_ids`` and ``bytes``, non-empty ``tensor``) are one transmission, at the
   slowest receiver's rate, arriving at every receiver after the largest of their latencies.
 * A frame is done when the sink holds all final outputs; its latency is that time minus its arrival.
 
@@ -238,7 +238,11 @@ def _simulate(
         groups: dict[tuple, list[int]] = {}
         for m in ms:
             msg = messages[m]
-            key = (msg.frame, msg.src, msg.tensor, msg.partial, msg.channel_ids, msg.bytes) if msg.tensor else (m,)
+            key = (
+                (msg.frame, msg.src, msg.tensor, msg.partial, msg.channel_ids, msg.position_ids, msg.bytes)
+                if msg.tensor
+                else (m,)
+            )
             groups.setdefault(key, []).append(m)
         return list(groups.values())
 

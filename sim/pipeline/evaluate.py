@@ -54,7 +54,7 @@ def workload_key(scenario: Scenario) -> str:
     """
     data = scenario.resolved()
     devices = [d["name"] for d in data["devices"]]
-    if scenario.partition.strategy == "balanced" and scenario.partition.file is None:
+    if scenario.partition.strategy in ("balanced", "pipeline") and scenario.partition.file is None:  # by rate
         devices = [(d["name"], d["gflops"]) for d in data["devices"]]
     inputs = {k: v for k, v in data["inputs"].items() if k not in ("interval_ms", "fps")}
     key = {k: data[k] for k in ("seed", "model", "source", "sink", "partition", "prune", "transfer", "deploy")}
@@ -139,6 +139,8 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
     compute = compute_table(workload, timeline)
     summary = summarize(scenario.name, scenario.resolved(), transfers, compute, timeline)
     summary["exchange"] = dict(workload.exchange)
+    if workload.redundant_flops is not None:  # rows form only, so other runs' summaries stay as they were
+        summary["redundant_flops"] = workload.redundant_flops
     if built.accuracy is not None:
         summary["accuracy"] = built.accuracy
     if built.kept_kernels is not None:  # over all convs, weighted by their original kernel counts

@@ -414,6 +414,52 @@ def plot_traffic(
     return _save(fig, path)
 
 
+def plot_ownership(table: pd.DataFrame, path: str | Path, title: str = "") -> Figure:
+    """Who computes what, per layer (DESIGN 3b): one bar per partitionable layer, top to bottom in
+    order, split by the ``share`` of its output each device owns, labelled with the layer's ``form``
+    (``filters``: channels, ``rows``: output rows or tiles, ``whole``: the layer). ``table`` has columns
+    ``layer, form, device, share`` (:func:`sim.pipeline.describe.ownership_table`)."""
+    layers = list(dict.fromkeys(table["layer"]))
+    devices = list(dict.fromkeys(table["device"]))
+    colours = mpl.colormaps["tab10"]
+    hatch = {"filters": "", "rows": "//", "whole": ".."}
+    fig = Figure(figsize=(7.5, 1.2 + 0.28 * len(layers)))
+    ax = fig.subplots()
+    for y, layer in enumerate(layers):
+        rows = table[table["layer"] == layer]
+        left = 0.0
+        for _, row in rows.iterrows():
+            k = devices.index(row["device"])
+            ax.barh(
+                y,
+                row["share"],
+                left=left,
+                color=colours(k % 10),
+                hatch=hatch.get(row["form"], ""),
+                edgecolor="white",
+                linewidth=0.5,
+            )
+            left += row["share"]
+    forms = [table.loc[table["layer"] == layer, "form"].iloc[0] for layer in layers]
+    ax.set_yticks(range(len(layers)), [f"{layer} [{form}]" for layer, form in zip(layers, forms)], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of the layer's output owned (channels, rows or all)")
+    handles = [Rectangle((0, 0), 1, 1, color=colours(k % 10)) for k in range(len(devices))]
+    ax.legend(
+        handles,
+        devices,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncol=min(len(devices), 8),
+        fontsize=8,
+        frameon=False,
+    )
+    what = "who computes what, per layer"
+    fig.suptitle(f"{title}: {what}" if title else what, fontsize=10, y=0.995)
+    return _save(fig, path)
+
+
 def _per_frame(table: pd.DataFrame, column: str) -> np.ndarray:
     """``column`` divided by the row's ``frames`` (a table without that column: as is)."""
     frames = table["frames"].to_numpy(dtype=float) if "frames" in table.columns else 1.0

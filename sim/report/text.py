@@ -159,6 +159,10 @@ def format_comparison(table: pd.DataFrame) -> str:
     ):
         if col in table.columns:
             cost[name] = _cells(table[col] / frames, 1, 0)
+    if "redundant_flops" in table.columns:
+        cost["redundant MFLOP/frame"] = _cells(table["redundant_flops"] / frames, 1e-6, 3)
+    if "weights_bytes_max" in table.columns:
+        cost["weights MB/device (max)"] = _cells(table["weights_bytes_max"], 1e-6, 3)
     if "kept_kernels" in table.columns:
         cost["kernels %"] = _cells(table["kept_kernels"], 100, 1)
     timing = pd.DataFrame({"scenario": table["scenario"], "latency ms": _cells(table["latency_s"], 1e3, 3)})

@@ -28,6 +28,7 @@ from sim.study.sweep import check_jobs, run_points
 
 PER_FRAME = {  # total column -> its per-frame column (the total divided by the frames run)
     "flops_total": "flops_per_frame",
+    "redundant_flops": "redundant_flops_per_frame",
     "bytes_total": "bytes_per_frame",
     "dense_bytes_total": "dense_bytes_per_frame",
     "packed_bytes_total": "packed_bytes_per_frame",
@@ -41,6 +42,7 @@ COMPARISON_COLUMNS = (
     "accuracy",
     *(c for pair in PER_FRAME.items() for c in pair),
     "kept_kernels",
+    "weights_bytes_max",
     "messages",
     "latency_s",
     *BREAKDOWN_COLUMNS,
@@ -116,7 +118,9 @@ def compare(
     -------
     pandas.DataFrame
         One row per scenario, with the columns of :data:`COMPARISON_COLUMNS`. ``*_total`` columns (and
-        ``elements_hops``) sum over every frame run, ``*_per_frame`` divide them by ``frames``.
+        ``elements_hops``, ``redundant_flops``: FLOPs computed twice by fused tiles) sum over every frame
+        run, ``weights_bytes_max`` is the conv and linear weights the fullest device holds, ``*_per_frame``
+        divide them by ``frames``.
         ``dense_bytes_total`` is what every message would cost sent dense, ``packed_bytes_total`` what it
         costs with ``auto`` (the smallest format per message). ``service_latency_s`` is a frame's latency
         alone in the system, ``keeps_up`` whether the split keeps up with the frame arrivals (empty for
@@ -156,7 +160,7 @@ def compare(
     rows = [saved[i] for i in range(len(scenarios))]
     names = [row.pop("scenario") for row in rows]
     table = pd.DataFrame(rows)
-    optional = ("accuracy", "kept_kernels", *BASELINE_COLUMNS)
+    optional = ("accuracy", "kept_kernels", "redundant_flops", "weights_bytes_max", *BASELINE_COLUMNS)
     empty = [c for c in optional if c in table.columns and table[c].isna().all()]
     table = table.drop(columns=empty)
     table.insert(0, "file", [str(p) for p in scenarios])

@@ -52,8 +52,10 @@ from typing import Literal
 import numpy as np
 
 from sim.config.vocab import EXCHANGES
+from sim.errors import UserError
 from sim.workload.graph import ChannelGraph
-from sim.workload.types import Partition
+from sim.workload.spatial import SpatialPlacement, place_elements
+from sim.workload.types import Partition, Split
 
 MAX_AUTO_CONSUMERS = 10  # exchange auto tries every subset of the layers reading one tensor
 
@@ -90,11 +92,17 @@ class MessagePlan:
     needed_by: tuple[TaskKey, ...]  # tasks on dst that wait for it
     final: bool
     partial: bool = False
+    positions: np.ndarray | None = None  # rows form: positions (y*W + x, ascending) of those channels
 
     @property
     def channel_ids(self) -> tuple[int, ...]:
         """The channel indices as a hashable tuple."""
         return tuple(int(c) for c in self.channels)
+
+    @property
+    def position_ids(self) -> tuple[int, ...]:
+        """The positions as a hashable tuple (empty: every position)."""
+        return () if self.positions is None else tuple(int(p) for p in self.positions)
 
 
 @dataclass(frozen=True)
@@ -121,6 +129,8 @@ class WorkloadPlan:
     placement: Placement
     exchange: Mapping[str, str]
     messages: tuple[MessagePlan, ...]
+    spatial: SpatialPlacement | None = None  # set when some layer is split by rows (DESIGN 3b)
+    split: Split | None = None  # the partition in its three forms, when given as one
 
     @property
     def graph(self) -> ChannelGraph:
@@ -168,7 +178,7 @@ class WorkloadPlan:
 
 def plan_workload(
     graph: ChannelGraph,
-    partition: Partition,
+    partition: Partition | Split,
     n_devices: int,
     source: int,
     sink: int,
@@ -176,15 +186,55 @@ def plan_workload(
     exchange: str | Mapping[str, str] = "inputs",
     input_owner: Sequence[int] | None = None,
 ) -> WorkloadPlan:
-    """The workload plan of ``partition`` (layer label -> owner of each filter) over ``n_devices``.
+    """The workload plan of ``partition`` (layer label -> owner of each filter, or a :class:`Split`)
+    over ``n_devices``.
 
     ``exchange`` is ``"inputs"``, ``"partial_sums"``, or a mapping from layer label to one of them (layers
     it leaves out use ``inputs``). The image's channels are on ``source`` unless ``input_owner`` gives
-    each one's device.
+    each one's device. A split with rows-split layers is planned element by element
+    (:mod:`sim.workload.spatial`), with ``exchange`` ``inputs`` only.
     """
-    placement = place(graph, partition, n_devices, source, sink, input_owner)
+    split = partition if isinstance(partition, Split) else None
+    filters = partition.filters if isinstance(partition, Split) else partition
+    placement = place(graph, filters, n_devices, source, sink, input_owner)
     schemes = resolve_exchange(graph, exchange)
-    return WorkloadPlan(placement, schemes, plan_messages(placement, schemes))
+    if split is None or not split.spatial:
+        return WorkloadPlan(placement, schemes, plan_messages(placement, schemes), split=split)
+    if partial_layers(schemes):
+        raise UserError("transfer.exchange: partial_sums is defined for filters; a rows partition needs inputs")
+    sp = place_elements(graph, filters, split.rows, n_devices, source, sink, fused=split.fused, input_owner=input_owner)
+    return WorkloadPlan(placement, schemes, spatial_messages(graph, sp, n_devices), sp, split)
+
+
+def spatial_messages(graph: ChannelGraph, sp: SpatialPlacement, n_devices: int) -> tuple[MessagePlan, ...]:
+    """Every message of a rows plan (:mod:`sim.workload.spatial`), tensor by tensor in topological order,
+    each pair ``src -> dst`` in ascending order."""
+    plans, image = [], graph.input_node()
+    for tensor in graph.order:
+        need = sp.needs.get(tensor, {})
+        if tensor in sp.internal or not need:
+            continue
+        total = np.logical_or.reduce(list(need.values()))
+        for src in range(n_devices):
+            mine = sp.owner[tensor] == src
+            for dst in range(n_devices):
+                block = mine & total[dst]
+                if src == dst or not block.any():
+                    continue
+                chans, positions = np.flatnonzero(block.any(axis=1)), np.flatnonzero(block.any(axis=0))
+                if not mine[np.ix_(chans, positions)].all():
+                    raise UserError(
+                        f"partition: '{graph.label(tensor)}' mixes forms across a cat; give its inputs one form"
+                    )
+                stages = sorted(set(sp.producer[tensor][chans]), key=graph.rank)
+                users = [s for s, m in need.items() if m[dst][np.ix_(chans, positions)].any()]
+                final = "output" in users
+                layer = "output" if final else "+".join(graph.label(s) for s in stages)
+                after = None if stages == [image] else TaskKey(stages[-1])
+                needed_by = tuple(TaskKey(s) for s in users if s != "output")
+                every = None if len(positions) == graph.node(tensor).spatial else positions
+                plans.append(MessagePlan(tensor, layer, src, dst, chans, after, needed_by, final, False, every))
+    return tuple(plans)
 
 
 def place(
