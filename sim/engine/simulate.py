@@ -169,9 +169,9 @@ class _Transmission:
     It is its own SimPy event, scheduled (:meth:`simpy.Environment.schedule`) at its arrival at the far end
     of each link in turn, where ``callbacks`` takes it on. This is what :class:`simpy.Timeout` does, without
     a new event per hop; ``_ok`` (the one private SimPy name in the engine) is what the environment reads
-    to see that the event succeeded. A :class:`simpy.Timeout` per hop would cost two more Python calls per
-    hop (its ``__init__`` and the event's allocation: 386,400 calls on ``bench/bench_engine.py``'s run,
-    counted with cProfile) for nothing the engine needs.
+    to see that the event succeeded. A :class:`simpy.Timeout` per hop would add an object, its Python
+    ``__init__`` and a callback list per hop (193,200 hops in ``bench/bench_engine.py``'s run; cProfile
+    counts) for nothing the engine needs.
     """
 
     __slots__ = ("callbacks", "group", "hop", "last", "nbytes", "route")
