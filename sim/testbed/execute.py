@@ -469,7 +469,7 @@ def measured_result(
             f"{check.inputs_error:.3g}, output {check.output_error:.3g} > {check.tolerance})"
         )
     transfers, compute = transfers_table(workload, timeline), compute_table(workload, timeline)
-    summary = summarize(sc.name, sc.resolved(), transfers, compute, timeline)
+    summary = summarize(sc.name, sc.resolved(), workload, timeline)
     summary["exchange"] = dict(workload.exchange)
     if prep.built.accuracy is not None:
         summary["accuracy"] = prep.built.accuracy
