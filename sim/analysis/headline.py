@@ -42,11 +42,20 @@ def bytes_by_format(workload: Workload, copies: list[bool]) -> dict[str, int]:
     use (too narrow indices) has no total. Channel headers are on the wire in every format, so each total
     includes them.
     """
-    sent = [m for m, copy in zip(workload.messages, copies) if not copy]
-    headers = sum(m.header_bytes for m in sent)
-    totals = {f: sum(m.sizes[f] for m in sent) + headers for f in wire.FORMATS if all(f in m.sizes for m in sent)}
-    totals["auto"] = sum(min((m.sizes[f] for f in wire.FORMATS if f in m.sizes), default=0) for m in sent) + headers
-    return totals
+    totals = dict.fromkeys(wire.FORMATS, 0)
+    auto = headers = 0
+    unusable: set[str] = set()  # formats some message cannot use
+    for m, copy in zip(workload.messages, copies):
+        if copy:
+            continue
+        sizes = m.sizes  # bytes per format, for the formats the message can use
+        headers += m.header_bytes
+        auto += min(sizes.values(), default=0)
+        for f, n in sizes.items():
+            totals[f] += n
+        if len(sizes) < len(totals):
+            unusable.update(f for f in totals if f not in sizes)
+    return {**{f: n + headers for f, n in totals.items() if f not in unusable}, "auto": auto + headers}
 
 
 def auto_saving(totals: dict[str, int]) -> float:
