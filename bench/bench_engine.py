@@ -19,14 +19,13 @@ import time
 
 import simpy
 
+from bench.timing import REPEATS, loadavg, spread
 from sim.config.load import parse_scenario
 from sim.engine.assemble import device_rates
 from sim.engine.assemble import network as assemble_network
 from sim.engine.simulate import simulate
 from sim.pipeline.prepare import prepare
 from sim.workload.types import Workload
-
-from bench.timing import REPEATS, loadavg, spread
 
 FRAMES = 100
 SCENARIO = {

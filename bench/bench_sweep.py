@@ -62,7 +62,9 @@ def main() -> None:
         sweep_s.append(time.perf_counter() - start)
         assert len(table) == POINTS and (table["error"] == "").all()
     ratios = [s / r for s, r in zip(sweep_s, one_run_s)]
-    print(f"ResNet-18, 8 devices, {int(table['messages'].iloc[0])} messages per frame; {os.cpu_count()} cores; {loadavg()}")
+    print(
+        f"ResNet-18, 8 devices, {int(table['messages'].iloc[0])} messages per frame; {os.cpu_count()} cores; {loadavg()}"
+    )
     print(f"one run (build + engine)      s {spread(one_run_s, '.3f')}")
     print(f"{POINTS}-point bandwidth sweep     s {spread(sweep_s, '.3f')}")
     print(f"sweep / one run                 {spread(ratios, '.2f')}  (200 separate runs would be ~{POINTS})")

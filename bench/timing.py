@@ -29,6 +29,4 @@ def loadavg() -> str:
 
 def spread(values: Sequence[float], fmt: str = "g") -> str:
     """The median of ``values`` and their range, as ``median M (LO .. HI, N runs)``."""
-    return (
-        f"median {statistics.median(values):{fmt}} ({min(values):{fmt}} .. {max(values):{fmt}}, {len(values)} runs)"
-    )
+    return f"median {statistics.median(values):{fmt}} ({min(values):{fmt}} .. {max(values):{fmt}}, {len(values)} runs)"
