@@ -1,5 +1,5 @@
 """Start-up time of commands that need no torch: ``dsim --help`` and ``dsim schema`` (target for ``dsim
-schema``: < 0.3 s on an idle core). Each is run :data:`bench.timing.REPEATS` times in a fresh interpreter;
+schema``: < 0.3 s on an idle core). Each is run :data:`timing.REPEATS` times in a fresh interpreter;
 the median and range of the wall time and of the CPU time (user + system of the child: the figure to read
 on a busy machine) are printed with the load average. Publish only figures taken on a quiet machine
 (``../shared/tools/quiet-run -- .venv/bin/python bench/bench_cli.py``).
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.timing import REPEATS, loadavg, spread
+from timing import REPEATS, loadavg, spread
 
 ROOT = Path(__file__).resolve().parents[1]
 

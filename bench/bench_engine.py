@@ -18,8 +18,8 @@ import statistics
 import time
 
 import simpy
+from timing import REPEATS, loadavg, spread
 
-from bench.timing import REPEATS, loadavg, spread
 from sim.config.load import parse_scenario
 from sim.engine.assemble import device_rates
 from sim.engine.assemble import network as assemble_network

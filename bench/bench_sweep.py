@@ -6,7 +6,7 @@ message sizes) is built once, so each extra point costs only an engine run and i
 tables). The large case is the command a user waits for (target: under 60 s on 2 idle cores): 25
 bandwidths x 25 link latencies x 4 speeds of device d1 x 4 formats, 400 lines over bandwidth, no baseline,
 so the crossovers between lines and the capped figure are part of it; its 4 workloads come from the build
-cache (built once before the timing). Each measurement is repeated (:data:`bench.timing.REPEATS`, or
+cache (built once before the timing). Each measurement is repeated (:data:`timing.REPEATS`, or
 ``--repeats N`` for the large case) and printed as median and range, with the load average: publish only
 figures taken on a quiet machine (``../shared/tools/quiet-run -- .venv/bin/python bench/bench_sweep.py``).
 Run: ``.venv/bin/python bench/bench_sweep.py`` (``--small`` skips the 10,000-point case).
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from timing import REPEATS, loadavg, spread
 
 import sim
-from bench.timing import REPEATS, loadavg, spread
 
 ROOT = Path(__file__).resolve().parents[1]
 POINTS = 200
