@@ -368,14 +368,12 @@ class _Run:
         chunks or packets back to back."""
         timeline, now, first = self.timeline, self.env.now, self.messages[group[0]]
         route = self.routes[first.src, first.dst] if len(group) == 1 else self.multicast_route(group)
-        for m in group:
-            timeline.message_ready_s[m], timeline.message_hops[m], timeline.carried_by[m] = now, len(route), group[0]
         sizes = route[0][0].wire_sizes(first.bytes, self.chunk_bytes) if self.cuts else (first.bytes,)
-        for i, size in enumerate(sizes):
-            start = self.transmit(_Transmission(group, route, size, i == len(sizes) - 1))
-            if i == 0:
-                for m in group:
-                    timeline.message_start_s[m] = start
+        last = len(sizes) - 1
+        starts = [self.transmit(_Transmission(group, route, size, i == last)) for i, size in enumerate(sizes)]
+        for m in group:
+            timeline.message_ready_s[m], timeline.message_start_s[m] = now, starts[0]
+            timeline.message_hops[m], timeline.carried_by[m] = len(route), group[0]
 
     def transmit(self, tx: _Transmission) -> float:
         """Put ``tx`` on the queue of its link number ``tx.hop`` now; it reaches the link's far end
