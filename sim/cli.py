@@ -388,7 +388,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from sim.config.load import json_schema  # pydantic: kept out of --help
+    from sim.config.schema import json_schema  # pydantic: kept out of --help (and no YAML reader needed)
 
     print(json.dumps(json_schema(), indent=2))
     return 0

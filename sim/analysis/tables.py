@@ -81,26 +81,6 @@ def traffic_matrix(transfers: pd.DataFrame, devices: list[str]) -> pd.DataFrame:
     return matrix
 
 
-def bytes_by_format(transfers: pd.DataFrame) -> dict[str, int]:
-    """Total bytes had every message been sent in each format; ``auto`` is the smallest per message.
-
-    A format some message cannot use (too narrow indices) has no total. Channel headers
-    (``header_bytes``) are on the wire in every format, so each total includes them.
-    """
-    if "multicast_copy" in transfers:
-        transfers = transfers[~transfers["multicast_copy"].astype(bool)]  # a multicast payload counts once
-    sizes = transfers[[f"{f}_bytes" for f in wire.FORMATS]]
-    headers = int(transfers["header_bytes"].sum()) if "header_bytes" in transfers else 0
-    totals = {f: int(sizes[f"{f}_bytes"].sum()) + headers for f in wire.FORMATS if sizes[f"{f}_bytes"].notna().all()}
-    totals["auto"] = int(sizes.min(axis=1, skipna=True).sum()) + headers
-    return totals
-
-
-def auto_saving(totals: dict[str, int]) -> float:
-    """The fraction of the dense bytes that ``auto`` saves: ``1 - auto/dense`` (0 when nothing is sent)."""
-    return 1.0 - totals["auto"] / totals["dense"] if totals.get("dense") else 0.0
-
-
 def hop_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
     """One row per transmission on one queue: ``frame, layer, link, src, dst, bytes, start_s, end_s, sender``.
 

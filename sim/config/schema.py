@@ -635,3 +635,8 @@ RENAMED: dict[str, str] = {
     for old, new in spec.renamed_keys.items()
 }
 """Old dotted keys (``devices.mem_bandwidth_gbps``) -> their new names; the old ones are still accepted."""
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of scenario files, for editors (``dsim schema``)."""
+    return Scenario.model_json_schema()

@@ -29,7 +29,9 @@ from sim.analysis.tables import compute_table, transfers_table
 from sim.config.load import parse_scenario
 from sim.config.schema import Scenario
 from sim.engine import assemble
-from sim.engine.simulate import simulate
+from sim.engine.devices import DeviceRate, Host
+from sim.engine.network import Network
+from sim.engine.simulate import Timeline, simulate
 from sim.workload.types import Workload
 
 
@@ -82,11 +84,35 @@ def baseline_scenario(scenario: Scenario) -> Scenario:
     return parse_scenario(data, origin="baseline", base_dir=scenario.setup.base_dir)
 
 
+@dataclass(frozen=True)
+class EngineRun:
+    """One engine run of a scenario's workload: its timeline and the engine objects it ran on."""
+
+    timeline: Timeline
+    rates: list[DeviceRate]
+    network: Network
+    hosts: list[Host | None]
+
+
+def run_engine(scenario: Scenario, workload: Workload) -> EngineRun:
+    """Run the engine on ``workload`` with the scenario's devices, network and frame arrivals. A pair of
+    devices that must talk but has no route is refused (one line naming it) before the run."""
+    net = scenario.setup.network
+    rates, network, hosts = assemble.device_rates(scenario), assemble.network(scenario), assemble.hosts(scenario)
+    names = workload.devices
+    network.check_pairs(dict.fromkeys((names[m.src], names[m.dst]) for m in workload.messages))
+    arrivals = assemble.arrivals_s(scenario, workload.frames)
+    timeline = simulate(
+        workload, rates, network, arrivals, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
+    )
+    return EngineRun(timeline, list(rates), network, list(hosts))
+
+
 def single_device_baseline(scenario: Scenario, built: BuiltWorkload) -> dict[str, Any]:
     """Latency and throughput of :func:`baseline_scenario` (whose built workload is ``built``), for
     ``baseline: single``."""
     single = baseline_scenario(scenario)
-    summary = evaluate(single, built).summary
+    summary = point_summary(single, built, None, run_engine(single, built.workload))
     return {
         "device": scenario.source,
         "latency_s": summary["latency_s"],
@@ -117,27 +143,16 @@ def speedups(split: dict[str, Any], single: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload | None = None) -> RunResult:
-    """Run the engine on ``built.workload`` with the scenario's devices, network and frame arrivals, and
-    analyse the timeline into the run's tables and summary.
-
-    For ``baseline: single``, ``baseline`` is the built workload of :func:`baseline_scenario` (required;
-    :func:`sim.pipeline.prepare.evaluate` builds it when missing). A pair of devices that must talk but has no route is refused (one line naming it)
-    before the run.
-    """
-    workload, net = built.workload, scenario.setup.network
-    rates = assemble.device_rates(scenario)
-    network = assemble.network(scenario)
-    names = workload.devices
-    network.check_pairs(dict.fromkeys((names[m.src], names[m.dst]) for m in workload.messages))
-    arrivals = assemble.arrivals_s(scenario, workload.frames)
-    hosts = assemble.hosts(scenario)
-    timeline = simulate(
-        workload, rates, network, arrivals, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
-    )
-    transfers = transfers_table(workload, timeline)
-    compute = compute_table(workload, timeline)
-    summary = summarize(scenario.name, scenario.resolved(), transfers, compute, timeline)
+def point_summary(
+    scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload | None, run: EngineRun
+) -> dict[str, Any]:
+    """The summary of a run without its tables: the headline figures straight from the timeline
+    (:func:`sim.analysis.summary.summarize`), the exchange schemes, accuracy and kept kernels, a stream's
+    service latency, and the single-device baseline (``baseline`` is the built workload of
+    :func:`baseline_scenario`; required for ``baseline: single``). A sweep point needs nothing more;
+    :func:`evaluate` adds the tables and the per-link, per-device and critical-path records."""
+    workload, timeline, net = built.workload, run.timeline, scenario.setup.network
+    summary = summarize(scenario.name, scenario.resolved(), workload, timeline)
     summary["exchange"] = dict(workload.exchange)
     if workload.redundant_flops is not None:  # rows form only, so other runs' summaries stay as they were
         summary["redundant_flops"] = workload.redundant_flops
@@ -146,23 +161,52 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
     if built.kept_kernels is not None:  # over all convs, weighted by their original kernel counts
         summary["kept_kernels_per_conv"] = built.kept_kernels
         summary["kept_kernels"] = built.kept_kernel_fraction
-    links, devices = counters.link_table(network, timeline), counters.device_table(workload, rates, timeline)
-    summary["links"], summary["devices"] = counters.records(links), counters.records(devices)
-    summary["critical_path"] = critical_path_summary(workload, timeline)
-    if any(d.profile is not None for d in scenario.devices):
-        summary["compute_times"] = assemble.time_sources(workload, rates)
     if workload.frames > 1:  # a stream: also each frame's latency alone, without queueing behind others
         summary["service_latency_s"] = service_latency_s(
-            workload, rates, network, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
+            workload, run.rates, run.network, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=run.hosts
         )
     if scenario.baseline == "single":
         if baseline is None:
             raise ValueError("evaluate: baseline: single needs the built workload of baseline_scenario(scenario)")
         base = single_device_baseline(scenario, baseline)
         summary["baseline"] = {**base, **speedups(summary, base)}
+    return summary
+
+
+LATE_KEYS = ("service_latency_s", "baseline")  # summary.json lists them after the per-link and per-device records
+
+
+def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload | None = None) -> RunResult:
+    """Run the engine on ``built.workload`` with the scenario's devices, network and frame arrivals, and
+    analyse the timeline into the run's tables and summary (:func:`point_summary`, then the per-link,
+    per-device and critical-path records, the compute-time sources and the deployment phase).
+
+    For ``baseline: single``, ``baseline`` is the built workload of :func:`baseline_scenario` (required;
+    :func:`sim.pipeline.prepare.evaluate` builds it when missing). A pair of devices that must talk but has
+    no route is refused (one line naming it) before the run.
+    """
+    workload, net = built.workload, scenario.setup.network
+    run = run_engine(scenario, workload)
+    timeline, rates, network, hosts = run.timeline, run.rates, run.network, run.hosts
+    lean = point_summary(scenario, built, baseline, run)
+    summary = {k: v for k, v in lean.items() if k not in LATE_KEYS}
+    links, devices = counters.link_table(network, timeline), counters.device_table(workload, rates, timeline)
+    summary["links"], summary["devices"] = counters.records(links), counters.records(devices)
+    summary["critical_path"] = critical_path_summary(workload, timeline)
+    if any(d.profile is not None for d in scenario.devices):
+        summary["compute_times"] = assemble.time_sources(workload, rates)
+    summary.update((k, lean[k]) for k in LATE_KEYS if k in lean)
     if built.deploy is not None:  # on the same network, before inference; not part of its latency
         shipped = simulate(
             built.deploy, rates, network, [0.0], chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
         )
         summary.update(deployment_summary(built.deploy, shipped))
-    return RunResult(transfers, compute, summary, workload, timeline, links, devices)
+    return RunResult(
+        transfers_table(workload, timeline),
+        compute_table(workload, timeline),
+        summary,
+        workload,
+        timeline,
+        links,
+        devices,
+    )

@@ -103,11 +103,12 @@ def sweep_lines_summary(table: pd.DataFrame, x: str) -> str:
     return pd.DataFrame(shown).to_string(index=False) if shown else "(no successful points)"
 
 
-def format_sweep(table: pd.DataFrame, max_rows: int = 40) -> str:
+def format_sweep(table: pd.DataFrame, max_rows: int = 40, max_crossovers: int = 24) -> str:
     """The sweep for the terminal: every row (swept settings, latency per frame in ms, bytes sent per frame
     in kB, 1 kB = 1e3 bytes, errors) when there are at most ``max_rows``, else one summary line per curve
     (variant); then, when a bandwidth was swept, every crossover and every line with none in the swept
-    range (:func:`sim.analysis.curves.crossover_report`)."""
+    range (:func:`sim.analysis.curves.crossover_report`), the first ``max_crossovers`` of them when there
+    are more."""
     swept = curves.swept_columns(table)
     bandwidth = next((c for c in swept if c.endswith("bandwidth_mbps")), None)
     if len(table) <= max_rows:
@@ -127,7 +128,10 @@ def format_sweep(table: pd.DataFrame, max_rows: int = 40) -> str:
         text += f"; {failed} failed)" if failed else ")"
         text += "\n" + sweep_lines_summary(table, x)
     if bandwidth is not None:
-        for c in curves.crossover_report(table, bandwidth).itertuples(index=False):
+        report = curves.crossover_report(table, bandwidth)
+        if len(report) > max_crossovers:
+            text += f"\n{len(report)} crossover entries; the first {max_crossovers}:"
+        for c in report.head(max_crossovers).itertuples(index=False):
             if c.crosses:
                 text += f"\ncrossover: {c.line} = {c.versus} at {c.at:.3g} Mbps"
             else:

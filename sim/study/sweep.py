@@ -39,21 +39,23 @@ from sim.analysis.critical_path import latency_breakdown
 from sim.analysis.curves import BASELINE_COLUMNS, SUMMARY_COLUMNS
 from sim.config.overrides import sweep_points
 from sim.config.schema import Scenario
+from sim.engine.simulate import Timeline
 from sim.errors import UserError
 from sim.fileio import write_csv
 from sim.pipeline.cache import Build, CacheReport, build
-from sim.pipeline.evaluate import BuiltWorkload, baseline_scenario, evaluate, workload_key
+from sim.pipeline.evaluate import BuiltWorkload, baseline_scenario, point_summary, run_engine, workload_key
 from sim.pipeline.store import Store
 from sim.progress import Progress
+from sim.workload.types import Workload
 
 
-def summary_row(result: Any) -> dict[str, Any]:
-    """The :data:`SUMMARY_COLUMNS` of one :class:`sim.analysis.result.RunResult`."""
-    s = result.summary
+def summary_row(s: dict[str, Any], workload: Workload, timeline: Timeline) -> dict[str, Any]:
+    """The :data:`SUMMARY_COLUMNS` of a run with summary ``s`` (:func:`sim.pipeline.evaluate.point_summary`
+    or a whole run's), from ``workload`` and its ``timeline``."""
     row: dict[str, Any] = {k: s[k] for k in SUMMARY_COLUMNS if k in s}
-    row["devices"] = len(result.workload.devices)
+    row["devices"] = len(workload.devices)
     row.update({f"bytes_{fmt}": n for fmt, n in s["bytes_by_format"].items()})
-    row.update(latency_breakdown(result.workload, result.timeline))
+    row.update(latency_breakdown(workload, timeline))
     row.setdefault("service_latency_s", s["latency_s"])  # one frame: its latency is its service latency
     if "baseline" in s:
         base = s["baseline"]
@@ -115,9 +117,11 @@ def _build(job: tuple[str, Scenario, Store | None]) -> tuple[str, Build | None, 
 def simulate_point(
     index: int, scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload | None
 ) -> tuple[int, dict[str, Any]]:
-    """``(index, row)`` of one point, from its built workload and its single-device baseline's."""
+    """``(index, row)`` of one point, from its built workload and its single-device baseline's: the lean
+    path (:func:`sim.pipeline.evaluate.point_summary`, no tables)."""
     try:
-        return index, summary_row(evaluate(scenario, built, baseline))
+        run = run_engine(scenario, built.workload)
+        return index, summary_row(point_summary(scenario, built, baseline, run), built.workload, run.timeline)
     except UserError as exc:
         return index, {"error": str(exc)}
 

@@ -362,13 +362,11 @@ def channel_messages(placement: Placement, tensor: str, need: Mapping[str, np.nd
     owner, producer = placement.owner[tensor], placement.producer[tensor]
     total = np.logical_or.reduce(list(need.values()))
     image = g.input_node()
-    wanted = [(dst, np.flatnonzero(total[dst])) for dst in range(placement.n_devices)]
+    wanted = [_by_owner(np.flatnonzero(total[dst]), owner) for dst in range(placement.n_devices)]
     for src in range(placement.n_devices):
-        for dst, idx in wanted:
-            if src == dst or len(idx) == 0:
-                continue
-            chans = idx[owner[idx] == src]
-            if len(chans) == 0:
+        for dst, by_src in enumerate(wanted):
+            chans = by_src.get(src)
+            if src == dst or chans is None:
                 continue
             stages = sorted(set(producer[chans]), key=g.rank)
             users = tuple(c for c, n in need.items() if n[dst, chans].any())
@@ -378,3 +376,19 @@ def channel_messages(placement: Placement, tensor: str, need: Mapping[str, np.nd
             needed_by = tuple(TaskKey(c) for c in users if g.kind(c) != "output")
             plans.append(MessagePlan(tensor, layer, src, dst, chans, after, needed_by, final))
     return plans
+
+
+def _by_owner(idx: np.ndarray, owner: np.ndarray) -> dict[int, np.ndarray]:
+    """The channels ``idx`` (ascending) grouped by their owner, each group ascending; one sort, so a tensor's
+    messages cost the channels wanted once, not once per sending device.
+
+    >>> _by_owner(np.array([0, 1, 2, 5]), np.array([1, 0, 1, 0, 0, 0]))
+    {0: array([1, 5]), 1: array([0, 2])}
+    """
+    if not len(idx):
+        return {}
+    srcs = owner[idx]
+    order = np.argsort(srcs, kind="stable")
+    srcs, idx = srcs[order], idx[order]
+    cuts = np.flatnonzero(np.diff(srcs)) + 1
+    return {int(group[0]): chans for group, chans in zip(np.split(srcs, cuts), np.split(idx, cuts))}
