@@ -70,8 +70,8 @@ def summary_row(s: dict[str, Any], workload: Workload, timeline: Timeline) -> di
     out = {k: row.get(k, math.nan) for k in SUMMARY_COLUMNS}
     if "kept_kernels_per_conv" in s:  # not a sweep column; dsim compare writes it to kept_kernels.csv
         out["kept_kernels_per_conv"] = s["kept_kernels_per_conv"]
-    if result.workload.weights_bytes:  # not sweep columns; dsim compare shows them (memory per device)
-        out["weights_bytes_max"] = max(result.workload.weights_bytes)
+    if workload.weights_bytes:  # not sweep columns; dsim compare shows them (memory per device)
+        out["weights_bytes_max"] = max(workload.weights_bytes)
     if "redundant_flops" in s:
         out["redundant_flops"] = s["redundant_flops"]
     return out
