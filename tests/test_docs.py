@@ -15,7 +15,7 @@ from types import ModuleType
 
 import yaml
 
-from sim.config.load import json_schema
+from sim.config.schema import json_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 DESIGN = ROOT / "docs" / "design.md"

@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
 
 def _schema() -> dict[str, Any]:
     """The JSON Schema of scenario files, exactly as ``dsim schema`` prints it."""
-    from sim.config.load import json_schema  # pydantic: only when a page is built
+    from sim.config.schema import json_schema  # pydantic: only when a page is built
 
     return json.loads(json.dumps(json_schema()))
 
