@@ -13,13 +13,14 @@ from pathlib import Path
 
 def main() -> int:
     here = Path(__file__).resolve().parent
-    sys.path.insert(0, str(here.parent))
+    sys.path[:0] = [str(here.parent), str(here)]  # the package, and bench/timing.py as run as a script
     only = set(sys.argv[1:])
     for path in sorted(here.glob("bench_*.py")):
         if only and path.stem not in only:
             continue
         spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module  # importable by name (processes a benchmark spawns unpickle from it)
         assert spec.loader is not None
         spec.loader.exec_module(module)
         print(f"\n== {path.stem} ==", flush=True)

@@ -21,10 +21,12 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from sim.errors import UserError
+
+if TYPE_CHECKING:  # pandas only for the type: importing it costs what `dsim schema` may take in all
+    import pandas as pd
 
 
 def read_limited(path: str | Path, limit_bytes: int, field: str) -> str:

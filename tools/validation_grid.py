@@ -1,5 +1,5 @@
 """Run ``dsim validate --shape`` over a grid of models, device counts, topologies and link rates, and collect
-the per-kind errors in one table (the README's validation section).
+the per-kind errors in one table (docs/tutorials/validation.md §3).
 
     python tools/validation_grid.py --out results/validation-grid [--repeats 3] [--only vgg11-4-mesh-5]
 

@@ -1,7 +1,7 @@
 """A frame's critical path, and where its latency goes.
 
 :func:`critical_path` is the chain of compute, transfers and waits that sets one frame's latency.
-**Latency breakdown.** A frame's latency (DESIGN section 3) is split into three parts that add up to it
+**Latency breakdown.** A frame's latency (docs/design.md §3.7) is split into three parts that add up to it
 exactly, found by walking the frame's critical path backwards from the moment the sink holds all outputs:
 
 * start at the last of the frame's final activities to end (a final task on the sink, or a message of

@@ -16,7 +16,8 @@ A device without ``power`` has no energy figures; the run's ``energy_j`` sums th
 
 Example (one 1,000-byte message from ``a`` to ``b``; ``a`` pays 8,000 bits x 100 nJ/bit = 0.8 mJ)::
 
-    >>> from sim.config.schema import PowerSpec
+    >>> from sim.analysis.counters import makespan_s
+from sim.config.schema import PowerSpec
     >>> from sim.engine.network import Link
     >>> from sim.engine.simulate import Hop
     >>> hop = Hop(0, Link("a", "b", 8e6, 0.0), 0.0, 1e-3, 1000)
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from sim.analysis.counters import makespan_s
 from sim.config.schema import PowerSpec
 from sim.engine.simulate import Hop, Timeline
 from sim.workload.types import Workload
@@ -123,16 +125,15 @@ def receivers_of(workload: Workload, timeline: Timeline) -> list[list[int]]:
     return takers
 
 
-def energy_table(
-    workload: Workload,
-    timeline: Timeline,
-    powers: Sequence[PowerSpec | None],
-    busy_s: Sequence[float],
-    makespan_s: float,
-) -> pd.DataFrame:
+def energy_table(workload: Workload, timeline: Timeline, powers: Sequence[PowerSpec | None]) -> pd.DataFrame:
     """One row per device (scenario order), :data:`ENERGY_COLUMNS` in joules; empty cells for devices
-    without power. ``busy_s`` is each device's compute time (seconds) over the run."""
+    without power. A device's busy time is the sum of its tasks' durations, the window the run's makespan
+    (:func:`sim.analysis.counters.makespan_s`)."""
     radio = radio_energy(workload.devices, powers, timeline.hops, receivers_of(workload, timeline))
+    busy_s = [0.0] * len(workload.devices)
+    for k, task in enumerate(workload.tasks):
+        busy_s[task.device] += timeline.task_end_s[k] - timeline.task_start_s[k]
+    span_s = makespan_s(timeline)
     rows: list[list[float | None]] = []
     for d, name in enumerate(workload.devices):
         power = powers[d]
@@ -140,6 +141,6 @@ def energy_table(
             rows.append([None] * len(ENERGY_COLUMNS))
             continue
         r = radio[name]
-        e = DeviceEnergy(busy_s[d] * power.busy_w, (makespan_s - busy_s[d]) * power.idle_w, r.tx_j, r.rx_j, r.tail_j)
+        e = DeviceEnergy(busy_s[d] * power.busy_w, (span_s - busy_s[d]) * power.idle_w, r.tx_j, r.rx_j, r.tail_j)
         rows.append([e.energy_j, e.compute_j, e.idle_j, e.tx_j, e.rx_j, e.tail_j])
     return pd.DataFrame(rows, columns=ENERGY_COLUMNS, dtype=float)

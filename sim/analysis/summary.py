@@ -18,12 +18,7 @@ from __future__ import annotations
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from sim.analysis.counters import makespan_s, stream_stats
-from sim.analysis.critical_path import critical_path_summary
-from sim.analysis.tables import auto_saving, bytes_by_format
+from sim.analysis.headline import headline
 from sim.engine.simulate import Timeline
 from sim.workload import wire
 from sim.workload.types import Workload
@@ -61,10 +56,10 @@ class RunSummary:
 
     Always present: the latency statistics over ``frames`` (seconds), the stream figures of
     :func:`sim.analysis.counters.stream_stats`, bytes and messages sent, FLOPs and busy seconds, each
-    frame's latency, the resolved ``scenario``, the per-layer ``exchange`` and the ``critical_path`` of
-    the slowest frame. Optional (``None`` when the run has none, and then absent from the JSON):
-    ``accuracy``, kept kernels (pruned runs), ``links`` and ``devices`` (rows of ``links.csv`` and
-    ``devices.csv``), ``compute_times`` (profiled devices), ``service_latency_s`` (streams), ``baseline``,
+    frame's latency, the resolved ``scenario`` and the per-layer ``exchange``. Optional (``None`` when the
+    run has none, and then absent from the JSON): ``redundant_flops`` (rows form), ``accuracy``, kept
+    kernels (pruned runs), ``links`` and ``devices`` (rows of ``links.csv`` and ``devices.csv``), the
+    ``critical_path`` of the slowest frame (a whole run's, not a sweep point's), ``compute_times`` (profiled devices), ``service_latency_s`` (streams), ``baseline``,
     ``deployment``, ``latency_breakdown`` and ``execution`` (measured runs), ``energy_j`` and
     ``energy_j_per_frame`` (joules, when some device has ``power``).
 
@@ -98,12 +93,13 @@ class RunSummary:
     frame_latency_s: tuple[float, ...]
     scenario: dict[str, Any]
     exchange: dict[str, str]
-    critical_path: dict[str, Any]
+    redundant_flops: float | None = None
     accuracy: float | None = None
     kept_kernels_per_conv: dict[str, float] | None = None
     kept_kernels: float | None = None
     links: list[dict[str, Any]] | None = None
     devices: list[dict[str, Any]] | None = None
+    critical_path: dict[str, Any] | None = None
     compute_times: dict[str, dict[str, int]] | None = None
     service_latency_s: float | None = None
     baseline: Baseline | None = None
@@ -157,6 +153,7 @@ _JSON_ORDER = (
     "frame_latency_s",
     "scenario",
     "exchange",
+    "redundant_flops",
     "accuracy",
     "kept_kernels_per_conv",
     "kept_kernels",
@@ -175,66 +172,28 @@ _JSON_ORDER = (
 _ALWAYS = frozenset(f.name for f in fields(RunSummary) if f.default is MISSING)  # required: written even if None
 
 
-def elements_hops(transfers: pd.DataFrame) -> int:
-    """CaP's communication volume: the sum over messages of ``elements x hops`` (values carried times the
-    links of its route), over every frame of the run."""
-    if transfers.empty:
-        return 0
-    return int((transfers["elements"].astype("int64") * transfers["hops"].astype("int64")).sum())
-
-
-def elements_max_link(transfers: pd.DataFrame, timeline: Timeline) -> int:
-    """Elements carried by the busiest link queue: for every queue, the elements of each distinct message
-    that crossed it (chunks counted once), summed; the largest such sum (0 when nothing was sent)."""
-    elements = transfers["elements"].to_numpy()
-    seen: set[tuple[int, str]] = set()
-    per_queue: dict[str, int] = {}
-    for hop in timeline.hops:
-        key = (hop.message, hop.link.queue_name)
-        if key not in seen:
-            seen.add(key)
-            per_queue[key[1]] = per_queue.get(key[1], 0) + int(elements[hop.message])
-    return max(per_queue.values(), default=0)
-
-
 def summarize(
     name: str,
     resolved: dict[str, Any],
     workload: Workload,
-    transfers: pd.DataFrame,
-    compute: pd.DataFrame,
     timeline: Timeline,
     accuracy: float | None = None,
     kept_kernels: dict[str, float] | None = None,
     kept_kernel_fraction: float | None = None,
 ) -> RunSummary:
-    """What a simulated and a measured run share: latency statistics over frames, throughput, bytes,
-    compute time, the exchange per layer, the critical path, and the model's ``accuracy`` and kept
-    kernels (pruned runs; ``kept_kernel_fraction`` over all convs, weighted by their original kernel
+    """What a simulated and a measured run share, straight from the workload and the timeline
+    (:func:`sim.analysis.headline.headline`): latency statistics over frames, throughput, bytes, compute
+    time, the exchange per layer (and the rows form's redundant FLOPs), and the model's ``accuracy`` and
+    kept kernels (pruned runs; ``kept_kernel_fraction`` over all convs, weighted by their original kernel
     counts) when known."""
-    latency = np.asarray(timeline.latency_s)
-    totals = bytes_by_format(transfers)
+    figures = headline(workload, timeline)
+    figures["frame_latency_s"] = tuple(figures["frame_latency_s"])
     return RunSummary(
         name=name,
-        frames=len(latency),
-        latency_s=float(latency.mean()),
-        latency_p50_s=float(np.percentile(latency, 50)),
-        latency_p99_s=float(np.percentile(latency, 99)),
-        **stream_stats(timeline),
-        makespan_s=float(makespan_s(timeline)),
-        bytes_total=int(transfers["bytes"].sum()),
-        bytes_by_format=totals,
-        auto_saving=auto_saving(totals),
-        header_bytes=int(transfers["header_bytes"].sum()),
-        messages=len(transfers),
-        elements_hops=elements_hops(transfers),
-        elements_hops_max_link=elements_max_link(transfers, timeline),
-        flops_total=float(compute["flops"].sum()),
-        compute_s_total=float((compute["end_s"] - compute["start_s"]).sum()),
-        frame_latency_s=tuple(float(x) for x in latency),
+        **figures,
         scenario=resolved,
         exchange=dict(workload.exchange),
-        critical_path=critical_path_summary(workload, timeline),
+        redundant_flops=workload.redundant_flops,
         accuracy=accuracy,
         kept_kernels_per_conv=kept_kernels,
         kept_kernels=kept_kernel_fraction if kept_kernels is not None else None,

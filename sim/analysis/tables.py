@@ -1,4 +1,4 @@
-"""Result tables of a run (DESIGN section 5): ``transfers`` has one row per message, ``compute`` one row per
+"""Result tables of a run (docs/design.md §5): ``transfers`` has one row per message, ``compute`` one row per
 task, ``hops`` one row per transmission on one link queue; traffic matrices and bytes by wire format.
 """
 
@@ -37,7 +37,7 @@ HOP_COLUMNS = ["frame", "layer", "link", "src", "dst", "bytes", "start_s", "end_
 
 
 def transfers_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
-    """One row per message, in creation order (DESIGN section 5)."""
+    """One row per message, in creation order (docs/design.md §5)."""
     names = workload.devices
     copy = [k < len(timeline.carried_by) and timeline.carried_by[k] != k for k in range(len(workload.messages))]
     rows = [
@@ -79,26 +79,6 @@ def traffic_matrix(transfers: pd.DataFrame, devices: list[str]) -> pd.DataFrame:
     matrix = matrix.reindex(index=devices, columns=devices, fill_value=0).astype("int64")
     matrix.index.name, matrix.columns.name = "src", "dst"
     return matrix
-
-
-def bytes_by_format(transfers: pd.DataFrame) -> dict[str, int]:
-    """Total bytes had every message been sent in each format; ``auto`` is the smallest per message.
-
-    A format some message cannot use (too narrow indices) has no total. Channel headers
-    (``header_bytes``) are on the wire in every format, so each total includes them.
-    """
-    if "multicast_copy" in transfers:
-        transfers = transfers[~transfers["multicast_copy"].astype(bool)]  # a multicast payload counts once
-    sizes = transfers[[f"{f}_bytes" for f in wire.FORMATS]]
-    headers = int(transfers["header_bytes"].sum()) if "header_bytes" in transfers else 0
-    totals = {f: int(sizes[f"{f}_bytes"].sum()) + headers for f in wire.FORMATS if sizes[f"{f}_bytes"].notna().all()}
-    totals["auto"] = int(sizes.min(axis=1, skipna=True).sum()) + headers
-    return totals
-
-
-def auto_saving(totals: dict[str, int]) -> float:
-    """The fraction of the dense bytes that ``auto`` saves: ``1 - auto/dense`` (0 when nothing is sent)."""
-    return 1.0 - totals["auto"] / totals["dense"] if totals.get("dense") else 0.0
 
 
 def hop_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:

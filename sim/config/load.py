@@ -100,11 +100,6 @@ def load_scenario(path: str | Path) -> Scenario:
     return parse_scenario(data, origin=str(path), base_dir=path.absolute().parent)
 
 
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema of scenario files, for editors."""
-    return Scenario.model_json_schema()
-
-
 def load(scenario: Scenario | str | Path | dict[str, Any]) -> Scenario:
     """Accept a Scenario, a path to a YAML file, or a dict of scenario data. A Scenario made without this
     module (``Scenario.model_validate``) gets its setup here (relative paths: to the current folder)."""

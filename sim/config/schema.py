@@ -38,6 +38,7 @@ from sim.config.records import Setup, device_setups, interval_s
 from sim.config.vocab import (
     LABELLED_DATASETS,
     POWER_PRESETS,
+    SPLIT_STRATEGIES,
     STRATEGIES,
     Baseline,
     ChannelHeader,
@@ -325,7 +326,7 @@ class LinkSpec(_Strict):
 
 
 class NetworkSpec(_Strict):
-    """The links between devices (DESIGN section 3, "Topologies"). Every link direction is a FIFO queue;
+    """The links between devices (docs/design.md §3.8). Every link direction is a FIFO queue;
     both directions of a half-duplex link share one; ``shared`` is one medium for every transmission."""
 
     renamed_keys: ClassVar[dict[str, str]] = {"chunk_kb": "chunk_kB"}
@@ -371,11 +372,19 @@ class PartitionSpec(_Strict):
     save_to: Path | None = Field(
         default=None, description="comm_aware: write the final (co-optimised) partition file here"
     )
+    fused: bool = Field(default=False, description="spatial: fuse each run of row-split convs (fused tiles, FTP)")
+    tiles: tuple[int, int] | None = Field(
+        default=None, description="spatial: [rows, columns] of a tile grid instead of row bands"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> PartitionSpec:
         if self.file is not None and "strategy" in self.model_fields_set:
             raise ValueError("give either strategy or file, not both")
+        if self.strategy != "spatial" and (self.fused or self.tiles is not None):
+            raise ValueError("fused and tiles are settings of strategy: spatial")
+        if self.tiles is not None and min(self.tiles) < 1:
+            raise ValueError(f"tiles: both counts must be >= 1 (got {list(self.tiles)})")
         return self
 
 
@@ -444,7 +453,7 @@ class PruneSpec(_Strict):
 
 
 class TransferSpec(_Strict):
-    """How messages are packed on the wire (see DESIGN section 3, wire formats)."""
+    """How messages are packed on the wire (docs/design.md §3.5)."""
 
     format: WireFormat = "dense"
     dtype: Dtype = "float32"
@@ -472,7 +481,7 @@ class DeploySpec(_Strict):
 
 
 class Scenario(_Strict):
-    """A complete, validated scenario (DESIGN section 4)."""
+    """A complete, validated scenario (docs/design.md §4)."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
@@ -583,6 +592,16 @@ class Scenario(_Strict):
             raise ValueError("prune.admm.rho_max: must be >= prune.admm.rho")
         if self.partition.strategy == "comm_aware" and self.partition.file is None and p.method not in admm_methods:
             raise ValueError("partition.strategy: comm_aware co-optimises with ADMM; set prune.method: admm_comm")
+        if self.partition.strategy in SPLIT_STRATEGIES and p.method in ("admm_comm", "comm_structured"):
+            raise ValueError(
+                f"prune.method: {p.method} prices filters on devices; strategy {self.partition.strategy} gives "
+                "rows or whole layers (use ln_structured)"
+            )
+        if self.partition.strategy in SPLIT_STRATEGIES and self.transfer.exchange != "inputs":
+            raise ValueError(
+                f"transfer.exchange: partial sums are defined for filters; strategy {self.partition.strategy} "
+                "needs exchange: inputs"
+            )
         if p.method in ("kernel_magnitude", "block_diagonal", *admm_methods) and p.layers:
             raise ValueError(f"prune.layers: {p.method} keeps the same fraction of every conv; use amount")
         if p.granularity == "filter" and p.method in ("kernel_magnitude", "block_diagonal"):
@@ -646,3 +665,8 @@ RENAMED: dict[str, str] = {
     for old, new in spec.renamed_keys.items()
 }
 """Old dotted keys (``devices.mem_bandwidth_gbps``) -> their new names; the old ones are still accepted."""
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of scenario files, for editors (``dsim schema``)."""
+    return Scenario.model_json_schema()

@@ -2,7 +2,7 @@
 
 Every link direction has a rate (bit/s) and a propagation delay (s) and uses one FIFO **queue**: its own
 for a full-duplex link (``a->b``), one shared by both directions of a half-duplex link (``a<->b``), and
-one for all transmissions on a shared wireless medium (``medium``). Topologies (DESIGN section 3):
+one for all transmissions on a shared wireless medium (``medium``). Topologies (docs/design.md §3.8):
 
 * ``mesh``: a link between every pair of devices;
 * ``star``: every device linked to a switch node named ``switch`` (not a device);

@@ -1,6 +1,6 @@
 """The discrete-event engine (SimPy): devices computing tasks and links carrying messages.
 
-Semantics (DESIGN section 3, "Engine" and "Topologies"):
+Semantics (docs/design.md §3.7 and §3.8):
 
 * A device runs its tasks one at a time, in workload order (frame, then topological order). A task
   starts once the device is free, its frame has arrived, and every message it needs has arrived. It takes
@@ -29,13 +29,19 @@ Semantics (DESIGN section 3, "Engine" and "Topologies"):
   spends it on each message a task needs, in arrival order, before the task starts (once per message);
   a final output message counts as held by the sink that much after it arrives.
 * With ``multicast`` (a shared medium), messages made ready together that carry the same payload (equal
-  ``frame, src, tensor, partial, channel_ids`` and ``bytes``, non-empty ``tensor``) are one transmission, at the
+  ``frame, src, tensor, partial, channel_ids, position_ids`` and ``bytes``, non-empty ``tensor``) are one transmission, at the
   slowest receiver's rate, arriving at every receiver after the largest of their latencies.
 * A frame is done when the sink holds all final outputs; its latency is that time minus its arrival.
 
 A queue's reservations are made in event order, so they are computed directly (start = max(now, when the
 queue frees)) rather than with a SimPy resource; this is exactly FIFO and needs one event per hop.
-This module does not import torch.
+
+The code: one :class:`_Run` holds a simulation's state. Its processes are :meth:`_Run.frame_input` (a
+frame's image leaves the source) and :meth:`_Run.device` (a device's tasks, in order). A message becomes
+transmissions in :meth:`_Run.send`; :meth:`_Run.transmit` puts one on a link queue and schedules its
+arrival at the link's far end, where :meth:`_Run.hop_done` forwards it to the next link or, at the end of
+its route, :meth:`_Run.deliver` marks its messages arrived. Only public SimPy API is used. This module
+does not import torch.
 
 Example::
 
@@ -51,13 +57,12 @@ Example::
 from __future__ import annotations
 
 import gc
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from heapq import heappush
 from typing import Any, NamedTuple
 
 import simpy
+from simpy.core import EmptySchedule
 from simpy.events import NORMAL
 
 from sim.engine.devices import DeviceRate, Host
@@ -107,21 +112,6 @@ class Timeline:
         return [d - a for a, d in zip(self.frame_arrival_s, self.frame_done_s)]
 
 
-class _Transit:
-    """One chunk (or whole message) in flight, as a SimPy event reused hop after hop.
-
-    The engine schedules it directly on the environment's queue (what :class:`simpy.Timeout` does, without
-    allocating a new event and a closure per hop); ``k`` is the hop it is on.
-    """
-
-    __slots__ = ("callbacks", "group", "k", "last", "nbytes", "route")
-    _ok = True  # read by simpy.Environment.step: the event succeeded
-
-    def __init__(self, group: list[int], route: Sequence[Link], nbytes: int, last: bool):
-        self.callbacks: tuple | None = None
-        self.group, self.route, self.nbytes, self.last, self.k = group, route, nbytes, last, 0
-
-
 def simulate(
     workload: Workload,
     rates: Sequence[DeviceRate],
@@ -140,217 +130,172 @@ def simulate(
     enabled = gc.isenabled()
     gc.disable()  # the run allocates many short-lived acyclic objects; the collector's passes over the
     try:  # (large) workload would cost more than the simulation itself; cycles are collected afterwards
-        return _simulate(workload, rates, network, arrivals_s, chunk_bytes, multicast, hosts)
+        return _Run(workload, rates, network, arrivals_s, chunk_bytes, multicast, hosts).run()
     finally:
         if enabled:
             gc.enable()
 
 
-def _simulate(
-    workload: Workload,
-    rates: Sequence[DeviceRate],
-    network: Network,
-    arrivals_s: Sequence[float],
-    chunk_bytes: int | None,
-    multicast: bool,
-    hosts: Sequence[Host | None],
-) -> Timeline:
-    """:func:`simulate`, with the garbage collector off."""
-    env = simpy.Environment()
-    schedule: list[Any] = env._queue  # Environment.schedule, inlined for the hops and arrivals
-    eid = env._eid
-    tasks, messages = workload.tasks, workload.messages
-    names = workload.devices
-    n_msg = len(messages)
-    timeline = Timeline(
-        [0.0] * len(tasks),
-        [0.0] * len(tasks),
-        [0.0] * n_msg,
-        [0.0] * n_msg,
-        [0] * n_msg,
-        frame_arrival_s=list(arrivals_s),
-        frame_done_s=list(arrivals_s),
-        message_ready_s=[0.0] * n_msg,
-        carried_by=list(range(n_msg)),
-    )
-    free_at: dict[str, float] = defaultdict(float)  # queue name -> when it is next free
-    tokens: dict[str, tuple[float, float]] = {}  # shaped queue name -> (bucket level in bytes, as of time s)
-    cores = {h.name: simpy.Resource(env, capacity=h.cores) for h in hosts if h is not None}
-    core_of = [cores[h.name] if h is not None else None for h in hosts] + [None] * (len(names) - len(hosts))
-    arrived = [env.event() for _ in messages]
-    waits_for: dict[int, list[int]] = defaultdict(list)  # task -> messages it needs
-    released_by: dict[int | None, list[int]] = defaultdict(list)  # task -> messages it makes ready
-    input_of_frame: dict[int, list[int]] = defaultdict(list)
-    for m, msg in enumerate(messages):
-        for t in msg.needed_by:
-            waits_for[t].append(m)
-        if msg.after is None:
-            input_of_frame[msg.frame].append(m)
-        else:
-            released_by[msg.after].append(m)
-    frame_arrived = [env.timeout(a) for a in arrivals_s]
+class _Queue:
+    """One FIFO queue (a link direction, both directions of a half-duplex link, or the shared medium): when
+    it is next free and, on a shaped link, its token bucket (bytes, as of a time in seconds)."""
 
-    def record_done(frame: int) -> None:
-        timeline.frame_done_s[frame] = max(timeline.frame_done_s[frame], env.now)
+    __slots__ = ("free_s", "level_at_s", "level_bytes")
 
-    def forward(chunk: _Transit) -> None:
-        """Put ``chunk`` (one chunk, or a whole message) on hop ``chunk.k`` of its route now; the event that
-        fires when it reaches the hop's far end forwards it to the next hop (store-and-forward) or delivers
-        its group."""
-        link, now, nbytes = chunk.route[chunk.k], env._now, chunk.nbytes
-        queue = link.queue_name
-        start = max(now, free_at[queue])
-        if link.burst_bytes is None:
-            end = start + nbytes * 8 / link.bandwidth_bps + link.overhead_s  # Link.transmit_s, inlined
-        else:  # token bucket: refilled at the link rate since it was last drawn, up to burst_bytes
-            rate_Bps = link.bandwidth_bps / 8
-            level, since = tokens.get(queue, (float(link.burst_bytes), start))
-            level = min(float(link.burst_bytes), level + (start - since) * rate_Bps)
-            wait = max(0.0, nbytes - level) / rate_Bps
-            tokens[queue] = (level - nbytes if wait == 0.0 else 0.0, start + wait)
-            end = start + wait + link.overhead_s
-        free_at[queue] = end
-        hops_append(new_tuple(Hop, (chunk.group[0], link, start, end, nbytes, now)))
-        chunk.callbacks = on_arrival
-        heappush(schedule, (now + (end + link.latency_s - now), NORMAL, next(eid), chunk))  # a Timeout, reused
+    def __init__(self) -> None:
+        self.free_s = 0.0
+        self.level_bytes: float | None = None  # None: full, never drawn
+        self.level_at_s = 0.0
 
-    def arrive(chunk: _Transit) -> None:
-        k = chunk.k = chunk.k + 1
-        if k < len(chunk.route):
-            forward(chunk)
-        elif chunk.last:
-            delivered(chunk.group)
+    def drain_s(self, link: Link, start_s: float, nbytes: int) -> float:
+        """Seconds ``nbytes`` hold a shaped queue from ``start_s``: the bucket refills at the link rate since
+        it was last drawn, up to ``burst_bytes``; the bytes it lacks go at the link rate."""
+        burst, rate_Bps = float(link.burst_bytes or 0), link.bandwidth_bps / 8
+        level, since = (burst, start_s) if self.level_bytes is None else (self.level_bytes, self.level_at_s)
+        level = min(burst, level + (start_s - since) * rate_Bps)
+        wait = max(0.0, nbytes - level) / rate_Bps
+        self.level_bytes, self.level_at_s = (level - nbytes if wait == 0.0 else 0.0), start_s + wait
+        return wait
 
-    on_arrival = (arrive,)
-    hops_append, new_tuple = timeline.hops.append, tuple.__new__  # Hop(...) without its Python-level __new__
 
-    def delivered(group: list[int]) -> None:
-        for m in group:
-            timeline.message_end_s[m] = env.now
-            if messages[m].final:
-                cost = rates[messages[m].dst].recv_overhead_s if not messages[m].needed_by else 0.0
-                frame = messages[m].frame
-                timeline.frame_done_s[frame] = max(timeline.frame_done_s[frame], env.now + cost)
-            event = arrived[m]  # event.succeed(), inlined
-            event._ok, event._value = True, None
-            heappush(schedule, (env._now, NORMAL, next(eid), event))
+Route = tuple[tuple[Link, _Queue], ...]  # the links of a route, each with its queue
+_new_tuple = tuple.__new__  # Hop(...) without the Python-level __new__ of a NamedTuple
 
-    def multicast_groups(ms: list[int]) -> list[list[int]]:
-        groups: dict[tuple, list[int]] = {}
-        for m in ms:
-            msg = messages[m]
-            key = (msg.frame, msg.src, msg.tensor, msg.partial, msg.channel_ids, msg.bytes) if msg.tensor else (m,)
-            groups.setdefault(key, []).append(m)
-        return list(groups.values())
 
-    pair_routes: dict[tuple[int, int], tuple[Link, ...]] = {}  # (src, dst) device indices -> route
+class _Transmission:
+    """A message, a chunk or a packet of it, or a multicast payload, in flight: ``nbytes`` over ``route``,
+    now on link number ``hop``. ``last`` marks the final one of its payload: its arrival delivers ``group``
+    (the message, or every message of the multicast).
 
-    def route_of(src: int, dst: int) -> tuple[Link, ...]:
-        route = pair_routes.get((src, dst))
-        if route is None:
-            route = pair_routes[src, dst] = network.route(names[src], names[dst])
-        return route
+    It is its own SimPy event, scheduled (:meth:`simpy.Environment.schedule`) at its arrival at the far end
+    of each link in turn, where ``callbacks`` takes it on. This is what :class:`simpy.Timeout` does, without
+    a new event per hop; ``_ok`` (the one private SimPy name in the engine) is what the environment reads
+    to see that the event succeeded. A :class:`simpy.Timeout` per hop would add an object, its Python
+    ``__init__`` and a callback list per hop (193,200 hops in ``bench/bench_engine.py``'s run; cProfile
+    counts) for nothing the engine needs.
+    """
 
-    def group_route(group: list[int]) -> tuple[Link, ...]:
-        msg = messages[group[0]]
-        routes = [route_of(msg.src, messages[m].dst) for m in group]
-        if len(group) == 1:
-            return routes[0]
-        links = [r[0] for r in routes]  # one hop each on the shared medium
-        receivers = ",".join(names[messages[m].dst] for m in group)
-        slowest = Link(
-            names[msg.src],
-            receivers,
-            min(l.bandwidth_bps for l in links),
-            max(l.latency_s for l in links),
-            links[0].queue_name,
-            links[0].overhead_s,
-            links[0].protocol,
-            links[0].burst_bytes,
+    __slots__ = ("callbacks", "group", "hop", "last", "nbytes", "route")
+    _ok = True
+
+    def __init__(self, group: tuple[int, ...], route: Route, nbytes: int, last: bool):
+        self.group, self.route, self.nbytes, self.last, self.hop = group, route, nbytes, last, 0
+        self.callbacks: tuple[Callable[[_Transmission], None], ...] | None = None
+
+
+class _AllProcessed(simpy.Event):
+    """Succeeds once ``count`` of ``events`` (default: all) have been processed.
+
+    :class:`simpy.AllOf` and :class:`simpy.AnyOf` without building their value: the same single event,
+    triggered at the same moment, so the order of events is theirs.
+    """
+
+    def __init__(self, env: simpy.Environment, events: Sequence[simpy.Event], count: int | None = None):
+        super().__init__(env)
+        self.remaining = len(events) if count is None else count
+        for event in events:
+            event.callbacks.append(self._one_processed)
+
+    def _one_processed(self, _: simpy.Event) -> None:
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.succeed()
+
+
+class _Run:
+    """One simulation: the SimPy environment, the workload's records, and the timeline being filled."""
+
+    def __init__(
+        self,
+        workload: Workload,
+        rates: Sequence[DeviceRate],
+        network: Network,
+        arrivals_s: Sequence[float],
+        chunk_bytes: int | None,
+        multicast: bool,
+        hosts: Sequence[Host | None],
+    ):
+        self.env = env = simpy.Environment()
+        self.workload, self.rates, self.network = workload, rates, network
+        self.tasks, self.messages = workload.tasks, workload.messages
+        self.chunk_bytes, self.multicast = chunk_bytes, multicast
+        n_msg = len(self.messages)
+        self.timeline = Timeline(
+            [0.0] * len(self.tasks),
+            [0.0] * len(self.tasks),
+            [0.0] * n_msg,
+            [0.0] * n_msg,
+            [0] * n_msg,
+            frame_arrival_s=list(arrivals_s),
+            frame_done_s=list(arrivals_s),
+            message_ready_s=[0.0] * n_msg,
+            carried_by=list(range(n_msg)),
         )
-        return (slowest,)
+        cores = {h.name: simpy.Resource(env, capacity=h.cores) for h in hosts if h is not None}
+        self.core_of = [cores[h.name] if h is not None else None for h in hosts]
+        self.core_of += [None] * (len(workload.devices) - len(hosts))
+        self.queues = {link.queue_name: _Queue() for link in network.links()}  # queue name -> its state
+        names = workload.devices
+        self.routes: dict[tuple[int, int], Route] = {  # (src, dst) device indices -> route, with its queues
+            (src, dst): tuple((link, self.queues[link.queue_name]) for link in network.route(names[src], names[dst]))
+            for src, dst in dict.fromkeys((msg.src, msg.dst) for msg in self.messages)
+        }
+        self.cuts = chunk_bytes is not None or any(link.protocol for link in network.links())  # chunks or packets
+        self.arrived = [env.event() for _ in self.messages]  # succeeds when the message is delivered
+        self.needs: list[list[int]] = [[] for _ in self.tasks]  # task -> messages it waits for
+        self.releases: list[list[int]] = [[] for _ in self.tasks]  # task -> messages its end makes ready
+        self.inputs: list[list[int]] = [[] for _ in range(workload.frames)]  # frame -> its image's messages
+        for m, msg in enumerate(self.messages):
+            for t in msg.needed_by:
+                self.needs[t].append(m)
+            (self.inputs[msg.frame] if msg.after is None else self.releases[msg.after]).append(m)
+        self.frame_arrived = [env.timeout(a) for a in arrivals_s]
+        self.hops = self.timeline.hops
+        self.on_hop_done = (self.hop_done,)  # the callbacks of every transmission's arrival
 
-    def groups_of(ms: list[int]) -> list[list[int]]:
-        return multicast_groups(ms) if multicast else [[m] for m in ms]
+    def run(self) -> Timeline:
+        """Start a process per frame and per device, run until no event is left, and return the timeline."""
+        env = self.env
+        for frame in range(self.workload.frames):
+            env.process(self.frame_input(frame))
+        own: list[list[int]] = [[] for _ in self.workload.devices]
+        for t, task in enumerate(self.tasks):
+            own[task.device].append(t)
+        for d, tasks in enumerate(own):
+            env.process(self.device(d, tasks))
+        step, events = env.step, 0
+        try:
+            while True:
+                step()
+                events += 1
+        except EmptySchedule:
+            self.timeline.events = events
+        return self.timeline
 
-    def send(ms: list[int]) -> None:
-        if multicast:
-            for group in multicast_groups(ms):
-                send_group(group)
-            return
-        for m in ms:  # send_group([m]), inlined for the common case
-            msg = messages[m]
-            route = route_of(msg.src, msg.dst)
-            timeline.message_ready_s[m] = env._now
-            timeline.message_hops[m] = len(route)
-            group = [m]
-            first = route[0]
-            if first.protocol is None and (chunk_bytes is None or msg.bytes <= chunk_bytes):
-                forward(_Transit(group, route, msg.bytes, True))
-                timeline.message_start_s[m] = timeline.hops[-1].start_s
-                continue
-            sizes = first.wire_sizes(msg.bytes, chunk_bytes)
-            for i, size in enumerate(sizes):  # chunks (packets) join the first queue back to back, in order
-                forward(_Transit(group, route, size, i == len(sizes) - 1))
-                if i == 0:
-                    timeline.message_start_s[m] = timeline.hops[-1].start_s
+    # -- processes -------------------------------------------------------------------------------------
 
-    def send_group(group: list[int]) -> None:
-        route = group_route(group)
-        for m in group:
-            timeline.message_ready_s[m] = env.now
-            timeline.message_hops[m] = len(route)
-            timeline.carried_by[m] = group[0]
-        sizes = route[0].wire_sizes(messages[group[0]].bytes, chunk_bytes)
-        for i, size in enumerate(sizes):  # chunks (packets) join the first queue back to back, in order
-            forward(_Transit(group, route, size, i == len(sizes) - 1))
-            if i == 0:
-                for m in group:
-                    timeline.message_start_s[m] = timeline.hops[-1].start_s
+    def frame_input(self, frame: int) -> Generator[simpy.Event, Any, None]:
+        """The process of frame ``frame``'s image: once it arrives, the source sends its messages."""
+        yield self.frame_arrived[frame]
+        yield from self.release(self.workload.source, self.inputs[frame])
 
-    def source(frame: int):
-        yield frame_arrived[frame]
-        cost = rates[workload.source].send_overhead_s
-        if cost == 0.0:
-            send(input_of_frame[frame])
-            return
-        for group in groups_of(input_of_frame[frame]):
-            yield from hold(core_of[workload.source], cost)
-            send_group(group)
-
-    def hold(core: simpy.Resource | None, seconds: float):
-        """Spend ``seconds`` on a core of ``core`` (waiting for one first), or on the device's own."""
-        if core is None:
-            yield env.timeout(seconds)
-            return
-        with core.request() as request:
-            yield request
-            yield env.timeout(seconds)
-
-    def shared_device(d: int, own: list[int]):
-        """A device on a host, or paying per-message software costs (module docstring)."""
-        rate, core = rates[d], core_of[d]
-        received: set[int] = set()
-        for t in own:
-            task = tasks[t]
-            if not frame_arrived[task.frame].processed:
-                yield frame_arrived[task.frame]
-            pending = [m for m in waits_for[t] if m not in received]
-            while pending:
-                if rate.recv_overhead_s == 0.0:
-                    waiting = [arrived[m] for m in pending if not arrived[m].processed]
-                    if waiting:
-                        yield env.all_of(waiting)
-                    received.update(pending)
-                    break
-                ready = [m for m in pending if arrived[m].processed]
-                if not ready:
-                    yield env.any_of([arrived[m] for m in pending])
-                    continue
-                for m in sorted(ready, key=lambda m: (timeline.message_end_s[m], m)):
-                    yield from hold(core, rate.recv_overhead_s)
-                    received.add(m)
-                pending = [m for m in pending if m not in received]
+    def device(self, d: int, tasks: list[int]) -> Generator[simpy.Event, Any, None]:
+        """The process of device ``d``: its ``tasks`` one at a time, each once its frame has arrived and the
+        messages it needs have (paying their receive cost), on a core of its host when it shares one;
+        then the messages the task makes ready go out."""
+        env, timeline, rate, core = self.env, self.timeline, self.rates[d], self.core_of[d]
+        received: set[int] = set()  # messages whose receive cost is paid
+        for t in tasks:
+            task = self.tasks[t]
+            frame = self.frame_arrived[task.frame]
+            if frame.callbacks is not None:  # not yet processed
+                yield frame
+            if rate.recv_overhead_s == 0.0:
+                waiting = [self.arrived[m] for m in self.needs[t] if self.arrived[m].callbacks is not None]
+                if waiting:
+                    yield _AllProcessed(env, waiting)
+            else:
+                yield from self.receive(d, self.needs[t], received)
             duration = rate.task_s(task.flops, task.bytes_touched, task.op, task.layer)
             if core is None:
                 timeline.task_start_s[t] = env.now
@@ -362,51 +307,132 @@ def _simulate(
                     yield env.timeout(duration)
             timeline.task_end_s[t] = env.now
             if task.final:
-                record_done(task.frame)
-            if rate.send_overhead_s == 0.0:
-                send(released_by[t])
+                self.frame_done(task.frame, env.now)
+            yield from self.release(d, self.releases[t])
+
+    def receive(self, d: int, needs: list[int], received: set[int]) -> Generator[simpy.Event, Any, None]:
+        """Wait for the messages ``needs`` and pay device ``d``'s receive cost for each not yet in
+        ``received``, in arrival order (ties: workload order)."""
+        pending = [m for m in needs if m not in received]
+        while pending:
+            ready = [m for m in pending if self.arrived[m].processed]
+            if not ready:
+                yield _AllProcessed(self.env, [self.arrived[m] for m in pending], count=1)
                 continue
-            for group in groups_of(released_by[t]):
-                yield from hold(core, rate.send_overhead_s)
-                send_group(group)
+            for m in sorted(ready, key=lambda m: (self.timeline.message_end_s[m], m)):
+                yield from self.hold(d, self.rates[d].recv_overhead_s)
+                received.add(m)
+            pending = [m for m in pending if m not in received]
 
-    all_of, timeout = env.all_of, env.timeout  # bound once, not per task
-    task_start_s, task_end_s = timeline.task_start_s, timeline.task_end_s
+    def release(self, d: int, ms: list[int]) -> Generator[simpy.Event, Any, None]:
+        """Send the messages ``ms`` that device ``d`` made ready now, paying its send cost for each payload
+        (a message, or a multicast group) before it goes."""
+        cost = self.rates[d].send_overhead_s
+        if cost == 0.0:
+            self.send(ms)
+            return
+        for group in self.payloads(ms):
+            yield from self.hold(d, cost)
+            self.send_payload(group)
 
-    def device(d: int, own: list[int]):
-        rate = rates[d]
-        steps = [  # per task: its frame's arrival, the arrivals it needs, duration, final, messages it sends
-            (
-                t,
-                frame_arrived[tasks[t].frame],
-                [arrived[m] for m in waits_for[t]],
-                rate.task_s(tasks[t].flops, tasks[t].bytes_touched, tasks[t].op, tasks[t].layer),
-                tasks[t].final,
-                released_by[t],
+    def hold(self, d: int, seconds: float) -> Generator[simpy.Event, Any, None]:
+        """Keep device ``d`` busy for ``seconds``: on a core of its host (waiting for one first), or its own."""
+        core = self.core_of[d]
+        if core is None:
+            yield self.env.timeout(seconds)
+            return
+        with core.request() as request:
+            yield request
+            yield self.env.timeout(seconds)
+
+    # -- messages on the network -----------------------------------------------------------------------
+
+    def payloads(self, ms: list[int]) -> list[tuple[int, ...]]:
+        """The messages ``ms`` as payloads to transmit, in order: one each, or with ``multicast`` one per
+        group of messages carrying the same data (module docstring)."""
+        if not self.multicast:
+            return [(m,) for m in ms]
+        groups: dict[tuple[object, ...], list[int]] = {}
+        for m in ms:
+            msg = self.messages[m]
+            key = (
+                (msg.frame, msg.src, msg.tensor, msg.partial, msg.channel_ids, msg.position_ids, msg.bytes)
+                if msg.tensor
+                else (m,)
             )
-            for t in own
-        ]
-        for t, frame, waits, duration, final, releases in steps:
-            if frame.callbacks is not None:  # not yet processed
-                yield frame
-            needed = [event for event in waits if event.callbacks is not None]
-            if needed:
-                yield all_of(needed)
-            task_start_s[t] = env._now
-            yield timeout(duration)
-            task_end_s[t] = env._now
-            if final:
-                record_done(tasks[t].frame)
-            send(releases)
+            groups.setdefault(key, []).append(m)
+        return [tuple(group) for group in groups.values()]
 
-    for f in range(workload.frames):
-        env.process(source(f))
-    per_device: dict[int, list[int]] = defaultdict(list)
-    for t, task in enumerate(tasks):
-        per_device[task.device].append(t)
-    for d in range(len(names)):
-        plain = core_of[d] is None and rates[d].send_overhead_s == 0.0 and rates[d].recv_overhead_s == 0.0
-        env.process((device if plain else shared_device)(d, per_device[d]))
-    env.run()
-    timeline.events = next(eid)  # every event scheduled was processed: the queue ran empty
-    return timeline
+    def send(self, ms: list[int]) -> None:
+        """Transmit the messages ``ms``, made ready now, in order (as :meth:`payloads`)."""
+        for group in self.payloads(ms):
+            self.send_payload(group)
+
+    def send_payload(self, group: tuple[int, ...]) -> None:
+        """Put one payload (a message, or a multicast group) on its route's first queue now: whole, or as
+        chunks or packets back to back."""
+        timeline, now, first = self.timeline, self.env.now, self.messages[group[0]]
+        route = self.routes[first.src, first.dst] if len(group) == 1 else self.multicast_route(group)
+        sizes = route[0][0].wire_sizes(first.bytes, self.chunk_bytes) if self.cuts else (first.bytes,)
+        last = len(sizes) - 1
+        starts = [self.transmit(_Transmission(group, route, size, i == last)) for i, size in enumerate(sizes)]
+        for m in group:
+            timeline.message_ready_s[m], timeline.message_start_s[m] = now, starts[0]
+            timeline.message_hops[m], timeline.carried_by[m] = len(route), group[0]
+
+    def transmit(self, tx: _Transmission) -> float:
+        """Put ``tx`` on the queue of its link number ``tx.hop`` now; it reaches the link's far end
+        ``latency_s`` after leaving the queue, and :meth:`hop_done` takes it on. Returns when it starts."""
+        now, nbytes = self.env.now, tx.nbytes
+        link, queue = tx.route[tx.hop]
+        start = queue.free_s if queue.free_s > now else now
+        if link.burst_bytes is None:
+            end = start + nbytes * 8 / link.bandwidth_bps + link.overhead_s
+        else:
+            end = start + queue.drain_s(link, start, nbytes) + link.overhead_s
+        queue.free_s = end
+        self.hops.append(_new_tuple(Hop, (tx.group[0], link, start, end, nbytes, now)))
+        tx.callbacks = self.on_hop_done
+        self.env.schedule(tx, NORMAL, end + link.latency_s - now)  # type: ignore[arg-type]
+        return start
+
+    def hop_done(self, tx: _Transmission) -> None:
+        """``tx`` reached the far end of a link: store and forward it, or deliver its payload."""
+        tx.hop += 1
+        if tx.hop < len(tx.route):
+            self.transmit(tx)
+        elif tx.last:
+            self.deliver(tx.group)
+
+    def deliver(self, group: tuple[int, ...]) -> None:
+        """The messages ``group`` are at their destinations now; a final output counts as held by the sink
+        once its receive cost is paid (when no task pays it)."""
+        now = self.env.now
+        for m in group:
+            self.timeline.message_end_s[m] = now
+            msg = self.messages[m]
+            if msg.final:
+                self.frame_done(msg.frame, now + (0.0 if msg.needed_by else self.rates[msg.dst].recv_overhead_s))
+            self.arrived[m].succeed()
+
+    def frame_done(self, frame: int, at_s: float) -> None:
+        """Something the sink needs for ``frame`` is there at ``at_s``: the frame is done no earlier."""
+        self.timeline.frame_done_s[frame] = max(self.timeline.frame_done_s[frame], at_s)
+
+    def multicast_route(self, group: tuple[int, ...]) -> Route:
+        """The route of a multicast group: the shared medium as one link at the slowest receiver's rate,
+        arriving after the largest latency."""
+        names, src = self.workload.devices, self.messages[group[0]].src
+        links = [self.routes[src, self.messages[m].dst][0][0] for m in group]
+        first = links[0]
+        slowest = Link(
+            names[src],
+            ",".join(names[self.messages[m].dst] for m in group),
+            min(link.bandwidth_bps for link in links),
+            max(link.latency_s for link in links),
+            first.queue_name,
+            first.overhead_s,
+            first.protocol,
+            first.burst_bytes,
+        )
+        return ((slowest, self.queues[first.queue_name]),)

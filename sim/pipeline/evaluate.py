@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from sim.analysis import counters
+from sim.analysis.critical_path import critical_path_summary
 from sim.analysis.energy import energy_table
 from sim.analysis.result import RunResult
 from sim.analysis.service import service_latency_s
@@ -31,7 +32,9 @@ from sim.analysis.tables import compute_table, transfers_table
 from sim.config.load import parse_scenario
 from sim.config.schema import Scenario
 from sim.engine import assemble
-from sim.engine.simulate import simulate
+from sim.engine.devices import DeviceRate, Host
+from sim.engine.network import Network
+from sim.engine.simulate import Timeline, simulate
 from sim.workload.types import Workload
 
 
@@ -56,7 +59,7 @@ def workload_key(scenario: Scenario) -> str:
     """
     data = scenario.resolved()
     devices = [d["name"] for d in data["devices"]]
-    if scenario.partition.strategy == "balanced" and scenario.partition.file is None:
+    if scenario.partition.strategy in ("balanced", "pipeline") and scenario.partition.file is None:  # by rate
         devices = [(d["name"], d["gflops"]) for d in data["devices"]]
     inputs = {k: v for k, v in data["inputs"].items() if k not in ("interval_ms", "fps")}
     key = {k: data[k] for k in ("seed", "model", "source", "sink", "partition", "prune", "transfer", "deploy")}
@@ -84,15 +87,40 @@ def baseline_scenario(scenario: Scenario) -> Scenario:
     return parse_scenario(data, origin="baseline", base_dir=scenario.setup.base_dir)
 
 
+@dataclass(frozen=True)
+class EngineRun:
+    """One engine run of a scenario's workload: its timeline and the engine objects it ran on."""
+
+    timeline: Timeline
+    rates: list[DeviceRate]
+    network: Network
+    hosts: list[Host | None]
+
+
+def run_engine(scenario: Scenario, workload: Workload) -> EngineRun:
+    """Run the engine on ``workload`` with the scenario's devices, network and frame arrivals. A pair of
+    devices that must talk but has no route is refused (one line naming it) before the run."""
+    net = scenario.setup.network
+    rates, network, hosts = assemble.device_rates(scenario), assemble.network(scenario), assemble.hosts(scenario)
+    names = workload.devices
+    network.check_pairs(dict.fromkeys((names[m.src], names[m.dst]) for m in workload.messages))
+    arrivals = assemble.arrivals_s(scenario, workload.frames)
+    timeline = simulate(
+        workload, rates, network, arrivals, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
+    )
+    return EngineRun(timeline, list(rates), network, list(hosts))
+
+
 def single_device_baseline(scenario: Scenario, built: BuiltWorkload) -> dict[str, Any]:
     """Latency and throughput of :func:`baseline_scenario` (whose built workload is ``built``), for
     ``baseline: single``: ``device``, ``latency_s``, ``service_latency_s`` and ``throughput_fps``."""
-    single = evaluate(baseline_scenario(scenario), built).record
+    single = baseline_scenario(scenario)
+    summary = point_summary(single, built, None, run_engine(single, built.workload))
     return {
         "device": scenario.source,
-        "latency_s": single.latency_s,
-        "service_latency_s": single.service_latency_s if single.service_latency_s is not None else single.latency_s,
-        "throughput_fps": single.throughput_fps,
+        "latency_s": summary.latency_s,
+        "service_latency_s": summary.latency_s if summary.service_latency_s is None else summary.service_latency_s,
+        "throughput_fps": summary.throughput_fps,
     }
 
 
@@ -112,7 +140,7 @@ def speedups(split: RunSummary, single: dict[str, Any]) -> dict[str, float]:
         >>> speedups(split, {"latency_s": 4.0, "service_latency_s": 4.0, "throughput_fps": 5.0})
         {'speedup': 2.0, 'service_speedup': 2.0, 'throughput_speedup': 2.0}
     """
-    service = split.service_latency_s if split.service_latency_s is not None else split.latency_s
+    service = split.latency_s if split.service_latency_s is None else split.service_latency_s
     return {
         "speedup": single["latency_s"] / split.latency_s,
         "service_speedup": single["service_latency_s"] / service,
@@ -120,53 +148,42 @@ def speedups(split: RunSummary, single: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload | None = None) -> RunResult:
-    """Run the engine on ``built.workload`` with the scenario's devices, network and frame arrivals, and
-    analyse the timeline into the run's tables and summary.
+def energy_of(scenario: Scenario, workload: Workload, timeline: Timeline) -> pd.DataFrame | None:
+    """Each device's joules (:func:`sim.analysis.energy.energy_table`), or None when no device has power."""
+    powers = [d.power for d in scenario.devices]
+    if all(p is None for p in powers):
+        return None
+    return energy_table(workload, timeline, powers)
 
-    For ``baseline: single``, ``baseline`` is the built workload of :func:`baseline_scenario` (required;
-    :func:`sim.pipeline.prepare.evaluate` builds it when missing). A pair of devices that must talk but has no route is refused (one line naming it)
-    before the run.
-    """
-    workload, net = built.workload, scenario.setup.network
-    rates = assemble.device_rates(scenario)
-    network = assemble.network(scenario)
-    names = workload.devices
-    network.check_pairs(dict.fromkeys((names[m.src], names[m.dst]) for m in workload.messages))
-    arrivals = assemble.arrivals_s(scenario, workload.frames)
-    hosts = assemble.hosts(scenario)
-    timeline = simulate(
-        workload, rates, network, arrivals, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
-    )
-    transfers = transfers_table(workload, timeline)
-    compute = compute_table(workload, timeline)
+
+def point_summary(
+    scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload | None, run: EngineRun
+) -> RunSummary:
+    """The summary of a run without its tables: the headline figures straight from the timeline
+    (:func:`sim.analysis.summary.summarize`), the exchange schemes, accuracy and kept kernels, the energy
+    (when some device has power), a stream's service latency, and the single-device baseline
+    (``baseline`` is the built workload of :func:`baseline_scenario`; required for ``baseline: single``).
+    A sweep point needs nothing more; :func:`evaluate` adds the tables and the per-link, per-device and
+    critical-path records."""
+    workload, timeline, net = built.workload, run.timeline, scenario.setup.network
     summary = summarize(
         scenario.name,
         scenario.resolved(),
         workload,
-        transfers,
-        compute,
         timeline,
         accuracy=built.accuracy,
         kept_kernels=built.kept_kernels,
         kept_kernel_fraction=built.kept_kernel_fraction,
     )
-    links, devices = counters.link_table(network, timeline), counters.device_table(workload, rates, timeline)
-    extra: dict[str, Any] = {}
-    powers = [d.power for d in scenario.devices]
-    if any(p is not None for p in powers):  # joules only when some device has power (sim.analysis.energy)
-        joules = energy_table(workload, timeline, powers, devices["busy_s"].tolist(), summary.makespan_s)
-        devices = pd.concat([devices, joules], axis=1)
-        extra["energy_j"] = float(joules["energy_j"].sum())
-        extra["energy_j_per_frame"] = extra["energy_j"] / summary.frames
-    extra.update(links=counters.records(links), devices=counters.records(devices))
-    if any(d.profile is not None for d in scenario.devices):
-        extra["compute_times"] = assemble.time_sources(workload, rates)
+    joules = energy_of(scenario, workload, timeline)
+    if joules is not None:  # only when some device has power, so other runs' summaries stay as they were
+        energy_j = float(joules["energy_j"].sum())
+        summary = replace(summary, energy_j=energy_j, energy_j_per_frame=energy_j / summary.frames)
     if workload.frames > 1:  # a stream: also each frame's latency alone, without queueing behind others
-        extra["service_latency_s"] = service_latency_s(
-            workload, rates, network, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
+        service = service_latency_s(
+            workload, run.rates, run.network, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=run.hosts
         )
-    summary = replace(summary, **extra)
+        summary = replace(summary, service_latency_s=service)
     if scenario.baseline == "single":
         if baseline is None:
             raise ValueError("evaluate: baseline: single needs the built workload of baseline_scenario(scenario)")
@@ -184,9 +201,47 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
                 throughput_speedup=gains["throughput_speedup"],
             ),
         )
+    return summary
+
+
+def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload | None = None) -> RunResult:
+    """Run the engine on ``built.workload`` with the scenario's devices, network and frame arrivals, and
+    analyse the timeline into the run's tables and summary (:func:`point_summary`, then the per-link,
+    per-device (with their joules when some device has power) and critical-path records, the compute-time
+    sources and the deployment phase).
+
+    For ``baseline: single``, ``baseline`` is the built workload of :func:`baseline_scenario` (required;
+    :func:`sim.pipeline.prepare.evaluate` builds it when missing). A pair of devices that must talk but has
+    no route is refused (one line naming it) before the run.
+    """
+    workload, net = built.workload, scenario.setup.network
+    run = run_engine(scenario, workload)
+    timeline, rates, network, hosts = run.timeline, run.rates, run.network, run.hosts
+    summary = point_summary(scenario, built, baseline, run)
+    links, devices = counters.link_table(network, timeline), counters.device_table(workload, rates, timeline)
+    joules = energy_of(scenario, workload, timeline)
+    if joules is not None:  # devices.csv gains the energy columns
+        devices = pd.concat([devices, joules], axis=1)
+    summary = replace(
+        summary,
+        links=counters.records(links),
+        devices=counters.records(devices),
+        critical_path=critical_path_summary(workload, timeline),
+        compute_times=assemble.time_sources(workload, rates)
+        if any(d.profile is not None for d in scenario.devices)
+        else None,
+    )
     if built.deploy is not None:  # on the same network, before inference; not part of its latency
         shipped = simulate(
             built.deploy, rates, network, [0.0], chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
         )
         summary = replace(summary, deployment=deployment_summary(built.deploy, shipped))
-    return RunResult(transfers, compute, summary, workload, timeline, links, devices)
+    return RunResult(
+        transfers_table(workload, timeline),
+        compute_table(workload, timeline),
+        summary,
+        workload,
+        timeline,
+        links,
+        devices,
+    )

@@ -1,4 +1,4 @@
-"""Kernel pruning, ADMM pruning and CaP's communication-aware ADMM pruning (issue 12).
+"""Kernel pruning, ADMM pruning and CaP's communication-aware ADMM pruning (CaP, INFOCOM 2023).
 
 CaP ("Communication-Aware DNN Pruning", INFOCOM 2023) splits each conv's filters over devices; device ``i``
 needs input channel ``c`` from its owner ``j`` as soon as one of ``i``'s filters has a non-zero k x k kernel

@@ -281,6 +281,9 @@ def place_labels(
     return placed
 
 
+MAX_LINES = 12  # lines a latency-vs-bandwidth figure draws; beyond, the fastest and the range of all
+
+
 def plot_latency_vs_bandwidth(
     table: pd.DataFrame, path: str | Path, x: str = "network.bandwidth_mbps", title: str = ""
 ) -> Figure:
@@ -290,14 +293,34 @@ def plot_latency_vs_bandwidth(
     with the baseline when the sweep has one, else between lines) as a dotted vertical line and a ring on
     the curve in its line's colour, named in the legend with its ``x``; a line with no crossover in the
     swept range says so in the legend: each line's entry names its crossovers with its baseline (or that
-    it has none in the swept range); crossovers between lines have entries of their own."""
+    it has none in the swept range); crossovers between lines have entries of their own.
+
+    A sweep of more than :data:`MAX_LINES` lines draws the :data:`MAX_LINES` with the lowest mean latency
+    and, in grey, the range (lowest to highest latency at each ``x``) of all of them; the title says so."""
     lines = curves.lines(table, x)
     if not lines:
         raise UserError(f"{path}: no successful sweep points to plot")
     fig = Figure(figsize=(9, 5.5))
     ax = fig.subplots()
     unit = _axis_label(x).split(" (")[-1].rstrip(")") if "(" in _axis_label(x) else ""
+    drawn_note = ""
+    if len(lines) > MAX_LINES:
+        ok = table[curves.errors(table) == ""]
+        band = ok.groupby(x)["latency_s"].agg(["min", "max"]).sort_index()
+        ax.fill_between(
+            band.index.to_numpy(dtype=float),
+            band["min"].to_numpy(dtype=float) * 1e3,
+            band["max"].to_numpy(dtype=float) * 1e3,
+            color="0.85",
+            label=f"all {len(lines)} lines: lowest to highest latency",
+        )
+        fastest = sorted(range(len(lines)), key=lambda k: float(lines[k][2]["latency_s"].mean()))[:MAX_LINES]
+        drawn_note = f" ({MAX_LINES} fastest of {len(lines)} lines)"
+        lines = [lines[k] for k in sorted(fastest)]
+        table = pd.concat([rows for _, _, rows in lines])  # the baselines of the lines drawn
+    shown = {label for label, _, _ in lines}
     report = curves.crossover_report(table, x)
+    report = report[report["line"].isin(shown) & (report["versus"].isin(shown) | (report["versus"] == curves.SINGLE))]
     notes: dict[str, list[str]] = {}  # line -> what its legend entry adds: its crossovers with its baseline
     for c in report[report["versus"] == curves.SINGLE].to_dict("records"):
         note = (
@@ -346,7 +369,7 @@ def plot_latency_vs_bandwidth(
     ax.set_yscale("log")
     ax.set_xlabel(_axis_label(x) + ", log scale")
     ax.set_ylabel("mean latency per frame (ms), log scale")
-    ax.set_title(f"{title + ': ' if title else ''}latency vs {_axis_label(x).split(' (')[0]}", fontsize=11)
+    ax.set_title(f"{title + ': ' if title else ''}latency vs {_axis_label(x).split(' (')[0]}{drawn_note}", fontsize=11)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     ax.grid(True, which="both", alpha=0.3)
     entries = sum(1 + label.count("\n") for label in ax.get_legend_handles_labels()[1])
@@ -411,6 +434,52 @@ def plot_traffic(
     if len(names) > 16:  # too small to read: the colour says it
         for note in list(ax.texts):
             note.remove()
+    return _save(fig, path)
+
+
+def plot_ownership(table: pd.DataFrame, path: str | Path, title: str = "") -> Figure:
+    """Who computes what, per layer (DESIGN 3b): one bar per partitionable layer, top to bottom in
+    order, split by the ``share`` of its output each device owns, labelled with the layer's ``form``
+    (``filters``: channels, ``rows``: output rows or tiles, ``whole``: the layer). ``table`` has columns
+    ``layer, form, device, share`` (:func:`sim.pipeline.describe.ownership_table`)."""
+    layers = list(dict.fromkeys(table["layer"]))
+    devices = list(dict.fromkeys(table["device"]))
+    colours = mpl.colormaps["tab10"]
+    hatch = {"filters": "", "rows": "//", "whole": ".."}
+    fig = Figure(figsize=(7.5, 1.2 + 0.28 * len(layers)))
+    ax = fig.subplots()
+    for y, layer in enumerate(layers):
+        rows = table[table["layer"] == layer]
+        left = 0.0
+        for _, row in rows.iterrows():
+            k = devices.index(row["device"])
+            ax.barh(
+                y,
+                row["share"],
+                left=left,
+                color=colours(k % 10),
+                hatch=hatch.get(row["form"], ""),
+                edgecolor="white",
+                linewidth=0.5,
+            )
+            left += row["share"]
+    forms = [table.loc[table["layer"] == layer, "form"].iloc[0] for layer in layers]
+    ax.set_yticks(range(len(layers)), [f"{layer} [{form}]" for layer, form in zip(layers, forms)], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of the layer's output owned (channels, rows or all)")
+    handles = [Rectangle((0, 0), 1, 1, color=colours(k % 10)) for k in range(len(devices))]
+    ax.legend(
+        handles,
+        devices,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncol=min(len(devices), 8),
+        fontsize=8,
+        frameon=False,
+    )
+    what = "who computes what, per layer"
+    fig.suptitle(f"{title}: {what}" if title else what, fontsize=10, y=0.995)
     return _save(fig, path)
 
 

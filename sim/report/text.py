@@ -25,8 +25,8 @@ def format_summary(summary: RunSummary) -> str:
     ]
     if s.keeps_up is False:
         rows.append(("stream", f"CANNOT KEEP UP: latency grows {s.latency_growth_s_per_frame * 1e3:.3f} ms per frame"))
-    if s.critical_path.get("steps"):
-        cp = s.critical_path
+    cp = s.critical_path
+    if cp is not None and cp.get("steps"):
         rows.append(
             (
                 "critical path",
@@ -105,11 +105,12 @@ def sweep_lines_summary(table: pd.DataFrame, x: str) -> str:
     return pd.DataFrame(shown).to_string(index=False) if shown else "(no successful points)"
 
 
-def format_sweep(table: pd.DataFrame, max_rows: int = 40) -> str:
+def format_sweep(table: pd.DataFrame, max_rows: int = 40, max_crossovers: int = 24) -> str:
     """The sweep for the terminal: every row (swept settings, latency per frame in ms, bytes sent per frame
     in kB, 1 kB = 1e3 bytes, errors) when there are at most ``max_rows``, else one summary line per curve
     (variant); then, when a bandwidth was swept, every crossover and every line with none in the swept
-    range (:func:`sim.analysis.curves.crossover_report`)."""
+    range (:func:`sim.analysis.curves.crossover_report`), the first ``max_crossovers`` of them when there
+    are more."""
     swept = curves.swept_columns(table)
     bandwidth = next((c for c in swept if c.endswith("bandwidth_mbps")), None)
     if len(table) <= max_rows:
@@ -131,7 +132,10 @@ def format_sweep(table: pd.DataFrame, max_rows: int = 40) -> str:
         text += f"; {failed} failed)" if failed else ")"
         text += "\n" + sweep_lines_summary(table, x)
     if bandwidth is not None:
-        for c in curves.crossover_report(table, bandwidth).itertuples(index=False):
+        report = curves.crossover_report(table, bandwidth)
+        if len(report) > max_crossovers:
+            text += f"\n{len(report)} crossover entries; the first {max_crossovers}:"
+        for c in report.head(max_crossovers).itertuples(index=False):
             if c.crosses:
                 text += f"\ncrossover: {c.line} = {c.versus} at {c.at:.3g} Mbps"
             else:
@@ -163,6 +167,10 @@ def format_comparison(table: pd.DataFrame) -> str:
     ):
         if col in table.columns:
             cost[name] = _cells(table[col] / frames, 1, 0)
+    if "redundant_flops" in table.columns:
+        cost["redundant MFLOP/frame"] = _cells(table["redundant_flops"] / frames, 1e-6, 3)
+    if "weights_bytes_max" in table.columns:
+        cost["weights MB/device (max)"] = _cells(table["weights_bytes_max"], 1e-6, 3)
     if "kept_kernels" in table.columns:
         cost["kernels %"] = _cells(table["kept_kernels"], 100, 1)
     if "energy_j_per_frame" in table.columns:

@@ -37,24 +37,26 @@ import pandas as pd
 
 from sim.analysis.critical_path import latency_breakdown
 from sim.analysis.curves import BASELINE_COLUMNS, OPTIONAL_COLUMNS, SUMMARY_COLUMNS
-from sim.analysis.result import RunResult
+from sim.analysis.summary import RunSummary
 from sim.config.overrides import sweep_points
 from sim.config.schema import Scenario
+from sim.engine.simulate import Timeline
 from sim.errors import UserError
 from sim.fileio import write_csv
 from sim.pipeline.cache import Build, CacheReport, build
-from sim.pipeline.evaluate import BuiltWorkload, baseline_scenario, evaluate, workload_key
+from sim.pipeline.evaluate import BuiltWorkload, baseline_scenario, point_summary, run_engine, workload_key
 from sim.pipeline.store import Store
 from sim.progress import Progress
+from sim.workload.types import Workload
 
 
-def summary_row(result: RunResult) -> dict[str, Any]:
-    """The :data:`SUMMARY_COLUMNS` of one run (NaN where the run has no such figure), and its
-    ``kept_kernels_per_conv`` when pruned (not a sweep column; ``dsim compare`` writes it to
-    ``kept_kernels.csv``)."""
-    s = result.record
+def summary_row(s: RunSummary, workload: Workload, timeline: Timeline) -> dict[str, Any]:
+    """The :data:`SUMMARY_COLUMNS` of a run with summary ``s`` (:func:`sim.pipeline.evaluate.point_summary`
+    or a whole run's), from ``workload`` and its ``timeline`` (NaN where the run has no such figure); and,
+    not sweep columns, ``kept_kernels_per_conv`` when pruned (``dsim compare`` writes it to
+    ``kept_kernels.csv``), ``weights_bytes_max`` and ``redundant_flops`` (``dsim compare`` shows them)."""
     row: dict[str, Any] = {
-        "devices": len(result.workload.devices),
+        "devices": len(workload.devices),
         "frames": s.frames,
         "latency_s": s.latency_s,
         "latency_p50_s": s.latency_p50_s,
@@ -70,7 +72,7 @@ def summary_row(result: RunResult) -> dict[str, Any]:
         "elements_hops_max_link": s.elements_hops_max_link,
         "flops_total": s.flops_total,
         "compute_s_total": s.compute_s_total,
-        **latency_breakdown(result.workload, result.timeline),
+        **latency_breakdown(workload, timeline),
     }
     optional = {
         "kept_kernels": s.kept_kernels,
@@ -92,6 +94,10 @@ def summary_row(result: RunResult) -> dict[str, Any]:
     out = {k: row.get(k, math.nan) for k in SUMMARY_COLUMNS}
     if s.kept_kernels_per_conv is not None:
         out["kept_kernels_per_conv"] = s.kept_kernels_per_conv
+    if workload.weights_bytes:  # memory per device
+        out["weights_bytes_max"] = max(workload.weights_bytes)
+    if s.redundant_flops is not None:
+        out["redundant_flops"] = s.redundant_flops
     return out
 
 
@@ -164,9 +170,11 @@ def _build(job: BuildJob) -> BuildOutcome:
 def simulate_point(
     index: int, scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload | None
 ) -> tuple[int, dict[str, Any]]:
-    """``(index, row)`` of one point, from its built workload and its single-device baseline's."""
+    """``(index, row)`` of one point, from its built workload and its single-device baseline's: the lean
+    path (:func:`sim.pipeline.evaluate.point_summary`, no tables)."""
     try:
-        return index, summary_row(evaluate(scenario, built, baseline))
+        run = run_engine(scenario, built.workload)
+        return index, summary_row(point_summary(scenario, built, baseline, run), built.workload, run.timeline)
     except UserError as exc:
         return index, {"error": str(exc)}
 
@@ -396,20 +404,62 @@ def sweep(
     report: CacheReport | None = None,
     scheduler: str | None = None,
 ) -> pd.DataFrame:
-    """Run every combination of ``grid`` (dotted key -> values) on ``scenario``; one row per point.
+    """Run every combination of ``grid`` on ``scenario`` and return one row per point.
 
-    ``variants`` maps names to settings applied together (``{"pruned": {"prune.method": "ln_structured",
-    "prune.amount": 0.5}}``), each run over the whole grid. ``baseline`` sets ``baseline: single``
-    (columns ``baseline_latency_s``, ``speedup``). With ``out``, ``sweep.csv`` is written there as points
-    finish, so an interrupted sweep keeps its finished rows; until a point has a result (not an error),
-    nothing is written, so a sweep that fails or is stopped before that leaves an earlier ``sweep.csv``. ``jobs`` defaults to the number of cores.
-    ``store`` is the build cache (none by default; ``report`` counts what came from it); ``scheduler`` runs
-    the points on a Dask cluster (:func:`iter_points`).
+    Points that share a model, inputs, partition, pruning and wire settings share one built workload, so a
+    bandwidth or device-speed point costs only an engine run. A bad value fails only its own row (its
+    message is in the ``error`` column).
 
-    Example::
+    Parameters
+    ----------
+    scenario
+        A path to a YAML file, a dict, or a loaded :class:`~sim.config.schema.Scenario`.
+    grid
+        Dotted scenario keys and the values each takes (``{"network.bandwidth_mbps": [1, 10]}``; a number
+        indexes a list: ``devices.0.gflops``). The points are the cartesian product.
+    baseline
+        Set ``baseline: single`` on every point: adds the whole model on the source device alone
+        (columns ``baseline_latency_s``, ``speedup``, ...).
+    variants
+        Names mapped to settings applied together (``{"pruned": {"prune.method": "ln_structured",
+        "prune.amount": 0.5}}``), each run over the whole grid; their names fill the ``variant`` column.
+    out
+        A folder to write ``sweep.csv`` into as points finish, so an interrupted sweep keeps its finished
+        rows. Nothing is written until a point has a result (not an error), so a sweep that fails or is
+        stopped before that leaves an earlier ``sweep.csv`` as it was.
+    jobs
+        Worker processes for builds and points (default: the number of cores).
+    progress
+        Log a line per finished build and point (with a time estimate), and a bar on a terminal.
+    store
+        The build cache (:class:`~sim.pipeline.store.Store`); ``None`` builds everything.
+    report
+        When given, counts what came from the cache.
+    scheduler
+        The address of a Dask scheduler to run the points on, or ``"local"`` for a local cluster of
+        ``jobs`` workers (:func:`iter_points`).
 
-        >>> grid = {"network.bandwidth_mbps": [1, 10], "transfer.format": ["dense", "auto"]}
-        >>> sweep("scenarios/quickstart.yaml", grid, baseline=True, out="results/qs-sweep")  # doctest: +SKIP
+    Returns
+    -------
+    pandas.DataFrame
+        One row per point, in point order: ``point``, the swept keys (and ``variant``), ``latency_s``,
+        ``bytes_total`` and the other summary columns, and ``error``.
+
+    Raises
+    ------
+    UserError
+        A misspelt key, a bad ``jobs``, an unreachable scheduler, or every point failing (with the first
+        point's error); raised before anything is written.
+
+    Examples
+    --------
+    >>> tiny = {"name": "tiny", "model": {"name": "lenet5"}, "inputs": {"dataset": "synthetic"},
+    ...         "devices": [{"name": "a", "gflops": 1}, {"name": "b", "gflops": 1}], "source": "a", "sink": "a"}
+    >>> table = sweep(tiny, {"network.bandwidth_mbps": [1, 100]}, jobs=1, progress=False)
+    >>> table[["network.bandwidth_mbps", "bytes_total"]].values.tolist()
+    [[1, 11236], [100, 11236]]
+    >>> bool(table["latency_s"][0] > table["latency_s"][1])  # the same bytes, on a slower link
+    True
     """
     check_jobs(jobs)
     grid = dict(grid or {})

@@ -22,11 +22,8 @@ def _energy(devices, tasks, messages, network, powers, multicast=False):
     """The energy table of a hand-built one-frame workload (source devices[0], sink the last)."""
     wl = Workload(tuple(devices), 0, len(devices) - 1, 1, tuple(tasks), tuple(messages))
     tl = simulate(wl, [DeviceRate(1e9)] * len(devices), network, [0.0], multicast=multicast)
-    busy = [0.0] * len(devices)
-    for k, t in enumerate(tasks):
-        busy[t.device] += tl.task_end_s[k] - tl.task_start_s[k]
     makespan = max(tl.frame_done_s) - min(tl.frame_arrival_s)
-    return energy_table(wl, tl, powers, busy, makespan).set_index(pd.Index(devices, name="device")), makespan
+    return energy_table(wl, tl, powers).set_index(pd.Index(devices, name="device")), makespan
 
 
 def test_two_device_mesh_closed_form() -> None:

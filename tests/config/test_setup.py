@@ -1,5 +1,5 @@
 """The scenario's SI records (sim.config.setup), renamed keys, physical ranges, bounded reads, and the
-checks that run before any work (issue 11, classes 1-4)."""
+checks that run before any work, so a mistake costs no training or partial output."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Kernel / ADMM / CaP pruning (issue 12): cost maps, projections, the ADMM update, the comm_aware
+"""Kernel / ADMM / CaP pruning: cost maps, projections, the ADMM update, the comm_aware
 reassignment and the elements x hops metrics, each checked against values computed by hand."""
 
 from __future__ import annotations

@@ -91,15 +91,15 @@ def test_bad_point_records_its_error_and_the_others_complete(tmp_path):
 
 
 def test_interrupt_keeps_finished_rows(tmp_path, monkeypatch):
-    real, calls = sweeps.evaluate, []
+    real, calls = sweeps.run_engine, []
 
-    def interrupted(scenario, workload, baseline=None):
+    def interrupted(scenario, workload):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(scenario, workload, baseline)
+        return real(scenario, workload)
 
-    monkeypatch.setattr(sweeps, "evaluate", interrupted)
+    monkeypatch.setattr(sweeps, "run_engine", interrupted)
     with pytest.raises(KeyboardInterrupt):
         sweeps.sweep(scenario_dict(2), {"network.bandwidth_mbps": [1, 2, 3, 4]}, out=tmp_path, jobs=1, progress=False)
     saved = pd.read_csv(tmp_path / "sweep.csv")
