@@ -39,18 +39,35 @@ def elements_max_link(transfers: pd.DataFrame, timeline: Timeline) -> int:
 
 
 def summarize(
-    name: str, resolved: dict[str, Any], transfers: pd.DataFrame, compute: pd.DataFrame, timeline: Timeline
+    name: str,
+    resolved: dict[str, Any],
+    transfers: pd.DataFrame,
+    compute: pd.DataFrame,
+    timeline: Timeline,
+    deadline_s: float | None = None,
 ) -> dict[str, Any]:
-    """Headline figures: latency statistics over frames, throughput, bytes and compute time."""
+    """Headline figures: latency statistics over frames, throughput, bytes and compute time.
+
+    Percentiles interpolate linearly between frames (numpy's default). With ``deadline_s`` (seconds),
+    ``deadline_miss_rate`` is the share of frames whose latency exceeds it; when some link can lose
+    packets, ``retransmissions`` counts the lost transmissions of the run.
+    """
     latency = np.asarray(timeline.latency_s)
     stream = stream_stats(timeline)
     totals = bytes_by_format(transfers)
+    extra: dict[str, Any] = {}
+    if deadline_s is not None:
+        extra["deadline_miss_rate"] = float(np.mean(latency > deadline_s))
+    if timeline.retransmissions:
+        extra["retransmissions"] = int(sum(timeline.retransmissions))
     return {
         "name": name,
         "frames": len(latency),
         "latency_s": float(latency.mean()),
         "latency_p50_s": float(np.percentile(latency, 50)),
+        "latency_p95_s": float(np.percentile(latency, 95)),
         "latency_p99_s": float(np.percentile(latency, 99)),
+        **extra,
         **stream,  # throughput_fps (sustained), departure_interval_s, offered_fps, keeps_up, latency growth
         "makespan_s": float(makespan_s(timeline)),
         "bytes_total": int(transfers["bytes"].sum()),

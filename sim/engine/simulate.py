@@ -31,6 +31,8 @@ Semantics (DESIGN section 3, "Engine" and "Topologies"):
 * With ``multicast`` (a shared medium), messages made ready together that carry the same payload (equal
   ``frame, src, tensor, partial, channel_ids`` and ``bytes``, non-empty ``tensor``) are one transmission, at the
   slowest receiver's rate, arriving at every receiver after the largest of their latencies.
+* A link with an ``impairment`` (:mod:`sim.engine.loss`) loses transmissions and delays the others by
+  jitter; a lost one joins the same queue again after its recovery wait (seeded by ``seed``).
 * A frame is done when the sink holds all final outputs; its latency is that time minus its arrival.
 
 A queue's reservations are made in event order, so they are computed directly (start = max(now, when the
@@ -60,7 +62,8 @@ import simpy
 from simpy.events import NORMAL
 
 from sim.engine.devices import DeviceRate, Host
-from sim.engine.network import Link, Network, chunk_sizes
+from sim.engine.loss import Channels
+from sim.engine.network import MEDIUM, Link, Network, chunk_sizes
 from sim.workload.types import Workload
 
 __all__ = ["DeviceRate", "Hop", "Host", "Timeline", "chunk_sizes", "simulate"]
@@ -85,7 +88,8 @@ class Timeline:
     """When everything happened, aligned with the workload's ``tasks`` and ``messages``.
 
     ``carried_by[m]`` is the message whose transmission delivered ``m`` (``m`` itself unless ``m`` rode on
-    a multicast); ``events`` counts the SimPy events processed.
+    a multicast); ``events`` counts the SimPy events processed; ``retransmissions[m]`` counts the lost
+    transmissions of ``m`` over all its packets and hops (a list only when some link can lose).
     """
 
     task_start_s: list[float]
@@ -99,6 +103,7 @@ class Timeline:
     message_ready_s: list[float] = field(default_factory=list)  # when the message was made ready to send
     carried_by: list[int] = field(default_factory=list)
     events: int = 0
+    retransmissions: list[int] = field(default_factory=list)  # per message; empty when no link loses
 
     @property
     def latency_s(self) -> list[float]:
@@ -110,15 +115,18 @@ class _Transit:
     """One chunk (or whole message) in flight, as a SimPy event reused hop after hop.
 
     The engine schedules it directly on the environment's queue (what :class:`simpy.Timeout` does, without
-    allocating a new event and a closure per hop); ``k`` is the hop it is on.
+    allocating a new event and a closure per hop); ``k`` is the hop it is on, ``left`` (shared by the chunks
+    of a message) counts its chunks not yet at the destination, ``after`` is the chunks of its message after
+    it, ``tries`` how often it was lost on this hop.
     """
 
-    __slots__ = ("callbacks", "group", "k", "last", "nbytes", "route")
+    __slots__ = ("after", "callbacks", "group", "k", "left", "nbytes", "route", "tries")
     _ok = True  # read by simpy.Environment.step: the event succeeded
 
-    def __init__(self, group: list[int], route: Sequence[Link], nbytes: int, last: bool):
+    def __init__(self, group: list[int], route: Sequence[Link], nbytes: int, left: list[int], after: int = 0):
         self.callbacks: tuple | None = None
-        self.group, self.route, self.nbytes, self.last, self.k = group, route, nbytes, last, 0
+        self.group, self.route, self.nbytes, self.left, self.k = group, route, nbytes, left, 0
+        self.after, self.tries = after, 0
 
 
 def simulate(
@@ -129,17 +137,19 @@ def simulate(
     chunk_bytes: int | None = None,
     multicast: bool = False,
     hosts: Sequence[Host | None] = (),
+    seed: int = 0,
 ) -> Timeline:
     """Run the workload to completion and return its timeline.
 
     ``rates`` follows ``workload.devices``; ``arrivals_s[f]`` is when frame ``f`` enters at the source;
     ``chunk_bytes`` splits messages into chunks; ``multicast`` sends equal payloads once (shared medium);
-    ``hosts[d]`` is the host device ``d`` shares (``None`` or missing: a machine of its own).
+    ``hosts[d]`` is the host device ``d`` shares (``None`` or missing: a machine of its own); ``seed``
+    seeds the loss and jitter of impaired links (:class:`sim.engine.loss.Channels`).
     """
     enabled = gc.isenabled()
     gc.disable()  # the run allocates many short-lived acyclic objects; the collector's passes over the
     try:  # (large) workload would cost more than the simulation itself; cycles are collected afterwards
-        return _simulate(workload, rates, network, arrivals_s, chunk_bytes, multicast, hosts)
+        return _simulate(workload, rates, network, arrivals_s, chunk_bytes, multicast, hosts, Channels(seed))
     finally:
         if enabled:
             gc.enable()
@@ -153,6 +163,7 @@ def _simulate(
     chunk_bytes: int | None,
     multicast: bool,
     hosts: Sequence[Host | None],
+    channels: Channels,
 ) -> Timeline:
     """:func:`simulate`, with the garbage collector off."""
     env = simpy.Environment()
@@ -171,6 +182,7 @@ def _simulate(
         frame_done_s=list(arrivals_s),
         message_ready_s=[0.0] * n_msg,
         carried_by=list(range(n_msg)),
+        retransmissions=[0] * n_msg if any(l.impairment and l.impairment.loss for l in network.links()) else [],
     )
     free_at: dict[str, float] = defaultdict(float)  # queue name -> when it is next free
     tokens: dict[str, tuple[float, float]] = {}  # shaped queue name -> (bucket level in bytes, as of time s)
@@ -210,17 +222,26 @@ def _simulate(
             end = start + wait + link.overhead_s
         free_at[queue] = end
         hops_append(new_tuple(Hop, (chunk.group[0], link, start, end, nbytes, now)))
-        chunk.callbacks = on_arrival
-        heappush(schedule, (now + (end + link.latency_s - now), NORMAL, next(eid), chunk))  # a Timeout, reused
+        chunk.callbacks, delay = on_arrival, link.latency_s
+        if link.impairment is not None:  # lost: it joins this queue again after its recovery wait
+            args = (link.name, delay, queue == MEDIUM, chunk.after, chunk.tries, end - start)
+            retry, delay = channels.transmit(link.impairment, *args)
+            if retry is not None:
+                chunk.callbacks, delay, chunk.tries = on_lost, retry, chunk.tries + 1
+                timeline.retransmissions[chunk.group[0]] += 1
+        heappush(schedule, (now + (end + delay - now), NORMAL, next(eid), chunk))  # a Timeout, reused
 
     def arrive(chunk: _Transit) -> None:
+        chunk.tries = 0
         k = chunk.k = chunk.k + 1
         if k < len(chunk.route):
             forward(chunk)
-        elif chunk.last:
-            delivered(chunk.group)
+        else:  # lost chunks, or jitter, may let a later chunk overtake: the last one in delivers
+            chunk.left[0] -= 1
+            if not chunk.left[0]:
+                delivered(chunk.group)
 
-    on_arrival = (arrive,)
+    on_arrival, on_lost = (arrive,), (forward,)
     hops_append, new_tuple = timeline.hops.append, tuple.__new__  # Hop(...) without its Python-level __new__
 
     def delivered(group: list[int]) -> None:
@@ -266,6 +287,7 @@ def _simulate(
             links[0].overhead_s,
             links[0].protocol,
             links[0].burst_bytes,
+            links[0].impairment,
         )
         return (slowest,)
 
@@ -285,12 +307,13 @@ def _simulate(
             group = [m]
             first = route[0]
             if first.protocol is None and (chunk_bytes is None or msg.bytes <= chunk_bytes):
-                forward(_Transit(group, route, msg.bytes, True))
+                forward(_Transit(group, route, msg.bytes, [1]))
                 timeline.message_start_s[m] = timeline.hops[-1].start_s
                 continue
             sizes = first.wire_sizes(msg.bytes, chunk_bytes)
+            left = [len(sizes)]
             for i, size in enumerate(sizes):  # chunks (packets) join the first queue back to back, in order
-                forward(_Transit(group, route, size, i == len(sizes) - 1))
+                forward(_Transit(group, route, size, left, len(sizes) - 1 - i))
                 if i == 0:
                     timeline.message_start_s[m] = timeline.hops[-1].start_s
 
@@ -301,8 +324,9 @@ def _simulate(
             timeline.message_hops[m] = len(route)
             timeline.carried_by[m] = group[0]
         sizes = route[0].wire_sizes(messages[group[0]].bytes, chunk_bytes)
+        left = [len(sizes)]
         for i, size in enumerate(sizes):  # chunks (packets) join the first queue back to back, in order
-            forward(_Transit(group, route, size, i == len(sizes) - 1))
+            forward(_Transit(group, route, size, left, len(sizes) - 1 - i))
             if i == 0:
                 for m in group:
                     timeline.message_start_s[m] = timeline.hops[-1].start_s

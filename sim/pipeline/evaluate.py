@@ -132,12 +132,12 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
     network.check_pairs(dict.fromkeys((names[m.src], names[m.dst]) for m in workload.messages))
     arrivals = assemble.arrivals_s(scenario, workload.frames)
     hosts = assemble.hosts(scenario)
-    timeline = simulate(
-        workload, rates, network, arrivals, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
-    )
+    seed = scenario.seed
+    timeline = simulate(workload, rates, network, arrivals, net.chunk_bytes, net.multicast, hosts, seed)
     transfers = transfers_table(workload, timeline)
     compute = compute_table(workload, timeline)
-    summary = summarize(scenario.name, scenario.resolved(), transfers, compute, timeline)
+    deadline_s = None if scenario.inputs.deadline_ms is None else scenario.inputs.deadline_ms / 1e3
+    summary = summarize(scenario.name, scenario.resolved(), transfers, compute, timeline, deadline_s)
     summary["exchange"] = dict(workload.exchange)
     if built.accuracy is not None:
         summary["accuracy"] = built.accuracy
@@ -151,7 +151,7 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
         summary["compute_times"] = assemble.time_sources(workload, rates)
     if workload.frames > 1:  # a stream: also each frame's latency alone, without queueing behind others
         summary["service_latency_s"] = service_latency_s(
-            workload, rates, network, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
+            workload, rates, network, net.chunk_bytes, net.multicast, hosts, seed
         )
     if scenario.baseline == "single":
         if baseline is None:
@@ -159,8 +159,6 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
         base = single_device_baseline(scenario, baseline)
         summary["baseline"] = {**base, **speedups(summary, base)}
     if built.deploy is not None:  # on the same network, before inference; not part of its latency
-        shipped = simulate(
-            built.deploy, rates, network, [0.0], chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
-        )
+        shipped = simulate(built.deploy, rates, network, [0.0], net.chunk_bytes, net.multicast, hosts, seed)
         summary.update(deployment_summary(built.deploy, shipped))
     return RunResult(transfers, compute, summary, workload, timeline, links, devices)
