@@ -157,7 +157,8 @@ class _Draws:
     __slots__ = ("_block", "_draw", "_i")
 
     def __init__(self, draw: Callable[[int], np.ndarray]):
-        self._draw, self._block, self._i = draw, [], 0
+        self._draw, self._i = draw, 0
+        self._block: list[float] = []
 
     def next(self) -> float:
         if self._i == len(self._block):
