@@ -140,7 +140,10 @@ class Impairment:
     rto_s: float = 0.2
 
 
-def link_generator(seed: int, link: str, purpose: int) -> np.random.Generator:
+Seed = int | tuple[int, ...]  # a run's seed: the scenario's, or (scenario seed, frame) for a frame run alone
+
+
+def link_generator(seed: Seed, link: str, purpose: int) -> np.random.Generator:
     """The generator of one link direction (by name) and purpose (0 loss, 1 jitter) in a run seeded ``seed``.
 
     >>> float(link_generator(0, "a->b", 0).random()) == float(link_generator(0, "a->b", 0).random())
@@ -172,7 +175,7 @@ class _Channel:
 
     __slots__ = ("bad", "loss", "normal", "z")
 
-    def __init__(self, seed: int, name: str, impairment: Impairment):
+    def __init__(self, seed: Seed, name: str, impairment: Impairment):
         self.loss = _Draws(link_generator(seed, name, 0).random)
         self.normal = _Draws(link_generator(seed, name, 1).standard_normal)
         model = impairment.loss
@@ -223,7 +226,7 @@ def recovery_wait_s(
 class Channels:
     """The random state of every impaired link of one run (created as links are first used)."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: Seed):
         self.seed = seed
         self._state: dict[str, _Channel] = {}
 

@@ -62,7 +62,7 @@ import simpy
 from simpy.events import NORMAL
 
 from sim.engine.devices import DeviceRate, Host
-from sim.engine.loss import Channels
+from sim.engine.loss import Channels, Seed
 from sim.engine.network import MEDIUM, Link, Network, chunk_sizes
 from sim.workload.types import Workload
 
@@ -137,7 +137,7 @@ def simulate(
     chunk_bytes: int | None = None,
     multicast: bool = False,
     hosts: Sequence[Host | None] = (),
-    seed: int = 0,
+    seed: Seed = 0,
 ) -> Timeline:
     """Run the workload to completion and return its timeline.
 

@@ -359,7 +359,8 @@ PERCENTILE_STYLES = (("latency_p50_s", "p50", ":"), ("latency_p95_s", "p95", "-"
 
 def plot_latency_vs_loss(table: pd.DataFrame, path: str | Path, x: str, title: str = "") -> Figure:
     """Frame-latency percentiles (p50 dotted, p95 solid, p99 dashed; ms, log scale) against a swept loss
-    rate ``x`` (in %, linear), one colour per line of the sweep (:func:`sim.analysis.curves.lines`)."""
+    rate ``x`` (in %, linear), one colour per line of the sweep (:func:`sim.analysis.curves.lines`), and
+    the single-device baseline's mean latency in black when the sweep has one."""
     lines = curves.lines(table, x)
     if not lines:
         raise UserError(f"{path}: no successful sweep points to plot")
@@ -377,6 +378,15 @@ def plot_latency_vs_loss(table: pd.DataFrame, path: str | Path, x: str, title: s
                     linestyle=style,
                     label=_wrap(f"{label}: {name}"),
                 )
+    for k, (label, rows) in enumerate(curves.baselines(table, x)):
+        ax.plot(
+            rows[x].to_numpy(dtype=float) * 100,
+            rows["baseline_latency_s"].to_numpy(dtype=float) * 1e3,
+            color="black",
+            linestyle=("-", "-.", ":")[k % 3],
+            linewidth=1.5,
+            label=_wrap(f"{label} (no links): mean"),
+        )
     ax.set_yscale("log")
     ax.set_xlabel(f"{x.rsplit('.', 1)[-1]}: loss rate (%)")
     ax.set_ylabel("frame latency (ms), log scale")

@@ -104,8 +104,9 @@ def sweep_lines_summary(table: pd.DataFrame, x: str) -> str:
 
 
 def format_sweep(table: pd.DataFrame, max_rows: int = 40) -> str:
-    """The sweep for the terminal: every row (swept settings, latency per frame in ms, bytes sent per frame
-    in kB, 1 kB = 1e3 bytes, errors) when there are at most ``max_rows``, else one summary line per curve
+    """The sweep for the terminal: every row (swept settings, latency per frame in ms, for a loss sweep its
+    p95 and p99 too, bytes sent per frame in kB, 1 kB = 1e3 bytes, errors) when there are at most
+    ``max_rows``, else one summary line per curve
     (variant); then, when a bandwidth was swept, every crossover and every line with none in the swept
     range (:func:`sim.analysis.curves.crossover_report`)."""
     swept = curves.swept_columns(table)
@@ -115,6 +116,9 @@ def format_sweep(table: pd.DataFrame, max_rows: int = 40) -> str:
         shown["latency ms"] = (table["latency_s"] * 1e3).round(3)
         if "baseline_latency_s" in table.columns:
             shown["1-device ms"] = (table["baseline_latency_s"] * 1e3).round(3)
+        if curves.loss_column(table) is not None and "latency_p95_s" in table.columns:  # a loss sweep: the tail
+            shown["p95 ms"] = (table["latency_p95_s"] * 1e3).round(3)
+            shown["p99 ms"] = (table["latency_p99_s"] * 1e3).round(3)
         shown["sent kB/frame"] = (table["bytes_total"] / _frames(table) / 1e3).round(3)
         shown["error"] = curves.errors(table)
         if (shown["error"] == "").all():
