@@ -21,6 +21,12 @@ def format_summary(summary: dict[str, Any]) -> str:
         ("bytes sent", f"{summary['bytes_total']:,} B in {summary['messages']} messages"),
         ("compute", f"{summary['flops_total'] / 1e6:.3f} MFLOP, {summary['compute_s_total'] * 1e3:.3f} ms busy"),
     ]
+    if "retransmissions" in summary:  # some link loses packets
+        p95 = f"latency p95 {summary['latency_p95_s'] * 1e3:.3f} ms"
+        rows.append(("lossy links", f"{summary['retransmissions']} transmissions lost and sent again; {p95}"))
+    if "deadline_miss_rate" in summary:
+        deadline_ms = summary["scenario"]["inputs"]["deadline_ms"]
+        rows.append(("deadline", f"{summary['deadline_miss_rate'] * 100:.1f} % of frames miss {deadline_ms:g} ms"))
     if summary.get("keeps_up") is False:
         rows.append(
             ("stream", f"CANNOT KEEP UP: latency grows {summary['latency_growth_s_per_frame'] * 1e3:.3f} ms per frame")

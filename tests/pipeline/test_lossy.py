@@ -22,6 +22,7 @@ from sim.engine.simulate import simulate
 from sim.errors import UserError
 from sim.pipeline.evaluate import evaluate
 from sim.pipeline.prepare import prepare
+from sim.report.text import format_summary
 from sim.workload.types import Workload
 from tests import helpers
 
@@ -69,6 +70,9 @@ def test_a_lossy_run_is_the_same_for_the_same_seed_and_counts_its_retransmission
     # every lost transmission is sent again: the hop table has one row more per retransmission
     assert summary["retransmissions"] == transfers["retransmissions"].sum() == len(hops) - len(plain_hops) > 0
     assert summary["latency_p95_s"] > plain_summary["latency_p95_s"]
+    assert f"lossy links        {summary['retransmissions']} transmissions lost and sent again" in (
+        format_summary(summary)
+    )
 
 
 def test_a_lossy_evaluation_leaves_the_global_generators_alone() -> None:
