@@ -41,8 +41,20 @@ from sim.errors import UserError
 from sim.pipeline.calibrate import calibrated
 from sim.pipeline.evaluate import evaluate
 from sim.pipeline.prepare import prepare
+from sim.report.validation import KINDS, error_distribution, format_validation
 from sim.testbed.execute import execute
 
+__all__ = [
+    "KINDS",
+    "VALIDATION_COLUMNS",
+    "Validation",
+    "compare_runs",
+    "error_distribution",
+    "fit_devices",
+    "format_validation",
+    "validate",
+    "zero_latency",
+]
 VALIDATION_COLUMNS = [
     "kind",
     "component",
@@ -57,7 +69,6 @@ VALIDATION_COLUMNS = [
     "predicted_s",
     "error_pct",
 ]
-KINDS = ("compute", "message", "end_to_end")
 
 
 @dataclass
@@ -210,61 +221,3 @@ def compare_runs(predicted: RunResult, measured: list[RunResult]) -> pd.DataFram
                 )
             )
     return pd.DataFrame(rows, columns=VALIDATION_COLUMNS)
-
-
-def error_distribution(table: pd.DataFrame, min_message_bytes: int = 4000) -> pd.DataFrame:
-    """Per kind (and ``message >=4KB`` for messages of at least ``min_message_bytes``): how many components,
-    the median and 90th percentile of ``|error_pct|``, and the share within 5% and 10%."""
-    groups = [(k, table[table["kind"] == k]) for k in KINDS]
-    big = table[(table["kind"] == "message") & (table["bytes"] >= min_message_bytes)]
-    groups.insert(2, (f"message >={min_message_bytes // 1000}KB", big))
-    rows = []
-    for name, g in groups:
-        err = g["error_pct"].abs().dropna().to_numpy()
-        if len(err) == 0:
-            continue
-        rows.append(
-            (
-                name,
-                len(err),
-                float(np.median(g["error_pct"].dropna())),
-                float(np.median(err)),
-                float(np.percentile(err, 90)),
-                float((err <= 5).mean() * 100),
-                float((err <= 10).mean() * 100),
-            )
-        )
-    cols = [
-        "kind",
-        "components",
-        "median_error_pct",
-        "median_abs_error_pct",
-        "p90_abs_error_pct",
-        "within_5pct",
-        "within_10pct",
-    ]
-    return pd.DataFrame(rows, columns=cols)
-
-
-def format_validation(table: pd.DataFrame, notes: list[str]) -> str:
-    """The terminal text of ``dsim validate``: the end-to-end error and the per-kind error distribution."""
-    e2e = table[table["kind"] == "end_to_end"]
-    lines = []
-    if len(e2e):
-        row = e2e.iloc[0]
-        lines.append(
-            f"end to end         measured median {row['measured_median_s'] * 1e3:.2f} ms "
-            f"(p10 {row['measured_p10_s'] * 1e3:.2f}, p90 {row['measured_p90_s'] * 1e3:.2f}), "
-            f"predicted {row['predicted_s'] * 1e3:.2f} ms, error {row['error_pct']:+.1f} %"
-        )
-    dist = error_distribution(table)
-    lines.append(
-        f"{'kind':<16} {'n':>4} {'median err':>11} {'median |err|':>13} {'p90 |err|':>10} {'<=5%':>6} {'<=10%':>6}"
-    )
-    for r in dist.itertuples(index=False):
-        lines.append(
-            f"{r.kind:<16} {r.components:>4} {r.median_error_pct:>+10.1f}% {r.median_abs_error_pct:>12.1f}% "
-            f"{r.p90_abs_error_pct:>9.1f}% {r.within_5pct:>5.0f}% {r.within_10pct:>5.0f}%"
-        )
-    lines += [f"note: {n}" for n in notes]
-    return "\n".join(lines)
