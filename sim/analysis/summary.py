@@ -12,10 +12,12 @@ from sim.workload import wire
 from sim.workload.types import Workload
 
 
-def summarize(name: str, resolved: dict[str, Any], workload: Workload, timeline: Timeline) -> dict[str, Any]:
-    """Headline figures (:func:`sim.analysis.headline.headline`) under the run's name, with the resolved
-    scenario."""
-    return {"name": name, **headline(workload, timeline), "scenario": resolved}
+def summarize(
+    name: str, resolved: dict[str, Any], workload: Workload, timeline: Timeline, deadline_s: float | None = None
+) -> dict[str, Any]:
+    """Headline figures (:func:`sim.analysis.headline.headline`, with ``deadline_s`` in seconds when the
+    scenario sets one) under the run's name, with the resolved scenario."""
+    return {"name": name, **headline(workload, timeline, deadline_s), "scenario": resolved}
 
 
 def deployment_summary(workload: Workload, timeline: Timeline) -> dict[str, Any]:

@@ -32,12 +32,14 @@ TRANSFER_COLUMNS = [
     "multicast_copy",
 ]
 # multicast_copy: the row's payload rode on an earlier row's multicast transmission, so its ``bytes`` is 0
+RETRANSMISSIONS = "retransmissions"  # lost transmissions of the message; a column only when a link can lose
 COMPUTE_COLUMNS = ["frame", "layer", "device", "flops", "start_s", "end_s"]
 HOP_COLUMNS = ["frame", "layer", "link", "src", "dst", "bytes", "start_s", "end_s", "sender"]
 
 
 def transfers_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
-    """One row per message, in creation order (docs/design.md §5)."""
+    """One row per message, in creation order (docs/design.md §5); with a ``retransmissions`` column (lost
+    transmissions over the message's packets and hops) when some link of the run can lose packets."""
     names = workload.devices
     copy = [k < len(timeline.carried_by) and timeline.carried_by[k] != k for k in range(len(workload.messages))]
     rows = [
@@ -60,7 +62,10 @@ def transfers_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
         )
         for k, m in enumerate(workload.messages)
     ]
-    return pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
+    table = pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
+    if timeline.retransmissions:
+        table[RETRANSMISSIONS] = timeline.retransmissions
+    return table
 
 
 def compute_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:

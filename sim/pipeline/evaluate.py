@@ -102,9 +102,7 @@ def run_engine(scenario: Scenario, workload: Workload) -> EngineRun:
     names = workload.devices
     network.check_pairs(dict.fromkeys((names[m.src], names[m.dst]) for m in workload.messages))
     arrivals = assemble.arrivals_s(scenario, workload.frames)
-    timeline = simulate(
-        workload, rates, network, arrivals, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
-    )
+    timeline = simulate(workload, rates, network, arrivals, net.chunk_bytes, net.multicast, hosts, scenario.seed)
     return EngineRun(timeline, list(rates), network, list(hosts))
 
 
@@ -152,7 +150,8 @@ def point_summary(
     :func:`baseline_scenario`; required for ``baseline: single``). A sweep point needs nothing more;
     :func:`evaluate` adds the tables and the per-link, per-device and critical-path records."""
     workload, timeline, net = built.workload, run.timeline, scenario.setup.network
-    summary = summarize(scenario.name, scenario.resolved(), workload, timeline)
+    deadline_s = None if scenario.inputs.deadline_ms is None else scenario.inputs.deadline_ms / 1e3
+    summary = summarize(scenario.name, scenario.resolved(), workload, timeline, deadline_s)
     summary["exchange"] = dict(workload.exchange)
     if workload.redundant_flops is not None:  # rows form only, so other runs' summaries stay as they were
         summary["redundant_flops"] = workload.redundant_flops
@@ -163,7 +162,7 @@ def point_summary(
         summary["kept_kernels"] = built.kept_kernel_fraction
     if workload.frames > 1:  # a stream: also each frame's latency alone, without queueing behind others
         summary["service_latency_s"] = service_latency_s(
-            workload, run.rates, run.network, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=run.hosts
+            workload, run.rates, run.network, net.chunk_bytes, net.multicast, run.hosts, scenario.seed
         )
     if scenario.baseline == "single":
         if baseline is None:
@@ -197,9 +196,7 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
         summary["compute_times"] = assemble.time_sources(workload, rates)
     summary.update((k, lean[k]) for k in LATE_KEYS if k in lean)
     if built.deploy is not None:  # on the same network, before inference; not part of its latency
-        shipped = simulate(
-            built.deploy, rates, network, [0.0], chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
-        )
+        shipped = simulate(built.deploy, rates, network, [0.0], net.chunk_bytes, net.multicast, hosts, scenario.seed)
         summary.update(deployment_summary(built.deploy, shipped))
     return RunResult(
         transfers_table(workload, timeline),

@@ -377,6 +377,49 @@ def plot_latency_vs_bandwidth(
     return _save(fig, path)
 
 
+PERCENTILE_STYLES = (("latency_p50_s", "p50", ":"), ("latency_p95_s", "p95", "-"), ("latency_p99_s", "p99", "--"))
+
+
+def plot_latency_vs_loss(table: pd.DataFrame, path: str | Path, x: str, title: str = "") -> Figure:
+    """Frame-latency percentiles (p50 dotted, p95 solid, p99 dashed; ms, log scale) against a swept loss
+    rate ``x`` (in %, linear), one colour per line of the sweep (:func:`sim.analysis.curves.lines`), and
+    the single-device baseline's mean latency in black when the sweep has one."""
+    lines = curves.lines(table, x)
+    if not lines:
+        raise UserError(f"{path}: no successful sweep points to plot")
+    fig = Figure(figsize=(8, 5))
+    ax = fig.subplots()
+    for k, (label, _, rows) in enumerate(lines):
+        for column, name, style in PERCENTILE_STYLES:
+            if column in rows.columns and rows[column].notna().any():
+                ax.plot(
+                    rows[x].to_numpy(dtype=float) * 100,
+                    rows[column].to_numpy(dtype=float) * 1e3,
+                    marker="o",
+                    markersize=3,
+                    color=f"C{k % 10}",
+                    linestyle=style,
+                    label=_wrap(f"{label}: {name}"),
+                )
+    for k, (label, rows) in enumerate(curves.baselines(table, x)):
+        ax.plot(
+            rows[x].to_numpy(dtype=float) * 100,
+            rows["baseline_latency_s"].to_numpy(dtype=float) * 1e3,
+            color="black",
+            linestyle=("-", "-.", ":")[k % 3],
+            linewidth=1.5,
+            label=_wrap(f"{label} (no links): mean"),
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel(f"{x.rsplit('.', 1)[-1]}: loss rate (%)")
+    ax.set_ylabel("frame latency (ms), log scale")
+    ax.set_title(f"{title + ': ' if title else ''}latency percentiles vs {x}", fontsize=11)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.set_figheight(4.5 + 0.14 * (3 * len(lines) + 2) / 3)
+    return _save(fig, path)
+
+
 def _wrap(label: str, width: int = 62) -> str:
     """A legend label wrapped to lines of at most ``width`` characters, so two columns fit the figure."""
     return "\n".join(textwrap.wrap(label, width, break_long_words=False)) or label

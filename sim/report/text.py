@@ -21,6 +21,12 @@ def format_summary(summary: dict[str, Any]) -> str:
         ("bytes sent", f"{summary['bytes_total']:,} B in {summary['messages']} messages"),
         ("compute", f"{summary['flops_total'] / 1e6:.3f} MFLOP, {summary['compute_s_total'] * 1e3:.3f} ms busy"),
     ]
+    if "retransmissions" in summary:  # some link loses packets
+        p95 = f"latency p95 {summary['latency_p95_s'] * 1e3:.3f} ms"
+        rows.append(("lossy links", f"{summary['retransmissions']} transmissions lost and sent again; {p95}"))
+    if "deadline_miss_rate" in summary:
+        deadline_ms = summary["scenario"]["inputs"]["deadline_ms"]
+        rows.append(("deadline", f"{summary['deadline_miss_rate'] * 100:.1f} % of frames miss {deadline_ms:g} ms"))
     if summary.get("keeps_up") is False:
         rows.append(
             ("stream", f"CANNOT KEEP UP: latency grows {summary['latency_growth_s_per_frame'] * 1e3:.3f} ms per frame")
@@ -104,8 +110,9 @@ def sweep_lines_summary(table: pd.DataFrame, x: str) -> str:
 
 
 def format_sweep(table: pd.DataFrame, max_rows: int = 40, max_crossovers: int = 24) -> str:
-    """The sweep for the terminal: every row (swept settings, latency per frame in ms, bytes sent per frame
-    in kB, 1 kB = 1e3 bytes, errors) when there are at most ``max_rows``, else one summary line per curve
+    """The sweep for the terminal: every row (swept settings, latency per frame in ms, for a loss sweep its
+    p95 and p99 too, bytes sent per frame in kB, 1 kB = 1e3 bytes, errors) when there are at most
+    ``max_rows``, else one summary line per curve
     (variant); then, when a bandwidth was swept, every crossover and every line with none in the swept
     range (:func:`sim.analysis.curves.crossover_report`), the first ``max_crossovers`` of them when there
     are more."""
@@ -116,6 +123,9 @@ def format_sweep(table: pd.DataFrame, max_rows: int = 40, max_crossovers: int = 
         shown["latency ms"] = (table["latency_s"] * 1e3).round(3)
         if "baseline_latency_s" in table.columns:
             shown["1-device ms"] = (table["baseline_latency_s"] * 1e3).round(3)
+        if curves.loss_column(table) is not None and "latency_p95_s" in table.columns:  # a loss sweep: the tail
+            shown["p95 ms"] = (table["latency_p95_s"] * 1e3).round(3)
+            shown["p99 ms"] = (table["latency_p99_s"] * 1e3).round(3)
         shown["sent kB/frame"] = (table["bytes_total"] / _frames(table) / 1e3).round(3)
         shown["error"] = curves.errors(table)
         if (shown["error"] == "").all():
