@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from sim.config.messages import format_validation_error
-from sim.config.schema import DeprecatedKey, Scenario
-from sim.config.setup import build_setup
+from sim.config.schema import DeprecatedKey, NetworkSpec, Scenario
+from sim.config.setup import build_setup, network_setup, resolve
 from sim.errors import UserError
 from sim.fileio import read_limited
 
@@ -115,3 +116,20 @@ def load(scenario: Scenario | str | Path | dict[str, Any]) -> Scenario:
     if isinstance(scenario, dict):
         return parse_scenario(scenario)
     return load_scenario(scenario)
+
+
+def with_network(scenario: Scenario, network: NetworkSpec) -> Scenario:
+    """A copy of a loaded scenario with ``network`` in place of its own, converted again into SI units (its
+    GraphML file, if any, read again from the scenario's folder). Raises ``ValueError`` naming the field.
+
+    >>> sc = parse_scenario({"name": "x", "model": {"name": "lenet5"},
+    ...                      "devices": [{"name": "a", "gflops": 1}], "source": "a", "sink": "a"})
+    >>> fast = with_network(sc, sc.network.model_copy(update={"bandwidth_mbps": 80}))
+    >>> fast.setup.network.bandwidth_bps, sc.setup.network.bandwidth_bps
+    (80000000.0, 20000000.0)
+    """
+    copied = BaseModel.model_copy(scenario, update={"network": network})  # Scenario.model_copy refuses networks
+    graphml = resolve(network.graphml, scenario.setup.base_dir)
+    paths = replace(scenario.setup.paths, graphml=graphml)
+    copied._setup = replace(scenario.setup, network=network_setup(copied, graphml), paths=paths)
+    return copied
