@@ -244,36 +244,52 @@ def _axis_label(key: str) -> str:
     return f"{name} ({unit})" if unit else name
 
 
+def box_distance(box: Bbox, point: Any) -> float:
+    """Distance in pixels from ``point`` (display coordinates) to the nearest edge of ``box`` (0 inside).
+
+    >>> box_distance(Bbox.from_extents(0, 0, 10, 10), (13, 14))
+    5.0
+    """
+    dx = max(box.x0 - point[0], 0.0, point[0] - box.x1)
+    dy = max(box.y0 - point[1], 0.0, point[1] - box.y1)
+    return float(math.hypot(dx, dy))
+
+
 def place_labels(
     fig: Figure, ax: Any, points: Sequence[tuple[float, float]], texts: Sequence[str], **style: Any
 ) -> list[Any]:
     """Annotate ``points`` (data coordinates) with ``texts`` so that no label covers another label or any
-    point, and each stays inside the axes: each label tries a few offsets around its point and takes the first free one; a label with no
-    free place is left out (its point stays drawn). Returns the annotations placed."""
+    point, each stays inside the axes, and each is nearer its own point than any other point (so a reader
+    pairs it with the right marker): each label tries a few offsets around its point and takes the first
+    that passes; a label with no such place is left out (its point stays drawn). Returns the annotations
+    placed."""
     FigureCanvasAgg(fig)  # a renderer to measure the text with
     fig.tight_layout()
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
-    offsets = [(6, 5), (6, -12), (-7, 5), (-7, -12), (9, -3), (-10, -3), (6, 15), (6, -22), (-7, 15), (-7, -22)]
+    offsets = [(6, 5), (6, -12), (-7, 5), (-7, -12), (9, -3), (-10, -3), (0, 8), (0, -16)]
+    offsets += [(6, 15), (6, -22), (-7, 15), (-7, -22)]
     placed: list[Any] = []
     taken: list[Any] = []  # the points' markers, then each label placed: nothing may cover them
     area = ax.get_window_extent(renderer)  # labels stay inside the axes
-    for x, y in points:
-        px, py = ax.transData.transform((x, y))
+    pixels = [ax.transData.transform((x, y)) for x, y in points]
+    for px, py in pixels:
         taken.append(Bbox.from_extents(px - 5, py - 5, px + 5, py + 5))
-    for (x, y), text in zip(points, texts):
+    for (x, y), (px, py), text in zip(points, pixels, texts):
         for dx, dy in offsets:
             note = ax.annotate(
                 text,
                 (x, y),
                 xytext=(dx, dy),
                 textcoords="offset points",
-                ha="left" if dx >= 0 else "right",
+                ha="left" if dx > 0 else "right" if dx < 0 else "center",
                 fontsize=7,
                 **style,
             )
             box = note.get_window_extent(renderer).expanded(1.05, 1.1)
             inside = area.contains(box.x0, box.y0) and area.contains(box.x1, box.y1)
-            if inside and not any(box.overlaps(other) for other in taken):
+            own = box_distance(box, ax.transData.transform((x, y)))
+            nearest = all(own < box_distance(box, p) for p in pixels if not np.array_equal(p, (px, py)))
+            if inside and nearest and not any(box.overlaps(other) for other in taken):
                 taken.append(box)
                 placed.append(note)
                 break
@@ -500,7 +516,7 @@ def plot_pareto(front: pd.DataFrame, path: str | Path, title: str = "", max_labe
     ax.set_title(f"{title + ': ' if title else ''}Pareto front ({goals}){same}{under}", fontsize=10)
     ax.legend(fontsize=8, loc="best")
     ax.grid(True, which="both", alpha=0.3)
-    labelled = front.drop_duplicates("label")  # each design once, at its fastest point
+    labelled = front.sort_values("latency_s", kind="stable").drop_duplicates("label")  # once, at its fastest
     if len(labelled) > max_labels:  # too many: only the non-dominated ones
         labelled = front[best].drop_duplicates("label").head(max_labels)
     place_labels(
