@@ -37,11 +37,14 @@ MAX_TIMELINE_PLOT_IN = 10.0  # inches of bars at most (1200 px at the default 12
 TIMELINE_LANE_LIMIT = 48  # more lanes than this: one merged lane per device for its outgoing links
 MAX_LEGEND_LAYERS = 18  # more layers than this: a colour scale over layer order instead of a legend
 DPI = 120
+PATH_COLOURS = {"compute": "darkred", "transfer": "lightcoral", "wait": "0.75"}  # the critical path's lane
 
 
 def _senders(transfers: pd.DataFrame, hops: pd.DataFrame | None, frames: Sequence[int]) -> pd.DataFrame:
     """The transmissions of ``frames``: ``sender`` (node that put it on the wire), ``lane`` (the link queue,
-    or the receiving device without ``hops``), ``layer``, ``src``, ``dst``, ``start_s``, ``end_s``."""
+    or the receiving device without ``hops``), ``layer``, ``src``, ``dst``, ``start_s``, ``end_s`` and
+    ``arrive_s`` (``end_s`` plus the link latency; ``end_s`` without ``hops``, whose messages end on arrival,
+    or from a ``hops.csv`` written before the column existed)."""
     if hops is not None:
         busy = hops[hops["frame"].isin(frames)]
         if "sender" in busy.columns:
@@ -59,6 +62,7 @@ def _senders(transfers: pd.DataFrame, hops: pd.DataFrame | None, frames: Sequenc
                 "dst": busy["dst"].astype(str),
                 "start_s": busy["start_s"],
                 "end_s": busy["end_s"],
+                "arrive_s": busy["arrive_s"] if "arrive_s" in busy.columns else busy["end_s"],
             }
         )
     sent = transfers[transfers["frame"].isin(frames)]
@@ -73,6 +77,7 @@ def _senders(transfers: pd.DataFrame, hops: pd.DataFrame | None, frames: Sequenc
             "dst": sent["dst"].astype(str),
             "start_s": sent["start_s"],
             "end_s": sent["end_s"],
+            "arrive_s": sent["end_s"],
         }
     )
 
@@ -107,9 +112,13 @@ def plot_timeline(
     from its start to its arrival under its source. Each device's outgoing traffic gets one thin lane per
     link when all lanes fit in :data:`TIMELINE_LANE_LIMIT`, else one merged lane, so the figure is at most
     :data:`MAX_TIMELINE_PLOT_IN` inches of bars tall for any number of devices (the Perfetto trace,
-    :mod:`sim.report.trace`, keeps a track per link). Bars are drawn at least one pixel wide. With
-    ``critical`` (the summary's ``critical_path``) of a frame shown, its steps are outlined in red.
-    ``devices`` orders the rows (default: order of first compute).
+    :mod:`sim.report.trace`, keeps a track per link). Bars are drawn at least one pixel wide. A link's
+    latency (propagation) follows its transmission as a thin bar of the same colour. With ``critical``
+    (the summary's ``critical_path``) of a frame shown, its compute and transfer steps are outlined in red,
+    and a top lane draws the whole path from the frame's arrival to its end: compute and transfer steps in
+    red, waits in grey, so every moment of the latency is accounted for. The time axis covers every frame
+    shown to its end (the last arrival at the sink). ``devices`` orders the rows (default: order of first
+    compute).
     """
     shown = list(frames) if frames is not None else [frame]
     comp = compute[compute["frame"].isin(shown)]
@@ -129,11 +138,15 @@ def plot_timeline(
         lanes = list(dict.fromkeys(group["lane"]))
         out_lanes[str(sender)] = sorted(lanes, key=lambda q: (order.get(q.split("->")[-1], len(order)), q))
     per_link = sum(len(v) for v in out_lanes.values()) + len(names) <= TIMELINE_LANE_LIMIT
+    path_steps = critical["steps"] if critical and critical.get("frame") in shown else []
     # y layout in lane units: a compute lane is 1 unit, a link lane 0.55, a gap 0.45 between devices
     y_compute: dict[str, float] = {}
     y_link: dict[tuple[str, str], float] = {}
     ticks: list[tuple[float, str]] = []
     y = 0.0
+    if path_steps:  # the critical path's own lane on top
+        ticks.append((0.275, f"critical path (frame {critical['frame']})" if critical else ""))
+        y = 1.0
     computing = set(comp["device"].astype(str))
     for n in names:
         if n in computing or n in (devices or ()):
@@ -158,7 +171,9 @@ def plot_timeline(
     layers = list(first.sort_values(kind="stable").index)
     many = len(layers) > MAX_LEGEND_LAYERS
     scale = mpl.colormaps["viridis"]  # no red in either palette: red outlines the critical path
-    palette = [mpl.colormaps["tab20"](k) for k in range(20) if k not in (6, 7)]
+    # tab10's nine distinct colours first (neighbouring layers must not look alike), then tab20's light ones
+    palette = [mpl.colormaps["tab10"](k) for k in range(10) if k != 3]
+    palette += [mpl.colormaps["tab20"](k) for k in range(1, 20, 2) if k != 7]
     colour = {
         name: scale(k / max(1, len(layers) - 1)) if many else palette[k % len(palette)] for k, name in enumerate(layers)
     }
@@ -167,11 +182,11 @@ def plot_timeline(
     fig = Figure(figsize=(11, 1.3 + plot_in + legend_rows + (0.8 if many else 0.0)))  # + the strip's names
     ax, key = fig.subplots(2, 1, gridspec_kw={"height_ratios": [plot_in, legend_rows]})
     on_path: set[tuple] = set()
-    if critical and critical.get("frame") in shown:
-        on_path = {(s["device"], s["layer"]) for s in critical["steps"] if s["kind"] == "compute"}
-        on_path |= {(s["src"], s["dst"], s["layer"]) for s in critical["steps"] if s["kind"] == "transfer"}
-    t0 = min([*comp["start_s"], *tx["start_s"]])
-    t1 = max([*comp["end_s"], *tx["end_s"]])
+    on_path = {(s["device"], s["layer"]) for s in path_steps if s["kind"] == "compute"}
+    on_path |= {(s["src"], s["dst"], s["layer"]) for s in path_steps if s["kind"] == "transfer"}
+    arrived = transfers.loc[transfers["frame"].isin(shown), "end_s"]  # a message ends when it arrives
+    t0 = min([*comp["start_s"], *tx["start_s"], *(s["start_s"] for s in path_steps)])
+    t1 = max([*comp["end_s"], *tx["arrive_s"], *arrived, *(s["end_s"] for s in path_steps)])
     min_w = max(t1 - t0, 1e-12) * 1e3 / 1300  # about one pixel of the bar area
     bars: dict[tuple[float, float], list[tuple[float, float, Any, bool]]] = {}
     for r in comp.to_dict("records"):
@@ -184,6 +199,14 @@ def plot_timeline(
         lane = y_link[(r["sender"], r["lane"] if per_link else "all")]
         bars.setdefault((lane, 0.45), []).append(
             (r["start_s"] * 1e3, (r["end_s"] - r["start_s"]) * 1e3, colour[r["layer"]], hot)
+        )
+        if r["arrive_s"] > r["end_s"]:  # the link's latency: a thin bar after the transmission
+            bars.setdefault((lane, 0.12), []).append(
+                (r["end_s"] * 1e3, (r["arrive_s"] - r["end_s"]) * 1e3, colour[r["layer"]], hot)
+            )
+    for step in path_steps:
+        bars.setdefault((0.275, 0.45), []).append(
+            (step["start_s"] * 1e3, (step["end_s"] - step["start_s"]) * 1e3, PATH_COLOURS[step["kind"]], False)
         )
     for (centre, height), items in bars.items():
         ax.broken_barh(
@@ -201,10 +224,17 @@ def plot_timeline(
     ax.set_ylabel("device (compute) and its outgoing links")
     ax.grid(True, axis="x", alpha=0.3)
     lanes_what = "a thin lane per outgoing link" if per_link else "one thin lane for all its outgoing links"
+    legend = [
+        "colour = layer (its compute, and the transfers carrying its output)",
+        f"under each device, {lanes_what}",
+        "thin bar after a transmission = link latency",
+    ]
+    if path_steps:
+        legend += ["red outline = on the critical path", "top lane = the critical path (dark red: compute, "
+                   "light red: transfer, grey: waiting)"]  # fmt: skip
     ax.set_title(
         f"{title + ': ' if title else ''}{_frame_words(shown)}, {len(names)} nodes\n"
-        f"colour = layer (its compute, and the transfers carrying its output); under each device, {lanes_what}"
-        + ("; red outline = critical path" if on_path else ""),
+        + "\n".join(textwrap.wrap("; ".join(legend), 150, break_long_words=False)),
         fontsize=9,
     )
     if many:

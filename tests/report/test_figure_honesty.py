@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import colorsys
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from sim.report.plots import plot_pareto
+import sim
+from sim.analysis.tables import hop_table
+from sim.report.plots import plot_pareto, plot_timeline
+from tests.helpers import scenario_dict
 
 
 def _nearest_point(fig, ax, note, points) -> int:
@@ -23,14 +28,14 @@ def test_pareto_labels_sit_nearest_their_own_marker(tmp_path: Path) -> None:
     # five designs, two of them close together (the quadrants' front: C's label used to sit on the baseline)
     front = pd.DataFrame(
         {
-            "label": ["B", "A", "D", "C", "baseline"],
+            "label": ["quadrant-B", "quadrant-A", "quadrant-D", "quadrant-C", "quadrant-baseline"],
             "latency_s": [0.007940344, 0.0079429684, 0.008080132, 0.008082852, 0.008087012],
             "bytes_per_frame": [12564.5, 12708.5, 23075.5, 23451.7, 22708.6],
             "accuracy": [0.8078, 0.9582, 0.9526, 0.9610, 0.9666],
             "pareto": [True, True, False, True, True],
         }
     )
-    fig = plot_pareto(front, tmp_path / "pareto.png")
+    fig = plot_pareto(front, tmp_path / "pareto.png", title="5 scenarios")
     ax = fig.axes[0]
     points = list(zip(front["bytes_per_frame"] / 1e3, front["latency_s"] * 1e3))
     notes = [t for t in ax.texts if t.get_text() in set(front["label"])]
@@ -54,3 +59,54 @@ def test_pareto_names_a_design_at_its_fastest_point(tmp_path: Path) -> None:
     ax = plot_pareto(front, tmp_path / "p.png").axes[0]
     (x,) = [t for t in ax.texts if t.get_text() == "x"]
     assert x.xy == (5.0, 2.0)
+
+
+def _spans(collection) -> list[tuple[float, float]]:
+    """The (left, right) of every bar of a broken_barh collection, in data units, left to right."""
+    return sorted((float(p.vertices[:, 0].min()), float(p.vertices[:, 0].max())) for p in collection.get_paths())
+
+
+def _bars_at(ax, centre: float, height: float):
+    """The broken_barh collection of bars centred at ``centre`` with ``height`` (data units)."""
+    for c in ax.collections:
+        ys = np.concatenate([p.vertices[:, 1] for p in c.get_paths()]) if c.get_paths() else np.zeros(0)
+        if len(ys) and np.isclose(ys.min(), centre - height / 2) and np.isclose(ys.max(), centre + height / 2):
+            yield c
+
+
+def _run_two_devices():
+    data = scenario_dict(2, inputs={"dataset": "synthetic", "batch_size": 1, "frames": 1})
+    data["network"] = {"topology": "mesh", "bandwidth_mbps": 20, "latency_ms": 1.0}
+    return sim.run(data)
+
+
+def test_timeline_draws_link_latency_the_whole_critical_path_and_the_whole_latency(tmp_path: Path) -> None:
+    result = _run_two_devices()
+    latency_ms = result.summary["latency_s"] * 1e3
+    hops = hop_table(result.workload, result.timeline)
+    fig = plot_timeline(result.transfers, result.compute, tmp_path / "t.png", hops=hops,
+                        critical=result.summary["critical_path"])  # fmt: skip
+    ax = fig.axes[0]
+    assert ax.get_xlim()[1] >= latency_ms  # the axis reaches the end of the frame
+    # the top lane: the critical path's steps end to end (short ones widened to a pixel), 0 to the latency
+    (lane,) = _bars_at(ax, 0.275, 0.45)
+    spans = _spans(lane)
+    pixel_ms = np.diff(ax.get_xlim())[0] / 1000
+    assert spans[0][0] == 0.0 and latency_ms <= spans[-1][1] <= latency_ms + 2 * pixel_ms
+    assert all(a[1] >= b[0] - 1e-12 for a, b in itertools.pairwise(spans))  # no gap
+    # every transmission is followed by a thin bar of the link's 1 ms latency
+    thin = [s for c in ax.collections for p in c.get_paths() if np.isclose(np.ptp(p.vertices[:, 1]), 0.12)
+            for s in [(p.vertices[:, 0].min(), p.vertices[:, 0].max())]]  # fmt: skip
+    assert len(thin) == len(hops) and all(np.isclose(b - a, 1.0) for a, b in thin)
+
+
+def test_neighbouring_layers_get_colours_of_different_hues(tmp_path: Path) -> None:
+    result = _run_two_devices()
+    fig = plot_timeline(result.transfers, result.compute, tmp_path / "t.png")
+    legend = fig.axes[1].get_legend()
+    colours = [h.get_facecolor()[:3] for h in legend.legend_handles]
+    assert len(colours) >= 6
+    for a, b in itertools.pairwise(colours):
+        (ha, _, sa), (hb, _, sb) = colorsys.rgb_to_hls(*a), colorsys.rgb_to_hls(*b)
+        grey = min(sa, sb) < 0.1
+        assert grey or min(abs(ha - hb), 1 - abs(ha - hb)) > 0.04, (a, b)
