@@ -279,3 +279,15 @@ def test_admm_comm_key_holds_the_scaled_costs_not_the_rates():
     assert key("mesh", 1, "seconds") == key("mesh", 100, "seconds")  # 32 bit / rate, all equal: ratios 1
     assert key("line", 1, "hops") == key("line", 100, "hops")
     assert key("mesh", 1, "hops") != key("line", 1, "hops")  # 2 hops between the ends of the line
+
+
+def test_pruning_sweep_table_shows_accuracy_and_flags_chance():
+    from sim.report.text import format_sweep  # the terminal text of dsim sweep
+
+    table = sweeps.sweep(scenario_dict(2), {"prune.amount": [0.0, 0.5]}, jobs=1, progress=False)
+    text = format_sweep(table)
+    header = text.splitlines()[0].split()
+    assert "accuracy" in header
+    for acc in table["accuracy"]:  # an untrained LeNet-5: about one digit in ten
+        assert f"{acc * 100:.2f}" in text
+    assert (table["accuracy"] <= 0.2).all() and text.count("is near chance") == 2
