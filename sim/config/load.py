@@ -3,7 +3,8 @@
 Loading validates the scenario (:mod:`sim.config.schema`), then converts it once into SI units
 (:mod:`sim.config.setup`, reading a GraphML file if it names one). A scenario file is read only if it is a
 regular UTF-8 file of at most :data:`MAX_SCENARIO_BYTES`; its relative paths resolve against its folder.
-Old key names (:data:`sim.config.schema.RENAMED`) are accepted with a one-line note on stderr.
+Old key names (:data:`sim.config.schema.RENAMED`) are accepted with a one-line note on stderr, and so are
+magnitudes that are probably unit mistakes (:mod:`sim.config.plausible`).
 
 Example::
 
@@ -25,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from sim.config.messages import format_validation_error
+from sim.config.plausible import plausibility_notes
 from sim.config.schema import DeprecatedKey, NetworkSpec, Scenario
 from sim.config.setup import build_setup, network_setup, resolve
 from sim.errors import UserError
@@ -66,9 +68,10 @@ def parse_scenario(data: Any, origin: str = "scenario", base_dir: Path | None = 
             raise UserError(f"{origin}: {format_validation_error(exc)}") from None
         except RecursionError:
             raise UserError(f"{origin}: nested too deeply to be a scenario") from None
-    for warning in caught:
-        note = f"{origin}: note: {warning.message}"
-        if issubclass(warning.category, DeprecatedKey) and note not in _NOTED:
+    notes = [str(w.message) for w in caught if issubclass(w.category, DeprecatedKey)] + plausibility_notes(scenario)
+    for text in notes:
+        note = f"{origin}: note: {text}"
+        if note not in _NOTED:
             _NOTED.add(note)
             print(f"dsim: {note}", file=sys.stderr)
     try:
