@@ -42,7 +42,7 @@ class Limit:
 
 LIMITS = {
     "mbps": Limit("Mbit/s", 1e-3, 1e5, "kbit/s or bit/s given as Mbit/s?", "bit/s given as Mbit/s? (1 Mbps = 1e6 bit/s)"),
-    "latency_ms": Limit("ms", 0.0, 1e4, "", "seconds or microseconds given as ms?"),
+    "latency_ms": Limit("ms", 0.0, 1e4, "", "microseconds given as ms?"),
     "gflops": Limit("GFLOP/s", 1e-3, 1e6, "FLOP/s given in millions?", "FLOP/s given as GFLOP/s? (1 GFLOP/s = 1e9 FLOP/s)"),
     "interval_ms": Limit("ms", 0.1, 6e5, "seconds given as ms?", "microseconds given as ms?"),
 }  # fmt: skip
