@@ -185,7 +185,7 @@ def plot_timeline(
     on_path = {(s["device"], s["layer"]) for s in path_steps if s["kind"] == "compute"}
     on_path |= {(s["src"], s["dst"], s["layer"]) for s in path_steps if s["kind"] == "transfer"}
     # a message's end_s is its arrival (a transfers table may be empty: transmissions drawn from hops only)
-    arrived = transfers.loc[transfers["frame"].isin(shown), "end_s"] if "frame" in transfers.columns else []
+    arrived = list(transfers.loc[transfers["frame"].isin(shown), "end_s"]) if "frame" in transfers.columns else []
     t0 = min([*comp["start_s"], *tx["start_s"], *(s["start_s"] for s in path_steps)])
     t1 = max([*comp["end_s"], *tx["arrive_s"], *arrived, *(s["end_s"] for s in path_steps)])
     min_w = max(t1 - t0, 1e-12) * 1e3 / 1300  # about one pixel of the bar area
