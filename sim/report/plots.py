@@ -254,6 +254,8 @@ def plot_timeline(
     return _save(fig, path)
 
 
+BASELINE_GREYS = ("black", "0.45", "0.7")  # single-device baselines: greys, each its own marker and dashes
+BASELINE_MARKERS = ("s", "^", "D", "v", "P", "X")
 BREAKDOWN_COLOURS = {"compute": "tab:blue", "transfer": "tab:orange", "waiting": "tab:gray"}
 
 
@@ -364,12 +366,14 @@ def plot_latency_vs_bandwidth(
             color=colours[label],
             label=_wrap(f"{label} ({'; '.join(notes[label])})" if label in notes else label),
         )
-    for k, (label, rows) in enumerate(curves.baselines(table, x)):
+    for k, (label, rows) in enumerate(curves.baselines(table, x)):  # never dotted: crossovers are
         ax.plot(
             rows[x].to_numpy(dtype=float),
             rows["baseline_latency_s"].to_numpy(dtype=float) * 1e3,
-            color="black",
-            linestyle=("--", "-.", ":")[k % 3],
+            color=BASELINE_GREYS[k % len(BASELINE_GREYS)],
+            linestyle=("--", "-.")[k % 2],
+            marker=BASELINE_MARKERS[k % len(BASELINE_MARKERS)],
+            markersize=4,
             linewidth=1.5,
             label=_wrap(label),
         )
@@ -425,7 +429,7 @@ def plot_breakdown(table: pd.DataFrame, path: str | Path, label: str = "scenario
     ax.set_xlabel("mean latency per frame (ms)")
     ax.set_ylabel(label)
     what = "where the latency goes (critical path: compute, transfer, waiting)"
-    ax.set_title(f"{title}: {what}" if title else what[0].upper() + what[1:], fontsize=10)
+    ax.set_title(_wrap(f"{title}: {what}" if title else what[0].upper() + what[1:], 64), fontsize=10)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / (1 + 0.3 * len(rows))), ncol=3, fontsize=8, frameon=False)
     return _save(fig, path)
 

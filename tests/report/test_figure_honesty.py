@@ -110,3 +110,35 @@ def test_neighbouring_layers_get_colours_of_different_hues(tmp_path: Path) -> No
         (ha, _, sa), (hb, _, sb) = colorsys.rgb_to_hls(*a), colorsys.rgb_to_hls(*b)
         grey = min(sa, sb) < 0.1
         assert grey or min(abs(ha - hb), 1 - abs(ha - hb)) > 0.04, (a, b)
+
+
+def test_single_device_baselines_look_different_and_unlike_crossovers(tmp_path: Path) -> None:
+    from sim.report.plots import plot_latency_vs_bandwidth  # the sweep figure
+
+    mbps = [1.0, 10.0, 100.0]
+    rows = [
+        {"point": i, "scenario": "s", "variant": v, "network.bandwidth_mbps": b, "devices.0.gflops": g,
+         "latency_s": lat / b + 0.001, "baseline_latency_s": 0.004 / g, "bytes_total": 1000, "error": ""}
+        for i, (v, g, b, lat) in enumerate((v, g, b, lat) for v, lat in (("a", 0.05), ("b", 0.02))
+                                           for g in (1.0, 2.0) for b in mbps)
+    ]  # fmt: skip
+    fig = plot_latency_vs_bandwidth(pd.DataFrame(rows), tmp_path / "l.png")
+    ax = fig.axes[0]
+    baselines = [ln for ln in ax.get_lines() if not ln.get_label().startswith("_") and ln.get_marker() != "o"]
+    assert len(baselines) >= 2
+    styles = {(str(ln.get_color()), ln.get_linestyle(), ln.get_marker()) for ln in baselines}
+    assert len(styles) == len(baselines)
+    assert all(ln.get_linestyle() != ":" for ln in baselines)  # dotted lines are crossovers
+
+
+def test_breakdown_title_fits_the_figure(tmp_path: Path) -> None:
+    from sim.report.plots import plot_breakdown  # the compare figure
+
+    table = pd.DataFrame({"scenario": ["a-rather-long-scenario-name", "b"], "latency_compute_s": [0.001, 0.002],
+                          "latency_transfer_s": [0.003, 0.001], "latency_waiting_s": [0.0, 0.0005]})  # fmt: skip
+    fig = plot_breakdown(table, tmp_path / "b.png", title="3 scenarios: quadrant-A, quadrant-B, quadrant-C")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # a renderer to measure the title
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    box, page = fig.axes[0].title.get_window_extent(renderer), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and box.y1 <= page.y1
