@@ -120,12 +120,12 @@ def test_single_device_baselines_look_different_and_unlike_crossovers(tmp_path: 
         {"point": i, "scenario": "s", "variant": v, "network.bandwidth_mbps": b, "devices.0.gflops": g,
          "latency_s": lat / b + 0.001, "baseline_latency_s": 0.004 / g, "bytes_total": 1000, "error": ""}
         for i, (v, g, b, lat) in enumerate((v, g, b, lat) for v, lat in (("a", 0.05), ("b", 0.02))
-                                           for g in (1.0, 2.0) for b in mbps)
+                                           for g in (1.0, 2.0, 4.0) for b in mbps)
     ]  # fmt: skip
     fig = plot_latency_vs_bandwidth(pd.DataFrame(rows), tmp_path / "l.png")
     ax = fig.axes[0]
     baselines = [ln for ln in ax.get_lines() if not ln.get_label().startswith("_") and ln.get_marker() != "o"]
-    assert len(baselines) >= 2
+    assert len(baselines) >= 3
     styles = {(str(ln.get_color()), ln.get_linestyle(), ln.get_marker()) for ln in baselines}
     assert len(styles) == len(baselines)
     assert all(ln.get_linestyle() != ":" for ln in baselines)  # dotted lines are crossovers
