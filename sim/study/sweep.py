@@ -151,7 +151,7 @@ def _simulate(job: tuple[int, Scenario, str, str | None]) -> tuple[int, dict[str
     return simulate_point(index, scenario, _WORKLOADS[key], None if base is None else _WORKLOADS[base])
 
 
-def _map(
+def map_items(
     fn: Any,
     items: list[Any],
     jobs: int,
@@ -244,7 +244,9 @@ def iter_points(
     failed: dict[str, str] = {}
     jobs_list = [(key, sc, store) for key, sc in builds.items()]
     weights = dict(zip(builds, build_weights(list(builds.values()), store)))
-    for key, done, error in _map(_build, jobs_list, jobs, _start_builder, (), "build", "workload", progress, weights):
+    for key, done, error in map_items(
+        _build, jobs_list, jobs, _start_builder, (), "build", "workload", progress, weights
+    ):
         if done is None:
             failed[key] = error or "build failed"
         else:
@@ -265,7 +267,7 @@ def iter_points(
         return
     _init_worker(workloads)
     try:
-        yield from _map(_simulate, runnable, jobs, _start_worker, (workloads,), what, "point", progress)
+        yield from map_items(_simulate, runnable, jobs, _start_worker, (workloads,), what, "point", progress)
     finally:
         _init_worker({})
 
