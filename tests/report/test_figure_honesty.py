@@ -142,3 +142,16 @@ def test_breakdown_title_fits_the_figure(tmp_path: Path) -> None:
     renderer = FigureCanvasAgg(fig).get_renderer()
     box, page = fig.axes[0].title.get_window_extent(renderer), fig.bbox
     assert page.x0 <= box.x0 and box.x1 <= page.x1 and box.y1 <= page.y1
+
+
+def test_validation_figure_says_when_links_were_not_shaped(tmp_path: Path) -> None:
+    from sim.report.validation import network_words, plot_validation  # the validate figure
+
+    loopback = network_words({"network": "loopback (127.0.0.1), unshaped", "latency_applied": False})
+    no_netem = network_words({"network": "shaped veths in network namespaces", "latency_applied": False})
+    shaped = network_words({"network": "shaped veths in network namespaces", "latency_applied": True})
+    assert "NOT shaped" in loopback and "WITHOUT its latency" in no_netem and "NOT" not in shaped
+    table = pd.DataFrame({"kind": ["end_to_end"], "measured_median_s": [0.010], "measured_p10_s": [0.009],
+                          "measured_p90_s": [0.012], "predicted_s": [0.008]})  # fmt: skip
+    fig = plot_validation(table, tmp_path / "v.png", title="quickstart", network=loopback)
+    assert fig._suptitle is not None and fig._suptitle.get_text() == f"quickstart\n{loopback}"
