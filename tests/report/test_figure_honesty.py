@@ -155,3 +155,18 @@ def test_validation_figure_says_when_links_were_not_shaped(tmp_path: Path) -> No
                           "measured_p90_s": [0.012], "predicted_s": [0.008]})  # fmt: skip
     fig = plot_validation(table, tmp_path / "v.png", title="quickstart", network=loopback)
     assert fig._suptitle is not None and fig._suptitle.get_text() == f"quickstart\n{loopback}"
+
+
+def test_breakdown_adds_up_to_a_measured_latency_whose_sink_finishes_late() -> None:
+    import dataclasses  # a measured run's timeline: the same, with the sink done 2 ms after the last arrival
+
+    from sim.analysis.critical_path import frame_breakdown
+
+    result = _run_two_devices()
+    timeline = result.timeline
+    late = dataclasses.replace(timeline, frame_done_s=[d + 0.002 for d in timeline.frame_done_s])
+    parts = frame_breakdown(result.workload, late, 0)
+    latency_s = late.frame_done_s[0] - late.frame_arrival_s[0]
+    assert abs(parts.compute_s + parts.transfer_s + parts.waiting_s - latency_s) < 1e-12
+    simulated = frame_breakdown(result.workload, timeline, 0)
+    assert abs(parts.waiting_s - simulated.waiting_s - 0.002) < 1e-12
