@@ -147,7 +147,9 @@ def format_sweep(table: pd.DataFrame, max_rows: int = 40) -> str:
         text += f"; {failed} failed)" if failed else ")"
         text += "\n" + sweep_lines_summary(table, x)
     if "accuracy" in table.columns:
-        labels = table[swept].astype(str).agg(", ".join, axis=1) if swept else table["scenario"]
+        labels = pd.Series(
+            [", ".join(f"{c}={row[c]}" for c in swept) for _, row in table.iterrows()] if swept else table["scenario"]
+        )
         text += "".join(f"\n{note}" for note in chance_notes(labels, table["accuracy"]))
     if bandwidth is not None:
         for c in curves.crossover_report(table, bandwidth).itertuples(index=False):
