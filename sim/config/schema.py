@@ -704,11 +704,11 @@ class Scenario(_Strict):
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Scenario:
         """A copy with ``update`` applied; its setup follows changed devices and inputs (a changed network
-        would need its GraphML read again: load the scenario instead)."""
+        is converted again, GraphML included, by :func:`sim.config.load.with_network`)."""
         copied = super().model_copy(update=update, deep=deep)
         if self._setup is not None and update:
             if "network" in update:
-                raise ValueError("Scenario.model_copy: a new network needs sim.config.load (its GraphML)")
+                raise ValueError("Scenario.model_copy: give a new network with sim.config.load.with_network")
             copied._setup = dataclasses.replace(
                 self._setup, devices=device_setups(copied.devices), interval_s=interval_s(copied.inputs)
             )

@@ -114,34 +114,60 @@ def network(scenario: Scenario) -> Network:
     )
 
 
+def hop_matrix(scenario: Scenario) -> np.ndarray:
+    """Links on the fewest-hop route between every two devices of the scenario's network (scenario order,
+    zero diagonal): what ``comm_structured`` weighs the bytes by, whatever the links' rates.
+
+    >>> from sim.config.load import parse_scenario
+    >>> sc = parse_scenario({"name": "x", "model": {"name": "lenet5"}, "source": "a", "sink": "a",
+    ...                      "devices": [{"name": n, "gflops": 1} for n in "abc"], "network": {"topology": "line"}})
+    >>> hop_matrix(sc).tolist()
+    [[0, 1, 2], [1, 0, 1], [2, 1, 0]]
+    """
+    names, net = scenario.device_names, network(scenario)
+    return np.array([[len(net.route(a, b)) if a != b else 0 for b in names] for a in names], dtype=np.int64)
+
+
 def hop_counts(scenario: Scenario) -> HopCount:
     """Links on the fewest-hop route between two devices (by index) of the scenario's network."""
-    names, net = scenario.device_names, network(scenario)
-    return lambda src, dst: len(net.route(names[src], names[dst]))
+    hops = hop_matrix(scenario)
+    return lambda src, dst: int(hops[src, dst])
 
 
 VALUE_BITS = 32  # prune.cost: seconds prices one float32 value
 
 
 def device_cost(scenario: Scenario) -> np.ndarray:
-    """The device-by-device cost matrix of ``admm_comm`` (scenario order, zero diagonal).
+    """The device-by-device cost matrix of ``admm_comm`` (scenario order, zero diagonal), scaled so that its
+    smallest positive entry is 1.
 
     ``prune.cost_matrix`` when given; else ``prune.cost: hops`` (links on the fewest-hop route) or
-    ``seconds`` (time one float32 value takes over the route: the sum of 32 bit / rate of its links).
+    ``seconds`` (time one float32 value takes over the route: the sum of 32 bit / rate of its links). Only
+    the ratios matter (the penalty is divided by its value at the start, and the reassignment compares
+    sums), so the scaled matrix is what pruning reads, and what names its build in the cache: a bandwidth
+    sweep of a uniform mesh prunes once.
+
+    >>> from sim.config.load import parse_scenario
+    >>> sc = parse_scenario({"name": "x", "model": {"name": "lenet5"}, "source": "a", "sink": "a",
+    ...                      "devices": [{"name": n, "gflops": 1} for n in "ab"],
+    ...                      "prune": {"method": "admm_comm", "cost": "seconds"}})
+    >>> device_cost(sc).tolist()
+    [[0.0, 1.0], [1.0, 0.0]]
     """
     spec, names = scenario.prune, scenario.device_names
     if spec.cost_matrix is not None:
-        return np.asarray(spec.cost_matrix, dtype=np.float64)
-    net = network(scenario)
-    out = np.zeros((len(names), len(names)))
-    for i, a in enumerate(names):
-        for j, b in enumerate(names):
-            if i != j:
-                route = net.route(a, b)
-                out[i, j] = (
-                    len(route) if spec.cost == "hops" else sum(VALUE_BITS / link.bandwidth_bps for link in route)
-                )
-    return out
+        out = np.asarray(spec.cost_matrix, dtype=np.float64)
+    elif spec.cost == "hops":
+        out = hop_matrix(scenario).astype(np.float64)
+    else:
+        net = network(scenario)
+        out = np.zeros((len(names), len(names)))
+        for i, a in enumerate(names):
+            for j, b in enumerate(names):
+                if i != j:
+                    out[i, j] = sum(VALUE_BITS / link.bandwidth_bps for link in net.route(a, b))
+    positive = out[out > 0]
+    return out / positive.min() if positive.size else out
 
 
 def layer_times(profile: DeviceProfile) -> LayerTimes:

@@ -52,7 +52,8 @@ def workload_key(scenario: Scenario) -> str:
     keys share a workload.
 
     Sweeps use it to build each distinct workload once, and the build cache to name it on disk. Whatever
-    ``prepare`` starts to read must be added.
+    ``prepare`` starts to read must be added. Of the network, pruning reads only the hop counts
+    (``comm_structured``) or the scaled cost matrix (``admm_comm``): a bandwidth sweep builds them once.
     """
     data = scenario.resolved()
     devices = [d["name"] for d in data["devices"]]
@@ -61,10 +62,10 @@ def workload_key(scenario: Scenario) -> str:
     inputs = {k: v for k, v in data["inputs"].items() if k not in ("interval_ms", "fps")}
     key = {k: data[k] for k in ("seed", "model", "source", "sink", "partition", "prune", "transfer", "deploy")}
     key.update(devices=devices, inputs=inputs)
-    if scenario.prune.method == "comm_structured":  # ranks channels by hop-weighted bytes on this network
-        key["network"] = data["network"]
-    if scenario.prune.method == "admm_comm" and scenario.prune.cost_matrix is None:  # costs from the network
-        key["network"] = data["network"]
+    if scenario.prune.method == "comm_structured":  # ranks channels by bytes times hops on this network
+        key["hops"] = assemble.hop_matrix(scenario).tolist()
+    if scenario.prune.method == "admm_comm":  # the network's costs, scaled (only their ratios count)
+        key["device_cost"] = assemble.device_cost(scenario).tolist()
     return json.dumps(key, sort_keys=True, default=str)
 
 

@@ -74,6 +74,24 @@ def _cells(values: pd.Series, scale: float, digits: int, style: str = "f") -> pd
     return values.map(lambda v: "-" if v is None or pd.isna(v) else f"{float(v) * scale:.{digits}{style}}")
 
 
+CLASSES = 10  # classes of every bundled labelled dataset (digits, fashion_mnist, cifar10)
+
+
+def chance_notes(names: pd.Series, accuracy: pd.Series, classes: int = CLASSES) -> list[str]:
+    """A note for each row whose test accuracy is at most twice chance (``1/classes``): a model that did not
+    learn (untrained weights, a diverged training), whose other figures are probably not meaningful.
+
+    >>> chance_notes(pd.Series(["a", "b"]), pd.Series([0.09, 0.95]))
+    ['note: a: accuracy 9.00 % is near chance (10 % for 10 classes); is the model trained? (model.train_epochs or model.checkpoint)']
+    """
+    return [
+        f"note: {name}: accuracy {acc * 100:.2f} % is near chance ({100 / classes:.0f} % for {classes} classes); "
+        "is the model trained? (model.train_epochs or model.checkpoint)"
+        for name, acc in zip(names, accuracy)
+        if acc is not None and not pd.isna(acc) and acc <= 2 / classes
+    ]
+
+
 def _yes_no(values: pd.Series) -> pd.Series:
     """A keeps-up column for a text table: ``yes``, ``NO``, or ``-`` (one frame: nothing to keep up with)."""
 
@@ -127,6 +145,8 @@ def format_sweep(table: pd.DataFrame, max_rows: int = 40, max_crossovers: int = 
             shown["p95 ms"] = (table["latency_p95_s"] * 1e3).round(3)
             shown["p99 ms"] = (table["latency_p99_s"] * 1e3).round(3)
         shown["sent kB/frame"] = (table["bytes_total"] / _frames(table) / 1e3).round(3)
+        if "accuracy" in table.columns:
+            shown["accuracy %"] = _cells(table["accuracy"], 100, 2)
         shown["error"] = curves.errors(table)
         if (shown["error"] == "").all():
             shown = shown.drop(columns="error")
@@ -137,6 +157,11 @@ def format_sweep(table: pd.DataFrame, max_rows: int = 40, max_crossovers: int = 
         text = f"{len(table)} points; one line per curve over {x} (every row is in sweep.csv"
         text += f"; {failed} failed)" if failed else ")"
         text += "\n" + sweep_lines_summary(table, x)
+    if "accuracy" in table.columns:
+        labels = pd.Series(
+            [", ".join(f"{c}={row[c]}" for c in swept) for _, row in table.iterrows()] if swept else table["scenario"]
+        )
+        text += "".join(f"\n{note}" for note in chance_notes(labels, table["accuracy"]))
     if bandwidth is not None:
         report = curves.crossover_report(table, bandwidth)
         if len(report) > max_crossovers:
@@ -207,6 +232,9 @@ def format_comparison(table: pd.DataFrame) -> str:
             "against the source device alone (baseline: single; speedup = 1-device latency / split latency):\n"
             + base.to_string(index=False)
         )
+    notes = chance_notes(table["scenario"], table["accuracy"]) if "accuracy" in table.columns else []
+    if notes:
+        blocks.append("\n".join(notes))
     return "\n\n".join(blocks)
 
 

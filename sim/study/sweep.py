@@ -44,7 +44,7 @@ from sim.errors import UserError
 from sim.fileio import write_csv
 from sim.pipeline.cache import Build, CacheReport, build
 from sim.pipeline.evaluate import BuiltWorkload, baseline_scenario, point_summary, run_engine, workload_key
-from sim.pipeline.store import Store
+from sim.pipeline.store import Store, weights_digest
 from sim.progress import Progress
 from sim.workload.types import Workload
 
@@ -105,6 +105,33 @@ def _start_builder() -> None:
     _BUILD_THREADS = 1
 
 
+def build_weights(scenarios: Sequence[Scenario], store: Store | None) -> list[float]:
+    """The expected cost of each build, in passes over a training split, for the time estimate
+    (:class:`sim.progress.Progress`): 1 for tracing, partitioning and sizing the workload, plus every epoch
+    it trains: ``model.train_epochs`` (with a cache ``store``, only for the first build of given weights:
+    the others read them back), ``prune.finetune_epochs``, and the ADMM methods' epochs and retraining.
+    A rough scale (a pruned model's epochs cost less than the dense model's), not a prediction.
+
+    >>> from sim.config.load import parse_scenario
+    >>> def sc(prune): return parse_scenario({"name": "x", "model": {"name": "lenet5", "train_epochs": 15},
+    ...     "devices": [{"name": "a", "gflops": 1}], "source": "a", "sink": "a", "prune": prune})
+    >>> build_weights([sc({}), sc({"method": "ln_structured", "amount": 0.5, "finetune_epochs": 10})], None)
+    [16.0, 26.0]
+    """
+    weights, trained = [], set()
+    for sc in scenarios:
+        epochs = sc.prune.finetune_epochs
+        if sc.prune.method in ("admm", "admm_comm"):
+            epochs += sc.prune.admm.epochs + sc.prune.admm.retrain_epochs
+        if sc.model.train_epochs:
+            key = weights_digest(sc) if store is not None else None
+            if key is None or key not in trained:
+                epochs += sc.model.train_epochs
+            trained.add(key)
+        weights.append(1.0 + epochs)
+    return weights
+
+
 def _build(job: tuple[str, Scenario, Store | None]) -> tuple[str, Build | None, str | None]:
     """``(key, build, None)``, or ``(key, None, message)`` when the build refuses the scenario."""
     key, scenario, store = job
@@ -141,24 +168,28 @@ def map_items(
     desc: str,
     unit: str,
     progress: bool,
+    weights: Mapping[Any, float] | None = None,
 ) -> Iterator[Any]:
     """``fn`` over ``items`` on up to ``jobs`` processes (in this one for a single job or item), yielding
     results as they finish, with a log line per item and a progress bar on a terminal
-    (:class:`sim.progress.Progress`); the pool is stopped on exit or interrupt."""
+    (:class:`sim.progress.Progress`); the pool is stopped on exit or interrupt. ``weights`` maps a
+    result's first element (its key) to the item's expected cost (default: 1 each)."""
     if not items:
         return
     jobs = max(1, min(jobs, len(items)))
-    with Progress(len(items), desc, unit, enabled=progress) as bar:
+    weigh = (lambda result: 1.0) if weights is None else (lambda result: weights[result[0]])
+    total = None if weights is None else sum(weights.values())
+    with Progress(len(items), desc, unit, enabled=progress, weight=total) as bar:
         if jobs == 1:
             for item in items:
                 result = fn(item)
-                bar.step()
+                bar.step(weigh(result))
                 yield result
             return
         pool = multiprocessing.get_context().Pool(jobs, initializer=initializer, initargs=initargs)
         try:
             for result in pool.imap_unordered(fn, items):
-                bar.step()
+                bar.step(weigh(result))
                 yield result
         finally:
             pool.terminate()
@@ -220,7 +251,10 @@ def iter_points(
     workloads: dict[str, BuiltWorkload] = {}
     failed: dict[str, str] = {}
     jobs_list = [(key, sc, store) for key, sc in builds.items()]
-    for key, done, error in map_items(_build, jobs_list, jobs, _start_builder, (), "build", "workload", progress):
+    weights = dict(zip(builds, build_weights(list(builds.values()), store)))
+    for key, done, error in map_items(
+        _build, jobs_list, jobs, _start_builder, (), "build", "workload", progress, weights
+    ):
         if done is None:
             failed[key] = error or "build failed"
         else:
