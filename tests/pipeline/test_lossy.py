@@ -13,7 +13,6 @@ import torch
 import yaml
 
 from sim.analysis.summary import summarize
-from sim.analysis.tables import compute_table, transfers_table
 from sim.cli import main
 from sim.config.load import parse_scenario
 from sim.engine.devices import DeviceRate
@@ -94,10 +93,10 @@ def test_percentiles_and_deadline_misses_of_four_queued_frames() -> None:
     wl = Workload(("a",), 0, 0, 4, tasks, ())
     tl = simulate(wl, [DeviceRate(1e9)], Network.mesh(["a"], 1e6, 0.0), [0.0] * 4)
     assert tl.latency_s == pytest.approx([1.0, 2.0, 3.0, 4.0])
-    summary = summarize("x", {}, transfers_table(wl, tl), compute_table(wl, tl), tl, deadline_s=2.5)
+    summary = summarize("x", {}, wl, tl, deadline_s=2.5)
     assert summary["latency_p95_s"] == pytest.approx(3.85) and summary["latency_p99_s"] == pytest.approx(3.97)
     assert summary["deadline_miss_rate"] == 0.5
-    assert "deadline_miss_rate" not in summarize("x", {}, transfers_table(wl, tl), compute_table(wl, tl), tl)
+    assert "deadline_miss_rate" not in summarize("x", {}, wl, tl)
 
 
 def test_loss_settings_are_checked_before_any_work() -> None:
