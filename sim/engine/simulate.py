@@ -22,12 +22,19 @@ Semantics (DESIGN section 3, "Engine" and "Topologies"):
   refilled at the link rate; a transmission of ``n`` bytes starting with ``b`` tokens holds the queue
   for ``max(0, n - b) * 8 / bandwidth_bps`` (plus the access overhead) and leaves ``max(0, b - n)`` tokens.
 * Devices on one :class:`~sim.engine.devices.Host` (``hosts``) hold one of its cores while they compute
-  and while they pay their per-message software costs; a device waits (FIFO) when all cores are taken.
-* A device with ``send_overhead_s`` spends it on each message (or multicast payload) a task releases,
-  after the task and before its next one; the message is ready when its cost is paid. The frame's input
-  messages pay the source's send cost without delaying its tasks. A device with ``recv_overhead_s``
-  spends it on each message a task needs, in arrival order, before the task starts (once per message);
-  a final output message counts as held by the sink that much after it arrives.
+  and while they pay their per-message software costs; a device waits (FIFO) when all cores are taken,
+  or, with ``sharing: processor``, every job runs at once at ``min(1, cores / jobs)`` of a core
+  (:class:`sim.engine.cores.SharedCores`).
+* A device that pays per-message software costs (:meth:`DeviceRate.send_s`, :meth:`DeviceRate.recv_s`:
+  ``send_overhead_s``/``recv_overhead_s`` plus a runtime profile's cost of the message's bytes and format)
+  spends the send cost on each message (or multicast payload) a task releases, after the task and before
+  its next one; the message is ready when its cost is paid. The frame's input messages pay the source's
+  send cost without delaying its tasks. It spends the receive cost on each message a task needs, in
+  arrival order, before the task starts (once per message); a final output message counts as held by the
+  sink that much after it arrives. Each payment is a :class:`CpuSpan` of ``Timeline.cpu_spans``.
+* With ``interleave``, a link queue that is busy holds new transmissions per message and serves the
+  messages in turn, one packet (chunk) each (:class:`sim.engine.network.RoundRobin`): the messages one
+  device sends to several peers over its one uplink share it packet by packet.
 * With ``multicast`` (a shared medium), messages made ready together that carry the same payload (equal
   ``frame, src, tensor, partial, channel_ids`` and ``bytes``, non-empty ``tensor``) are one transmission, at the
   slowest receiver's rate, arriving at every receiver after the largest of their latencies.
@@ -59,11 +66,12 @@ from typing import Any, NamedTuple
 import simpy
 from simpy.events import NORMAL
 
+from sim.engine.cores import SharedCores
 from sim.engine.devices import DeviceRate, Host
-from sim.engine.network import Link, Network, chunk_sizes
+from sim.engine.network import Link, Network, RoundRobin, chunk_sizes
 from sim.workload.types import Workload
 
-__all__ = ["DeviceRate", "Hop", "Host", "Timeline", "chunk_sizes", "simulate"]
+__all__ = ["CpuSpan", "DeviceRate", "Hop", "Host", "Timeline", "chunk_sizes", "simulate"]
 
 
 class Hop(NamedTuple):
@@ -78,6 +86,18 @@ class Hop(NamedTuple):
     end_s: float
     nbytes: int = 0
     queued_s: float = 0.0
+
+
+class CpuSpan(NamedTuple):
+    """Software time a device spent on one message: ``side`` ``send`` (before it goes on the wire) or
+    ``recv`` (after it arrived), from ``start_s`` to ``end_s`` of wall time, ``cpu_s`` seconds of CPU work."""
+
+    message: int
+    device: int
+    side: str
+    start_s: float
+    end_s: float
+    cpu_s: float
 
 
 @dataclass
@@ -99,6 +119,7 @@ class Timeline:
     message_ready_s: list[float] = field(default_factory=list)  # when the message was made ready to send
     carried_by: list[int] = field(default_factory=list)
     events: int = 0
+    cpu_spans: list[CpuSpan] = field(default_factory=list)  # per-message software time, when any is charged
 
     @property
     def latency_s(self) -> list[float]:
@@ -129,17 +150,19 @@ def simulate(
     chunk_bytes: int | None = None,
     multicast: bool = False,
     hosts: Sequence[Host | None] = (),
+    interleave: bool = False,
 ) -> Timeline:
     """Run the workload to completion and return its timeline.
 
     ``rates`` follows ``workload.devices``; ``arrivals_s[f]`` is when frame ``f`` enters at the source;
     ``chunk_bytes`` splits messages into chunks; ``multicast`` sends equal payloads once (shared medium);
-    ``hosts[d]`` is the host device ``d`` shares (``None`` or missing: a machine of its own).
+    ``hosts[d]`` is the host device ``d`` shares (``None`` or missing: a machine of its own);
+    ``interleave``: every link queue serves the packets (chunks) of different messages in turn.
     """
     enabled = gc.isenabled()
     gc.disable()  # the run allocates many short-lived acyclic objects; the collector's passes over the
     try:  # (large) workload would cost more than the simulation itself; cycles are collected afterwards
-        return _simulate(workload, rates, network, arrivals_s, chunk_bytes, multicast, hosts)
+        return _simulate(workload, rates, network, arrivals_s, chunk_bytes, multicast, hosts, interleave)
     finally:
         if enabled:
             gc.enable()
@@ -153,6 +176,7 @@ def _simulate(
     chunk_bytes: int | None,
     multicast: bool,
     hosts: Sequence[Host | None],
+    interleave: bool = False,
 ) -> Timeline:
     """:func:`simulate`, with the garbage collector off."""
     env = simpy.Environment()
@@ -174,7 +198,11 @@ def _simulate(
     )
     free_at: dict[str, float] = defaultdict(float)  # queue name -> when it is next free
     tokens: dict[str, tuple[float, float]] = {}  # shaped queue name -> (bucket level in bytes, as of time s)
-    cores = {h.name: simpy.Resource(env, capacity=h.cores) for h in hosts if h is not None}
+    cores: dict[str, simpy.Resource | SharedCores] = {
+        h.name: SharedCores(env, h.cores) if h.sharing == "processor" else simpy.Resource(env, capacity=h.cores)
+        for h in hosts
+        if h is not None
+    }
     core_of = [cores[h.name] if h is not None else None for h in hosts] + [None] * (len(names) - len(hosts))
     arrived = [env.event() for _ in messages]
     waits_for: dict[int, list[int]] = defaultdict(list)  # task -> messages it needs
@@ -192,7 +220,29 @@ def _simulate(
     def record_done(frame: int) -> None:
         timeline.frame_done_s[frame] = max(timeline.frame_done_s[frame], env.now)
 
+    waiting: dict[str, RoundRobin] = defaultdict(RoundRobin)  # interleave: queue -> transmissions waiting
+    sending: set[str] = set()  # interleave: queues transmitting now
+
     def forward(chunk: _Transit) -> None:
+        """Put ``chunk`` on hop ``chunk.k`` of its route: now, or (``interleave``) in its message's turn."""
+        if not interleave:
+            transmit(chunk)
+            return
+        queue = chunk.route[chunk.k].queue_name
+        if queue in sending:
+            waiting[queue].push(chunk.group[0], chunk)
+            return
+        sending.add(queue)
+        transmit(chunk)
+
+    def next_in_turn(queue: str) -> None:
+        """``interleave``: the queue is free; the next waiting transmission, in turn, starts."""
+        if waiting[queue]:
+            transmit(waiting[queue].pop())
+        else:
+            sending.discard(queue)
+
+    def transmit(chunk: _Transit) -> None:
         """Put ``chunk`` (one chunk, or a whole message) on hop ``chunk.k`` of its route now; the event that
         fires when it reaches the hop's far end forwards it to the next hop (store-and-forward) or delivers
         its group."""
@@ -209,6 +259,8 @@ def _simulate(
             tokens[queue] = (level - nbytes if wait == 0.0 else 0.0, start + wait)
             end = start + wait + link.overhead_s
         free_at[queue] = end
+        if interleave:
+            env.timeout(end - now).callbacks.append(lambda _event: next_in_turn(queue))
         hops_append(new_tuple(Hop, (chunk.group[0], link, start, end, nbytes, now)))
         chunk.callbacks = on_arrival
         heappush(schedule, (now + (end + link.latency_s - now), NORMAL, next(eid), chunk))  # a Timeout, reused
@@ -227,7 +279,10 @@ def _simulate(
         for m in group:
             timeline.message_end_s[m] = env.now
             if messages[m].final:
-                cost = rates[messages[m].dst].recv_overhead_s if not messages[m].needed_by else 0.0
+                msg = messages[m]
+                cost = rates[msg.dst].recv_s(msg.format, msg.bytes) if not msg.needed_by else 0.0
+                if cost > 0:
+                    timeline.cpu_spans.append(CpuSpan(m, msg.dst, "recv", env.now, env.now + cost, cost))
                 frame = messages[m].frame
                 timeline.frame_done_s[frame] = max(timeline.frame_done_s[frame], env.now + cost)
             event = arrived[m]  # event.succeed(), inlined
@@ -309,22 +364,37 @@ def _simulate(
 
     def source(frame: int):
         yield frame_arrived[frame]
-        cost = rates[workload.source].send_overhead_s
-        if cost == 0.0:
+        if not rates[workload.source].pays_messages:
             send(input_of_frame[frame])
             return
         for group in groups_of(input_of_frame[frame]):
-            yield from hold(core_of[workload.source], cost)
+            yield from pay_send(workload.source, core_of[workload.source], group)
             send_group(group)
 
-    def hold(core: simpy.Resource | None, seconds: float):
-        """Spend ``seconds`` on a core of ``core`` (waiting for one first), or on the device's own."""
-        if core is None:
-            yield env.timeout(seconds)
+    def hold(core: simpy.Resource | SharedCores | None, seconds: float, task: int | None = None):
+        """Spend ``seconds`` on a core of ``core`` (waiting for one first, or sharing them all), or on the
+        device's own; ``task``: record when it starts."""
+        if core is None or isinstance(core, SharedCores):
+            if task is not None:
+                timeline.task_start_s[task] = env.now
+            yield env.timeout(seconds) if core is None else core.run(seconds)
             return
         with core.request() as request:
             yield request
+            if task is not None:
+                timeline.task_start_s[task] = env.now
             yield env.timeout(seconds)
+
+    def pay(d: int, core: simpy.Resource | SharedCores | None, m: int, side: str, seconds: float):
+        """Device ``d`` spends ``seconds`` of software time on message ``m`` (recorded as a :class:`CpuSpan`)."""
+        start = env.now
+        yield from hold(core, seconds)
+        timeline.cpu_spans.append(CpuSpan(m, d, side, start, env.now, seconds))
+
+    def pay_send(d: int, core: simpy.Resource | SharedCores | None, group: list[int]):
+        """Device ``d`` spends the send cost of the message (or multicast payload) ``group``."""
+        msg = messages[group[0]]
+        yield from pay(d, core, group[0], "send", rates[d].send_s(msg.format, msg.bytes))
 
     def shared_device(d: int, own: list[int]):
         """A device on a host, or paying per-message software costs (module docstring)."""
@@ -336,10 +406,10 @@ def _simulate(
                 yield frame_arrived[task.frame]
             pending = [m for m in waits_for[t] if m not in received]
             while pending:
-                if rate.recv_overhead_s == 0.0:
-                    waiting = [arrived[m] for m in pending if not arrived[m].processed]
-                    if waiting:
-                        yield env.all_of(waiting)
+                if not rate.pays_messages:
+                    unarrived = [arrived[m] for m in pending if not arrived[m].processed]
+                    if unarrived:
+                        yield env.all_of(unarrived)
                     received.update(pending)
                     break
                 ready = [m for m in pending if arrived[m].processed]
@@ -347,26 +417,19 @@ def _simulate(
                     yield env.any_of([arrived[m] for m in pending])
                     continue
                 for m in sorted(ready, key=lambda m: (timeline.message_end_s[m], m)):
-                    yield from hold(core, rate.recv_overhead_s)
+                    yield from pay(d, core, m, "recv", rate.recv_s(messages[m].format, messages[m].bytes))
                     received.add(m)
                 pending = [m for m in pending if m not in received]
-            duration = rate.task_s(task.flops, task.bytes_touched, task.op, task.layer)
-            if core is None:
-                timeline.task_start_s[t] = env.now
-                yield env.timeout(duration)
-            else:
-                with core.request() as request:
-                    yield request
-                    timeline.task_start_s[t] = env.now
-                    yield env.timeout(duration)
+            duration = rate.task_s(task.flops, task.bytes_touched, task.op, task.layer, task.kind)
+            yield from hold(core, duration, t)
             timeline.task_end_s[t] = env.now
             if task.final:
                 record_done(task.frame)
-            if rate.send_overhead_s == 0.0:
+            if not rate.pays_messages:
                 send(released_by[t])
                 continue
             for group in groups_of(released_by[t]):
-                yield from hold(core, rate.send_overhead_s)
+                yield from pay_send(d, core, group)
                 send_group(group)
 
     all_of, timeout = env.all_of, env.timeout  # bound once, not per task
@@ -379,7 +442,7 @@ def _simulate(
                 t,
                 frame_arrived[tasks[t].frame],
                 [arrived[m] for m in waits_for[t]],
-                rate.task_s(tasks[t].flops, tasks[t].bytes_touched, tasks[t].op, tasks[t].layer),
+                rate.task_s(tasks[t].flops, tasks[t].bytes_touched, tasks[t].op, tasks[t].layer, tasks[t].kind),
                 tasks[t].final,
                 released_by[t],
             )
@@ -404,7 +467,7 @@ def _simulate(
     for t, task in enumerate(tasks):
         per_device[task.device].append(t)
     for d in range(len(names)):
-        plain = core_of[d] is None and rates[d].send_overhead_s == 0.0 and rates[d].recv_overhead_s == 0.0
+        plain = core_of[d] is None and not rates[d].pays_messages
         env.process((device if plain else shared_device)(d, per_device[d]))
     env.run()
     timeline.events = next(eid)  # every event scheduled was processed: the queue ran empty

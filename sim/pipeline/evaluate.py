@@ -133,7 +133,14 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
     arrivals = assemble.arrivals_s(scenario, workload.frames)
     hosts = assemble.hosts(scenario)
     timeline = simulate(
-        workload, rates, network, arrivals, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
+        workload,
+        rates,
+        network,
+        arrivals,
+        chunk_bytes=net.chunk_bytes,
+        multicast=net.multicast,
+        hosts=hosts,
+        interleave=net.interleave,
     )
     transfers = transfers_table(workload, timeline)
     compute = compute_table(workload, timeline)
@@ -147,11 +154,11 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
     links, devices = counters.link_table(network, timeline), counters.device_table(workload, rates, timeline)
     summary["links"], summary["devices"] = counters.records(links), counters.records(devices)
     summary["critical_path"] = critical_path_summary(workload, timeline)
-    if any(d.profile is not None for d in scenario.devices):
+    if scenario.profile is not None or any(d.profile is not None for d in scenario.devices):
         summary["compute_times"] = assemble.time_sources(workload, rates)
     if workload.frames > 1:  # a stream: also each frame's latency alone, without queueing behind others
         summary["service_latency_s"] = service_latency_s(
-            workload, rates, network, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
+            workload, rates, network, net.chunk_bytes, net.multicast, hosts, net.interleave
         )
     if scenario.baseline == "single":
         if baseline is None:
@@ -160,7 +167,14 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
         summary["baseline"] = {**base, **speedups(summary, base)}
     if built.deploy is not None:  # on the same network, before inference; not part of its latency
         shipped = simulate(
-            built.deploy, rates, network, [0.0], chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
+            built.deploy,
+            rates,
+            network,
+            [0.0],
+            chunk_bytes=net.chunk_bytes,
+            multicast=net.multicast,
+            hosts=hosts,
+            interleave=net.interleave,
         )
         summary.update(deployment_summary(built.deploy, shipped))
     return RunResult(transfers, compute, summary, workload, timeline, links, devices)
