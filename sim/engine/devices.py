@@ -53,9 +53,7 @@ class LayerTimes:
     seconds: Mapping[TaskShape, float] = field(default_factory=dict)
     fit: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
-    def lookup(
-        self, layer: str, op: str, flops: float, bytes_touched: int, kind: str = ""
-    ) -> tuple[float, str] | None:
+    def lookup(self, layer: str, op: str, flops: float, bytes_touched: int, kind: str = "") -> tuple[float, str] | None:
         """``(seconds, "table")`` for a measured shape, ``(seconds, "fit")`` for a fitted op kind, else None."""
         measured = self.seconds.get(task_shape(layer, op, flops, bytes_touched))
         if measured is not None:
@@ -80,9 +78,7 @@ class RuntimeTimes:
     seconds: Mapping[TaskShape, float] = field(default_factory=dict)
     fits: Sequence[Mapping[str, CostLine]] = ()
 
-    def lookup(
-        self, layer: str, op: str, flops: float, bytes_touched: int, kind: str = ""
-    ) -> tuple[float, str] | None:
+    def lookup(self, layer: str, op: str, flops: float, bytes_touched: int, kind: str = "") -> tuple[float, str] | None:
         """``(seconds, "table")`` for a measured shape, ``(seconds, "fit")`` for a fitted one, else None."""
         measured = self.seconds.get(task_shape(layer, op, flops, bytes_touched))
         if measured is not None:

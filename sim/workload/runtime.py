@@ -223,9 +223,7 @@ def read_runtime_profile(path: str | Path) -> RuntimeProfile:
         raise UserError(f"profile: {p} has version {data.get('version')}; this dsim reads version {VERSION}")
     try:
         devices = tuple(
-            DeviceCompute(
-                str(d["device"]), tuple(ComputeEntry(**e) for e in d["entries"]), _lines(d["fits"])
-            )
+            DeviceCompute(str(d["device"]), tuple(ComputeEntry(**e) for e in d["entries"]), _lines(d["fits"]))
             for d in data["devices"]
         )
         profile = RuntimeProfile(
