@@ -223,24 +223,31 @@ def _simulate(
     waiting: dict[str, RoundRobin] = defaultdict(RoundRobin)  # interleave: queue -> transmissions waiting
     sending: set[str] = set()  # interleave: queues transmitting now
 
+    started: set[int] = set()  # interleave: messages whose first transmission has started
+
     def forward(chunk: _Transit) -> None:
-        """Put ``chunk`` on hop ``chunk.k`` of its route: now, or (``interleave``) in its message's turn."""
+        """Put ``chunk`` on hop ``chunk.k`` of its route: now, or (``interleave``) in its message's turn; an
+        idle queue starts serving at the end of this instant, once every message made ready now has joined."""
         if not interleave:
             transmit(chunk)
             return
         queue = chunk.route[chunk.k].queue_name
-        if queue in sending:
-            waiting[queue].push(chunk.group[0], chunk)
-            return
-        sending.add(queue)
-        transmit(chunk)
+        waiting[queue].push(chunk.group[0], chunk)
+        if queue not in sending:
+            sending.add(queue)
+            env.timeout(0.0).callbacks.append(lambda _event: next_in_turn(queue))
 
     def next_in_turn(queue: str) -> None:
         """``interleave``: the queue is free; the next waiting transmission, in turn, starts."""
-        if waiting[queue]:
-            transmit(waiting[queue].pop())
-        else:
+        if not waiting[queue]:
             sending.discard(queue)
+            return
+        chunk = waiting[queue].pop()
+        transmit(chunk)
+        if chunk.k == 0 and chunk.group[0] not in started:
+            started.add(chunk.group[0])
+            for m in chunk.group:
+                timeline.message_start_s[m] = timeline.hops[-1].start_s
 
     def transmit(chunk: _Transit) -> None:
         """Put ``chunk`` (one chunk, or a whole message) on hop ``chunk.k`` of its route now; the event that
@@ -341,12 +348,13 @@ def _simulate(
             first = route[0]
             if first.protocol is None and (chunk_bytes is None or msg.bytes <= chunk_bytes):
                 forward(_Transit(group, route, msg.bytes, True))
-                timeline.message_start_s[m] = timeline.hops[-1].start_s
+                if not interleave:  # else recorded when its turn comes
+                    timeline.message_start_s[m] = timeline.hops[-1].start_s
                 continue
             sizes = first.wire_sizes(msg.bytes, chunk_bytes)
             for i, size in enumerate(sizes):  # chunks (packets) join the first queue back to back, in order
                 forward(_Transit(group, route, size, i == len(sizes) - 1))
-                if i == 0:
+                if i == 0 and not interleave:
                     timeline.message_start_s[m] = timeline.hops[-1].start_s
 
     def send_group(group: list[int]) -> None:
@@ -358,7 +366,7 @@ def _simulate(
         sizes = route[0].wire_sizes(messages[group[0]].bytes, chunk_bytes)
         for i, size in enumerate(sizes):  # chunks (packets) join the first queue back to back, in order
             forward(_Transit(group, route, size, i == len(sizes) - 1))
-            if i == 0:
+            if i == 0 and not interleave:
                 for m in group:
                     timeline.message_start_s[m] = timeline.hops[-1].start_s
 

@@ -144,9 +144,12 @@ def profile_runtime(
     return profile_from_runs(sc, prep.workload, runs, shape)
 
 
-def profile_from_runs(sc: Scenario, workload: Workload, runs: Sequence[RunResult], shape: bool) -> RuntimeProfile:
-    """The runtime profile of measured ``runs`` of ``sc`` (whose workload is ``workload``)."""
-    cores = this_machine_cores()
+def profile_from_runs(
+    sc: Scenario, workload: Workload, runs: Sequence[RunResult], shape: bool, cores: int | None = None
+) -> RuntimeProfile:
+    """The runtime profile of measured ``runs`` of ``sc`` (whose workload is ``workload``); every device
+    process ran on ``cores`` cores (default: :func:`sim.testbed.validate.this_machine_cores`)."""
+    cores = this_machine_cores() if cores is None else cores
     execution = runs[0].summary["execution"]
     network = None
     if shape:
