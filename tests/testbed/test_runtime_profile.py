@@ -58,7 +58,7 @@ def simulated(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_the_profile_of_a_shared_run_recovers_each_tasks_cpu_time(simulated) -> None:
-    _tmp, _sc, prep, run, profile = simulated
+    profile = simulated[-1]
     assert (profile.sharing.processes, profile.sharing.cores) == (4, 2)
     walls = [e.wall_s for d in profile.devices for e in d.entries]
     for d in profile.devices:
