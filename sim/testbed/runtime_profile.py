@@ -12,7 +12,9 @@ From the measured runs' timelines:
   waited behind the previous message to the same peer).
 * **recv**: a message's CPU time on its receiver is the table's ``recv_cpu_s`` when measured, else what its
   measured transit (first byte to the socket, last byte read) took beyond the wire time the engine
-  models for it alone on its route (:func:`wire_s`; none on loopback): the median per message class.
+  models for it alone on its route (:func:`wire_s`; none on loopback), plus, when it was the last message
+  a task waited for on an idle device, the time from its arrival to that task's start (decoding it, the
+  device waking up, merging what it received: :func:`wake_gaps`): the median per message class.
 
 Each of send and recv is fitted per wire format as ``bytes * s_per_byte + overhead_s``.
 
@@ -96,6 +98,27 @@ def wire_s(workload: Workload, network: Network, m: int) -> float:
     return timeline.message_end_s[0] - timeline.message_start_s[0]
 
 
+def wake_gaps(workload: Workload, run: RunResult) -> dict[int, float]:
+    """Per message that was the last one a task waited for while its device was idle (its previous task had
+    ended before the message arrived): seconds from the message's arrival to the task's start."""
+    tl, previous_end, last_task = run.timeline, {}, {}
+    for t, task in enumerate(workload.tasks):
+        if task.device in last_task:
+            previous_end[t] = tl.task_end_s[last_task[task.device]]
+        last_task[task.device] = t
+    needs: dict[int, list[int]] = {}
+    for m, msg in enumerate(workload.messages):
+        for t in msg.needed_by:
+            needs.setdefault(t, []).append(m)
+    gaps = {}
+    for t, ms in needs.items():
+        last = max(ms, key=lambda m: (tl.message_end_s[m], m))
+        arrived = tl.message_end_s[last]
+        if previous_end.get(t, 0.0) <= arrived <= tl.task_start_s[t]:
+            gaps[last] = tl.task_start_s[t] - arrived
+    return gaps
+
+
 def message_costs(workload: Workload, runs: Sequence[RunResult], network: Network | None) -> tuple[dict, dict]:
     """Per wire format, the fits of the send and the receive CPU time of a message (module docstring);
     ``network`` is the shaped network the runs used (None: loopback, no wire time)."""
@@ -103,6 +126,7 @@ def message_costs(workload: Workload, runs: Sequence[RunResult], network: Networ
     wire: dict[tuple[int, int, int], float] = {}
     for run in runs:
         tl, table = run.timeline, run.transfers
+        gaps = wake_gaps(workload, run)
         for m, msg in enumerate(workload.messages):
             key = (msg.layer, msg.src, msg.dst, msg.format, msg.bytes)
             if "send_cpu_s" in table:
@@ -112,7 +136,7 @@ def message_costs(workload: Workload, runs: Sequence[RunResult], network: Networ
                 pair = (msg.src, msg.dst, msg.bytes)
                 if network is not None and pair not in wire:
                     wire[pair] = wire_s(workload, network, m)
-                recv = tl.message_end_s[m] - tl.message_start_s[m] - wire.get(pair, 0.0)
+                recv = tl.message_end_s[m] - tl.message_start_s[m] - wire.get(pair, 0.0) + gaps.get(m, 0.0)
             per_class["send"].setdefault(key, []).append(max(0.0, send))
             per_class["recv"].setdefault(key, []).append(max(0.0, recv))
     measured_split = "send_cpu_s" in runs[0].transfers
