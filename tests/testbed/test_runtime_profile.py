@@ -11,17 +11,20 @@ from pathlib import Path
 
 import pytest
 
+from sim.analysis.result import RunResult
 from sim.cli import main
 from sim.config.load import parse_scenario
 from sim.engine import assemble
 from sim.engine.devices import DeviceRate, MessageCpu
-from sim.engine.simulate import simulate
+from sim.engine.simulate import Timeline, simulate
 from sim.errors import UserError
 from sim.pipeline.evaluate import evaluate
 from sim.pipeline.prepare import prepare
-from sim.testbed.runtime_profile import cpu_seconds, profile_from_runs
+from sim.testbed.runtime_profile import cpu_seconds, profile_from_runs, wake_gaps
 from sim.testbed.validate import validate
 from sim.workload.runtime import read_runtime_profile, write_runtime_profile
+from sim.workload.types import Task, Workload
+from tests import helpers
 from tests.helpers import scenario_dict
 
 
@@ -29,6 +32,17 @@ def test_cpu_seconds_undo_processor_sharing() -> None:
     # On one core: a [0, 3] alone for 1 s, with b [1, 2] for 1 s (half each), alone again for 1 s: 2.5 s.
     assert cpu_seconds([(0.0, 3.0), (1.0, 2.0)], cores=1) == [2.5, 0.5]
     assert cpu_seconds([(0.0, 3.0), (1.0, 2.0)], cores=2) == [3.0, 1.0]  # a core each: nothing shared
+
+
+@pytest.mark.parametrize(("previous_end_s", "gaps"), [(1.0, {1: 1.0}), (4.5, {})])
+def test_the_wake_gap_goes_to_the_last_message_a_task_waited_for(previous_end_s: float, gaps: dict) -> None:
+    # d1's second task needs m0 (arrives at 2 s) and m1 (at 4 s) and starts at 5 s: when d1 was idle (its
+    # first task ended at 1 s) the 1 s after m1's arrival is m1's; when it was busy until 4.5 s, nobody's.
+    tasks = (Task(0, "a", 1, 1.0, "conv", False), Task(0, "b", 1, 1.0, "conv", True))
+    msgs = (helpers.message(0, 1, 100, needed_by=(1,)), helpers.message(2, 1, 100, needed_by=(1,)))
+    wl = Workload(("d0", "d1", "d2"), 0, 1, 1, tasks, msgs)
+    tl = Timeline([0.0, 5.0], [previous_end_s, 6.0], [0.0, 0.0], [2.0, 4.0], [1, 1])
+    assert wake_gaps(wl, RunResult(None, None, {}, wl, tl)) == gaps  # type: ignore[arg-type]
 
 
 def _shared(tmp_path: Path, **extra: object):
