@@ -101,7 +101,9 @@ def wire_s(workload: Workload, network: Network, m: int) -> float:
 def wake_gaps(workload: Workload, run: RunResult) -> dict[int, float]:
     """Per message that was the last one a task waited for while its device was idle (its previous task had
     ended before the message arrived): seconds from the message's arrival to the task's start."""
-    tl, previous_end, last_task = run.timeline, {}, {}
+    tl = run.timeline
+    previous_end: dict[int, float] = {}  # task -> when the device's previous task ended
+    last_task: dict[int, int] = {}  # device -> its latest task so far
     for t, task in enumerate(workload.tasks):
         if task.device in last_task:
             previous_end[t] = tl.task_end_s[last_task[task.device]]
