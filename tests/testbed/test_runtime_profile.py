@@ -132,3 +132,22 @@ def test_profile_one_configuration_and_validate_another_on_loopback(tmp_path: Pa
     assert abs(error) <= 50.0, printed
     info = __import__("json").loads((out / "validation.json").read_text())
     assert info["profile"]["out_of_sample"] is True
+
+
+def test_a_scenarios_profile_sets_rates_and_processor_sharing(simulated) -> None:
+    tmp, *_rest, profile = simulated
+    path = tmp / "rates.json"
+    write_runtime_profile(path, profile)
+    data = _shared(tmp, profile=str(path))
+    data["hosts"] = [{"name": "box", "cores": 2}]  # sharing not given: processor, with a runtime profile
+    for d in data["devices"]:
+        d.pop("gflops")
+    sc = parse_scenario(data, origin="test")
+    assert {h.sharing for h in assemble.hosts(sc) if h is not None} == {"processor"}
+    # the partitioner's rate: 1 / the conv fit's seconds per FLOP (the run computed at 1 GFLOP/s)
+    assert assemble.compute_rates(sc) == [pytest.approx(1e9, rel=1e-6)] * 4
+    data["hosts"][0]["sharing"] = "fifo"
+    assert {h.sharing for h in assemble.hosts(parse_scenario(data, origin="test")) if h is not None} == {"fifo"}
+    data["hosts"][0]["sharing"] = "round"
+    with pytest.raises(UserError, match=r"hosts.0..sharing"):
+        parse_scenario(data, origin="test")
