@@ -222,12 +222,11 @@ def _simulate(
 
     waiting: dict[str, RoundRobin] = defaultdict(RoundRobin)  # interleave: queue -> transmissions waiting
     sending: set[str] = set()  # interleave: queues transmitting now
-
     started: set[int] = set()  # interleave: messages whose first transmission has started
 
     def forward(chunk: _Transit) -> None:
         """Put ``chunk`` on hop ``chunk.k`` of its route: now, or (``interleave``) in its message's turn; an
-        idle queue starts serving at the end of this instant, once every message made ready now has joined."""
+        idle queue starts serving in a zero-delay event, once the messages made ready with it have joined."""
         if not interleave:
             transmit(chunk)
             return
