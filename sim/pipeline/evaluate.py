@@ -154,6 +154,10 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
     links, devices = counters.link_table(network, timeline), counters.device_table(workload, rates, timeline)
     summary["links"], summary["devices"] = counters.records(links), counters.records(devices)
     summary["critical_path"] = critical_path_summary(workload, timeline)
+    if timeline.cpu_spans:  # per-message software time charged (seconds of CPU, all messages)
+        summary["message_cpu_s"] = {
+            side: sum(span.cpu_s for span in timeline.cpu_spans if span.side == side) for side in ("send", "recv")
+        }
     if scenario.profile is not None or any(d.profile is not None for d in scenario.devices):
         summary["compute_times"] = assemble.time_sources(workload, rates)
     if workload.frames > 1:  # a stream: also each frame's latency alone, without queueing behind others

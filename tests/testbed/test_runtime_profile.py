@@ -97,6 +97,9 @@ def test_a_profile_written_and_read_back_gives_the_same_predictions(simulated) -
     ]
     in_memory = simulate(prep.workload, rates, assemble.network(sc), [0.0, 0.0], hosts=assemble.hosts(sc))
     assert from_file.timeline.task_end_s == in_memory.task_end_s
+    spans = from_file.timeline.cpu_spans  # the receive costs are charged, and totalled in summary.json
+    assert from_file.summary["message_cpu_s"]["recv"] == pytest.approx(sum(x.cpu_s for x in spans if x.side == "recv"))
+    assert from_file.summary["message_cpu_s"]["recv"] > 0
     # and the profile of a run predicts that run back: its CPU times were recovered exactly; its messages'
     # transit (under 1 us each at 100 Gbit/s) is counted twice, as wire and as receive time
     assert from_file.summary["latency_s"] == pytest.approx(run.summary["latency_s"], abs=5e-6)
