@@ -378,6 +378,30 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_optimize(args: argparse.Namespace) -> int:
+    from sim.config.load import load  # pydantic: kept out of --help
+    from sim.report.text import format_search  # pandas: kept out of --help
+    from sim.study.optimize import SPACES, SearchSettings, optimize, save_search, search_table  # torch
+
+    scenario = load(args.scenario)
+    out = _check_out(args.out if args.out else Path("results") / f"{scenario.name}-optimize", directory=True)
+    spaces = tuple(s.strip() for s in args.space.split(",")) if args.space else SPACES
+    settings = SearchSettings(
+        objective=args.objective,
+        spaces=spaces,
+        budget=args.budget,
+        time_s=args.time,
+        seed=args.seed,
+        jobs=args.jobs or 1,
+    )
+    result = optimize(scenario, settings, progress=not args.quiet)
+    with _writing(out):
+        save_search(result, scenario, out)
+    print(format_search(search_table(result), settings.objective))
+    print(f"written to {out}/ (best.json: the partition; best.yaml: the scenario with it)")
+    return 0
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from sim.config.load import json_schema  # pydantic: kept out of --help
 
@@ -509,6 +533,20 @@ def parser() -> argparse.ArgumentParser:
     )
     prof.add_argument("--device", action="append", default=[], metavar="NAME", help="only this device (repeatable)")
     prof.set_defaults(func=_cmd_profile)
+    opt = sub.add_parser("optimize", help="search for the best split of a scenario, simulating every candidate")
+    opt.add_argument("scenario", help="scenario YAML file (its partition is ignored)")
+    opt.add_argument(
+        "--objective", default="latency", help="latency (default), throughput, bytes or energy: what to minimise"
+    )
+    opt.add_argument(
+        "--space", metavar="LIST", help="comma-separated search spaces: filters, pipeline, hybrid (default: all)"
+    )
+    opt.add_argument("--budget", type=int, default=200, metavar="N", help="candidates to evaluate (default 200)")
+    opt.add_argument("--time", type=float, metavar="S", help="stop after this many seconds (checked per batch)")
+    opt.add_argument("--seed", type=int, help="search seed (default: the scenario's)")
+    opt.add_argument("--out", metavar="DIR", help="output directory (default: results/<name>-optimize/)")
+    opt.add_argument("--jobs", type=int, metavar="N", help="worker processes (default 1)")
+    opt.set_defaults(func=_cmd_optimize)
     schema = sub.add_parser("schema", help="print the JSON Schema of scenario files")
     schema.set_defaults(func=_cmd_schema)
     for command in sub.choices.values():

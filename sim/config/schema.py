@@ -222,6 +222,12 @@ class DeviceSpec(_Strict):
     recv_overhead_us: float = Field(
         default=0.0, ge=0, le=3.6e9, description="software cost of receiving one message (at most an hour)"
     )
+    memory_mb: float | None = Field(
+        default=None,
+        gt=0,
+        le=1e9,
+        description="memory for weights and activations (MB = 1e6 bytes); dsim optimize rejects splits needing more",
+    )
 
     @model_validator(mode="before")
     @classmethod

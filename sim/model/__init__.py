@@ -1,1 +1,2 @@
-"""model"""
+"""The torch side: the model zoo, datasets and training, the traced channel-flow graph, partitions and the
+per-device layer shards."""

@@ -301,12 +301,27 @@ def _deliver(
 
 
 def frame_values(
-    graph: FlowGraph, plan: WorkloadPlan, images: Sequence[torch.Tensor], every_layer_input: bool = False
+    graph: FlowGraph,
+    plan: WorkloadPlan,
+    images: Sequence[torch.Tensor],
+    every_layer_input: bool = False,
+    cache: Sequence[dict[str, np.ndarray]] | None = None,
 ) -> tuple[list[dict[str, np.ndarray]], list[dict[tuple[str, int], np.ndarray]]]:
     """Per frame: the values of the tensors that cross the network (plus every layer's input when
-    ``every_layer_input``, as :func:`sim.workload.choose_exchange` needs) and the plan's partial sums."""
+    ``every_layer_input``, as :func:`sim.workload.choose_exchange` needs) and the plan's partial sums.
+
+    ``cache`` (one dict per frame, tensor -> value of the unsplit model) is read first and filled with
+    what it lacks, so sizing many partitions of one model (``dsim optimize``) runs the model once per
+    frame for each tensor."""
     tensors = plan.tensors() | {plan.layer_input(n) for n in plan.partial_layers()}
     if every_layer_input:
         tensors |= {plan.layer_input(n) for n in plan.exchange}
-    frames = [graph.activations(x, tensors) if tensors else {} for x in images]  # one device: nothing crosses
+    if cache is not None:
+        for x, held in zip(images, cache):
+            missing = tensors - held.keys()
+            if missing:
+                held.update(graph.activations(x, missing))
+        frames = [{t: held[t] for t in tensors} for held in cache]
+    else:
+        frames = [graph.activations(x, tensors) if tensors else {} for x in images]  # one device: nothing crosses
     return frames, [partial_sums(graph, plan, values) for values in frames]

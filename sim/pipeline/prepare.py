@@ -8,10 +8,13 @@ it and sizes every message; it returns a :class:`Prepared`, whose workload the e
 from __future__ import annotations
 
 import io
+import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -143,6 +146,15 @@ def trace_model(scenario: Scenario) -> FlowGraph:
     return FlowGraph.trace(model, batch.images)
 
 
+def start_forked_worker() -> None:
+    """Pool initializer of a worker forked from a process that has run torch: one torch thread (a forked
+    child cannot use its parent's OpenMP threads and would hang; torch's own DataLoader workers do the
+    same), Ctrl-C left to the parent (which stops the pool) and the default SIGTERM."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    torch.set_num_threads(1)
+
+
 def image_owners(scenario: Scenario, graph: FlowGraph) -> list[int] | None:
     """The device index of each image channel (``inputs.owners``), or ``None`` for the source's; refused
     in one line when the list does not match the model input's channels."""
@@ -270,6 +282,40 @@ def train_model(
     return "trained"
 
 
+def sized_workload(
+    scenario: Scenario,
+    graph: FlowGraph,
+    parts: partition.Partition,
+    images: Sequence[torch.Tensor],
+    cache: Sequence[dict[str, np.ndarray]] | None = None,
+) -> tuple[WorkloadPlan, Workload]:
+    """The plan and the sized workload of ``parts`` on the traced ``graph``: the frames (``images``, one batch
+    each) run through the split model and every message sized in the scenario's wire format (with
+    ``exchange: auto``, both schemes of every layer are sized and the cheaper kept). ``cache``: the unsplit
+    model's tensor values per frame, read and filled (:func:`sim.model.shards.frame_values`)."""
+    transfer, names = scenario.transfer, scenario.device_names
+    spec = wire.WireSpec(transfer.dtype, transfer.index_bits)
+    if transfer.exchange == "auto":  # size both schemes of every layer, then keep the cheapest choice
+        both = make_plan(scenario, graph, parts, exchange="partial_sums")
+        frames, partials = shards.frame_values(graph, both, images, True, cache)
+        exchange = choose_exchange(both, frames, partials, spec, transfer.format, transfer.channel_header)
+        plan = make_plan(scenario, graph, parts, exchange=exchange)
+    else:
+        plan = make_plan(scenario, graph, parts, exchange=transfer.exchange)
+        frames, partials = shards.frame_values(graph, plan, images, cache=cache)
+    workload = build_workload(
+        plan,
+        frames,
+        names,
+        spec,
+        transfer.format,
+        batch=scenario.inputs.batch_size,
+        partials=partials,
+        channel_header=transfer.channel_header,
+    )
+    return plan, workload
+
+
 def prepare(scenario: Scenario, store: Store | None = None) -> Prepared:
     """Load (and train) the model, trace it, partition it on its original channels, prune it (masks,
     fine-tuning, physical removal), trace the smaller model, run the frames through it, size every message
@@ -302,25 +348,7 @@ def prepare(scenario: Scenario, store: Store | None = None) -> Prepared:
         kept = kept_kernels(model, dense)
         kept_all = sum(kept[n] * dense[n] for n in dense) / max(1, sum(dense.values()))
     transfer, images = scenario.transfer, [b.images for b in batches]
-    spec = wire.WireSpec(transfer.dtype, transfer.index_bits)
-    if transfer.exchange == "auto":  # size both schemes of every layer, then keep the cheapest choice
-        both = make_plan(scenario, graph, parts, exchange="partial_sums")
-        frames, partials = shards.frame_values(graph, both, images, every_layer_input=True)
-        exchange = choose_exchange(both, frames, partials, spec, transfer.format, transfer.channel_header)
-        plan = make_plan(scenario, graph, parts, exchange=exchange)
-    else:
-        plan = make_plan(scenario, graph, parts, exchange=transfer.exchange)
-        frames, partials = shards.frame_values(graph, plan, images)
-    workload = build_workload(
-        plan,
-        frames,
-        names,
-        spec,
-        transfer.format,
-        batch=inputs.batch_size,
-        partials=partials,
-        channel_header=transfer.channel_header,
-    )
+    plan, workload = sized_workload(scenario, graph, parts, images)
     weights = None
     if scenario.deploy is not None:
         weights = deploy.deployment_workload(

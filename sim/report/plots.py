@@ -28,7 +28,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.transforms import Bbox
 
 from sim.analysis import curves
-from sim.analysis.pareto import PARETO_COLUMNS
+from sim.analysis.pareto import PARETO_COLUMNS, Objective, non_dominated
 from sim.analysis.tables import traffic_matrix
 from sim.errors import UserError
 from sim.fileio import atomic_path
@@ -523,3 +523,51 @@ def _subset(style: dict[str, Any], keep: np.ndarray) -> dict[str, Any]:
         out.setdefault("vmin", float(np.nanmin(style["c"])))
         out.setdefault("vmax", float(np.nanmax(style["c"])))
     return out
+
+
+def plot_search(table: pd.DataFrame, path: str | Path, title: str = "") -> Figure:
+    """The candidates of ``dsim optimize`` (``search.csv``): latency (ms) against bytes sent (kB), and
+    latency against throughput (frames/s), each candidate a dot coloured by its search space; the fronts
+    (non-dominated on each pair) ringed in black, the named strategies labelled and the best starred."""
+    if not len(table):
+        raise UserError(f"{path}: no candidates to draw")
+    fig = Figure(figsize=(11, 4.8))
+    left, right = fig.subplots(1, 2)
+    ok = table[table["feasible"]]
+    best = ok.sort_values(["objective", "index"]).iloc[0]
+    spaces = list(dict.fromkeys(table["space"]))
+    colours = {s: mpl.colormaps["tab10"](i) for i, s in enumerate(spaces)}
+    pairs = (
+        (left, "bytes_total", 1e-3, "bytes sent per run (kB)", False),
+        (right, "throughput_fps", 1.0, "throughput (frames/s)", True),
+    )
+    for ax, column, scale, label, maximize in pairs:
+        x, y = table[column].to_numpy(float) * scale, table["latency_s"].to_numpy(float) * 1e3
+        for s in spaces:
+            rows = (table["space"] == s).to_numpy()
+            ax.scatter(x[rows], y[rows], s=18, alpha=0.7, color=colours[s], label=s)
+        front = non_dominated(ok, [Objective("latency_s"), Objective(column, maximize)])
+        ax.scatter(
+            ok[column].to_numpy(float)[front] * scale,
+            ok["latency_s"].to_numpy(float)[front] * 1e3,
+            s=60,
+            facecolors="none",
+            edgecolors="black",
+            label="front",
+        )
+        ax.scatter([best[column] * scale], [best["latency_s"] * 1e3], marker="*", s=220, color="gold", ec="black")
+        named = table[table["space"] == "named"]
+        place_labels(
+            fig,
+            ax,
+            list(zip(named[column].to_numpy(float) * scale, named["latency_s"].to_numpy(float) * 1e3)),
+            list(named["description"]),
+        )
+        ax.set_xlabel(label)
+        ax.set_ylabel("mean latency per frame (ms)")
+        ax.grid(True, alpha=0.3)
+    left.legend(fontsize=8, loc="best")
+    fig.suptitle(
+        f"{title + ': ' if title else ''}{len(table)} candidates; best (star): {best['description']}", fontsize=10
+    )
+    return _save(fig, path)

@@ -190,3 +190,33 @@ def format_comparison(table: pd.DataFrame) -> str:
             + base.to_string(index=False)
         )
     return "\n\n".join(blocks)
+
+
+def format_search(table: pd.DataFrame, objective: str) -> str:
+    """The best candidate of ``dsim optimize`` (``search.csv``) against every named strategy: latency,
+    throughput, bytes, memory of the fullest device, and how much worse than the best each one's objective is.
+
+    >>> t = pd.DataFrame({"index": [0, 1], "space": ["named", "filters"], "description": ["contiguous", "shares 0.5:0.5"],
+    ...     "feasible": [True, True], "objective": [2.0, 1.0], "latency_s": [2.0, 1.0],
+    ...     "throughput_fps": [0.5, 1.0], "bytes_total": [100, 80], "memory_mb_max": [1.0, 1.0]})
+    >>> print(format_search(t, "latency").splitlines()[2].split())
+    ['best', 'shares', '0.5:0.5', '1000.000', '1.00', '0.080', '1.000', '0.0']
+    """
+    ok = table[table["feasible"]]
+    best = ok.sort_values(["objective", "index"]).head(1)
+    named = table[table["space"] == "named"]
+    rows = pd.concat([best.assign(description="best " + best["description"]), named])
+    worse = (rows["objective"] - best["objective"].iloc[0]) / abs(best["objective"].iloc[0]) * 100
+    out = pd.DataFrame(
+        {
+            "candidate": rows["description"],
+            "latency ms": _cells(rows["latency_s"], 1e3, 3),
+            "throughput fps": _cells(rows["throughput_fps"], 1, 2),
+            "kB": _cells(rows["bytes_total"], 1e-3, 3),
+            "max memory MB": _cells(rows["memory_mb_max"], 1, 3),
+            f"{objective} vs best %": _cells(worse, 1, 1),
+        }
+    )
+    infeasible = int((~table["feasible"]).sum())
+    head = f"{len(table)} candidates evaluated ({infeasible} over a device's memory_mb); objective: {objective}"
+    return head + "\n" + out.to_string(index=False)

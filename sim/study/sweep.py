@@ -124,7 +124,7 @@ def _simulate(job: tuple[int, Scenario, str, str | None]) -> tuple[int, dict[str
     return simulate_point(index, scenario, _WORKLOADS[key], None if base is None else _WORKLOADS[base])
 
 
-def _map(
+def map_items(
     fn: Any,
     items: list[Any],
     jobs: int,
@@ -212,7 +212,7 @@ def iter_points(
     workloads: dict[str, BuiltWorkload] = {}
     failed: dict[str, str] = {}
     jobs_list = [(key, sc, store) for key, sc in builds.items()]
-    for key, done, error in _map(_build, jobs_list, jobs, _start_builder, (), "build", "workload", progress):
+    for key, done, error in map_items(_build, jobs_list, jobs, _start_builder, (), "build", "workload", progress):
         if done is None:
             failed[key] = error or "build failed"
         else:
@@ -233,7 +233,7 @@ def iter_points(
         return
     _init_worker(workloads)
     try:
-        yield from _map(_simulate, runnable, jobs, _start_worker, (workloads,), what, "point", progress)
+        yield from map_items(_simulate, runnable, jobs, _start_worker, (workloads,), what, "point", progress)
     finally:
         _init_worker({})
 
