@@ -20,6 +20,7 @@ def main() -> int:
             continue
         spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module  # importable by name (processes a benchmark spawns unpickle from it)
         assert spec.loader is not None
         spec.loader.exec_module(module)
         print(f"\n== {path.stem} ==", flush=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sim import __version__
-from sim.errors import UserError
+from sim.errors import RunFailure, UserError
 from sim.progress import LOG as PROGRESS_LOG
 from sim.progress import show_bars
 
@@ -631,6 +631,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"dsim: error: {exc}", file=sys.stderr)
         return 2
+    except RunFailure as exc:
+        print(f"dsim: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("dsim: interrupted", file=sys.stderr)
         return 130

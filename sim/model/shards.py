@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -325,3 +326,94 @@ def frame_values(
     else:
         frames = [graph.activations(x, tensors) if tensors else {} for x in images]  # one device: nothing crosses
     return frames, [partial_sums(graph, plan, values) for values in frames]
+
+
+# -- the per-device layer kernel ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LayerShard:
+    """A conv or linear layer as one device computes it (``exchange: inputs``): its ``filters`` (output
+    channels it owns, ascending) from the input channels ``inputs`` (ascending).
+
+    ``needed`` are the input channels the kept filters use (non-zero weights): what the device must hold.
+    ``inputs`` is what the call reads, ``needed`` itself for an ungrouped layer; for a grouped conv it is
+    every channel of the groups holding the filters (zeros are fine where not ``needed``: their weights
+    are zero), or every input channel when the filters are spread unevenly over groups, in which case the
+    call computes all filters and ``outputs`` (positions in its output) keeps the owned ones. A linear
+    layer's input is flattened: channel ``c`` is features ``c*in_spatial ... (c+1)*in_spatial - 1``.
+
+    Example: filters 0 and 1 of a 3x3 conv with 4 input channels, all used::
+
+        >>> conv = nn.Conv2d(4, 8, 3, padding=1)
+        >>> shard = layer_shard(conv, np.ones((8, 4), dtype=bool), np.array([0, 1]))
+        >>> tuple(run_shard(shard, torch.ones(1, 4, 5, 5)).shape)
+        (1, 2, 5, 5)
+    """
+
+    op: str  # "conv" or "linear"
+    filters: np.ndarray
+    needed: np.ndarray
+    inputs: np.ndarray
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    stride: tuple[int, ...] = (1, 1)
+    padding: Any = (0, 0)
+    dilation: tuple[int, ...] = (1, 1)
+    groups: int = 1
+    outputs: torch.Tensor | None = None  # uneven grouped conv: positions of the filters in the call's output
+
+
+def layer_shard(
+    module: nn.Conv2d | nn.Linear, uses: np.ndarray, filters: np.ndarray, in_spatial: int = 1, bias: bool = True
+) -> LayerShard:
+    """The shard of ``module`` that computes ``filters`` (indices, ascending); ``uses[f, c]`` (bool, filters x
+    input channels) says which input channels each filter reads (:class:`sim.workload.graph.Layer`).
+    ``bias``: add the filters' bias (false for partial sums)."""
+    filters = np.asarray(filters, dtype=np.int64)
+    rows = torch.from_numpy(filters)
+    needed = np.flatnonzero(uses[filters].any(axis=0)) if len(filters) else np.zeros(0, dtype=np.int64)
+    weight = module.weight.detach()
+    b = module.bias.detach()[rows].clone() if bias and module.bias is not None else None
+    if isinstance(module, nn.Linear):
+        cols = torch.from_numpy(channel_features(needed, in_spatial))
+        return LayerShard("linear", filters, needed, needed, weight[rows][:, cols].contiguous(), b)
+    conv = dict(stride=tuple(module.stride), padding=module.padding, dilation=tuple(module.dilation))
+    if module.groups == 1 or not len(filters):
+        w = weight[rows][:, torch.from_numpy(needed)].contiguous()
+        return LayerShard("conv", filters, needed, needed, w, b, **conv)  # type: ignore[arg-type]
+    per_in, per_out = module.in_channels // module.groups, module.out_channels // module.groups
+    kept, counts = np.unique(filters // per_out, return_counts=True)
+    if len(set(counts.tolist())) <= 1:  # as many filters in every group it touches (depthwise does)
+        inputs = (kept[:, None] * per_in + np.arange(per_in)[None, :]).ravel()
+        return LayerShard(
+            "conv",
+            filters,
+            needed,
+            inputs,
+            weight[rows].contiguous(),
+            b,
+            groups=len(kept),
+            **conv,  # type: ignore[arg-type]
+        )
+    full_bias = module.bias.detach().clone() if bias and module.bias is not None else None
+    return LayerShard(
+        "conv", filters, needed, np.arange(module.in_channels), weight.clone(), full_bias,
+        groups=module.groups, outputs=rows, **conv,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def run_shard(shard: LayerShard, x: torch.Tensor) -> torch.Tensor:
+    """The shard's output, ``(B, filters, H, W)`` or ``(B, filters)``, from ``x`` holding the channels
+    ``shard.inputs`` in order (``(B, inputs, H, W)``, or flattened ``(B, inputs * in_spatial)``)."""
+    if shard.op == "linear":
+        return F.linear(x, shard.weight, shard.bias)
+    out = F.conv2d(x, shard.weight, shard.bias, shard.stride, shard.padding, shard.dilation, shard.groups)
+    return out if shard.outputs is None else out.index_select(1, shard.outputs)
+
+
+def channel_features(channels: np.ndarray, per_channel: int) -> np.ndarray:
+    """The features of ``channels`` of a flattened tensor with ``per_channel`` features per channel.
+
+    >>> channel_features(np.array([0, 2]), 3).tolist()
+    [0, 1, 2, 6, 7, 8]
+    """
+    return (np.asarray(channels)[:, None] * per_channel + np.arange(per_channel)[None, :]).ravel()

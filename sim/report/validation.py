@@ -21,6 +21,8 @@ from sim.fileio import atomic_path, staged_directory, write_csv
 from sim.report.save import save_run
 
 KIND_TITLES = {"compute": "compute (layer on device)", "message": "message classes", "end_to_end": "end to end"}
+KINDS = (*KIND_TITLES, "first_frame", "interval")  # the component kinds of validation.csv, in its order
+# (frame 0's latency and the time between departures are reported, not plotted: one point each)
 
 
 def plot_validation(table: pd.DataFrame, path: str | Path, title: str = "") -> Figure:
@@ -90,3 +92,64 @@ def save_validation(
         (stage / "validation.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         names = sorted(p.name for p in stage.iterdir())
     return [Path(out) / n for n in names] + written
+
+
+def error_distribution(table: pd.DataFrame, min_message_bytes: int = 4000) -> pd.DataFrame:
+    """Per kind (and ``message >=4KB`` for messages of at least ``min_message_bytes``): how many components,
+    the median and 90th percentile of ``|error_pct|``, and the share within 5% and 10%."""
+    groups = [(k, table[table["kind"] == k]) for k in KINDS]
+    big = table[(table["kind"] == "message") & (table["bytes"] >= min_message_bytes)]
+    groups.insert(2, (f"message >={min_message_bytes // 1000}KB", big))
+    rows = []
+    for name, g in groups:
+        err = g["error_pct"].abs().dropna().to_numpy()
+        if len(err) == 0:
+            continue
+        rows.append(
+            (
+                name,
+                len(err),
+                float(np.median(g["error_pct"].dropna())),
+                float(np.median(err)),
+                float(np.percentile(err, 90)),
+                float((err <= 5).mean() * 100),
+                float((err <= 10).mean() * 100),
+            )
+        )
+    cols = [
+        "kind",
+        "components",
+        "median_error_pct",
+        "median_abs_error_pct",
+        "p90_abs_error_pct",
+        "within_5pct",
+        "within_10pct",
+    ]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def format_validation(table: pd.DataFrame, notes: list[str]) -> str:
+    """The terminal text of ``dsim validate``: the end-to-end error and the per-kind error distribution."""
+    lines = []
+    titles = {"end_to_end": "end to end", "first_frame": "frame 0 latency", "interval": "between departures"}
+    for kind, title in titles.items():
+        rows = table[table["kind"] == kind]
+        if not len(rows):
+            continue
+        row = rows.iloc[0]
+        lines.append(
+            f"{title:<18} measured median {row['measured_median_s'] * 1e3:.2f} ms "
+            f"(p10 {row['measured_p10_s'] * 1e3:.2f}, p90 {row['measured_p90_s'] * 1e3:.2f}), "
+            f"predicted {row['predicted_s'] * 1e3:.2f} ms, error {row['error_pct']:+.1f} %"
+        )
+    dist = error_distribution(table)
+    lines.append(
+        f"{'kind':<16} {'n':>4} {'median err':>11} {'median |err|':>13} {'p90 |err|':>10} {'<=5%':>6} {'<=10%':>6}"
+    )
+    for r in dist.itertuples(index=False):
+        lines.append(
+            f"{r.kind:<16} {r.components:>4} {r.median_error_pct:>+10.1f}% {r.median_abs_error_pct:>12.1f}% "
+            f"{r.p90_abs_error_pct:>9.1f}% {r.within_5pct:>5.0f}% {r.within_10pct:>5.0f}%"
+        )
+    lines += [f"note: {n}" for n in notes]
+    return "\n".join(lines)

@@ -25,12 +25,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sim.config.schema import Scenario
 from sim.engine import assemble
 from sim.engine.network import Network
-from sim.errors import UserError
+from sim.errors import RunFailure, UserError
 
 DEFAULT_BURST_BYTES = 2000  # tbf bucket: one full Ethernet frame and some headroom
 QUEUE_LIMIT_BYTES = 4_000_000  # tbf queue: large enough that TCP never sees a drop at these rates
@@ -45,6 +45,21 @@ class Testbed:
     addresses: dict[str, str]
     burst_bytes: int
     latency_applied: bool  # False when the kernel has no netem: links then have no added delay
+    # link "a-b" (one per topology edge) -> its two ends, (namespace, interface)
+    interfaces: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+
+    def links_down(self) -> list[str]:
+        """The links (``"a-b"``) with an end that is not up (``ip link set ... down`` on either side)."""
+        return [name for name, ends in self.interfaces.items() if not all(_is_up(ns, dev) for ns, dev in ends)]
+
+
+def _is_up(ns: str, dev: str) -> bool:
+    """Whether interface ``dev`` in namespace ``ns`` is administratively up with a carrier."""
+    done = subprocess.run(
+        ["ip", "-n", ns, "-o", "link", "show", "dev", dev], capture_output=True, text=True,
+        timeout=COMMAND_TIMEOUT_S, check=False,
+    )  # fmt: skip
+    return done.returncode == 0 and "state UP" in done.stdout
 
 
 def check_available() -> None:
@@ -78,9 +93,20 @@ def testbed(scenario: Scenario, burst_bytes: int = DEFAULT_BURST_BYTES) -> Itera
     created: list[str] = []
     try:
         yield _build(network, scenario.device_names, burst_bytes, created)
+    except RunFailure as exc:  # say what was removed, after removing it
+        exc.cleaned.append(f"{_delete(created)} network namespaces removed")
+        raise
     finally:
-        for ns in reversed(created):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=COMMAND_TIMEOUT_S, check=False)
+        _delete(created)
+
+
+def _delete(created: list[str]) -> int:
+    """Delete the namespaces in ``created`` (newest first, emptying it); how many there were."""
+    count = len(created)
+    for ns in reversed(created):
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=COMMAND_TIMEOUT_S, check=False)
+    created.clear()
+    return count
 
 
 def _build(network: Network, devices: list[str], burst_bytes: int, created: list[str]) -> Testbed:
@@ -130,7 +156,10 @@ def _build(network: Network, devices: list[str], burst_bytes: int, created: list
             for here, nxt in itertools.pairwise(path):
                 cmd = ["ip", "-n", ns[here], "route", "replace", f"{address[dst]}/32", "via", peer_addr[(here, nxt)]]
                 _run(*cmd, *(["src", address[src]] if here == src else []))
-    return Testbed({d: ns[d] for d in devices}, address, burst_bytes, netem)
+    ends: dict[str, tuple[tuple[str, str], ...]] = {
+        f"{a}-{b}": ((ns[a], iface[(a, b)]), (ns[b], iface[(b, a)])) for a, b in edges
+    }
+    return Testbed({d: ns[d] for d in devices}, address, burst_bytes, netem, ends)
 
 
 def _shape(ns: str, dev: str, rate_bps: float, burst_bytes: int, latency_s: float, netem: bool) -> bool:

@@ -22,7 +22,8 @@ topology, device count or model) the prediction takes every task's and message's
 (the scenario's top-level ``profile:``), with the device processes sharing this machine's cores; what
 differs between the profiled run and this one is recorded in ``validation.json`` (``profile``). A
 predicted message's duration then includes its receive CPU time (``recv_cpu_s``), as a measured message's
-transit (to the last byte read) does.
+transit (to the last byte read) does, when the profile fitted that time from measured transits (a testbed
+without ``send_cpu_s``/``recv_cpu_s`` columns).
 
 On loopback (no ``--shape``) the links are not shaped, so the message and end-to-end predictions, made at the
 scenario's rates, are not expected to match: the compute rows are the comparison there. With ``--shape`` and a
@@ -51,9 +52,21 @@ from sim.errors import UserError
 from sim.pipeline.calibrate import calibrated
 from sim.pipeline.evaluate import evaluate
 from sim.pipeline.prepare import prepare
+from sim.report.validation import KINDS, error_distribution, format_validation
 from sim.testbed.execute import execute
 from sim.workload.runtime import RuntimeProfile, read_runtime_profile
 
+__all__ = [
+    "KINDS",
+    "VALIDATION_COLUMNS",
+    "Validation",
+    "compare_runs",
+    "error_distribution",
+    "fit_devices",
+    "format_validation",
+    "validate",
+    "zero_latency",
+]
 VALIDATION_COLUMNS = [
     "kind",
     "component",
@@ -68,7 +81,6 @@ VALIDATION_COLUMNS = [
     "predicted_s",
     "error_pct",
 ]
-KINDS = ("compute", "message", "end_to_end", "first_frame", "interval")
 
 
 @dataclass
@@ -205,7 +217,8 @@ def validate(
             f"with the scenario's own device rates the end-to-end prediction was {own * 1e3:.2f} ms "
             f"({(own - measured) / measured * 100:+.1f} % of the measured median)"
         )
-    return Validation(compare_runs(predicted, runs), predicted, runs, notes, extra)
+    in_transit = profile is not None and not profile.run.get("measured_cpu_split", False)
+    return Validation(compare_runs(predicted, runs, in_transit), predicted, runs, notes, extra)
 
 
 def fit_devices(sc: Scenario, table: pd.DataFrame, predicted: RunResult) -> Scenario:
@@ -263,12 +276,13 @@ def _durations(result: RunResult, kind: str, predicted: bool = False) -> pd.Data
     return pd.DataFrame({"layer": "", "src": "", "dst": "", "bytes": 0, "seconds": latency})
 
 
-def compare_runs(predicted: RunResult, measured: list[RunResult]) -> pd.DataFrame:
+def compare_runs(predicted: RunResult, measured: list[RunResult], recv_in_transit: bool = False) -> pd.DataFrame:
     """The comparison table (:data:`VALIDATION_COLUMNS`), one row per component, in the order of the
-    simulated tables (compute rows, then message classes, then end to end)."""
+    simulated tables (compute rows, then message classes, then end to end). ``recv_in_transit``: a
+    predicted message's duration includes its receive CPU time (a runtime profile fitted it from transits)."""
     rows = []
     for kind in KINDS:
-        pred = _durations(predicted, kind, predicted=True)
+        pred = _durations(predicted, kind, predicted=recv_in_transit)
         meas = pd.concat([_durations(r, kind) for r in measured], ignore_index=True)
         keys = ["layer", "src", "dst"]
         samples = {key: g["seconds"].to_numpy() for key, g in meas.groupby(keys, sort=False)}
@@ -297,64 +311,3 @@ def compare_runs(predicted: RunResult, measured: list[RunResult]) -> pd.DataFram
                 )
             )
     return pd.DataFrame(rows, columns=VALIDATION_COLUMNS)
-
-
-def error_distribution(table: pd.DataFrame, min_message_bytes: int = 4000) -> pd.DataFrame:
-    """Per kind (and ``message >=4KB`` for messages of at least ``min_message_bytes``): how many components,
-    the median and 90th percentile of ``|error_pct|``, and the share within 5% and 10%."""
-    groups = [(k, table[table["kind"] == k]) for k in KINDS]
-    big = table[(table["kind"] == "message") & (table["bytes"] >= min_message_bytes)]
-    groups.insert(2, (f"message >={min_message_bytes // 1000}KB", big))
-    rows = []
-    for name, g in groups:
-        err = g["error_pct"].abs().dropna().to_numpy()
-        if len(err) == 0:
-            continue
-        rows.append(
-            (
-                name,
-                len(err),
-                float(np.median(g["error_pct"].dropna())),
-                float(np.median(err)),
-                float(np.percentile(err, 90)),
-                float((err <= 5).mean() * 100),
-                float((err <= 10).mean() * 100),
-            )
-        )
-    cols = [
-        "kind",
-        "components",
-        "median_error_pct",
-        "median_abs_error_pct",
-        "p90_abs_error_pct",
-        "within_5pct",
-        "within_10pct",
-    ]
-    return pd.DataFrame(rows, columns=cols)
-
-
-def format_validation(table: pd.DataFrame, notes: list[str]) -> str:
-    """The terminal text of ``dsim validate``: the end-to-end error and the per-kind error distribution."""
-    lines = []
-    titles = {"end_to_end": "end to end", "first_frame": "frame 0 latency", "interval": "between departures"}
-    for kind, title in titles.items():
-        rows = table[table["kind"] == kind]
-        if not len(rows):
-            continue
-        row = rows.iloc[0]
-        lines.append(
-            f"{title:<18} measured median {row['measured_median_s'] * 1e3:.2f} ms "
-            f"(p10 {row['measured_p10_s'] * 1e3:.2f}, p90 {row['measured_p90_s'] * 1e3:.2f}), "
-            f"predicted {row['predicted_s'] * 1e3:.2f} ms, error {row['error_pct']:+.1f} %"
-        )
-    dist = error_distribution(table)
-    lines.append(
-        f"{'kind':<16} {'n':>4} {'median err':>11} {'median |err|':>13} {'p90 |err|':>10} {'<=5%':>6} {'<=10%':>6}"
-    )
-    for r in dist.itertuples(index=False):
-        lines.append(
-            f"{r.kind:<16} {r.components:>4} {r.median_error_pct:>+10.1f}% {r.median_abs_error_pct:>12.1f}% "
-            f"{r.p90_abs_error_pct:>9.1f}% {r.within_5pct:>5.0f}% {r.within_10pct:>5.0f}%"
-        )
-    lines += [f"note: {n}" for n in notes]
-    return "\n".join(lines)

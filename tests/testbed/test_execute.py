@@ -21,6 +21,7 @@ from sim.pipeline.prepare import prepare
 from sim.report.validation import save_validation
 from sim.testbed import netns
 from sim.testbed.execute import build_programs, execute, measured_result, run_devices
+from sim.testbed.measure import CPU_COLUMNS
 from sim.testbed.validate import VALIDATION_COLUMNS, compare_runs, error_distribution
 from tests.helpers import DESIGN_SUMMARY_KEYS, scenario_dict
 
@@ -62,7 +63,7 @@ def test_every_device_used_inputs_of_the_unsplit_model(loopback) -> None:
     _prep, rounds, runs, *_ = loopback
     check = runs[0].summary["execution"]["check"]
     assert check["ok"] and check["inputs_max_relative_error"] < 1e-5
-    layers = {r[1] for reports in rounds for rep in reports for r in rep.inputs}
+    layers = {u.stage for reports in rounds for rep in reports for u in rep.inputs}
     assert {"conv1", "conv2", "fc1", "fc2", "fc3"} <= layers  # every layer's inputs were checked
 
 
@@ -71,7 +72,8 @@ def test_measured_files_have_the_columns_of_dsim_run(loopback) -> None:
     transfers = pd.read_csv(out / "measured" / "transfers.csv")
     compute = pd.read_csv(out / "measured" / "compute.csv")
     summary = json.loads((out / "measured" / "summary.json").read_text())
-    assert list(transfers.columns) == TRANSFER_COLUMNS
+    assert list(transfers.columns) == TRANSFER_COLUMNS + CPU_COLUMNS
+    assert (transfers[CPU_COLUMNS] > 0).all().all()  # every message cost its sender and receiver some CPU
     assert DESIGN_TRANSFERS.split() == TRANSFER_COLUMNS[: len(DESIGN_TRANSFERS.split())]
     assert list(compute.columns) == COMPUTE_COLUMNS
     assert all(k in summary for k in DESIGN_SUMMARY_KEYS)
@@ -188,11 +190,12 @@ def test_a_message_starts_when_its_connection_is_free() -> None:
     from types import SimpleNamespace
 
     from sim.testbed.execute import link_free_starts
+    from sim.testbed.program import SendTime
 
     m = SimpleNamespace
     messages = [m(src=0, dst=1), m(src=0, dst=1), m(src=0, dst=2)]
     workload = SimpleNamespace(messages=messages)
-    sent = {0: (0.0, 1.0), 1: (0.0, 1.5), 2: (0.0, 1.6)}  # (ready, handed to the socket)
+    sent = {k: SendTime(0.0, start, 0.0) for k, start in enumerate([1.0, 1.5, 1.6])}  # handed to the socket at
     received = {0: 4.0, 1: 6.0, 2: 3.0}
     # message 1 waits for message 0 on the 0->1 connection (arrived at 4.0); message 2 has its own
     assert link_free_starts(workload, sent, received) == [1.0, 4.0, 1.6]
