@@ -10,11 +10,11 @@ From the measured runs' timelines:
   measured it, else the time from the message being made (ready) to its bytes going to the socket
   (encoding it), the 10th percentile over frames and repeats of each message class (the higher ones
   waited behind the previous message to the same peer).
-* **recv**: a message's CPU time on its receiver is the table's ``recv_cpu_s`` when measured, else what its
-  measured transit (first byte to the socket, last byte read) took beyond the wire time the engine
+* **recv**: a message's time on its receiver is what its measured transit (first byte to the socket, last byte read) took beyond the wire time the engine
   models for it alone on its route (:func:`wire_s`; none on loopback), plus, when it was the last message
   a task waited for on an idle device, the time from its arrival to that task's start (decoding it, the
-  device waking up, merging what it received: :func:`wake_gaps`): the median per message class.
+  device waking up, merging what it received: :func:`wake_gaps`), or instead of that gap the table's
+  ``recv_cpu_s`` when the testbed measured it (reading, decoding, merging): the median per message class.
 
 Each of send and recv is fitted per wire format as ``bytes * s_per_byte + overhead_s``.
 
@@ -131,14 +131,16 @@ def message_costs(workload: Workload, runs: Sequence[RunResult], network: Networ
         gaps = wake_gaps(workload, run)
         for m, msg in enumerate(workload.messages):
             key = (msg.layer, msg.src, msg.dst, msg.format, msg.bytes)
-            if "send_cpu_s" in table:
-                send, recv = float(table["send_cpu_s"].iloc[m]), float(table["recv_cpu_s"].iloc[m])
+            pair = (msg.src, msg.dst, msg.bytes)
+            if network is not None and pair not in wire:
+                wire[pair] = wire_s(workload, network, m)
+            beyond_wire = max(0.0, tl.message_end_s[m] - tl.message_start_s[m] - wire.get(pair, 0.0))
+            if "send_cpu_s" in table:  # measured CPU times (reading, decoding, merging) and the transit's excess
+                send = float(table["send_cpu_s"].iloc[m])
+                recv = float(table["recv_cpu_s"].iloc[m]) + beyond_wire
             else:
                 send = tl.message_start_s[m] - tl.message_ready_s[m]
-                pair = (msg.src, msg.dst, msg.bytes)
-                if network is not None and pair not in wire:
-                    wire[pair] = wire_s(workload, network, m)
-                recv = tl.message_end_s[m] - tl.message_start_s[m] - wire.get(pair, 0.0) + gaps.get(m, 0.0)
+                recv = beyond_wire + gaps.get(m, 0.0)
             per_class["send"].setdefault(key, []).append(max(0.0, send))
             per_class["recv"].setdefault(key, []).append(max(0.0, recv))
     measured_split = "send_cpu_s" in runs[0].transfers

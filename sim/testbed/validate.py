@@ -22,8 +22,8 @@ topology, device count or model) the prediction takes every task's and message's
 (the scenario's top-level ``profile:``), with the device processes sharing this machine's cores; what
 differs between the profiled run and this one is recorded in ``validation.json`` (``profile``). A
 predicted message's duration then includes its receive CPU time (``recv_cpu_s``), as a measured message's
-transit (to the last byte read) does, when the profile fitted that time from measured transits (a testbed
-without ``send_cpu_s``/``recv_cpu_s`` columns).
+transit (to the last byte read) does: the profile's receive time holds the measured transit's excess over
+the wire time.
 
 On loopback (no ``--shape``) the links are not shaped, so the message and end-to-end predictions, made at the
 scenario's rates, are not expected to match: the compute rows are the comparison there. With ``--shape`` and a
@@ -217,8 +217,7 @@ def validate(
             f"with the scenario's own device rates the end-to-end prediction was {own * 1e3:.2f} ms "
             f"({(own - measured) / measured * 100:+.1f} % of the measured median)"
         )
-    in_transit = profile is not None and not profile.run.get("measured_cpu_split", False)
-    return Validation(compare_runs(predicted, runs, in_transit), predicted, runs, notes, extra)
+    return Validation(compare_runs(predicted, runs, profile is not None), predicted, runs, notes, extra)
 
 
 def fit_devices(sc: Scenario, table: pd.DataFrame, predicted: RunResult) -> Scenario:
