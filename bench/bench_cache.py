@@ -1,6 +1,6 @@
 """The build cache: ``dsim compare scenarios/quadrants/*.yaml`` cold (empty cache) and warm (second call),
 in a fresh temporary cache folder: wall time and CPU time (user + system of the command and its worker
-processes: the figure to read on a busy machine). Target (issue 13): warm < 10 % of cold.
+processes: the figure to read on a busy machine). Target: warm < 10 % of cold (a repeated study should cost little).
 Run: ``.venv/bin/python bench/bench_cache.py``.
 """
 

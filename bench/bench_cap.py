@@ -1,4 +1,4 @@
-"""CaP reproduction (issue 12): every arm of ``scenarios/cap/`` on digits, and a smaller Fashion-MNIST set.
+"""CaP reproduction: every arm of ``scenarios/cap/`` on digits, and a smaller Fashion-MNIST set.
 
 Runs the arms through :func:`sim.study.compare.compare` (what ``dsim compare scenarios/cap/*.yaml``
 runs), prints accuracy, kept kernels (overall and per conv), elements x hops (total and busiest link),

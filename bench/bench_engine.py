@@ -4,16 +4,21 @@ The ResNet-18 workload is built once for one frame (synthetic input, contiguous 
 for 100 frames arriving every 5 ms (the engine only reads sizes, so repeating a frame's messages is the
 same work for it as 100 distinct frames). Beside it: a bare SimPy loop doing the same number of
 timeouts in the same run, and the ratio of the two rates (how much the engine's bookkeeping costs per
-event). Both are timed in CPU seconds of this process (``time.process_time``), so the ratio holds on a
-busy machine. Run: ``.venv/bin/python bench/bench_engine.py``.
+event). Both are timed in CPU seconds of this process (``time.process_time``), :data:`REPEATS` times each,
+alternating, and printed as median and range; the ratio is the median of the per-repeat ratios. The load
+average is printed with the figures: publish them only from a quiet machine
+(``../shared/tools/quiet-run -- .venv/bin/python bench/bench_engine.py``).
+Run: ``.venv/bin/python bench/bench_engine.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 
 import simpy
+from timing import REPEATS, loadavg, spread
 
 from sim.config.load import parse_scenario
 from sim.engine.assemble import device_rates
@@ -67,23 +72,26 @@ def bare_simpy(timeouts: int) -> float:
 
 
 def main() -> None:
-    """Print the engine's events/s, the bare SimPy loop's events/s, and their ratio."""
+    """Print the engine's events/s, the bare SimPy loop's events/s, and their ratio (medians of REPEATS)."""
     scenario = parse_scenario(SCENARIO)
     workload = repeat_frames(prepare(scenario).workload, FRAMES)
     rates, network = device_rates(scenario), assemble_network(scenario)
     arrivals = [f * scenario.setup.interval_s for f in range(FRAMES)]
-    start = time.process_time()
-    timeline = simulate(workload, rates, network, arrivals)
-    engine_s = time.process_time() - start
-    bare_s = bare_simpy(timeline.events)
-    engine_rate, bare_rate = timeline.events / engine_s, timeline.events / bare_s
+    engine_s, bare_s, ratios = [], [], []
+    for _ in range(REPEATS):
+        start = time.process_time()
+        timeline = simulate(workload, rates, network, arrivals)
+        engine_s.append(time.process_time() - start)
+        bare_s.append(bare_simpy(timeline.events))
+        ratios.append(bare_s[-1] / engine_s[-1])  # = engine events/s over bare events/s
+    events = timeline.events
     print(
         f"ResNet-18, 8 devices, star, {FRAMES} frames: {len(workload.tasks)} tasks, {len(workload.messages)} "
-        f"messages, {timeline.events} events"
+        f"messages, {events} events; {loadavg()}"
     )
-    print(f"{'engine':<12} {engine_s:8.3f} CPU s {engine_rate:12,.0f} events/s")
-    print(f"{'bare SimPy':<12} {bare_s:8.3f} CPU s {bare_rate:12,.0f} events/s")
-    print(f"ratio (engine / bare SimPy events per second): {engine_rate / bare_rate:.3f}")
+    print(f"{'engine':<12} CPU s {spread(engine_s, '.3f')}; {events / statistics.median(engine_s):12,.0f} events/s")
+    print(f"{'bare SimPy':<12} CPU s {spread(bare_s, '.3f')}; {events / statistics.median(bare_s):12,.0f} events/s")
+    print(f"ratio (engine / bare SimPy events per second): {spread(ratios, '.3f')}")
     print(f"simulated mean latency {sum(timeline.latency_s) / FRAMES * 1e3:.3f} ms per frame")
 
 

@@ -1,5 +1,5 @@
 """Bytes on the wire per wire format and exchange scheme, for the quick-start (LeNet-5, 4 devices) and
-ResNet-18 on 4 devices (issue 5), and the deployment bytes per format. Figures, not speed.
+ResNet-18 on 4 devices, and the deployment bytes per format. Figures, not speed.
 
     .venv/bin/python bench/run.py bench_exchange
 """

@@ -6,7 +6,7 @@ kept). Each step prints its wall time, its CPU time (``time.process_time``: the 
 machine) and the process's peak resident memory so far (``ru_maxrss``); each format runs in a fresh
 process, so its peak is its own.
 The steps are those of :func:`sim.pipeline.prepare.prepare` and :func:`evaluate`, called one by one.
-Targets (issue 13): build + simulate < 60 s and < 4 GiB. Run: ``.venv/bin/python bench/bench_imagenet.py``
+Targets (an ImageNet-size model must fit a laptop): build + simulate < 60 s and < 4 GiB. Run: ``.venv/bin/python bench/bench_imagenet.py``
 (``--format dense`` for one format only).
 """
 

@@ -106,12 +106,23 @@ def _cmd_partition(args: argparse.Namespace) -> int:
     from sim.engine import assemble  # torch-free, but only this command needs it here
 
     rates = assemble.compute_rates(scenario)
-    parts = partition.make_partition(graph, args.strategy, len(names), seed=seed, rates=rates)
+    spec = scenario.partition
+    split = partition.make_split(
+        graph,
+        args.strategy,
+        len(names),
+        seed=seed,
+        rates=rates,
+        sink=names.index(scenario.sink),
+        fused=spec.fused and args.strategy == "spatial",
+        tiles=spec.tiles if args.strategy == "spatial" else None,
+    )
     with _writing(args.out):
-        partition.save_partition(args.out, scenario.model.name, names, parts)
+        partition.save_partition(args.out, scenario.model.name, names, split)
+    balance = "" if split.spatial else f"; compute imbalance {partition.imbalance(graph, split.filters, rates):.3f}"
     print(
-        f"wrote {args.out}: {len(parts)} layers of {scenario.model.name} over {len(names)} devices "
-        f"({args.strategy}; compute imbalance {partition.imbalance(graph, parts, rates):.3f})"
+        f"wrote {args.out}: {len(split.filters)} layers of {scenario.model.name} over {len(names)} devices "
+        f"({args.strategy}{balance})"
     )
     return 0
 
@@ -124,9 +135,18 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     from sim.pipeline.prepare import prepare  # torch: imported only by the commands that build a model
 
     scenario = calibrated(load(args.scenario))
+    if args.figure is not None:
+        _check_out(args.figure, directory=False, flag="--figure")
     prepared = prepare(scenario)
     baseline = prepare(baseline_scenario(scenario)).built if scenario.baseline == "single" else None
     print(describe(prepared, evaluate(scenario, prepared.built, baseline)))
+    if args.figure is not None:
+        from sim.pipeline.describe import ownership_table  # torch: imported only by the commands that build a model
+        from sim.report.plots import plot_ownership  # matplotlib: kept out of --help
+
+        with _writing(args.figure, flag="--figure"):
+            plot_ownership(ownership_table(prepared), args.figure, title=scenario.name)
+        print(f"wrote {args.figure}")
     return 0
 
 
@@ -403,7 +423,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from sim.config.load import json_schema  # pydantic: kept out of --help
+    from sim.config.schema import json_schema  # pydantic: kept out of --help (and no YAML reader needed)
 
     print(json.dumps(json_schema(), indent=2))
     return 0
@@ -447,6 +467,7 @@ def parser() -> argparse.ArgumentParser:
     part.set_defaults(func=_cmd_partition)
     desc = sub.add_parser("describe", help="per-layer shapes, FLOPs per device and bytes per device pair")
     desc.add_argument("scenario", help="scenario YAML file")
+    desc.add_argument("--figure", default=None, help="also draw who computes what per layer to this PNG")
     desc.set_defaults(func=_cmd_describe)
     sw = sub.add_parser("sweep", help="run every combination of scenario settings; writes sweep.csv and plots")
     sw.add_argument("scenario", help="scenario YAML file")
@@ -518,7 +539,7 @@ def parser() -> argparse.ArgumentParser:
     val.set_defaults(func=_cmd_validate)
     prof = sub.add_parser("profile", help="time every layer shard of a scenario as each device runs it (JSON)")
     prof.add_argument("scenario", help="scenario YAML file")
-    prof.add_argument("--out", required=True, metavar="FILE", help="profile JSON to write, e.g. profiles/x.json")
+    prof.add_argument("--out", required=True, metavar="FILE", help="profile JSON to write, e.g. results/x.json")
     prof.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed calls per shard (default 3)")
     prof.add_argument(
         "--repeats", type=int, metavar="N", help="timed calls per shard (default 20); with --execute: runs (default 3)"

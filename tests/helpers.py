@@ -67,7 +67,7 @@ def task(device: int, flops: float, final: bool = False, frame: int = 0, op: str
     return Task(frame, layer, device, flops, op, final)
 
 
-DESIGN_SUMMARY_KEYS = (  # DESIGN section 5: summary.json holds at least these, written out here literally
+DESIGN_SUMMARY_KEYS = (  # docs/design.md §5: summary.json holds at least these, written out here literally
     "latency_s",
     "latency_p50_s",
     "latency_p99_s",

@@ -1,5 +1,5 @@
 """Run ``dsim validate --shape`` over a grid of models, device counts, topologies and link rates, and collect
-the per-kind errors in one table (the validation page, docs/validation.md).
+the per-kind errors in one table (docs/tutorials/validation.md §3; out of sample: docs/validation.md).
 
     python tools/validation_grid.py --out results/validation-grid [--repeats 3] [--only vgg11-4-mesh-5]
     python tools/validation_grid.py --out results/grid-oos --profile-point 4-mesh-20 [--models vgg11-model]

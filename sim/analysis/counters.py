@@ -4,7 +4,8 @@
   ``a<->b``, or the shared ``medium``): bytes carried, transmissions, busy time, utilisation (busy time /
   makespan), and the total time transmissions waited for it.
 * :func:`device_table` (``devices.csv``): one row per device: its rates, tasks, FLOPs, busy time, idle
-  time (makespan - busy) and utilisation.
+  time (makespan - busy), utilisation and the float32 bytes of conv and linear weights it holds
+  (``weights_bytes``; empty for a workload that does not say).
 * :func:`stream_stats`: sustained throughput and whether the system keeps up with the arrivals.
 
 Example::
@@ -38,6 +39,7 @@ DEVICE_COLUMNS = [
     "busy_s",
     "idle_s",
     "utilisation",
+    "weights_bytes",
 ]
 
 
@@ -90,6 +92,7 @@ def device_table(workload: Workload, rates: Sequence[DeviceRate], timeline: Time
                 busy[d],
                 span - busy[d],
                 busy[d] / span if span > 0 else 0.0,
+                workload.weights_bytes[d] if workload.weights_bytes else None,
             )
         )
     return pd.DataFrame(rows, columns=DEVICE_COLUMNS)

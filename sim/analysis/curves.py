@@ -33,7 +33,9 @@ SUMMARY_COLUMNS = (
     "frames",
     "latency_s",
     "latency_p50_s",
+    "latency_p95_s",
     "latency_p99_s",
+    "deadline_miss_rate",
     "throughput_fps",
     "keeps_up",
     "service_latency_s",
@@ -45,6 +47,7 @@ SUMMARY_COLUMNS = (
     "bytes_bitmap",
     "bytes_auto",
     "messages",
+    "retransmissions",
     "elements_hops",
     "elements_hops_max_link",
     "kept_kernels",
@@ -58,7 +61,22 @@ SUMMARY_COLUMNS = (
 )
 META_COLUMNS = ("point", "scenario", "error")
 BANDWIDTH_KEY = "network.bandwidth_mbps"
+LOSS_FIELDS = ("p", "p_good_bad", "loss_good", "loss_bad")  # loss settings a loss sweep draws against
 SINGLE = "single device"  # label of the baseline curves
+
+
+def loss_column(table: pd.DataFrame) -> str | None:
+    """The first swept loss rate of a sweep table (``network.loss.p``, ``network.links.0.loss.p_good_bad``,
+    ...), or None.
+
+    >>> loss_column(pd.DataFrame(columns=["point", "network.loss.p", "latency_s"]))
+    'network.loss.p'
+    """
+    for column in swept_columns(table):
+        parts = column.split(".")
+        if len(parts) >= 2 and parts[-2] == "loss" and parts[-1] in LOSS_FIELDS:
+            return column
+    return None
 
 
 def errors(table: pd.DataFrame) -> pd.Series:
@@ -132,24 +150,60 @@ def _crossings(x: np.ndarray, gap: np.ndarray) -> list[float]:
     return found
 
 
-def crossovers(table: pd.DataFrame, x: str = BANDWIDTH_KEY) -> pd.DataFrame:
-    """Values of ``x`` where one line of :func:`lines` crosses another or its own single-device baseline
-    (equal ``latency_s``), as a table ``line, versus, <x>``.
+Curve = tuple[str, list[str], pd.DataFrame]  # a line of :func:`lines`: label, settings, rows sorted by x
 
-    Between samples the crossing is interpolated linearly in ``log x``.
+
+def line_pairs(curves: list[Curve]) -> list[tuple[int, int]]:
+    """The pairs ``(i, j)``, ``i < j``, of lines that differ in exactly one swept setting, in
+    :func:`itertools.combinations` order: every pair when one setting names the lines (a sweep over
+    variants, or over one key besides ``x``).
+
+    Lines are grouped once by their settings with each one left out, so the cost grows with the pairs
+    found, not with the square of the lines.
+
+    >>> line_pairs([("a", ["f=1", "g=1"], None), ("b", ["f=2", "g=1"], None), ("c", ["f=2", "g=2"], None)])
+    [(0, 1), (1, 2)]
     """
-    curves = lines(table, x)
+    buckets: dict[tuple[int, tuple[str, ...]], list[int]] = {}
+    for i, (_, settings, _) in enumerate(curves):
+        for p in range(len(settings)):
+            buckets.setdefault((p, tuple(settings[:p] + settings[p + 1 :])), []).append(i)
+    pairs = {pair for members in buckets.values() for pair in itertools.combinations(members, 2)}
+    return sorted(pairs)
+
+
+def _baseline_crossings(curves: list[Curve], x: str) -> list[dict[str, Any]]:
+    """Crossings of each line with its own single-device baseline (lines without one: none)."""
     records = []
     for label, _, rows in curves:
         if "baseline_latency_s" in rows.columns and rows["baseline_latency_s"].notna().all():
             gap = rows["latency_s"].to_numpy(dtype=float) - rows["baseline_latency_s"].to_numpy(dtype=float)
             for value in _crossings(rows[x].to_numpy(dtype=float), gap):
                 records.append({"line": label, "versus": SINGLE, x: value})
-    for (label_a, _, a), (label_b, _, b) in itertools.combinations(curves, 2):
+    return records
+
+
+def _pair_crossings(curves: list[Curve], x: str, pairs: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """Crossings between the lines of each pair: the second interpolated (in log ``x``) at the first's samples."""
+    records = []
+    for i, j in pairs:
+        (label_a, _, a), (label_b, _, b) = curves[i], curves[j]
         xs = a[x].to_numpy(dtype=float)
         yb = np.interp(np.log(xs), np.log(b[x].to_numpy(dtype=float)), b["latency_s"].to_numpy(dtype=float))
         for value in _crossings(xs, a["latency_s"].to_numpy(dtype=float) - yb):
             records.append({"line": label_a, "versus": label_b, x: value})
+    return records
+
+
+def crossovers(table: pd.DataFrame, x: str = BANDWIDTH_KEY) -> pd.DataFrame:
+    """Values of ``x`` where a line of :func:`lines` crosses its own single-device baseline, or a line that
+    differs from it in one setting (:func:`line_pairs`) (equal ``latency_s``), as a table ``line, versus,
+    <x>``.
+
+    Between samples the crossing is interpolated linearly in ``log x``.
+    """
+    curves = lines(table, x)
+    records = _baseline_crossings(curves, x) + _pair_crossings(curves, x, line_pairs(curves))
     return pd.DataFrame(records, columns=["line", "versus", x])
 
 
@@ -157,9 +211,10 @@ def crossover_report(table: pd.DataFrame, x: str = BANDWIDTH_KEY) -> pd.DataFram
     """Every crossover of :func:`crossovers`, and every pair of curves that does not cross in the swept range.
 
     With single-device baselines only the lines against their baseline are reported, else every pair of
-    lines. Columns: ``line``, ``versus``, ``crosses`` (bool), ``at`` (the crossing ``x``; NaN when none),
-    ``lo`` and ``hi`` (the ``x`` range both curves were sampled over) and ``faster`` (when they do not cross:
-    the one with the lower latency throughout, ``line`` or ``versus`` by name; ``""`` when they cross).
+    lines that differ in one setting (:func:`line_pairs`). Columns: ``line``, ``versus``, ``crosses``
+    (bool), ``at`` (the crossing ``x``; NaN when none), ``lo`` and ``hi`` (the ``x`` range both curves were
+    sampled over) and ``faster`` (when they do not cross: the one with the lower latency throughout,
+    ``line`` or ``versus`` by name; ``""`` when they cross).
 
     Example::
 
@@ -169,11 +224,11 @@ def crossover_report(table: pd.DataFrame, x: str = BANDWIDTH_KEY) -> pd.DataFram
         >>> (bool(r["crosses"]), float(r["lo"]), float(r["hi"]), r["faster"])
         (False, 1.0, 10.0, 'single device')
     """
-    found = crossovers(table, x)
     curves = lines(table, x)
     single = "baseline_latency_s" in table.columns and table["baseline_latency_s"].notna().any()
     pairs: list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray]] = []  # line, versus, x, y_line, y_versus
     if single:
+        found = _baseline_crossings(curves, x)
         for label, _, rows in curves:
             rows = rows[rows["baseline_latency_s"].notna()]
             xs = rows[x].to_numpy(dtype=float)
@@ -181,20 +236,26 @@ def crossover_report(table: pd.DataFrame, x: str = BANDWIDTH_KEY) -> pd.DataFram
                 (label, SINGLE, xs, rows["latency_s"].to_numpy(float), rows["baseline_latency_s"].to_numpy(float))
             )
     else:
-        for (label_a, _, a), (label_b, _, b) in itertools.combinations(curves, 2):
+        indices = line_pairs(curves)
+        found = _pair_crossings(curves, x, indices)
+        for i, j in indices:
+            (label_a, _, a), (label_b, _, b) = curves[i], curves[j]
             xa, xb = a[x].to_numpy(dtype=float), b[x].to_numpy(dtype=float)
             xs = xa[(xa >= xb.min()) & (xa <= xb.max())]
             yb = np.interp(np.log(xs), np.log(xb), b["latency_s"].to_numpy(dtype=float))
             ya = np.interp(np.log(xs), np.log(xa), a["latency_s"].to_numpy(dtype=float))
             pairs.append((label_a, label_b, xs, ya, yb))
+    hits: dict[tuple[str, str], list[float]] = {}  # (line, versus) -> where they cross, grouped once
+    for record in found:
+        hits.setdefault((record["line"], record["versus"]), []).append(record[x])
     records: list[dict[str, Any]] = []
     for line, versus, xs, ya, yb in pairs:
         if not len(xs):
             continue
-        hits = found[(found["line"] == line) & (found["versus"] == versus)][x]
         base = {"line": line, "versus": versus, "lo": float(xs.min()), "hi": float(xs.max())}
-        if len(hits):
-            records += [{**base, "crosses": True, "at": float(v), "faster": ""} for v in hits]
+        at = hits.get((line, versus), [])
+        if at:
+            records += [{**base, "crosses": True, "at": float(v), "faster": ""} for v in at]
         else:
             records.append({**base, "crosses": False, "at": np.nan, "faster": line if (ya <= yb).all() else versus})
     return pd.DataFrame(records, columns=["line", "versus", "crosses", "at", "lo", "hi", "faster"])

@@ -1,4 +1,4 @@
-"""Result tables of a run (DESIGN section 5): ``transfers`` has one row per message, ``compute`` one row per
+"""Result tables of a run (docs/design.md §5): ``transfers`` has one row per message, ``compute`` one row per
 task, ``hops`` one row per transmission on one link queue; traffic matrices and bytes by wire format.
 """
 
@@ -35,12 +35,14 @@ TRANSFER_COLUMNS = [
 CPU_COLUMNS = ["send_cpu_s", "recv_cpu_s"]
 # added after TRANSFER_COLUMNS when a run charges per-message software time (Timeline.cpu_spans): the CPU
 # seconds the sender spent on the message before it went on the wire, and the receiver after it arrived
+RETRANSMISSIONS = "retransmissions"  # lost transmissions of the message; a column only when a link can lose
 COMPUTE_COLUMNS = ["frame", "layer", "device", "flops", "start_s", "end_s"]
-HOP_COLUMNS = ["frame", "layer", "link", "src", "dst", "bytes", "start_s", "end_s", "sender"]
+HOP_COLUMNS = ["frame", "layer", "link", "src", "dst", "bytes", "start_s", "end_s", "sender", "arrive_s"]
 
 
 def transfers_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
-    """One row per message, in creation order (DESIGN section 5)."""
+    """One row per message, in creation order (docs/design.md §5); with a ``retransmissions`` column (lost
+    transmissions over the message's packets and hops) when some link of the run can lose packets."""
     names = workload.devices
     copy = [k < len(timeline.carried_by) and timeline.carried_by[k] != k for k in range(len(workload.messages))]
     rows = [
@@ -64,6 +66,8 @@ def transfers_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
         for k, m in enumerate(workload.messages)
     ]
     table = pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
+    if timeline.retransmissions:
+        table[RETRANSMISSIONS] = timeline.retransmissions
     if timeline.cpu_spans:
         cpu = {side: np.zeros(len(rows)) for side in ("send", "recv")}
         for span in timeline.cpu_spans:
@@ -90,31 +94,13 @@ def traffic_matrix(transfers: pd.DataFrame, devices: list[str]) -> pd.DataFrame:
     return matrix
 
 
-def bytes_by_format(transfers: pd.DataFrame) -> dict[str, int]:
-    """Total bytes had every message been sent in each format; ``auto`` is the smallest per message.
-
-    A format some message cannot use (too narrow indices) has no total. Channel headers
-    (``header_bytes``) are on the wire in every format, so each total includes them.
-    """
-    if "multicast_copy" in transfers:
-        transfers = transfers[~transfers["multicast_copy"].astype(bool)]  # a multicast payload counts once
-    sizes = transfers[[f"{f}_bytes" for f in wire.FORMATS]]
-    headers = int(transfers["header_bytes"].sum()) if "header_bytes" in transfers else 0
-    totals = {f: int(sizes[f"{f}_bytes"].sum()) + headers for f in wire.FORMATS if sizes[f"{f}_bytes"].notna().all()}
-    totals["auto"] = int(sizes.min(axis=1, skipna=True).sum()) + headers
-    return totals
-
-
-def auto_saving(totals: dict[str, int]) -> float:
-    """The fraction of the dense bytes that ``auto`` saves: ``1 - auto/dense`` (0 when nothing is sent)."""
-    return 1.0 - totals["auto"] / totals["dense"] if totals.get("dense") else 0.0
-
-
 def hop_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
-    """One row per transmission on one queue: ``frame, layer, link, src, dst, bytes, start_s, end_s, sender``.
+    """One row per transmission on one queue: ``frame, layer, link, src, dst, bytes, start_s, end_s, sender,
+    arrive_s``.
 
     ``src`` and ``dst`` are the message's ends (``dst`` lists every receiver of a multicast, comma-separated);
-    ``sender`` is the node that put this transmission on the link (``src``, or a node forwarding it).
+    ``sender`` is the node that put this transmission on the link (``src``, or a node forwarding it);
+    ``arrive_s`` is when its last byte reaches the link's far end (``end_s`` plus the link's latency).
     """
     names = workload.devices
     rows = []
@@ -122,6 +108,9 @@ def hop_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
         msg = workload.messages[h.message]
         dst = h.link.dst if "," in h.link.dst else names[msg.dst]
         rows.append(
-            (msg.frame, msg.layer, h.link.queue_name, names[msg.src], dst, h.nbytes, h.start_s, h.end_s, h.link.src)
+            (
+                *(msg.frame, msg.layer, h.link.queue_name, names[msg.src], dst, h.nbytes, h.start_s, h.end_s),
+                *(h.link.src, h.end_s + h.link.latency_s),
+            )
         )
     return pd.DataFrame(rows, columns=HOP_COLUMNS)

@@ -37,6 +37,7 @@ from sim.config.presets import apply_preset
 from sim.config.records import Setup, device_setups, interval_s
 from sim.config.vocab import (
     LABELLED_DATASETS,
+    SPLIT_STRATEGIES,
     STRATEGIES,
     Baseline,
     ChannelHeader,
@@ -174,6 +175,9 @@ class InputsSpec(_Strict):
     frames: int = Field(default=1, gt=0, le=100_000)
     interval_ms: float = Field(default=0.0, ge=0, le=3.6e6, description="time between frames (at most an hour)")
     fps: float | None = Field(default=None, ge=1e-3, le=1e6, description="frames per second; replaces interval_ms")
+    deadline_ms: float | None = Field(
+        default=None, gt=0, le=3.6e6, description="frame latency budget; summary.json gives the share that miss it"
+    )
     owners: list[Name] | None = Field(
         default=None,
         min_length=1,
@@ -278,6 +282,80 @@ class ShaperSpec(_Strict):
 ProtocolSetting = ProtocolSpec | Literal["tcp", "none"] | None
 
 
+def _fields_of_kind(
+    spec: BaseModel, what: str, fields: Mapping[str, tuple[str, ...]], kind: str, required: tuple[str, ...]
+) -> None:
+    """Refuse a field of another kind (``fields``: kind -> its fields) and a missing ``required`` one."""
+    for name in (f for other, names in fields.items() if other != kind for f in names):
+        if getattr(spec, name) is not None and name not in fields[kind]:
+            raise ValueError(f"{name}: not a field of {what} (it takes {', '.join(fields[kind])})")
+    for name in required:
+        if getattr(spec, name) is None:
+            raise ValueError(f"{name}: required by {what}")
+
+
+MAX_LOSS = 0.9  # beyond 90 % loss a link carries next to nothing (and backed-off timeouts run to minutes)
+_LOSS_FIELDS: dict[str, tuple[str, ...]] = {
+    "bernoulli": ("p",),
+    "gilbert_elliott": ("p_good_bad", "p_bad_good", "loss_good", "loss_bad"),
+}
+
+
+class LossSpec(_Strict):
+    """Which transmissions a link loses (see :mod:`sim.engine.loss`): ``bernoulli`` loses each with
+    probability ``p``; ``gilbert_elliott`` is a good/bad Markov channel stepped per transmission."""
+
+    model: Literal["bernoulli", "gilbert_elliott"] = "bernoulli"
+    p: float | None = Field(default=None, ge=0, le=MAX_LOSS, description="bernoulli: loss probability")
+    p_good_bad: float | None = Field(default=None, gt=0, le=1, description="gilbert_elliott: P(good -> bad)")
+    p_bad_good: float | None = Field(default=None, gt=0, le=1, description="gilbert_elliott: P(bad -> good)")
+    loss_good: float | None = Field(
+        default=None, ge=0, le=MAX_LOSS, description="gilbert_elliott: loss probability in the good state (default 0)"
+    )
+    loss_bad: float | None = Field(
+        default=None, ge=0, le=1, description="gilbert_elliott: loss probability in the bad state (default 1)"
+    )
+
+    @model_validator(mode="after")
+    def _fields_of_its_model(self) -> LossSpec:
+        required = ("p",) if self.model == "bernoulli" else ("p_good_bad", "p_bad_good")
+        _fields_of_kind(self, f"model {self.model}", _LOSS_FIELDS, self.model, required)
+        return self
+
+
+_JITTER_FIELDS: dict[str, tuple[str, ...]] = {
+    "normal": ("std", "mean"),
+    "uniform": ("low", "high"),
+    "pareto": ("scale", "shape"),
+}
+
+
+class JitterSpec(_Strict):
+    """Extra delay of every transmission on a link, in milliseconds, added to its latency (a total below 0
+    counts as 0): ``normal`` (``mean`` default 0, ``std``), ``uniform`` (``low`` to ``high``) or ``pareto``
+    (Lomax from 0: ``scale``, ``shape``); ``correlation`` links consecutive draws (see :mod:`sim.engine.loss`)."""
+
+    distribution: Literal["normal", "uniform", "pareto"] = "normal"
+    mean: float | None = Field(default=None, ge=-MAX_LATENCY_MS, le=MAX_LATENCY_MS, description="normal: mean, ms")
+    std: float | None = Field(default=None, gt=0, le=MAX_LATENCY_MS, description="normal: standard deviation, ms")
+    low: float | None = Field(default=None, ge=0, le=MAX_LATENCY_MS, description="uniform: smallest delay, ms")
+    high: float | None = Field(default=None, ge=0, le=MAX_LATENCY_MS, description="uniform: largest delay, ms")
+    scale: float | None = Field(default=None, gt=0, le=MAX_LATENCY_MS, description="pareto: scale, ms")
+    shape: float | None = Field(
+        default=None, gt=1, le=100, description="pareto: tail index (above 1: a finite mean scale/(shape-1))"
+    )
+    correlation: float = Field(default=0.0, ge=0, lt=1, description="lag-1 correlation of consecutive draws")
+
+    @model_validator(mode="after")
+    def _fields_of_its_distribution(self) -> JitterSpec:
+        kind = self.distribution
+        required = _JITTER_FIELDS[kind][:1] if kind == "normal" else _JITTER_FIELDS[kind]
+        _fields_of_kind(self, f"distribution {kind}", _JITTER_FIELDS, kind, required)
+        if self.distribution == "uniform" and self.low > self.high:  # type: ignore[operator]
+            raise ValueError(f"low: {self.low} is above high ({self.high})")
+        return self
+
+
 class LinkSpec(_Strict):
     """One link ``a``--``b``: for ``custom`` an edge, for other topologies an override of an existing one.
     Unset fields take the network's defaults; ``up`` is ``a->b``, ``down`` is ``b->a``."""
@@ -297,10 +375,12 @@ class LinkSpec(_Strict):
     duplex: Duplex | None = None
     protocol: ProtocolSetting = Field(default=None, description="overrides network.protocol (none: no packets)")
     shaper: ShaperSpec | Literal["none"] | None = Field(default=None, description="overrides network.shaper")
+    loss: LossSpec | Literal["none"] | None = Field(default=None, description="overrides network.loss")
+    jitter_ms: JitterSpec | Literal["none"] | None = Field(default=None, description="overrides network.jitter_ms")
 
 
 class NetworkSpec(_Strict):
-    """The links between devices (DESIGN section 3, "Topologies"). Every link direction is a FIFO queue;
+    """The links between devices (docs/design.md §3.8). Every link direction is a FIFO queue;
     both directions of a half-duplex link share one; ``shared`` is one medium for every transmission."""
 
     renamed_keys: ClassVar[dict[str, str]] = {"chunk_kb": "chunk_kB"}
@@ -335,6 +415,13 @@ class NetworkSpec(_Strict):
         description="a busy link serves the packets (chunks) of different messages in turn, as concurrent "
         "connections through one interface do (a star device sending to several peers)",
     )
+    loss: LossSpec | None = Field(
+        default=None, description="packet loss on every link direction (needs protocol, except on shared)"
+    )
+    jitter_ms: JitterSpec | None = Field(default=None, description="extra delay of every transmission, ms")
+    rto_ms: float = Field(
+        default=200.0, ge=1, le=120_000, description="TCP retransmission timeout of a loss not fast-retransmitted"
+    )
 
 
 class PartitionSpec(_Strict):
@@ -351,11 +438,19 @@ class PartitionSpec(_Strict):
     save_to: Path | None = Field(
         default=None, description="comm_aware: write the final (co-optimised) partition file here"
     )
+    fused: bool = Field(default=False, description="spatial: fuse each run of row-split convs (fused tiles, FTP)")
+    tiles: tuple[int, int] | None = Field(
+        default=None, description="spatial: [rows, columns] of a tile grid instead of row bands"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> PartitionSpec:
         if self.file is not None and "strategy" in self.model_fields_set:
             raise ValueError("give either strategy or file, not both")
+        if self.strategy != "spatial" and (self.fused or self.tiles is not None):
+            raise ValueError("fused and tiles are settings of strategy: spatial")
+        if self.tiles is not None and min(self.tiles) < 1:
+            raise ValueError(f"tiles: both counts must be >= 1 (got {list(self.tiles)})")
         return self
 
 
@@ -424,7 +519,7 @@ class PruneSpec(_Strict):
 
 
 class TransferSpec(_Strict):
-    """How messages are packed on the wire (see DESIGN section 3, wire formats)."""
+    """How messages are packed on the wire (docs/design.md §3.5)."""
 
     format: WireFormat = "dense"
     dtype: Dtype = "float32"
@@ -452,7 +547,7 @@ class DeploySpec(_Strict):
 
 
 class Scenario(_Strict):
-    """A complete, validated scenario (DESIGN section 4)."""
+    """A complete, validated scenario (docs/design.md §4)."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
@@ -490,6 +585,15 @@ class Scenario(_Strict):
         packets = net.protocol not in (None, "none") or any(link.protocol not in (None, "none") for link in net.links)
         if packets and net.chunk_kB is not None:
             raise ValueError("network.chunk_kB: a protocol already forwards packet by packet; remove chunk_kB")
+        if net.topology != "shared":  # the shared medium retries its frames; elsewhere TCP recovers packets
+            fix = "set network.protocol: tcp (packets are lost one by one), or use topology: shared"
+            if net.loss is not None and net.protocol in (None, "none"):
+                raise ValueError(f"network.loss: needs packets; {fix}")
+            for i, link in enumerate(net.links):
+                loss = net.loss if link.loss is None else link.loss
+                protocol = net.protocol if link.protocol is None else link.protocol
+                if loss not in (None, "none") and protocol in (None, "none"):
+                    raise ValueError(f"network.links[{i}].loss: needs packets on this link; {fix}")
         return self
 
     @model_validator(mode="after")
@@ -568,6 +672,16 @@ class Scenario(_Strict):
             raise ValueError("prune.admm.rho_max: must be >= prune.admm.rho")
         if self.partition.strategy == "comm_aware" and self.partition.file is None and p.method not in admm_methods:
             raise ValueError("partition.strategy: comm_aware co-optimises with ADMM; set prune.method: admm_comm")
+        if self.partition.strategy in SPLIT_STRATEGIES and p.method in ("admm_comm", "comm_structured"):
+            raise ValueError(
+                f"prune.method: {p.method} prices filters on devices; strategy {self.partition.strategy} gives "
+                "rows or whole layers (use ln_structured)"
+            )
+        if self.partition.strategy in SPLIT_STRATEGIES and self.transfer.exchange != "inputs":
+            raise ValueError(
+                f"transfer.exchange: partial sums are defined for filters; strategy {self.partition.strategy} "
+                "needs exchange: inputs"
+            )
         if p.method in ("kernel_magnitude", "block_diagonal", *admm_methods) and p.layers:
             raise ValueError(f"prune.layers: {p.method} keeps the same fraction of every conv; use amount")
         if p.granularity == "filter" and p.method in ("kernel_magnitude", "block_diagonal"):
@@ -605,11 +719,11 @@ class Scenario(_Strict):
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Scenario:
         """A copy with ``update`` applied; its setup follows changed devices and inputs (a changed network
-        would need its GraphML read again: load the scenario instead)."""
+        is converted again, GraphML included, by :func:`sim.config.load.with_network`)."""
         copied = super().model_copy(update=update, deep=deep)
         if self._setup is not None and update:
             if "network" in update:
-                raise ValueError("Scenario.model_copy: a new network needs sim.config.load (its GraphML)")
+                raise ValueError("Scenario.model_copy: give a new network with sim.config.load.with_network")
             copied._setup = dataclasses.replace(
                 self._setup, devices=device_setups(copied.devices), interval_s=interval_s(copied.inputs)
             )
@@ -631,3 +745,8 @@ RENAMED: dict[str, str] = {
     for old, new in spec.renamed_keys.items()
 }
 """Old dotted keys (``devices.mem_bandwidth_gbps``) -> their new names; the old ones are still accepted."""
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of scenario files, for editors (``dsim schema``)."""
+    return Scenario.model_json_schema()

@@ -17,7 +17,8 @@ from typing import Literal, get_args
 
 Topology = Literal["mesh", "star", "ring", "line", "custom", "shared"]
 Duplex = Literal["full", "half"]
-Strategy = Literal["contiguous", "round_robin", "random", "balanced", "aligned", "comm_aware"]
+Strategy = Literal["contiguous", "round_robin", "random", "balanced", "aligned", "comm_aware", "spatial", "pipeline"]
+SPLIT_STRATEGIES = ("spatial", "pipeline")  # give rows or whole layers (DESIGN 3b), not filters
 StructuredMethod = Literal["ln_structured", "random_structured", "comm_structured"]
 UnstructuredMethod = Literal["l1_unstructured", "random_unstructured", "global_unstructured"]
 PruneMethod = Literal[

@@ -5,8 +5,8 @@ A task of ``flops`` FLOPs that reads and writes ``bytes_touched`` bytes takes::
 
     max(flops / flops_per_s, bytes_touched / mem_bandwidth_Bps) + overhead_s
 
-on a device with a memory bandwidth, and ``flops / flops_per_s + overhead_s`` on one without (DESIGN
-section 3, "Compute"). The per-layer overhead is not charged to residual adds. A device with
+on a device with a memory bandwidth, and ``flops / flops_per_s + overhead_s`` on one without (docs/design.md
+§3.6). The per-layer overhead is not charged to residual adds or to pools (rows form). A device with
 :class:`LayerTimes` (from a profile written by ``dsim profile``) takes a measured task's median time, and
 for a task shape not in the table the profile's fit of its op kind (``units * s_per_unit + overhead_s``).
 A device with :class:`RuntimeTimes` (a scenario's top-level runtime ``profile:``) takes the CPU seconds its
@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from sim.workload.runtime import ANY_OP, CostLine
 
 TaskShape = tuple[str, str, int, int]  # (layer label, op, FLOPs rounded to an integer, bytes touched)
+ELEMENTWISE_OPS = ("add", "pool")  # zero-FLOP tasks timed by the bytes they touch, without the overhead
 
 
 def task_shape(layer: str, op: str, flops: float, bytes_touched: int) -> TaskShape:
@@ -42,7 +43,7 @@ def task_shape(layer: str, op: str, flops: float, bytes_touched: int) -> TaskSha
 
 def fit_units(op: str, flops: float, bytes_touched: int) -> float:
     """What a fit of ``op`` scales with: FLOPs for conv and linear, bytes touched for adds (zero FLOPs)."""
-    return float(bytes_touched) if op == "add" else float(flops)
+    return float(bytes_touched) if op in ELEMENTWISE_OPS else float(flops)
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ class DeviceRate:
 
     def task_s(self, flops: float, bytes_touched: float, op: str, layer: str = "", kind: str = "") -> float:
         """Seconds to run a task: measured or fitted (``times``), else the roofline time plus the overhead
-        (none for ``op == "add"``)."""
+        (none for the element-wise ``add`` and ``pool``)."""
         if self.times is not None:
             found = self.times.lookup(layer, op, flops, int(bytes_touched), kind)
             if found is not None:
@@ -163,7 +164,7 @@ class DeviceRate:
         busy = flops / self.flops_per_s
         if self.mem_bandwidth_Bps is not None:
             busy = max(busy, bytes_touched / self.mem_bandwidth_Bps)
-        return busy + (0.0 if op == "add" else self.overhead_s)
+        return busy + (0.0 if op in ELEMENTWISE_OPS else self.overhead_s)
 
     def time_source(self, flops: float, bytes_touched: float, op: str, layer: str, kind: str = "") -> str:
         """Where :meth:`task_s` takes a task's time from: ``table``, ``fit`` or ``rate``."""

@@ -1,6 +1,6 @@
 """The discrete-event engine (SimPy): devices computing tasks and links carrying messages.
 
-Semantics (DESIGN section 3, "Engine" and "Topologies"):
+Semantics (docs/design.md §3.7 and §3.8):
 
 * A device runs its tasks one at a time, in workload order (frame, then topological order). A task
   starts once the device is free, its frame has arrived, and every message it needs has arrived. It takes
@@ -32,17 +32,25 @@ Semantics (DESIGN section 3, "Engine" and "Topologies"):
   send cost without delaying its tasks. It spends the receive cost on each message a task needs, in
   arrival order, before the task starts (once per message); a final output message counts as held by the
   sink that much after it arrives. Each payment is a :class:`CpuSpan` of ``Timeline.cpu_spans``.
-* With ``interleave``, a link queue that is busy holds new transmissions per message and serves the
-  messages in turn, one packet (chunk) each (:class:`sim.engine.network.RoundRobin`): the messages one
-  device sends to several peers over its one uplink share it packet by packet.
+* With ``interleave``, a link queue serves the transmissions waiting for it one message after another in
+  turn, one packet (chunk) each (:class:`sim.engine.network.RoundRobin`): the messages one device sends to
+  several peers over its one uplink share it packet by packet.
 * With ``multicast`` (a shared medium), messages made ready together that carry the same payload (equal
-  ``frame, src, tensor, partial, channel_ids`` and ``bytes``, non-empty ``tensor``) are one transmission, at the
+  ``frame, src, tensor, partial, channel_ids, position_ids`` and ``bytes``, non-empty ``tensor``) are one transmission, at the
   slowest receiver's rate, arriving at every receiver after the largest of their latencies.
+* A link with an ``impairment`` (:mod:`sim.engine.loss`) loses transmissions and delays the others by
+  jitter; a lost one joins the same queue again after its recovery wait (seeded by ``seed``).
 * A frame is done when the sink holds all final outputs; its latency is that time minus its arrival.
 
 A queue's reservations are made in event order, so they are computed directly (start = max(now, when the
 queue frees)) rather than with a SimPy resource; this is exactly FIFO and needs one event per hop.
-This module does not import torch.
+
+The code: one :class:`_Run` holds a simulation's state. Its processes are :meth:`_Run.frame_input` (a
+frame's image leaves the source) and :meth:`_Run.device` (a device's tasks, in order). A message becomes
+transmissions in :meth:`_Run.send`; :meth:`_Run.transmit` puts one on a link queue and schedules its
+arrival at the link's far end, where :meth:`_Run.hop_done` forwards it to the next link or, at the end of
+its route, :meth:`_Run.deliver` marks its messages arrived. Only public SimPy API is used. This module
+does not import torch.
 
 Example::
 
@@ -57,18 +65,18 @@ Example::
 from __future__ import annotations
 
 import gc
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from heapq import heappush
 from typing import Any, NamedTuple
 
 import simpy
+from simpy.core import EmptySchedule
 from simpy.events import NORMAL
 
 from sim.engine.cores import SharedCores
 from sim.engine.devices import DeviceRate, Host
-from sim.engine.network import Link, Network, RoundRobin, chunk_sizes
+from sim.engine.loss import Channels, Seed
+from sim.engine.network import MEDIUM, Link, Network, RoundRobin, chunk_sizes
 from sim.workload.types import Workload
 
 __all__ = ["CpuSpan", "DeviceRate", "Hop", "Host", "Timeline", "chunk_sizes", "simulate"]
@@ -105,7 +113,8 @@ class Timeline:
     """When everything happened, aligned with the workload's ``tasks`` and ``messages``.
 
     ``carried_by[m]`` is the message whose transmission delivered ``m`` (``m`` itself unless ``m`` rode on
-    a multicast); ``events`` counts the SimPy events processed.
+    a multicast); ``events`` counts the SimPy events processed; ``retransmissions[m]`` counts the lost
+    transmissions of ``m`` over all its packets and hops (a list only when some link can lose).
     """
 
     task_start_s: list[float]
@@ -119,27 +128,13 @@ class Timeline:
     message_ready_s: list[float] = field(default_factory=list)  # when the message was made ready to send
     carried_by: list[int] = field(default_factory=list)
     events: int = 0
+    retransmissions: list[int] = field(default_factory=list)  # per message; empty when no link loses
     cpu_spans: list[CpuSpan] = field(default_factory=list)  # per-message software time, when any is charged
 
     @property
     def latency_s(self) -> list[float]:
         """Per-frame latency: when the sink holds all outputs minus when the frame entered."""
         return [d - a for a, d in zip(self.frame_arrival_s, self.frame_done_s)]
-
-
-class _Transit:
-    """One chunk (or whole message) in flight, as a SimPy event reused hop after hop.
-
-    The engine schedules it directly on the environment's queue (what :class:`simpy.Timeout` does, without
-    allocating a new event and a closure per hop); ``k`` is the hop it is on.
-    """
-
-    __slots__ = ("callbacks", "group", "k", "last", "nbytes", "route")
-    _ok = True  # read by simpy.Environment.step: the event succeeded
-
-    def __init__(self, group: list[int], route: Sequence[Link], nbytes: int, last: bool):
-        self.callbacks: tuple | None = None
-        self.group, self.route, self.nbytes, self.last, self.k = group, route, nbytes, last, 0
 
 
 def simulate(
@@ -150,332 +145,399 @@ def simulate(
     chunk_bytes: int | None = None,
     multicast: bool = False,
     hosts: Sequence[Host | None] = (),
+    seed: Seed = 0,
     interleave: bool = False,
 ) -> Timeline:
     """Run the workload to completion and return its timeline.
 
     ``rates`` follows ``workload.devices``; ``arrivals_s[f]`` is when frame ``f`` enters at the source;
     ``chunk_bytes`` splits messages into chunks; ``multicast`` sends equal payloads once (shared medium);
-    ``hosts[d]`` is the host device ``d`` shares (``None`` or missing: a machine of its own);
-    ``interleave``: every link queue serves the packets (chunks) of different messages in turn.
+    ``hosts[d]`` is the host device ``d`` shares (``None`` or missing: a machine of its own); ``seed``
+    seeds the loss and jitter of impaired links (:class:`sim.engine.loss.Channels`); ``interleave``: every
+    link queue serves the packets (chunks) of different messages in turn.
     """
     enabled = gc.isenabled()
     gc.disable()  # the run allocates many short-lived acyclic objects; the collector's passes over the
     try:  # (large) workload would cost more than the simulation itself; cycles are collected afterwards
-        return _simulate(workload, rates, network, arrivals_s, chunk_bytes, multicast, hosts, interleave)
+        run = _Run(workload, rates, network, arrivals_s, chunk_bytes, multicast, hosts, Channels(seed), interleave)
+        return run.run()
     finally:
         if enabled:
             gc.enable()
 
 
-def _simulate(
-    workload: Workload,
-    rates: Sequence[DeviceRate],
-    network: Network,
-    arrivals_s: Sequence[float],
-    chunk_bytes: int | None,
-    multicast: bool,
-    hosts: Sequence[Host | None],
-    interleave: bool = False,
-) -> Timeline:
-    """:func:`simulate`, with the garbage collector off."""
-    env = simpy.Environment()
-    schedule: list[Any] = env._queue  # Environment.schedule, inlined for the hops and arrivals
-    eid = env._eid
-    tasks, messages = workload.tasks, workload.messages
-    names = workload.devices
-    n_msg = len(messages)
-    timeline = Timeline(
-        [0.0] * len(tasks),
-        [0.0] * len(tasks),
-        [0.0] * n_msg,
-        [0.0] * n_msg,
-        [0] * n_msg,
-        frame_arrival_s=list(arrivals_s),
-        frame_done_s=list(arrivals_s),
-        message_ready_s=[0.0] * n_msg,
-        carried_by=list(range(n_msg)),
-    )
-    free_at: dict[str, float] = defaultdict(float)  # queue name -> when it is next free
-    tokens: dict[str, tuple[float, float]] = {}  # shaped queue name -> (bucket level in bytes, as of time s)
-    cores: dict[str, simpy.Resource | SharedCores] = {
-        h.name: SharedCores(env, h.cores) if h.sharing == "processor" else simpy.Resource(env, capacity=h.cores)
-        for h in hosts
-        if h is not None
-    }
-    core_of = [cores[h.name] if h is not None else None for h in hosts] + [None] * (len(names) - len(hosts))
-    arrived = [env.event() for _ in messages]
-    waits_for: dict[int, list[int]] = defaultdict(list)  # task -> messages it needs
-    released_by: dict[int | None, list[int]] = defaultdict(list)  # task -> messages it makes ready
-    input_of_frame: dict[int, list[int]] = defaultdict(list)
-    for m, msg in enumerate(messages):
-        for t in msg.needed_by:
-            waits_for[t].append(m)
-        if msg.after is None:
-            input_of_frame[msg.frame].append(m)
-        else:
-            released_by[msg.after].append(m)
-    frame_arrived = [env.timeout(a) for a in arrivals_s]
+class _Queue:
+    """One FIFO queue (a link direction, both directions of a half-duplex link, or the shared medium): when
+    it is next free and, on a shaped link, its token bucket (bytes, as of a time in seconds)."""
 
-    def record_done(frame: int) -> None:
-        timeline.frame_done_s[frame] = max(timeline.frame_done_s[frame], env.now)
+    __slots__ = ("free_s", "level_at_s", "level_bytes")
 
-    waiting: dict[str, RoundRobin] = defaultdict(RoundRobin)  # interleave: queue -> transmissions waiting
-    sending: set[str] = set()  # interleave: queues transmitting now
-    started: set[int] = set()  # interleave: messages whose first transmission has started
+    def __init__(self) -> None:
+        self.free_s = 0.0
+        self.level_bytes: float | None = None  # None: full, never drawn
+        self.level_at_s = 0.0
 
-    def forward(chunk: _Transit) -> None:
-        """Put ``chunk`` on hop ``chunk.k`` of its route: now, or (``interleave``) in its message's turn; an
-        idle queue starts serving in a zero-delay event, once the messages made ready with it have joined."""
-        if not interleave:
-            transmit(chunk)
-            return
-        queue = chunk.route[chunk.k].queue_name
-        waiting[queue].push(chunk.group[0], chunk)
-        if queue not in sending:
-            sending.add(queue)
-            env.timeout(0.0).callbacks.append(lambda _event: next_in_turn(queue))
+    def drain_s(self, link: Link, start_s: float, nbytes: int) -> float:
+        """Seconds ``nbytes`` hold a shaped queue from ``start_s``: the bucket refills at the link rate since
+        it was last drawn, up to ``burst_bytes``; the bytes it lacks go at the link rate."""
+        burst, rate_Bps = float(link.burst_bytes or 0), link.bandwidth_bps / 8
+        level, since = (burst, start_s) if self.level_bytes is None else (self.level_bytes, self.level_at_s)
+        level = min(burst, level + (start_s - since) * rate_Bps)
+        wait = max(0.0, nbytes - level) / rate_Bps
+        self.level_bytes, self.level_at_s = (level - nbytes if wait == 0.0 else 0.0), start_s + wait
+        return wait
 
-    def next_in_turn(queue: str) -> None:
-        """``interleave``: the queue is free; the next waiting transmission, in turn, starts."""
-        if not waiting[queue]:
-            sending.discard(queue)
-            return
-        chunk = waiting[queue].pop()
-        transmit(chunk)
-        if chunk.k == 0 and chunk.group[0] not in started:
-            started.add(chunk.group[0])
-            for m in chunk.group:
-                timeline.message_start_s[m] = timeline.hops[-1].start_s
 
-    def transmit(chunk: _Transit) -> None:
-        """Put ``chunk`` (one chunk, or a whole message) on hop ``chunk.k`` of its route now; the event that
-        fires when it reaches the hop's far end forwards it to the next hop (store-and-forward) or delivers
-        its group."""
-        link, now, nbytes = chunk.route[chunk.k], env._now, chunk.nbytes
-        queue = link.queue_name
-        start = max(now, free_at[queue])
-        if link.burst_bytes is None:
-            end = start + nbytes * 8 / link.bandwidth_bps + link.overhead_s  # Link.transmit_s, inlined
-        else:  # token bucket: refilled at the link rate since it was last drawn, up to burst_bytes
-            rate_Bps = link.bandwidth_bps / 8
-            level, since = tokens.get(queue, (float(link.burst_bytes), start))
-            level = min(float(link.burst_bytes), level + (start - since) * rate_Bps)
-            wait = max(0.0, nbytes - level) / rate_Bps
-            tokens[queue] = (level - nbytes if wait == 0.0 else 0.0, start + wait)
-            end = start + wait + link.overhead_s
-        free_at[queue] = end
-        if interleave:
-            env.timeout(end - now).callbacks.append(lambda _event: next_in_turn(queue))
-        hops_append(new_tuple(Hop, (chunk.group[0], link, start, end, nbytes, now)))
-        chunk.callbacks = on_arrival
-        heappush(schedule, (now + (end + link.latency_s - now), NORMAL, next(eid), chunk))  # a Timeout, reused
+Route = tuple[tuple[Link, _Queue], ...]  # the links of a route, each with its queue
+_new_tuple = tuple.__new__  # Hop(...) without the Python-level __new__ of a NamedTuple
 
-    def arrive(chunk: _Transit) -> None:
-        k = chunk.k = chunk.k + 1
-        if k < len(chunk.route):
-            forward(chunk)
-        elif chunk.last:
-            delivered(chunk.group)
 
-    on_arrival = (arrive,)
-    hops_append, new_tuple = timeline.hops.append, tuple.__new__  # Hop(...) without its Python-level __new__
+class _Transmission:
+    """A message, a chunk or a packet of it, or a multicast payload, in flight: ``nbytes`` over ``route``,
+    now on link number ``hop``. ``left`` (shared by the pieces of one payload) counts the pieces not yet at
+    the destination: the last one in delivers ``group`` (the message, or every message of the multicast);
+    ``after`` is how many pieces of its payload follow it, ``tries`` how often it was lost on this link.
 
-    def delivered(group: list[int]) -> None:
-        for m in group:
-            timeline.message_end_s[m] = env.now
-            if messages[m].final:
-                msg = messages[m]
-                cost = rates[msg.dst].recv_s(msg.format, msg.bytes) if not msg.needed_by else 0.0
-                if cost > 0:
-                    timeline.cpu_spans.append(CpuSpan(m, msg.dst, "recv", env.now, env.now + cost, cost))
-                frame = messages[m].frame
-                timeline.frame_done_s[frame] = max(timeline.frame_done_s[frame], env.now + cost)
-            event = arrived[m]  # event.succeed(), inlined
-            event._ok, event._value = True, None
-            heappush(schedule, (env._now, NORMAL, next(eid), event))
+    It is its own SimPy event, scheduled (:meth:`simpy.Environment.schedule`) at its arrival at the far end
+    of each link in turn, where ``callbacks`` takes it on. This is what :class:`simpy.Timeout` does, without
+    a new event per hop; ``_ok`` (the one private SimPy name in the engine) is what the environment reads
+    to see that the event succeeded. A :class:`simpy.Timeout` per hop would add an object, its Python
+    ``__init__`` and a callback list per hop (193,200 hops in ``bench/bench_engine.py``'s run; cProfile
+    counts) for nothing the engine needs.
+    """
 
-    def multicast_groups(ms: list[int]) -> list[list[int]]:
-        groups: dict[tuple, list[int]] = {}
-        for m in ms:
-            msg = messages[m]
-            key = (msg.frame, msg.src, msg.tensor, msg.partial, msg.channel_ids, msg.bytes) if msg.tensor else (m,)
-            groups.setdefault(key, []).append(m)
-        return list(groups.values())
+    __slots__ = ("after", "callbacks", "group", "hop", "left", "nbytes", "route", "tries")
+    _ok = True
 
-    pair_routes: dict[tuple[int, int], tuple[Link, ...]] = {}  # (src, dst) device indices -> route
+    def __init__(self, group: tuple[int, ...], route: Route, nbytes: int, left: list[int], after: int = 0):
+        self.group, self.route, self.nbytes, self.left, self.hop = group, route, nbytes, left, 0
+        self.after, self.tries = after, 0
+        self.callbacks: tuple[Callable[[_Transmission], object], ...] | None = None
 
-    def route_of(src: int, dst: int) -> tuple[Link, ...]:
-        route = pair_routes.get((src, dst))
-        if route is None:
-            route = pair_routes[src, dst] = network.route(names[src], names[dst])
-        return route
 
-    def group_route(group: list[int]) -> tuple[Link, ...]:
-        msg = messages[group[0]]
-        routes = [route_of(msg.src, messages[m].dst) for m in group]
-        if len(group) == 1:
-            return routes[0]
-        links = [r[0] for r in routes]  # one hop each on the shared medium
-        receivers = ",".join(names[messages[m].dst] for m in group)
-        slowest = Link(
-            names[msg.src],
-            receivers,
-            min(l.bandwidth_bps for l in links),
-            max(l.latency_s for l in links),
-            links[0].queue_name,
-            links[0].overhead_s,
-            links[0].protocol,
-            links[0].burst_bytes,
+class _AllProcessed(simpy.Event):
+    """Succeeds once ``count`` of ``events`` (default: all) have been processed.
+
+    :class:`simpy.AllOf` and :class:`simpy.AnyOf` without building their value: the same single event,
+    triggered at the same moment, so the order of events is theirs.
+    """
+
+    def __init__(self, env: simpy.Environment, events: Sequence[simpy.Event], count: int | None = None):
+        super().__init__(env)
+        self.remaining = len(events) if count is None else count
+        for event in events:
+            event.callbacks.append(self._one_processed)
+
+    def _one_processed(self, _: simpy.Event) -> None:
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.succeed()
+
+
+class _Run:
+    """One simulation: the SimPy environment, the workload's records, and the timeline being filled."""
+
+    def __init__(
+        self,
+        workload: Workload,
+        rates: Sequence[DeviceRate],
+        network: Network,
+        arrivals_s: Sequence[float],
+        chunk_bytes: int | None,
+        multicast: bool,
+        hosts: Sequence[Host | None],
+        channels: Channels,
+        interleave: bool = False,
+    ):
+        self.env = env = simpy.Environment()
+        self.channels = channels
+        self.workload, self.rates, self.network = workload, rates, network
+        self.tasks, self.messages = workload.tasks, workload.messages
+        self.chunk_bytes, self.multicast = chunk_bytes, multicast
+        n_msg = len(self.messages)
+        self.timeline = Timeline(
+            [0.0] * len(self.tasks),
+            [0.0] * len(self.tasks),
+            [0.0] * n_msg,
+            [0.0] * n_msg,
+            [0] * n_msg,
+            frame_arrival_s=list(arrivals_s),
+            frame_done_s=list(arrivals_s),
+            message_ready_s=[0.0] * n_msg,
+            carried_by=list(range(n_msg)),
+            retransmissions=[0] * n_msg if any(l.impairment and l.impairment.loss for l in network.links()) else [],
         )
-        return (slowest,)
+        cores: dict[str, simpy.Resource | SharedCores] = {
+            h.name: SharedCores(env, h.cores) if h.sharing == "processor" else simpy.Resource(env, capacity=h.cores)
+            for h in hosts
+            if h is not None
+        }
+        self.core_of = [cores[h.name] if h is not None else None for h in hosts]
+        self.core_of += [None] * (len(workload.devices) - len(hosts))
+        self.queues = {link.queue_name: _Queue() for link in network.links()}  # queue name -> its state
+        names = workload.devices
+        self.routes: dict[tuple[int, int], Route] = {  # (src, dst) device indices -> route, with its queues
+            (src, dst): tuple((link, self.queues[link.queue_name]) for link in network.route(names[src], names[dst]))
+            for src, dst in dict.fromkeys((msg.src, msg.dst) for msg in self.messages)
+        }
+        self.cuts = chunk_bytes is not None or any(link.protocol for link in network.links())  # chunks or packets
+        self.arrived = [env.event() for _ in self.messages]  # succeeds when the message is delivered
+        self.needs: list[list[int]] = [[] for _ in self.tasks]  # task -> messages it waits for
+        self.releases: list[list[int]] = [[] for _ in self.tasks]  # task -> messages its end makes ready
+        self.inputs: list[list[int]] = [[] for _ in range(workload.frames)]  # frame -> its image's messages
+        for m, msg in enumerate(self.messages):
+            for t in msg.needed_by:
+                self.needs[t].append(m)
+            (self.inputs[msg.frame] if msg.after is None else self.releases[msg.after]).append(m)
+        self.frame_arrived = [env.timeout(a) for a in arrivals_s]
+        self.hops = self.timeline.hops
+        self.on_hop_done = (self.hop_done,)  # the callbacks of every transmission's arrival
+        self.interleave = interleave
+        self.waiting: dict[str, RoundRobin] = {}  # interleave: queue name -> transmissions waiting for it
+        self.sending: set[str] = set()  # interleave: queues transmitting now
+        self.started: set[int] = set()  # interleave: payloads whose first transmission has started
+        self.enqueue = self.forward if interleave else self.transmit  # puts a transmission on its link
+        self.on_lost = (self.enqueue,)  # a lost transmission joins its queue again when its recovery wait ends
 
-    def groups_of(ms: list[int]) -> list[list[int]]:
-        return multicast_groups(ms) if multicast else [[m] for m in ms]
+    def run(self) -> Timeline:
+        """Start a process per frame and per device, run until no event is left, and return the timeline."""
+        env = self.env
+        for frame in range(self.workload.frames):
+            env.process(self.frame_input(frame))
+        own: list[list[int]] = [[] for _ in self.workload.devices]
+        for t, task in enumerate(self.tasks):
+            own[task.device].append(t)
+        for d, tasks in enumerate(own):
+            env.process(self.device(d, tasks))
+        step, events = env.step, 0
+        try:
+            while True:
+                step()
+                events += 1
+        except EmptySchedule:
+            self.timeline.events = events
+        return self.timeline
 
-    def send(ms: list[int]) -> None:
-        if multicast:
-            for group in multicast_groups(ms):
-                send_group(group)
-            return
-        for m in ms:  # send_group([m]), inlined for the common case
-            msg = messages[m]
-            route = route_of(msg.src, msg.dst)
-            timeline.message_ready_s[m] = env._now
-            timeline.message_hops[m] = len(route)
-            group = [m]
-            first = route[0]
-            if first.protocol is None and (chunk_bytes is None or msg.bytes <= chunk_bytes):
-                forward(_Transit(group, route, msg.bytes, True))
-                if not interleave:  # else recorded when its turn comes
-                    timeline.message_start_s[m] = timeline.hops[-1].start_s
+    # -- processes -------------------------------------------------------------------------------------
+
+    def frame_input(self, frame: int) -> Generator[simpy.Event, Any, None]:
+        """The process of frame ``frame``'s image: once it arrives, the source sends its messages."""
+        yield self.frame_arrived[frame]
+        yield from self.release(self.workload.source, self.inputs[frame])
+
+    def device(self, d: int, tasks: list[int]) -> Generator[simpy.Event, Any, None]:
+        """The process of device ``d``: its ``tasks`` one at a time, each once its frame has arrived and the
+        messages it needs have (paying their receive cost), on a core of its host when it shares one;
+        then the messages the task makes ready go out."""
+        env, timeline, rate, core = self.env, self.timeline, self.rates[d], self.core_of[d]
+        received: set[int] = set()  # messages whose receive cost is paid
+        for t in tasks:
+            task = self.tasks[t]
+            frame = self.frame_arrived[task.frame]
+            if frame.callbacks is not None:  # not yet processed
+                yield frame
+            if not rate.pays_messages:
+                waiting = [self.arrived[m] for m in self.needs[t] if self.arrived[m].callbacks is not None]
+                if waiting:
+                    yield _AllProcessed(env, waiting)
+            else:
+                yield from self.receive(d, self.needs[t], received)
+            duration = rate.task_s(task.flops, task.bytes_touched, task.op, task.layer, task.kind)
+            if core is None:
+                timeline.task_start_s[t] = env.now
+                yield env.timeout(duration)
+            elif isinstance(core, SharedCores):
+                timeline.task_start_s[t] = env.now
+                yield core.run(duration)
+            else:
+                with core.request() as request:
+                    yield request
+                    timeline.task_start_s[t] = env.now
+                    yield env.timeout(duration)
+            timeline.task_end_s[t] = env.now
+            if task.final:
+                self.frame_done(task.frame, env.now)
+            yield from self.release(d, self.releases[t])
+
+    def receive(self, d: int, needs: list[int], received: set[int]) -> Generator[simpy.Event, Any, None]:
+        """Wait for the messages ``needs`` and pay device ``d``'s receive cost for each not yet in
+        ``received``, in arrival order (ties: workload order)."""
+        pending = [m for m in needs if m not in received]
+        while pending:
+            ready = [m for m in pending if self.arrived[m].processed]
+            if not ready:
+                yield _AllProcessed(self.env, [self.arrived[m] for m in pending], count=1)
                 continue
-            sizes = first.wire_sizes(msg.bytes, chunk_bytes)
-            for i, size in enumerate(sizes):  # chunks (packets) join the first queue back to back, in order
-                forward(_Transit(group, route, size, i == len(sizes) - 1))
-                if i == 0 and not interleave:
-                    timeline.message_start_s[m] = timeline.hops[-1].start_s
+            for m in sorted(ready, key=lambda m: (self.timeline.message_end_s[m], m)):
+                msg = self.messages[m]
+                yield from self.pay(d, m, "recv", self.rates[d].recv_s(msg.format, msg.bytes))
+                received.add(m)
+            pending = [m for m in pending if m not in received]
 
-    def send_group(group: list[int]) -> None:
-        route = group_route(group)
-        for m in group:
-            timeline.message_ready_s[m] = env.now
-            timeline.message_hops[m] = len(route)
-            timeline.carried_by[m] = group[0]
-        sizes = route[0].wire_sizes(messages[group[0]].bytes, chunk_bytes)
-        for i, size in enumerate(sizes):  # chunks (packets) join the first queue back to back, in order
-            forward(_Transit(group, route, size, i == len(sizes) - 1))
-            if i == 0 and not interleave:
-                for m in group:
-                    timeline.message_start_s[m] = timeline.hops[-1].start_s
-
-    def source(frame: int):
-        yield frame_arrived[frame]
-        if not rates[workload.source].pays_messages:
-            send(input_of_frame[frame])
+    def release(self, d: int, ms: list[int]) -> Generator[simpy.Event, Any, None]:
+        """Send the messages ``ms`` that device ``d`` made ready now, paying its send cost for each payload
+        (a message, or a multicast group) before it goes."""
+        rate = self.rates[d]
+        if not rate.pays_messages:
+            self.send(ms)
             return
-        for group in groups_of(input_of_frame[frame]):
-            yield from pay_send(workload.source, core_of[workload.source], group)
-            send_group(group)
+        for group in self.payloads(ms):
+            msg = self.messages[group[0]]
+            yield from self.pay(d, group[0], "send", rate.send_s(msg.format, msg.bytes))
+            self.send_payload(group)
 
-    def hold(core: simpy.Resource | SharedCores | None, seconds: float, task: int | None = None):
-        """Spend ``seconds`` on a core of ``core`` (waiting for one first, or sharing them all), or on the
-        device's own; ``task``: record when it starts."""
-        if core is None or isinstance(core, SharedCores):
-            if task is not None:
-                timeline.task_start_s[task] = env.now
-            yield env.timeout(seconds) if core is None else core.run(seconds)
+    def pay(self, d: int, m: int, side: str, seconds: float) -> Generator[simpy.Event, Any, None]:
+        """Device ``d`` spends ``seconds`` of software time on message ``m`` (a :class:`CpuSpan`)."""
+        start = self.env.now
+        yield from self.hold(d, seconds)
+        self.timeline.cpu_spans.append(CpuSpan(m, d, side, start, self.env.now, seconds))
+
+    def hold(self, d: int, seconds: float) -> Generator[simpy.Event, Any, None]:
+        """Keep device ``d`` busy for ``seconds``: on a core of its host (waiting for one first, or sharing
+        them all), or its own."""
+        core = self.core_of[d]
+        if core is None:
+            yield self.env.timeout(seconds)
+            return
+        if isinstance(core, SharedCores):
+            yield core.run(seconds)
             return
         with core.request() as request:
             yield request
-            if task is not None:
-                timeline.task_start_s[task] = env.now
-            yield env.timeout(seconds)
+            yield self.env.timeout(seconds)
 
-    def pay(d: int, core: simpy.Resource | SharedCores | None, m: int, side: str, seconds: float):
-        """Device ``d`` spends ``seconds`` of software time on message ``m`` (recorded as a :class:`CpuSpan`)."""
-        start = env.now
-        yield from hold(core, seconds)
-        timeline.cpu_spans.append(CpuSpan(m, d, side, start, env.now, seconds))
+    # -- messages on the network -----------------------------------------------------------------------
 
-    def pay_send(d: int, core: simpy.Resource | SharedCores | None, group: list[int]):
-        """Device ``d`` spends the send cost of the message (or multicast payload) ``group``."""
-        msg = messages[group[0]]
-        yield from pay(d, core, group[0], "send", rates[d].send_s(msg.format, msg.bytes))
-
-    def shared_device(d: int, own: list[int]):
-        """A device on a host, or paying per-message software costs (module docstring)."""
-        rate, core = rates[d], core_of[d]
-        received: set[int] = set()
-        for t in own:
-            task = tasks[t]
-            if not frame_arrived[task.frame].processed:
-                yield frame_arrived[task.frame]
-            pending = [m for m in waits_for[t] if m not in received]
-            while pending:
-                if not rate.pays_messages:
-                    unarrived = [arrived[m] for m in pending if not arrived[m].processed]
-                    if unarrived:
-                        yield env.all_of(unarrived)
-                    received.update(pending)
-                    break
-                ready = [m for m in pending if arrived[m].processed]
-                if not ready:
-                    yield env.any_of([arrived[m] for m in pending])
-                    continue
-                for m in sorted(ready, key=lambda m: (timeline.message_end_s[m], m)):
-                    yield from pay(d, core, m, "recv", rate.recv_s(messages[m].format, messages[m].bytes))
-                    received.add(m)
-                pending = [m for m in pending if m not in received]
-            duration = rate.task_s(task.flops, task.bytes_touched, task.op, task.layer, task.kind)
-            yield from hold(core, duration, t)
-            timeline.task_end_s[t] = env.now
-            if task.final:
-                record_done(task.frame)
-            if not rate.pays_messages:
-                send(released_by[t])
-                continue
-            for group in groups_of(released_by[t]):
-                yield from pay_send(d, core, group)
-                send_group(group)
-
-    all_of, timeout = env.all_of, env.timeout  # bound once, not per task
-    task_start_s, task_end_s = timeline.task_start_s, timeline.task_end_s
-
-    def device(d: int, own: list[int]):
-        rate = rates[d]
-        steps = [  # per task: its frame's arrival, the arrivals it needs, duration, final, messages it sends
-            (
-                t,
-                frame_arrived[tasks[t].frame],
-                [arrived[m] for m in waits_for[t]],
-                rate.task_s(tasks[t].flops, tasks[t].bytes_touched, tasks[t].op, tasks[t].layer, tasks[t].kind),
-                tasks[t].final,
-                released_by[t],
+    def payloads(self, ms: list[int]) -> list[tuple[int, ...]]:
+        """The messages ``ms`` as payloads to transmit, in order: one each, or with ``multicast`` one per
+        group of messages carrying the same data (module docstring)."""
+        if not self.multicast:
+            return [(m,) for m in ms]
+        groups: dict[tuple[object, ...], list[int]] = {}
+        for m in ms:
+            msg = self.messages[m]
+            key = (
+                (msg.frame, msg.src, msg.tensor, msg.partial, msg.channel_ids, msg.position_ids, msg.bytes)
+                if msg.tensor
+                else (m,)
             )
-            for t in own
-        ]
-        for t, frame, waits, duration, final, releases in steps:
-            if frame.callbacks is not None:  # not yet processed
-                yield frame
-            needed = [event for event in waits if event.callbacks is not None]
-            if needed:
-                yield all_of(needed)
-            task_start_s[t] = env._now
-            yield timeout(duration)
-            task_end_s[t] = env._now
-            if final:
-                record_done(tasks[t].frame)
-            send(releases)
+            groups.setdefault(key, []).append(m)
+        return [tuple(group) for group in groups.values()]
 
-    for f in range(workload.frames):
-        env.process(source(f))
-    per_device: dict[int, list[int]] = defaultdict(list)
-    for t, task in enumerate(tasks):
-        per_device[task.device].append(t)
-    for d in range(len(names)):
-        plain = core_of[d] is None and not rates[d].pays_messages
-        env.process((device if plain else shared_device)(d, per_device[d]))
-    env.run()
-    timeline.events = next(eid)  # every event scheduled was processed: the queue ran empty
-    return timeline
+    def send(self, ms: list[int]) -> None:
+        """Transmit the messages ``ms``, made ready now, in order (as :meth:`payloads`)."""
+        for group in self.payloads(ms):
+            self.send_payload(group)
+
+    def send_payload(self, group: tuple[int, ...]) -> None:
+        """Put one payload (a message, or a multicast group) on its route's first queue now: whole, or as
+        chunks or packets back to back."""
+        timeline, now, first = self.timeline, self.env.now, self.messages[group[0]]
+        route = self.routes[first.src, first.dst] if len(group) == 1 else self.multicast_route(group)
+        sizes = route[0][0].wire_sizes(first.bytes, self.chunk_bytes) if self.cuts else (first.bytes,)
+        left, last = [len(sizes)], len(sizes) - 1
+        pieces = [_Transmission(group, route, size, left, last - i) for i, size in enumerate(sizes)]
+        if self.interleave:  # its start is recorded when its first piece's turn comes (next_in_turn)
+            for tx in pieces:
+                self.forward(tx)
+        else:
+            starts = [self.transmit(tx) for tx in pieces]
+        for m in group:
+            timeline.message_ready_s[m] = now
+            if not self.interleave:
+                timeline.message_start_s[m] = starts[0]
+            timeline.message_hops[m], timeline.carried_by[m] = len(route), group[0]
+
+    def forward(self, tx: _Transmission) -> None:
+        """``interleave``: ``tx`` waits for its link's queue, in its message's turn; an idle queue starts
+        serving in a zero-delay event, once the payloads made ready with it have joined."""
+        name = tx.route[tx.hop][0].queue_name
+        self.waiting.setdefault(name, RoundRobin()).push(tx.group[0], tx)
+        if name not in self.sending:
+            self.sending.add(name)
+            self.env.timeout(0.0).callbacks.append(lambda _event: self.next_in_turn(name))
+
+    def next_in_turn(self, name: str) -> None:
+        """``interleave``: queue ``name`` is free; the next waiting transmission, in turn, starts."""
+        waiting = self.waiting[name]
+        if not waiting:
+            self.sending.discard(name)
+            return
+        tx = waiting.pop()
+        start = self.transmit(tx)
+        if tx.hop == 0 and tx.group[0] not in self.started:
+            self.started.add(tx.group[0])
+            for m in tx.group:
+                self.timeline.message_start_s[m] = start
+
+    def transmit(self, tx: _Transmission) -> float:
+        """Put ``tx`` on the queue of its link number ``tx.hop`` now; it reaches the link's far end
+        ``latency_s`` after leaving the queue, and :meth:`hop_done` takes it on. Returns when it starts."""
+        now, nbytes = self.env.now, tx.nbytes
+        link, queue = tx.route[tx.hop]
+        start = queue.free_s if queue.free_s > now else now
+        if link.burst_bytes is None:
+            end = start + nbytes * 8 / link.bandwidth_bps + link.overhead_s
+        else:
+            end = start + queue.drain_s(link, start, nbytes) + link.overhead_s
+        queue.free_s = end
+        if self.interleave:  # the queue serves the next waiting transmission when this one has left it
+            self.env.timeout(end - now).callbacks.append(lambda _event: self.next_in_turn(link.queue_name))
+        self.hops.append(_new_tuple(Hop, (tx.group[0], link, start, end, nbytes, now)))
+        tx.callbacks, delay = self.on_hop_done, link.latency_s
+        if link.impairment is not None:  # lost: it joins this queue again after its recovery wait
+            args = (link.name, delay, link.queue_name == MEDIUM, tx.after, tx.tries, end - start)
+            retry, delay = self.channels.transmit(link.impairment, *args)
+            if retry is not None:
+                tx.callbacks, delay, tx.tries = self.on_lost, retry, tx.tries + 1
+                self.timeline.retransmissions[tx.group[0]] += 1
+        self.env.schedule(tx, NORMAL, end + delay - now)  # type: ignore[arg-type]
+        return start
+
+    def hop_done(self, tx: _Transmission) -> None:
+        """``tx`` reached the far end of a link: store and forward it, or deliver its payload."""
+        tx.tries = 0
+        tx.hop += 1
+        if tx.hop < len(tx.route):
+            self.enqueue(tx)
+        else:  # lost pieces, or jitter, may let a later piece overtake: the last one in delivers
+            tx.left[0] -= 1
+            if not tx.left[0]:
+                self.deliver(tx.group)
+
+    def deliver(self, group: tuple[int, ...]) -> None:
+        """The messages ``group`` are at their destinations now; a final output counts as held by the sink
+        once its receive cost is paid (when no task pays it)."""
+        now = self.env.now
+        for m in group:
+            self.timeline.message_end_s[m] = now
+            msg = self.messages[m]
+            if msg.final:
+                cost = 0.0 if msg.needed_by else self.rates[msg.dst].recv_s(msg.format, msg.bytes)
+                if cost > 0:
+                    self.timeline.cpu_spans.append(CpuSpan(m, msg.dst, "recv", now, now + cost, cost))
+                self.frame_done(msg.frame, now + cost)
+            self.arrived[m].succeed()
+
+    def frame_done(self, frame: int, at_s: float) -> None:
+        """Something the sink needs for ``frame`` is there at ``at_s``: the frame is done no earlier."""
+        self.timeline.frame_done_s[frame] = max(self.timeline.frame_done_s[frame], at_s)
+
+    def multicast_route(self, group: tuple[int, ...]) -> Route:
+        """The route of a multicast group: the shared medium as one link at the slowest receiver's rate,
+        arriving after the largest latency."""
+        names, src = self.workload.devices, self.messages[group[0]].src
+        links = [self.routes[src, self.messages[m].dst][0][0] for m in group]
+        first = links[0]
+        slowest = Link(
+            names[src],
+            ",".join(names[self.messages[m].dst] for m in group),
+            min(link.bandwidth_bps for link in links),
+            max(link.latency_s for link in links),
+            first.queue_name,
+            first.overhead_s,
+            first.protocol,
+            first.burst_bytes,
+            first.impairment,
+        )
+        return ((slowest, self.queues[first.queue_name]),)

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sim.errors import UserError, first_line
-from sim.workload.graph import ChannelGraph, Layer, Node
+from sim.workload.graph import ChannelGraph, Layer, Node, Window
 
 _POINTWISE_MODULES = (
     nn.BatchNorm1d,
@@ -138,6 +138,7 @@ class FlowGraph(ChannelGraph):
             shape = shapes[args[0] if node.op == "output" else node.name]
             spatial = int(np.prod(shape[2:])) if len(shape) > 2 else 1
             rec = Node(kind, _label(node, kind, labels), shape[1:], shape[1], spatial, len(shape), args)
+            rec = replace(rec, window=_window(node, modules))
             if kind == "flatten":
                 src = nodes[args[0]]
                 if shape[1] != src.channels * src.spatial:
@@ -195,6 +196,49 @@ def _record(gm: fx.GraphModule, batch: torch.Tensor, keep: set[str] | None = Non
     with torch.no_grad():
         Recorder(gm).run(batch)
     return seen
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    """An int or a pair of ints as ``(rows, columns)``."""
+    return (int(value), int(value)) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+_ADAPTIVE = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+_WINDOW_FUNCTIONS: dict[Any, tuple[str, ...]] = {
+    F.max_pool2d: ("kernel_size", "stride", "padding", "dilation"),
+    F.avg_pool2d: ("kernel_size", "stride", "padding"),
+}
+
+
+def _window(node: fx.Node, modules: dict[str, nn.Module]) -> Window | None:
+    """The sliding window of a Conv2d or a 2-D pooling op (module or function), else ``None``."""
+    if node.op == "call_module":
+        mod = modules[str(node.target)]
+        if isinstance(mod, _ADAPTIVE):
+            return Window(adaptive=True)
+        if isinstance(mod, nn.Conv2d):
+            kernel, dilation = _pair(mod.kernel_size), _pair(mod.dilation)
+            if isinstance(mod.padding, str):  # "valid", or "same": PyTorch pads d*(k-1)//2 before
+                pad = (0, 0) if mod.padding == "valid" else tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
+                return Window(kernel, _pair(mod.stride), (pad[0], pad[1]), dilation)
+            return Window(kernel, _pair(mod.stride), _pair(mod.padding), dilation)
+        if isinstance(mod, (nn.MaxPool2d, nn.AvgPool2d)):
+            dilation = _pair(getattr(mod, "dilation", 1))
+            kernel = _pair(mod.kernel_size)
+            stride = kernel if mod.stride is None else _pair(mod.stride)
+            return Window(kernel, stride, _pair(mod.padding), dilation)
+        return None
+    if node.op == "call_function":
+        if node.target in (F.adaptive_avg_pool2d, F.adaptive_max_pool2d):
+            return Window(adaptive=True)
+        names = _WINDOW_FUNCTIONS.get(node.target)
+        if names is None:
+            return None
+        given = dict(zip(names, node.args[1:])) | {k: v for k, v in node.kwargs.items() if k in names}
+        kernel = _pair(given["kernel_size"])
+        stride = kernel if given.get("stride") in (None, []) else _pair(given["stride"])
+        return Window(kernel, stride, _pair(given.get("padding", 0)), _pair(given.get("dilation", 1)))
+    return None
 
 
 def _tensor_args(node: fx.Node) -> list[fx.Node]:
@@ -284,8 +328,8 @@ def _layer(name: str, mod: nn.Conv2d | nn.Linear, src: Node, out_spatial: int) -
             rows = group_of == g
             uses[rows, g * per_group : (g + 1) * per_group] = local[rows]
         kernel = int(np.prod(weight.shape[2:]))
-        return Layer(name, "conv", channels, out_c, spatial, out_spatial, kernel, groups, uses)
+        return Layer(name, "conv", channels, out_c, spatial, out_spatial, kernel, groups, uses, mod.bias is not None)
     if src.rank != 2:
         raise UserError(f"model.name: linear '{name}' reads a 4-D tensor; flatten it first")
     uses = (weight != 0).reshape(weight.shape[0], channels, spatial).any(-1).numpy()
-    return Layer(name, "linear", channels, weight.shape[0], spatial, 1, 1, 1, uses)
+    return Layer(name, "linear", channels, weight.shape[0], spatial, 1, 1, 1, uses, mod.bias is not None)

@@ -197,6 +197,79 @@ def execute(graph: FlowGraph, plan: WorkloadPlan, images: torch.Tensor) -> torch
     raise RuntimeError("the traced graph has no output")
 
 
+def execute_rows(graph: FlowGraph, plan: WorkloadPlan, images: torch.Tensor) -> torch.Tensor:
+    """:func:`execute` for a plan with rows-split layers (DESIGN 3b), element by element: each device holds
+    the elements it owns or received (every other element is zero), computes at each stage exactly the
+    elements the plan says (:attr:`sim.workload.spatial.SpatialPlacement.computes`) from the full layer
+    weights, sends exactly the plan's messages, and the sink's output is returned.
+
+    Raises ``RuntimeError`` when a device must read an element it neither computed nor received, or sends
+    one it does not hold.
+    """
+    sp, n = plan.spatial, plan.n_devices
+    if sp is None:
+        raise ValueError("not a rows plan; use execute")
+    env: list[dict[str, Any]] = [{} for _ in range(n)]
+    known: list[dict[str, np.ndarray]] = [{} for _ in range(n)]  # bool (C, S) per tensor
+    deliveries: dict[str, list[MessagePlan]] = defaultdict(list)
+    for m in plan.messages:
+        deliveries[m.tensor].append(m)
+    stages = set(sp.stages)
+    with torch.no_grad():
+        for node in graph.module.graph.nodes:
+            name = node.name
+            if name not in graph.graph:  # a non-tensor helper such as x.size(0)
+                for d in range(n):
+                    env[d][name] = _evaluate(node, env[d], graph.module)
+                continue
+            kind, args = graph.kind(name), graph.args(name)
+            if kind == "output":
+                tensor = graph.output_tensor()
+                if not known[plan.sink][tensor].all():
+                    raise RuntimeError("the sink does not hold every model output")
+                return env[plan.sink][tensor]
+            for d in range(n):
+                if kind == "input":
+                    mask = sp.owner[name] == d
+                    value = images.clone()
+                elif name in stages:
+                    for a in dict.fromkeys(args):
+                        lacking = sp.needs[a][name][d] & ~known[d][a]
+                        if lacking.any():
+                            raise RuntimeError(f"device {d} lacks {int(lacking.sum())} elements of {a} for {name}")
+                    mask = sp.computes[name][d]
+                    value = _evaluate(node, env[d], graph.module)
+                elif kind == "cat":
+                    mask = np.concatenate([known[d][a] for a in args])
+                    value = _evaluate(node, env[d], graph.module)
+                else:  # channel-wise ops (a pool of whole channels: a channel it holds whole), flatten
+                    held = known[d][args[0]]
+                    spatial = graph.node(name).spatial
+                    mask = held if held.shape[1] == spatial else np.repeat(held.all(1, keepdims=True), spatial, 1)
+                    value = _evaluate(node, env[d], graph.module)
+                env[d][name], known[d][name] = _element_mask(value, mask), mask
+            for m in deliveries[name]:
+                positions = np.arange(graph.node(name).spatial) if m.positions is None else m.positions
+                block = np.zeros_like(known[m.src][name])
+                block[np.ix_(m.channels, positions)] = True
+                if (block & ~known[m.src][name]).any():
+                    raise RuntimeError(f"device {m.src} sends elements of {name} it does not hold")
+                keep = torch.from_numpy(block)
+                shape = env[m.dst][name].shape
+                dst = env[m.dst][name].reshape(shape[0], *block.shape)
+                src = env[m.src][name].reshape(shape[0], *block.shape)
+                env[m.dst][name] = torch.where(keep, src, dst).reshape(shape)
+                known[m.dst][name] = known[m.dst][name] | block
+    raise RuntimeError("the traced graph has no output")
+
+
+def _element_mask(value: torch.Tensor, keep: np.ndarray) -> torch.Tensor:
+    """``value`` (B, C, ...) with the elements outside ``keep`` (bool (C, S)) set to 0."""
+    shape = value.shape
+    per = value.reshape(shape[0], *keep.shape)
+    return (per * torch.from_numpy(keep).to(value.dtype)).reshape(shape)
+
+
 def _evaluate(node: fx.Node, env: dict[str, Any], module: fx.GraphModule) -> Any:
     """One fx node on one device's values."""
     args = fx.node.map_arg(node.args, lambda a: env[a.name])

@@ -55,9 +55,11 @@ def _rated_for_profiling(scenario: Scenario) -> Scenario:
 
 def profile_scenario(scenario: Scenario, settings: ProfileSettings, only: Sequence[str] = ()) -> ProfileFile:
     """Time the layer shards of every device (or of the devices named in ``only``) of ``scenario`` on this
-    machine,."""
+    machine. A partition with rows-split layers is timed as its ``contiguous`` filters split: the rows
+    tasks, not in the table, take the per-op fits."""
     from sim.model import data  # torch: only profiling builds the model
-    from sim.pipeline.prepare import input_shape, prepare  # torch: only profiling builds the model
+    from sim.model.partition import make_partition  # torch: only profiling builds the model
+    from sim.pipeline.prepare import input_shape, make_plan, prepare  # torch: only profiling builds the model
     from sim.pipeline.profile import layer_inputs, machine, profile_device  # torch: only profiling times shards
 
     names = scenario.device_names
@@ -65,19 +67,20 @@ def profile_scenario(scenario: Scenario, settings: ProfileSettings, only: Sequen
         if name not in names:
             raise UserError(f"--device: unknown device '{name}'; devices are {', '.join(names)}")
     prepared = prepare(_rated_for_profiling(scenario))
+    plan = prepared.plan
+    if plan.spatial is not None:  # rows shards are not timed one by one: the per-op fits time them
+        plan = make_plan(scenario, prepared.graph, make_partition(prepared.graph, "contiguous", len(names)))
     inputs = scenario.inputs
     images = data.frame_batches(
         inputs.dataset, input_shape(scenario.model), 1, inputs.batch_size, scenario.seed, scenario.setup.paths.dataset
     )[0].images
-    values = layer_inputs(prepared.graph, prepared.plan, images)
+    values = layer_inputs(prepared.graph, plan, images)
     devices = []
     for d, spec in enumerate(scenario.devices):
         if only and spec.name not in only:
             continue
         devices.append(
-            profile_device(
-                prepared.graph, prepared.plan, values, inputs.batch_size, d, spec.name, spec.threads or 1, settings
-            )
+            profile_device(prepared.graph, plan, values, inputs.batch_size, d, spec.name, spec.threads or 1, settings)
         )
     return ProfileFile(
         scenario.name,

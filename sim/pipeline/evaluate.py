@@ -29,7 +29,9 @@ from sim.analysis.tables import compute_table, transfers_table
 from sim.config.load import parse_scenario
 from sim.config.schema import Scenario
 from sim.engine import assemble
-from sim.engine.simulate import simulate
+from sim.engine.devices import DeviceRate, Host
+from sim.engine.network import Network
+from sim.engine.simulate import Timeline, simulate
 from sim.workload.types import Workload
 
 
@@ -50,19 +52,20 @@ def workload_key(scenario: Scenario) -> str:
     keys share a workload.
 
     Sweeps use it to build each distinct workload once, and the build cache to name it on disk. Whatever
-    ``prepare`` starts to read must be added.
+    ``prepare`` starts to read must be added. Of the network, pruning reads only the hop counts
+    (``comm_structured``) or the scaled cost matrix (``admm_comm``): a bandwidth sweep builds them once.
     """
     data = scenario.resolved()
     devices = [d["name"] for d in data["devices"]]
-    if scenario.partition.strategy == "balanced" and scenario.partition.file is None:
+    if scenario.partition.strategy in ("balanced", "pipeline") and scenario.partition.file is None:  # by rate
         devices = [(d["name"], d["gflops"]) for d in data["devices"]]
     inputs = {k: v for k, v in data["inputs"].items() if k not in ("interval_ms", "fps")}
     key = {k: data[k] for k in ("seed", "model", "source", "sink", "partition", "prune", "transfer", "deploy")}
     key.update(devices=devices, inputs=inputs)
-    if scenario.prune.method == "comm_structured":  # ranks channels by hop-weighted bytes on this network
-        key["network"] = data["network"]
-    if scenario.prune.method == "admm_comm" and scenario.prune.cost_matrix is None:  # costs from the network
-        key["network"] = data["network"]
+    if scenario.prune.method == "comm_structured":  # ranks channels by bytes times hops on this network
+        key["hops"] = assemble.hop_matrix(scenario).tolist()
+    if scenario.prune.method == "admm_comm":  # the network's costs, scaled (only their ratios count)
+        key["device_cost"] = assemble.device_cost(scenario).tolist()
     return json.dumps(key, sort_keys=True, default=str)
 
 
@@ -82,11 +85,35 @@ def baseline_scenario(scenario: Scenario) -> Scenario:
     return parse_scenario(data, origin="baseline", base_dir=scenario.setup.base_dir)
 
 
+@dataclass(frozen=True)
+class EngineRun:
+    """One engine run of a scenario's workload: its timeline and the engine objects it ran on."""
+
+    timeline: Timeline
+    rates: list[DeviceRate]
+    network: Network
+    hosts: list[Host | None]
+
+
+def run_engine(scenario: Scenario, workload: Workload) -> EngineRun:
+    """Run the engine on ``workload`` with the scenario's devices, network and frame arrivals. A pair of
+    devices that must talk but has no route is refused (one line naming it) before the run."""
+    net = scenario.setup.network
+    rates, network, hosts = assemble.device_rates(scenario), assemble.network(scenario), assemble.hosts(scenario)
+    names = workload.devices
+    network.check_pairs(dict.fromkeys((names[m.src], names[m.dst]) for m in workload.messages))
+    arrivals = assemble.arrivals_s(scenario, workload.frames)
+    timeline = simulate(
+        workload, rates, network, arrivals, net.chunk_bytes, net.multicast, hosts, scenario.seed, net.interleave
+    )
+    return EngineRun(timeline, list(rates), network, list(hosts))
+
+
 def single_device_baseline(scenario: Scenario, built: BuiltWorkload) -> dict[str, Any]:
     """Latency and throughput of :func:`baseline_scenario` (whose built workload is ``built``), for
     ``baseline: single``."""
     single = baseline_scenario(scenario)
-    summary = evaluate(single, built).summary
+    summary = point_summary(single, built, None, run_engine(single, built.workload))
     return {
         "device": scenario.source,
         "latency_s": summary["latency_s"],
@@ -117,68 +144,75 @@ def speedups(split: dict[str, Any], single: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload | None = None) -> RunResult:
-    """Run the engine on ``built.workload`` with the scenario's devices, network and frame arrivals, and
-    analyse the timeline into the run's tables and summary.
-
-    For ``baseline: single``, ``baseline`` is the built workload of :func:`baseline_scenario` (required;
-    :func:`sim.pipeline.prepare.evaluate` builds it when missing). A pair of devices that must talk but has no route is refused (one line naming it)
-    before the run.
-    """
-    workload, net = built.workload, scenario.setup.network
-    rates = assemble.device_rates(scenario)
-    network = assemble.network(scenario)
-    names = workload.devices
-    network.check_pairs(dict.fromkeys((names[m.src], names[m.dst]) for m in workload.messages))
-    arrivals = assemble.arrivals_s(scenario, workload.frames)
-    hosts = assemble.hosts(scenario)
-    timeline = simulate(
-        workload,
-        rates,
-        network,
-        arrivals,
-        chunk_bytes=net.chunk_bytes,
-        multicast=net.multicast,
-        hosts=hosts,
-        interleave=net.interleave,
-    )
-    transfers = transfers_table(workload, timeline)
-    compute = compute_table(workload, timeline)
-    summary = summarize(scenario.name, scenario.resolved(), transfers, compute, timeline)
+def point_summary(
+    scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload | None, run: EngineRun
+) -> dict[str, Any]:
+    """The summary of a run without its tables: the headline figures straight from the timeline
+    (:func:`sim.analysis.summary.summarize`), the exchange schemes, accuracy and kept kernels, a stream's
+    service latency, and the single-device baseline (``baseline`` is the built workload of
+    :func:`baseline_scenario`; required for ``baseline: single``). A sweep point needs nothing more;
+    :func:`evaluate` adds the tables and the per-link, per-device and critical-path records."""
+    workload, timeline, net = built.workload, run.timeline, scenario.setup.network
+    deadline_s = None if scenario.inputs.deadline_ms is None else scenario.inputs.deadline_ms / 1e3
+    summary = summarize(scenario.name, scenario.resolved(), workload, timeline, deadline_s)
     summary["exchange"] = dict(workload.exchange)
+    if workload.redundant_flops is not None:  # rows form only, so other runs' summaries stay as they were
+        summary["redundant_flops"] = workload.redundant_flops
     if built.accuracy is not None:
         summary["accuracy"] = built.accuracy
     if built.kept_kernels is not None:  # over all convs, weighted by their original kernel counts
         summary["kept_kernels_per_conv"] = built.kept_kernels
         summary["kept_kernels"] = built.kept_kernel_fraction
-    links, devices = counters.link_table(network, timeline), counters.device_table(workload, rates, timeline)
-    summary["links"], summary["devices"] = counters.records(links), counters.records(devices)
-    summary["critical_path"] = critical_path_summary(workload, timeline)
     if timeline.cpu_spans:  # per-message software time charged (seconds of CPU, all messages)
         summary["message_cpu_s"] = {
             side: sum(span.cpu_s for span in timeline.cpu_spans if span.side == side) for side in ("send", "recv")
         }
-    if scenario.profile is not None or any(d.profile is not None for d in scenario.devices):
-        summary["compute_times"] = assemble.time_sources(workload, rates)
     if workload.frames > 1:  # a stream: also each frame's latency alone, without queueing behind others
         summary["service_latency_s"] = service_latency_s(
-            workload, rates, network, net.chunk_bytes, net.multicast, hosts, net.interleave
+            workload, run.rates, run.network, net.chunk_bytes, net.multicast, run.hosts, scenario.seed, net.interleave
         )
     if scenario.baseline == "single":
         if baseline is None:
             raise ValueError("evaluate: baseline: single needs the built workload of baseline_scenario(scenario)")
         base = single_device_baseline(scenario, baseline)
         summary["baseline"] = {**base, **speedups(summary, base)}
+    return summary
+
+
+LATE_KEYS = ("service_latency_s", "baseline")  # summary.json lists them after the per-link and per-device records
+
+
+def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload | None = None) -> RunResult:
+    """Run the engine on ``built.workload`` with the scenario's devices, network and frame arrivals, and
+    analyse the timeline into the run's tables and summary (:func:`point_summary`, then the per-link,
+    per-device and critical-path records, the compute-time sources and the deployment phase).
+
+    For ``baseline: single``, ``baseline`` is the built workload of :func:`baseline_scenario` (required;
+    :func:`sim.pipeline.prepare.evaluate` builds it when missing). A pair of devices that must talk but has
+    no route is refused (one line naming it) before the run.
+    """
+    workload, net = built.workload, scenario.setup.network
+    run = run_engine(scenario, workload)
+    timeline, rates, network, hosts = run.timeline, run.rates, run.network, run.hosts
+    lean = point_summary(scenario, built, baseline, run)
+    summary = {k: v for k, v in lean.items() if k not in LATE_KEYS}
+    links, devices = counters.link_table(network, timeline), counters.device_table(workload, rates, timeline)
+    summary["links"], summary["devices"] = counters.records(links), counters.records(devices)
+    summary["critical_path"] = critical_path_summary(workload, timeline)
+    if scenario.profile is not None or any(d.profile is not None for d in scenario.devices):
+        summary["compute_times"] = assemble.time_sources(workload, rates)
+    summary.update((k, lean[k]) for k in LATE_KEYS if k in lean)
     if built.deploy is not None:  # on the same network, before inference; not part of its latency
         shipped = simulate(
-            built.deploy,
-            rates,
-            network,
-            [0.0],
-            chunk_bytes=net.chunk_bytes,
-            multicast=net.multicast,
-            hosts=hosts,
-            interleave=net.interleave,
+            built.deploy, rates, network, [0.0], net.chunk_bytes, net.multicast, hosts, scenario.seed, net.interleave
         )
         summary.update(deployment_summary(built.deploy, shipped))
-    return RunResult(transfers, compute, summary, workload, timeline, links, devices)
+    return RunResult(
+        transfers_table(workload, timeline),
+        compute_table(workload, timeline),
+        summary,
+        workload,
+        timeline,
+        links,
+        devices,
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from sim.prune import structured as prune
 from sim.workload import wire
 from sim.workload.plan import WorkloadPlan, place, plan_workload
 from sim.workload.sizing import build_workload, choose_exchange
-from sim.workload.types import Workload
+from sim.workload.types import Split, Workload
 
 __all__ = ["Prepared", "input_shape", "load_model", "prepare"]
 
@@ -125,16 +125,24 @@ def check_outputs(graph: FlowGraph, splits: tuple[data.Split, data.Split], name:
         )
 
 
-def choose_partition(scenario: Scenario, graph: FlowGraph) -> partition.Partition:
-    """The scenario's partition: read from its file, or made by its strategy."""
+def choose_partition(scenario: Scenario, graph: FlowGraph) -> Split:
+    """The scenario's partition in its three forms: read from its file, or made by its strategy."""
     spec, names, file = scenario.partition, scenario.device_names, scenario.setup.paths.partition
     if file is not None:
         return partition.load_partition(file, graph, scenario.model.name, names)
     seed = scenario.seed if spec.seed is None else spec.seed
     rates = assemble.compute_rates(scenario)
-    if spec.strategy == "comm_aware":  # the starting point; prune_model reassigns it during ADMM
-        return partition.make_partition(graph, "balanced", len(names), seed=seed, rates=rates)
-    return partition.make_partition(graph, spec.strategy, len(names), seed=seed, rates=rates)
+    strategy = "balanced" if spec.strategy == "comm_aware" else spec.strategy  # ADMM reassigns comm_aware's
+    return partition.make_split(
+        graph,
+        strategy,
+        len(names),
+        seed=seed,
+        rates=rates,
+        sink=names.index(scenario.sink),
+        fused=spec.fused,
+        tiles=spec.tiles,
+    )
 
 
 def trace_model(scenario: Scenario) -> FlowGraph:
@@ -171,7 +179,10 @@ def image_owners(scenario: Scenario, graph: FlowGraph) -> list[int] | None:
 
 
 def make_plan(
-    scenario: Scenario, graph: FlowGraph, parts: partition.Partition, exchange: str | dict[str, str] = "inputs"
+    scenario: Scenario,
+    graph: FlowGraph,
+    parts: partition.Partition | Split,
+    exchange: str | dict[str, str] = "inputs",
 ) -> WorkloadPlan:
     """The scenario's workload plan: its devices, source, sink and image channel owners (``inputs.owners``)."""
     names = scenario.device_names
@@ -285,7 +296,7 @@ def train_model(
 def sized_workload(
     scenario: Scenario,
     graph: FlowGraph,
-    parts: partition.Partition,
+    parts: partition.Partition | Split,
     images: Sequence[torch.Tensor],
     cache: Sequence[dict[str, np.ndarray]] | None = None,
 ) -> tuple[WorkloadPlan, Workload]:
@@ -295,6 +306,8 @@ def sized_workload(
     model's tensor values per frame, read and filled (:func:`sim.model.shards.frame_values`)."""
     transfer, names = scenario.transfer, scenario.device_names
     spec = wire.WireSpec(transfer.dtype, transfer.index_bits)
+    if isinstance(parts, Split) and parts.spatial and transfer.exchange != "inputs":
+        raise UserError("transfer.exchange: partial sums are defined for filters; a rows partition needs inputs")
     if transfer.exchange == "auto":  # size both schemes of every layer, then keep the cheapest choice
         both = make_plan(scenario, graph, parts, exchange="partial_sums")
         frames, partials = shards.frame_values(graph, both, images, True, cache)
@@ -340,16 +353,24 @@ def prepare(scenario: Scenario, store: Store | None = None) -> Prepared:
         trained = train_model(scenario, model, splits, store)
         graph = FlowGraph.trace(model, batches[0].images)
     names = scenario.device_names
-    parts = choose_partition(scenario, graph)
+    split = choose_partition(scenario, graph)
     kept, kept_all = None, None
     if scenario.prune.method != "none":
+        if (split.rows or split.whole) and scenario.prune.method in ("admm_comm", "comm_structured"):
+            raise UserError(
+                f"prune.method: {scenario.prune.method} prices filters on devices; the partition has rows or "
+                "whole layers (use ln_structured)"
+            )
         dense = {l.name: l.out_channels * l.in_channels // l.groups for l in graph.layers() if l.op == "conv"}
-        model, graph, parts = prune_model(scenario, model, graph, parts, batches[0].images, splits)
+        model, graph, pruned = prune_model(scenario, model, graph, split.filters, batches[0].images, splits)
+        split = replace(split, filters=pruned)
         kept = kept_kernels(model, dense)
         kept_all = sum(kept[n] * dense[n] for n in dense) / max(1, sum(dense.values()))
     transfer, images = scenario.transfer, [b.images for b in batches]
-    plan, workload = sized_workload(scenario, graph, parts, images)
+    plan, workload = sized_workload(scenario, graph, split, images)
     weights = None
+    if scenario.deploy is not None and split.spatial:
+        raise UserError("deploy: shipping weights is modelled for filters and whole layers; remove deploy")
     if scenario.deploy is not None:
         weights = deploy.deployment_workload(
             graph,

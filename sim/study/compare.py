@@ -28,6 +28,7 @@ from sim.study.sweep import check_jobs, run_points
 
 PER_FRAME = {  # total column -> its per-frame column (the total divided by the frames run)
     "flops_total": "flops_per_frame",
+    "redundant_flops": "redundant_flops_per_frame",
     "bytes_total": "bytes_per_frame",
     "dense_bytes_total": "dense_bytes_per_frame",
     "packed_bytes_total": "packed_bytes_per_frame",
@@ -41,6 +42,7 @@ COMPARISON_COLUMNS = (
     "accuracy",
     *(c for pair in PER_FRAME.items() for c in pair),
     "kept_kernels",
+    "weights_bytes_max",
     "messages",
     "latency_s",
     *BREAKDOWN_COLUMNS,
@@ -90,23 +92,59 @@ def compare(
     store: Store | None = None,
     report: CacheReport | None = None,
 ) -> pd.DataFrame:
-    """Run each scenario file and return one row per scenario (:data:`COMPARISON_COLUMNS`).
+    """Run each scenario file (or read each run folder) and return one row per scenario.
 
-    ``*_total`` columns (and ``elements_hops``) sum over every frame run, ``*_per_frame`` divide them by
-    ``frames``. ``dense_bytes_total`` is what every message would cost sent dense, ``packed_bytes_total``
-    what it costs with ``auto`` (the smallest format per message). ``service_latency_s`` is a frame's
-    latency alone in the system, ``keeps_up`` whether the split keeps up with the frame arrivals (empty for
-    one frame); with ``baseline: single`` come the single device's latencies, throughput and the three
-    speed-ups (:func:`sim.pipeline.evaluate.speedups`); a scenario without it has them empty. With ``out``, writes ``comparison.csv``, the stacked
-    latency breakdown ``breakdown.png`` and the Pareto front (``pareto.csv``, ``pareto.png``) there,
-    and for pruned scenarios ``kept_kernels.csv`` (the fraction of each conv's original k x k kernels still
-    non-zero, one row per scenario). Every file is validated before any work starts; a scenario
-    that cannot be built stops the comparison (:class:`UserError` naming its file). ``store`` is the build
-    cache (none by default); ``report`` counts what came from it.
+    Points that share a built workload share one build, as in :func:`sim.study.sweep.sweep`. Every file is
+    validated before any work starts.
 
-    Example::
+    Parameters
+    ----------
+    scenarios
+        Scenario YAML files, or folders written by ``dsim run`` or ``dsim execute`` (read, not re-run).
+    out
+        A folder to write ``comparison.csv``, the stacked latency breakdown ``breakdown.png``, the Pareto
+        front (``pareto.csv``, ``pareto.png``) and, for pruned scenarios, ``kept_kernels.csv`` (the
+        fraction of each conv's original k x k kernels still non-zero, one row per scenario) into.
+    jobs
+        Worker processes (default: the number of cores).
+    progress
+        Log a line per finished build and scenario, and a bar on a terminal.
+    store
+        The build cache (:class:`~sim.pipeline.store.Store`); ``None`` builds everything.
+    report
+        When given, counts what came from the cache.
 
-        >>> compare(["scenarios/quickstart.yaml", "scenarios/bandwidth.yaml"], out="results/cmp")  # doctest: +SKIP
+    Returns
+    -------
+    pandas.DataFrame
+        One row per scenario, with the columns of :data:`COMPARISON_COLUMNS`. ``*_total`` columns (and
+        ``elements_hops``, ``redundant_flops``: FLOPs computed twice by fused tiles) sum over every frame
+        run, ``weights_bytes_max`` is the conv and linear weights the fullest device holds, ``*_per_frame``
+        divide them by ``frames``.
+        ``dense_bytes_total`` is what every message would cost sent dense, ``packed_bytes_total`` what it
+        costs with ``auto`` (the smallest format per message). ``service_latency_s`` is a frame's latency
+        alone in the system, ``keeps_up`` whether the split keeps up with the frame arrivals (empty for
+        one frame); with ``baseline: single`` come the single device's latencies, throughput and the three
+        speed-ups (:func:`sim.pipeline.evaluate.speedups`), empty for a scenario without it.
+
+    Raises
+    ------
+    UserError
+        A file that is not a valid scenario, or a scenario that cannot be built (naming its file).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import yaml
+    >>> tiny = {"name": "tiny", "model": {"name": "lenet5"}, "inputs": {"dataset": "synthetic"},
+    ...         "devices": [{"name": "a", "gflops": 1}, {"name": "b", "gflops": 1}], "source": "a", "sink": "a"}
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for rate in (1, 100):
+    ...     tiny.update(name=f"tiny-{rate}mbps", network={"bandwidth_mbps": rate})
+    ...     _ = (folder / f"{rate}.yaml").write_text(yaml.safe_dump(tiny))
+    >>> table = compare([folder / "1.yaml", folder / "100.yaml"], jobs=1, progress=False)
+    >>> table["scenario"].tolist(), table["bytes_total"].tolist()
+    (['tiny-1mbps', 'tiny-100mbps'], [11236, 11236])
     """
     check_jobs(jobs)
     saved = {i: saved_row(Path(p)) for i, p in enumerate(scenarios) if Path(p).is_dir()}
@@ -122,7 +160,7 @@ def compare(
     rows = [saved[i] for i in range(len(scenarios))]
     names = [row.pop("scenario") for row in rows]
     table = pd.DataFrame(rows)
-    optional = ("accuracy", "kept_kernels", *BASELINE_COLUMNS)
+    optional = ("accuracy", "kept_kernels", "redundant_flops", "weights_bytes_max", *BASELINE_COLUMNS)
     empty = [c for c in optional if c in table.columns and table[c].isna().all()]
     table = table.drop(columns=empty)
     table.insert(0, "file", [str(p) for p in scenarios])

@@ -56,7 +56,7 @@ from sim.fileio import staged_directory, write_csv
 from sim.model.flowgraph import FlowGraph
 from sim.model.partition import make_partition, proportional_split, save_partition
 from sim.pipeline.calibrate import calibrated
-from sim.pipeline.evaluate import BuiltWorkload, evaluate
+from sim.pipeline.evaluate import BuiltWorkload, point_summary, run_engine
 from sim.pipeline.prepare import prepare, sized_workload, start_forked_worker
 from sim.progress import Progress
 from sim.report.plots import plot_search
@@ -242,7 +242,7 @@ def _evaluate(job: tuple[int, Candidate]) -> Evaluation:
     assert _BASE is not None, "optimize: the base is set before any candidate is evaluated"
     sc, graph = _BASE.scenario, _BASE.graph
     _, workload = sized_workload(sc, graph, candidate.partition, _BASE.images, _BASE.cache)
-    summary = evaluate(sc, BuiltWorkload(workload)).summary
+    summary = point_summary(sc, BuiltWorkload(workload), None, run_engine(sc, workload))  # no tables: the lean path
     memory = memory_mb(graph, candidate.partition, len(sc.devices), sc.inputs.batch_size)
     limits = [d.memory_mb for d in sc.devices]
     feasible = all(limit is None or used <= limit for used, limit in zip(memory, limits))

@@ -39,21 +39,23 @@ from sim.analysis.critical_path import latency_breakdown
 from sim.analysis.curves import BASELINE_COLUMNS, SUMMARY_COLUMNS
 from sim.config.overrides import sweep_points
 from sim.config.schema import Scenario
+from sim.engine.simulate import Timeline
 from sim.errors import UserError
 from sim.fileio import write_csv
 from sim.pipeline.cache import Build, CacheReport, build
-from sim.pipeline.evaluate import BuiltWorkload, baseline_scenario, evaluate, workload_key
-from sim.pipeline.store import Store
+from sim.pipeline.evaluate import BuiltWorkload, baseline_scenario, point_summary, run_engine, workload_key
+from sim.pipeline.store import Store, weights_digest
 from sim.progress import Progress
+from sim.workload.types import Workload
 
 
-def summary_row(result: Any) -> dict[str, Any]:
-    """The :data:`SUMMARY_COLUMNS` of one :class:`sim.analysis.result.RunResult`."""
-    s = result.summary
+def summary_row(s: dict[str, Any], workload: Workload, timeline: Timeline) -> dict[str, Any]:
+    """The :data:`SUMMARY_COLUMNS` of a run with summary ``s`` (:func:`sim.pipeline.evaluate.point_summary`
+    or a whole run's), from ``workload`` and its ``timeline``."""
     row: dict[str, Any] = {k: s[k] for k in SUMMARY_COLUMNS if k in s}
-    row["devices"] = len(result.workload.devices)
+    row["devices"] = len(workload.devices)
     row.update({f"bytes_{fmt}": n for fmt, n in s["bytes_by_format"].items()})
-    row.update(latency_breakdown(result.workload, result.timeline))
+    row.update(latency_breakdown(workload, timeline))
     row.setdefault("service_latency_s", s["latency_s"])  # one frame: its latency is its service latency
     if "baseline" in s:
         base = s["baseline"]
@@ -68,6 +70,10 @@ def summary_row(result: Any) -> dict[str, Any]:
     out = {k: row.get(k, math.nan) for k in SUMMARY_COLUMNS}
     if "kept_kernels_per_conv" in s:  # not a sweep column; dsim compare writes it to kept_kernels.csv
         out["kept_kernels_per_conv"] = s["kept_kernels_per_conv"]
+    if workload.weights_bytes:  # not sweep columns; dsim compare shows them (memory per device)
+        out["weights_bytes_max"] = max(workload.weights_bytes)
+    if "redundant_flops" in s:
+        out["redundant_flops"] = s["redundant_flops"]
     return out
 
 
@@ -99,6 +105,33 @@ def _start_builder() -> None:
     _BUILD_THREADS = 1
 
 
+def build_weights(scenarios: Sequence[Scenario], store: Store | None) -> list[float]:
+    """The expected cost of each build, in passes over a training split, for the time estimate
+    (:class:`sim.progress.Progress`): 1 for tracing, partitioning and sizing the workload, plus every epoch
+    it trains: ``model.train_epochs`` (with a cache ``store``, only for the first build of given weights:
+    the others read them back), ``prune.finetune_epochs``, and the ADMM methods' epochs and retraining.
+    A rough scale (a pruned model's epochs cost less than the dense model's), not a prediction.
+
+    >>> from sim.config.load import parse_scenario
+    >>> def sc(prune): return parse_scenario({"name": "x", "model": {"name": "lenet5", "train_epochs": 15},
+    ...     "devices": [{"name": "a", "gflops": 1}], "source": "a", "sink": "a", "prune": prune})
+    >>> build_weights([sc({}), sc({"method": "ln_structured", "amount": 0.5, "finetune_epochs": 10})], None)
+    [16.0, 26.0]
+    """
+    weights, trained = [], set()
+    for sc in scenarios:
+        epochs = sc.prune.finetune_epochs
+        if sc.prune.method in ("admm", "admm_comm"):
+            epochs += sc.prune.admm.epochs + sc.prune.admm.retrain_epochs
+        if sc.model.train_epochs:
+            key = weights_digest(sc) if store is not None else None
+            if key is None or key not in trained:
+                epochs += sc.model.train_epochs
+            trained.add(key)
+        weights.append(1.0 + epochs)
+    return weights
+
+
 def _build(job: tuple[str, Scenario, Store | None]) -> tuple[str, Build | None, str | None]:
     """``(key, build, None)``, or ``(key, None, message)`` when the build refuses the scenario."""
     key, scenario, store = job
@@ -111,9 +144,11 @@ def _build(job: tuple[str, Scenario, Store | None]) -> tuple[str, Build | None, 
 def simulate_point(
     index: int, scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload | None
 ) -> tuple[int, dict[str, Any]]:
-    """``(index, row)`` of one point, from its built workload and its single-device baseline's."""
+    """``(index, row)`` of one point, from its built workload and its single-device baseline's: the lean
+    path (:func:`sim.pipeline.evaluate.point_summary`, no tables)."""
     try:
-        return index, summary_row(evaluate(scenario, built, baseline))
+        run = run_engine(scenario, built.workload)
+        return index, summary_row(point_summary(scenario, built, baseline, run), built.workload, run.timeline)
     except UserError as exc:
         return index, {"error": str(exc)}
 
@@ -133,24 +168,28 @@ def map_items(
     desc: str,
     unit: str,
     progress: bool,
+    weights: Mapping[Any, float] | None = None,
 ) -> Iterator[Any]:
     """``fn`` over ``items`` on up to ``jobs`` processes (in this one for a single job or item), yielding
     results as they finish, with a log line per item and a progress bar on a terminal
-    (:class:`sim.progress.Progress`); the pool is stopped on exit or interrupt."""
+    (:class:`sim.progress.Progress`); the pool is stopped on exit or interrupt. ``weights`` maps a
+    result's first element (its key) to the item's expected cost (default: 1 each)."""
     if not items:
         return
     jobs = max(1, min(jobs, len(items)))
-    with Progress(len(items), desc, unit, enabled=progress) as bar:
+    weigh = (lambda result: 1.0) if weights is None else (lambda result: weights[result[0]])
+    total = None if weights is None else sum(weights.values())
+    with Progress(len(items), desc, unit, enabled=progress, weight=total) as bar:
         if jobs == 1:
             for item in items:
                 result = fn(item)
-                bar.step()
+                bar.step(weigh(result))
                 yield result
             return
         pool = multiprocessing.get_context().Pool(jobs, initializer=initializer, initargs=initargs)
         try:
             for result in pool.imap_unordered(fn, items):
-                bar.step()
+                bar.step(weigh(result))
                 yield result
         finally:
             pool.terminate()
@@ -212,7 +251,10 @@ def iter_points(
     workloads: dict[str, BuiltWorkload] = {}
     failed: dict[str, str] = {}
     jobs_list = [(key, sc, store) for key, sc in builds.items()]
-    for key, done, error in map_items(_build, jobs_list, jobs, _start_builder, (), "build", "workload", progress):
+    weights = dict(zip(builds, build_weights(list(builds.values()), store)))
+    for key, done, error in map_items(
+        _build, jobs_list, jobs, _start_builder, (), "build", "workload", progress, weights
+    ):
         if done is None:
             failed[key] = error or "build failed"
         else:
@@ -349,20 +391,62 @@ def sweep(
     report: CacheReport | None = None,
     scheduler: str | None = None,
 ) -> pd.DataFrame:
-    """Run every combination of ``grid`` (dotted key -> values) on ``scenario``; one row per point.
+    """Run every combination of ``grid`` on ``scenario`` and return one row per point.
 
-    ``variants`` maps names to settings applied together (``{"pruned": {"prune.method": "ln_structured",
-    "prune.amount": 0.5}}``), each run over the whole grid. ``baseline`` sets ``baseline: single``
-    (columns ``baseline_latency_s``, ``speedup``). With ``out``, ``sweep.csv`` is written there as points
-    finish, so an interrupted sweep keeps its finished rows; until a point has a result (not an error),
-    nothing is written, so a sweep that fails or is stopped before that leaves an earlier ``sweep.csv``. ``jobs`` defaults to the number of cores.
-    ``store`` is the build cache (none by default; ``report`` counts what came from it); ``scheduler`` runs
-    the points on a Dask cluster (:func:`iter_points`).
+    Points that share a model, inputs, partition, pruning and wire settings share one built workload, so a
+    bandwidth or device-speed point costs only an engine run. A bad value fails only its own row (its
+    message is in the ``error`` column).
 
-    Example::
+    Parameters
+    ----------
+    scenario
+        A path to a YAML file, a dict, or a loaded :class:`~sim.config.schema.Scenario`.
+    grid
+        Dotted scenario keys and the values each takes (``{"network.bandwidth_mbps": [1, 10]}``; a number
+        indexes a list: ``devices.0.gflops``). The points are the cartesian product.
+    baseline
+        Set ``baseline: single`` on every point: adds the whole model on the source device alone
+        (columns ``baseline_latency_s``, ``speedup``, ...).
+    variants
+        Names mapped to settings applied together (``{"pruned": {"prune.method": "ln_structured",
+        "prune.amount": 0.5}}``), each run over the whole grid; their names fill the ``variant`` column.
+    out
+        A folder to write ``sweep.csv`` into as points finish, so an interrupted sweep keeps its finished
+        rows. Nothing is written until a point has a result (not an error), so a sweep that fails or is
+        stopped before that leaves an earlier ``sweep.csv`` as it was.
+    jobs
+        Worker processes for builds and points (default: the number of cores).
+    progress
+        Log a line per finished build and point (with a time estimate), and a bar on a terminal.
+    store
+        The build cache (:class:`~sim.pipeline.store.Store`); ``None`` builds everything.
+    report
+        When given, counts what came from the cache.
+    scheduler
+        The address of a Dask scheduler to run the points on, or ``"local"`` for a local cluster of
+        ``jobs`` workers (:func:`iter_points`).
 
-        >>> grid = {"network.bandwidth_mbps": [1, 10], "transfer.format": ["dense", "auto"]}
-        >>> sweep("scenarios/quickstart.yaml", grid, baseline=True, out="results/qs-sweep")  # doctest: +SKIP
+    Returns
+    -------
+    pandas.DataFrame
+        One row per point, in point order: ``point``, the swept keys (and ``variant``), ``latency_s``,
+        ``bytes_total`` and the other summary columns, and ``error``.
+
+    Raises
+    ------
+    UserError
+        A misspelt key, a bad ``jobs``, an unreachable scheduler, or every point failing (with the first
+        point's error); raised before anything is written.
+
+    Examples
+    --------
+    >>> tiny = {"name": "tiny", "model": {"name": "lenet5"}, "inputs": {"dataset": "synthetic"},
+    ...         "devices": [{"name": "a", "gflops": 1}, {"name": "b", "gflops": 1}], "source": "a", "sink": "a"}
+    >>> table = sweep(tiny, {"network.bandwidth_mbps": [1, 100]}, jobs=1, progress=False)
+    >>> table[["network.bandwidth_mbps", "bytes_total"]].values.tolist()
+    [[1, 11236], [100, 11236]]
+    >>> bool(table["latency_s"][0] > table["latency_s"][1])  # the same bytes, on a slower link
+    True
     """
     check_jobs(jobs)
     grid = dict(grid or {})

@@ -68,6 +68,11 @@ def execute(
 ) -> list[RunResult]:
     """Run the scenario's split model for real ``repeats`` times; one :class:`RunResult` per run.
 
+    One operating-system process per device holds only its weight shard and exchanges the workload's
+    messages, encoded in the scenario's wire format, over TCP (see ``docs/how-to/real-runs.md``). Every
+    value a device used is checked against the unsplit model. Deployment and the single-device baseline are
+    not executed (inference only).
+
     Parameters
     ----------
     scenario
@@ -82,12 +87,26 @@ def execute(
     prepared
         The scenario already prepared (:func:`sim.pipeline.prepare.prepare`), to skip that step.
 
-    Raises :class:`sim.errors.UserError` for a scenario it cannot run, :class:`sim.errors.RunFailure` (one
-    line) when a device, a link or the time limit fails the run, and RuntimeError when a value differs
-    from the unsplit model beyond tolerance.
+    Returns
+    -------
+    list of RunResult
+        One per timed run, with ``dsim run``'s tables; each ``summary`` adds ``execution`` (the network,
+        the load average, the late start and the value check).
+
+    Raises
+    ------
+    sim.errors.UserError
+        A scenario it cannot run (``repeats`` below 1, a bad ``timeout_s``, ``shape`` where namespaces
+        cannot be made, ``transfer.exchange`` other than ``inputs``, a model the testbed cannot run).
+    sim.errors.RunFailure
+        A device, a link or the time limit failed the run (one line).
+    RuntimeError
+        A value differs from the unsplit model beyond tolerance.
 
     Examples
     --------
+    Two timed runs over loopback (the model is built and the processes started, so it takes seconds):
+
     >>> runs = execute("scenarios/quickstart.yaml", repeats=2)   # doctest: +SKIP
     >>> [round(r.summary["latency_s"] * 1e3, 1) for r in runs]   # doctest: +SKIP
     [6.1, 5.9]
@@ -104,6 +123,10 @@ def execute(
     prep = prepared if prepared is not None else prepare(calibrated(sc))
     if prep.plan.partial_layers():
         raise UserError("transfer.exchange: dsim execute runs exchange: inputs only; set transfer.exchange: inputs")
+    if prep.plan.spatial is not None:
+        raise UserError(
+            "partition: dsim execute runs filters and whole layers (pipelines); rows and tiles are simulated only"
+        )
     programs = build_programs(prep)
     limit = timeout_s if timeout_s is not None else default_timeout_s(sc, prep)
     with terminating():

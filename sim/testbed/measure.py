@@ -167,7 +167,7 @@ def measured_result(prep: Prepared, reports: Sequence[DeviceReport], bed: netns.
             f"{check.inputs_error:.3g}, output {check.output_error:.3g} > {check.tolerance})"
         )
     transfers, compute = transfers_table(workload, timeline), compute_table(workload, timeline)
-    summary = summarize(sc.name, sc.resolved(), transfers, compute, timeline)
+    summary = summarize(sc.name, sc.resolved(), workload, timeline)
     sent = {k: v.cpu_s for r in reports for k, v in r.sent.items()}
     received = {k: v.cpu_s for r in reports for k, v in r.received.items()}
     transfers["send_cpu_s"] = [sent[k] for k in range(len(workload.messages))]

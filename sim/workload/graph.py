@@ -45,9 +45,18 @@ class Layer:
     kernel_elems: int  # kh * kw (1 for linear)
     groups: int
     uses: np.ndarray  # bool, (out_channels, in_channels)
+    bias: bool = False  # the layer adds a bias per output channel
+
+    @property
+    def weights_per_filter(self) -> int:
+        """Weights of one filter (or neuron): ``in_channels/groups * kh*kw``, ``in_channels * in_spatial``
+        for a linear layer; the bias not included."""
+        if self.op == "linear":
+            return self.in_channels * self.in_spatial
+        return self.in_channels // self.groups * self.kernel_elems
 
     def flops(self, filters: int, batch: int) -> float:
-        """FLOPs (multiply and add counted as 2) for ``filters`` of this layer on a batch (DESIGN 3)."""
+        """FLOPs (multiply and add counted as 2) for ``filters`` of this layer on a batch (docs/design.md §3.6)."""
         per_filter = (
             self.in_channels * self.in_spatial
             if self.op == "linear"
@@ -78,13 +87,47 @@ class Layer:
 
 
 @dataclass(frozen=True)
+class Window:
+    """The sliding window of a conv or pooling op: ``(rows, columns)`` pairs of kernel size, stride,
+    padding and dilation, or an adaptive pool (``adaptive``: output ``i`` of ``n`` reads inputs
+    ``floor(i*N/n)`` to ``ceil((i+1)*N/n) - 1`` of ``N``). ``ceil_mode`` only changes the output size,
+    which :meth:`reads` takes as given.
+
+    >>> Window((3, 3), (2, 2), (1, 1), (1, 1)).reads(0, out_size=2, in_size=4).astype(int).tolist()
+    [[1, 1, 0, 0], [0, 1, 1, 1]]
+    """
+
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    adaptive: bool = False
+
+    def reads(self, axis: int, out_size: int, in_size: int) -> np.ndarray:
+        """Bool ``(out_size, in_size)``: output index ``o`` along ``axis`` (0 rows, 1 columns) reads input
+        index ``i`` (DESIGN 3b, receptive rows: ``o*s - p + d*t`` for taps ``t < k``, padding dropped)."""
+        out = np.zeros((out_size, in_size), dtype=bool)
+        o = np.arange(out_size)
+        if self.adaptive:
+            start, stop = (o * in_size) // out_size, -((-(o + 1) * in_size) // out_size)
+            i = np.arange(in_size)
+            return (i[None, :] >= start[:, None]) & (i[None, :] < stop[:, None])
+        k, s, p, d = self.kernel[axis], self.stride[axis], self.padding[axis], self.dilation[axis]
+        for t in range(k):
+            i = o * s - p + d * t
+            ok = (i >= 0) & (i < in_size)
+            out[o[ok], i[ok]] = True
+        return out
+
+
+@dataclass(frozen=True)
 class Node:
     """One node of a :class:`ChannelGraph`: a tensor and the op that produced it.
 
     ``shape`` is per sample (without the batch); ``channels`` and ``spatial`` (elements per channel per
     sample) describe it as channels even when flattened (``rank`` 2): a flattened ``(C*S,)`` tensor keeps
     ``channels = C`` and ``spatial = S``. ``args`` are its tensor inputs in order; ``layer`` is set for
-    ``layer`` nodes only.
+    ``layer`` nodes only, ``window`` for convs and pooling ops.
     """
 
     kind: str  # input, layer, pointwise, flatten, add, cat or output
@@ -95,6 +138,7 @@ class Node:
     rank: int  # 4, or 2 for a vector
     args: tuple[str, ...]
     layer: Layer | None = None
+    window: Window | None = None  # convs and pooling ops: their sliding window (DESIGN 3b)
 
     @property
     def features_per_channel(self) -> int:

@@ -1,7 +1,7 @@
 """The workload: per-device compute tasks and per-pair messages, built from the channel-flow graph.
 
-This is where the torch side ends (DESIGN section 1). The engine reads only a :class:`Workload`, so a
-bandwidth sweep re-runs the engine, never the model. The rules implemented here are DESIGN section 3:
+This is where the torch side ends (docs/design.md §1). The engine reads only a :class:`Workload`, so a
+bandwidth sweep re-runs the engine, never the model. The rules implemented here are docs/design.md §3.2-§3.4:
 
 * **Ownership** of every tensor's channels follows from the partition of the partitionable layers.
 * **Need**: device ``d`` needs input channel ``c`` of layer ``L`` when it owns a filter of ``L`` with a
@@ -14,9 +14,9 @@ bandwidth sweep re-runs the engine, never the model. The rules implemented here 
 Message sizes come from real encoded buffers of the real activations (:mod:`sim.workload.sizing`).
 This module does not import torch: it works on numpy arrays.
 
-**Exchange schemes** (issue 5; ``transfer.exchange``), chosen per conv/linear layer ``L`` reading tensor ``T``:
+**Exchange schemes** (``transfer.exchange``), chosen per conv/linear layer ``L`` reading tensor ``T``:
 
-* ``inputs`` (DESIGN): the input channels of ``T`` a device needs travel to it, as above.
+* ``inputs`` (docs/design.md §3.4): the input channels of ``T`` a device needs travel to it, as above.
 * ``partial_sums``: ``T``'s channels stay where they are for ``L``. Device ``i`` convolves the channels of
   ``T`` it owns (those some filter uses) with every filter of ``L`` that uses them, and sends the partial
   output sums of the filters owned by ``j`` to ``j`` (a message labelled ``<L>.partial``: ``batch*filters``
@@ -52,8 +52,10 @@ from typing import Literal
 import numpy as np
 
 from sim.config.vocab import EXCHANGES
+from sim.errors import UserError
 from sim.workload.graph import ChannelGraph
-from sim.workload.types import Partition
+from sim.workload.spatial import SpatialPlacement, place_elements
+from sim.workload.types import Partition, Split
 
 MAX_AUTO_CONSUMERS = 10  # exchange auto tries every subset of the layers reading one tensor
 
@@ -90,11 +92,17 @@ class MessagePlan:
     needed_by: tuple[TaskKey, ...]  # tasks on dst that wait for it
     final: bool
     partial: bool = False
+    positions: np.ndarray | None = None  # rows form: positions (y*W + x, ascending) of those channels
 
     @property
     def channel_ids(self) -> tuple[int, ...]:
         """The channel indices as a hashable tuple."""
         return tuple(int(c) for c in self.channels)
+
+    @property
+    def position_ids(self) -> tuple[int, ...]:
+        """The positions as a hashable tuple (empty: every position)."""
+        return () if self.positions is None else tuple(int(p) for p in self.positions)
 
 
 @dataclass(frozen=True)
@@ -121,6 +129,8 @@ class WorkloadPlan:
     placement: Placement
     exchange: Mapping[str, str]
     messages: tuple[MessagePlan, ...]
+    spatial: SpatialPlacement | None = None  # set when some layer is split by rows (DESIGN 3b)
+    split: Split | None = None  # the partition in its three forms, when given as one
 
     @property
     def graph(self) -> ChannelGraph:
@@ -168,7 +178,7 @@ class WorkloadPlan:
 
 def plan_workload(
     graph: ChannelGraph,
-    partition: Partition,
+    partition: Partition | Split,
     n_devices: int,
     source: int,
     sink: int,
@@ -176,15 +186,55 @@ def plan_workload(
     exchange: str | Mapping[str, str] = "inputs",
     input_owner: Sequence[int] | None = None,
 ) -> WorkloadPlan:
-    """The workload plan of ``partition`` (layer label -> owner of each filter) over ``n_devices``.
+    """The workload plan of ``partition`` (layer label -> owner of each filter, or a :class:`Split`)
+    over ``n_devices``.
 
     ``exchange`` is ``"inputs"``, ``"partial_sums"``, or a mapping from layer label to one of them (layers
     it leaves out use ``inputs``). The image's channels are on ``source`` unless ``input_owner`` gives
-    each one's device.
+    each one's device. A split with rows-split layers is planned element by element
+    (:mod:`sim.workload.spatial`), with ``exchange`` ``inputs`` only.
     """
-    placement = place(graph, partition, n_devices, source, sink, input_owner)
+    split = partition if isinstance(partition, Split) else None
+    filters = partition.filters if isinstance(partition, Split) else partition
+    placement = place(graph, filters, n_devices, source, sink, input_owner)
     schemes = resolve_exchange(graph, exchange)
-    return WorkloadPlan(placement, schemes, plan_messages(placement, schemes))
+    if split is None or not split.spatial:
+        return WorkloadPlan(placement, schemes, plan_messages(placement, schemes), split=split)
+    if partial_layers(schemes):
+        raise UserError("transfer.exchange: partial_sums is defined for filters; a rows partition needs inputs")
+    sp = place_elements(graph, filters, split.rows, n_devices, source, sink, fused=split.fused, input_owner=input_owner)
+    return WorkloadPlan(placement, schemes, spatial_messages(graph, sp, n_devices), sp, split)
+
+
+def spatial_messages(graph: ChannelGraph, sp: SpatialPlacement, n_devices: int) -> tuple[MessagePlan, ...]:
+    """Every message of a rows plan (:mod:`sim.workload.spatial`), tensor by tensor in topological order,
+    each pair ``src -> dst`` in ascending order."""
+    plans, image = [], graph.input_node()
+    for tensor in graph.order:
+        need = sp.needs.get(tensor, {})
+        if tensor in sp.internal or not need:
+            continue
+        total = np.logical_or.reduce(list(need.values()))
+        for src in range(n_devices):
+            mine = sp.owner[tensor] == src
+            for dst in range(n_devices):
+                block = mine & total[dst]
+                if src == dst or not block.any():
+                    continue
+                chans, positions = np.flatnonzero(block.any(axis=1)), np.flatnonzero(block.any(axis=0))
+                if not mine[np.ix_(chans, positions)].all():
+                    raise UserError(
+                        f"partition: '{graph.label(tensor)}' mixes forms across a cat; give its inputs one form"
+                    )
+                stages = sorted(set(sp.producer[tensor][chans]), key=graph.rank)
+                users = [s for s, m in need.items() if m[dst][np.ix_(chans, positions)].any()]
+                final = "output" in users
+                layer = "output" if final else "+".join(graph.label(s) for s in stages)
+                after = None if stages == [image] else TaskKey(stages[-1])
+                needed_by = tuple(TaskKey(s) for s in users if s != "output")
+                every = None if len(positions) == graph.node(tensor).spatial else positions
+                plans.append(MessagePlan(tensor, layer, src, dst, chans, after, needed_by, final, False, every))
+    return tuple(plans)
 
 
 def place(
@@ -312,13 +362,11 @@ def channel_messages(placement: Placement, tensor: str, need: Mapping[str, np.nd
     owner, producer = placement.owner[tensor], placement.producer[tensor]
     total = np.logical_or.reduce(list(need.values()))
     image = g.input_node()
-    wanted = [(dst, np.flatnonzero(total[dst])) for dst in range(placement.n_devices)]
+    wanted = [_by_owner(np.flatnonzero(total[dst]), owner) for dst in range(placement.n_devices)]
     for src in range(placement.n_devices):
-        for dst, idx in wanted:
-            if src == dst or len(idx) == 0:
-                continue
-            chans = idx[owner[idx] == src]
-            if len(chans) == 0:
+        for dst, by_src in enumerate(wanted):
+            chans = by_src.get(src)
+            if src == dst or chans is None:
                 continue
             stages = sorted(set(producer[chans]), key=g.rank)
             users = tuple(c for c, n in need.items() if n[dst, chans].any())
@@ -328,3 +376,19 @@ def channel_messages(placement: Placement, tensor: str, need: Mapping[str, np.nd
             needed_by = tuple(TaskKey(c) for c in users if g.kind(c) != "output")
             plans.append(MessagePlan(tensor, layer, src, dst, chans, after, needed_by, final))
     return plans
+
+
+def _by_owner(idx: np.ndarray, owner: np.ndarray) -> dict[int, np.ndarray]:
+    """The channels ``idx`` (ascending) grouped by their owner, each group ascending; one sort, so a tensor's
+    messages cost the channels wanted once, not once per sending device.
+
+    >>> _by_owner(np.array([0, 1, 2, 5]), np.array([1, 0, 1, 0, 0, 0]))
+    {0: array([1, 5]), 1: array([0, 2])}
+    """
+    if not len(idx):
+        return {}
+    srcs = owner[idx]
+    order = np.argsort(srcs, kind="stable")
+    srcs, idx = srcs[order], idx[order]
+    cuts = np.flatnonzero(np.diff(srcs)) + 1
+    return {int(group[0]): chans for group, chans in zip(np.split(srcs, cuts), np.split(idx, cuts))}

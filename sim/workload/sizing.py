@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.workload import wire
-from sim.workload.cost import task_templates
+from sim.workload.cost import redundant_flops, task_templates, weights_bytes
 from sim.workload.plan import (
     MAX_AUTO_CONSUMERS,
     MessagePlan,
@@ -74,10 +74,16 @@ class _Payloads:
         return self._counts[key]
 
     def __call__(self, frame: int, m: MessagePlan) -> Payload:
-        batch, counts = self._per_channel(frame, m)
         node, k = self.graph.node(m.tensor), len(m.channels)
-        rows, cols = (batch * k, node.spatial) if node.rank == 4 else (batch, k * node.spatial)
-        return Payload(rows, cols, int(counts[m.channels].sum()))
+        if m.positions is not None:  # rows form: those channels at those positions only
+            value = np.asarray(self.frames[frame][m.tensor], dtype=np.float32)
+            block = value.reshape(value.shape[0], node.channels, -1)[:, m.channels][:, :, m.positions]
+            batch, nnz, width = value.shape[0], int(np.count_nonzero(block)), len(m.positions)
+        else:
+            batch, counts = self._per_channel(frame, m)
+            nnz, width = int(counts[m.channels].sum()), node.spatial
+        rows, cols = (batch * k, width) if node.rank == 4 else (batch, k * width)
+        return Payload(rows, cols, nnz)
 
 
 def build_workload(
@@ -136,11 +142,20 @@ def build_workload(
                     channel_ids=m.channel_ids,
                     header_bytes=header,
                     partial=m.partial,
+                    position_ids=m.position_ids,
                 )
             )
     exchange = tuple((g.label(n), scheme) for n, scheme in plan.exchange.items())
     return Workload(
-        tuple(devices), plan.source, plan.sink, len(frames), tuple(tasks), tuple(messages), exchange=exchange
+        tuple(devices),
+        plan.source,
+        plan.sink,
+        len(frames),
+        tuple(tasks),
+        tuple(messages),
+        exchange=exchange,
+        weights_bytes=weights_bytes(plan),
+        redundant_flops=None if plan.spatial is None else redundant_flops(plan, batch) * len(frames),
     )
 
 

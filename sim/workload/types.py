@@ -1,4 +1,4 @@
-"""The workload: the contract the engine reads (DESIGN section 1). The torch side ends here.
+"""The workload: the contract the engine reads (docs/design.md §1). The torch side ends here.
 
 A :class:`Workload` is every device's compute tasks and every message between devices, per frame, in
 creation order; the engine (:mod:`sim.engine`) reads nothing else, so a bandwidth sweep re-runs the engine,
@@ -15,12 +15,42 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 Partition = Mapping[str, np.ndarray]  # layer name -> owning device index of each output channel
 FLOAT32_BYTES = 4
+
+
+@dataclass(frozen=True)
+class Split:
+    """A partition in the three forms of DESIGN section 3b.
+
+    ``filters`` holds every layer's owner per output channel: the ``filters`` form as given, a ``whole``
+    layer (listed in ``whole``) as one device for every channel, and a ``rows`` layer (a key of ``rows``)
+    as the device of its first row (only the channel view of :class:`sim.workload.plan.Placement` reads it).
+    ``rows[layer]`` is the owning device of each output position, ``(H_out, W_out)``. ``fused`` fuses each
+    run of rows-split convs (DeepThings' fused tile partitioning).
+
+    >>> s = Split({"fc": np.array([1, 1])}, whole=frozenset({"fc"}))
+    >>> s.form("fc"), s.spatial
+    ('whole', False)
+    """
+
+    filters: Partition
+    rows: Mapping[str, np.ndarray] = field(default_factory=dict)
+    whole: frozenset[str] = frozenset()
+    fused: bool = False
+
+    @property
+    def spatial(self) -> bool:
+        """True when some layer is split by rows (the element planner is needed)."""
+        return bool(self.rows)
+
+    def form(self, layer: str) -> str:
+        """``filters``, ``rows`` or ``whole``."""
+        return "rows" if layer in self.rows else "whole" if layer in self.whole else "filters"
 
 
 @dataclass(frozen=True)
@@ -61,6 +91,7 @@ class Message:
     # channel_ids) means equal payload, which a multicast medium can send once
     header_bytes: int = 0  # channel-identity header, included in ``bytes``, not in ``sizes``
     partial: bool = False  # partial sums of layer ``tensor`` computed on ``src``, not its output channels
+    position_ids: tuple[int, ...] = ()  # rows form: which positions (y*W + x) of those channels; () all
 
 
 @dataclass(frozen=True)
@@ -74,3 +105,5 @@ class Workload:
     tasks: tuple[Task, ...]
     messages: tuple[Message, ...]
     exchange: tuple[tuple[str, str], ...] = ()  # (layer label, exchange scheme) per conv/linear layer
+    weights_bytes: tuple[int, ...] = ()  # float32 conv/linear weights and biases each device holds
+    redundant_flops: float | None = None  # rows form: FLOPs of fused tiles' overlaps (None: no rows)

@@ -1,4 +1,4 @@
-"""Encoders and decoders of message payloads on the wire (DESIGN section 3, wire formats).
+"""Encoders and decoders of message payloads on the wire (docs/design.md §3.5).
 
 A payload is a 2-D float32 matrix (``batch*channels`` rows by ``H*W`` columns, or ``batch`` by ``features``).
 Each concrete format has a real encoder and decoder, and the byte count of a message is always the length
@@ -10,7 +10,7 @@ index bytes, ``N = rows*cols``, ``R = rows`` and ``nnz`` the non-zeros of the fl
 - coo:    ``nnz*(v+2*i)``             row indices, column indices, values (row-major order)
 - bitmap: ``ceil(N/8) + nnz*v``       row-major presence bitmap (``np.packbits``), then values
 
-Departure from DESIGN: with ``dtype="int8"`` every format starts with a 4-byte little-endian float32
+Departure (docs/design.md §7): with ``dtype="int8"`` every format starts with a 4-byte little-endian float32
 scale header (``scale = max|x|/127`` rounded down to float32, or 1.0 when that is 0), so its length is
 the formula plus 4 bytes.
 

@@ -31,7 +31,7 @@ def test_two_messages_on_one_link_queue(run) -> None:
 
 @pytest.mark.parametrize("big_first", [True, False])
 def test_messages_ready_at_the_same_instant_go_in_creation_order(run, big_first: bool) -> None:
-    # DESIGN: same-time events resolve in creation order. Two messages d0 -> d1 ready at t=0 on one link:
+    # docs/design.md §3.7: same-time events resolve in creation order. Two messages d0 -> d1 ready at t=0 on one link:
     # whichever was created first is on the wire first, whatever its size.
     big, small = message(0, 1, 125_000, final=True), message(0, 1, 62_500, final=True)
     tl = run([], [big, small] if big_first else [small, big]).timeline

@@ -1,4 +1,4 @@
-"""The deployment phase (issue 5): shard bytes by hand, and its time reported apart from inference.
+"""The deployment phase (weights shipped before inference): shard bytes by hand, and its time reported apart from inference.
 
 LeNet-5 split contiguously over 4 devices d0..d3: conv1 6 filters [2,2,1,1] (fan_in 1*5*5 = 25),
 conv2 16 [4]*4 (fan_in 6*25 = 150), fc1 120 [30]*4 (fan_in 400), fc2 84 [21]*4 (fan_in 120),

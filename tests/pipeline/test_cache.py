@@ -1,4 +1,5 @@
-"""The build cache and the commands that must not import torch (issue 13, items 1 and 3).
+"""The build cache and the commands that must not import torch (so that a sweep
+or a quick command does not pay torch's start-up).
 
 Every test uses its own cache folder (``--cache-dir`` in tmp_path); nothing depends on timing: a hit is
 asserted from what the run says came from the cache, and the outputs are compared byte for byte.

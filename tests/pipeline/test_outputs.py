@@ -1,4 +1,4 @@
-"""Output files of `dsim run`: all present with DESIGN's columns, identical across runs, CSR exact."""
+"""Output files of `dsim run`: all present with the columns of docs/design.md §5, identical across runs, CSR exact."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_same_scenario_same_seed_gives_identical_files(tmp_path) -> None:
 def test_files_have_the_design_columns(tmp_path) -> None:
     run_to(tmp_path, "o")
     out = tmp_path / "o"
-    # DESIGN section 5, written out here so that a change in the code cannot change the test; the last two
+    # docs/design.md §5, written out here so that a change in the code cannot change the test; the last two
     # transfer columns came later (channel headers, multicast).
     design = "frame, layer, src, dst, channels, elements, nnz, dense_bytes, csr_bytes, coo_bytes, bitmap_bytes, "
     design += "format, bytes, hops, start_s, end_s"

@@ -79,6 +79,26 @@ def test_latency_vs_bandwidth_names_lines_without_a_crossover(tmp_path):
     assert not [line for line in fig.axes[0].get_lines() if line.get_label() == "_crossover"]
 
 
+def test_latency_vs_bandwidth_draws_the_fastest_lines_of_a_big_sweep_and_the_range_of_all(tmp_path):
+    # 20 lines (device speed g = 1..20), latency 1/g + 1/mbps: the 12 fastest are g = 9..20
+    table = pd.DataFrame(
+        [
+            {"devices.1.gflops": float(g), "network.bandwidth_mbps": mbps, "devices": 4, "latency_s": 1 / g + 1 / mbps}
+            for g in range(1, 21)
+            for mbps in (1.0, 10.0, 100.0)
+        ]
+    )
+    table.insert(0, "point", range(len(table)))
+    table["error"] = ""
+    (ax,) = plots.plot_latency_vs_bandwidth(table, tmp_path / "lat.png").axes
+    assert "(12 fastest of 20 lines)" in ax.get_title()
+    drawn = [line.get_label() for line in ax.get_lines()]
+    assert drawn == [f"4 devices, gflops={g}" for g in range(9, 21)]
+    band = ax.collections[0].get_paths()[0].vertices  # lowest (g = 20) to highest (g = 1) latency, in ms
+    assert band[:, 1].min() == pytest.approx((1 / 20 + 1 / 100) * 1e3)
+    assert band[:, 1].max() == pytest.approx((1 + 1) * 1e3)
+
+
 def test_latency_breakdown(tmp_path):
     table = pd.DataFrame(
         {

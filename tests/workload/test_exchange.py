@@ -1,4 +1,4 @@
-"""Exchange schemes (issue 5): ``inputs`` versus ``partial_sums`` versus ``auto``.
+"""Exchange schemes: ``inputs`` versus ``partial_sums`` versus ``auto``.
 
 The model outputs are checked by running the split model device by device (sim.model.shards.execute) and
 comparing with the unsplit model. Message bytes and FLOPs are written out by hand from LeNet-5's shapes:

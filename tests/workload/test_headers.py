@@ -1,6 +1,6 @@
-"""Per-message channel headers (issue 5): bytes by hand, on LeNet-5 split contiguously over 4 devices.
+"""Per-message channel headers: bytes by hand, on LeNet-5 split contiguously over 4 devices.
 
-Messages (DESIGN section 3; see tests/workload/test_lenet_bytes.py): input 3 messages of 1 channel (tensor of 1
+Messages (docs/design.md §3.4; see tests/workload/test_lenet_bytes.py): input 3 messages of 1 channel (tensor of 1
 channel); conv1 12 messages of [2,2,1,1] channels by source (tensor of 6 channels); conv2 12 of 4 channels
 (16); fc1 12 of 30 (120); fc2 12 of 21 (84); output 3 of [3,2,2] (10). Dense payload total 33,676 B.
 index_list = channels * index_bits/8 per message; bitmap = ceil(tensor channels / 8) per message.

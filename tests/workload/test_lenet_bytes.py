@@ -1,6 +1,6 @@
 """LeNet-5 with a contiguous partition and dense float32 messages: every message size, by hand.
 
-The expected sizes are written out from the layer shapes (DESIGN sections 3 and 4), not computed by the
+The expected sizes are written out from the layer shapes (docs/design.md §3.4-§3.6 and §4), not computed by the
 code under test. LeNet-5: input 1x32x32 -> conv1 6x28x28 -> pool 6x14x14 -> conv2 16x10x10 -> pool
 16x5x5 -> flatten 400 -> fc1 120 -> fc2 84 -> fc3 10. Every weight is non-zero, so a device needs every
 input channel of a layer it owns filters of. Device 0 is the source and the sink.

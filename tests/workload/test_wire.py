@@ -25,7 +25,7 @@ FINITE_MATRICES = hnp.arrays(  # float32 matrices up to 12x12 of any finite valu
 
 
 def expected_bytes(fmt: str, rows: int, cols: int, nnz: int, dtype: str, index_bits: int) -> int:
-    """DESIGN section 3's formulas, written out again (plus the int8 scale header)."""
+    """The formulas of docs/design.md §3.5, written out again (plus the int8 scale header)."""
     v = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}[dtype]
     i = index_bits // 8
     n = rows * cols
