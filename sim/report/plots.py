@@ -532,7 +532,7 @@ def plot_traffic(
 
 
 def plot_ownership(table: pd.DataFrame, path: str | Path, title: str = "") -> Figure:
-    """Who computes what, per layer (DESIGN 3b): one bar per partitionable layer, top to bottom in
+    """Who computes what, per layer (docs/design.md §3b): one bar per partitionable layer, top to bottom in
     order, split by the ``share`` of its output each device owns, labelled with the layer's ``form``
     (``filters``: channels, ``rows``: output rows or tiles, ``whole``: the layer). ``table`` has columns
     ``layer, form, device, share`` (:func:`sim.pipeline.describe.ownership_table`)."""

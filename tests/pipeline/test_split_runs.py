@@ -1,4 +1,4 @@
-"""Runs of the three split forms (DESIGN 3b) end to end: a pipeline against its closed form, the rows
+"""Runs of the three split forms (docs/design.md §3b) end to end: a pipeline against its closed form, the rows
 form's summary and device table, and the refusals that keep rows out of what does not model them."""
 
 from __future__ import annotations
