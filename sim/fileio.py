@@ -18,7 +18,7 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -135,15 +135,19 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 @contextmanager
-def staged_directory(out: str | Path) -> Iterator[Path]:
+def staged_directory(out: str | Path, owned: Iterable[str] = ()) -> Iterator[Path]:
     """Yield an empty staging folder beside ``out``; on success move every file in it into ``out`` (each
     by an atomic rename), on error delete it, so a save that fails midway leaves ``out`` as it was.
 
+    ``owned`` names the files this kind of save may write (all its outputs): those of them it did not write
+    this time are removed from ``out`` on success, so an earlier save's files (a simulated run's
+    ``links.csv`` beside a measured run's tables) cannot pass for this one's. Other files are never touched.
+
     Example::
 
-        with staged_directory("results/run") as stage:
+        with staged_directory("results/run", owned={"a.csv", "b.json", "c.png"}) as stage:
             (stage / "a.csv").write_text("x\n")
-            (stage / "b.json").write_text("{}")
+            (stage / "b.json").write_text("{}")   # an old results/run/c.png is removed
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -155,9 +159,14 @@ def staged_directory(out: str | Path) -> Iterator[Path]:
     try:
         yield stage
         out.mkdir(exist_ok=True)
+        written = set()
         for path in sorted(stage.iterdir()):
             path.chmod(0o644)
             os.replace(path, out / path.name)
+            written.add(path.name)
+        for name in sorted(set(owned) - written):
+            if (out / name).is_file():
+                (out / name).unlink()
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

@@ -1,4 +1,4 @@
-"""Write a hybrid partition file (DESIGN 3b): the first ``--rows`` convs split by rows (``spatial``, one band
+"""Write a hybrid partition file (docs/design.md §3b): the first ``--rows`` convs split by rows (``spatial``, one band
 per device, fused), every later conv by filters (``contiguous``), the linear layers whole on the sink.
 
 Example (the study's files, docs/split.md)::

@@ -15,7 +15,8 @@ exactly, found by walking the frame's critical path backwards from the moment th
   gap between that end and the activity's start counts as **waiting** (a link queue busy with other
   messages, a device busy with another frame);
 * when an activity has no predecessor in the frame, the time from the frame's arrival to its start is
-  waiting too.
+  waiting too, and so is the time from the end of the last final activity to the moment the sink holds the
+  outputs, when that is later (a measured run, whose sink takes time to collect them).
 
 So ``compute + transfer + waiting == latency`` for every frame, and a single-device run is all compute.
 
@@ -147,6 +148,11 @@ def _walk(
             break
         act = latest(preds)
     steps.reverse()
+    done = timeline.frame_done_s[frame]
+    if done > steps[-1]["end_s"]:  # a measured run: the sink held the outputs after the last one arrived
+        steps.append(
+            {"kind": "wait", "on": f"device {names[workload.sink]}", "start_s": steps[-1]["end_s"], "end_s": done}
+        )
     return steps
 
 

@@ -33,7 +33,9 @@ SUMMARY_COLUMNS = (
     "frames",
     "latency_s",
     "latency_p50_s",
+    "latency_p95_s",
     "latency_p99_s",
+    "deadline_miss_rate",
     "throughput_fps",
     "keeps_up",
     "service_latency_s",
@@ -45,6 +47,7 @@ SUMMARY_COLUMNS = (
     "bytes_bitmap",
     "bytes_auto",
     "messages",
+    "retransmissions",
     "elements_hops",
     "elements_hops_max_link",
     "kept_kernels",
@@ -61,7 +64,22 @@ SUMMARY_COLUMNS = (
 OPTIONAL_COLUMNS = ("accuracy", "kept_kernels", "energy_j", "energy_j_per_frame")  # dropped when no row has them
 META_COLUMNS = ("point", "scenario", "error")
 BANDWIDTH_KEY = "network.bandwidth_mbps"
+LOSS_FIELDS = ("p", "p_good_bad", "loss_good", "loss_bad")  # loss settings a loss sweep draws against
 SINGLE = "single device"  # label of the baseline curves
+
+
+def loss_column(table: pd.DataFrame) -> str | None:
+    """The first swept loss rate of a sweep table (``network.loss.p``, ``network.links.0.loss.p_good_bad``,
+    ...), or None.
+
+    >>> loss_column(pd.DataFrame(columns=["point", "network.loss.p", "latency_s"]))
+    'network.loss.p'
+    """
+    for column in swept_columns(table):
+        parts = column.split(".")
+        if len(parts) >= 2 and parts[-2] == "loss" and parts[-1] in LOSS_FIELDS:
+            return column
+    return None
 
 
 def errors(table: pd.DataFrame) -> pd.Series:

@@ -84,19 +84,28 @@ def elements_max_link(workload: Workload, timeline: Timeline) -> int:
     return max(per_queue.values(), default=0)
 
 
-def headline(workload: Workload, timeline: Timeline) -> dict[str, Any]:
+def headline(workload: Workload, timeline: Timeline, deadline_s: float | None = None) -> dict[str, Any]:
     """The figures of ``summary.json`` that a run's timeline gives, keyed as there: latency statistics
-    over frames (seconds), stream statistics (:func:`sim.analysis.counters.stream_stats`), makespan,
-    bytes as sent and by format, channel-header bytes, messages, elements x hops, FLOPs and compute
-    seconds, and every frame's latency."""
+    over frames (seconds; percentiles interpolate linearly between frames, numpy's default), stream
+    statistics (:func:`sim.analysis.counters.stream_stats`), makespan, bytes as sent and by format,
+    channel-header bytes, messages, elements x hops, FLOPs and compute seconds, and every frame's latency.
+    With ``deadline_s``, ``deadline_miss_rate`` is the share of frames whose latency exceeds it; when some
+    link can lose packets, ``retransmissions`` counts the lost transmissions of the run."""
     latency = np.asarray(timeline.latency_s, dtype=float)
+    extra: dict[str, Any] = {}
+    if deadline_s is not None:
+        extra["deadline_miss_rate"] = float(np.mean(latency > deadline_s))
+    if timeline.retransmissions:
+        extra["retransmissions"] = int(sum(timeline.retransmissions))
     copies = multicast_copies(workload, timeline)
     totals = bytes_by_format(workload, copies)
     return {
         "frames": len(latency),
         "latency_s": float(latency.mean()),
         "latency_p50_s": float(np.percentile(latency, 50)),
+        "latency_p95_s": float(np.percentile(latency, 95)),
         "latency_p99_s": float(np.percentile(latency, 99)),
+        **extra,
         **stream_stats(timeline),  # throughput_fps (sustained), departure_interval_s, offered_fps, keeps_up, ...
         "makespan_s": float(makespan_s(timeline)),
         "bytes_total": sum(m.bytes for m, copy in zip(workload.messages, copies) if not copy),

@@ -57,7 +57,8 @@ class RunSummary:
     Always present: the latency statistics over ``frames`` (seconds), the stream figures of
     :func:`sim.analysis.counters.stream_stats`, bytes and messages sent, FLOPs and busy seconds, each
     frame's latency, the resolved ``scenario`` and the per-layer ``exchange``. Optional (``None`` when the
-    run has none, and then absent from the JSON): ``redundant_flops`` (rows form), ``accuracy``, kept
+    run has none, and then absent from the JSON): ``deadline_miss_rate`` (with ``inputs.deadline_ms``),
+    ``retransmissions`` (lossy links), ``redundant_flops`` (rows form), ``accuracy``, kept
     kernels (pruned runs), ``links`` and ``devices`` (rows of ``links.csv`` and ``devices.csv``), the
     ``critical_path`` of the slowest frame (a whole run's, not a sweep point's), ``compute_times`` (profiled devices), ``service_latency_s`` (streams), ``baseline``,
     ``deployment``, ``latency_breakdown`` and ``execution`` (measured runs), ``energy_j`` and
@@ -74,6 +75,7 @@ class RunSummary:
     frames: int
     latency_s: float
     latency_p50_s: float
+    latency_p95_s: float
     latency_p99_s: float
     throughput_fps: float
     departure_interval_s: float
@@ -93,6 +95,8 @@ class RunSummary:
     frame_latency_s: tuple[float, ...]
     scenario: dict[str, Any]
     exchange: dict[str, str]
+    deadline_miss_rate: float | None = None
+    retransmissions: int | None = None
     redundant_flops: float | None = None
     accuracy: float | None = None
     kept_kernels_per_conv: dict[str, float] | None = None
@@ -134,7 +138,10 @@ _JSON_ORDER = (
     "frames",
     "latency_s",
     "latency_p50_s",
+    "latency_p95_s",
     "latency_p99_s",
+    "deadline_miss_rate",
+    "retransmissions",
     "throughput_fps",
     "departure_interval_s",
     "offered_fps",
@@ -177,6 +184,7 @@ def summarize(
     resolved: dict[str, Any],
     workload: Workload,
     timeline: Timeline,
+    deadline_s: float | None = None,
     accuracy: float | None = None,
     kept_kernels: dict[str, float] | None = None,
     kept_kernel_fraction: float | None = None,
@@ -185,8 +193,9 @@ def summarize(
     (:func:`sim.analysis.headline.headline`): latency statistics over frames, throughput, bytes, compute
     time, the exchange per layer (and the rows form's redundant FLOPs), and the model's ``accuracy`` and
     kept kernels (pruned runs; ``kept_kernel_fraction`` over all convs, weighted by their original kernel
-    counts) when known."""
-    figures = headline(workload, timeline)
+    counts) when known. With ``deadline_s`` (seconds, when the scenario sets one) comes the share of frames
+    that miss it."""
+    figures = headline(workload, timeline, deadline_s)
     figures["frame_latency_s"] = tuple(figures["frame_latency_s"])
     return RunSummary(
         name=name,

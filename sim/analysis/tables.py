@@ -32,12 +32,14 @@ TRANSFER_COLUMNS = [
     "multicast_copy",
 ]
 # multicast_copy: the row's payload rode on an earlier row's multicast transmission, so its ``bytes`` is 0
+RETRANSMISSIONS = "retransmissions"  # lost transmissions of the message; a column only when a link can lose
 COMPUTE_COLUMNS = ["frame", "layer", "device", "flops", "start_s", "end_s"]
-HOP_COLUMNS = ["frame", "layer", "link", "src", "dst", "bytes", "start_s", "end_s", "sender"]
+HOP_COLUMNS = ["frame", "layer", "link", "src", "dst", "bytes", "start_s", "end_s", "sender", "arrive_s"]
 
 
 def transfers_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
-    """One row per message, in creation order (docs/design.md §5)."""
+    """One row per message, in creation order (docs/design.md §5); with a ``retransmissions`` column (lost
+    transmissions over the message's packets and hops) when some link of the run can lose packets."""
     names = workload.devices
     copy = [k < len(timeline.carried_by) and timeline.carried_by[k] != k for k in range(len(workload.messages))]
     rows = [
@@ -60,7 +62,10 @@ def transfers_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
         )
         for k, m in enumerate(workload.messages)
     ]
-    return pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
+    table = pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
+    if timeline.retransmissions:
+        table[RETRANSMISSIONS] = timeline.retransmissions
+    return table
 
 
 def compute_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
@@ -82,10 +87,12 @@ def traffic_matrix(transfers: pd.DataFrame, devices: list[str]) -> pd.DataFrame:
 
 
 def hop_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
-    """One row per transmission on one queue: ``frame, layer, link, src, dst, bytes, start_s, end_s, sender``.
+    """One row per transmission on one queue: ``frame, layer, link, src, dst, bytes, start_s, end_s, sender,
+    arrive_s``.
 
     ``src`` and ``dst`` are the message's ends (``dst`` lists every receiver of a multicast, comma-separated);
-    ``sender`` is the node that put this transmission on the link (``src``, or a node forwarding it).
+    ``sender`` is the node that put this transmission on the link (``src``, or a node forwarding it);
+    ``arrive_s`` is when its last byte reaches the link's far end (``end_s`` plus the link's latency).
     """
     names = workload.devices
     rows = []
@@ -93,6 +100,9 @@ def hop_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
         msg = workload.messages[h.message]
         dst = h.link.dst if "," in h.link.dst else names[msg.dst]
         rows.append(
-            (msg.frame, msg.layer, h.link.queue_name, names[msg.src], dst, h.nbytes, h.start_s, h.end_s, h.link.src)
+            (
+                *(msg.frame, msg.layer, h.link.queue_name, names[msg.src], dst, h.nbytes, h.start_s, h.end_s),
+                *(h.link.src, h.end_s + h.link.latency_s),
+            )
         )
     return pd.DataFrame(rows, columns=HOP_COLUMNS)

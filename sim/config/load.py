@@ -3,7 +3,8 @@
 Loading validates the scenario (:mod:`sim.config.schema`), then converts it once into SI units
 (:mod:`sim.config.setup`, reading a GraphML file if it names one). A scenario file is read only if it is a
 regular UTF-8 file of at most :data:`MAX_SCENARIO_BYTES`; its relative paths resolve against its folder.
-Old key names (:data:`sim.config.schema.RENAMED`) are accepted with a one-line note on stderr.
+Old key names (:data:`sim.config.schema.RENAMED`) are accepted with a one-line note on stderr, and so are
+magnitudes that are probably unit mistakes (:mod:`sim.config.plausible`).
 
 Example::
 
@@ -17,15 +18,17 @@ from __future__ import annotations
 
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from sim.config.messages import format_validation_error
-from sim.config.schema import DeprecatedKey, Scenario
-from sim.config.setup import build_setup
+from sim.config.plausible import plausibility_notes
+from sim.config.schema import DeprecatedKey, NetworkSpec, Scenario
+from sim.config.setup import build_setup, network_setup, resolve
 from sim.errors import UserError
 from sim.fileio import read_limited
 
@@ -65,9 +68,10 @@ def parse_scenario(data: Any, origin: str = "scenario", base_dir: Path | None = 
             raise UserError(f"{origin}: {format_validation_error(exc)}") from None
         except RecursionError:
             raise UserError(f"{origin}: nested too deeply to be a scenario") from None
-    for warning in caught:
-        note = f"{origin}: note: {warning.message}"
-        if issubclass(warning.category, DeprecatedKey) and note not in _NOTED:
+    notes = [str(w.message) for w in caught if issubclass(w.category, DeprecatedKey)] + plausibility_notes(scenario)
+    for text in notes:
+        note = f"{origin}: note: {text}"
+        if note not in _NOTED:
             _NOTED.add(note)
             print(f"dsim: {note}", file=sys.stderr)
     try:
@@ -110,3 +114,20 @@ def load(scenario: Scenario | str | Path | dict[str, Any]) -> Scenario:
     if isinstance(scenario, dict):
         return parse_scenario(scenario)
     return load_scenario(scenario)
+
+
+def with_network(scenario: Scenario, network: NetworkSpec) -> Scenario:
+    """A copy of a loaded scenario with ``network`` in place of its own, converted again into SI units (its
+    GraphML file, if any, read again from the scenario's folder). Raises ``ValueError`` naming the field.
+
+    >>> sc = parse_scenario({"name": "x", "model": {"name": "lenet5"},
+    ...                      "devices": [{"name": "a", "gflops": 1}], "source": "a", "sink": "a"})
+    >>> fast = with_network(sc, sc.network.model_copy(update={"bandwidth_mbps": 80}))
+    >>> fast.setup.network.bandwidth_bps, sc.setup.network.bandwidth_bps
+    (80000000.0, 20000000.0)
+    """
+    copied = BaseModel.model_copy(scenario, update={"network": network})  # Scenario.model_copy refuses networks
+    graphml = resolve(network.graphml, scenario.setup.base_dir)
+    paths = replace(scenario.setup.paths, graphml=graphml)
+    copied._setup = replace(scenario.setup, network=network_setup(copied, graphml), paths=paths)
+    return copied

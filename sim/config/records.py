@@ -27,6 +27,8 @@ class LinkSetup:
     duplex: str
     protocol: Any = None  # the link's protocol setting (sim.config.schema.ProtocolSetting), defaults filled in
     shaper: Any = None  # the link's ShaperSpec, or None
+    loss: Any = None  # the link's LossSpec (sim.config.schema), defaults filled in, or None
+    jitter: Any = None  # the link's JitterSpec (milliseconds), defaults filled in, or None
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class NetworkSetup:
     multicast: bool
     protocol: Any = None  # network.protocol (sim.config.schema.ProtocolSetting)
     shaper: Any = None  # network.shaper (ShaperSpec or None)
+    loss: Any = None  # network.loss (LossSpec or None)
+    jitter: Any = None  # network.jitter_ms (JitterSpec or None)
+    rto_s: float = 0.2  # network.rto_ms in seconds
 
 
 @dataclass(frozen=True)

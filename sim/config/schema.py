@@ -176,6 +176,9 @@ class InputsSpec(_Strict):
     frames: int = Field(default=1, gt=0, le=100_000)
     interval_ms: float = Field(default=0.0, ge=0, le=3.6e6, description="time between frames (at most an hour)")
     fps: float | None = Field(default=None, ge=1e-3, le=1e6, description="frames per second; replaces interval_ms")
+    deadline_ms: float | None = Field(
+        default=None, gt=0, le=3.6e6, description="frame latency budget; summary.json gives the share that miss it"
+    )
     owners: list[Name] | None = Field(
         default=None,
         min_length=1,
@@ -304,6 +307,80 @@ class ShaperSpec(_Strict):
 ProtocolSetting = ProtocolSpec | Literal["tcp", "none"] | None
 
 
+def _fields_of_kind(
+    spec: BaseModel, what: str, fields: Mapping[str, tuple[str, ...]], kind: str, required: tuple[str, ...]
+) -> None:
+    """Refuse a field of another kind (``fields``: kind -> its fields) and a missing ``required`` one."""
+    for name in (f for other, names in fields.items() if other != kind for f in names):
+        if getattr(spec, name) is not None and name not in fields[kind]:
+            raise ValueError(f"{name}: not a field of {what} (it takes {', '.join(fields[kind])})")
+    for name in required:
+        if getattr(spec, name) is None:
+            raise ValueError(f"{name}: required by {what}")
+
+
+MAX_LOSS = 0.9  # beyond 90 % loss a link carries next to nothing (and backed-off timeouts run to minutes)
+_LOSS_FIELDS: dict[str, tuple[str, ...]] = {
+    "bernoulli": ("p",),
+    "gilbert_elliott": ("p_good_bad", "p_bad_good", "loss_good", "loss_bad"),
+}
+
+
+class LossSpec(_Strict):
+    """Which transmissions a link loses (see :mod:`sim.engine.loss`): ``bernoulli`` loses each with
+    probability ``p``; ``gilbert_elliott`` is a good/bad Markov channel stepped per transmission."""
+
+    model: Literal["bernoulli", "gilbert_elliott"] = "bernoulli"
+    p: float | None = Field(default=None, ge=0, le=MAX_LOSS, description="bernoulli: loss probability")
+    p_good_bad: float | None = Field(default=None, gt=0, le=1, description="gilbert_elliott: P(good -> bad)")
+    p_bad_good: float | None = Field(default=None, gt=0, le=1, description="gilbert_elliott: P(bad -> good)")
+    loss_good: float | None = Field(
+        default=None, ge=0, le=MAX_LOSS, description="gilbert_elliott: loss probability in the good state (default 0)"
+    )
+    loss_bad: float | None = Field(
+        default=None, ge=0, le=1, description="gilbert_elliott: loss probability in the bad state (default 1)"
+    )
+
+    @model_validator(mode="after")
+    def _fields_of_its_model(self) -> LossSpec:
+        required = ("p",) if self.model == "bernoulli" else ("p_good_bad", "p_bad_good")
+        _fields_of_kind(self, f"model {self.model}", _LOSS_FIELDS, self.model, required)
+        return self
+
+
+_JITTER_FIELDS: dict[str, tuple[str, ...]] = {
+    "normal": ("std", "mean"),
+    "uniform": ("low", "high"),
+    "pareto": ("scale", "shape"),
+}
+
+
+class JitterSpec(_Strict):
+    """Extra delay of every transmission on a link, in milliseconds, added to its latency (a total below 0
+    counts as 0): ``normal`` (``mean`` default 0, ``std``), ``uniform`` (``low`` to ``high``) or ``pareto``
+    (Lomax from 0: ``scale``, ``shape``); ``correlation`` links consecutive draws (see :mod:`sim.engine.loss`)."""
+
+    distribution: Literal["normal", "uniform", "pareto"] = "normal"
+    mean: float | None = Field(default=None, ge=-MAX_LATENCY_MS, le=MAX_LATENCY_MS, description="normal: mean, ms")
+    std: float | None = Field(default=None, gt=0, le=MAX_LATENCY_MS, description="normal: standard deviation, ms")
+    low: float | None = Field(default=None, ge=0, le=MAX_LATENCY_MS, description="uniform: smallest delay, ms")
+    high: float | None = Field(default=None, ge=0, le=MAX_LATENCY_MS, description="uniform: largest delay, ms")
+    scale: float | None = Field(default=None, gt=0, le=MAX_LATENCY_MS, description="pareto: scale, ms")
+    shape: float | None = Field(
+        default=None, gt=1, le=100, description="pareto: tail index (above 1: a finite mean scale/(shape-1))"
+    )
+    correlation: float = Field(default=0.0, ge=0, lt=1, description="lag-1 correlation of consecutive draws")
+
+    @model_validator(mode="after")
+    def _fields_of_its_distribution(self) -> JitterSpec:
+        kind = self.distribution
+        required = _JITTER_FIELDS[kind][:1] if kind == "normal" else _JITTER_FIELDS[kind]
+        _fields_of_kind(self, f"distribution {kind}", _JITTER_FIELDS, kind, required)
+        if self.distribution == "uniform" and self.low > self.high:  # type: ignore[operator]
+            raise ValueError(f"low: {self.low} is above high ({self.high})")
+        return self
+
+
 class LinkSpec(_Strict):
     """One link ``a``--``b``: for ``custom`` an edge, for other topologies an override of an existing one.
     Unset fields take the network's defaults; ``up`` is ``a->b``, ``down`` is ``b->a``."""
@@ -323,6 +400,8 @@ class LinkSpec(_Strict):
     duplex: Duplex | None = None
     protocol: ProtocolSetting = Field(default=None, description="overrides network.protocol (none: no packets)")
     shaper: ShaperSpec | Literal["none"] | None = Field(default=None, description="overrides network.shaper")
+    loss: LossSpec | Literal["none"] | None = Field(default=None, description="overrides network.loss")
+    jitter_ms: JitterSpec | Literal["none"] | None = Field(default=None, description="overrides network.jitter_ms")
 
 
 class NetworkSpec(_Strict):
@@ -356,6 +435,13 @@ class NetworkSpec(_Strict):
         default=None, description="packets on the wire: tcp (1500/66/0) or {mtu_bytes, packet_header_bytes, ...}"
     )
     shaper: ShaperSpec | None = Field(default=None, description="token bucket on every link direction")
+    loss: LossSpec | None = Field(
+        default=None, description="packet loss on every link direction (needs protocol, except on shared)"
+    )
+    jitter_ms: JitterSpec | None = Field(default=None, description="extra delay of every transmission, ms")
+    rto_ms: float = Field(
+        default=200.0, ge=1, le=120_000, description="TCP retransmission timeout of a loss not fast-retransmitted"
+    )
 
 
 class PartitionSpec(_Strict):
@@ -514,6 +600,15 @@ class Scenario(_Strict):
         packets = net.protocol not in (None, "none") or any(link.protocol not in (None, "none") for link in net.links)
         if packets and net.chunk_kB is not None:
             raise ValueError("network.chunk_kB: a protocol already forwards packet by packet; remove chunk_kB")
+        if net.topology != "shared":  # the shared medium retries its frames; elsewhere TCP recovers packets
+            fix = "set network.protocol: tcp (packets are lost one by one), or use topology: shared"
+            if net.loss is not None and net.protocol in (None, "none"):
+                raise ValueError(f"network.loss: needs packets; {fix}")
+            for i, link in enumerate(net.links):
+                loss = net.loss if link.loss is None else link.loss
+                protocol = net.protocol if link.protocol is None else link.protocol
+                if loss not in (None, "none") and protocol in (None, "none"):
+                    raise ValueError(f"network.links[{i}].loss: needs packets on this link; {fix}")
         return self
 
     @model_validator(mode="after")
@@ -639,11 +734,11 @@ class Scenario(_Strict):
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Scenario:
         """A copy with ``update`` applied; its setup follows changed devices and inputs (a changed network
-        would need its GraphML read again: load the scenario instead)."""
+        is converted again, GraphML included, by :func:`sim.config.load.with_network`)."""
         copied = super().model_copy(update=update, deep=deep)
         if self._setup is not None and update:
             if "network" in update:
-                raise ValueError("Scenario.model_copy: a new network needs sim.config.load (its GraphML)")
+                raise ValueError("Scenario.model_copy: give a new network with sim.config.load.with_network")
             copied._setup = dataclasses.replace(
                 self._setup, devices=device_setups(copied.devices), interval_s=interval_s(copied.inputs)
             )

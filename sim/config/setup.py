@@ -53,7 +53,9 @@ def link_setup(net: NetworkSpec, link: LinkSpec) -> LinkSetup:
     latency = net.latency_ms / 1e3 if link.latency_ms is None else link.latency_ms / 1e3
     protocol = net.protocol if link.protocol is None else link.protocol
     shaper = net.shaper if link.shaper is None else (None if link.shaper == "none" else link.shaper)
-    return LinkSetup(link.a, link.b, up, down, latency, link.duplex or net.duplex, protocol, shaper)
+    loss = net.loss if link.loss is None else (None if link.loss == "none" else link.loss)
+    jitter = net.jitter_ms if link.jitter_ms is None else (None if link.jitter_ms == "none" else link.jitter_ms)
+    return LinkSetup(link.a, link.b, up, down, latency, link.duplex or net.duplex, protocol, shaper, loss, jitter)
 
 
 def graphml_links(path: Path, names: list[str]) -> list[LinkSpec]:
@@ -102,6 +104,9 @@ def network_setup(scenario: Scenario, graphml: Path | None) -> NetworkSetup:
         multicast=net.multicast,
         protocol=net.protocol,
         shaper=net.shaper,
+        loss=net.loss,
+        jitter=net.jitter_ms,
+        rto_s=net.rto_ms / 1e3,
     )
 
 

@@ -18,7 +18,7 @@ from typing import Literal, get_args
 Topology = Literal["mesh", "star", "ring", "line", "custom", "shared"]
 Duplex = Literal["full", "half"]
 Strategy = Literal["contiguous", "round_robin", "random", "balanced", "aligned", "comm_aware", "spatial", "pipeline"]
-SPLIT_STRATEGIES = ("spatial", "pipeline")  # give rows or whole layers (DESIGN 3b), not filters
+SPLIT_STRATEGIES = ("spatial", "pipeline")  # give rows or whole layers (docs/design.md §3b), not filters
 StructuredMethod = Literal["ln_structured", "random_structured", "comm_structured"]
 UnstructuredMethod = Literal["l1_unstructured", "random_unstructured", "global_unstructured"]
 PruneMethod = Literal[

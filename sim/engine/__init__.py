@@ -1,2 +1,2 @@
-"""The SimPy engine (no torch): devices, hosts and links, the network, the scenario turned into engine objects,
-and the event loop that produces a timeline."""
+"""The SimPy engine (no torch): devices, hosts and links, the network, lossy and jittery links (loss,
+recovery, jitter), the scenario turned into engine objects, and the event loop that produces a timeline."""

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from sim.config.records import LinkSetup
-from sim.config.schema import DeviceSpec, ProtocolSetting, Scenario, ShaperSpec
+from sim.config.schema import DeviceSpec, JitterSpec, LossSpec, ProtocolSetting, Scenario, ShaperSpec
 from sim.engine.devices import DeviceRate, Host, LayerTimes, task_shape
+from sim.engine.loss import Bernoulli, GilbertElliott, Impairment, Jitter, LossModel
 from sim.engine.network import PROTOCOLS, LinkParams, Network, Protocol
 from sim.errors import UserError
 from sim.workload.profiles import DeviceProfile, read_profile
@@ -47,10 +48,51 @@ def burst_bytes(shaper: ShaperSpec | None) -> int | None:
     return None if shaper is None else shaper.burst_bytes
 
 
-def link_params(link: LinkSetup) -> LinkParams:
+def loss_model(spec: LossSpec | None) -> LossModel | None:
+    """The engine's loss process of a ``loss:`` setting; ``None`` when it can never lose a packet (``p: 0``),
+    so such a run is the run without loss, file for file."""
+    if spec is None:
+        return None
+    if spec.model == "bernoulli":
+        return Bernoulli(spec.p) if spec.p else None
+    model = GilbertElliott(
+        spec.p_good_bad,  # type: ignore[arg-type]
+        spec.p_bad_good,  # type: ignore[arg-type]
+        0.0 if spec.loss_good is None else spec.loss_good,
+        1.0 if spec.loss_bad is None else spec.loss_bad,
+    )
+    return model if model.loss_good or model.loss_bad else None
+
+
+def jitter(spec: JitterSpec | None) -> Jitter | None:
+    """The engine's :class:`Jitter` (seconds) of a ``jitter_ms:`` setting (milliseconds); ``None``: none, or
+    a uniform range of a single 0."""
+    if spec is None or (spec.distribution == "uniform" and spec.high == 0):
+        return None
+    c = spec.correlation
+    if spec.distribution == "normal":
+        return Jitter("normal", (spec.mean or 0.0) / 1e3, spec.std / 1e3, correlation=c)  # type: ignore[operator]
+    if spec.distribution == "uniform":
+        return Jitter("uniform", spec.low / 1e3, (spec.high - spec.low) / 1e3, correlation=c)  # type: ignore[operator]
+    return Jitter("pareto", 0.0, spec.scale / 1e3, spec.shape, c)  # type: ignore[operator,arg-type]
+
+
+def impairment(loss: LossSpec | None, jitter_spec: JitterSpec | None, rto_s: float) -> Impairment | None:
+    """What a link does beyond rate and delay (:class:`Impairment`), or ``None`` for a perfect link."""
+    model, delay = loss_model(loss), jitter(jitter_spec)
+    return None if model is None and delay is None else Impairment(model, delay, rto_s)
+
+
+def link_params(link: LinkSetup, rto_s: float) -> LinkParams:
     """The engine's :class:`LinkParams` of one link of the scenario's setup (SI units)."""
     return LinkParams(
-        link.up_bps, link.down_bps, link.latency_s, link.duplex, protocol(link.protocol), burst_bytes(link.shaper)
+        link.up_bps,
+        link.down_bps,
+        link.latency_s,
+        link.duplex,
+        protocol(link.protocol),
+        burst_bytes(link.shaper),
+        impairment(link.loss, link.jitter, rto_s),
     )
 
 
@@ -62,43 +104,70 @@ def network(scenario: Scenario) -> Network:
         net.topology,
         net.bandwidth_bps,
         net.latency_s,
-        {(x.a, x.b): link_params(x) for x in net.links},
+        {(x.a, x.b): link_params(x, net.rto_s) for x in net.links},
         list(net.edges),
         net.duplex,
         net.access_overhead_s,
         protocol(net.protocol),
         burst_bytes(net.shaper),
+        impairment(net.loss, net.jitter, net.rto_s),
     )
+
+
+def hop_matrix(scenario: Scenario) -> np.ndarray:
+    """Links on the fewest-hop route between every two devices of the scenario's network (scenario order,
+    zero diagonal): what ``comm_structured`` weighs the bytes by, whatever the links' rates.
+
+    >>> from sim.config.load import parse_scenario
+    >>> sc = parse_scenario({"name": "x", "model": {"name": "lenet5"}, "source": "a", "sink": "a",
+    ...                      "devices": [{"name": n, "gflops": 1} for n in "abc"], "network": {"topology": "line"}})
+    >>> hop_matrix(sc).tolist()
+    [[0, 1, 2], [1, 0, 1], [2, 1, 0]]
+    """
+    names, net = scenario.device_names, network(scenario)
+    return np.array([[len(net.route(a, b)) if a != b else 0 for b in names] for a in names], dtype=np.int64)
 
 
 def hop_counts(scenario: Scenario) -> HopCount:
     """Links on the fewest-hop route between two devices (by index) of the scenario's network."""
-    names, net = scenario.device_names, network(scenario)
-    return lambda src, dst: len(net.route(names[src], names[dst]))
+    hops = hop_matrix(scenario)
+    return lambda src, dst: int(hops[src, dst])
 
 
 VALUE_BITS = 32  # prune.cost: seconds prices one float32 value
 
 
 def device_cost(scenario: Scenario) -> np.ndarray:
-    """The device-by-device cost matrix of ``admm_comm`` (scenario order, zero diagonal).
+    """The device-by-device cost matrix of ``admm_comm`` (scenario order, zero diagonal), scaled so that its
+    smallest positive entry is 1.
 
     ``prune.cost_matrix`` when given; else ``prune.cost: hops`` (links on the fewest-hop route) or
-    ``seconds`` (time one float32 value takes over the route: the sum of 32 bit / rate of its links).
+    ``seconds`` (time one float32 value takes over the route: the sum of 32 bit / rate of its links). Only
+    the ratios matter (the penalty is divided by its value at the start, and the reassignment compares
+    sums), so the scaled matrix is what pruning reads, and what names its build in the cache: a bandwidth
+    sweep of a uniform mesh prunes once.
+
+    >>> from sim.config.load import parse_scenario
+    >>> sc = parse_scenario({"name": "x", "model": {"name": "lenet5"}, "source": "a", "sink": "a",
+    ...                      "devices": [{"name": n, "gflops": 1} for n in "ab"],
+    ...                      "prune": {"method": "admm_comm", "cost": "seconds"}})
+    >>> device_cost(sc).tolist()
+    [[0.0, 1.0], [1.0, 0.0]]
     """
     spec, names = scenario.prune, scenario.device_names
     if spec.cost_matrix is not None:
-        return np.asarray(spec.cost_matrix, dtype=np.float64)
-    net = network(scenario)
-    out = np.zeros((len(names), len(names)))
-    for i, a in enumerate(names):
-        for j, b in enumerate(names):
-            if i != j:
-                route = net.route(a, b)
-                out[i, j] = (
-                    len(route) if spec.cost == "hops" else sum(VALUE_BITS / link.bandwidth_bps for link in route)
-                )
-    return out
+        out = np.asarray(spec.cost_matrix, dtype=np.float64)
+    elif spec.cost == "hops":
+        out = hop_matrix(scenario).astype(np.float64)
+    else:
+        net = network(scenario)
+        out = np.zeros((len(names), len(names)))
+        for i, a in enumerate(names):
+            for j, b in enumerate(names):
+                if i != j:
+                    out[i, j] = sum(VALUE_BITS / link.bandwidth_bps for link in net.route(a, b))
+    positive = out[out > 0]
+    return out / positive.min() if positive.size else out
 
 
 def layer_times(profile: DeviceProfile) -> LayerTimes:

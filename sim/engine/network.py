@@ -33,6 +33,7 @@ from functools import cache, cached_property
 
 import networkx as nx
 
+from sim.engine.loss import Impairment
 from sim.errors import UserError
 from sim.topology import MEDIUM, topology_edges
 
@@ -111,6 +112,7 @@ class Link:
     a chunk, is one transmission of its payload bytes). ``burst_bytes`` is the bucket of a token-bucket
     shaper at the link rate (Linux ``tc tbf``): with a full bucket the first ``burst_bytes`` go at once,
     then the bucket refills at ``bandwidth_bps``; ``None``: no shaper, every byte takes ``8/bandwidth_bps``.
+    ``impairment`` loses and delays transmissions (:mod:`sim.engine.loss`; ``None``: a perfect link).
     """
 
     src: str
@@ -121,6 +123,7 @@ class Link:
     overhead_s: float = 0.0
     protocol: Protocol | None = None
     burst_bytes: int | None = None
+    impairment: Impairment | None = None
 
     @property
     def name(self) -> str:
@@ -167,6 +170,7 @@ class LinkParams:
     duplex: str = "full"
     protocol: Protocol | None = None
     burst_bytes: int | None = None
+    impairment: Impairment | None = None
 
 
 class Network:
@@ -199,12 +203,13 @@ class Network:
         access_overhead_s: float = 0.0,
         protocol: Protocol | None = None,
         burst_bytes: int | None = None,
+        impairment: Impairment | None = None,
     ) -> Network:
         """A topology over ``devices`` with default link properties, ``overrides`` per edge (keyed by the
         edge as ``(a, b)``, ``up`` meaning ``a->b``) and, for ``custom``, ``extra_edges``.
 
-        ``access_overhead_s`` is added to every transmission on every link; ``protocol`` and ``burst_bytes``
-        are the defaults of links without an override (see :class:`Link`).
+        ``access_overhead_s`` is added to every transmission on every link; ``protocol``, ``burst_bytes`` and
+        ``impairment`` are the defaults of links without an override (see :class:`Link`).
         """
         edges = topology_edges(topology, devices) + list(extra_edges)
         overrides = overrides or {}
@@ -215,7 +220,7 @@ class Network:
             if p is None and (b, a) in overrides:
                 q = overrides[(b, a)]
                 p = replace(q, up_bps=q.down_bps, down_bps=q.up_bps)
-            p = p or LinkParams(bandwidth_bps, bandwidth_bps, latency_s, duplex, protocol, burst_bytes)
+            p = p or LinkParams(bandwidth_bps, bandwidth_bps, latency_s, duplex, protocol, burst_bytes, impairment)
             if topology == "shared":
                 queue = MEDIUM
             elif p.duplex == "half":
@@ -223,7 +228,7 @@ class Network:
             else:
                 queue = ""
             for u, v, bps in ((a, b, p.up_bps), (b, a, p.down_bps)):
-                link = Link(u, v, bps, p.latency_s, queue, access_overhead_s, p.protocol, p.burst_bytes)
+                link = Link(u, v, bps, p.latency_s, queue, access_overhead_s, p.protocol, p.burst_bytes, p.impairment)
                 g.add_edge(u, v, link=link, order=len(g.edges))
         return cls(g, devices)
 

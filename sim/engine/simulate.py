@@ -31,6 +31,8 @@ Semantics (docs/design.md §3.7 and §3.8):
 * With ``multicast`` (a shared medium), messages made ready together that carry the same payload (equal
   ``frame, src, tensor, partial, channel_ids, position_ids`` and ``bytes``, non-empty ``tensor``) are one transmission, at the
   slowest receiver's rate, arriving at every receiver after the largest of their latencies.
+* A link with an ``impairment`` (:mod:`sim.engine.loss`) loses transmissions and delays the others by
+  jitter; a lost one joins the same queue again after its recovery wait (seeded by ``seed``).
 * A frame is done when the sink holds all final outputs; its latency is that time minus its arrival.
 
 A queue's reservations are made in event order, so they are computed directly (start = max(now, when the
@@ -66,7 +68,8 @@ from simpy.core import EmptySchedule
 from simpy.events import NORMAL
 
 from sim.engine.devices import DeviceRate, Host
-from sim.engine.network import Link, Network, chunk_sizes
+from sim.engine.loss import Channels, Seed
+from sim.engine.network import MEDIUM, Link, Network, chunk_sizes
 from sim.workload.types import Workload
 
 __all__ = ["DeviceRate", "Hop", "Host", "Timeline", "chunk_sizes", "simulate"]
@@ -91,7 +94,8 @@ class Timeline:
     """When everything happened, aligned with the workload's ``tasks`` and ``messages``.
 
     ``carried_by[m]`` is the message whose transmission delivered ``m`` (``m`` itself unless ``m`` rode on
-    a multicast); ``events`` counts the SimPy events processed.
+    a multicast); ``events`` counts the SimPy events processed; ``retransmissions[m]`` counts the lost
+    transmissions of ``m`` over all its packets and hops (a list only when some link can lose).
     """
 
     task_start_s: list[float]
@@ -105,6 +109,7 @@ class Timeline:
     message_ready_s: list[float] = field(default_factory=list)  # when the message was made ready to send
     carried_by: list[int] = field(default_factory=list)
     events: int = 0
+    retransmissions: list[int] = field(default_factory=list)  # per message; empty when no link loses
 
     @property
     def latency_s(self) -> list[float]:
@@ -120,17 +125,19 @@ def simulate(
     chunk_bytes: int | None = None,
     multicast: bool = False,
     hosts: Sequence[Host | None] = (),
+    seed: Seed = 0,
 ) -> Timeline:
     """Run the workload to completion and return its timeline.
 
     ``rates`` follows ``workload.devices``; ``arrivals_s[f]`` is when frame ``f`` enters at the source;
     ``chunk_bytes`` splits messages into chunks; ``multicast`` sends equal payloads once (shared medium);
-    ``hosts[d]`` is the host device ``d`` shares (``None`` or missing: a machine of its own).
+    ``hosts[d]`` is the host device ``d`` shares (``None`` or missing: a machine of its own); ``seed``
+    seeds the loss and jitter of impaired links (:class:`sim.engine.loss.Channels`).
     """
     enabled = gc.isenabled()
     gc.disable()  # the run allocates many short-lived acyclic objects; the collector's passes over the
     try:  # (large) workload would cost more than the simulation itself; cycles are collected afterwards
-        return _Run(workload, rates, network, arrivals_s, chunk_bytes, multicast, hosts).run()
+        return _Run(workload, rates, network, arrivals_s, chunk_bytes, multicast, hosts, Channels(seed)).run()
     finally:
         if enabled:
             gc.enable()
@@ -164,8 +171,9 @@ _new_tuple = tuple.__new__  # Hop(...) without the Python-level __new__ of a Nam
 
 class _Transmission:
     """A message, a chunk or a packet of it, or a multicast payload, in flight: ``nbytes`` over ``route``,
-    now on link number ``hop``. ``last`` marks the final one of its payload: its arrival delivers ``group``
-    (the message, or every message of the multicast).
+    now on link number ``hop``. ``left`` (shared by the pieces of one payload) counts the pieces not yet at
+    the destination: the last one in delivers ``group`` (the message, or every message of the multicast);
+    ``after`` is how many pieces of its payload follow it, ``tries`` how often it was lost on this link.
 
     It is its own SimPy event, scheduled (:meth:`simpy.Environment.schedule`) at its arrival at the far end
     of each link in turn, where ``callbacks`` takes it on. This is what :class:`simpy.Timeout` does, without
@@ -175,12 +183,13 @@ class _Transmission:
     counts) for nothing the engine needs.
     """
 
-    __slots__ = ("callbacks", "group", "hop", "last", "nbytes", "route")
+    __slots__ = ("after", "callbacks", "group", "hop", "left", "nbytes", "route", "tries")
     _ok = True
 
-    def __init__(self, group: tuple[int, ...], route: Route, nbytes: int, last: bool):
-        self.group, self.route, self.nbytes, self.last, self.hop = group, route, nbytes, last, 0
-        self.callbacks: tuple[Callable[[_Transmission], None], ...] | None = None
+    def __init__(self, group: tuple[int, ...], route: Route, nbytes: int, left: list[int], after: int = 0):
+        self.group, self.route, self.nbytes, self.left, self.hop = group, route, nbytes, left, 0
+        self.after, self.tries = after, 0
+        self.callbacks: tuple[Callable[[_Transmission], object], ...] | None = None
 
 
 class _AllProcessed(simpy.Event):
@@ -214,8 +223,10 @@ class _Run:
         chunk_bytes: int | None,
         multicast: bool,
         hosts: Sequence[Host | None],
+        channels: Channels,
     ):
         self.env = env = simpy.Environment()
+        self.channels = channels
         self.workload, self.rates, self.network = workload, rates, network
         self.tasks, self.messages = workload.tasks, workload.messages
         self.chunk_bytes, self.multicast = chunk_bytes, multicast
@@ -230,6 +241,7 @@ class _Run:
             frame_done_s=list(arrivals_s),
             message_ready_s=[0.0] * n_msg,
             carried_by=list(range(n_msg)),
+            retransmissions=[0] * n_msg if any(l.impairment and l.impairment.loss for l in network.links()) else [],
         )
         cores = {h.name: simpy.Resource(env, capacity=h.cores) for h in hosts if h is not None}
         self.core_of = [cores[h.name] if h is not None else None for h in hosts]
@@ -252,6 +264,7 @@ class _Run:
         self.frame_arrived = [env.timeout(a) for a in arrivals_s]
         self.hops = self.timeline.hops
         self.on_hop_done = (self.hop_done,)  # the callbacks of every transmission's arrival
+        self.on_lost = (self.transmit,)  # a lost transmission joins its queue again when its recovery wait ends
 
     def run(self) -> Timeline:
         """Start a process per frame and per device, run until no event is left, and return the timeline."""
@@ -374,8 +387,8 @@ class _Run:
         timeline, now, first = self.timeline, self.env.now, self.messages[group[0]]
         route = self.routes[first.src, first.dst] if len(group) == 1 else self.multicast_route(group)
         sizes = route[0][0].wire_sizes(first.bytes, self.chunk_bytes) if self.cuts else (first.bytes,)
-        last = len(sizes) - 1
-        starts = [self.transmit(_Transmission(group, route, size, i == last)) for i, size in enumerate(sizes)]
+        left, last = [len(sizes)], len(sizes) - 1
+        starts = [self.transmit(_Transmission(group, route, size, left, last - i)) for i, size in enumerate(sizes)]
         for m in group:
             timeline.message_ready_s[m], timeline.message_start_s[m] = now, starts[0]
             timeline.message_hops[m], timeline.carried_by[m] = len(route), group[0]
@@ -392,17 +405,26 @@ class _Run:
             end = start + queue.drain_s(link, start, nbytes) + link.overhead_s
         queue.free_s = end
         self.hops.append(_new_tuple(Hop, (tx.group[0], link, start, end, nbytes, now)))
-        tx.callbacks = self.on_hop_done
-        self.env.schedule(tx, NORMAL, end + link.latency_s - now)  # type: ignore[arg-type]
+        tx.callbacks, delay = self.on_hop_done, link.latency_s
+        if link.impairment is not None:  # lost: it joins this queue again after its recovery wait
+            args = (link.name, delay, link.queue_name == MEDIUM, tx.after, tx.tries, end - start)
+            retry, delay = self.channels.transmit(link.impairment, *args)
+            if retry is not None:
+                tx.callbacks, delay, tx.tries = self.on_lost, retry, tx.tries + 1
+                self.timeline.retransmissions[tx.group[0]] += 1
+        self.env.schedule(tx, NORMAL, end + delay - now)  # type: ignore[arg-type]
         return start
 
     def hop_done(self, tx: _Transmission) -> None:
         """``tx`` reached the far end of a link: store and forward it, or deliver its payload."""
+        tx.tries = 0
         tx.hop += 1
         if tx.hop < len(tx.route):
             self.transmit(tx)
-        elif tx.last:
-            self.deliver(tx.group)
+        else:  # lost pieces, or jitter, may let a later piece overtake: the last one in delivers
+            tx.left[0] -= 1
+            if not tx.left[0]:
+                self.deliver(tx.group)
 
     def deliver(self, group: tuple[int, ...]) -> None:
         """The messages ``group`` are at their destinations now; a final output counts as held by the sink
@@ -434,5 +456,6 @@ class _Run:
             first.overhead_s,
             first.protocol,
             first.burst_bytes,
+            first.impairment,
         )
         return ((slowest, self.queues[first.queue_name]),)

@@ -18,7 +18,7 @@ Strategies (random ones take a ``seed``):
     like ``random``, but every residual stream (the layers tied by residual adds) shares one assignment,
     so a residual add never needs a transfer of its own.
 
-Split strategies (DESIGN section 3b; they return a :class:`~sim.workload.types.Split`):
+Split strategies (docs/design.md §3b; they return a :class:`~sim.workload.types.Split`):
 
 ``spatial``
     every conv's output rows in bands with ``numpy.array_split`` over the devices in order (``tiles: [R,

@@ -240,7 +240,7 @@ def execute(graph: FlowGraph, plan: WorkloadPlan, images: torch.Tensor) -> torch
 
 
 def execute_rows(graph: FlowGraph, plan: WorkloadPlan, images: torch.Tensor) -> torch.Tensor:
-    """:func:`execute` for a plan with rows-split layers (DESIGN 3b), element by element: each device holds
+    """:func:`execute` for a plan with rows-split layers (docs/design.md §3b), element by element: each device holds
     the elements it owns or received (every other element is zero), computes at each stage exactly the
     elements the plan says (:attr:`sim.workload.spatial.SpatialPlacement.computes`) from the full layer
     weights, sends exactly the plan's messages, and the sink's output is returned.

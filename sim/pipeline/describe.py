@@ -1,7 +1,7 @@
 """``dsim describe``: what a scenario's partition means, layer by layer, before any simulation.
 
 For frame 0 of the workload: each partitionable layer's shapes, form (``filters``, ``rows`` or ``whole``,
-DESIGN 3b), devices and FLOPs per device, the bytes each layer's outputs cause per device pair, and the
+docs/design.md §3b), devices and FLOPs per device, the bytes each layer's outputs cause per device pair, and the
 device-by-device traffic matrix. :func:`ownership_table` gives who owns what share of every layer (the data
 of :func:`sim.report.plots.plot_ownership`).
 """

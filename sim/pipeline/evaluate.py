@@ -55,7 +55,8 @@ def workload_key(scenario: Scenario) -> str:
     keys share a workload.
 
     Sweeps use it to build each distinct workload once, and the build cache to name it on disk. Whatever
-    ``prepare`` starts to read must be added.
+    ``prepare`` starts to read must be added. Of the network, pruning reads only the hop counts
+    (``comm_structured``) or the scaled cost matrix (``admm_comm``): a bandwidth sweep builds them once.
     """
     data = scenario.resolved()
     devices = [d["name"] for d in data["devices"]]
@@ -64,10 +65,10 @@ def workload_key(scenario: Scenario) -> str:
     inputs = {k: v for k, v in data["inputs"].items() if k not in ("interval_ms", "fps")}
     key = {k: data[k] for k in ("seed", "model", "source", "sink", "partition", "prune", "transfer", "deploy")}
     key.update(devices=devices, inputs=inputs)
-    if scenario.prune.method == "comm_structured":  # ranks channels by hop-weighted bytes on this network
-        key["network"] = data["network"]
-    if scenario.prune.method == "admm_comm" and scenario.prune.cost_matrix is None:  # costs from the network
-        key["network"] = data["network"]
+    if scenario.prune.method == "comm_structured":  # ranks channels by bytes times hops on this network
+        key["hops"] = assemble.hop_matrix(scenario).tolist()
+    if scenario.prune.method == "admm_comm":  # the network's costs, scaled (only their ratios count)
+        key["device_cost"] = assemble.device_cost(scenario).tolist()
     return json.dumps(key, sort_keys=True, default=str)
 
 
@@ -105,9 +106,7 @@ def run_engine(scenario: Scenario, workload: Workload) -> EngineRun:
     names = workload.devices
     network.check_pairs(dict.fromkeys((names[m.src], names[m.dst]) for m in workload.messages))
     arrivals = assemble.arrivals_s(scenario, workload.frames)
-    timeline = simulate(
-        workload, rates, network, arrivals, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
-    )
+    timeline = simulate(workload, rates, network, arrivals, net.chunk_bytes, net.multicast, hosts, scenario.seed)
     return EngineRun(timeline, list(rates), network, list(hosts))
 
 
@@ -166,11 +165,13 @@ def point_summary(
     A sweep point needs nothing more; :func:`evaluate` adds the tables and the per-link, per-device and
     critical-path records."""
     workload, timeline, net = built.workload, run.timeline, scenario.setup.network
+    deadline_s = None if scenario.inputs.deadline_ms is None else scenario.inputs.deadline_ms / 1e3
     summary = summarize(
         scenario.name,
         scenario.resolved(),
         workload,
         timeline,
+        deadline_s,
         accuracy=built.accuracy,
         kept_kernels=built.kept_kernels,
         kept_kernel_fraction=built.kept_kernel_fraction,
@@ -181,7 +182,7 @@ def point_summary(
         summary = replace(summary, energy_j=energy_j, energy_j_per_frame=energy_j / summary.frames)
     if workload.frames > 1:  # a stream: also each frame's latency alone, without queueing behind others
         service = service_latency_s(
-            workload, run.rates, run.network, chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=run.hosts
+            workload, run.rates, run.network, net.chunk_bytes, net.multicast, run.hosts, scenario.seed
         )
         summary = replace(summary, service_latency_s=service)
     if scenario.baseline == "single":
@@ -232,9 +233,7 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
         else None,
     )
     if built.deploy is not None:  # on the same network, before inference; not part of its latency
-        shipped = simulate(
-            built.deploy, rates, network, [0.0], chunk_bytes=net.chunk_bytes, multicast=net.multicast, hosts=hosts
-        )
+        shipped = simulate(built.deploy, rates, network, [0.0], net.chunk_bytes, net.multicast, hosts, scenario.seed)
         summary = replace(summary, deployment=deployment_summary(built.deploy, shipped))
     return RunResult(
         transfers_table(workload, timeline),

@@ -327,23 +327,23 @@ def admm_train(
     """
     assert split.labels is not None
     cfg = spec.admm
-    weights = {n: weight_of(model, n) for n in projector.names}
-    state = AdmmState(projector.project(weights), {n: torch.zeros_like(w) for n, w in weights.items()}, cfg.rho)
-    scale = 0.0
-    if maps is not None and spec.lambda_comm > 0:
-        start = float(penalty(weights, maps).detach())
-        scale = spec.lambda_comm / start if start > 0 else 0.0
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
-    gen = torch.Generator().manual_seed(seed)
-    history = []
-    with train._threads(train.THREADS):
+    with train.reproducible(model):  # float64, one thread: the same weights on every x86 CPU
+        weights = {n: weight_of(model, n) for n in projector.names}
+        state = AdmmState(projector.project(weights), {n: torch.zeros_like(w) for n, w in weights.items()}, cfg.rho)
+        scale = 0.0
+        if maps is not None and spec.lambda_comm > 0:
+            start = float(penalty(weights, maps).detach())
+            scale = spec.lambda_comm / start if start > 0 else 0.0
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+        gen = torch.Generator().manual_seed(seed)
+        history = []
         for epoch in range(cfg.epochs):
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
             model.train()
             for idx in _batches(len(split.labels), gen, train.BATCH_SIZE):
                 optimizer.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(model(split.images[idx]), split.labels[idx])
+                loss = F.cross_entropy(model(split.images[idx].to(train.TRAIN_DTYPE)), split.labels[idx])
                 admm_term = sum(state.rho / 2 * (w - state.z[n] + state.u[n]).pow(2).sum() for n, w in weights.items())
                 loss = loss + admm_term
                 if scale > 0 and maps is not None:

@@ -37,11 +37,14 @@ MAX_TIMELINE_PLOT_IN = 10.0  # inches of bars at most (1200 px at the default 12
 TIMELINE_LANE_LIMIT = 48  # more lanes than this: one merged lane per device for its outgoing links
 MAX_LEGEND_LAYERS = 18  # more layers than this: a colour scale over layer order instead of a legend
 DPI = 120
+PATH_COLOURS = {"compute": "darkred", "transfer": "lightcoral", "wait": "0.75"}  # the critical path's lane
 
 
 def _senders(transfers: pd.DataFrame, hops: pd.DataFrame | None, frames: Sequence[int]) -> pd.DataFrame:
     """The transmissions of ``frames``: ``sender`` (node that put it on the wire), ``lane`` (the link queue,
-    or the receiving device without ``hops``), ``layer``, ``src``, ``dst``, ``start_s``, ``end_s``."""
+    or the receiving device without ``hops``), ``layer``, ``src``, ``dst``, ``start_s``, ``end_s`` and
+    ``arrive_s`` (``end_s`` plus the link latency; ``end_s`` without ``hops``, whose messages end on arrival,
+    or from a ``hops.csv`` written before the column existed)."""
     if hops is not None:
         busy = hops[hops["frame"].isin(frames)]
         if "sender" in busy.columns:
@@ -59,6 +62,7 @@ def _senders(transfers: pd.DataFrame, hops: pd.DataFrame | None, frames: Sequenc
                 "dst": busy["dst"].astype(str),
                 "start_s": busy["start_s"],
                 "end_s": busy["end_s"],
+                "arrive_s": busy["arrive_s"] if "arrive_s" in busy.columns else busy["end_s"],
             }
         )
     sent = transfers[transfers["frame"].isin(frames)]
@@ -73,6 +77,7 @@ def _senders(transfers: pd.DataFrame, hops: pd.DataFrame | None, frames: Sequenc
             "dst": sent["dst"].astype(str),
             "start_s": sent["start_s"],
             "end_s": sent["end_s"],
+            "arrive_s": sent["end_s"],
         }
     )
 
@@ -107,9 +112,13 @@ def plot_timeline(
     from its start to its arrival under its source. Each device's outgoing traffic gets one thin lane per
     link when all lanes fit in :data:`TIMELINE_LANE_LIMIT`, else one merged lane, so the figure is at most
     :data:`MAX_TIMELINE_PLOT_IN` inches of bars tall for any number of devices (the Perfetto trace,
-    :mod:`sim.report.trace`, keeps a track per link). Bars are drawn at least one pixel wide. With
-    ``critical`` (the summary's ``critical_path``) of a frame shown, its steps are outlined in red.
-    ``devices`` orders the rows (default: order of first compute).
+    :mod:`sim.report.trace`, keeps a track per link). Bars are drawn at least one pixel wide. A link's
+    latency (propagation) follows its transmission as a thin bar of the same colour. With ``critical``
+    (the summary's ``critical_path``) of a frame shown, its compute and transfer steps are outlined in red,
+    and a top lane draws the whole path from the frame's arrival to its end: compute and transfer steps in
+    red, waits in grey, so every moment of the latency is accounted for. The time axis covers every frame
+    shown to its end (the last arrival at the sink). ``devices`` orders the rows (default: order of first
+    compute).
     """
     shown = list(frames) if frames is not None else [frame]
     comp = compute[compute["frame"].isin(shown)]
@@ -129,11 +138,15 @@ def plot_timeline(
         lanes = list(dict.fromkeys(group["lane"]))
         out_lanes[str(sender)] = sorted(lanes, key=lambda q: (order.get(q.split("->")[-1], len(order)), q))
     per_link = sum(len(v) for v in out_lanes.values()) + len(names) <= TIMELINE_LANE_LIMIT
+    path_steps = critical["steps"] if critical and critical.get("frame") in shown else []
     # y layout in lane units: a compute lane is 1 unit, a link lane 0.55, a gap 0.45 between devices
     y_compute: dict[str, float] = {}
     y_link: dict[tuple[str, str], float] = {}
     ticks: list[tuple[float, str]] = []
     y = 0.0
+    if path_steps:  # the critical path's own lane on top
+        ticks.append((0.275, f"critical path (frame {critical['frame']})" if critical else ""))
+        y = 1.0
     computing = set(comp["device"].astype(str))
     for n in names:
         if n in computing or n in (devices or ()):
@@ -158,7 +171,9 @@ def plot_timeline(
     layers = list(first.sort_values(kind="stable").index)
     many = len(layers) > MAX_LEGEND_LAYERS
     scale = mpl.colormaps["viridis"]  # no red in either palette: red outlines the critical path
-    palette = [mpl.colormaps["tab20"](k) for k in range(20) if k not in (6, 7)]
+    # tab10's nine distinct colours first (neighbouring layers must not look alike), then tab20's light ones
+    palette = [mpl.colormaps["tab10"](k) for k in range(10) if k != 3]
+    palette += [mpl.colormaps["tab20"](k) for k in range(1, 20, 2) if k != 7]
     colour = {
         name: scale(k / max(1, len(layers) - 1)) if many else palette[k % len(palette)] for k, name in enumerate(layers)
     }
@@ -167,11 +182,12 @@ def plot_timeline(
     fig = Figure(figsize=(11, 1.3 + plot_in + legend_rows + (0.8 if many else 0.0)))  # + the strip's names
     ax, key = fig.subplots(2, 1, gridspec_kw={"height_ratios": [plot_in, legend_rows]})
     on_path: set[tuple] = set()
-    if critical and critical.get("frame") in shown:
-        on_path = {(s["device"], s["layer"]) for s in critical["steps"] if s["kind"] == "compute"}
-        on_path |= {(s["src"], s["dst"], s["layer"]) for s in critical["steps"] if s["kind"] == "transfer"}
-    t0 = min([*comp["start_s"], *tx["start_s"]])
-    t1 = max([*comp["end_s"], *tx["end_s"]])
+    on_path = {(s["device"], s["layer"]) for s in path_steps if s["kind"] == "compute"}
+    on_path |= {(s["src"], s["dst"], s["layer"]) for s in path_steps if s["kind"] == "transfer"}
+    # a message's end_s is its arrival (a transfers table may be empty: transmissions drawn from hops only)
+    arrived = list(transfers.loc[transfers["frame"].isin(shown), "end_s"]) if "frame" in transfers.columns else []
+    t0 = min([*comp["start_s"], *tx["start_s"], *(s["start_s"] for s in path_steps)])
+    t1 = max([*comp["end_s"], *tx["arrive_s"], *arrived, *(s["end_s"] for s in path_steps)])
     min_w = max(t1 - t0, 1e-12) * 1e3 / 1300  # about one pixel of the bar area
     bars: dict[tuple[float, float], list[tuple[float, float, Any, bool]]] = {}
     for r in comp.to_dict("records"):
@@ -184,6 +200,14 @@ def plot_timeline(
         lane = y_link[(r["sender"], r["lane"] if per_link else "all")]
         bars.setdefault((lane, 0.45), []).append(
             (r["start_s"] * 1e3, (r["end_s"] - r["start_s"]) * 1e3, colour[r["layer"]], hot)
+        )
+        if r["arrive_s"] > r["end_s"]:  # the link's latency: a thin bar after the transmission
+            bars.setdefault((lane, 0.12), []).append(
+                (r["end_s"] * 1e3, (r["arrive_s"] - r["end_s"]) * 1e3, colour[r["layer"]], hot)
+            )
+    for step in path_steps:
+        bars.setdefault((0.275, 0.45), []).append(
+            (step["start_s"] * 1e3, (step["end_s"] - step["start_s"]) * 1e3, PATH_COLOURS[step["kind"]], False)
         )
     for (centre, height), items in bars.items():
         ax.broken_barh(
@@ -201,10 +225,17 @@ def plot_timeline(
     ax.set_ylabel("device (compute) and its outgoing links")
     ax.grid(True, axis="x", alpha=0.3)
     lanes_what = "a thin lane per outgoing link" if per_link else "one thin lane for all its outgoing links"
+    legend = [
+        "colour = layer (its compute, and the transfers carrying its output)",
+        f"under each device, {lanes_what}",
+        "thin bar after a transmission = link latency",
+    ]
+    if path_steps:
+        legend += ["red outline = on the critical path", "top lane = the critical path (dark red: compute, "
+                   "light red: transfer, grey: waiting)"]  # fmt: skip
     ax.set_title(
         f"{title + ': ' if title else ''}{_frame_words(shown)}, {len(names)} nodes\n"
-        f"colour = layer (its compute, and the transfers carrying its output); under each device, {lanes_what}"
-        + ("; red outline = critical path" if on_path else ""),
+        + "\n".join(textwrap.wrap("; ".join(legend), 150, break_long_words=False)),
         fontsize=9,
     )
     if many:
@@ -223,6 +254,8 @@ def plot_timeline(
     return _save(fig, path)
 
 
+BASELINE_GREYS = ("black", "0.45", "0.7")  # single-device baselines: greys, each its own marker and dashes
+BASELINE_MARKERS = ("s", "^", "D", "v", "P", "X")
 BREAKDOWN_COLOURS = {"compute": "tab:blue", "transfer": "tab:orange", "waiting": "tab:gray"}
 
 
@@ -244,36 +277,52 @@ def _axis_label(key: str) -> str:
     return f"{name} ({unit})" if unit else name
 
 
+def box_distance(box: Bbox, point: Any) -> float:
+    """Distance in pixels from ``point`` (display coordinates) to the nearest edge of ``box`` (0 inside).
+
+    >>> box_distance(Bbox.from_extents(0, 0, 10, 10), (13, 14))
+    5.0
+    """
+    dx = max(box.x0 - point[0], 0.0, point[0] - box.x1)
+    dy = max(box.y0 - point[1], 0.0, point[1] - box.y1)
+    return float(math.hypot(dx, dy))
+
+
 def place_labels(
     fig: Figure, ax: Any, points: Sequence[tuple[float, float]], texts: Sequence[str], **style: Any
 ) -> list[Any]:
     """Annotate ``points`` (data coordinates) with ``texts`` so that no label covers another label or any
-    point, and each stays inside the axes: each label tries a few offsets around its point and takes the first free one; a label with no
-    free place is left out (its point stays drawn). Returns the annotations placed."""
+    point, each stays inside the axes, and each is nearer its own point than any other point (so a reader
+    pairs it with the right marker): each label tries a few offsets around its point and takes the first
+    that passes; a label with no such place is left out (its point stays drawn). Returns the annotations
+    placed."""
     FigureCanvasAgg(fig)  # a renderer to measure the text with
     fig.tight_layout()
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
-    offsets = [(6, 5), (6, -12), (-7, 5), (-7, -12), (9, -3), (-10, -3), (6, 15), (6, -22), (-7, 15), (-7, -22)]
+    offsets = [(6, 5), (6, -12), (-7, 5), (-7, -12), (9, -3), (-10, -3), (0, 8), (0, -16)]
+    offsets += [(6, 15), (6, -22), (-7, 15), (-7, -22)]
     placed: list[Any] = []
     taken: list[Any] = []  # the points' markers, then each label placed: nothing may cover them
     area = ax.get_window_extent(renderer)  # labels stay inside the axes
-    for x, y in points:
-        px, py = ax.transData.transform((x, y))
+    pixels = [ax.transData.transform((x, y)) for x, y in points]
+    for px, py in pixels:
         taken.append(Bbox.from_extents(px - 5, py - 5, px + 5, py + 5))
-    for (x, y), text in zip(points, texts):
+    for (x, y), (px, py), text in zip(points, pixels, texts):
         for dx, dy in offsets:
             note = ax.annotate(
                 text,
                 (x, y),
                 xytext=(dx, dy),
                 textcoords="offset points",
-                ha="left" if dx >= 0 else "right",
+                ha="left" if dx > 0 else "right" if dx < 0 else "center",
                 fontsize=7,
                 **style,
             )
             box = note.get_window_extent(renderer).expanded(1.05, 1.1)
             inside = area.contains(box.x0, box.y0) and area.contains(box.x1, box.y1)
-            if inside and not any(box.overlaps(other) for other in taken):
+            own = box_distance(box, ax.transData.transform((x, y)))
+            nearest = all(own < box_distance(box, p) for p in pixels if not np.array_equal(p, (px, py)))
+            if inside and nearest and not any(box.overlaps(other) for other in taken):
                 taken.append(box)
                 placed.append(note)
                 break
@@ -340,12 +389,14 @@ def plot_latency_vs_bandwidth(
             color=colours[label],
             label=_wrap(f"{label} ({'; '.join(notes[label])})" if label in notes else label),
         )
-    for k, (label, rows) in enumerate(curves.baselines(table, x)):
+    for k, (label, rows) in enumerate(curves.baselines(table, x)):  # never dotted: crossovers are
         ax.plot(
             rows[x].to_numpy(dtype=float),
             rows["baseline_latency_s"].to_numpy(dtype=float) * 1e3,
-            color="black",
-            linestyle=("--", "-.", ":")[k % 3],
+            color=BASELINE_GREYS[k % len(BASELINE_GREYS)],
+            linestyle=("--", "-.")[k % 2],
+            marker=BASELINE_MARKERS[k % len(BASELINE_MARKERS)],
+            markersize=4,
             linewidth=1.5,
             label=_wrap(label),
         )
@@ -377,6 +428,49 @@ def plot_latency_vs_bandwidth(
     return _save(fig, path)
 
 
+PERCENTILE_STYLES = (("latency_p50_s", "p50", ":"), ("latency_p95_s", "p95", "-"), ("latency_p99_s", "p99", "--"))
+
+
+def plot_latency_vs_loss(table: pd.DataFrame, path: str | Path, x: str, title: str = "") -> Figure:
+    """Frame-latency percentiles (p50 dotted, p95 solid, p99 dashed; ms, log scale) against a swept loss
+    rate ``x`` (in %, linear), one colour per line of the sweep (:func:`sim.analysis.curves.lines`), and
+    the single-device baseline's mean latency in black when the sweep has one."""
+    lines = curves.lines(table, x)
+    if not lines:
+        raise UserError(f"{path}: no successful sweep points to plot")
+    fig = Figure(figsize=(8, 5))
+    ax = fig.subplots()
+    for k, (label, _, rows) in enumerate(lines):
+        for column, name, style in PERCENTILE_STYLES:
+            if column in rows.columns and rows[column].notna().any():
+                ax.plot(
+                    rows[x].to_numpy(dtype=float) * 100,
+                    rows[column].to_numpy(dtype=float) * 1e3,
+                    marker="o",
+                    markersize=3,
+                    color=f"C{k % 10}",
+                    linestyle=style,
+                    label=_wrap(f"{label}: {name}"),
+                )
+    for k, (label, rows) in enumerate(curves.baselines(table, x)):
+        ax.plot(
+            rows[x].to_numpy(dtype=float) * 100,
+            rows["baseline_latency_s"].to_numpy(dtype=float) * 1e3,
+            color="black",
+            linestyle=("-", "-.", ":")[k % 3],
+            linewidth=1.5,
+            label=_wrap(f"{label} (no links): mean"),
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel(f"{x.rsplit('.', 1)[-1]}: loss rate (%)")
+    ax.set_ylabel("frame latency (ms), log scale")
+    ax.set_title(f"{title + ': ' if title else ''}latency percentiles vs {x}", fontsize=11)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.set_figheight(4.5 + 0.14 * (3 * len(lines) + 2) / 3)
+    return _save(fig, path)
+
+
 def _wrap(label: str, width: int = 62) -> str:
     """A legend label wrapped to lines of at most ``width`` characters, so two columns fit the figure."""
     return "\n".join(textwrap.wrap(label, width, break_long_words=False)) or label
@@ -401,7 +495,7 @@ def plot_breakdown(table: pd.DataFrame, path: str | Path, label: str = "scenario
     ax.set_xlabel("mean latency per frame (ms)")
     ax.set_ylabel(label)
     what = "where the latency goes (critical path: compute, transfer, waiting)"
-    ax.set_title(f"{title}: {what}" if title else what[0].upper() + what[1:], fontsize=10)
+    ax.set_title(_wrap(f"{title}: {what}" if title else what[0].upper() + what[1:], 64), fontsize=10)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / (1 + 0.3 * len(rows))), ncol=3, fontsize=8, frameon=False)
     return _save(fig, path)
 
@@ -438,7 +532,7 @@ def plot_traffic(
 
 
 def plot_ownership(table: pd.DataFrame, path: str | Path, title: str = "") -> Figure:
-    """Who computes what, per layer (DESIGN 3b): one bar per partitionable layer, top to bottom in
+    """Who computes what, per layer (docs/design.md §3b): one bar per partitionable layer, top to bottom in
     order, split by the ``share`` of its output each device owns, labelled with the layer's ``form``
     (``filters``: channels, ``rows``: output rows or tiles, ``whole``: the layer). ``table`` has columns
     ``layer, form, device, share`` (:func:`sim.pipeline.describe.ownership_table`)."""
@@ -569,7 +663,7 @@ def plot_pareto(front: pd.DataFrame, path: str | Path, title: str = "", max_labe
     ax.set_title(f"{title + ': ' if title else ''}Pareto front ({goals}){same}{under}", fontsize=10)
     ax.legend(fontsize=8, loc="best")
     ax.grid(True, which="both", alpha=0.3)
-    labelled = front.drop_duplicates("label")  # each design once, at its fastest point
+    labelled = front.sort_values("latency_s", kind="stable").drop_duplicates("label")  # once, at its fastest
     if len(labelled) > max_labels:  # too many: only the non-dominated ones
         labelled = front[best].drop_duplicates("label").head(max_labels)
     place_labels(

@@ -17,6 +17,7 @@ from sim.report.plots import (
     plot_breakdown,
     plot_energy_pareto,
     plot_latency_vs_bandwidth,
+    plot_latency_vs_loss,
     plot_pareto,
     plot_timeline,
     plot_traffic,
@@ -97,7 +98,9 @@ def parse_frames(text: str) -> range:
 def redraw(directory: str | Path, frames: Sequence[int] | None = None) -> list[Path]:
     """Redraw every figure a results directory's CSVs support, without re-running anything.
 
-    ``sweep.csv`` -> ``latency_vs_bandwidth.png`` (when a bandwidth was swept), ``accuracy_vs_bytes.png``
+    ``sweep.csv`` -> ``latency_vs_bandwidth.png`` (when a bandwidth was swept), ``latency_vs_loss.png``
+    (frame-latency percentiles, when a loss rate was swept, :func:`sim.analysis.curves.loss_column`),
+    ``accuracy_vs_bytes.png``
     (when accuracy and ``prune.amount`` are present) and ``pareto.csv`` + ``pareto.png``
     (:func:`write_pareto`); ``comparison.csv`` -> ``breakdown.png``, ``pareto.csv`` and ``pareto.png``;
     ``transfers.csv`` + ``compute.csv`` (a run) -> ``timeline.png`` (critical path from ``summary.json``;
@@ -118,6 +121,10 @@ def redraw(directory: str | Path, frames: Sequence[int] | None = None) -> list[P
             if bandwidth is not None:
                 plot_latency_vs_bandwidth(table, d / "latency_vs_bandwidth.png", x=bandwidth, title=name)
                 written.append(d / "latency_vs_bandwidth.png")
+            loss = curves.loss_column(table)
+            if loss is not None:
+                plot_latency_vs_loss(table, d / "latency_vs_loss.png", x=loss, title=name)
+                written.append(d / "latency_vs_loss.png")
             if "accuracy" in table.columns and "prune.amount" in swept and table["accuracy"].notna().any():
                 plot_accuracy_vs_bytes(table, d / "accuracy_vs_bytes.png", title=name)
                 written.append(d / "accuracy_vs_bytes.png")

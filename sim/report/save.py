@@ -17,12 +17,22 @@ from sim.fileio import staged_directory, write_csv
 from sim.report.plots import plot_timeline, plot_traffic
 from sim.report.trace import chrome_trace
 
+RUN_FILES = frozenset(
+    {
+        *("transfers.csv", "compute.csv", "hops.csv", "traffic.csv", "links.csv", "devices.csv"),
+        *("summary.json", "trace.json", "timeline.png", "traffic.png"),
+    }
+)
+"""Every file :func:`save_run` may write (a measured run has no ``links.csv`` or ``devices.csv``)."""
+
 
 def save_run(result: RunResult, out: str | Path) -> list[Path]:
     """Write a run's files into the folder ``out``, all or none.
 
     Every file is made in a staging folder first and moved in only when all succeeded
-    (:func:`sim.fileio.staged_directory`), so a failure leaves ``out`` as it was. The files are described
+    (:func:`sim.fileio.staged_directory`), so a failure leaves ``out`` as it was; the files of
+    :data:`RUN_FILES` that this run did not write (an earlier run's) are removed, other files of ``out``
+    are left alone. The files are described
     in ``docs/reference/outputs.md``.
 
     Parameters
@@ -60,7 +70,7 @@ def save_run(result: RunResult, out: str | Path) -> list[Path]:
     tables = [("transfers.csv", result.transfers), ("compute.csv", result.compute), ("hops.csv", hops)]
     tables += [(n, t) for n, t in (("links.csv", result.links), ("devices.csv", result.devices)) if t is not None]
     critical = result.record.critical_path
-    with staged_directory(out) as stage:
+    with staged_directory(out, owned=RUN_FILES) as stage:
         for name, frame in tables:
             write_csv(frame, stage / name)
         traffic_matrix(result.transfers, list(result.workload.devices)).to_csv(stage / "traffic.csv")

@@ -23,6 +23,12 @@ def format_summary(summary: RunSummary) -> str:
         ("bytes sent", f"{s.bytes_total:,} B in {s.messages} messages"),
         ("compute", f"{s.flops_total / 1e6:.3f} MFLOP, {s.compute_s_total * 1e3:.3f} ms busy"),
     ]
+    if s.retransmissions is not None:  # some link loses packets
+        p95 = f"latency p95 {s.latency_p95_s * 1e3:.3f} ms"
+        rows.append(("lossy links", f"{s.retransmissions} transmissions lost and sent again; {p95}"))
+    if s.deadline_miss_rate is not None:
+        deadline_ms = s.scenario["inputs"]["deadline_ms"]
+        rows.append(("deadline", f"{s.deadline_miss_rate * 100:.1f} % of frames miss {deadline_ms:g} ms"))
     if s.keeps_up is False:
         rows.append(("stream", f"CANNOT KEEP UP: latency grows {s.latency_growth_s_per_frame * 1e3:.3f} ms per frame"))
     cp = s.critical_path
@@ -70,6 +76,24 @@ def _cells(values: pd.Series, scale: float, digits: int, style: str = "f") -> pd
     return values.map(lambda v: "-" if v is None or pd.isna(v) else f"{float(v) * scale:.{digits}{style}}")
 
 
+CLASSES = 10  # classes of every bundled labelled dataset (digits, fashion_mnist, cifar10)
+
+
+def chance_notes(names: pd.Series, accuracy: pd.Series, classes: int = CLASSES) -> list[str]:
+    """A note for each row whose test accuracy is at most twice chance (``1/classes``): a model that did not
+    learn (untrained weights, a diverged training), whose other figures are probably not meaningful.
+
+    >>> chance_notes(pd.Series(["a", "b"]), pd.Series([0.09, 0.95]))
+    ['note: a: accuracy 9.00 % is near chance (10 % for 10 classes); is the model trained? (model.train_epochs or model.checkpoint)']
+    """
+    return [
+        f"note: {name}: accuracy {acc * 100:.2f} % is near chance ({100 / classes:.0f} % for {classes} classes); "
+        "is the model trained? (model.train_epochs or model.checkpoint)"
+        for name, acc in zip(names, accuracy)
+        if acc is not None and not pd.isna(acc) and acc <= 2 / classes
+    ]
+
+
 def _yes_no(values: pd.Series) -> pd.Series:
     """A keeps-up column for a text table: ``yes``, ``NO``, or ``-`` (one frame: nothing to keep up with)."""
 
@@ -106,8 +130,9 @@ def sweep_lines_summary(table: pd.DataFrame, x: str) -> str:
 
 
 def format_sweep(table: pd.DataFrame, max_rows: int = 40, max_crossovers: int = 24) -> str:
-    """The sweep for the terminal: every row (swept settings, latency per frame in ms, bytes sent per frame
-    in kB, 1 kB = 1e3 bytes, errors) when there are at most ``max_rows``, else one summary line per curve
+    """The sweep for the terminal: every row (swept settings, latency per frame in ms, for a loss sweep its
+    p95 and p99 too, bytes sent per frame in kB, 1 kB = 1e3 bytes, errors) when there are at most
+    ``max_rows``, else one summary line per curve
     (variant); then, when a bandwidth was swept, every crossover and every line with none in the swept
     range (:func:`sim.analysis.curves.crossover_report`), the first ``max_crossovers`` of them when there
     are more."""
@@ -118,7 +143,12 @@ def format_sweep(table: pd.DataFrame, max_rows: int = 40, max_crossovers: int = 
         shown["latency ms"] = (table["latency_s"] * 1e3).round(3)
         if "baseline_latency_s" in table.columns:
             shown["1-device ms"] = (table["baseline_latency_s"] * 1e3).round(3)
+        if curves.loss_column(table) is not None and "latency_p95_s" in table.columns:  # a loss sweep: the tail
+            shown["p95 ms"] = (table["latency_p95_s"] * 1e3).round(3)
+            shown["p99 ms"] = (table["latency_p99_s"] * 1e3).round(3)
         shown["sent kB/frame"] = (table["bytes_total"] / _frames(table) / 1e3).round(3)
+        if "accuracy" in table.columns:
+            shown["accuracy %"] = _cells(table["accuracy"], 100, 2)
         if "energy_j_per_frame" in table.columns:
             shown["energy J/frame"] = _cells(table["energy_j_per_frame"], 1, 4, "g")
         shown["error"] = curves.errors(table)
@@ -131,6 +161,11 @@ def format_sweep(table: pd.DataFrame, max_rows: int = 40, max_crossovers: int = 
         text = f"{len(table)} points; one line per curve over {x} (every row is in sweep.csv"
         text += f"; {failed} failed)" if failed else ")"
         text += "\n" + sweep_lines_summary(table, x)
+    if "accuracy" in table.columns:
+        labels = pd.Series(
+            [", ".join(f"{c}={row[c]}" for c in swept) for _, row in table.iterrows()] if swept else table["scenario"]
+        )
+        text += "".join(f"\n{note}" for note in chance_notes(labels, table["accuracy"]))
     if bandwidth is not None:
         report = curves.crossover_report(table, bandwidth)
         if len(report) > max_crossovers:
@@ -203,6 +238,9 @@ def format_comparison(table: pd.DataFrame) -> str:
             "against the source device alone (baseline: single; speedup = 1-device latency / split latency):\n"
             + base.to_string(index=False)
         )
+    notes = chance_notes(table["scenario"], table["accuracy"]) if "accuracy" in table.columns else []
+    if notes:
+        blocks.append("\n".join(notes))
     return "\n\n".join(blocks)
 
 

@@ -24,9 +24,24 @@ KIND_TITLES = {"compute": "compute (layer on device)", "message": "message class
 KINDS = tuple(KIND_TITLES)  # the component kinds of validation.csv, in its order
 
 
-def plot_validation(table: pd.DataFrame, path: str | Path, title: str = "") -> Figure:
+def network_words(execution: dict[str, Any]) -> str:
+    """How the measured run's links ran, for the figure (from its summary's ``execution``): unshaped
+    loopback, shaped without the scenario's latency (no netem), or shaped as the scenario says.
+
+    >>> network_words({"network": "loopback (127.0.0.1), unshaped", "latency_applied": False})
+    "links NOT shaped (loopback): message and end-to-end predictions use the scenario's rates"
+    """
+    if not str(execution.get("network", "")).startswith("shaped"):
+        return "links NOT shaped (loopback): message and end-to-end predictions use the scenario's rates"
+    if not execution.get("latency_applied", False):
+        return "links shaped to the scenario's rates WITHOUT its latency (no netem); simulated with latency 0"
+    return "links shaped to the scenario's rates and latency"
+
+
+def plot_validation(table: pd.DataFrame, path: str | Path, title: str = "", network: str = "") -> Figure:
     """Predicted against measured median (ms, log-log) per component kind, whiskers from p10 to p90, the
-    diagonal and its 5% and 10% bands. Written atomically to ``path``."""
+    diagonal and its 5% and 10% bands; ``network`` (:func:`network_words`) says under the title how the
+    links ran. Written atomically to ``path``."""
     kinds = [k for k in KIND_TITLES if (table["kind"] == k).any()]
     fig = Figure(figsize=(4.2 * max(1, len(kinds)), 4.4))
     axes = fig.subplots(1, max(1, len(kinds)), squeeze=False)[0]
@@ -55,8 +70,8 @@ def plot_validation(table: pd.DataFrame, path: str | Path, title: str = "") -> F
         ax.set_title(f"{KIND_TITLES[kind]} ({len(g)})", fontsize=10)
         ax.grid(True, which="both", alpha=0.2)
         ax.legend(loc="upper left", fontsize=8)
-    if title:
-        fig.suptitle(title)
+    if title or network:
+        fig.suptitle("\n".join(t for t in (title, network) if t), fontsize=11)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
@@ -79,7 +94,8 @@ def save_validation(
     written = save_run(predicted, Path(out) / "predicted") + save_run(median_run, Path(out) / "measured")
     with staged_directory(out) as stage:
         write_csv(table, stage / "validation.csv")
-        plot_validation(table, stage / "validation.png", title=predicted.record.name)
+        words = network_words(median_run.record.execution or {})
+        plot_validation(table, stage / "validation.png", title=predicted.record.name, network=words)
         info = {
             "name": predicted.record.name,
             "notes": notes,

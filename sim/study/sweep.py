@@ -28,7 +28,7 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from sim.errors import UserError
 from sim.fileio import write_csv
 from sim.pipeline.cache import Build, CacheReport, build
 from sim.pipeline.evaluate import BuiltWorkload, baseline_scenario, point_summary, run_engine, workload_key
-from sim.pipeline.store import Store
+from sim.pipeline.store import Store, weights_digest
 from sim.progress import Progress
 from sim.workload.types import Workload
 
@@ -60,6 +60,7 @@ def summary_row(s: RunSummary, workload: Workload, timeline: Timeline) -> dict[s
         "frames": s.frames,
         "latency_s": s.latency_s,
         "latency_p50_s": s.latency_p50_s,
+        "latency_p95_s": s.latency_p95_s,
         "latency_p99_s": s.latency_p99_s,
         "throughput_fps": s.throughput_fps,
         "keeps_up": s.keeps_up,
@@ -75,6 +76,8 @@ def summary_row(s: RunSummary, workload: Workload, timeline: Timeline) -> dict[s
         **latency_breakdown(workload, timeline),
     }
     optional = {
+        "deadline_miss_rate": s.deadline_miss_rate,
+        "retransmissions": s.retransmissions,
         "kept_kernels": s.kept_kernels,
         "accuracy": s.accuracy,
         "energy_j": s.energy_j,
@@ -127,6 +130,33 @@ def _start_builder() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _BUILD_THREADS = 1
+
+
+def build_weights(scenarios: Sequence[Scenario], store: Store | None) -> list[float]:
+    """The expected cost of each build, in passes over a training split, for the time estimate
+    (:class:`sim.progress.Progress`): 1 for tracing, partitioning and sizing the workload, plus every epoch
+    it trains: ``model.train_epochs`` (with a cache ``store``, only for the first build of given weights:
+    the others read them back), ``prune.finetune_epochs``, and the ADMM methods' epochs and retraining.
+    A rough scale (a pruned model's epochs cost less than the dense model's), not a prediction.
+
+    >>> from sim.config.load import parse_scenario
+    >>> def sc(prune): return parse_scenario({"name": "x", "model": {"name": "lenet5", "train_epochs": 15},
+    ...     "devices": [{"name": "a", "gflops": 1}], "source": "a", "sink": "a", "prune": prune})
+    >>> build_weights([sc({}), sc({"method": "ln_structured", "amount": 0.5, "finetune_epochs": 10})], None)
+    [16.0, 26.0]
+    """
+    weights, trained = [], set()
+    for sc in scenarios:
+        epochs = sc.prune.finetune_epochs
+        if sc.prune.method in ("admm", "admm_comm"):
+            epochs += sc.prune.admm.epochs + sc.prune.admm.retrain_epochs
+        if sc.model.train_epochs:
+            key = weights_digest(sc) if store is not None else None
+            if key is None or key not in trained:
+                epochs += sc.model.train_epochs
+            trained.add(key)
+        weights.append(1.0 + epochs)
+    return weights
 
 
 @dataclass(frozen=True)
@@ -194,24 +224,29 @@ def map_items(
     desc: str,
     unit: str,
     progress: bool,
+    weights: Mapping[Any, float] | None = None,
+    key: Callable[[Any], Any] | None = None,
 ) -> Iterator[Any]:
     """``fn`` over ``items`` on up to ``jobs`` processes (in this one for a single job or item), yielding
     results as they finish, with a log line per item and a progress bar on a terminal
-    (:class:`sim.progress.Progress`); the pool is stopped on exit or interrupt."""
+    (:class:`sim.progress.Progress`); the pool is stopped on exit or interrupt. ``weights`` maps a
+    result's ``key`` (a function of the result) to the item's expected cost (default: 1 each)."""
     if not items:
         return
     jobs = max(1, min(jobs, len(items)))
-    with Progress(len(items), desc, unit, enabled=progress) as bar:
+    weigh = (lambda result: 1.0) if weights is None or key is None else (lambda result: weights[key(result)])
+    total = None if weights is None else sum(weights.values())
+    with Progress(len(items), desc, unit, enabled=progress, weight=total) as bar:
         if jobs == 1:
             for item in items:
                 result = fn(item)
-                bar.step()
+                bar.step(weigh(result))
                 yield result
             return
         pool = multiprocessing.get_context().Pool(jobs, initializer=initializer, initargs=initargs)
         try:
             for result in pool.imap_unordered(fn, items):
-                bar.step()
+                bar.step(weigh(result))
                 yield result
         finally:
             pool.terminate()
@@ -273,7 +308,11 @@ def iter_points(
     workloads: dict[str, BuiltWorkload] = {}
     failed: dict[str, str] = {}
     build_jobs = [BuildJob(key, sc, store) for key, sc in builds.items()]
-    for done in map_items(_build, build_jobs, jobs, _start_builder, (), "build", "workload", progress):
+    weights = dict(zip(builds, build_weights(list(builds.values()), store)))
+    outcomes = map_items(
+        _build, build_jobs, jobs, _start_builder, (), "build", "workload", progress, weights, key=lambda b: b.key
+    )
+    for done in outcomes:
         if done.build is None:
             failed[done.key] = done.error or "build failed"
         else:

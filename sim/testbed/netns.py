@@ -1,6 +1,9 @@
 """A shaped test network for real split runs (``dsim execute --shape``): one Linux network namespace per
 device (and one for a star's switch), a veth pair per topology edge, and ``tc tbf`` at each link
 direction's rate (with ``netem`` delay for the link latency when the kernel has it), always torn down.
+A link with Bernoulli loss (``network.loss``) drops that share of the packets arriving over it, with an
+nftables ``numgen random`` rule in the receiving namespace (:func:`loss_commands`); the rules go with the
+namespaces.
 
 Every network node is a namespace that routes: device ``i`` has the address ``10.200.0.<i+1>`` on its
 loopback, each edge ``k`` a /30 of its own (``10.201.<k>.1``, ``.2``), and every node on a device pair's
@@ -23,18 +26,21 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sim.config.schema import Scenario
 from sim.engine import assemble
+from sim.engine.loss import Bernoulli
 from sim.engine.network import Network
 from sim.errors import RunFailure, UserError
 
 DEFAULT_BURST_BYTES = 2000  # tbf bucket: one full Ethernet frame and some headroom
 QUEUE_LIMIT_BYTES = 4_000_000  # tbf queue: large enough that TCP never sees a drop at these rates
 COMMAND_TIMEOUT_S = 20.0
+NUMGEN_MOD = 1_000_000  # a loss probability is applied in steps of 1e-6
+LOSS_TABLE = "dsim_loss"  # the nftables table (family inet) of the loss rules in each namespace
 
 
 @dataclass(frozen=True)
@@ -90,9 +96,10 @@ def testbed(scenario: Scenario, burst_bytes: int = DEFAULT_BURST_BYTES) -> Itera
     if scenario.network.topology == "shared":
         raise UserError("network.topology: 'shared' cannot be built with --shape; use mesh, star, line, ring or custom")
     network = assemble.network(scenario)
+    loss = loss_rates(network)
     created: list[str] = []
     try:
-        yield _build(network, scenario.device_names, burst_bytes, created)
+        yield _build(network, scenario.device_names, burst_bytes, created, loss)
     except RunFailure as exc:  # say what was removed, after removing it
         exc.cleaned.append(f"{_delete(created)} network namespaces removed")
         raise
@@ -109,7 +116,9 @@ def _delete(created: list[str]) -> int:
     return count
 
 
-def _build(network: Network, devices: list[str], burst_bytes: int, created: list[str]) -> Testbed:
+def _build(
+    network: Network, devices: list[str], burst_bytes: int, created: list[str], loss: dict[tuple[str, str], float]
+) -> Testbed:
     tag = f"dsim{os.getpid()}"
     nodes = list(devices) + sorted(n for n in network.graph.nodes if n not in devices)
     ns = {n: f"{tag}-{i}" for i, n in enumerate(nodes)}
@@ -148,6 +157,10 @@ def _build(network: Network, devices: list[str], burst_bytes: int, created: list
                 links[(src, dst)].latency_s,
                 netem,
             )
+    for node in nodes:  # dropped on arrival: a lost packet has used the sender's shaped link, as on air
+        drops = [(iface[(node, src)], p) for (src, dst), p in loss.items() if dst == node]
+        for command in loss_commands(drops):
+            _run("ip", "netns", "exec", ns[node], *command)
     for src in devices:
         for dst in devices:
             if src == dst:
@@ -175,3 +188,56 @@ def _shape(ns: str, dev: str, rate_bps: float, burst_bytes: int, latency_s: floa
         except RuntimeError:
             return False  # no sch_netem in this kernel: links run without added delay (reported)
     return netem
+
+
+def loss_rates(network: Network) -> dict[tuple[str, str], float]:
+    """The loss probability of each lossy link direction ``(src, dst)`` of ``network``; refuse (one line)
+    what ``--shape`` cannot apply: jitter (no netem), loss other than Bernoulli, or loss without ``nft`` and
+    an nf_tables with ``numgen``."""
+    rates: dict[tuple[str, str], float] = {}
+    for link in network.links():
+        if link.impairment is None:
+            continue
+        if link.impairment.jitter is not None:
+            raise UserError(
+                "network.jitter_ms: --shape cannot delay packets (no netem here); remove it or run without --shape"
+            )
+        if not isinstance(link.impairment.loss, Bernoulli):
+            raise UserError("network.loss: --shape applies model: bernoulli only; use it or run without --shape")
+        rates[(link.src, link.dst)] = link.impairment.loss.p
+    if not rates:
+        return rates
+    if shutil.which("nft") is None:
+        raise UserError("network.loss: --shape needs nft (Debian: apt-get install nftables) or run without loss")
+    probe = (
+        f"add table inet {LOSS_TABLE}_probe; add chain inet {LOSS_TABLE}_probe c {{ type filter hook prerouting "
+        f"priority -150; policy accept; }}; add rule inet {LOSS_TABLE}_probe c numgen random mod 2 < 1 drop"
+    )
+    done = subprocess.run(["nft", "-c", probe], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or [f"nft exit status {done.returncode}"])[0]
+        raise UserError(f"network.loss: this kernel's nf_tables cannot drop at random (numgen): {reason}")
+    return rates
+
+
+def loss_commands(drops: Sequence[tuple[str, float]]) -> list[list[str]]:
+    """The ``nft`` commands (argument lists) that drop packets arriving on interface ``iface`` with
+    probability ``p``, for each ``(iface, p)`` of ``drops``, in the current namespace: one ``inet`` table
+    :data:`LOSS_TABLE`, a prerouting chain, one ``numgen random mod N < K`` rule per interface (``K / N``
+    rounds ``p`` to :data:`NUMGEN_MOD` steps; ``p = 1`` drops every packet).
+
+    >>> loss_commands([("veth0", 0.01)])[-1][-1]
+    'iifname "veth0" numgen random mod 1000000 < 10000 counter drop'
+    """
+    if not drops:
+        return []
+    chain = "{ type filter hook prerouting priority -150; policy accept; }"
+    commands = [
+        ["nft", "add", "table", "inet", LOSS_TABLE],
+        ["nft", "add", "chain", "inet", LOSS_TABLE, "ingress", chain],
+    ]
+    for iface, p in drops:
+        share = round(p * NUMGEN_MOD)
+        draw = f"numgen random mod {NUMGEN_MOD} < {share} " if share < NUMGEN_MOD else ""  # p = 1: every packet
+        commands.append(["nft", "add", "rule", "inet", LOSS_TABLE, "ingress", f'iifname "{iface}" {draw}counter drop'])
+    return commands

@@ -35,8 +35,9 @@ import numpy as np
 import pandas as pd
 
 from sim.analysis.result import RunResult
-from sim.config.load import load
+from sim.config.load import load, with_network
 from sim.config.schema import Scenario
+from sim.config.setup import graphml_links
 from sim.errors import UserError
 from sim.pipeline.calibrate import calibrated
 from sim.pipeline.evaluate import evaluate
@@ -83,10 +84,15 @@ class Validation:
 
 
 def zero_latency(sc: Scenario) -> Scenario:
-    """The scenario with every link's latency set to 0 (the shaped network when the kernel has no netem)."""
+    """The scenario with every link's latency set to 0 (the shaped network when the kernel has no netem).
+
+    A GraphML file's edges become ``network.links`` entries with ``latency_ms: 0`` (an entry overrides the
+    edge with the same ends and keeps the edge order), so their latency is zeroed too."""
     net = sc.network
-    links = [link.model_copy(update={"latency_ms": 0.0}) for link in net.links]
-    return sc.model_copy(update={"network": net.model_copy(update={"latency_ms": 0.0, "links": links})})
+    graphml = sc.setup.paths.graphml
+    from_file = [] if graphml is None else graphml_links(graphml, sc.device_names)
+    links = [link.model_copy(update={"latency_ms": 0.0}) for link in [*net.links, *from_file]]
+    return with_network(sc, net.model_copy(update={"latency_ms": 0.0, "links": links}))
 
 
 def validate(

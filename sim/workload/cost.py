@@ -103,7 +103,7 @@ def _partial_tasks(plan: WorkloadPlan, layer: str, batch: int) -> list[TaskTempl
 
 def element_flops(layer: Layer, elements: int, batch: int) -> float:
     """FLOPs of ``elements`` output elements (filters x positions) of a conv or linear ``layer`` on a batch:
-    DESIGN's formula with ``filters * H_out*W_out`` replaced by the elements computed (3b, compute).
+    the formula of docs/design.md §3.6 with ``filters * H_out*W_out`` replaced by the elements computed (3b, compute).
 
     >>> conv = Layer("c", "conv", 3, 8, 16, 16, 9, 1, np.ones((8, 3), dtype=bool))
     >>> element_flops(conv, elements=8 * 4, batch=1) == 2 * 8 * 3 * 9 * 4
@@ -172,7 +172,7 @@ def weights_bytes(plan: WorkloadPlan) -> tuple[int, ...]:
     """float32 bytes of conv and linear weights and biases each device holds: the filters it owns (its
     filters and their bias), under partial sums the weights of every filter on the input channels it owns
     (as :func:`sim.model.shards.held_masks`), and a layer in full when it computes any of it by rows or
-    whole (DESIGN 3b)."""
+    whole (docs/design.md §3b)."""
     g, sp = plan.graph, plan.spatial
     held = [0] * plan.n_devices
     for node in (n for n in g.order if g.kind(n) == "layer"):

@@ -105,7 +105,7 @@ class Window:
 
     def reads(self, axis: int, out_size: int, in_size: int) -> np.ndarray:
         """Bool ``(out_size, in_size)``: output index ``o`` along ``axis`` (0 rows, 1 columns) reads input
-        index ``i`` (DESIGN 3b, receptive rows: ``o*s - p + d*t`` for taps ``t < k``, padding dropped)."""
+        index ``i`` (docs/design.md §3b, receptive rows: ``o*s - p + d*t`` for taps ``t < k``, padding dropped)."""
         out = np.zeros((out_size, in_size), dtype=bool)
         o = np.arange(out_size)
         if self.adaptive:
@@ -138,7 +138,7 @@ class Node:
     rank: int  # 4, or 2 for a vector
     args: tuple[str, ...]
     layer: Layer | None = None
-    window: Window | None = None  # convs and pooling ops: their sliding window (DESIGN 3b)
+    window: Window | None = None  # convs and pooling ops: their sliding window (docs/design.md §3b)
 
     @property
     def features_per_channel(self) -> int:

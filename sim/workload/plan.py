@@ -129,7 +129,7 @@ class WorkloadPlan:
     placement: Placement
     exchange: Mapping[str, str]
     messages: tuple[MessagePlan, ...]
-    spatial: SpatialPlacement | None = None  # set when some layer is split by rows (DESIGN 3b)
+    spatial: SpatialPlacement | None = None  # set when some layer is split by rows (docs/design.md §3b)
     split: Split | None = None  # the partition in its three forms, when given as one
 
     @property

@@ -1,7 +1,7 @@
-"""The rows form (DESIGN section 3b): every element ``(c, y, x)`` of every tensor has one owner.
+"""The rows form (docs/design.md §3b): every element ``(c, y, x)`` of every tensor has one owner.
 
 A rows-split conv owns its output rows (or ``(y, x)`` tile blocks) as the partition lists them; a
-``filters`` or ``whole`` layer owns whole channels as in DESIGN section 3. Channel-wise ops keep ownership.
+``filters`` or ``whole`` layer owns whole channels as in docs/design.md §3. Channel-wise ops keep ownership.
 A pooling op that reads a tensor owned by rows gets its own bands: its output rows (and columns) are split
 with ``numpy.array_split`` into as many bands as its input has runs of one owner, band ``k`` going to the
 owner of the input's run ``k`` (so the ``spatial`` strategy's bands line up from layer to layer). A
@@ -77,7 +77,7 @@ def hw(node: Node) -> tuple[int, int]:
 
 def receptive(window: Window, positions: np.ndarray, in_hw: tuple[int, int]) -> np.ndarray:
     """The input positions (bool ``(H_in, W_in)``) that output ``positions`` (bool ``(H_out, W_out)``) of
-    an op with ``window`` read (DESIGN 3b, receptive rows; columns alike)."""
+    an op with ``window`` read (docs/design.md §3b, receptive rows; columns alike)."""
     rows = window.reads(0, positions.shape[0], in_hw[0]).astype(np.int64)
     cols = window.reads(1, positions.shape[1], in_hw[1]).astype(np.int64)
     return (rows.T @ positions.astype(np.int64) @ cols) > 0

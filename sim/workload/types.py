@@ -25,7 +25,7 @@ FLOAT32_BYTES = 4
 
 @dataclass(frozen=True)
 class Split:
-    """A partition in the three forms of DESIGN section 3b.
+    """A partition in the three forms of docs/design.md §3b.
 
     ``filters`` holds every layer's owner per output channel: the ``filters`` form as given, a ``whole``
     layer (listed in ``whole``) as one device for every channel, and a ``rows`` layer (a key of ``rows``)

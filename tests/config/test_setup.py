@@ -12,7 +12,7 @@ import yaml
 
 from sim.cli import main
 from sim.config import setup as config_setup
-from sim.config.load import load_scenario, parse_scenario
+from sim.config.load import load_scenario, parse_scenario, with_network
 from sim.config.overrides import sweep_points
 from sim.errors import UserError
 from sim.model import zoo
@@ -366,3 +366,10 @@ def test_train_epochs_option_is_bounded_like_model_train_epochs(tmp_path, capsys
     err = capsys.readouterr().err
     assert err == f"dsim: error: --epochs: must be from 1 to 1000, as model.train_epochs (got {epochs})\n"
     assert not out.exists()
+
+
+def test_a_copied_network_gets_its_setup() -> None:
+    sc = parse_scenario(scenario_dict(2), origin="test")
+    faster = with_network(sc, sc.network.model_copy(update={"bandwidth_mbps": 80.0}))
+    assert faster.setup.network.bandwidth_bps == 80e6
+    assert sc.setup.network.bandwidth_bps == 20e6

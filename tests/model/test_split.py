@@ -1,4 +1,4 @@
-"""Split strategies and partition files in the three forms (DESIGN 3b): the pipeline's dynamic programme
+"""Split strategies and partition files in the three forms (docs/design.md §3b): the pipeline's dynamic programme
 against brute force, the spatial bands, and a mixed partition file read back as written."""
 
 from __future__ import annotations

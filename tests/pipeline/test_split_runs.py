@@ -1,4 +1,4 @@
-"""Runs of the three split forms (DESIGN 3b) end to end: a pipeline against its closed form, the rows
+"""Runs of the three split forms (docs/design.md §3b) end to end: a pipeline against its closed form, the rows
 form's summary and device table, and the refusals that keep rows out of what does not model them."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from sim.pipeline.prepare import prepare
 from sim.report.plots import plot_ownership
 from tests.helpers import scenario_dict
 
-# LeNet-5 FLOPs (DESIGN 3, compute): conv1 2*6*1*25*28*28, then conv2 2*16*6*25*10*10, fc1 2*120*400,
+# LeNet-5 FLOPs (docs/design.md §3.6): conv1 2*6*1*25*28*28, then conv2 2*16*6*25*10*10, fc1 2*120*400,
 # fc2 2*84*120, fc3 2*10*84. At equal rates the pipeline's best cut is conv1 | the rest.
 CONV1 = 2 * 6 * 1 * 25 * 28 * 28
 REST = 2 * 16 * 6 * 25 * 10 * 10 + 2 * 120 * 400 + 2 * 84 * 120 + 2 * 10 * 84

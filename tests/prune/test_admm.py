@@ -67,10 +67,14 @@ def test_cost_seconds_and_an_explicit_matrix() -> None:
     data = line3()
     data["network"]["links"] = [{"a": "d1", "b": "d2", "bandwidth_mbps": 10}]
     sc = parse_scenario({**data, "prune": {"method": "admm_comm", "cost": "seconds"}})
-    expected = np.array([[0, 1, 1 + 2], [1, 0, 2], [3, 2, 0]]) * 32 / 20e6  # a 10 Mbps link costs twice
-    assert np.allclose(assemble.device_cost(sc), expected)
+    # 32 bit / 20 Mbps per link, a 10 Mbps link twice that; scaled so the cheapest pair costs 1
+    expected = np.array([[0, 1, 1 + 2], [1, 0, 2], [3, 2, 0]])
+    assert np.allclose(assemble.device_cost(sc), expected, rtol=1e-12, atol=0)
     matrix = [[0, 5, 1], [5, 0, 1], [1, 1, 0]]
     sc = parse_scenario({**line3(), "prune": {"method": "admm_comm", "cost_matrix": matrix}})
+    assert assemble.device_cost(sc).tolist() == matrix
+    doubled = [[2 * v for v in row] for row in matrix]  # the same ratios: the same costs
+    sc = parse_scenario({**line3(), "prune": {"method": "admm_comm", "cost_matrix": doubled}})
     assert assemble.device_cost(sc).tolist() == matrix
     with pytest.raises(UserError, match=r"prune.cost_matrix: must be 3 x 3"):
         parse_scenario({**line3(), "prune": {"method": "admm_comm", "cost_matrix": [[0, 1], [1, 0]]}})

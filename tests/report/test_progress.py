@@ -61,3 +61,33 @@ def test_quiet_silences_progress(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert "2 points (0 failed)" in done.stdout
+
+
+def test_build_estimate_weighs_the_epochs_each_build_trains(monkeypatch, caplog) -> None:
+    """A cheap build first must not price the fine-tuning ones at its rate (issue 25: "78 s left" for 17 min)."""
+    import functools  # only this test fakes the sweep's clock and builds
+
+    from sim.config.load import load
+    from sim.pipeline.cache import build
+    from sim.study import sweep as sweeps
+    from tests.helpers import scenario_dict
+
+    now = [0.0]
+    one = build(load(scenario_dict(2, inputs={"dataset": "synthetic", "batch_size": 1, "frames": 1})))
+
+    def timed_build(scenario, store=None, threads=None):  # half a second per pass over the training split
+        now[0] += 0.5 * (1 + scenario.prune.finetune_epochs)
+        return one
+
+    monkeypatch.setattr(sweeps, "build", timed_build)
+    monkeypatch.setattr(sweeps, "Progress", functools.partial(Progress, clock=lambda: now[0]))
+    tuned = {
+        f"tuned{a}": {"prune.method": "ln_structured", "prune.amount": a, "prune.finetune_epochs": 9}
+        for a in (0.3, 0.5, 0.7)
+    }
+    caplog.set_level("INFO", logger="sim.progress")
+    sweeps.sweep(scenario_dict(2), {"network.bandwidth_mbps": [10]}, variants={"dense": {}, **tuned}, jobs=1)
+    builds = [r.getMessage() for r in caplog.records if r.getMessage().startswith("build")]
+    # 0.5 s for the dense build (weight 1), 5 s for each tuned one (weight 10): 15 s left after the first
+    assert builds[0] == "build 1/4 done in 0.5 s, about 15 s left"
+    assert builds[1] == "build 2/4 done in 5.5 s, about 10 s left"

@@ -254,3 +254,40 @@ def test_variants_run_over_the_whole_grid(count_builds):
         sweeps.sweep(scenario_dict(2), {"transfer.format": ["csr"]}, variants=variants, progress=False)
     with pytest.raises(UserError, match="--variant"):
         grid.parse_variant("no-colon")
+
+
+def test_comm_pruned_variant_builds_once_per_hop_matrix(count_builds):
+    """Pruning reads hop counts, not rates: a bandwidth sweep prunes once per topology (issue 25)."""
+    variants = {"dense": {}, "comm": {"prune.method": "comm_structured", "prune.amount": 0.5}}
+    grid_ = {"network.topology": ["mesh", "line"], "network.bandwidth_mbps": [1, 100]}
+    synthetic = scenario_dict(3, inputs={"dataset": "synthetic", "batch_size": 1, "frames": 1})
+    table = sweeps.sweep(synthetic, grid_, variants=variants, jobs=1, progress=False)
+    assert (table["error"] == "").all() and len(table) == 8
+    assert len(count_builds) == 3  # dense once; comm_structured once on the mesh and once on the line
+    comm = table[table["variant"] == "comm"]
+    assert comm.groupby("network.topology")["bytes_total"].nunique().tolist() == [1, 1]
+    assert comm["bytes_total"].max() < table[table["variant"] == "dense"]["bytes_total"].min()
+
+
+def test_admm_comm_key_holds_the_scaled_costs_not_the_rates():
+    from sim.pipeline.evaluate import workload_key  # only this test reads the key itself
+
+    def key(topology: str, mbps: float, cost: str) -> str:
+        prune = {"method": "admm_comm", "amount": 0.5, "cost": cost}
+        return workload_key(load(scenario_dict(3, network={"topology": topology, "bandwidth_mbps": mbps}, prune=prune)))
+
+    assert key("mesh", 1, "seconds") == key("mesh", 100, "seconds")  # 32 bit / rate, all equal: ratios 1
+    assert key("line", 1, "hops") == key("line", 100, "hops")
+    assert key("mesh", 1, "hops") != key("line", 1, "hops")  # 2 hops between the ends of the line
+
+
+def test_pruning_sweep_table_shows_accuracy_and_flags_chance():
+    from sim.report.text import format_sweep  # the terminal text of dsim sweep
+
+    table = sweeps.sweep(scenario_dict(2), {"prune.amount": [0.0, 0.5]}, jobs=1, progress=False)
+    text = format_sweep(table)
+    header = text.splitlines()[0].split()
+    assert "accuracy" in header
+    for acc in table["accuracy"]:  # an untrained LeNet-5: about one digit in ten
+        assert f"{acc * 100:.2f}" in text
+    assert (table["accuracy"] <= 0.2).all() and text.count("is near chance") == 2

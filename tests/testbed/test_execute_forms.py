@@ -1,4 +1,4 @@
-"""``dsim execute`` and the split forms (DESIGN 3b): a pipeline (whole layers) runs for real and equals the
+"""``dsim execute`` and the split forms (docs/design.md §3b): a pipeline (whole layers) runs for real and equals the
 unsplit model; rows and tiles are refused in one line until the testbed runs them."""
 
 from __future__ import annotations

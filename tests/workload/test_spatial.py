@@ -1,4 +1,4 @@
-"""The rows form (DESIGN 3b): receptive rows by hand and by autograd, halo messages by hand for a 3-conv
+"""The rows form (docs/design.md §3b): receptive rows by hand and by autograd, halo messages by hand for a 3-conv
 stack over 2 devices (per-layer exchange and fused tiles), and the compute of a rows split."""
 
 from __future__ import annotations
