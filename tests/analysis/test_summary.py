@@ -14,6 +14,7 @@ def _record() -> RunSummary:
         frames=1,
         latency_s=0.5,
         latency_p50_s=0.5,
+        latency_p95_s=0.5,
         latency_p99_s=0.5,
         throughput_fps=2.0,
         departure_interval_s=0.5,
@@ -33,7 +34,6 @@ def _record() -> RunSummary:
         frame_latency_s=(0.5,),
         scenario={},
         exchange={},
-        critical_path={"steps": []},
     )
 
 

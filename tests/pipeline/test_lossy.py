@@ -94,9 +94,9 @@ def test_percentiles_and_deadline_misses_of_four_queued_frames() -> None:
     tl = simulate(wl, [DeviceRate(1e9)], Network.mesh(["a"], 1e6, 0.0), [0.0] * 4)
     assert tl.latency_s == pytest.approx([1.0, 2.0, 3.0, 4.0])
     summary = summarize("x", {}, wl, tl, deadline_s=2.5)
-    assert summary["latency_p95_s"] == pytest.approx(3.85) and summary["latency_p99_s"] == pytest.approx(3.97)
-    assert summary["deadline_miss_rate"] == 0.5
-    assert "deadline_miss_rate" not in summarize("x", {}, wl, tl)
+    assert summary.latency_p95_s == pytest.approx(3.85) and summary.latency_p99_s == pytest.approx(3.97)
+    assert summary.deadline_miss_rate == 0.5
+    assert "deadline_miss_rate" not in summarize("x", {}, wl, tl).to_dict()
 
 
 def test_loss_settings_are_checked_before_any_work() -> None:
