@@ -106,7 +106,6 @@ def test_timeline_frame_range_and_the_plot_command(tmp_path, capsys):
     assert list(parse_frames("2")) == [2] and list(parse_frames(":2")) == [0, 1]
 
 
-@pytest.mark.skip(reason="known failure after the wave-4 merges: the pruning sweep of this test exits 130; to fix next")
 def test_every_figure_kind_of_the_quick_start(tmp_path):
     """Run, stream, sweep (bandwidth, pruning), compare: each figure within bounds, units, legends."""
     run = tmp_path / "run"
