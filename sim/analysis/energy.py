@@ -17,7 +17,7 @@ A device without ``power`` has no energy figures; the run's ``energy_j`` sums th
 Example (one 1,000-byte message from ``a`` to ``b``; ``a`` pays 8,000 bits x 100 nJ/bit = 0.8 mJ)::
 
     >>> from sim.analysis.counters import makespan_s
-from sim.config.schema import PowerSpec
+    >>> from sim.config.schema import PowerSpec
     >>> from sim.engine.network import Link
     >>> from sim.engine.simulate import Hop
     >>> hop = Hop(0, Link("a", "b", 8e6, 0.0), 0.0, 1e-3, 1000)
