@@ -319,7 +319,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         timeout_s=args.timeout,
         fit_compute=args.fit_compute,
-        profile=args.profile,
+        calibrate=args.calibrate,
+        runtime_profile=args.profile,
     )
     with _writing(out):
         save_validation(v.table, v.predicted, v.measured, out, v.notes, v.extra)
@@ -338,14 +339,48 @@ def _real_run_options(command: argparse.ArgumentParser, repeats: int) -> None:
     )
 
 
+def _cmd_profile_runtime(args: argparse.Namespace) -> int:
+    from sim.config.load import load  # pydantic: kept out of --help
+    from sim.testbed.runtime_profile import profile_runtime  # torch: only commands that build a model
+    from sim.workload.runtime import write_runtime_profile  # with the command that writes it
+
+    scenario = load(args.scenario)
+    _check_out(args.out, directory=False)
+    repeats = 3 if args.repeats is None else args.repeats
+    profile = profile_runtime(scenario, shape=args.shape, repeats=repeats, timeout_s=args.timeout)
+    with _writing(args.out):
+        write_runtime_profile(args.out, profile)
+    print(
+        f"{'measured':<10} {profile.run['repeats']} run(s) of {profile.run['frames']} frame(s), {profile.run['network']}"
+    )
+    print(f"{'sharing':<10} {profile.sharing.processes} device processes on {profile.sharing.cores} cores")
+    for d in profile.devices:
+        cpu, wall = sum(e.cpu_s for e in d.entries), sum(e.wall_s for e in d.entries)
+        print(
+            f"{d.device:<10} {len(d.entries)} task shapes, {cpu * 1e3:.3f} ms CPU ({wall * 1e3:.3f} ms wall) per frame"
+        )
+    for side, lines in (("send", profile.send), ("recv", profile.recv)):
+        for fmt, line in lines.items():
+            print(
+                f"{side:<10} {fmt}: {line.overhead_s * 1e6:.1f} us + {line.s_per_byte * 1e9:.3f} ns/byte "
+                f"({line.points} message classes)"
+            )
+    print(f"written to {args.out} (use it as the scenario's top-level profile:, or dsim validate --profile)")
+    return 0
+
+
 def _cmd_profile(args: argparse.Namespace) -> int:
+    if args.execute:
+        return _cmd_profile_runtime(args)
+    if args.shape:
+        raise UserError("--shape: only with --execute (a runtime profile over shaped links)")
     from sim.config.load import load  # pydantic: kept out of --help
     from sim.pipeline.calibrate import profile_scenario  # torch: only commands that build a model
     from sim.pipeline.profile import ProfileSettings  # torch: only commands that build a model
     from sim.workload.profiles import write_profile  # with the command that writes it
 
     scenario = load(args.scenario)
-    settings = ProfileSettings(args.warmup, args.repeats, args.idle_gap_ms / 1e3)
+    settings = ProfileSettings(args.warmup, 20 if args.repeats is None else args.repeats, args.idle_gap_ms / 1e3)
     _check_out(args.out, directory=False)
     profile = profile_scenario(scenario, settings, args.device)
     with _writing(args.out):
@@ -500,13 +535,23 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="predict with device rates and overheads fitted to the measured layer times (in sample)",
     )
-    val.add_argument("--profile", action="store_true", help="profile every device's layer shards first (calibrate)")
+    val.add_argument("--calibrate", action="store_true", help="profile every device's layer shards first")
+    val.add_argument(
+        "--profile", metavar="FILE", help="predict from this runtime profile (dsim profile --execute), out of sample"
+    )
     val.set_defaults(func=_cmd_validate)
     prof = sub.add_parser("profile", help="time every layer shard of a scenario as each device runs it (JSON)")
     prof.add_argument("scenario", help="scenario YAML file")
     prof.add_argument("--out", required=True, metavar="FILE", help="profile JSON to write, e.g. results/x.json")
     prof.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed calls per shard (default 3)")
-    prof.add_argument("--repeats", type=int, default=20, metavar="N", help="timed calls per shard (default 20)")
+    prof.add_argument(
+        "--repeats", type=int, metavar="N", help="timed calls per shard (default 20); with --execute: runs (default 3)"
+    )
+    prof.add_argument(
+        "--execute", action="store_true", help="profile real runs of the split (a runtime profile: tasks and messages)"
+    )
+    prof.add_argument("--shape", action="store_true", help="with --execute: over shaped veths (Linux, root)")
+    prof.add_argument("--timeout", type=float, metavar="S", help="with --execute: seconds one run may take")
     prof.add_argument(
         "--idle-gap-ms", type=float, default=0.0, metavar="MS", help="sleep before each timed call (default 0)"
     )

@@ -1,12 +1,19 @@
 """Run ``dsim validate --shape`` over a grid of models, device counts, topologies and link rates, and collect
-the per-kind errors in one table (docs/tutorials/validation.md §3).
+the per-kind errors in one table (docs/tutorials/validation.md §3; out of sample: docs/validation.md).
 
     python tools/validation_grid.py --out results/validation-grid [--repeats 3] [--only vgg11-4-mesh-5]
+    python tools/validation_grid.py --out results/grid-oos --profile-point 4-mesh-20 [--models vgg11-model]
 
 Each point is ``bench/validation/<model>.yaml`` with ``devices`` cut to N, ``network.topology`` and
 ``network.bandwidth_mbps`` set; its files go to ``OUT/<model>-<N>-<topology>-<rate>/`` and one line per point
 (end-to-end error; median |error| per kind; the 1-minute load average before and after) to ``OUT/grid.csv``.
-Needs root (``--shape``).
+
+With ``--profile-point N-TOPOLOGY-RATE`` (out of sample), each model is profiled once at that point
+(``dsim profile --execute --shape``, to ``OUT/profiles/<model>.json``) and every point of the model is
+predicted from that one profile (``dsim validate --profile``); unless ``--no-in-sample``, each point is also
+profiled itself and predicted from its own profile (in sample, separate runs). ``grid.csv`` then has both
+errors of frame-0 latency, of the time between departures and of messages >= 4 KB, and ``grid.md`` the
+table of the docs. Needs root (``--shape``); measure on a quiet machine (``../shared/tools/quiet-run``).
 """
 
 from __future__ import annotations
@@ -18,12 +25,14 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("vgg11", "resnet18", "vgg11-model", "resnet18-model")  # -model: protocol, shaper, hosts, profiles
+PROFILE_MODELS = ("vgg11-model", "resnet18-model")
 DEVICES = (2, 4)
 TOPOLOGIES = ("mesh", "star")
 RATES_MBPS = (5, 20, 100)
@@ -33,32 +42,146 @@ def _load() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
+def _scenario(model: str, n: int, topology: str, rate: int, name: str) -> Path:
+    """The point's scenario, written to a temporary file."""
+    data = yaml.safe_load((ROOT / "bench" / "validation" / f"{model}.yaml").read_text())
+    data["name"] = name
+    data["devices"] = data["devices"][:n]
+    data["network"].update(topology=topology, bandwidth_mbps=rate)
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump(data, f)
+    return Path(f.name)
+
+
+def _dsim(args: list[str], label: str) -> bool:
+    """Run ``python -m sim ARGS``; print its output under ``label`` with the load before and after."""
+    before = _load()
+    done = subprocess.run([sys.executable, "-m", "sim", *args], capture_output=True, text=True, check=False)
+    print(f"== {label} (load {before:.1f} -> {_load():.1f})\n{done.stdout}{done.stderr}", flush=True)
+    return done.returncode == 0
+
+
+def _errors(folder: Path) -> dict[str, float]:
+    """The end-to-end errors and the median |error| per kind of one validation folder."""
+    table = pd.read_csv(folder / "validation.csv", keep_default_na=False)
+
+    def row(kind: str) -> Any:
+        rows = table[table["kind"] == kind]
+        return rows.iloc[0] if len(rows) else None
+
+    big = table[(table["kind"] == "message") & (table["bytes"] >= 4000)]
+    out = {
+        "compute_median_abs_error_pct": table[table["kind"] == "compute"]["error_pct"].abs().median(),
+        "messages_4kb_median_abs_error_pct": big["error_pct"].abs().median() if len(big) else float("nan"),
+    }
+    for kind in ("end_to_end", "first_frame", "interval"):
+        r = row(kind)
+        out[f"{kind}_measured_ms"] = float("nan") if r is None else r["measured_median_s"] * 1e3
+        out[f"{kind}_p10_ms"] = float("nan") if r is None else r["measured_p10_s"] * 1e3
+        out[f"{kind}_p90_ms"] = float("nan") if r is None else r["measured_p90_s"] * 1e3
+        out[f"{kind}_predicted_ms"] = float("nan") if r is None else r["predicted_s"] * 1e3
+        out[f"{kind}_error_pct"] = float("nan") if r is None else r["error_pct"]
+    return out
+
+
+def grid_markdown(frame: pd.DataFrame) -> str:
+    """The docs' table of an out-of-sample grid (one row per point)."""
+    head = (
+        "| point | load before | frame 0 measured ms (p10-p90) | frame 0 error in / out of sample | "
+        "between departures error in / out | messages >= 4 KB median abs. error in / out |\n"
+        "|---|---|---|---|---|---|\n"
+    )
+
+    def pct(x: float) -> str:
+        return "-" if pd.isna(x) else f"{x:+.1f} %"
+
+    def abs_pct(x: float) -> str:
+        return "-" if pd.isna(x) else f"{x:.1f} %"
+
+    lines = []
+    for r in frame.to_dict("records"):
+        lines.append(
+            f"| {r['point']}{' (profiled)' if r.get('profile_point') else ''} | {r['load_before']:.2f} | "
+            f"{r['first_frame_measured_ms']:.1f} ({r['first_frame_p10_ms']:.1f}-{r['first_frame_p90_ms']:.1f}) | "
+            f"{pct(r.get('in_first_frame_error_pct', float('nan')))} / {pct(r['first_frame_error_pct'])} | "
+            f"{pct(r.get('in_interval_error_pct', float('nan')))} / {pct(r['interval_error_pct'])} | "
+            f"{abs_pct(r.get('in_messages_4kb_median_abs_error_pct', float('nan')))} / "
+            f"{abs_pct(r['messages_4kb_median_abs_error_pct'])} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def out_of_sample(args: argparse.Namespace, points: dict[str, tuple[str, int, str, int]]) -> int:
+    """``--profile-point``: one profile per model, every point predicted from it (module docstring)."""
+    profiles = args.out / "profiles"
+    profiles.mkdir(parents=True, exist_ok=True)
+    rows = []
+    models = args.models or list(PROFILE_MODELS)
+    for model in models:
+        anchor = f"{model}-{args.profile_point}"
+        if anchor not in points:
+            raise SystemExit(f"--profile-point: no point {anchor} (points are MODEL-N-TOPOLOGY-RATE, N in 2/4)")
+        path = _scenario(*points[anchor], anchor)
+        profile = profiles / f"{model}.json"
+        ok = _dsim(["profile", str(path), "--execute", "--shape", "--repeats", str(args.repeats), "--out", str(profile)],
+                   f"profile {anchor}")  # fmt: skip
+        path.unlink()
+        if not ok:
+            continue
+        names = [n for n in (args.only or list(points)) if points[n][0] == model]
+        for name in names:
+            path = _scenario(*points[name], name)
+            before = _load()
+            repeats = ["--repeats", str(args.repeats)]
+            if not _dsim(["validate", str(path), "--shape", *repeats, "--profile", str(profile),
+                          "--out", str(args.out / name)], f"{name} from {anchor}"):  # fmt: skip
+                path.unlink()
+                continue
+            row: dict[str, Any] = {"point": name, "profile_point": name == anchor, "load_before": before}
+            row.update(_errors(args.out / name))
+            if not args.no_in_sample:
+                own = args.out / name / "own-profile.json"
+                if _dsim(
+                    ["profile", str(path), "--execute", "--shape", *repeats, "--out", str(own)], f"profile {name}"
+                ):
+                    if _dsim(["validate", str(path), "--shape", *repeats, "--profile", str(own),
+                              "--out", str(args.out / name / "in-sample")], f"{name} in sample"):  # fmt: skip
+                        row.update({f"in_{k}": v for k, v in _errors(args.out / name / "in-sample").items()})
+            path.unlink()
+            row["load_after"] = _load()
+            rows.append(row)
+            frame = pd.DataFrame(rows)
+            frame.to_csv(args.out / "grid.csv", index=False, float_format="%.4g")
+            (args.out / "grid.md").write_text(grid_markdown(frame))
+    print((args.out / "grid.md").read_text() if rows else "no point was validated")
+    return 0 if rows else 1
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--fit-compute", action="store_true", help="pass --fit-compute to dsim validate")
     p.add_argument("--only", action="append", default=[], help="run only these points, in this order (name as in OUT)")
+    p.add_argument("--profile-point", metavar="N-TOPOLOGY-RATE", help="profile each model here; predict every point")
+    p.add_argument("--models", action="append", default=[], help="with --profile-point: these models (repeatable)")
+    p.add_argument("--no-in-sample", action="store_true", help="with --profile-point: skip the in-sample column")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    grid_csv = args.out / "grid.csv"
     points = {
         f"{m}-{n}-{t}-{r}": (m, n, t, r) for m, n, t, r in itertools.product(MODELS, DEVICES, TOPOLOGIES, RATES_MBPS)
     }
+    if args.profile_point:
+        return out_of_sample(args, points)
+    rows = []
+    grid_csv = args.out / "grid.csv"
     for name in args.only or list(points):
-        model, n, topology, rate = points[name]
-        data = yaml.safe_load((ROOT / "bench" / "validation" / f"{model}.yaml").read_text())
-        data["name"] = name
-        data["devices"] = data["devices"][:n]
-        data["network"].update(topology=topology, bandwidth_mbps=rate)
+        path = _scenario(*points[name], name)
         before = _load()
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-            yaml.safe_dump(data, f)
-        cmd = [sys.executable, "-m", "sim", "validate", f.name, "--shape", "--repeats", str(args.repeats)]
+        cmd = [sys.executable, "-m", "sim", "validate", str(path), "--shape", "--repeats", str(args.repeats)]
         cmd += ["--fit-compute"] if args.fit_compute else []
         done = subprocess.run([*cmd, "--out", str(args.out / name)], capture_output=True, text=True, check=False)
-        Path(f.name).unlink()
+        path.unlink()
         print(f"== {name} (load {before:.1f} -> {_load():.1f})\n{done.stdout}{done.stderr}", flush=True)
         if done.returncode != 0:
             continue

@@ -54,15 +54,18 @@ def service_latency_s(
     multicast: bool = False,
     hosts: Sequence[Host | None] = (),
     seed: int = 0,
+    interleave: bool = False,
 ) -> float:
     """Mean over frames of each frame's latency when simulated alone (an empty system), in seconds.
 
     For a one-frame workload this is its latency. ``rates``, ``network``, ``chunk_bytes``, ``multicast``,
-    ``hosts`` are as for :func:`sim.engine.simulate.simulate`; frame ``f`` alone runs with the seed
-    ``(seed, f)``, so lossy links draw other losses for every frame.
+    ``hosts`` and ``interleave`` are as for :func:`sim.engine.simulate.simulate`; frame ``f`` alone runs with
+    the seed ``(seed, f)``, so lossy links draw other losses for every frame.
     """
     total = 0.0
     for f in range(workload.frames):
-        alone = simulate(frame_alone(workload, f), rates, network, [0.0], chunk_bytes, multicast, hosts, (seed, f))
+        alone = simulate(
+            frame_alone(workload, f), rates, network, [0.0], chunk_bytes, multicast, hosts, (seed, f), interleave
+        )
         total += alone.latency_s[0]
     return total / workload.frames if workload.frames else 0.0

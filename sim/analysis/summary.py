@@ -59,7 +59,7 @@ class RunSummary:
     frame's latency, the resolved ``scenario`` and the per-layer ``exchange``. Optional (``None`` when the
     run has none, and then absent from the JSON): ``deadline_miss_rate`` (with ``inputs.deadline_ms``),
     ``retransmissions`` (lossy links), ``redundant_flops`` (rows form), ``accuracy``, kept
-    kernels (pruned runs), ``links`` and ``devices`` (rows of ``links.csv`` and ``devices.csv``), the
+    kernels (pruned runs), ``message_cpu_s`` (CPU seconds of per-message software costs, by side ``send``/``recv``, when the runtime profile charges them), ``links`` and ``devices`` (rows of ``links.csv`` and ``devices.csv``), the
     ``critical_path`` of the slowest frame (a whole run's, not a sweep point's), ``compute_times`` (profiled devices), ``service_latency_s`` (streams), ``baseline``,
     ``deployment``, ``latency_breakdown`` and ``execution`` (measured runs), ``energy_j`` and
     ``energy_j_per_frame`` (joules, when some device has ``power``).
@@ -101,6 +101,7 @@ class RunSummary:
     accuracy: float | None = None
     kept_kernels_per_conv: dict[str, float] | None = None
     kept_kernels: float | None = None
+    message_cpu_s: dict[str, float] | None = None
     links: list[dict[str, Any]] | None = None
     devices: list[dict[str, Any]] | None = None
     critical_path: dict[str, Any] | None = None
@@ -164,6 +165,7 @@ _JSON_ORDER = (
     "accuracy",
     "kept_kernels_per_conv",
     "kept_kernels",
+    "message_cpu_s",
     "links",
     "devices",
     "energy_j",

@@ -32,6 +32,9 @@ TRANSFER_COLUMNS = [
     "multicast_copy",
 ]
 # multicast_copy: the row's payload rode on an earlier row's multicast transmission, so its ``bytes`` is 0
+CPU_COLUMNS = ["send_cpu_s", "recv_cpu_s"]
+# added after TRANSFER_COLUMNS when a run charges per-message software time (Timeline.cpu_spans): the CPU
+# seconds the sender spent on the message before it went on the wire, and the receiver after it arrived
 RETRANSMISSIONS = "retransmissions"  # lost transmissions of the message; a column only when a link can lose
 COMPUTE_COLUMNS = ["frame", "layer", "device", "flops", "start_s", "end_s"]
 HOP_COLUMNS = ["frame", "layer", "link", "src", "dst", "bytes", "start_s", "end_s", "sender", "arrive_s"]
@@ -65,6 +68,11 @@ def transfers_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
     if timeline.retransmissions:
         table[RETRANSMISSIONS] = timeline.retransmissions
+    if timeline.cpu_spans:
+        cpu = {side: np.zeros(len(rows)) for side in ("send", "recv")}
+        for span in timeline.cpu_spans:
+            cpu[span.side][span.message] += span.cpu_s
+        table["send_cpu_s"], table["recv_cpu_s"] = cpu["send"], cpu["recv"]
     return table
 
 

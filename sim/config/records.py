@@ -49,6 +49,7 @@ class NetworkSetup:
     chunk_bytes: int | None
     access_overhead_s: float
     multicast: bool
+    interleave: bool = False  # network.interleave
     protocol: Any = None  # network.protocol (sim.config.schema.ProtocolSetting)
     shaper: Any = None  # network.shaper (ShaperSpec or None)
     loss: Any = None  # network.loss (LossSpec or None)
@@ -78,6 +79,7 @@ class Paths:
     partition: Path | None
     profiles: tuple[tuple[str, Path | None], ...] = ()  # (device name, its profile JSON) for each profile: device
     save_to: Path | None = None  # partition.save_to
+    runtime_profile: Path | None = None  # the top-level profile: (a runtime profile)
 
     def profile(self, device: str) -> Path | None:
         """The resolved ``profile:`` file of the device named ``device``, or None."""

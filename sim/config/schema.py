@@ -278,6 +278,11 @@ class HostSpec(_Strict):
 
     name: str = Field(min_length=1)
     cores: int = Field(ge=1, le=4096, description="devices on it compute at most this many tasks at once")
+    sharing: Literal["fifo", "processor"] | None = Field(
+        default=None,
+        description="fifo: a task waits for a free core; processor: all run at once, each at cores/tasks of a "
+        "core (as an OS time-slices processes); default: processor with a top-level profile, else fifo",
+    )
 
 
 class ProtocolSpec(_Strict):
@@ -435,6 +440,11 @@ class NetworkSpec(_Strict):
         default=None, description="packets on the wire: tcp (1500/66/0) or {mtu_bytes, packet_header_bytes, ...}"
     )
     shaper: ShaperSpec | None = Field(default=None, description="token bucket on every link direction")
+    interleave: bool = Field(
+        default=False,
+        description="a busy link serves the packets (chunks) of different messages in turn, as concurrent "
+        "connections through one interface do (a star device sending to several peers)",
+    )
     loss: LossSpec | None = Field(
         default=None, description="packet loss on every link direction (needs protocol, except on shared)"
     )
@@ -585,6 +595,11 @@ class Scenario(_Strict):
         default="none", description="single: also run the whole model on the source device alone, for comparison"
     )
     hosts: list[HostSpec] = Field(default_factory=list, description="machines devices share (devices[i].host)")
+    profile: Path | None = Field(
+        default=None,
+        description="runtime profile JSON written by dsim profile --execute: CPU time of every task and message "
+        "(relative: to the scenario's folder)",
+    )
 
     @model_validator(mode="after")
     def _hosts_and_packets(self) -> Scenario:
@@ -618,7 +633,7 @@ class Scenario(_Strict):
                 raise ValueError(f"devices[{i}].gflops: give gflops or calibrate: true, not both")
             if d.calibrate and d.profile is not None:
                 raise ValueError(f"devices[{i}].profile: give profile or calibrate: true, not both")
-            if not d.calibrate and d.gflops is None and d.profile is None:
+            if not d.calibrate and d.gflops is None and d.profile is None and self.profile is None:
                 raise ValueError(f"devices[{i}].gflops: required (or give a preset, a profile, or calibrate: true)")
         return self
 

@@ -102,6 +102,7 @@ def network_setup(scenario: Scenario, graphml: Path | None) -> NetworkSetup:
         chunk_bytes=None if net.chunk_kB is None else max(1, round(net.chunk_kB * 1e3)),
         access_overhead_s=net.access_overhead_ms / 1e3,
         multicast=net.multicast,
+        interleave=net.interleave,
         protocol=net.protocol,
         shaper=net.shaper,
         loss=net.loss,
@@ -120,6 +121,7 @@ def build_setup(scenario: Scenario, base_dir: Path | None = None) -> Setup:
         partition=resolve(scenario.partition.file, base_dir),
         profiles=tuple((d.name, resolve(d.profile, base_dir)) for d in scenario.devices if d.profile is not None),
         save_to=resolve(scenario.partition.save_to, base_dir),
+        runtime_profile=resolve(scenario.profile, base_dir),
     )
     inputs = scenario.inputs
     return Setup(

@@ -24,11 +24,12 @@ import numpy as np
 
 from sim.config.records import LinkSetup
 from sim.config.schema import DeviceSpec, JitterSpec, LossSpec, ProtocolSetting, Scenario, ShaperSpec
-from sim.engine.devices import DeviceRate, Host, LayerTimes, task_shape
+from sim.engine.devices import DeviceRate, Host, LayerTimes, MessageCpu, RuntimeTimes, task_shape
 from sim.engine.loss import Bernoulli, GilbertElliott, Impairment, Jitter, LossModel
 from sim.engine.network import PROTOCOLS, LinkParams, Network, Protocol
 from sim.errors import UserError
 from sim.workload.profiles import DeviceProfile, read_profile
+from sim.workload.runtime import ANY_OP, RuntimeProfile, read_runtime_profile
 from sim.workload.types import Workload
 
 HopCount = Callable[[int, int], int]  # (src device index, dst device index) -> links on its route
@@ -185,9 +186,11 @@ def device_profile(device: DeviceSpec, path: Path | None = None) -> DeviceProfil
     return read_profile(path).for_device(device.name, path)
 
 
-def flops_per_s(device: DeviceSpec, path: Path | None = None) -> float:
+def flops_per_s(device: DeviceSpec, path: Path | None = None, runtime: RuntimeProfile | None = None) -> float:
     """A device's compute rate in FLOP/s: its ``gflops``, else the conv rate of its profile (read from
-    ``path``, the resolved ``profile:``)."""
+    ``path``, the resolved ``profile:``), else that of the scenario's ``runtime`` profile."""
+    if device.gflops is None and device.profile is None and runtime is not None:
+        return runtime_gflops(runtime, device.name) * 1e9
     if device.gflops is None and device.profile is not None:
         return profiled_gflops(device_profile(device, path), path or device.profile) * 1e9  # type: ignore[arg-type]
     if device.gflops is None:
@@ -195,35 +198,80 @@ def flops_per_s(device: DeviceSpec, path: Path | None = None) -> float:
     return device.gflops * 1e9
 
 
+def runtime_profile(scenario: Scenario) -> RuntimeProfile | None:
+    """The scenario's top-level runtime ``profile:`` (read from its resolved path), or None."""
+    path = scenario.setup.paths.runtime_profile
+    return None if path is None else read_runtime_profile(path)
+
+
+def runtime_gflops(profile: RuntimeProfile, device: str) -> float:
+    """A device's ``gflops`` from a runtime profile, for the partitioner: its conv fit's rate, else the
+    pooled conv (then ``*``) fit's; when no fit grows with FLOPs, total FLOPs over total CPU time."""
+    own = profile.device(device)
+    for fits in ([] if own is None else [own.fits]) + [profile.pooled]:
+        for op in ("conv", "linear", ANY_OP):
+            line = fits.get(op)
+            if line is not None and line.s_per_flop > 0:
+                return 1e-9 / line.s_per_flop
+    rows = [e for d in profile.devices for e in d.entries if e.flops > 0 and e.cpu_s > 0]
+    if not rows:
+        raise UserError(f"profile: {profile.scenario}'s runtime profile has no conv or linear timing; give gflops")
+    return sum(e.flops for e in rows) / sum(e.cpu_s for e in rows) / 1e9
+
+
+def runtime_times(profile: RuntimeProfile, device: str) -> RuntimeTimes:
+    """The engine's CPU times of one device from a runtime profile: its measured shapes and fits (when the
+    profile has seen it), then the pooled fits."""
+    own = profile.device(device)
+    if own is None:
+        return RuntimeTimes({}, (profile.pooled,))
+    seconds = {task_shape(e.layer, e.op, e.flops, e.bytes_touched): e.cpu_s for e in own.entries}
+    return RuntimeTimes(seconds, (own.fits, profile.pooled))
+
+
 def compute_rates(scenario: Scenario) -> list[float]:
     """Each device's compute rate in FLOP/s (:func:`flops_per_s`), profiles read from their resolved paths."""
-    return [flops_per_s(d, scenario.setup.paths.profile(d.name)) for d in scenario.devices]
+    runtime = runtime_profile(scenario)
+    return [flops_per_s(d, scenario.setup.paths.profile(d.name), runtime) for d in scenario.devices]
 
 
 def device_rates(scenario: Scenario) -> list[DeviceRate]:
-    """Each device's compute rate, overhead, memory bandwidth, measured table (``profile:``) and
-    per-message software costs, in scenario order."""
+    """Each device's compute rate, overhead, memory bandwidth, measured table (``profile:``), per-message
+    software costs and, with a top-level runtime ``profile:``, its CPU times of tasks and messages (a
+    device's own ``profile:`` keeps its measured table), in scenario order."""
+    runtime = runtime_profile(scenario)
+    messages = None if runtime is None else MessageCpu(runtime.send, runtime.recv)
     rates = []
     for d, si in zip(scenario.devices, scenario.setup.devices, strict=True):
         path = scenario.setup.paths.profile(d.name)
         profile = device_profile(d, path)
+        times: LayerTimes | RuntimeTimes | None = None if profile is None else layer_times(profile)
+        if times is None and runtime is not None:
+            times = runtime_times(runtime, d.name)
         rates.append(
             DeviceRate(
-                flops_per_s(d, path),
+                flops_per_s(d, path, runtime),
                 si.overhead_s,
                 si.mem_bandwidth_Bps,
-                None if profile is None else layer_times(profile),
+                times,
                 d.send_overhead_us / 1e6,
                 d.recv_overhead_us / 1e6,
+                messages,
             )
         )
     return rates
 
 
 def hosts(scenario: Scenario) -> list[Host | None]:
-    """The host each device shares (``devices[i].host``), in scenario order; None: a machine of its own."""
-    cores = {h.name: h.cores for h in scenario.hosts}
-    return [None if d.host is None else Host(d.host, cores[d.host]) for d in scenario.devices]
+    """The host each device shares (``devices[i].host``), in scenario order; None: a machine of its own.
+    A host's ``sharing`` defaults to ``processor`` with a top-level runtime ``profile:`` (its times are CPU
+    seconds), else ``fifo``."""
+    default = "processor" if scenario.profile is not None else "fifo"
+    spec = {h.name: h for h in scenario.hosts}
+    return [
+        None if d.host is None else Host(d.host, spec[d.host].cores, spec[d.host].sharing or default)
+        for d in scenario.devices
+    ]
 
 
 def arrivals_s(scenario: Scenario, frames: int) -> list[float]:
@@ -249,6 +297,6 @@ def time_sources(workload: Workload, rates: list[DeviceRate]) -> dict[str, dict[
     the op kind (shape not measured), or from its ``rate`` (no profile, or no fit for the op)."""
     counts = {name: {"table": 0, "fit": 0, "rate": 0} for name in workload.devices}
     for task in workload.tasks:
-        source = rates[task.device].time_source(task.flops, task.bytes_touched, task.op, task.layer)
+        source = rates[task.device].time_source(task.flops, task.bytes_touched, task.op, task.layer, task.kind)
         counts[workload.devices[task.device]][source] += 1
     return counts

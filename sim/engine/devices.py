@@ -9,6 +9,8 @@ on a device with a memory bandwidth, and ``flops / flops_per_s + overhead_s`` on
 §3.6). The per-layer overhead is not charged to residual adds or to pools (rows form). A device with
 :class:`LayerTimes` (from a profile written by ``dsim profile``) takes a measured task's median time, and
 for a task shape not in the table the profile's fit of its op kind (``units * s_per_unit + overhead_s``).
+A device with :class:`RuntimeTimes` (a scenario's top-level runtime ``profile:``) takes the CPU seconds its
+task needs, and :class:`MessageCpu` the CPU seconds of each message it sends and receives.
 
 Board presets live in :mod:`sim.config.presets`; measuring this machine in :mod:`sim.pipeline.profile`.
 
@@ -25,8 +27,10 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+from sim.workload.runtime import ANY_OP, CostLine
 
 TaskShape = tuple[str, str, int, int]  # (layer label, op, FLOPs rounded to an integer, bytes touched)
 ELEMENTWISE_OPS = ("add", "pool")  # zero-FLOP tasks timed by the bytes they touch, without the overhead
@@ -50,7 +54,7 @@ class LayerTimes:
     seconds: Mapping[TaskShape, float] = field(default_factory=dict)
     fit: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
-    def lookup(self, layer: str, op: str, flops: float, bytes_touched: int) -> tuple[float, str] | None:
+    def lookup(self, layer: str, op: str, flops: float, bytes_touched: int, kind: str = "") -> tuple[float, str] | None:
         """``(seconds, "table")`` for a measured shape, ``(seconds, "fit")`` for a fitted op kind, else None."""
         measured = self.seconds.get(task_shape(layer, op, flops, bytes_touched))
         if measured is not None:
@@ -62,27 +66,99 @@ class LayerTimes:
 
 
 @dataclass(frozen=True)
+class RuntimeTimes:
+    """CPU seconds of tasks from a runtime profile (:mod:`sim.workload.runtime`): a measured shape's median,
+    else the first of ``fits`` (the device's, then the pooled ones) that has the task's op kind, its op or
+    ``*``.
+
+    >>> times = RuntimeTimes({}, ({"conv/k9/g1": CostLine(1e-9, 0.0, 0.001)}, {"*": CostLine(2e-9, 0.0, 0.0)}))
+    >>> times.lookup("c1", "conv", 1e6, 0, "conv/k9/g1"), times.lookup("fc", "linear", 1e6, 0, "linear")
+    ((0.002, 'fit'), (0.002, 'fit'))
+    """
+
+    seconds: Mapping[TaskShape, float] = field(default_factory=dict)
+    fits: Sequence[Mapping[str, CostLine]] = ()
+
+    def lookup(self, layer: str, op: str, flops: float, bytes_touched: int, kind: str = "") -> tuple[float, str] | None:
+        """``(seconds, "table")`` for a measured shape, ``(seconds, "fit")`` for a fitted one, else None."""
+        measured = self.seconds.get(task_shape(layer, op, flops, bytes_touched))
+        if measured is not None:
+            return measured, "table"
+        for fits in self.fits:
+            for key in (kind or op, op, ANY_OP):
+                line = fits.get(key)
+                if line is not None:
+                    return line.seconds(flops, bytes_touched), "fit"
+        return None
+
+
+@dataclass(frozen=True)
+class MessageCpu:
+    """CPU seconds one message costs its sender and its receiver, per wire format (a runtime profile's
+    ``messages``); a format the profile has not seen takes ``dense``'s line, else the first one.
+
+    >>> cpu = MessageCpu({"dense": CostLine(0.0, 1e-9, 1e-5)}, {"dense": CostLine(0.0, 2e-9, 2e-5)})
+    >>> cpu.send_s("dense", 10_000), cpu.recv_s("csr", 10_000)
+    (2e-05, 4e-05)
+    """
+
+    send: Mapping[str, CostLine] = field(default_factory=dict)
+    recv: Mapping[str, CostLine] = field(default_factory=dict)
+
+    @staticmethod
+    def _line(lines: Mapping[str, CostLine], fmt: str) -> CostLine | None:
+        return lines.get(fmt) or lines.get("dense") or next(iter(lines.values()), None)
+
+    def send_s(self, fmt: str, nbytes: int) -> float:
+        """Seconds the sender spends on a message of ``nbytes`` bytes in format ``fmt``."""
+        line = self._line(self.send, fmt)
+        return 0.0 if line is None else line.seconds(0.0, nbytes)
+
+    def recv_s(self, fmt: str, nbytes: int) -> float:
+        """Seconds the receiver spends on a message of ``nbytes`` bytes in format ``fmt``."""
+        line = self._line(self.recv, fmt)
+        return 0.0 if line is None else line.seconds(0.0, nbytes)
+
+
+@dataclass(frozen=True)
 class DeviceRate:
     """How fast a device computes, and what each message costs its software.
 
     ``flops_per_s`` is the compute peak (FLOP/s), ``overhead_s`` a fixed time per conv/linear layer (s),
     ``mem_bandwidth_Bps`` the memory bandwidth (bytes/s) or ``None`` for compute-only timing. ``times`` is
     a measured table that takes precedence over the roofline. ``send_overhead_s`` and ``recv_overhead_s``
-    are the software cost of sending and of receiving one message (s), spent on the device.
+    are the software cost of sending and of receiving one message (s), spent on the device; ``message_cpu``
+    adds a runtime profile's per-message costs, which grow with the message's bytes.
     """
 
     flops_per_s: float
     overhead_s: float = 0.0
     mem_bandwidth_Bps: float | None = None
-    times: LayerTimes | None = None
+    times: LayerTimes | RuntimeTimes | None = None
     send_overhead_s: float = 0.0
     recv_overhead_s: float = 0.0
+    message_cpu: MessageCpu | None = None
 
-    def task_s(self, flops: float, bytes_touched: float, op: str, layer: str = "") -> float:
+    @property
+    def pays_messages(self) -> bool:
+        """Whether a message costs this device any software time."""
+        return self.send_overhead_s > 0 or self.recv_overhead_s > 0 or self.message_cpu is not None
+
+    def send_s(self, fmt: str, nbytes: int) -> float:
+        """Seconds this device spends sending one message of ``nbytes`` bytes in format ``fmt``."""
+        extra = 0.0 if self.message_cpu is None else self.message_cpu.send_s(fmt, nbytes)
+        return self.send_overhead_s + extra
+
+    def recv_s(self, fmt: str, nbytes: int) -> float:
+        """Seconds this device spends receiving one message of ``nbytes`` bytes in format ``fmt``."""
+        extra = 0.0 if self.message_cpu is None else self.message_cpu.recv_s(fmt, nbytes)
+        return self.recv_overhead_s + extra
+
+    def task_s(self, flops: float, bytes_touched: float, op: str, layer: str = "", kind: str = "") -> float:
         """Seconds to run a task: measured or fitted (``times``), else the roofline time plus the overhead
         (none for the element-wise ``add`` and ``pool``)."""
         if self.times is not None:
-            found = self.times.lookup(layer, op, flops, int(bytes_touched))
+            found = self.times.lookup(layer, op, flops, int(bytes_touched), kind)
             if found is not None:
                 return found[0]
         busy = flops / self.flops_per_s
@@ -90,16 +166,21 @@ class DeviceRate:
             busy = max(busy, bytes_touched / self.mem_bandwidth_Bps)
         return busy + (0.0 if op in ELEMENTWISE_OPS else self.overhead_s)
 
-    def time_source(self, flops: float, bytes_touched: float, op: str, layer: str) -> str:
+    def time_source(self, flops: float, bytes_touched: float, op: str, layer: str, kind: str = "") -> str:
         """Where :meth:`task_s` takes a task's time from: ``table``, ``fit`` or ``rate``."""
-        found = None if self.times is None else self.times.lookup(layer, op, flops, int(bytes_touched))
+        found = None if self.times is None else self.times.lookup(layer, op, flops, int(bytes_touched), kind)
         return "rate" if found is None else found[1]
 
 
 @dataclass(frozen=True)
 class Host:
-    """A machine that several devices share: their compute (and message software) queues for its
-    ``cores`` (a FIFO of that capacity)."""
+    """A machine that several devices share: their compute (and message software) runs on its ``cores``.
+
+    ``sharing`` is ``fifo`` (a job waits for a free core, then runs at full speed) or ``processor`` (every
+    job runs at once, each at ``min(1, cores / jobs)`` of a core, as an operating system time-slices
+    processes: two processes on one core each take twice as long).
+    """
 
     name: str
     cores: int
+    sharing: str = "fifo"

@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import cache, cached_property
+from typing import Any
 
 import networkx as nx
 
@@ -269,3 +271,35 @@ class Network:
             path.append(parent[path[-1]])  # type: ignore[arg-type]
         path.reverse()
         return tuple(self.graph.edges[u, v]["link"] for u, v in itertools.pairwise(path))
+
+
+class RoundRobin:
+    """Transmissions waiting for one link queue, one flow (message) after another in turn: the head of the
+    first flow goes next, and that flow moves behind the others (packets of different messages interleave on
+    the wire, as concurrent TCP connections through one interface do).
+
+    >>> q = RoundRobin()
+    >>> for flow, packet in [("a", "a1"), ("a", "a2"), ("b", "b1"), ("b", "b2")]:
+    ...     q.push(flow, packet)
+    >>> [q.pop() for _ in range(4)]
+    ['a1', 'b1', 'a2', 'b2']
+    """
+
+    def __init__(self) -> None:
+        self._flows: dict[Hashable, deque[Any]] = {}
+
+    def push(self, flow: Hashable, item: Any) -> None:
+        """Queue ``item`` behind the earlier items of its ``flow``."""
+        self._flows.setdefault(flow, deque()).append(item)
+
+    def pop(self) -> Any:
+        """The next item (the head of the first flow); that flow moves to the back."""
+        flow = next(iter(self._flows))
+        items = self._flows.pop(flow)
+        item = items.popleft()
+        if items:
+            self._flows[flow] = items
+        return item
+
+    def __bool__(self) -> bool:
+        return bool(self._flows)

@@ -22,12 +22,19 @@ Semantics (docs/design.md §3.7 and §3.8):
   refilled at the link rate; a transmission of ``n`` bytes starting with ``b`` tokens holds the queue
   for ``max(0, n - b) * 8 / bandwidth_bps`` (plus the access overhead) and leaves ``max(0, b - n)`` tokens.
 * Devices on one :class:`~sim.engine.devices.Host` (``hosts``) hold one of its cores while they compute
-  and while they pay their per-message software costs; a device waits (FIFO) when all cores are taken.
-* A device with ``send_overhead_s`` spends it on each message (or multicast payload) a task releases,
-  after the task and before its next one; the message is ready when its cost is paid. The frame's input
-  messages pay the source's send cost without delaying its tasks. A device with ``recv_overhead_s``
-  spends it on each message a task needs, in arrival order, before the task starts (once per message);
-  a final output message counts as held by the sink that much after it arrives.
+  and while they pay their per-message software costs; a device waits (FIFO) when all cores are taken,
+  or, with ``sharing: processor``, every job runs at once at ``min(1, cores / jobs)`` of a core
+  (:class:`sim.engine.cores.SharedCores`).
+* A device that pays per-message software costs (:meth:`DeviceRate.send_s`, :meth:`DeviceRate.recv_s`:
+  ``send_overhead_s``/``recv_overhead_s`` plus a runtime profile's cost of the message's bytes and format)
+  spends the send cost on each message (or multicast payload) a task releases, after the task and before
+  its next one; the message is ready when its cost is paid. The frame's input messages pay the source's
+  send cost without delaying its tasks. It spends the receive cost on each message a task needs, in
+  arrival order, before the task starts (once per message); a final output message counts as held by the
+  sink that much after it arrives. Each payment is a :class:`CpuSpan` of ``Timeline.cpu_spans``.
+* With ``interleave``, a link queue serves the transmissions waiting for it one message after another in
+  turn, one packet (chunk) each (:class:`sim.engine.network.RoundRobin`): the messages one device sends to
+  several peers over its one uplink share it packet by packet.
 * With ``multicast`` (a shared medium), messages made ready together that carry the same payload (equal
   ``frame, src, tensor, partial, channel_ids, position_ids`` and ``bytes``, non-empty ``tensor``) are one transmission, at the
   slowest receiver's rate, arriving at every receiver after the largest of their latencies.
@@ -67,12 +74,13 @@ import simpy
 from simpy.core import EmptySchedule
 from simpy.events import NORMAL
 
+from sim.engine.cores import SharedCores
 from sim.engine.devices import DeviceRate, Host
 from sim.engine.loss import Channels, Seed
-from sim.engine.network import MEDIUM, Link, Network, chunk_sizes
+from sim.engine.network import MEDIUM, Link, Network, RoundRobin, chunk_sizes
 from sim.workload.types import Workload
 
-__all__ = ["DeviceRate", "Hop", "Host", "Timeline", "chunk_sizes", "simulate"]
+__all__ = ["CpuSpan", "DeviceRate", "Hop", "Host", "Timeline", "chunk_sizes", "simulate"]
 
 
 class Hop(NamedTuple):
@@ -87,6 +95,18 @@ class Hop(NamedTuple):
     end_s: float
     nbytes: int = 0
     queued_s: float = 0.0
+
+
+class CpuSpan(NamedTuple):
+    """Software time a device spent on one message: ``side`` ``send`` (before it goes on the wire) or
+    ``recv`` (after it arrived), from ``start_s`` to ``end_s`` of wall time, ``cpu_s`` seconds of CPU work."""
+
+    message: int
+    device: int
+    side: str
+    start_s: float
+    end_s: float
+    cpu_s: float
 
 
 @dataclass
@@ -110,6 +130,7 @@ class Timeline:
     carried_by: list[int] = field(default_factory=list)
     events: int = 0
     retransmissions: list[int] = field(default_factory=list)  # per message; empty when no link loses
+    cpu_spans: list[CpuSpan] = field(default_factory=list)  # per-message software time, when any is charged
 
     @property
     def latency_s(self) -> list[float]:
@@ -126,18 +147,21 @@ def simulate(
     multicast: bool = False,
     hosts: Sequence[Host | None] = (),
     seed: Seed = 0,
+    interleave: bool = False,
 ) -> Timeline:
     """Run the workload to completion and return its timeline.
 
     ``rates`` follows ``workload.devices``; ``arrivals_s[f]`` is when frame ``f`` enters at the source;
     ``chunk_bytes`` splits messages into chunks; ``multicast`` sends equal payloads once (shared medium);
     ``hosts[d]`` is the host device ``d`` shares (``None`` or missing: a machine of its own); ``seed``
-    seeds the loss and jitter of impaired links (:class:`sim.engine.loss.Channels`).
+    seeds the loss and jitter of impaired links (:class:`sim.engine.loss.Channels`); ``interleave``: every
+    link queue serves the packets (chunks) of different messages in turn.
     """
     enabled = gc.isenabled()
     gc.disable()  # the run allocates many short-lived acyclic objects; the collector's passes over the
     try:  # (large) workload would cost more than the simulation itself; cycles are collected afterwards
-        return _Run(workload, rates, network, arrivals_s, chunk_bytes, multicast, hosts, Channels(seed)).run()
+        run = _Run(workload, rates, network, arrivals_s, chunk_bytes, multicast, hosts, Channels(seed), interleave)
+        return run.run()
     finally:
         if enabled:
             gc.enable()
@@ -224,6 +248,7 @@ class _Run:
         multicast: bool,
         hosts: Sequence[Host | None],
         channels: Channels,
+        interleave: bool = False,
     ):
         self.env = env = simpy.Environment()
         self.channels = channels
@@ -243,7 +268,11 @@ class _Run:
             carried_by=list(range(n_msg)),
             retransmissions=[0] * n_msg if any(l.impairment and l.impairment.loss for l in network.links()) else [],
         )
-        cores = {h.name: simpy.Resource(env, capacity=h.cores) for h in hosts if h is not None}
+        cores: dict[str, simpy.Resource | SharedCores] = {
+            h.name: SharedCores(env, h.cores) if h.sharing == "processor" else simpy.Resource(env, capacity=h.cores)
+            for h in hosts
+            if h is not None
+        }
         self.core_of = [cores[h.name] if h is not None else None for h in hosts]
         self.core_of += [None] * (len(workload.devices) - len(hosts))
         self.queues = {link.queue_name: _Queue() for link in network.links()}  # queue name -> its state
@@ -264,7 +293,12 @@ class _Run:
         self.frame_arrived = [env.timeout(a) for a in arrivals_s]
         self.hops = self.timeline.hops
         self.on_hop_done = (self.hop_done,)  # the callbacks of every transmission's arrival
-        self.on_lost = (self.transmit,)  # a lost transmission joins its queue again when its recovery wait ends
+        self.interleave = interleave
+        self.waiting: dict[str, RoundRobin] = {}  # interleave: queue name -> transmissions waiting for it
+        self.sending: set[str] = set()  # interleave: queues transmitting now
+        self.started: set[int] = set()  # interleave: payloads whose first transmission has started
+        self.enqueue = self.forward if interleave else self.transmit  # puts a transmission on its link
+        self.on_lost = (self.enqueue,)  # a lost transmission joins its queue again when its recovery wait ends
 
     def run(self) -> Timeline:
         """Start a process per frame and per device, run until no event is left, and return the timeline."""
@@ -303,16 +337,19 @@ class _Run:
             frame = self.frame_arrived[task.frame]
             if frame.callbacks is not None:  # not yet processed
                 yield frame
-            if rate.recv_overhead_s == 0.0:
+            if not rate.pays_messages:
                 waiting = [self.arrived[m] for m in self.needs[t] if self.arrived[m].callbacks is not None]
                 if waiting:
                     yield _AllProcessed(env, waiting)
             else:
                 yield from self.receive(d, self.needs[t], received)
-            duration = rate.task_s(task.flops, task.bytes_touched, task.op, task.layer)
+            duration = rate.task_s(task.flops, task.bytes_touched, task.op, task.layer, task.kind)
             if core is None:
                 timeline.task_start_s[t] = env.now
                 yield env.timeout(duration)
+            elif isinstance(core, SharedCores):
+                timeline.task_start_s[t] = env.now
+                yield core.run(duration)
             else:
                 with core.request() as request:
                     yield request
@@ -333,26 +370,38 @@ class _Run:
                 yield _AllProcessed(self.env, [self.arrived[m] for m in pending], count=1)
                 continue
             for m in sorted(ready, key=lambda m: (self.timeline.message_end_s[m], m)):
-                yield from self.hold(d, self.rates[d].recv_overhead_s)
+                msg = self.messages[m]
+                yield from self.pay(d, m, "recv", self.rates[d].recv_s(msg.format, msg.bytes))
                 received.add(m)
             pending = [m for m in pending if m not in received]
 
     def release(self, d: int, ms: list[int]) -> Generator[simpy.Event, Any, None]:
         """Send the messages ``ms`` that device ``d`` made ready now, paying its send cost for each payload
         (a message, or a multicast group) before it goes."""
-        cost = self.rates[d].send_overhead_s
-        if cost == 0.0:
+        rate = self.rates[d]
+        if not rate.pays_messages:
             self.send(ms)
             return
         for group in self.payloads(ms):
-            yield from self.hold(d, cost)
+            msg = self.messages[group[0]]
+            yield from self.pay(d, group[0], "send", rate.send_s(msg.format, msg.bytes))
             self.send_payload(group)
 
+    def pay(self, d: int, m: int, side: str, seconds: float) -> Generator[simpy.Event, Any, None]:
+        """Device ``d`` spends ``seconds`` of software time on message ``m`` (a :class:`CpuSpan`)."""
+        start = self.env.now
+        yield from self.hold(d, seconds)
+        self.timeline.cpu_spans.append(CpuSpan(m, d, side, start, self.env.now, seconds))
+
     def hold(self, d: int, seconds: float) -> Generator[simpy.Event, Any, None]:
-        """Keep device ``d`` busy for ``seconds``: on a core of its host (waiting for one first), or its own."""
+        """Keep device ``d`` busy for ``seconds``: on a core of its host (waiting for one first, or sharing
+        them all), or its own."""
         core = self.core_of[d]
         if core is None:
             yield self.env.timeout(seconds)
+            return
+        if isinstance(core, SharedCores):
+            yield core.run(seconds)
             return
         with core.request() as request:
             yield request
@@ -388,10 +437,39 @@ class _Run:
         route = self.routes[first.src, first.dst] if len(group) == 1 else self.multicast_route(group)
         sizes = route[0][0].wire_sizes(first.bytes, self.chunk_bytes) if self.cuts else (first.bytes,)
         left, last = [len(sizes)], len(sizes) - 1
-        starts = [self.transmit(_Transmission(group, route, size, left, last - i)) for i, size in enumerate(sizes)]
+        pieces = [_Transmission(group, route, size, left, last - i) for i, size in enumerate(sizes)]
+        if self.interleave:  # its start is recorded when its first piece's turn comes (next_in_turn)
+            for tx in pieces:
+                self.forward(tx)
+        else:
+            starts = [self.transmit(tx) for tx in pieces]
         for m in group:
-            timeline.message_ready_s[m], timeline.message_start_s[m] = now, starts[0]
+            timeline.message_ready_s[m] = now
+            if not self.interleave:
+                timeline.message_start_s[m] = starts[0]
             timeline.message_hops[m], timeline.carried_by[m] = len(route), group[0]
+
+    def forward(self, tx: _Transmission) -> None:
+        """``interleave``: ``tx`` waits for its link's queue, in its message's turn; an idle queue starts
+        serving in a zero-delay event, once the payloads made ready with it have joined."""
+        name = tx.route[tx.hop][0].queue_name
+        self.waiting.setdefault(name, RoundRobin()).push(tx.group[0], tx)
+        if name not in self.sending:
+            self.sending.add(name)
+            self.env.timeout(0.0).callbacks.append(lambda _event: self.next_in_turn(name))
+
+    def next_in_turn(self, name: str) -> None:
+        """``interleave``: queue ``name`` is free; the next waiting transmission, in turn, starts."""
+        waiting = self.waiting[name]
+        if not waiting:
+            self.sending.discard(name)
+            return
+        tx = waiting.pop()
+        start = self.transmit(tx)
+        if tx.hop == 0 and tx.group[0] not in self.started:
+            self.started.add(tx.group[0])
+            for m in tx.group:
+                self.timeline.message_start_s[m] = start
 
     def transmit(self, tx: _Transmission) -> float:
         """Put ``tx`` on the queue of its link number ``tx.hop`` now; it reaches the link's far end
@@ -404,6 +482,8 @@ class _Run:
         else:
             end = start + queue.drain_s(link, start, nbytes) + link.overhead_s
         queue.free_s = end
+        if self.interleave:  # the queue serves the next waiting transmission when this one has left it
+            self.env.timeout(end - now).callbacks.append(lambda _event: self.next_in_turn(link.queue_name))
         self.hops.append(_new_tuple(Hop, (tx.group[0], link, start, end, nbytes, now)))
         tx.callbacks, delay = self.on_hop_done, link.latency_s
         if link.impairment is not None:  # lost: it joins this queue again after its recovery wait
@@ -420,7 +500,7 @@ class _Run:
         tx.tries = 0
         tx.hop += 1
         if tx.hop < len(tx.route):
-            self.transmit(tx)
+            self.enqueue(tx)
         else:  # lost pieces, or jitter, may let a later piece overtake: the last one in delivers
             tx.left[0] -= 1
             if not tx.left[0]:
@@ -434,7 +514,10 @@ class _Run:
             self.timeline.message_end_s[m] = now
             msg = self.messages[m]
             if msg.final:
-                self.frame_done(msg.frame, now + (0.0 if msg.needed_by else self.rates[msg.dst].recv_overhead_s))
+                cost = 0.0 if msg.needed_by else self.rates[msg.dst].recv_s(msg.format, msg.bytes)
+                if cost > 0:
+                    self.timeline.cpu_spans.append(CpuSpan(m, msg.dst, "recv", now, now + cost, cost))
+                self.frame_done(msg.frame, now + cost)
             self.arrived[m].succeed()
 
     def frame_done(self, frame: int, at_s: float) -> None:

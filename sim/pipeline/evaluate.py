@@ -106,7 +106,9 @@ def run_engine(scenario: Scenario, workload: Workload) -> EngineRun:
     names = workload.devices
     network.check_pairs(dict.fromkeys((names[m.src], names[m.dst]) for m in workload.messages))
     arrivals = assemble.arrivals_s(scenario, workload.frames)
-    timeline = simulate(workload, rates, network, arrivals, net.chunk_bytes, net.multicast, hosts, scenario.seed)
+    timeline = simulate(
+        workload, rates, network, arrivals, net.chunk_bytes, net.multicast, hosts, scenario.seed, net.interleave
+    )
     return EngineRun(timeline, list(rates), network, list(hosts))
 
 
@@ -180,9 +182,12 @@ def point_summary(
     if joules is not None:  # only when some device has power, so other runs' summaries stay as they were
         energy_j = float(joules["energy_j"].sum())
         summary = replace(summary, energy_j=energy_j, energy_j_per_frame=energy_j / summary.frames)
+    if timeline.cpu_spans:  # per-message software time charged (seconds of CPU, all messages)
+        cpu_s = {side: sum(span.cpu_s for span in timeline.cpu_spans if span.side == side) for side in ("send", "recv")}
+        summary = replace(summary, message_cpu_s=cpu_s)
     if workload.frames > 1:  # a stream: also each frame's latency alone, without queueing behind others
         service = service_latency_s(
-            workload, run.rates, run.network, net.chunk_bytes, net.multicast, run.hosts, scenario.seed
+            workload, run.rates, run.network, net.chunk_bytes, net.multicast, run.hosts, scenario.seed, net.interleave
         )
         summary = replace(summary, service_latency_s=service)
     if scenario.baseline == "single":
@@ -229,11 +234,13 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
         devices=counters.records(devices),
         critical_path=critical_path_summary(workload, timeline),
         compute_times=assemble.time_sources(workload, rates)
-        if any(d.profile is not None for d in scenario.devices)
+        if scenario.profile is not None or any(d.profile is not None for d in scenario.devices)
         else None,
     )
     if built.deploy is not None:  # on the same network, before inference; not part of its latency
-        shipped = simulate(built.deploy, rates, network, [0.0], net.chunk_bytes, net.multicast, hosts, scenario.seed)
+        shipped = simulate(
+            built.deploy, rates, network, [0.0], net.chunk_bytes, net.multicast, hosts, scenario.seed, net.interleave
+        )
         summary = replace(summary, deployment=deployment_summary(built.deploy, shipped))
     return RunResult(
         transfers_table(workload, timeline),

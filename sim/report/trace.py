@@ -1,6 +1,7 @@
 """Chrome trace export (open ``trace.json`` in Perfetto or chrome://tracing).
 
-One process "devices" with a track per device (compute tasks); one process "links" with a track per link
+One process "devices" with a track per device (compute tasks, and the software time spent on each message
+sent or received, when the run charges it); one process "links" with a track per link
 queue (a link direction, a half-duplex link, or the shared medium), each transmission drawn on it, and a
 counter of the bytes it has carried; and, when given, one process "critical path" with the steps that set
 the slowest frame's latency (see :func:`sim.analysis.critical_path.critical_path`). Timestamps are microseconds of
@@ -37,6 +38,20 @@ def chrome_trace(workload: Workload, timeline: Timeline, critical: dict[str, Any
                 "ts": timeline.task_start_s[k] * _US,
                 "dur": (timeline.task_end_s[k] - timeline.task_start_s[k]) * _US,
                 "args": {"frame": task.frame, "flops": task.flops},
+            }
+        )
+    for span in timeline.cpu_spans:
+        msg = workload.messages[span.message]
+        events.append(
+            {
+                "ph": "X",
+                "pid": 1,
+                "tid": span.device,
+                "name": f"{span.side} {msg.layer}",
+                "cat": f"{span.side}_cpu",
+                "ts": span.start_s * _US,
+                "dur": (span.end_s - span.start_s) * _US,
+                "args": {"frame": msg.frame, "bytes": msg.bytes, "cpu_s": span.cpu_s},
             }
         )
     link_ids: dict[str, int] = {}

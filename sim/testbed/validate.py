@@ -7,13 +7,23 @@ Components (one row of ``validation.csv`` each; durations in seconds):
 * ``message``: one message class, the messages of one ``layer`` from ``src`` to ``dst``: their transit,
   ``end_s - start_s`` of their ``transfers.csv`` rows (from the first byte handed to the socket to the last
   byte read, for a measured run; from the start of the first hop to the arrival, for a simulated one);
-* ``end_to_end``: a frame's latency.
+* ``end_to_end``: a frame's latency (every frame);
+* ``first_frame``: frame 0's latency (no frame before it to queue behind);
+* ``interval``: with a stream (more than one frame), the steady time between departures: when the sink
+  holds frame ``f`` minus when it held frame ``f - 1``, for ``f >= 1``.
 
 Measured samples are pooled over frames and repeats (median, 10th and 90th percentile); the prediction is the
 median over frames of the (deterministic) simulation. ``error_pct = (predicted - measured median) /
 measured median * 100``.
 
-With ``fit_compute`` the devices' rates and overheads are fitted to the measured layer times first.
+With ``fit_compute`` the devices' rates and overheads are fitted to the measured layer times first. With
+``runtime_profile`` (``--profile FILE``, written by ``dsim profile --execute``, usually for another rate,
+topology, device count or model) the prediction takes every task's and message's CPU time from that profile
+(the scenario's top-level ``profile:``), with the device processes sharing this machine's cores; what
+differs between the profiled run and this one is recorded in ``validation.json`` (``profile``). A
+predicted message's duration then includes its receive CPU time (``recv_cpu_s``), as a measured message's
+transit (to the last byte read) does: the profile's receive time holds the measured transit's excess over
+the wire time.
 
 On loopback (no ``--shape``) the links are not shaped, so the message and end-to-end predictions, made at the
 scenario's rates, are not expected to match: the compute rows are the comparison there. With ``--shape`` and a
@@ -27,6 +37,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +46,8 @@ import numpy as np
 import pandas as pd
 
 from sim.analysis.result import RunResult
-from sim.config.load import load, with_network
-from sim.config.schema import Scenario
+from sim.config.load import load, parse_scenario, with_network
+from sim.config.schema import HostSpec, Scenario
 from sim.config.setup import graphml_links
 from sim.errors import UserError
 from sim.pipeline.calibrate import calibrated
@@ -44,6 +55,7 @@ from sim.pipeline.evaluate import evaluate
 from sim.pipeline.prepare import prepare
 from sim.report.validation import KINDS, error_distribution, format_validation
 from sim.testbed.execute import execute
+from sim.workload.runtime import RuntimeProfile, read_runtime_profile
 
 __all__ = [
     "KINDS",
@@ -95,6 +107,48 @@ def zero_latency(sc: Scenario) -> Scenario:
     return with_network(sc, net.model_copy(update={"latency_ms": 0.0, "links": links}))
 
 
+LOOPBACK_MBPS = 1e5  # loopback links as the simulation sees them: 100 Gbit/s, no delay (software time is profiled)
+
+
+def loopback(sc: Scenario) -> Scenario:
+    """The scenario on loopback as a runtime profile sees it: every link at :data:`LOOPBACK_MBPS`, no
+    latency, packets or shaper (what a message costs beyond the wire is its profiled CPU time)."""
+    net = sc.network
+    plain = {"bandwidth_mbps": None, "up_mbps": None, "down_mbps": None, "protocol": None, "shaper": None}
+    links = [link.model_copy(update={**plain, "latency_ms": 0.0}) for link in net.links]
+    update = {"bandwidth_mbps": LOOPBACK_MBPS, "latency_ms": 0.0, "links": links}
+    return with_network(sc, net.model_copy(update={**update, "protocol": None, "shaper": None, "chunk_kB": None}))
+
+
+def this_machine_cores() -> int:
+    """The cores this process may run on (its CPU affinity), which every device process of a real run shares."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def with_runtime_profile(sc: Scenario, path: Path) -> Scenario:
+    """The scenario predicted from the runtime profile at ``path`` (its top-level ``profile:``); without
+    ``hosts``, every device shares one host of :func:`this_machine_cores` cores, as a real run's processes do."""
+    update: dict[str, Any] = {"profile": path.resolve()}
+    if not sc.hosts:
+        update["hosts"] = [HostSpec(name="this-machine", cores=this_machine_cores())]
+        update["devices"] = [d.model_copy(update={"host": "this-machine"}) for d in sc.devices]
+    data = sc.model_copy(update=update).model_dump(mode="json", by_alias=True, exclude_none=True)
+    return parse_scenario(data, origin=sc.name, base_dir=sc.setup.base_dir)
+
+
+def profile_differences(sc: Scenario, profile: RuntimeProfile) -> list[str]:
+    """What differs between the profiled run and the scenario: model, device count, topology, rate, frames."""
+    run = profile.run
+    pairs = [
+        ("model", profile.model, sc.model.name),
+        ("devices", profile.sharing.processes, len(sc.devices)),
+        ("topology", run.get("topology"), sc.network.topology),
+        ("bandwidth_mbps", run.get("bandwidth_mbps"), sc.network.bandwidth_mbps),
+        ("frames", run.get("frames"), sc.inputs.frames),
+    ]
+    return [f"{name} {was} -> {now}" for name, was, now in pairs if was != now]
+
+
 def validate(
     scenario: Scenario | str | Path,
     *,
@@ -102,7 +156,8 @@ def validate(
     repeats: int = 5,
     timeout_s: float | None = None,
     fit_compute: bool = False,
-    profile: bool = False,
+    calibrate: bool = False,
+    runtime_profile: str | Path | None = None,
 ) -> Validation:
     """Execute the scenario ``repeats`` times and simulate it; compare every component.
 
@@ -126,9 +181,12 @@ def validate(
         Simulate with every device's rate and per-layer overhead fitted to its measured layer times
         (:func:`fit_devices`; in sample, so it tests the network and schedule model, not compute
         prediction), and note the end-to-end error with the scenario's own rates.
-    profile
+    calibrate
         Profile every device's layer shards on this machine first (as ``calibrate: true``,
         :func:`sim.pipeline.calibrate.calibrated`).
+    runtime_profile
+        Predict from this runtime profile (``dsim profile --execute``; module docstring), usually taken
+        elsewhere: another rate, topology, device count or model. ``validation.json`` records it.
 
     Returns
     -------
@@ -149,12 +207,15 @@ def validate(
 
     >>> v = validate("scenarios/quickstart.yaml", repeats=3)  # doctest: +SKIP
     >>> sorted(set(v.table["kind"]))  # doctest: +SKIP
-    ['compute', 'end_to_end', 'message']
+    ['compute', 'end_to_end', 'first_frame', 'interval', 'message']
     """
     if repeats < 1:
         raise UserError(f"--repeats: must be >= 1 (got {repeats})")
+    if fit_compute and runtime_profile is not None:
+        raise UserError("--fit-compute: predicts from the measured run itself; give it or --profile, not both")
     sc = load(scenario)
-    if profile:  # every device profiled on this machine first (calibrate: true)
+    profile = None if runtime_profile is None else read_runtime_profile(runtime_profile)
+    if calibrate:  # every device profiled on this machine first (calibrate: true)
         sc = sc.model_copy(update={"devices": [d.model_copy(update={"calibrate": True}) for d in sc.devices]})
     sc = calibrated(sc)
     sc = sc.model_copy(update={"deploy": None, "baseline": "none"})
@@ -163,13 +224,29 @@ def validate(
     notes = []
     simulated = sc
     execution = runs[0].record.execution or {}
-    if not shape:
+    if not shape and runtime_profile is not None:
+        simulated = loopback(sc)
+        notes.append(f"loopback: links simulated at {LOOPBACK_MBPS / 1e3:g} Gbit/s without delay (as profiled)")
+    elif not shape:
         notes.append("loopback: links are not shaped; message and end-to-end predictions use the scenario's rates")
     elif not execution["latency_applied"]:
         simulated = zero_latency(sc)
         notes.append("this kernel has no netem: links ran without added delay, so the simulation uses latency_ms: 0")
-    predicted = evaluate(simulated, prep.built)
     extra: dict[str, Any] = {}
+    if profile is not None and runtime_profile is not None:
+        simulated = with_runtime_profile(simulated, Path(runtime_profile))
+        differences = profile_differences(sc, profile)
+        extra["profile"] = {
+            "file": str(runtime_profile),
+            "profiled_scenario": profile.scenario,
+            "profiled_run": profile.run,
+            "sharing": {"processes": profile.sharing.processes, "cores": profile.sharing.cores},
+            "out_of_sample": bool(differences),
+            "differences": differences,
+        }
+        where = f"out of sample ({'; '.join(differences)})" if differences else "in sample (same configuration)"
+        notes.append(f"predicted from the runtime profile {runtime_profile} of {profile.scenario}: {where}")
+    predicted = evaluate(simulated, prep.built)
     if fit_compute:
         fitted = fit_devices(simulated, compare_runs(predicted, runs), predicted)
         own = predicted.record.latency_s
@@ -182,7 +259,7 @@ def validate(
             f"with the scenario's own device rates the end-to-end prediction was {own * 1e3:.2f} ms "
             f"({(own - measured) / measured * 100:+.1f} % of the measured median)"
         )
-    return Validation(compare_runs(predicted, runs), predicted, runs, notes, extra)
+    return Validation(compare_runs(predicted, runs, profile is not None), predicted, runs, notes, extra)
 
 
 def fit_devices(sc: Scenario, table: pd.DataFrame, predicted: RunResult) -> Scenario:
@@ -212,8 +289,9 @@ def fit_devices(sc: Scenario, table: pd.DataFrame, predicted: RunResult) -> Scen
     return sc.model_copy(update={"devices": devices})
 
 
-def _durations(result: RunResult, kind: str) -> pd.DataFrame:
-    """One row per sample: ``kind, layer, src, dst, bytes, seconds``."""
+def _durations(result: RunResult, kind: str, predicted: bool = False) -> pd.DataFrame:
+    """One row per sample: ``kind, layer, src, dst, bytes, seconds``; a ``predicted`` message's seconds
+    include its receive CPU time (``recv_cpu_s``) when the run charged one."""
     if kind == "compute":
         c = result.compute
         return pd.DataFrame(
@@ -227,19 +305,25 @@ def _durations(result: RunResult, kind: str) -> pd.DataFrame:
                 "src": t["src"],
                 "dst": t["dst"],
                 "bytes": t["bytes"],
-                "seconds": t["end_s"] - t["start_s"],
+                "seconds": t["end_s"] - t["start_s"] + (t["recv_cpu_s"] if predicted and "recv_cpu_s" in t else 0.0),
             }
         )
-    latency = list(result.record.frame_latency_s)
+    if kind == "first_frame":
+        latency = list(result.record.frame_latency_s[:1])
+    elif kind == "interval":
+        latency = list(np.diff(result.timeline.frame_done_s))
+    else:
+        latency = list(result.record.frame_latency_s)
     return pd.DataFrame({"layer": "", "src": "", "dst": "", "bytes": 0, "seconds": latency})
 
 
-def compare_runs(predicted: RunResult, measured: list[RunResult]) -> pd.DataFrame:
+def compare_runs(predicted: RunResult, measured: list[RunResult], recv_in_transit: bool = False) -> pd.DataFrame:
     """The comparison table (:data:`VALIDATION_COLUMNS`), one row per component, in the order of the
-    simulated tables (compute rows, then message classes, then end to end)."""
+    simulated tables (compute rows, then message classes, then end to end). ``recv_in_transit``: a
+    predicted message's duration includes its receive CPU time (a runtime profile fitted it from transits)."""
     rows = []
     for kind in KINDS:
-        pred = _durations(predicted, kind)
+        pred = _durations(predicted, kind, predicted=recv_in_transit)
         meas = pd.concat([_durations(r, kind) for r in measured], ignore_index=True)
         keys = ["layer", "src", "dst"]
         samples = {key: g["seconds"].to_numpy() for key, g in meas.groupby(keys, sort=False)}
@@ -250,7 +334,7 @@ def compare_runs(predicted: RunResult, measured: list[RunResult]) -> pd.DataFram
             med = float(np.median(sample))
             p = float(group["seconds"].median())
             layer, src, dst = key
-            name = {"compute": f"{layer}@{src}", "message": f"{layer}:{src}->{dst}", "end_to_end": "end_to_end"}[kind]
+            name = {"compute": f"{layer}@{src}", "message": f"{layer}:{src}->{dst}"}.get(kind, kind)
             rows.append(
                 (
                     kind,

@@ -22,6 +22,7 @@ import numpy as np
 
 from sim.workload.graph import Layer
 from sim.workload.plan import Placement, TaskKey, WorkloadPlan, partial_users
+from sim.workload.runtime import op_kind
 from sim.workload.types import FLOAT32_BYTES
 
 
@@ -35,6 +36,7 @@ class TaskTemplate:
     op: str  # "conv", "linear" or "add"
     final: bool  # produces model outputs on the sink
     bytes_touched: int
+    kind: str = ""  # sim.workload.runtime.op_kind of its layer ("" for adds: the op)
 
 
 def elementwise_bytes(operands: int, elements: int) -> int:
@@ -80,7 +82,8 @@ def task_templates(plan: WorkloadPlan, batch: int) -> tuple[TaskTemplate, ...]:
             elif g.kind(stage) == "layer":
                 layer = g.layer(stage)
                 flops, touched = layer.flops(filters, batch), layer.bytes_touched(filters, batch)
-                out.append(TaskTemplate(TaskKey(stage), d, flops, layer.op, final, touched))
+                kind = op_kind(layer.op, layer.kernel_elems, layer.groups, layer.in_channels)
+                out.append(TaskTemplate(TaskKey(stage), d, flops, layer.op, final, touched, kind))
             else:  # a residual add of two tensors
                 out.append(TaskTemplate(TaskKey(stage), d, 0.0, "add", final, elementwise_bytes(2, elements)))
     return tuple(out)
@@ -97,7 +100,8 @@ def _partial_tasks(plan: WorkloadPlan, layer: str, batch: int) -> list[TaskTempl
             int(users.sum()), batch, channels_read=int(mine.sum()), weight_pairs=int(spec.uses[users][:, mine].sum())
         )
         flops = partial_flops(plan.placement, layer, d, batch)
-        out.append(TaskTemplate(TaskKey(layer, "partial"), d, flops, spec.op, False, touched))
+        kind = op_kind(spec.op, spec.kernel_elems, spec.groups, spec.in_channels)
+        out.append(TaskTemplate(TaskKey(layer, "partial"), d, flops, spec.op, False, touched, kind))
     return out
 
 

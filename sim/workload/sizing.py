@@ -116,7 +116,8 @@ def build_workload(
     for f in range(len(frames)):
         base = len(tasks)
         tasks.extend(
-            Task(f, label, t.device, t.flops, t.op, t.final, t.bytes_touched) for label, t in zip(labels, templates)
+            Task(f, label, t.device, t.flops, t.op, t.final, t.bytes_touched, t.kind)
+            for label, t in zip(labels, templates)
         )
         for m, header in zip(plan.messages, headers):
             payload = payloads(f, m)

@@ -65,6 +65,7 @@ class Task:
     op: str  # "conv", "linear" or "add"
     final: bool  # produces model outputs on the sink
     bytes_touched: int = 0  # float32 bytes read and written: its inputs, its weights and its outputs
+    kind: str = ""  # op kind a runtime profile's fits are keyed by (sim.workload.runtime.op_kind); "": op
 
 
 @dataclass(frozen=True, kw_only=True)

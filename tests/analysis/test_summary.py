@@ -52,7 +52,7 @@ def test_unset_optional_fields_are_left_out_and_required_none_kept() -> None:
 def test_baseline_is_nested_and_deployment_flat() -> None:
     base = Baseline("a", 1.0, 1.0, 1.0, 2.0, 2.0, 2.0)
     deploy = Deployment(0.1, 100, {"dense": 100, "auto": 90}, 3)
-    data = replace(_record(), baseline=base, deployment=deploy, accuracy=0.9).to_dict()
+    data = replace(_record(), baseline=base, deployment=deploy, accuracy=0.9, critical_path={}).to_dict()
     assert data["baseline"] == {
         "device": "a",
         "latency_s": 1.0,

@@ -98,14 +98,22 @@ def test_validation_rows_are_sane(loopback) -> None:
     assert (table["kind"] == "compute").sum() == len(comp.groupby(["layer", "device"]))
     assert (table["kind"] == "message").sum() == len(predicted.transfers.groupby(["layer", "src", "dst"]))
     assert (table["kind"] == "end_to_end").sum() == 1
-    # 2 repeats x 2 frames of every component
-    assert (table["samples"] == 4).all()
+    # 2 repeats x 2 frames of every component; frame 0 and the one gap between the 2 departures: once a run
+    per_frame = table[table["kind"].isin(["compute", "message", "end_to_end"])]
+    assert (per_frame["samples"] == 4).all()
+    once = table[table["kind"].isin(["first_frame", "interval"])]
+    assert list(once["kind"]) == ["first_frame", "interval"] and (once["samples"] == 2).all()
     assert (table["measured_p10_s"] <= table["measured_median_s"]).all()
     assert (table["measured_median_s"] <= table["measured_p90_s"]).all()
     e2e = table[table["kind"] == "end_to_end"].iloc[0]
     measured = np.concatenate([r.summary["frame_latency_s"] for r in runs])
     assert e2e["measured_median_s"] == pytest.approx(np.median(measured))
     assert e2e["predicted_s"] == pytest.approx(np.median(predicted.summary["frame_latency_s"]))
+    first = table[table["kind"] == "first_frame"].iloc[0]
+    assert first["measured_median_s"] == pytest.approx(np.median([r.summary["frame_latency_s"][0] for r in runs]))
+    gap = table[table["kind"] == "interval"].iloc[0]  # frame 1 left the sink this long after frame 0
+    departures = [r.timeline.frame_done_s[1] - r.timeline.frame_done_s[0] for r in runs]
+    assert gap["measured_median_s"] == pytest.approx(np.median(departures))
     # conv1 on d0 by hand: 2 * 3 filters * 1 channel * 25 * 28 * 28 FLOPs at 2 GFLOP/s
     conv1 = table[table["component"] == "conv1@d0"].iloc[0]
     assert conv1["predicted_s"] == pytest.approx(2 * 3 * 25 * 28 * 28 / 2e9)

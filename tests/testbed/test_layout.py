@@ -16,6 +16,7 @@ RANK = {
     "measure": 3,
     "execute": 4,
     "validate": 5,
+    "runtime_profile": 6,
 }
 
 

@@ -1,0 +1,211 @@
+"""``dsim profile SCENARIO --execute``: a runtime profile (:mod:`sim.workload.runtime`) taken from real runs
+of the scenario (:func:`sim.testbed.execute.execute`), under the run's own conditions.
+
+From the measured runs' timelines:
+
+* **compute**: every task's wall time, and its CPU time: the wall time with the time it shared a core taken
+  off (:func:`cpu_seconds`: all device processes run on this machine's ``cores``; while ``n`` tasks ran at
+  once each got ``min(1, cores / n)`` of a core). Medians per device and task shape, then the fits.
+* **send**: a message's CPU time on its sender is the transfers table's ``send_cpu_s`` when the testbed
+  measured it, else the time from the message being made (ready) to its bytes going to the socket
+  (encoding it), the 10th percentile over frames and repeats of each message class (the higher ones
+  waited behind the previous message to the same peer).
+* **recv**: a message's time on its receiver is what its measured transit (first byte to the socket, last byte read) took beyond the wire time the engine
+  models for it alone on its route (:func:`wire_s`; none on loopback), plus, when it was the last message
+  a task waited for on an idle device, the time from its arrival to that task's start (decoding it, the
+  device waking up, merging what it received: :func:`wake_gaps`), or instead of that gap the table's
+  ``recv_cpu_s`` when the testbed measured it (reading, decoding, merging): the median per message class.
+
+Each of send and recv is fitted per wire format as ``bytes * s_per_byte + overhead_s``.
+
+Example::
+
+    >>> cpu_seconds([(0.0, 2.0), (0.0, 2.0)], cores=1)   # two 2 s tasks together on one core: 1 s of CPU each
+    [1.0, 1.0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from sim.analysis.result import RunResult
+from sim.config.load import load
+from sim.config.schema import Scenario
+from sim.engine import assemble
+from sim.engine.devices import DeviceRate
+from sim.engine.network import Network
+from sim.engine.simulate import simulate
+from sim.pipeline.calibrate import calibrated
+from sim.pipeline.prepare import Prepared, prepare
+from sim.testbed.execute import execute
+from sim.testbed.validate import this_machine_cores, zero_latency
+from sim.workload.runtime import (
+    ComputeEntry,
+    DeviceCompute,
+    RuntimeProfile,
+    Sharing,
+    fit_cost,
+    fit_entries,
+    pooled_fits,
+)
+from sim.workload.types import Workload
+
+SEND_QUANTILE = 10  # percentile of a message class's ready-to-socket times taken as its encoding time
+
+
+def cpu_seconds(intervals: Sequence[tuple[float, float]], cores: int) -> list[float]:
+    """Per ``(start_s, end_s)`` interval, its CPU seconds: the integral over it of ``min(1, cores / n(t))``,
+    ``n(t)`` the number of intervals running at ``t`` (processor sharing undone)."""
+    edges = sorted({x for interval in intervals for x in interval})
+    if len(edges) < 2:
+        return [0.0 for _ in intervals]
+    starts = np.array([s for s, _ in intervals])
+    ends = np.array([e for _, e in intervals])
+    left, right = np.array(edges[:-1]), np.array(edges[1:])
+    active = (starts[:, None] <= left[None, :]) & (ends[:, None] >= right[None, :])  # interval x segment
+    share = np.minimum(1.0, cores / np.maximum(active.sum(axis=0), 1))
+    return [float(x) for x in (active * (share * (right - left))[None, :]).sum(axis=1)]
+
+
+def compute_entries(workload: Workload, runs: Sequence[RunResult], cores: int) -> dict[int, list[ComputeEntry]]:
+    """Per device index, one entry per task shape: median wall and CPU seconds over frames and runs."""
+    samples: dict[tuple, list[tuple[float, float]]] = {}
+    for run in runs:
+        tl = run.timeline
+        intervals = list(zip(tl.task_start_s, tl.task_end_s))
+        cpu = cpu_seconds(intervals, cores)
+        for k, task in enumerate(workload.tasks):
+            key = (task.device, task.layer, task.op, task.kind or task.op, task.flops, task.bytes_touched)
+            samples.setdefault(key, []).append((intervals[k][1] - intervals[k][0], cpu[k]))
+    out: dict[int, list[ComputeEntry]] = {}
+    for (device, layer, op, kind, flops, touched), values in samples.items():
+        wall, cpu = np.median([w for w, _ in values]), np.median([c for _, c in values])
+        out.setdefault(device, []).append(
+            ComputeEntry(layer, op, kind, float(flops), int(touched), float(cpu), float(wall), len(values))
+        )
+    return out
+
+
+def wire_s(workload: Workload, network: Network, m: int) -> float:
+    """Seconds message ``m`` of ``workload`` takes on its route alone (no other traffic, no CPU costs)."""
+    msg = replace(workload.messages[m], frame=0, after=None, needed_by=(), final=False)
+    alone = replace(workload, frames=1, tasks=(), messages=(msg,))
+    timeline = simulate(alone, [DeviceRate(1.0)] * len(workload.devices), network, [0.0])
+    return timeline.message_end_s[0] - timeline.message_start_s[0]
+
+
+def wake_gaps(workload: Workload, run: RunResult) -> dict[int, float]:
+    """Per message that was the last one a task waited for while its device was idle (its previous task had
+    ended before the message arrived): seconds from the message's arrival to the task's start."""
+    tl = run.timeline
+    previous_end: dict[int, float] = {}  # task -> when the device's previous task ended
+    last_task: dict[int, int] = {}  # device -> its latest task so far
+    for t, task in enumerate(workload.tasks):
+        if task.device in last_task:
+            previous_end[t] = tl.task_end_s[last_task[task.device]]
+        last_task[task.device] = t
+    needs: dict[int, list[int]] = {}
+    for m, msg in enumerate(workload.messages):
+        for t in msg.needed_by:
+            needs.setdefault(t, []).append(m)
+    gaps = {}
+    for t, ms in needs.items():
+        last = max(ms, key=lambda m: (tl.message_end_s[m], m))
+        arrived = tl.message_end_s[last]
+        if previous_end.get(t, 0.0) <= arrived <= tl.task_start_s[t]:
+            gaps[last] = tl.task_start_s[t] - arrived
+    return gaps
+
+
+def message_costs(workload: Workload, runs: Sequence[RunResult], network: Network | None) -> tuple[dict, dict]:
+    """Per wire format, the fits of the send and the receive CPU time of a message (module docstring);
+    ``network`` is the shaped network the runs used (None: loopback, no wire time)."""
+    per_class: dict[str, dict[tuple, list[float]]] = {"send": {}, "recv": {}}
+    wire: dict[tuple[int, int, int], float] = {}
+    for run in runs:
+        tl, table = run.timeline, run.transfers
+        gaps = wake_gaps(workload, run)
+        for m, msg in enumerate(workload.messages):
+            key = (msg.layer, msg.src, msg.dst, msg.format, msg.bytes)
+            pair = (msg.src, msg.dst, msg.bytes)
+            if network is not None and pair not in wire:
+                wire[pair] = wire_s(workload, network, m)
+            beyond_wire = max(0.0, tl.message_end_s[m] - tl.message_start_s[m] - wire.get(pair, 0.0))
+            if "send_cpu_s" in table:  # measured CPU times (reading, decoding, merging) and the transit's excess
+                send = float(table["send_cpu_s"].iloc[m])
+                recv = float(table["recv_cpu_s"].iloc[m]) + beyond_wire
+            else:
+                send = tl.message_start_s[m] - tl.message_ready_s[m]
+                recv = beyond_wire + gaps.get(m, 0.0)
+            per_class["send"].setdefault(key, []).append(max(0.0, send))
+            per_class["recv"].setdefault(key, []).append(max(0.0, recv))
+    measured_split = "send_cpu_s" in runs[0].transfers
+    fits = {}
+    for side, classes in per_class.items():
+        by_format: dict[str, tuple[list, list]] = {}
+        for (_layer, _src, _dst, fmt, nbytes), values in classes.items():
+            quantile = 50 if side == "recv" or measured_split else SEND_QUANTILE
+            points, seconds = by_format.setdefault(fmt, ([], []))
+            points.append((0.0, float(nbytes)))
+            seconds.append(float(np.percentile(values, quantile)))
+        fits[side] = {fmt: fit_cost(p, s) for fmt, (p, s) in sorted(by_format.items())}
+    return fits["send"], fits["recv"]
+
+
+def profile_runtime(
+    scenario: Scenario | str | Path,
+    *,
+    shape: bool = False,
+    repeats: int = 3,
+    timeout_s: float | None = None,
+    prepared: Prepared | None = None,
+) -> RuntimeProfile:
+    """Execute the scenario ``repeats`` times (``shape``: over shaped veths) and return its runtime profile."""
+    sc = calibrated(load(scenario))
+    sc = sc.model_copy(update={"deploy": None, "baseline": "none"})
+    prep = prepared if prepared is not None else prepare(sc)
+    runs = execute(sc, shape=shape, repeats=repeats, timeout_s=timeout_s, prepared=prep)
+    return profile_from_runs(sc, prep.workload, runs, shape)
+
+
+def profile_from_runs(
+    sc: Scenario, workload: Workload, runs: Sequence[RunResult], shape: bool, cores: int | None = None
+) -> RuntimeProfile:
+    """The runtime profile of measured ``runs`` of ``sc`` (whose workload is ``workload``); every device
+    process ran on ``cores`` cores (default: :func:`sim.testbed.validate.this_machine_cores`)."""
+    cores = this_machine_cores() if cores is None else cores
+    execution = runs[0].record.execution or {}
+    network = None
+    if shape:
+        network = assemble.network(sc if execution["latency_applied"] else zero_latency(sc))
+    entries = compute_entries(workload, runs, cores)
+    devices = tuple(
+        DeviceCompute(workload.devices[d], tuple(rows), fit_entries(rows)) for d, rows in sorted(entries.items())
+    )
+    send, recv = message_costs(workload, runs, network)
+    run_info = {
+        "repeats": len(runs),
+        "frames": workload.frames,
+        "interval_s": sc.setup.interval_s,
+        "network": execution["network"],
+        "shaped": shape,
+        "topology": sc.network.topology,
+        "bandwidth_mbps": sc.network.bandwidth_mbps,
+        "loadavg": execution.get("loadavg"),
+        "measured_cpu_split": "send_cpu_s" in runs[0].transfers,
+    }
+    return RuntimeProfile(
+        sc.name,
+        sc.model.name,
+        sc.inputs.batch_size,
+        run_info,
+        Sharing(len(workload.devices), cores),
+        devices,
+        pooled_fits(devices),
+        send,
+        recv,
+    )

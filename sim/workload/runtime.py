@@ -1,0 +1,251 @@
+"""Runtime profiles: what a real split run pays, measured under the run's own conditions (``dsim profile
+--execute``), read back by a scenario's top-level ``profile: FILE``.
+
+A runtime profile is JSON (``format: dsim-runtime-profile``, ``version: 1``)::
+
+    {"format": "dsim-runtime-profile", "version": 1,
+     "scenario": "validate-vgg11", "model": "vgg11", "batch_size": 1,
+     "run": {"repeats": 3, "frames": 2, "network": "loopback (127.0.0.1), unshaped", "loadavg": [0.4, ...]},
+     "sharing": {"processes": 4, "cores": 2},
+     "devices": [
+       {"device": "cam",
+        "entries": [{"layer": "features.0", "op": "conv", "kind": "conv/k9/g1", "flops": 1769472.0,
+                     "bytes_touched": 90112, "cpu_s": 0.00031, "wall_s": 0.00058, "samples": 6}, ...],
+        "fits": {"conv/k9/g1": {"s_per_flop": 5e-11, "s_per_byte": 1e-10, "overhead_s": 1e-4, "points": 3},
+                 "conv": {...}, "add": {...}}}],
+     "pooled": {"conv/k9/g1": {...}, "conv": {...}, "*": {...}},
+     "messages": {"send": {"dense": {"s_per_flop": 0.0, "s_per_byte": 2e-10, "overhead_s": 3e-5, "points": 9}},
+                  "recv": {"dense": {...}}}}
+
+* **Compute** (``devices[i].entries``): one row per task shape (layer, op kind, FLOPs and float32 bytes
+  touched of one frame). ``wall_s`` is the median measured duration; ``cpu_s`` the median CPU time it
+  needed, the wall time with the time it shared a core taken off: ``processes`` device processes shared
+  ``cores`` cores, so while ``n`` tasks ran at once on the host each got ``min(1, cores / n)`` of a core.
+  ``fits`` are, per op kind (``conv/k<kh*kw>/g1``, ``conv/k<kh*kw>/dw`` for depthwise,
+  ``conv/k<kh*kw>/grouped``, ``linear``, ``add``) and per op (``conv``, ``linear``, ``add``), the
+  non-negative least-squares line ``cpu_s = flops * s_per_flop + bytes_touched * s_per_byte + overhead_s``
+  through the entries' ``cpu_s``. ``pooled`` holds the same fits over every device's entries, plus ``*``
+  over all of them: a device or layer the profile has not seen falls back to them.
+* **Messages** (``messages.send`` / ``messages.recv``, per wire format): CPU seconds a message costs its
+  sender (encoding it, before its bytes go to the socket) and its receiver (the software time on its path
+  beyond the wire time the engine models: socket hand-off, the receiver being scheduled, reading), as
+  ``bytes * s_per_byte + overhead_s`` (``s_per_flop`` is 0).
+* **Sharing**: how many device processes shared how many cores in the profiled run.
+
+A task's CPU time is looked up in this order: the device's measured shape, its fit of the op kind, of the
+op, then the pooled fits of the kind, the op and ``*``. The engine charges CPU time on the host's cores
+(processor sharing), so the same profile predicts another device count or core count.
+
+This module reads and writes the format (numpy, no torch); :mod:`sim.testbed.runtime_profile` measures.
+
+Example::
+
+    >>> line = fit_cost([(1e6, 0), (2e6, 0), (3e6, 0)], [0.002, 0.003, 0.004])
+    >>> round(line.seconds(4e6, 0) * 1e3, 6)
+    5.0
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import nnls
+
+from sim.errors import UserError
+from sim.fileio import read_limited, write_text
+
+FORMAT = "dsim-runtime-profile"
+VERSION = 1
+MAX_BYTES = 64 * 2**20  # thousands of task shapes on hundreds of devices stay far below this
+ANY_OP = "*"
+
+
+@dataclass(frozen=True)
+class CostLine:
+    """``seconds = flops * s_per_flop + nbytes * s_per_byte + overhead_s``, fitted through ``points`` points."""
+
+    s_per_flop: float
+    s_per_byte: float
+    overhead_s: float
+    points: int = 0
+
+    def seconds(self, flops: float, nbytes: float) -> float:
+        """The line at ``flops`` FLOPs and ``nbytes`` bytes, in seconds."""
+        return flops * self.s_per_flop + nbytes * self.s_per_byte + self.overhead_s
+
+
+@dataclass(frozen=True)
+class ComputeEntry:
+    """One measured task shape of one device: median wall and CPU seconds over ``samples`` timings."""
+
+    layer: str
+    op: str
+    kind: str
+    flops: float
+    bytes_touched: int
+    cpu_s: float
+    wall_s: float
+    samples: int
+
+
+@dataclass(frozen=True)
+class DeviceCompute:
+    """The measured task shapes of one device and its fits per op kind and per op."""
+
+    device: str
+    entries: tuple[ComputeEntry, ...]
+    fits: dict[str, CostLine] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sharing:
+    """How many device processes shared how many cores in the profiled run."""
+
+    processes: int
+    cores: int
+
+
+@dataclass(frozen=True)
+class RuntimeProfile:
+    """A whole runtime profile (module docstring)."""
+
+    scenario: str
+    model: str
+    batch_size: int
+    run: dict[str, Any]
+    sharing: Sharing
+    devices: tuple[DeviceCompute, ...]
+    pooled: dict[str, CostLine]
+    send: dict[str, CostLine]  # wire format -> CPU seconds of the sender per message
+    recv: dict[str, CostLine]  # wire format -> CPU seconds of the receiver per message
+
+    def device(self, name: str) -> DeviceCompute | None:
+        """The compute of device ``name``, or None when the profile has not seen it."""
+        return next((d for d in self.devices if d.device == name), None)
+
+
+def op_kind(op: str, kernel_elems: int = 1, groups: int = 1, in_channels: int = 1) -> str:
+    """The op kind a fit is keyed by: ``conv/k9/g1``, ``conv/k9/dw`` (depthwise), ``conv/k9/grouped``,
+    else ``op`` itself (``linear``, ``add``).
+
+    >>> op_kind("conv", 9, 1), op_kind("conv", 9, 32, 32), op_kind("linear")
+    ('conv/k9/g1', 'conv/k9/dw', 'linear')
+    """
+    if op != "conv":
+        return op
+    shape = "g1" if groups == 1 else ("dw" if groups == in_channels else "grouped")
+    return f"conv/k{kernel_elems}/{shape}"
+
+
+def fit_cost(points: Sequence[tuple[float, float]], seconds: Sequence[float]) -> CostLine:
+    """Non-negative least squares of ``seconds = flops * a + bytes * b + c`` through ``points`` (``(flops,
+    bytes)`` pairs). A variable that is zero at every point is left out; the intercept only with more
+    distinct points than variables (fewer: a line through the origin)."""
+    x = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    y = np.asarray(seconds, dtype=np.float64)
+    if len(y) == 0:
+        raise ValueError("no points to fit")
+    used = [j for j in range(2) if np.any(x[:, j] != 0)]
+    distinct = len({tuple(row) for row in x[:, used]})
+    columns = [x[:, j] for j in used] + ([np.ones(len(y))] if distinct > len(used) or not used else [])
+    a = np.column_stack(columns)
+    scale = np.linalg.norm(a, axis=0)
+    scale[scale == 0] = 1.0
+    coef, _ = nnls(a / scale, y)
+    coef = coef / scale
+    out = [0.0, 0.0, 0.0]
+    for j, c in zip([*used, 2][: len(columns)], coef):
+        out[j] = float(c)
+    return CostLine(out[0], out[1], out[2], len(y))
+
+
+def fit_entries(entries: Sequence[ComputeEntry]) -> dict[str, CostLine]:
+    """Per op kind and per op, the fit through the entries' CPU seconds (:func:`fit_cost`), keys sorted."""
+    groups: dict[str, list[ComputeEntry]] = {}
+    for e in entries:
+        groups.setdefault(e.kind, []).append(e)
+        if e.op != e.kind:
+            groups.setdefault(e.op, []).append(e)
+    return {
+        key: fit_cost([(e.flops, e.bytes_touched) for e in rows], [e.cpu_s for e in rows])
+        for key, rows in sorted(groups.items())
+    }
+
+
+def pooled_fits(devices: Sequence[DeviceCompute]) -> dict[str, CostLine]:
+    """The fits over every device's entries, plus ``*`` over all of them."""
+    entries = [e for d in devices for e in d.entries]
+    fits = fit_entries(entries)
+    if entries:
+        fits[ANY_OP] = fit_cost([(e.flops, e.bytes_touched) for e in entries], [e.cpu_s for e in entries])
+    return fits
+
+
+def write_runtime_profile(path: str | Path, profile: RuntimeProfile) -> None:
+    """Write ``profile`` to ``path`` as JSON (atomically)."""
+    data = {"format": FORMAT, "version": VERSION, **asdict(profile)}
+    write_text(path, json.dumps(data, indent=1) + "\n")
+
+
+def is_runtime_profile(path: str | Path) -> bool:
+    """Whether ``path`` is a runtime profile (rather than a per-device ``dsim-profile``)."""
+    try:
+        head = Path(path).read_text(encoding="utf-8", errors="replace")[:200]
+    except OSError:
+        return False
+    return f'"format": "{FORMAT}"' in head
+
+
+def _lines(data: Mapping[str, Any]) -> dict[str, CostLine]:
+    return {str(k): CostLine(**v) for k, v in data.items()}
+
+
+def read_runtime_profile(path: str | Path) -> RuntimeProfile:
+    """Read a runtime profile; a missing, unreadable or malformed file is a one-line :class:`UserError`."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"profile: no such file {p}; write one with `dsim profile SCENARIO --execute --out {p}`")
+    text = read_limited(p, MAX_BYTES, "profile")
+    try:
+        data = json.loads(text)
+    except (RecursionError, json.JSONDecodeError) as exc:
+        raise UserError(f"profile: {p} is not JSON ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise UserError(
+            f"profile: {p} is not a runtime profile (no 'format: {FORMAT}'); write one with dsim profile --execute"
+        )
+    if data.get("version") != VERSION:
+        raise UserError(f"profile: {p} has version {data.get('version')}; this dsim reads version {VERSION}")
+    try:
+        devices = tuple(
+            DeviceCompute(str(d["device"]), tuple(ComputeEntry(**e) for e in d["entries"]), _lines(d["fits"]))
+            for d in data["devices"]
+        )
+        profile = RuntimeProfile(
+            str(data["scenario"]),
+            str(data["model"]),
+            int(data["batch_size"]),
+            dict(data["run"]),
+            Sharing(**data["sharing"]),
+            devices,
+            _lines(data["pooled"]),
+            _lines(data["send"]),
+            _lines(data["recv"]),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UserError(f"profile: {p} is malformed ({type(exc).__name__}: {exc}); write it again") from None
+    values = [x for line in _all_lines(profile) for x in asdict(line).values()]
+    values += [x for d in devices for e in d.entries for x in (e.cpu_s, e.wall_s, e.flops)]
+    if not all(np.isfinite(values)) or min(values, default=0.0) < 0:
+        raise UserError(f"profile: {p} holds a negative or non-finite number; write it again")
+    return profile
+
+
+def _all_lines(profile: RuntimeProfile) -> list[CostLine]:
+    lines = [*profile.pooled.values(), *profile.send.values(), *profile.recv.values()]
+    return lines + [line for d in profile.devices for line in d.fits.values()]

@@ -1,0 +1,122 @@
+"""The costs a runtime profile adds, against closed forms (hand-built workloads, no torch): a message's CPU
+time on its sender and receiver (growing with its bytes), processor sharing of a host's cores, and packets
+of different messages interleaving on one busy link. Devices compute at 1 GFLOP/s."""
+
+from __future__ import annotations
+
+import pytest
+
+from sim.analysis.tables import transfers_table
+from sim.engine.devices import DeviceRate, Host, MessageCpu, RuntimeTimes
+from sim.engine.network import Network, Protocol
+from sim.engine.simulate import simulate
+from sim.report.trace import chrome_trace
+from sim.workload.runtime import CostLine
+from sim.workload.types import Task, Workload
+from tests import helpers
+
+MBPS = 1e6
+
+
+def task(device: int, flops: float = 1e9, final: bool = False, layer: str = "") -> Task:
+    return Task(0, layer or f"t{device}", device, flops, "conv", final)
+
+
+def workload(n: int, tasks, messages=()) -> Workload:
+    return Workload(tuple(f"d{i}" for i in range(n)), 0, 0, 1, tuple(tasks), tuple(messages))
+
+
+def test_a_messages_cpu_time_on_sender_and_receiver_grows_with_its_bytes() -> None:
+    # 10 000 bytes: the sender pays 100 us + 10 ns/byte = 0.2 ms, the wire at 1 Mbit/s 80 ms, the receiver
+    # 200 us + 30 ns/byte = 0.5 ms; d1 starts at 1 + 0.0002 + 0.08 + 0.0005.
+    cpu = MessageCpu({"dense": CostLine(0.0, 1e-8, 1e-4)}, {"dense": CostLine(0.0, 3e-8, 2e-4)})
+    rates = [DeviceRate(1e9, message_cpu=cpu), DeviceRate(1e9, message_cpu=cpu)]
+    msg = helpers.message(0, 1, 10_000, after=0, needed_by=(1,))
+    wl = workload(2, [task(0), task(1, final=True)], [msg])
+    tl = simulate(wl, rates, Network.mesh(["d0", "d1"], 1 * MBPS, 0.0), [0.0])
+    assert tl.message_ready_s == [pytest.approx(1.0002)]
+    assert tl.message_end_s == [pytest.approx(1.0802)]
+    assert tl.task_start_s[1] == pytest.approx(1.0807)
+    spans = {(s.side, s.device): (s.start_s, s.end_s, s.cpu_s) for s in tl.cpu_spans}
+    assert spans[("send", 0)] == pytest.approx((1.0, 1.0002, 0.0002))
+    assert spans[("recv", 1)] == pytest.approx((1.0802, 1.0807, 0.0005))
+    table = transfers_table(wl, tl)  # every cost visible in transfers.csv and in the trace
+    assert (table["send_cpu_s"][0], table["recv_cpu_s"][0]) == (pytest.approx(0.0002), pytest.approx(0.0005))
+    cats = {e.get("cat") for e in chrome_trace(wl, tl)["traceEvents"]}
+    assert {"send_cpu", "recv_cpu"} <= cats
+
+
+def test_without_message_costs_the_transfers_table_keeps_its_columns() -> None:
+    wl = workload(2, [task(0)], [helpers.message(0, 1, 1000, after=0, final=True)])
+    tl = simulate(wl, [DeviceRate(1e9)] * 2, Network.mesh(["d0", "d1"], 1 * MBPS, 0.0), [0.0])
+    assert tl.cpu_spans == []
+    assert "send_cpu_s" not in transfers_table(wl, tl)
+
+
+def test_two_processes_on_one_core_double_a_layers_time() -> None:
+    # Processor sharing: two 1 s tasks at once on one core each run at half speed and end at 2 s (fifo:
+    # 1 s and 2 s); on two cores each ends at 1 s; three on two cores each at 2/3 speed end at 1.5 s.
+    tasks = [task(0, final=True), task(1, final=True)]
+    net = Network.mesh(["d0", "d1", "d2"], 1 * MBPS, 0.0)
+    one = Host("box", 1, "processor")
+    tl = simulate(workload(2, tasks), [DeviceRate(1e9)] * 2, net, [0.0], hosts=[one, one])
+    assert (tl.task_start_s, tl.task_end_s) == ([0.0, 0.0], [2.0, 2.0])
+    two = Host("box", 2, "processor")
+    tl = simulate(workload(2, tasks), [DeviceRate(1e9)] * 2, net, [0.0], hosts=[two, two])
+    assert tl.task_end_s == [1.0, 1.0]
+    three = [task(0, final=True), task(1, final=True), task(2, final=True)]
+    tl = simulate(workload(3, three), [DeviceRate(1e9)] * 3, net, [0.0], hosts=[two, two, two])
+    assert tl.task_end_s == [pytest.approx(1.5)] * 3
+
+
+def test_a_job_that_starts_later_shares_the_core_from_then_on() -> None:
+    # d0 runs a 1 s task from 0; d1's 1 s task starts at 0.5, when the message it needs arrives. From 0.5
+    # both run at half speed: d0 has 0.5 s of work left and ends at 1.5; d1 has done 0.5 s of work by then,
+    # runs alone and ends at 2.0.
+    one = Host("box", 1, "processor")
+    msg = helpers.message(2, 1, 62_500, needed_by=(1,))  # from d2 (own machine): 0.5 s at 1 Mbit/s
+    wl = workload(3, [task(0, final=True), task(1, final=True)], [msg])
+    net = Network.mesh(["d0", "d1", "d2"], 1 * MBPS, 0.0)
+    tl = simulate(wl, [DeviceRate(1e9)] * 3, net, [0.0], hosts=[one, one, None])
+    assert tl.task_start_s == [0.0, pytest.approx(0.5)]
+    assert tl.task_end_s == [pytest.approx(1.5), pytest.approx(2.0)]
+
+
+def test_packets_of_messages_to_several_peers_interleave_on_the_senders_uplink() -> None:
+    # A star: d0 sends 3000 bytes to d1 and 3000 to d2, both ready at 0, over d0->switch at 1 Mbit/s with
+    # 1000-byte packets (no headers): 3 packets each, 8 ms per packet. FIFO: d1's packets leave at 8, 16,
+    # 24 ms and d2's at 32, 40, 48; each is forwarded on its own switch link (8 ms): d1's message arrives
+    # at 32 ms, d2's at 56. Interleaved: d1, d2, d1, d2, d1, d2 reach the switch at 8, 16, ..., 48 ms; d1's
+    # last (at 40) arrives at 48 ms, d2's last (at 48) at 56 ms.
+    protocol = Protocol(mtu_bytes=1000 - 14, packet_header_bytes=0)
+    net = Network.build(["d0", "d1", "d2"], "star", 1 * MBPS, 0.0, protocol=protocol)
+    msgs = [helpers.message(0, 1, 3000, final=True), helpers.message(0, 2, 3000, final=True)]
+    wl = workload(3, [], msgs)
+    fifo = simulate(wl, [DeviceRate(1e9)] * 3, net, [0.0])
+    assert fifo.message_end_s == [pytest.approx(0.032), pytest.approx(0.056)]
+    mixed = simulate(wl, [DeviceRate(1e9)] * 3, net, [0.0], interleave=True)
+    assert mixed.message_end_s == [pytest.approx(0.048), pytest.approx(0.056)]
+    assert mixed.message_start_s == [0.0, pytest.approx(0.008)]
+    uplink = [(h.message, h.start_s) for h in mixed.hops if h.link.name == "d0->switch"]
+    assert [m for m, _ in sorted(uplink, key=lambda x: x[1])] == [0, 1, 0, 1, 0, 1]
+
+
+def test_interleaving_changes_nothing_on_dedicated_links() -> None:
+    protocol = Protocol(mtu_bytes=1000 - 14, packet_header_bytes=0)
+    net = Network.build(["d0", "d1", "d2"], "mesh", 1 * MBPS, 0.001, protocol=protocol)
+    msgs = [helpers.message(0, 1, 3000, final=True), helpers.message(0, 2, 5000, final=True)]
+    wl = workload(3, [], msgs)
+    plain = simulate(wl, [DeviceRate(1e9)] * 3, net, [0.0])
+    mixed = simulate(wl, [DeviceRate(1e9)] * 3, net, [0.0], interleave=True)
+    assert mixed.message_end_s == plain.message_end_s
+
+
+def test_runtime_times_fall_back_from_shape_to_kind_to_op_to_pooled() -> None:
+    own = {"conv/k9/g1": CostLine(1e-9, 0.0, 0.0), "conv": CostLine(2e-9, 0.0, 0.0)}
+    pooled = {"linear": CostLine(0.0, 1e-6, 0.0), "*": CostLine(4e-9, 0.0, 0.0)}
+    times = RuntimeTimes({("c1", "conv", 1000, 10): 0.5}, (own, pooled))
+    assert times.lookup("c1", "conv", 1000.0, 10, "conv/k9/g1") == (0.5, "table")
+    assert times.lookup("c2", "conv", 1000.0, 10, "conv/k9/g1") == (pytest.approx(1e-6), "fit")
+    assert times.lookup("c3", "conv", 1000.0, 10, "conv/k1/g1") == (pytest.approx(2e-6), "fit")  # the op's fit
+    assert times.lookup("fc", "linear", 1000.0, 10, "linear") == (pytest.approx(1e-5), "fit")  # pooled
+    assert times.lookup("a", "add", 0.0, 10, "add") == (0.0, "fit")  # pooled "*": 0 FLOPs

@@ -1,0 +1,157 @@
+"""Runtime profiles (``dsim profile --execute``): undoing processor sharing, reading back, predicting.
+
+The fast tests profile a *simulated* run whose CPU times are known (devices at 1 GFLOP/s on a 2-core host
+shared by 4 devices): the profile must recover them, and predict the run back. The slow test profiles a
+real loopback run of one configuration and validates another."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from sim.analysis.result import RunResult
+from sim.cli import main
+from sim.config.load import parse_scenario
+from sim.engine import assemble
+from sim.engine.devices import DeviceRate, MessageCpu
+from sim.engine.simulate import Timeline, simulate
+from sim.errors import UserError
+from sim.pipeline.evaluate import evaluate
+from sim.pipeline.prepare import prepare
+from sim.testbed.runtime_profile import cpu_seconds, profile_from_runs, wake_gaps
+from sim.testbed.validate import validate
+from sim.workload.runtime import read_runtime_profile, write_runtime_profile
+from sim.workload.types import Task, Workload
+from tests import helpers
+from tests.helpers import scenario_dict
+
+
+def test_cpu_seconds_undo_processor_sharing() -> None:
+    # On one core: a [0, 3] alone for 1 s, with b [1, 2] for 1 s (half each), alone again for 1 s: 2.5 s.
+    assert cpu_seconds([(0.0, 3.0), (1.0, 2.0)], cores=1) == [2.5, 0.5]
+    assert cpu_seconds([(0.0, 3.0), (1.0, 2.0)], cores=2) == [3.0, 1.0]  # a core each: nothing shared
+
+
+@pytest.mark.parametrize(("previous_end_s", "gaps"), [(1.0, {1: 1.0}), (4.5, {})])
+def test_the_wake_gap_goes_to_the_last_message_a_task_waited_for(previous_end_s: float, gaps: dict) -> None:
+    # d1's second task needs m0 (arrives at 2 s) and m1 (at 4 s) and starts at 5 s: when d1 was idle (its
+    # first task ended at 1 s) the 1 s after m1's arrival is m1's; when it was busy until 4.5 s, nobody's.
+    tasks = (Task(0, "a", 1, 1.0, "conv", False), Task(0, "b", 1, 1.0, "conv", True))
+    msgs = (helpers.message(0, 1, 100, needed_by=(1,)), helpers.message(2, 1, 100, needed_by=(1,)))
+    wl = Workload(("d0", "d1", "d2"), 0, 1, 1, tasks, msgs)
+    tl = Timeline([0.0, 5.0], [previous_end_s, 6.0], [0.0, 0.0], [2.0, 4.0], [1, 1])
+    assert wake_gaps(wl, RunResult(None, None, {}, wl, tl)) == gaps  # type: ignore[arg-type]
+
+
+def _shared(tmp_path: Path, **extra: object):
+    """4 devices at 1 GFLOP/s sharing 2 cores, on links as fast as loopback (100 Gbit/s, no delay)."""
+    data = scenario_dict(
+        4,
+        inputs={"dataset": "synthetic", "batch_size": 1, "frames": 2},
+        hosts=[{"name": "box", "cores": 2, "sharing": "processor"}],
+        **extra,
+    )
+    for d in data["devices"]:
+        d.update(gflops=1.0, host="box")
+    data["network"] = {"topology": "mesh", "bandwidth_mbps": 1e5, "latency_ms": 0}
+    return data
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory):
+    """A simulated run standing in for a measured one (CPU times known: FLOPs / 1e9), and its profile."""
+    tmp = tmp_path_factory.mktemp("runtime")
+    sc = parse_scenario(_shared(tmp), origin="test")
+    prep = prepare(sc)
+    run = evaluate(sc, prep.built)
+    run.record = replace(run.record, execution={"network": "simulated", "latency_applied": False, "loadavg": None})
+    profile = profile_from_runs(sc, prep.workload, [run], shape=False, cores=2)
+    return tmp, sc, prep, run, profile
+
+
+def test_the_profile_of_a_shared_run_recovers_each_tasks_cpu_time(simulated) -> None:
+    profile = simulated[-1]
+    assert (profile.sharing.processes, profile.sharing.cores) == (4, 2)
+    walls = [e.wall_s for d in profile.devices for e in d.entries]
+    for d in profile.devices:
+        for e in d.entries:
+            assert e.cpu_s == pytest.approx(e.flops / 1e9, rel=1e-9, abs=1e-12)
+    # sharing made some tasks slower than their CPU time: the profile is not the wall time
+    assert sum(walls) > sum(e.flops for d in profile.devices for e in d.entries) / 1e9 * 1.01
+
+
+def test_a_profile_written_and_read_back_gives_the_same_predictions(simulated) -> None:
+    tmp, sc, prep, run, profile = simulated
+    path = tmp / "runtime.json"
+    write_runtime_profile(path, profile)
+    assert read_runtime_profile(path) == profile
+    data = _shared(tmp, profile=str(path))
+    for d in data["devices"]:
+        d.pop("gflops")  # every rate from the profile
+    from_file = evaluate(parse_scenario(data, origin="test"), prep.built)
+    rates = [
+        DeviceRate(1e9, times=assemble.runtime_times(profile, name), message_cpu=MessageCpu(profile.send, profile.recv))
+        for name in prep.workload.devices
+    ]
+    in_memory = simulate(prep.workload, rates, assemble.network(sc), [0.0, 0.0], hosts=assemble.hosts(sc))
+    assert from_file.timeline.task_end_s == in_memory.task_end_s
+    spans = from_file.timeline.cpu_spans  # the receive costs are charged, and totalled in summary.json
+    assert from_file.summary["message_cpu_s"]["recv"] == pytest.approx(sum(x.cpu_s for x in spans if x.side == "recv"))
+    assert from_file.summary["message_cpu_s"]["recv"] > 0
+    # and the profile of a run predicts that run back: its CPU times were recovered exactly; its messages'
+    # transit (under 1 us each at 100 Gbit/s) is counted twice, as wire and as receive time
+    assert from_file.summary["latency_s"] == pytest.approx(run.summary["latency_s"], abs=5e-6)
+
+
+def test_a_missing_runtime_profile_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"profile: no such file .*dsim profile SCENARIO --execute"):
+        validate(parse_scenario(_shared(tmp_path), origin="test"), runtime_profile=tmp_path / "none.json")
+    (tmp_path / "other.json").write_text('{"format": "dsim-profile", "version": 1}')
+    with pytest.raises(UserError, match="is not a runtime profile"):
+        read_runtime_profile(tmp_path / "other.json")
+
+
+@pytest.mark.slow
+def test_profile_one_configuration_and_validate_another_on_loopback(tmp_path: Path, capsys) -> None:
+    # Profile LeNet-5 on 2 devices (loopback), predict it on 3: the printed frame-0 error is bounded. The
+    # bound is loose (50 %): the run shares this machine's cores with whatever else runs on it.
+    base = scenario_dict(2, inputs={"dataset": "synthetic", "batch_size": 1, "frames": 3})
+    other = scenario_dict(3, inputs={"dataset": "synthetic", "batch_size": 1, "frames": 3})
+    for name, data in (("two", base), ("three", other)):
+        data["name"] = name
+        (tmp_path / f"{name}.yaml").write_text(__import__("yaml").safe_dump(data))
+    profile = tmp_path / "profile.json"
+    assert main(["profile", str(tmp_path / "two.yaml"), "--execute", "--repeats", "2", "--out", str(profile)]) == 0
+    out = tmp_path / "val"
+    assert (
+        main(["validate", str(tmp_path / "three.yaml"), "--repeats", "3", "--profile", str(profile), "--out", str(out)])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "out of sample (devices 2 -> 3)" in printed
+    error = float(re.search(r"frame 0 latency .* error ([-+][0-9.]+) %", printed).group(1))
+    assert abs(error) <= 50.0, printed
+    info = __import__("json").loads((out / "validation.json").read_text())
+    assert info["profile"]["out_of_sample"] is True
+
+
+def test_a_scenarios_profile_sets_rates_and_processor_sharing(simulated) -> None:
+    tmp, *_rest, profile = simulated
+    path = tmp / "rates.json"
+    write_runtime_profile(path, profile)
+    data = _shared(tmp, profile=str(path))
+    data["hosts"] = [{"name": "box", "cores": 2}]  # sharing not given: processor, with a runtime profile
+    for d in data["devices"]:
+        d.pop("gflops")
+    sc = parse_scenario(data, origin="test")
+    assert {h.sharing for h in assemble.hosts(sc) if h is not None} == {"processor"}
+    # the partitioner's rate: 1 / the conv fit's seconds per FLOP (the run computed at 1 GFLOP/s)
+    assert assemble.compute_rates(sc) == [pytest.approx(1e9, rel=1e-6)] * 4
+    data["hosts"][0]["sharing"] = "fifo"
+    assert {h.sharing for h in assemble.hosts(parse_scenario(data, origin="test")) if h is not None} == {"fifo"}
+    data["hosts"][0]["sharing"] = "round"
+    with pytest.raises(UserError, match=r"hosts.0..sharing"):
+        parse_scenario(data, origin="test")
