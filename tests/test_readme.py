@@ -4,7 +4,7 @@ The documentation is ``README.md`` and every page under ``docs/``. Fenced blocks
 string: ``sh`` runs in the default suite, ``sh slow`` in ``make test-slow``, ``sh not-run`` never (the
 set-up, real runs, synopses with placeholders); a ``console slow`` block is a ``$ command`` and the first
 lines it prints. Every block runs in a temporary copy of the repository (scenario, partition, profile and
-bench files, and a link to this venv), so nothing is written into the repository's own ``results/`` or
+bench files, tools, and a link to this venv), so nothing is written into the repository's own ``results/`` or
 ``plots/``; every command writes under ``results/``, never over a committed file.
 """
 
@@ -66,7 +66,7 @@ def _copy(tmp_path: Path) -> Path:
         pytest.skip("the dsim console script is not installed in this Python's prefix (run make test)")
     repo = tmp_path / "repo"
     repo.mkdir()
-    for folder in ("scenarios", "partitions", "profiles", "bench"):
+    for folder in ("scenarios", "partitions", "profiles", "bench", "tools"):
         shutil.copytree(ROOT / folder, repo / folder)
     (repo / ".venv").symlink_to(VENV)
     return repo

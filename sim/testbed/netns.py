@@ -10,7 +10,8 @@ loopback, each edge ``k`` a /30 of its own (``10.201.<k>.1``, ``.2``), and every
 fewest-hop route (:meth:`sim.engine.network.Network.route`) gets a route to the far device through the next
 node, so traffic follows the simulator's routes hop by hop (a switch namespace forwards packet by packet).
 Traffic never leaves these namespaces. Names carry the creating process's id (``dsim<pid>-...``), so
-parallel runs never collide.
+parallel runs never collide, and a run killed before it could tear down (``kill -9``) is recognised: the
+next testbed removes the namespaces of dsim processes that no longer exist (:func:`remove_stale`).
 
 Example (as root)::
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -97,6 +99,9 @@ def testbed(scenario: Scenario, burst_bytes: int = DEFAULT_BURST_BYTES) -> Itera
         raise UserError("network.topology: 'shared' cannot be built with --shape; use mesh, star, line, ring or custom")
     network = assemble.network(scenario)
     loss = loss_rates(network)
+    stale = remove_stale()
+    if stale:
+        print(f"--shape: removed {len(stale)} network namespaces left by killed dsim runs", file=sys.stderr)
     created: list[str] = []
     try:
         yield _build(network, scenario.device_names, burst_bytes, created, loss)
@@ -105,6 +110,27 @@ def testbed(scenario: Scenario, burst_bytes: int = DEFAULT_BURST_BYTES) -> Itera
         raise
     finally:
         _delete(created)
+
+
+STALE = re.compile(r"^dsim(\d+)-\d+$")  # the names _build gives: dsim<pid>-<node index>
+
+
+def remove_stale() -> list[str]:
+    """Delete the namespaces named ``dsim<pid>-<i>`` whose process ``pid`` no longer runs (a run killed
+    before its teardown); those of live processes, and every other namespace, are left alone. Returns the
+    names deleted. Their veths go with them.
+
+    Example (as root)::
+
+        >>> remove_stale()  # doctest: +SKIP
+        ['dsim4380-0', 'dsim4380-1']
+    """
+    listed = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False
+    ).stdout.split()
+    stale = [ns for ns in listed if (m := STALE.match(ns)) and not os.path.exists(f"/proc/{m[1]}")]
+    _delete(list(stale))
+    return stale
 
 
 def _delete(created: list[str]) -> int:

@@ -124,3 +124,24 @@ def test_needs_against_memory() -> None:
     assert launcher.Needs(64, 300_000_000, 24_000_000_000).fits
     assert not launcher.Needs(64, 300_000_000, 23_000_000_000).fits
     assert "64 device processes of about 300 MB each (19.2 GB" in launcher.Needs(64, 300_000_000, 1).line()
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root (network namespaces)")
+def test_namespaces_left_by_a_killed_run_are_removed_and_no_other() -> None:
+    """A run killed with SIGKILL cannot tear down; the next testbed deletes its ``dsim<pid>-*`` namespaces
+    (pid no longer running), never a live run's or a name dsim did not give."""
+    from sim.testbed.netns import remove_stale
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its pid now names no process
+    dead, live, foreign = f"dsim{gone.pid}-0", f"dsim{os.getpid()}-7", f"other{gone.pid}-0"
+    try:
+        for name in (dead, live, foreign):
+            subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+        removed = remove_stale()
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+        assert dead in removed and live not in removed and foreign not in removed
+        assert dead not in listed and live in listed and foreign in listed
+    finally:
+        for name in (dead, live, foreign):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
