@@ -92,6 +92,30 @@ _VGG_CONFIGS: dict[str, list[int | str]] = {
 }
 
 
+def vgg_features(
+    config: Sequence[int | str], in_channels: int, width: float, batch_norm: bool
+) -> tuple[nn.Sequential, int]:
+    """VGG's feature stack: per ``config`` item a 3x3 conv (``item`` channels times ``width``), batch-norm
+    when ``batch_norm``, and ReLU, or a 2x2 max-pool for ``"M"``. Returns the stack and its output channels.
+
+    Example::
+
+        >>> stack, channels = vgg_features([8, "M", 16], 3, 1.0, batch_norm=False)
+        >>> channels, len(stack)
+        (16, 5)
+    """
+    layers: list[nn.Module] = []
+    channels = in_channels
+    for item in config:
+        if item == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            continue
+        out = scaled(int(item), width)
+        layers += [nn.Conv2d(channels, out, 3, padding=1), *([nn.BatchNorm2d(out)] if batch_norm else []), nn.ReLU()]
+        channels = out
+    return nn.Sequential(*layers), channels
+
+
 class VGG(nn.Module):
     """CIFAR VGG with batch-norm: 3x3 conv-BN-ReLU stacks, 2x2 max-pools, one linear classifier."""
 
@@ -99,16 +123,7 @@ class VGG(nn.Module):
         self, config: Sequence[int | str], num_classes: int = 10, in_channels: int = 3, multiplier: float = 1.0
     ):
         super().__init__()
-        layers: list[nn.Module] = []
-        channels = in_channels
-        for item in config:
-            if item == "M":
-                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-            else:
-                width = scaled(int(item), multiplier)
-                layers += [nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
-                channels = width
-        self.features = nn.Sequential(*layers)
+        self.features, channels = vgg_features(config, in_channels, multiplier, batch_norm=True)
         self.classifier = nn.Linear(channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -373,16 +388,7 @@ class ImageNetVGG(nn.Module):
 
     def __init__(self, config: Sequence[int | str], num_classes: int = 1000, width: float = 1.0, in_channels: int = 3):
         super().__init__()
-        layers: list[nn.Module] = []
-        channels = in_channels
-        for item in config:
-            if item == "M":
-                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-            else:
-                out = scaled(int(item), width)
-                layers += [nn.Conv2d(channels, out, 3, padding=1), nn.ReLU()]
-                channels = out
-        self.features = nn.Sequential(*layers)
+        self.features, channels = vgg_features(config, in_channels, width, batch_norm=False)
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         hidden = scaled(4096, width)
         self.classifier = nn.Sequential(

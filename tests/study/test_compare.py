@@ -14,28 +14,8 @@ from sim.engine.network import Network
 from sim.engine.simulate import simulate
 from sim.errors import UserError
 from sim.study.compare import compare
-from sim.workload.types import Message, Task, Workload
-from tests.helpers import scenario_dict
-
-
-def _message(
-    src: int, dst: int, nbytes: int, after: int | None, needed_by: tuple[int, ...], final: bool = False
-) -> Message:
-    return Message(
-        frame=0,
-        layer="x",
-        src=src,
-        dst=dst,
-        channels=1,
-        elements=nbytes // 4,
-        nnz=nbytes // 4,
-        sizes={"dense": nbytes},
-        format="dense",
-        bytes=nbytes,
-        after=after,
-        needed_by=needed_by,
-        final=final,
-    )
+from sim.workload.types import Task, Workload
+from tests.helpers import message, scenario_dict
 
 
 def _two_device_run(queued: bool):
@@ -47,8 +27,8 @@ def _two_device_run(queued: bool):
         Task(0, "L1", 1, 2e9, "conv", False),
         Task(0, "L2", 0, 1e9, "conv", True),
     )
-    inputs = [_message(0, 1, 1000, None, (1,))] * (2 if queued else 1)
-    messages = (*inputs, _message(1, 0, 500, 1, (2,)))
+    inputs = [message(0, 1, 1000, None, (1,))] * (2 if queued else 1)
+    messages = (*inputs, message(1, 0, 500, 1, (2,)))
     workload = Workload(("a", "b"), 0, 0, 1, tasks, messages)
     network = Network.mesh(["a", "b"], bandwidth_bps=8000.0, latency_s=0.5)
     timeline = simulate(workload, [DeviceRate(1e9), DeviceRate(1e9)], network, [0.0])
