@@ -123,10 +123,6 @@ def execute(
     prep = prepared if prepared is not None else prepare(calibrated(sc))
     if prep.plan.partial_layers():
         raise UserError("transfer.exchange: dsim execute runs exchange: inputs only; set transfer.exchange: inputs")
-    if prep.plan.spatial is not None:
-        raise UserError(
-            "partition: dsim execute runs filters and whole layers (pipelines); rows and tiles are simulated only"
-        )
     programs = build_programs(prep)
     limit = timeout_s if timeout_s is not None else default_timeout_s(sc, prep)
     with terminating():
