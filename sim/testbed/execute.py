@@ -1,7 +1,8 @@
 """Real split runs (``dsim execute``): the scenario's split model run by one OS process per device, the
 workload's messages encoded in the chosen wire format and sent over TCP, every compute and message timed.
 
-The torch side is :func:`sim.pipeline.prepare.prepare` as for ``dsim run``. Then:
+Every split form runs (docs/design.md §3b): filters, whole layers (pipelines), row bands, tile grids, fused
+tiles and hybrids of them. The torch side is :func:`sim.pipeline.prepare.prepare` as for ``dsim run``. Then:
 
 * :mod:`sim.testbed.compile` turns the prepared workload into one program per device (its weight shards,
   the messages it sends and receives; records in :mod:`sim.testbed.program`);

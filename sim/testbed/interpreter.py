@@ -434,9 +434,10 @@ def _at(value: torch.Tensor, box: Box, positions: np.ndarray, width: int) -> tor
 
 def _positions(value: torch.Tensor, have: np.ndarray, box: Box, m: MessageSpec, step: Step) -> torch.Tensor:
     """A message's payload in a plan with rows: its channels at its positions, ``(B, k, positions)``."""
-    chosen = _crop(value, have, box, m.channels, box) if np.isin(m.channels, have).all() else None
-    if chosen is None:
-        raise RuntimeError(f"channels {np.setdiff1d(m.channels, have).tolist()} of {m.tensor} are not held")
+    lacking = np.setdiff1d(m.channels, have)
+    if len(lacking):
+        raise RuntimeError(f"channels {lacking.tolist()} of {m.tensor} are not held")
+    chosen = _crop(value, have, box, m.channels, box)
     every = _grid(step).positions(step.hw[1]) if m.positions is None else m.positions
     return _at(chosen, box, every, step.hw[1])
 

@@ -1,7 +1,8 @@
 """Device programs of plans with rows (docs/design.md §3b) run in one process, one thread per device, with
 an in-memory link: a padded, strided residual model (ResNet-18 at 1/8 width on 16x16 images) in row bands,
 a 2x2 tile grid, fused tiles and a hybrid equals the unsplit model, padded borders included, and every
-payload has the elements the simulated workload's message has. (The real runs over TCP are in
+payload has the elements the simulated workload's message has; each device holds the weights the
+workload's ``weights_bytes`` counts. (The real runs over TCP are in
 ``test_execute_forms.py``.)"""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sim.model.partition import contiguous_split, save_partition, spatial_split
 from sim.pipeline.prepare import Prepared, prepare, trace_model
 from sim.testbed.compile import build_programs
 from sim.testbed.interpreter import Interpreter
-from sim.testbed.program import DeviceReport, MessageSpec
+from sim.testbed.program import DeviceProgram, DeviceReport, MessageSpec
 from sim.workload.types import Split
 from tests.helpers import scenario_dict
 
@@ -56,8 +57,8 @@ class _Memory:
         return Link()
 
 
-def _run(prep: Prepared) -> tuple[list[DeviceReport], _Memory]:
-    memory, programs = _Memory(), build_programs(prep)
+def _run(prep: Prepared, programs: list[DeviceProgram]) -> tuple[list[DeviceReport], _Memory]:
+    memory = _Memory()
     reports = [DeviceReport(p.index) for p in programs]
     errors: list[BaseException] = []
 
@@ -86,7 +87,12 @@ def _prepared(partition: dict[str, Any]) -> Prepared:
 
 
 def _equal_to_unsplit(prep: Prepared) -> None:
-    reports, memory = _run(prep)
+    programs = build_programs(prep)
+    for program in programs:  # each holds the weights the workload counts: a rows-split layer in full
+        shards = program.shards.values()
+        held = sum(s.weight.numel() + (0 if s.bias is None else s.bias.numel()) for s in shards)
+        assert 4 * held == prep.workload.weights_bytes[program.index]
+    reports, memory = _run(prep, programs)
     sink = reports[prep.workload.sink]
     for x, out in zip(prep.images or [], sink.outputs):
         with torch.no_grad():
