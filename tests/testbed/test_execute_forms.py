@@ -18,6 +18,7 @@ from sim.model.partition import contiguous_split, save_partition, spatial_split
 from sim.pipeline.prepare import Prepared, prepare, trace_model
 from sim.testbed.execute import build_programs, check_values, run_devices
 from sim.testbed.program import DeviceReport
+from sim.testbed.validate import validate
 from sim.workload.types import Split
 from tests.helpers import scenario_dict
 
@@ -122,3 +123,13 @@ def test_a_hybrid_of_rows_filters_and_whole_layers_runs_for_real(tmp_path: Path)
     assert check_values(prep, reports).ok
     positions = {m.positions is not None for m in prep.plan.messages}
     assert positions == {True, False}  # halos of rows and whole channels both crossed
+
+
+@pytest.mark.slow  # one more real run; the forms above are the default suite's
+def test_validate_compares_every_task_and_message_class_of_fused_tiles() -> None:
+    result = validate(_scenario({"strategy": "spatial", "tiles": [2, 1], "fused": True}), repeats=1)
+    table, predicted = result.table, result.predicted
+    assert result.measured[0].summary["execution"]["check"]["ok"]
+    assert (table["kind"] == "compute").sum() == len(predicted.compute.groupby(["layer", "device"]))
+    assert (table["kind"] == "message").sum() == len(predicted.transfers.groupby(["layer", "src", "dst"]))
+    assert (table["samples"] == 2).all()  # 1 repeat x 2 frames of every component
