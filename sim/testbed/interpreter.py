@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sim.model.shards import channel_features, run_shard
+from sim.testbed.blocks import NOWHERE, at, crop
 from sim.testbed.program import Area, DeviceProgram, DeviceReport, MessageSpec, Ref, Step, TaskTime, UsedValue
 from sim.workload.spatial import Box
 
@@ -175,13 +176,13 @@ class Interpreter:
             chans, box = held[tensor], boxes[tensor]
             for m, _ in mine:
                 chans = np.union1d(chans, m.channels)
-                box = box.union(_grid(step) if m.positions is None else _block(m.positions, step.hw[1]))
-            out = _crop(env[tensor], held[tensor], boxes[tensor], chans, box, copy=True)
+                box = box.union(_grid(step) if m.positions is None else Box.holding(m.positions, step.hw[1]))
+            out = crop(env[tensor], held[tensor], boxes[tensor], chans, box, copy=True)
             flat = out.reshape(out.shape[0], len(chans), -1)
             for m, v in mine:
                 rows = torch.from_numpy(np.searchsorted(chans, m.channels))
                 every = _grid(step).positions(step.hw[1]) if m.positions is None else m.positions
-                cols = torch.from_numpy(_relative(every, box, step.hw[1]))
+                cols = torch.from_numpy(box.relative(every, step.hw[1]))
                 flat[:, rows[:, None], cols[None, :]] = v.reshape(v.shape[0], len(m.channels), -1)
             env[tensor], held[tensor], boxes[tensor] = _unchannels(out, step.rank), chans, box
 
@@ -208,15 +209,15 @@ class Interpreter:
         if step.kind == "layer":
             return self._conv_rows(f, step, refs[0], area, env[refs[0]], held[refs[0]], boxes[refs[0]], report)
         if step.kind == "add":
-            chosen = {r: _crop(env[r], held[r], boxes[r], area.channels, area.box) for r in refs}
+            chosen = {r: crop(env[r], held[r], boxes[r], area.channels, area.box) for r in refs}
             if report is not None and area.reads is not None:  # copies: an in-place add may change an operand
-                operands = [_at(v, area.box, area.reads, step.hw[1]).numpy().copy() for v in chosen.values()]
+                operands = [at(v, area.box, area.reads, step.hw[1]).numpy().copy() for v in chosen.values()]
                 report.inputs.append(UsedValue(f, step.name, area.channels, np.stack(operands), area.reads))
             shaped = {r: _unchannels(v, self.steps[r].rank) for r, v in chosen.items()}
             return self._call(step, _subst(step.args, shaped), _subst(step.kwargs, shaped)), area.channels, area.box
         # a banded pool: over its input placed in the image's grid, then its own block
         source = refs[0]
-        canvas = _crop(env[source], held[source], boxes[source], area.channels, _grid(self.steps[source]))
+        canvas = crop(env[source], held[source], boxes[source], area.channels, _grid(self.steps[source]))
         pooled = self._call(step, _subst(step.args, {source: canvas}), _subst(step.kwargs, {source: canvas}))
         return pooled[:, :, area.box.y0 : area.box.y1, area.box.x0 : area.box.x1], area.channels, area.box
 
@@ -238,11 +239,11 @@ class Interpreter:
         if len(lacking):
             raise RuntimeError(f"channels {lacking.tolist()} of {source} are not held for {step.name}")
         if report is not None and area.reads is not None:
-            reads = _block(area.reads, self.steps[source].hw[1])
-            used = _at(_crop(value, have, box, shard.needed, reads), reads, area.reads, self.steps[source].hw[1])
+            reads = Box.holding(area.reads, self.steps[source].hw[1])
+            used = at(crop(value, have, box, shard.needed, reads), reads, area.reads, self.steps[source].hw[1])
             report.inputs.append(UsedValue(f, step.name, shard.needed, used.numpy().copy(), area.reads))
         runs = [
-            (piece, run_shard(shard, _crop(value, have, box, shard.inputs, piece.in_box), piece.pad))
+            (piece, run_shard(shard, crop(value, have, box, shard.inputs, piece.in_box), piece.pad))
             for piece in area.pieces
         ]
         if len(runs) == 1 and runs[0][0].box == area.box:
@@ -385,51 +386,9 @@ def _gather(value: torch.Tensor, have: np.ndarray, inputs: np.ndarray, needed: n
     return full
 
 
-NOWHERE = Box(0, 0, 0, 0)  # the block of a value a device holds none of
-
-
 def _grid(step: Step) -> Box:
     """The whole grid of a step's value."""
     return Box(0, step.hw[0], 0, step.hw[1])
-
-
-def _block(positions: np.ndarray, width: int) -> Box:
-    """The smallest block holding flat ``positions`` (``y*width + x``)."""
-    ys, xs = positions // width, positions % width
-    return Box(int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
-
-
-def _relative(positions: np.ndarray, box: Box, width: int) -> np.ndarray:
-    """Flat ``positions`` of the grid (``y*width + x``) as flat positions inside ``box``."""
-    ys, xs = positions // width, positions % width
-    if ((ys < box.y0) | (ys >= box.y1) | (xs < box.x0) | (xs >= box.x1)).any():
-        raise RuntimeError(f"positions outside the block {box} are not held")
-    return (ys - box.y0) * (box.x1 - box.x0) + (xs - box.x0)
-
-
-def _crop(
-    value: torch.Tensor, have: np.ndarray, box: Box, want: np.ndarray, target: Box, copy: bool = False
-) -> torch.Tensor:
-    """Channels ``want`` at block ``target``, ``(B, k, h, w)``, of a value holding channels ``have`` at block
-    ``box``; zeros where it holds none (padding a conv's block reads but no element it computes needs)."""
-    v = value.reshape(value.shape[0], len(have), *box.hw)
-    if not copy and target == box and np.array_equal(have, want):
-        return v
-    out = torch.zeros((value.shape[0], len(want), *target.hw), dtype=value.dtype)
-    both = np.isin(want, have)
-    y0, y1, x0, x1 = max(box.y0, target.y0), min(box.y1, target.y1), max(box.x0, target.x0), min(box.x1, target.x1)
-    if both.any() and y1 > y0 and x1 > x0:
-        src = torch.from_numpy(np.searchsorted(have, want[both]))
-        dst = torch.from_numpy(np.flatnonzero(both))
-        part = v[:, :, y0 - box.y0 : y1 - box.y0, x0 - box.x0 : x1 - box.x0].index_select(1, src)
-        out[:, dst, y0 - target.y0 : y1 - target.y0, x0 - target.x0 : x1 - target.x0] = part
-    return out
-
-
-def _at(value: torch.Tensor, box: Box, positions: np.ndarray, width: int) -> torch.Tensor:
-    """``(B, k, len(positions))``: flat grid ``positions`` of a ``(B, k, h, w)`` value held at ``box``."""
-    flat = value.reshape(value.shape[0], value.shape[1], -1)
-    return flat.index_select(2, torch.from_numpy(_relative(positions, box, width)))
 
 
 def _positions(value: torch.Tensor, have: np.ndarray, box: Box, m: MessageSpec, step: Step) -> torch.Tensor:
@@ -437,9 +396,8 @@ def _positions(value: torch.Tensor, have: np.ndarray, box: Box, m: MessageSpec, 
     lacking = np.setdiff1d(m.channels, have)
     if len(lacking):
         raise RuntimeError(f"channels {lacking.tolist()} of {m.tensor} are not held")
-    chosen = _crop(value, have, box, m.channels, box)
     every = _grid(step).positions(step.hw[1]) if m.positions is None else m.positions
-    return _at(chosen, box, every, step.hw[1])
+    return at(crop(value, have, box, m.channels, box), box, every, step.hw[1])
 
 
 def _as_matrix(value: torch.Tensor, rank: int) -> np.ndarray:

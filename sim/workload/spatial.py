@@ -120,6 +120,28 @@ class Box:
             return self
         return Box(min(self.y0, other.y0), max(self.y1, other.y1), min(self.x0, other.x0), max(self.x1, other.x1))
 
+    def relative(self, positions: np.ndarray, width: int) -> np.ndarray:
+        """The grid's flat ``positions`` (``y*width + x``) as flat positions inside the block, row by row; a
+        RuntimeError when one is outside it.
+
+        >>> Box(1, 3, 0, 2).relative(np.array([4, 9]), width=4).tolist()
+        [0, 3]
+        """
+        ys, xs = positions // width, positions % width
+        if ((ys < self.y0) | (ys >= self.y1) | (xs < self.x0) | (xs >= self.x1)).any():
+            raise RuntimeError(f"positions outside the block {self} are not held")
+        return (ys - self.y0) * (self.x1 - self.x0) + (xs - self.x0)
+
+    @staticmethod
+    def holding(positions: np.ndarray, width: int) -> Box:
+        """The smallest block holding the grid's flat ``positions`` (``y*width + x``, at least one).
+
+        >>> Box.holding(np.array([5, 10]), width=4)
+        Box(y0=1, y1=3, x0=1, x1=3)
+        """
+        ys, xs = positions // width, positions % width
+        return Box(int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
+
     @staticmethod
     def bounding(mask: np.ndarray) -> Box:
         """The smallest block holding the true entries of ``mask`` (bool ``(H, W)``); empty when none are."""
