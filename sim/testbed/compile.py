@@ -10,9 +10,9 @@ A plan with rows-split layers (docs/design.md §3b; rows bands, tile grids, fuse
 per stage the device computes, an :class:`~sim.testbed.program.Area`: the channels and the block of
 positions it computes (:attr:`sim.workload.spatial.SpatialPlacement.computes`), for a conv the blocks
 exactly covering them, each with the input block it reads and the padding that block gets at the image
-border. A rows-split layer's shard is then the
-whole layer (every filter at the device's positions), a ``filters`` layer's its filters, as the workload's
-``weights_bytes`` counts them. Its messages carry the positions the plan's messages list (halos).
+border. A rows-split layer's shard is then the whole layer (every filter at the device's positions), a
+``filters`` layer's its filters, as the workload's ``weights_bytes`` counts them. Its messages carry the
+positions the plan's messages list (halos).
 
 Example::
 
@@ -104,7 +104,7 @@ def _areas(prep: Prepared, d: int) -> dict[str, Area]:
             continue
         node, mine = graph.node(stage), computes[d]
         channels = np.flatnonzero(mine.any(axis=1))
-        if node.rank != 4:  # a linear layer: whole channels (features)
+        if node.rank != 4:  # a vector (a linear layer's output): whole channels
             areas[stage] = Area(channels, Box(0, 1, 0, node.spatial))
             continue
         box = Box.bounding(mine.any(axis=0).reshape(hw(node)))
