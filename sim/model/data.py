@@ -39,7 +39,7 @@ CIFAR10_SHAPE = (3, 32, 32)
 
 
 @dataclass(frozen=True)
-class Split:
+class DataSplit:
     """Images ``(N, C, H, W)`` float32 in [0, 1] and integer labels ``(N,)`` (or None)."""
 
     images: torch.Tensor
@@ -53,7 +53,7 @@ def _resize(images: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
     return out.clamp_(0.0, 1.0).expand(-1, channels, -1, -1).contiguous()
 
 
-def digits(shape: tuple[int, int, int], seed: int) -> tuple[Split, Split]:
+def digits(shape: tuple[int, int, int], seed: int) -> tuple[DataSplit, DataSplit]:
     """The digits dataset as (train, test) splits at ``shape`` = (C, H, W), split by ``seed``."""
     from sklearn.datasets import load_digits
 
@@ -64,7 +64,7 @@ def digits(shape: tuple[int, int, int], seed: int) -> tuple[Split, Split]:
     n_test = round(TEST_FRACTION * len(labels))
     test, train = order[:n_test], order[n_test:]
     images = _resize(images, shape)
-    return Split(images[train], labels[train]), Split(images[test], labels[test])
+    return DataSplit(images[train], labels[train]), DataSplit(images[test], labels[test])
 
 
 class _BatchUnpickler(pickle.Unpickler):
@@ -125,7 +125,7 @@ def _cifar_folder(path: str | Path | None) -> Path:
     return folder
 
 
-def _cifar_split(folder: Path, names: tuple[str, ...], shape: tuple[int, int, int]) -> Split:
+def _cifar_split(folder: Path, names: tuple[str, ...], shape: tuple[int, int, int]) -> DataSplit:
     """The batch files ``names`` of ``folder`` as one split at ``shape``."""
     parts = [_cifar_batch(folder / name) for name in names]
     x = torch.from_numpy(np.concatenate([p[0] for p in parts])).float().div_(255.0)
@@ -134,10 +134,10 @@ def _cifar_split(folder: Path, names: tuple[str, ...], shape: tuple[int, int, in
             raise UserError(f"model.input_shape: cifar10 images have 3 channels; the model wants {shape[0]}")
         x = x.mean(1, keepdim=True) if shape[0] == 1 else x
         x = F.interpolate(x, size=tuple(shape[1:]), mode="bilinear", align_corners=False).clamp_(0.0, 1.0)
-    return Split(x.contiguous(), torch.from_numpy(np.concatenate([p[1] for p in parts])))
+    return DataSplit(x.contiguous(), torch.from_numpy(np.concatenate([p[1] for p in parts])))
 
 
-def cifar10(shape: tuple[int, int, int], path: str | Path | None) -> tuple[Split, Split]:
+def cifar10(shape: tuple[int, int, int], path: str | Path | None) -> tuple[DataSplit, DataSplit]:
     """CIFAR-10 from the local folder ``path`` as (train, test) splits at ``shape`` = (C, H, W).
 
     Example::
@@ -185,7 +185,7 @@ def _idx_file(folder: Path, stem: str) -> Path:
     raise UserError(f"inputs.path: {folder} has no {stem}[.gz]; expected the four Fashion-MNIST idx files")
 
 
-def fashion_mnist(shape: tuple[int, int, int], path: str | Path | None = None) -> tuple[Split, Split]:
+def fashion_mnist(shape: tuple[int, int, int], path: str | Path | None = None) -> tuple[DataSplit, DataSplit]:
     """Fashion-MNIST from the idx files in ``path`` (default :data:`FASHION_MNIST_DIR`) as (train, test).
 
     Example::
@@ -207,13 +207,13 @@ def fashion_mnist(shape: tuple[int, int, int], path: str | Path | None = None) -
         if labels.size and labels.max() > 9:
             raise UserError(f"inputs.path: {folder}: {part} labels outside 0..9; not Fashion-MNIST")
         x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
-        out.append(Split(_resize(x, shape), torch.from_numpy(labels.astype(np.int64))))
+        out.append(DataSplit(_resize(x, shape), torch.from_numpy(labels.astype(np.int64))))
     return out[0], out[1]
 
 
 def labelled(
     dataset: str, shape: tuple[int, int, int], seed: int, path: str | Path | None = None
-) -> tuple[Split, Split] | None:
+) -> tuple[DataSplit, DataSplit] | None:
     """The (train, test) splits of a labelled dataset, or None for ``synthetic`` (no labels)."""
     if dataset == "digits":
         return digits(shape, seed)
@@ -224,10 +224,10 @@ def labelled(
     return None
 
 
-def synthetic(shape: tuple[int, int, int], count: int, seed: int) -> Split:
+def synthetic(shape: tuple[int, int, int], count: int, seed: int) -> DataSplit:
     """``count`` uniform random images at ``shape``, from a generator seeded with ``seed``."""
     gen = torch.Generator().manual_seed(seed)
-    return Split(torch.rand((count, *shape), generator=gen), None)
+    return DataSplit(torch.rand((count, *shape), generator=gen), None)
 
 
 def frame_batches(
@@ -237,8 +237,8 @@ def frame_batches(
     batch: int,
     seed: int,
     path: str | Path | None = None,
-    test: Split | None = None,
-) -> list[Split]:
+    test: DataSplit | None = None,
+) -> list[DataSplit]:
     """The ``frames`` batches of ``batch`` images that enter the source, in order.
 
     For ``digits`` and ``cifar10`` (read from ``path``) they are the first images of the test split
@@ -258,5 +258,5 @@ def frame_batches(
     out = []
     for f in range(frames):
         sel = idx[f * batch : (f + 1) * batch]
-        out.append(Split(pool.images[sel], None if pool.labels is None else pool.labels[sel]))
+        out.append(DataSplit(pool.images[sel], None if pool.labels is None else pool.labels[sel]))
     return out

@@ -516,12 +516,27 @@ def layer_shard(
     )  # fmt: skip
 
 
-def run_shard(shard: LayerShard, x: torch.Tensor) -> torch.Tensor:
+def run_shard(shard: LayerShard, x: torch.Tensor, pad: tuple[int, int, int, int] | None = None) -> torch.Tensor:
     """The shard's output, ``(B, filters, H, W)`` or ``(B, filters)``, from ``x`` holding the channels
-    ``shard.inputs`` in order (``(B, inputs, H, W)``, or flattened ``(B, inputs * in_spatial)``)."""
+    ``shard.inputs`` in order (``(B, inputs, H, W)``, or flattened ``(B, inputs * in_spatial)``).
+
+    With ``pad`` (a rows split, docs/design.md §3b), ``x`` is the block of input rows and columns that a
+    block of output positions reads and ``pad`` the zero padding ``(left, right, top, bottom)`` it gets at
+    the image border (:func:`sim.workload.spatial.window_crop`); the output is that block alone:
+
+    >>> conv = nn.Conv2d(1, 1, 3, padding=1)
+    >>> x = torch.randn(1, 1, 4, 4)
+    >>> shard = layer_shard(conv, np.ones((1, 1), dtype=bool), np.array([0]))
+    >>> top = run_shard(shard, x[:, :, :3], (1, 1, 1, 0))   # output rows 0-1 read input rows 0-2
+    >>> torch.allclose(top, conv(x)[:, :, :2])
+    True
+    """
     if shard.op == "linear":
         return F.linear(x, shard.weight, shard.bias)
-    out = F.conv2d(x, shard.weight, shard.bias, shard.stride, shard.padding, shard.dilation, shard.groups)
+    if pad is not None:
+        x = F.pad(x, pad)
+    padding = 0 if pad is not None else shard.padding
+    out = F.conv2d(x, shard.weight, shard.bias, shard.stride, padding, shard.dilation, shard.groups)
     return out if shard.outputs is None else out.index_select(1, shard.outputs)
 
 

@@ -1,4 +1,4 @@
-"""Training, fine-tuning and test accuracy of a classifier on a labelled :class:`~sim.model.data.Split`.
+"""Training, fine-tuning and test accuracy of a classifier on a labelled :class:`~sim.model.data.DataSplit`.
 
 Training uses Adam and cross-entropy over seeded shuffled mini-batches; the shuffling draws from a
 ``torch.Generator`` made from the seed, so the global random state is never touched and the same seed gives
@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from sim.errors import UserError
 from sim.fileio import atomic_path
-from sim.model.data import Split
+from sim.model.data import DataSplit
 
 BATCH_SIZE = 64  # images per optimisation step
 EVAL_BATCH_SIZE = 256  # images per forward pass when measuring accuracy
@@ -76,7 +76,7 @@ def reproducible(model: nn.Module) -> Iterator[None]:
 
 def fit(
     model: nn.Module,
-    split: Split,
+    split: DataSplit,
     epochs: int,
     lr: float,
     seed: int,
@@ -121,7 +121,7 @@ def fit(
     return model.eval()
 
 
-def accuracy(model: nn.Module, split: Split, batch_size: int = EVAL_BATCH_SIZE) -> float:
+def accuracy(model: nn.Module, split: DataSplit, batch_size: int = EVAL_BATCH_SIZE) -> float:
     """Fraction of ``split``'s images whose arg-max logit is their label (model left in eval mode)."""
     if split.labels is None:
         raise ValueError("accuracy needs a labelled split")

@@ -98,7 +98,7 @@ def load_model(spec: ModelSpec, seed: int, checkpoint: Path | None = None) -> nn
 
 
 def checked_graph(
-    model: nn.Module, example: torch.Tensor, splits: tuple[data.Split, data.Split] | None, name: str
+    model: nn.Module, example: torch.Tensor, splits: tuple[data.DataSplit, data.DataSplit] | None, name: str
 ) -> FlowGraph:
     """``model`` traced on ``example`` (refusing an input shape it cannot take, naming ``model.input_shape``)
     and, for a labelled dataset, checked by :func:`check_outputs`: the checks that must pass before training."""
@@ -108,7 +108,7 @@ def checked_graph(
     return graph
 
 
-def check_outputs(graph: FlowGraph, splits: tuple[data.Split, data.Split], name: str) -> None:
+def check_outputs(graph: FlowGraph, splits: tuple[data.DataSplit, data.DataSplit], name: str) -> None:
     """Refuse a model whose output is not one score per class for every label of the dataset (training
     and accuracy need it), naming ``model.num_classes``."""
     out = graph.node(graph.order[-1])  # the output node: its shape is the returned tensor's
@@ -203,7 +203,7 @@ def prune_model(
     graph: FlowGraph,
     parts: partition.Partition,
     example: torch.Tensor,
-    splits: tuple[data.Split, data.Split] | None,
+    splits: tuple[data.DataSplit, data.DataSplit] | None,
 ) -> tuple[nn.Module, FlowGraph, partition.Partition]:
     """Prune ``model`` (traced as ``graph``, partitioned as ``parts`` on its original channels): masks,
     fine-tuning with the masks held fixed, then physical removal of the pruned channels.
@@ -233,7 +233,7 @@ def _admm_prune(
     graph: FlowGraph,
     parts: partition.Partition,
     example: torch.Tensor,
-    splits: tuple[data.Split, data.Split] | None,
+    splits: tuple[data.DataSplit, data.DataSplit] | None,
 ) -> tuple[nn.Module, FlowGraph, partition.Partition]:
     """:func:`prune_model` for the kernel and ADMM methods of :mod:`sim.prune.admm`; a ``comm_aware``
     partition is co-optimised and written to ``partition.save_to`` when given."""
@@ -272,7 +272,7 @@ def _admm_prune(
 
 
 def train_model(
-    scenario: Scenario, model: nn.Module, splits: tuple[data.Split, data.Split], store: Store | None = None
+    scenario: Scenario, model: nn.Module, splits: tuple[data.DataSplit, data.DataSplit], store: Store | None = None
 ) -> str:
     """Train ``model`` for ``model.train_epochs``, or load the weights ``store`` holds for the same model,
     seed, dataset and code (:func:`sim.pipeline.store.weights_digest`). Returns ``"cached"`` or ``"trained"``."""

@@ -54,7 +54,7 @@ from torch import nn
 
 from sim.config.schema import PruneSpec
 from sim.model import train
-from sim.model.data import Split
+from sim.model.data import DataSplit
 from sim.model.flowgraph import FlowGraph
 from sim.prune import structured as prune
 from sim.workload.graph import stage_of
@@ -313,7 +313,7 @@ def _batches(n: int, gen: torch.Generator, batch_size: int) -> list[torch.Tensor
 
 def admm_train(
     model: nn.Module,
-    split: Split,
+    split: DataSplit,
     projector: Projector,
     spec: PruneSpec,
     seed: int,
@@ -367,7 +367,7 @@ def apply(
     seed: int,
     parts: Partition,
     input_owners: InputOwners,
-    split: Split | None,
+    split: DataSplit | None,
     device_cost: np.ndarray | None = None,
     co_partition: bool = False,
 ) -> PruneResult:

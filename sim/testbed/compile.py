@@ -6,6 +6,14 @@ the columns of the input channels they use), copies of the channel-wise modules,
 the image and of every add, the messages it sends and receives (every frame), and the images when it owns
 image channels.
 
+A plan with rows-split layers (docs/design.md §3b; rows bands, tile grids, fused tiles and hybrids) adds,
+per stage the device computes, an :class:`~sim.testbed.program.Area`: the channels and the block of
+positions it computes (:attr:`sim.workload.spatial.SpatialPlacement.computes`), for a conv the blocks
+exactly covering them, each with the input block it reads and the padding that block gets at the image
+border. A rows-split layer's shard is then the whole layer (every filter at the device's positions), a
+``filters`` layer's its filters, as the workload's ``weights_bytes`` counts them. Its messages carry the
+positions the plan's messages list (halos).
+
 Example::
 
     >>> programs = build_programs(prepare(load("scenarios/quickstart.yaml")))   # doctest: +SKIP
@@ -27,8 +35,9 @@ from sim.errors import UserError
 from sim.model.flowgraph import layer_module
 from sim.model.shards import layer_shard
 from sim.pipeline.prepare import Prepared
-from sim.testbed.program import DeviceProgram, FunctionName, MessageSpec, Ref, Step
+from sim.testbed.program import Area, DeviceProgram, FunctionName, MessageSpec, Piece, Ref, Step
 from sim.workload import wire
+from sim.workload.spatial import Box, cover, hw, window_crop
 
 
 def build_programs(prep: Prepared) -> list[DeviceProgram]:
@@ -43,13 +52,15 @@ def build_programs(prep: Prepared) -> list[DeviceProgram]:
     spec = wire.WireSpec(sc.transfer.dtype, sc.transfer.index_bits)
     images = prep.images or []
     layers = [n for n in graph.order if graph.kind(n) == "layer"]
+    sp = plan.spatial
     programs = []
     for d in range(plan.n_devices):
+        computed = {n: plan.ownership[n] == d if sp is None else sp.computes[n][d].any(axis=1) for n in layers}
         shards = {
             n: layer_shard(
                 layer_module(gm, targets[n]),
                 graph.layer(n).uses,
-                np.flatnonzero(plan.ownership[n] == d),
+                np.flatnonzero(computed[n]),
                 graph.layer(n).in_spatial,
             )
             for n in layers
@@ -75,9 +86,37 @@ def build_programs(prep: Prepared) -> list[DeviceProgram]:
                 output=graph.output_tensor(),
                 names=tuple(workload.devices),
                 threads=sc.devices[d].threads or 1,
+                areas=None if sp is None else _areas(prep, d),
+                stages=frozenset() if sp is None else frozenset(sp.stages) - {graph.input_node()},
             )
         )
     return programs
+
+
+def _areas(prep: Prepared, d: int) -> dict[str, Area]:
+    """What device ``d`` computes of each stage of a plan with rows (module docstring)."""
+    graph, sp = prep.graph, prep.plan.spatial
+    assert sp is not None
+    areas = {}
+    for stage in sp.stages:
+        computes = sp.computes.get(stage)
+        if computes is None or graph.kind(stage) == "input" or not computes[d].any():
+            continue
+        node, mine = graph.node(stage), computes[d]
+        channels = np.flatnonzero(mine.any(axis=1))
+        if node.rank != 4:  # a vector (a linear layer's output): whole channels
+            areas[stage] = Area(channels, Box(0, 1, 0, node.spatial))
+            continue
+        box = Box.bounding(mine.any(axis=0).reshape(hw(node)))
+        source = graph.args(stage)[0]
+        reads = np.flatnonzero(sp.reads(graph, stage)[d].any(axis=0))
+        pieces: tuple[Piece, ...] = ()
+        if graph.kind(stage) == "layer":
+            assert node.window is not None
+            blocks = cover(mine.any(axis=0).reshape(hw(node)))
+            pieces = tuple(Piece(b, *window_crop(node.window, b, hw(graph.node(source)))) for b in blocks)
+        areas[stage] = Area(channels, box, pieces, reads)
+    return areas
 
 
 def _steps(prep: Prepared) -> tuple[list[Step], dict[str, Any]]:
@@ -85,6 +124,7 @@ def _steps(prep: Prepared) -> tuple[list[Step], dict[str, Any]]:
     graph = prep.graph
     gm: fx.GraphModule = graph.module
     steps, modules = [], {}
+    grid: dict[str, tuple[int, int]] = {}
     for node in gm.graph.nodes:
         name = node.name
         args = fx.node.map_arg(node.args, lambda a: cast(Any, Ref(a.name)))
@@ -98,8 +138,14 @@ def _steps(prep: Prepared) -> tuple[list[Step], dict[str, Any]]:
         rec = graph.node(name)
         if node.op == "call_module" and rec.kind != "layer":
             modules[str(node.target)] = copy.deepcopy(gm.get_submodule(str(node.target))).eval()
+        if rec.rank == 4:
+            grid[name] = hw(rec)
+        else:  # a flattened tensor keeps its source's grid; a vector has one position per channel
+            source = grid.get(rec.args[0]) if rec.args else None
+            grid[name] = source if source is not None and source[0] * source[1] == rec.spatial else (1, rec.spatial)
+        shape = tuple(rec.shape)
         steps.append(
-            Step(name, rec.kind, node.op, target, args, kwargs, rec.rank, tuple(rec.shape), rec.channels, rec.spatial)
+            Step(name, rec.kind, node.op, target, args, kwargs, rec.rank, shape, rec.channels, rec.spatial, grid[name])
         )
     return steps, modules
 
@@ -117,6 +163,8 @@ def _messages(prep: Prepared, d: int) -> list[MessageSpec]:
             raise RuntimeError("the workload's messages do not follow its plan")
         node = graph.node(pm.tensor)
         per_channel = tuple(node.shape[1:]) if node.rank == 4 else (node.spatial,)
+        if pm.positions is not None:  # rows form: those positions of each channel
+            per_channel = (len(pm.positions),)
         waiters = tuple(t.stage for t in pm.needed_by) + (("output",) if pm.final else ())
         messages.append(
             MessageSpec(
@@ -132,6 +180,7 @@ def _messages(prep: Prepared, d: int) -> list[MessageSpec]:
                 wm.format,
                 wm.header_bytes,
                 waiters,
+                None if pm.positions is None else np.asarray(pm.positions),
             )
         )
     return messages

@@ -1,7 +1,8 @@
 """Real split runs (``dsim execute``): the scenario's split model run by one OS process per device, the
 workload's messages encoded in the chosen wire format and sent over TCP, every compute and message timed.
 
-The torch side is :func:`sim.pipeline.prepare.prepare` as for ``dsim run``. Then:
+Every split form runs (docs/design.md §3b): filters, whole layers (pipelines), row bands, tile grids, fused
+tiles and hybrids of them. The torch side is :func:`sim.pipeline.prepare.prepare` as for ``dsim run``. Then:
 
 * :mod:`sim.testbed.compile` turns the prepared workload into one program per device (its weight shards,
   the messages it sends and receives; records in :mod:`sim.testbed.program`);
@@ -123,10 +124,6 @@ def execute(
     prep = prepared if prepared is not None else prepare(calibrated(sc))
     if prep.plan.partial_layers():
         raise UserError("transfer.exchange: dsim execute runs exchange: inputs only; set transfer.exchange: inputs")
-    if prep.plan.spatial is not None:
-        raise UserError(
-            "partition: dsim execute runs filters and whole layers (pipelines); rows and tiles are simulated only"
-        )
     programs = build_programs(prep)
     limit = timeout_s if timeout_s is not None else default_timeout_s(sc, prep)
     with terminating():

@@ -8,6 +8,15 @@ add on the channels the device owns. The messages a stage waits for are merged i
 before it (all of one tensor in one concatenation); a message is sent as soon as the node producing its
 channels has run. Sending and receiving are the :class:`Link`'s.
 
+A plan with rows (docs/design.md §3b: row bands, tile grids, fused tiles, hybrids) holds each value as the
+channels a device holds at a *block* of positions (:class:`sim.workload.spatial.Box`, the smallest block
+holding what it computed and received; a flattened tensor keeps its source's grid). A stage computes its
+:class:`~sim.testbed.program.Area`: a conv each block of output positions it owns (one for a band or a
+tile) from the input block that block reads, zero-padded where it meets the image border
+(:func:`sim.model.shards.run_shard`), an add its block of both operands, a banded pool its block of the
+pool over its input placed in the image's grid (pools are cheap), a linear layer whole channels. Messages carry the positions the plan lists (halos),
+and merging one grows the block of its tensor.
+
 Example::
 
     >>> interp = Interpreter(program)                                    # doctest: +SKIP
@@ -27,7 +36,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from sim.model.shards import channel_features, run_shard
-from sim.testbed.program import DeviceProgram, DeviceReport, MessageSpec, Ref, Step, TaskTime, UsedValue
+from sim.testbed.blocks import NOWHERE, at, crop
+from sim.testbed.program import Area, DeviceProgram, DeviceReport, MessageSpec, Ref, Step, TaskTime, UsedValue
+from sim.workload.spatial import Box
 
 
 class Link(Protocol):
@@ -68,12 +79,13 @@ class Interpreter:
         p = self.p
         env: dict[str, Any] = {}
         held: dict[str, np.ndarray] = {}
+        boxes: dict[str, Box] | None = None if p.areas is None else {}  # a plan with rows: each value's block
         merged: set[int] = set()
         task: tuple[str, float] | None = None
         sending = 0.0  # seconds the open task's device spent handing messages to sockets (not its compute)
         for step in p.steps:
             kind = step.kind
-            if kind in ("layer", "add", "output"):
+            if kind in ("layer", "add", "output") or step.name in p.stages:
                 if task is not None:
                     report.tasks.append(TaskTime(f, task[0], task[1], time.monotonic() - sending))
                     task, sending = None, 0.0
@@ -81,21 +93,28 @@ class Interpreter:
                 if incoming:
                     values = link.receive(incoming)
                     cpu = time.thread_time()
-                    self._merge(env, held, incoming, values)
+                    if boxes is None:
+                        self._merge(env, held, incoming, values)
+                    else:
+                        self._merge_rows(env, held, boxes, incoming, values)
                     link.merged([m.k for m in incoming], time.thread_time() - cpu)
                     merged.update(m.k for m in incoming)
                 if kind == "output":
                     if p.sink:
-                        if len(held[p.output]) != step.channels:
+                        whole = boxes is None or boxes[p.output] == _grid(self.steps[p.output])
+                        if len(held[p.output]) != step.channels or not whole:
                             raise RuntimeError("the sink does not hold every model output")
                         report.done_s.append(time.monotonic())
                         report.outputs.append(env[p.output].numpy().copy())
                     continue
                 start = time.monotonic()
-                if kind == "add":
-                    value, chans = self._add(f, step, env, held, report if keep_values else None)
+                keep = report if keep_values else None
+                if boxes is not None:
+                    value, chans, boxes[step.name] = self._stage_rows(f, step, env, held, boxes, keep)
+                elif kind == "add":
+                    value, chans = self._add(f, step, env, held, keep)
                 else:
-                    value, chans = self._layer(f, step, env, held, report if keep_values else None)
+                    value, chans = self._layer(f, step, env, held, keep)
                 if len(chans):
                     task, sending = (step.name, start), 0.0
             elif kind == "input":
@@ -103,15 +122,23 @@ class Interpreter:
                     time.sleep(min(0.005, left))
                 chans = p.owned[step.name]
                 value = p.images[f][:, torch.from_numpy(chans)] if len(chans) else _empty(step, p.batch)
+                if boxes is not None:
+                    boxes[step.name] = _grid(step) if len(chans) else NOWHERE
             elif kind == "helper":
                 env[step.name] = self._call(step, _subst(step.args, env), _subst(step.kwargs, env))
                 continue
             else:
                 value, chans = self._channelwise(step, env, held)
+                if boxes is not None:
+                    boxes[step.name] = self._box_after(step, held, boxes) if len(chans) else NOWHERE
             env[step.name], held[step.name] = value, chans
             for m in self.sends.get((f, step.name), ()):
                 before = time.monotonic()
-                link.send(m, _as_matrix(_select(value, chans, m.channels, m.rank), m.rank))
+                if boxes is None:
+                    payload = _select(value, chans, m.channels, m.rank)
+                else:
+                    payload = _positions(value, chans, boxes[step.name], m, step)
+                link.send(m, _as_matrix(payload, m.rank))
                 sending += time.monotonic() - before
         if task is not None:
             report.tasks.append(TaskTime(f, task[0], task[1], time.monotonic() - sending))
@@ -132,6 +159,113 @@ class Interpreter:
                 order = np.argsort(chans, kind="stable")
                 chans, value = chans[order], value.index_select(1, torch.from_numpy(order))
             env[tensor], held[tensor] = _unchannels(value, self.steps[tensor].rank), chans
+
+    def _merge_rows(
+        self,
+        env: dict[str, Any],
+        held: dict[str, np.ndarray],
+        boxes: dict[str, Box],
+        ms: Sequence[MessageSpec],
+        values: list[torch.Tensor],
+    ) -> None:
+        """Merge received elements into their tensors (a plan with rows): per tensor, one new value over the
+        channels and the block holding what was held and what arrived."""
+        for tensor in dict.fromkeys(m.tensor for m in ms):
+            step = self.steps[tensor]
+            mine = [(m, v) for m, v in zip(ms, values) if m.tensor == tensor]
+            chans, box = held[tensor], boxes[tensor]
+            for m, _ in mine:
+                chans = np.union1d(chans, m.channels)
+                box = box.union(_grid(step) if m.positions is None else Box.holding(m.positions, step.hw[1]))
+            out = crop(env[tensor], held[tensor], boxes[tensor], chans, box, copy=True)
+            flat = out.reshape(out.shape[0], len(chans), -1)
+            for m, v in mine:
+                rows = torch.from_numpy(np.searchsorted(chans, m.channels))
+                every = _grid(step).positions(step.hw[1]) if m.positions is None else m.positions
+                cols = torch.from_numpy(box.relative(every, step.hw[1]))
+                flat[:, rows[:, None], cols[None, :]] = v.reshape(v.shape[0], len(m.channels), -1)
+            env[tensor], held[tensor], boxes[tensor] = _unchannels(out, step.rank), chans, box
+
+    def _stage_rows(
+        self,
+        f: int,
+        step: Step,
+        env: dict[str, Any],
+        held: dict[str, np.ndarray],
+        boxes: dict[str, Box],
+        report: DeviceReport | None,
+    ) -> tuple[torch.Tensor, np.ndarray, Box]:
+        """A stage of a plan with rows on this device (module docstring): (its value, channels, block)."""
+        assert self.p.areas is not None
+        area = self.p.areas.get(step.name)
+        if area is None:
+            return _empty(step, self.p.batch), np.zeros(0, dtype=np.int64), NOWHERE
+        refs = list(dict.fromkeys(r.name for r in _refs(step.args)))
+        if step.kind == "layer" and not area.pieces:  # linear: whole channels, as in a filters plan
+            if any(len(held[r]) and boxes[r] != _grid(self.steps[r]) for r in refs):
+                raise RuntimeError(f"{step.name} reads whole channels that are held in part")
+            value, chans = self._layer(f, step, env, held, report)
+            return value, chans, area.box
+        if step.kind == "layer":
+            return self._conv_rows(f, step, refs[0], area, env[refs[0]], held[refs[0]], boxes[refs[0]], report)
+        if step.kind == "add":
+            chosen = {r: crop(env[r], held[r], boxes[r], area.channels, area.box) for r in refs}
+            if report is not None and area.reads is not None:  # copies: an in-place add may change an operand
+                operands = [at(v, area.box, area.reads, step.hw[1]).numpy().copy() for v in chosen.values()]
+                report.inputs.append(UsedValue(f, step.name, area.channels, np.stack(operands), area.reads))
+            shaped = {r: _unchannels(v, self.steps[r].rank) for r, v in chosen.items()}
+            return self._call(step, _subst(step.args, shaped), _subst(step.kwargs, shaped)), area.channels, area.box
+        # a banded pool: over its input placed in the image's grid, then its own block
+        source = refs[0]
+        canvas = crop(env[source], held[source], boxes[source], area.channels, _grid(self.steps[source]))
+        pooled = self._call(step, _subst(step.args, {source: canvas}), _subst(step.kwargs, {source: canvas}))
+        return pooled[:, :, area.box.y0 : area.box.y1, area.box.x0 : area.box.x1], area.channels, area.box
+
+    def _conv_rows(
+        self,
+        f: int,
+        step: Step,
+        source: str,
+        area: Area,
+        value: torch.Tensor,
+        have: np.ndarray,
+        box: Box,
+        report: DeviceReport | None,
+    ) -> tuple[torch.Tensor, np.ndarray, Box]:
+        """A conv's pieces on this device (:func:`sim.model.shards.run_shard` on each input block, padded at
+        the image border), placed in the block of the positions it computes."""
+        shard = self.p.shards[step.name]
+        lacking = np.setdiff1d(shard.needed, have)
+        if len(lacking):
+            raise RuntimeError(f"channels {lacking.tolist()} of {source} are not held for {step.name}")
+        if report is not None and area.reads is not None:
+            reads = Box.holding(area.reads, self.steps[source].hw[1])
+            used = at(crop(value, have, box, shard.needed, reads), reads, area.reads, self.steps[source].hw[1])
+            report.inputs.append(UsedValue(f, step.name, shard.needed, used.numpy().copy(), area.reads))
+        runs = [
+            (piece, run_shard(shard, crop(value, have, box, shard.inputs, piece.in_box), piece.pad))
+            for piece in area.pieces
+        ]
+        if len(runs) == 1 and runs[0][0].box == area.box:
+            return runs[0][1], shard.filters, area.box
+        out = torch.zeros((runs[0][1].shape[0], len(shard.filters), *area.box.hw), dtype=runs[0][1].dtype)
+        for piece, y in runs:
+            b = piece.box
+            out[:, :, b.y0 - area.box.y0 : b.y1 - area.box.y0, b.x0 - area.box.x0 : b.x1 - area.box.x0] = y
+        return out, shard.filters, area.box
+
+    def _box_after(self, step: Step, held: dict[str, np.ndarray], boxes: dict[str, Box]) -> Box:
+        """The block of a channel-wise op's value (a plan with rows): its input's, or the whole grid of an op
+        that changes the grid (a pool of whole channels), whose input must be whole."""
+        refs = [r.name for r in _refs(step.args if step.kind != "cat" else step.args[0]) if len(held[r.name])]
+        box = boxes[refs[0]]
+        if any(boxes[r] != box for r in refs):
+            raise RuntimeError(f"{step.name} joins values held over different blocks")
+        if self.steps[refs[0]].hw == step.hw:
+            return box
+        if box != _grid(self.steps[refs[0]]):
+            raise RuntimeError(f"{step.name} changes the grid of a value held in part")
+        return _grid(step)
 
     def _layer(
         self, f: int, step: Step, env: dict[str, Any], held: dict[str, np.ndarray], report: DeviceReport | None
@@ -250,6 +384,20 @@ def _gather(value: torch.Tensor, have: np.ndarray, inputs: np.ndarray, needed: n
     full = torch.zeros((value.shape[0], len(inputs), *value.shape[2:]), dtype=value.dtype)
     full[:, torch.from_numpy(np.flatnonzero(both))] = _select(value, have, inputs[both], rank)
     return full
+
+
+def _grid(step: Step) -> Box:
+    """The whole grid of a step's value."""
+    return Box(0, step.hw[0], 0, step.hw[1])
+
+
+def _positions(value: torch.Tensor, have: np.ndarray, box: Box, m: MessageSpec, step: Step) -> torch.Tensor:
+    """A message's payload in a plan with rows: its channels at its positions, ``(B, k, positions)``."""
+    lacking = np.setdiff1d(m.channels, have)
+    if len(lacking):
+        raise RuntimeError(f"channels {lacking.tolist()} of {m.tensor} are not held")
+    every = _grid(step).positions(step.hw[1]) if m.positions is None else m.positions
+    return at(crop(value, have, box, m.channels, box), box, every, step.hw[1])
 
 
 def _as_matrix(value: torch.Tensor, rank: int) -> np.ndarray:

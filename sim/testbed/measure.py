@@ -127,6 +127,8 @@ def check_values(prep: Prepared, reports: Sequence[DeviceReport]) -> Check:
         add = graph.kind(u.stage) == "add"
         for i, a in enumerate(args[u.stage] if add else args[u.stage][:1]):
             ref = _channels_of(refs[u.frame][a], u.channels, graph.node(a).channels)
+            if u.positions is not None:  # rows form: those positions only
+                ref = ref.reshape(*ref.shape[:2], -1)[:, :, u.positions]
             got = u.value[i] if add else u.value
             worst_in = max(worst_in, _relative(got.reshape(ref.shape), ref))
             count += ref.size

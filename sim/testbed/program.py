@@ -25,6 +25,7 @@ from torch import nn
 
 from sim.model.shards import LayerShard
 from sim.workload import wire
+from sim.workload.spatial import Box
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Step:
     shape: tuple[int, ...] = ()  # the value's shape without the batch dimension
     channels: int = 0  # channels of the tensor (a flattened tensor: of its source)
     spatial: int = 1  # elements per channel (H*W; a flattened tensor: features per channel)
+    hw: tuple[int, int] = (1, 1)  # the grid of a channel's positions (a flattened tensor: its source's)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,32 @@ class MessageSpec:
     fmt: str
     header_bytes: int
     waiters: tuple[str, ...]  # stage nodes on dst that wait for it ("output" for the final gather)
+    positions: np.ndarray | None = None  # rows form: the positions (y*W + x) of those channels; None: all
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A block ``box`` of a conv's output positions that one device computes, the input block ``in_box``
+    it reads and the zero padding ``pad`` that block gets at the image border
+    (:func:`sim.workload.spatial.window_crop`)."""
+
+    box: Box
+    in_box: Box
+    pad: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Area:
+    """What one device computes of one stage of a plan with rows (docs/design.md §3b): ``channels`` at the
+    positions of ``box`` (the smallest block holding the elements it computes); for a conv, ``pieces``,
+    blocks exactly covering those positions (:func:`sim.workload.spatial.cover`: one for a band or a
+    tile); ``reads``, the input positions it needs (checked). A linear layer has no pieces: it reads whole
+    channels."""
+
+    channels: np.ndarray
+    box: Box
+    pieces: tuple[Piece, ...] = ()
+    reads: np.ndarray | None = None
 
 
 @dataclass
@@ -102,6 +130,8 @@ class DeviceProgram:
     output: str  # the model's output tensor node
     names: tuple[str, ...]  # every device's name, by index (for messages that name a peer)
     threads: int = 1
+    areas: dict[str, Area] | None = None  # a plan with rows: what it computes of each stage (None: by channels)
+    stages: frozenset[str] = frozenset()  # a plan with rows: every stage but the image (banded pools too)
     listen_host: str = "127.0.0.1"
     netns: str | None = None
     setup_timeout_s: float = 120.0  # bound on each set-up step (listening, connecting, the parent's orders)
@@ -140,6 +170,7 @@ class SendTime:
     ready_s: float
     start_s: float
     cpu_s: float
+    bytes: int = 0  # what went on the connection for it, the 8-byte application header left out
 
 
 @dataclass(frozen=True)
@@ -154,12 +185,14 @@ class ReceiveTime:
 @dataclass(frozen=True)
 class UsedValue:
     """A value a device used (check pass only): the input channels ``channels`` of stage ``stage`` in
-    frame ``frame``, ``(B, k, ...)``; an add's operands are stacked on a first axis."""
+    frame ``frame``, ``(B, k, ...)``; an add's operands are stacked on a first axis. With ``positions``
+    (rows form), only those positions (``y*W + x``) of the channels, ``(B, k, positions)``."""
 
     frame: int
     stage: str
     channels: np.ndarray
     value: np.ndarray
+    positions: np.ndarray | None = None
 
 
 @dataclass

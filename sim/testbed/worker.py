@@ -118,7 +118,7 @@ class _Link:
             raise transport.TransportError(
                 f"device {self.p.name} could not send to device {self.p.names[m.dst]}: {type(exc).__name__}: {exc}"
             ) from None
-        self.sent[m.k] = SendTime(ready, start, time.thread_time() - cpu)
+        self.sent[m.k] = SendTime(ready, start, time.thread_time() - cpu, len(data) - transport.APP_HEADER.size)
 
     def receive(self, ms: Sequence[MessageSpec]) -> list[torch.Tensor]:
         return self.receiver.take(ms, self.rnd.t0 + self.rnd.timeout_s, self.rnd.timeout_s)
@@ -153,7 +153,7 @@ def run_round(
             interp.frame(f, link, report, arrival, keep_values=rnd.check)
     received = receiver.finish(max(1.0, rnd.t0 + rnd.timeout_s - time.monotonic()))
     t0 = rnd.t0
-    report.sent = {k: SendTime(s.ready_s - t0, s.start_s - t0, s.cpu_s) for k, s in link.sent.items()}
+    report.sent = {k: SendTime(s.ready_s - t0, s.start_s - t0, s.cpu_s, s.bytes) for k, s in link.sent.items()}
     report.received = {k: ReceiveTime(r.end_s - t0, r.cpu_s) for k, r in received.items()}
     report.tasks = [TaskTime(t.frame, t.stage, t.start_s - t0, t.end_s - t0) for t in report.tasks]
     report.done_s = [d - t0 for d in report.done_s]

@@ -83,6 +83,122 @@ def receptive(window: Window, positions: np.ndarray, in_hw: tuple[int, int]) -> 
     return (rows.T @ positions.astype(np.int64) @ cols) > 0
 
 
+@dataclass(frozen=True)
+class Box:
+    """A block of a ``(H, W)`` grid: rows ``y0 <= y < y1`` and columns ``x0 <= x < x1`` (empty when either
+    range is).
+
+    >>> b = Box(1, 3, 0, 2)
+    >>> b.hw, b.positions(width=4).tolist(), b.union(Box(0, 1, 3, 4))
+    ((2, 2), [4, 5, 8, 9], Box(y0=0, y1=3, x0=0, x1=4))
+    """
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        """``(rows, columns)``."""
+        return self.y1 - self.y0, self.x1 - self.x0
+
+    @property
+    def empty(self) -> bool:
+        return self.y1 <= self.y0 or self.x1 <= self.x0
+
+    def positions(self, width: int) -> np.ndarray:
+        """The flat positions ``y*width + x`` of the block, row by row."""
+        rows, cols = np.arange(self.y0, self.y1), np.arange(self.x0, self.x1)
+        return (rows[:, None] * width + cols[None, :]).ravel()
+
+    def union(self, other: Box) -> Box:
+        """The smallest block holding both."""
+        if self.empty:
+            return other
+        if other.empty:
+            return self
+        return Box(min(self.y0, other.y0), max(self.y1, other.y1), min(self.x0, other.x0), max(self.x1, other.x1))
+
+    def relative(self, positions: np.ndarray, width: int) -> np.ndarray:
+        """The grid's flat ``positions`` (``y*width + x``) as flat positions inside the block, row by row; a
+        RuntimeError when one is outside it.
+
+        >>> Box(1, 3, 0, 2).relative(np.array([4, 9]), width=4).tolist()
+        [0, 3]
+        """
+        ys, xs = positions // width, positions % width
+        if ((ys < self.y0) | (ys >= self.y1) | (xs < self.x0) | (xs >= self.x1)).any():
+            raise RuntimeError(f"positions outside the block {self} are not held")
+        return (ys - self.y0) * (self.x1 - self.x0) + (xs - self.x0)
+
+    @staticmethod
+    def holding(positions: np.ndarray, width: int) -> Box:
+        """The smallest block holding the grid's flat ``positions`` (``y*width + x``, at least one).
+
+        >>> Box.holding(np.array([5, 10]), width=4)
+        Box(y0=1, y1=3, x0=1, x1=3)
+        """
+        ys, xs = positions // width, positions % width
+        return Box(int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
+
+    @staticmethod
+    def bounding(mask: np.ndarray) -> Box:
+        """The smallest block holding the true entries of ``mask`` (bool ``(H, W)``); empty when none are."""
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        if not len(rows):
+            return Box(0, 0, 0, 0)
+        return Box(int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+
+
+def cover(mask: np.ndarray) -> list[Box]:
+    """Blocks exactly covering the true entries of ``mask`` (bool ``(H, W)``), none overlapping: runs of
+    rows with the same columns, each cut into runs of columns (one block for a band or a tile).
+
+    >>> m = np.zeros((4, 4), dtype=bool); m[:2, :2] = m[2:, 2:] = True   # two tiles of a 2x2 grid
+    >>> cover(m)
+    [Box(y0=0, y1=2, x0=0, x1=2), Box(y0=2, y1=4, x0=2, x1=4)]
+    """
+    blocks, y = [], 0
+    while y < mask.shape[0]:
+        end = y + 1
+        while end < mask.shape[0] and np.array_equal(mask[end], mask[y]):
+            end += 1
+        cols = np.flatnonzero(mask[y])
+        if len(cols):
+            cuts = np.flatnonzero(np.diff(cols) > 1) + 1
+            blocks += [Box(y, end, int(run[0]), int(run[-1]) + 1) for run in np.split(cols, cuts)]
+        y = end
+    return blocks
+
+
+def window_crop(window: Window, out: Box, in_hw: tuple[int, int]) -> tuple[Box, tuple[int, int, int, int]]:
+    """The input block that output block ``out`` of a conv reads (docs/design.md §3b, receptive rows
+    ``[a*s - p, b*s - p + d*(k-1)]``, columns alike) clipped to the input, and the zero padding the block
+    gets where it was clipped, ``(left, right, top, bottom)`` as ``torch.nn.functional.pad`` takes it: a
+    block at the image border gets the conv's padding, an inner block none (its halo is real input).
+
+    Rows 0-1 of a 3x3 conv with padding 1 over 4 rows read rows 0-2 and one padded row above; rows 2-3
+    read rows 1-3 and one padded row below:
+
+    >>> w = Window((3, 3), (1, 1), (1, 1), (1, 1))
+    >>> window_crop(w, Box(0, 2, 0, 4), (4, 4))
+    (Box(y0=0, y1=3, x0=0, x1=4), (1, 1, 1, 0))
+    >>> window_crop(w, Box(2, 4, 0, 4), (4, 4))
+    (Box(y0=1, y1=4, x0=0, x1=4), (1, 1, 0, 1))
+    """
+
+    def axis(a: int, lo_out: int, hi_out: int, size: int) -> tuple[int, int, int, int]:
+        k, s, p, d = window.kernel[a], window.stride[a], window.padding[a], window.dilation[a]
+        lo, hi = lo_out * s - p, (hi_out - 1) * s - p + d * (k - 1)  # inclusive
+        first, last = max(lo, 0), min(hi, size - 1)
+        return first, last + 1, first - lo, hi - last
+
+    y0, y1, top, bottom = axis(0, out.y0, out.y1, in_hw[0])
+    x0, x1, left, right = axis(1, out.x0, out.x1, in_hw[1])
+    return Box(y0, y1, x0, x1), (left, right, top, bottom)
+
+
 def band_owner(input_owner: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     """A pooling op's owner per output position (module docstring): the runs of one owner along the
     input's first column (rows) and first row (columns), each mapped to one ``array_split`` band.

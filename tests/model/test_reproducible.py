@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from sim.model import zoo
-from sim.model.data import Split
+from sim.model.data import DataSplit
 from sim.model.train import TRAIN_DTYPE, fit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +56,7 @@ def test_training_leaves_a_float32_model_and_the_settings_as_they_were() -> None
     seen = []
     model.register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype))
     gen = torch.Generator().manual_seed(0)
-    split = Split(torch.rand(128, 1, 32, 32, generator=gen), torch.randint(0, 10, (128,), generator=gen))
+    split = DataSplit(torch.rand(128, 1, 32, 32, generator=gen), torch.randint(0, 10, (128,), generator=gen))
     fit(model, split, epochs=1, lr=1e-3, seed=0, progress=False)
     assert set(seen) == {TRAIN_DTYPE} and TRAIN_DTYPE == torch.float64
     assert {p.dtype for p in model.parameters()} == {torch.float32}

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from sim.model.shards import channel_features, layer_shard, run_shard
+from sim.workload.graph import Window
+from sim.workload.spatial import Box, window_crop
 
 
 def _uses(module: nn.Conv2d | nn.Linear, in_channels: int) -> np.ndarray:
@@ -68,3 +70,31 @@ def test_no_bias_for_partial_sums() -> None:
     shard = layer_shard(conv, np.ones((2, 2), dtype=bool), np.array([1]), bias=False)
     x = torch.zeros(1, 2, 3, 3)
     assert shard.bias is None and float(run_shard(shard, x).abs().max()) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "dilation"),
+    [(3, 1, 1, 1), (3, 2, 1, 1), (5, 1, 2, 1), (3, 1, 2, 2), (7, 2, 3, 1), (1, 1, 0, 1), (4, 3, 2, 1), (2, 2, 0, 1)],
+)
+def test_a_block_of_output_positions_equals_the_same_block_of_the_whole_conv(
+    kernel: int, stride: int, padding: int, dilation: int
+) -> None:
+    # every block of output rows x columns, from the input block window_crop names, padded where it meets
+    # the border: equal to the whole conv's outputs there (borders, inner blocks and one-row blocks alike)
+    gen = torch.Generator().manual_seed(kernel * 100 + stride * 10 + padding + dilation)
+    conv = nn.Conv2d(2, 3, kernel, stride, padding, dilation)
+    x = torch.randn(1, 2, 11, 9, generator=gen)
+    with torch.no_grad():
+        whole = conv(x)
+        shard = layer_shard(conv, np.ones((3, 2), dtype=bool), np.arange(3))
+        window = Window((kernel, kernel), (stride, stride), (padding, padding), (dilation, dilation))
+        height, width = whole.shape[2:]
+        rows = np.array_split(np.arange(height), 3)
+        cols = np.array_split(np.arange(width), 2)
+        for r in rows:
+            for c in cols:
+                out = Box(int(r[0]), int(r[-1]) + 1, int(c[0]), int(c[-1]) + 1)
+                inp, pad = window_crop(window, out, (11, 9))
+                block = run_shard(shard, x[:, :, inp.y0 : inp.y1, inp.x0 : inp.x1], pad)
+                expected = whole[:, :, out.y0 : out.y1, out.x0 : out.x1]
+                torch.testing.assert_close(block, expected, rtol=1e-5, atol=1e-6)

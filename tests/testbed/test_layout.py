@@ -7,6 +7,7 @@ from tests.test_layers import SIM, _imports
 
 RANK = {
     "program": 0,
+    "blocks": 0,
     "netns": 0,
     "transport": 1,
     "interpreter": 1,
