@@ -1,38 +1,48 @@
 """``dsim optimize``: search for the best split of a scenario, with the simulator as the cost model.
 
 The model is traced and its frames run once (:class:`Base`); every candidate split is then planned, sized
-(the unsplit model's tensor values are cached per frame) and simulated, on one or several processes.
+(the unsplit model's tensor values are cached per frame) and simulated, on one or several processes, or on
+a Dask cluster (``--scheduler``, the sweep's :func:`sim.study.sweep.dask_map`).
 
-A candidate gives every partitionable layer a **share vector**: the fraction of its output channels each
-device owns, turned into contiguous runs of channels by :func:`sim.model.partition.proportional_split`.
-A one-hot share vector puts the whole layer on one device, so the search spaces are:
+Most candidates are a :class:`Layout`: per partitionable layer, a **share vector** (the fraction of the
+layer's output channels, or with ``rows`` of its output rows, that each device owns, turned into
+contiguous runs by :func:`sim.model.partition.proportional_split`) and the layer's form (docs/design.md
+§3b). A one-hot share vector puts the whole layer on one device. The search spaces are:
 
 ``filters``
     one share vector for every layer, from an exhaustive grid over the devices' shares when it fits the
     budget (shares in steps of ``1/k``), plus the start proportional to the devices' rates;
+``rows``
+    every conv split into row bands, the linear layers whole on the sink, each band split also fused
+    (DeepThings' fused tiles): every per-conv choice of bands when they fit the budget, else one share
+    vector for every conv on a grid of ``1/k`` (the start proportional to the rates), and the tile grids
+    ``R x C`` with ``R*C`` the number of devices, plain and fused;
 ``pipeline``
-    contiguous stages of layers in topological order, stage ``i`` whole on device ``i``: every placement of
-    the cuts when they fit the budget, else the cuts that balance the stages' compute (dynamic programming
-    over the devices' rates, :func:`balanced_cuts`);
+    contiguous stages of whole layers in topological order, stage ``i`` on device ``i`` (a device may get
+    none): every placement of the cuts when they fit the budget, and always the cuts that balance the
+    stages' compute (:func:`sim.model.partition.pipeline_stages`, the same dynamic programme as the
+    ``pipeline`` strategy);
 ``hybrid``
-    simulated annealing over per-layer share vectors (move a quantum of one layer's share between two
-    devices, put a layer whole on one device, or copy a neighbour's shares), started from the best so far.
+    simulated annealing over layouts (move a quantum of one layer's share between two devices, put a layer
+    whole on one device, copy a neighbour's shares and form, switch a conv between rows and filters, fuse
+    or unfuse the rows), started from the best layout so far.
 
-The named strategies (``contiguous``, ``balanced``, ``round_robin``, ``aligned``, ``random``) are always
-evaluated, so the printed table says how far each is from the best. Everything is seeded
-(``--seed``, default the scenario's) and the result does not depend on ``--jobs``: candidates are
-proposed in fixed batches and their results are read in proposal order.
+The named strategies (:data:`NAMED`: the channel strategies, ``spatial`` and ``pipeline``) are always
+evaluated, so the printed table says how far each is from the best. Everything is seeded (``--seed``,
+default the scenario's) and the result does not depend on ``--jobs`` or ``--scheduler``: candidates are
+proposed in fixed batches and their results are read in proposal order. Ctrl-C stops the search; the
+candidates evaluated so far are kept (:attr:`SearchResult.interrupted`).
 
 Memory per device (``devices[i].memory_mb``, 1 MB = 1e6 bytes) bounds the float32 weights the device holds
-plus the largest output it holds at once (its share of one layer's output, for the batch); a split that
-needs more is infeasible and never chosen.
+(:func:`sim.workload.cost.weights_bytes`) plus the largest output it computes at once (for the batch); a
+split that needs more is infeasible and never chosen.
 
 Example::
 
     >>> from sim.config.load import load
     >>> result = optimize(load("scenarios/quickstart.yaml"), SearchSettings(budget=20))  # doctest: +SKIP
-    >>> result.best.description  # doctest: +SKIP
-    'filters shares 0.25:0.25:0.25:0.25'
+    >>> result.best.candidate.description  # doctest: +SKIP
+    'shares 0.25:0.25:0.25:0.25'
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,18 +66,20 @@ from sim.engine import assemble
 from sim.errors import UserError
 from sim.fileio import staged_directory, write_csv
 from sim.model.flowgraph import FlowGraph
-from sim.model.partition import make_partition, proportional_split, save_partition
+from sim.model.partition import make_split, pipeline_stages, proportional_split, save_partition, spatial_split
 from sim.pipeline.calibrate import calibrated
 from sim.pipeline.evaluate import BuiltWorkload, point_summary, run_engine
 from sim.pipeline.prepare import prepare, sized_workload, start_forked_worker
 from sim.progress import Progress
 from sim.report.plots import plot_search
-from sim.study.sweep import check_jobs, map_items
-from sim.workload.types import Partition
+from sim.study.sweep import RETRIES, check_jobs, dask_client, dask_map, map_items
+from sim.workload.cost import weights_bytes
+from sim.workload.plan import WorkloadPlan
+from sim.workload.types import FLOAT32_BYTES, Split
 
 OBJECTIVES = ("latency", "throughput", "bytes", "energy")
-SPACES = ("filters", "pipeline", "hybrid")
-NAMED = ("contiguous", "balanced", "round_robin", "aligned", "random")
+SPACES = ("filters", "rows", "pipeline", "hybrid")
+NAMED = ("contiguous", "balanced", "round_robin", "aligned", "random", "spatial", "pipeline")
 BATCH = 8  # candidates proposed together (evaluated in parallel); fixed, so results do not depend on --jobs
 SEARCH_COLUMNS = (
     "index",
@@ -77,6 +90,7 @@ SEARCH_COLUMNS = (
     "latency_s",
     "throughput_fps",
     "bytes_total",
+    "energy_j_per_frame",
     "memory_mb_max",
 )
 
@@ -87,7 +101,8 @@ class SearchSettings:
 
     ``budget`` bounds the candidates evaluated (the named strategies included); ``time_s``, when given,
     stops the search at the first batch that ends after it (seconds of wall time). ``seed`` ``None`` takes
-    the scenario's.
+    the scenario's. ``scheduler``: a Dask scheduler address or ``"local"`` to evaluate on, instead of
+    ``jobs`` local processes.
     """
 
     objective: str = "latency"
@@ -96,21 +111,40 @@ class SearchSettings:
     time_s: float | None = None
     seed: int | None = None
     jobs: int = 1
+    scheduler: str | None = None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A split as the search moves through it: per partitionable layer (in :meth:`FlowGraph.layers` order)
+    the share each device owns (``shares[i]``, summing to 1) of its output channels, or with ``rows[i]`` of
+    its output rows (a conv only); ``fused`` fuses each run of rows convs (docs/design.md §3b).
+
+    >>> Layout(((0.5, 0.5), (1.0, 0.0)), (True, False)).fused
+    False
+    """
+
+    shares: tuple[tuple[float, ...], ...]
+    rows: tuple[bool, ...]
+    fused: bool = False
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One split to evaluate: a partition and how it was found."""
+    """One split to evaluate: how it was found (``space``: ``named`` or a search space), the split, and
+    the layout it was made from (``None`` for the named strategies and tile grids)."""
 
-    space: str  # "named", "filters", "pipeline" or "hybrid"
+    space: str
     description: str
-    partition: Partition
+    split: Split
+    layout: Layout | None = None
 
 
 @dataclass(frozen=True)
 class Evaluation:
     """A candidate's figures: the objective (lower is better: throughput enters negated), the run's
-    latency (s, mean over frames), throughput (frames/s), bytes on the wire, and memory per device (MB)."""
+    latency (s, mean over frames), throughput (frames/s), bytes on the wire, energy per frame (J, ``None``
+    when no device has a power setting), and memory per device (MB)."""
 
     index: int
     candidate: Candidate
@@ -118,6 +152,7 @@ class Evaluation:
     latency_s: float
     throughput_fps: float
     bytes_total: int
+    energy_j_per_frame: float | None
     memory_mb: tuple[float, ...]
     feasible: bool
 
@@ -132,6 +167,7 @@ class Evaluation:
             "latency_s": self.latency_s,
             "throughput_fps": self.throughput_fps,
             "bytes_total": self.bytes_total,
+            "energy_j_per_frame": self.energy_j_per_frame,
             "memory_mb_max": max(self.memory_mb),
         }
         out.update({f"memory_mb_{d}": m for d, m in zip(devices, self.memory_mb)})
@@ -140,11 +176,13 @@ class Evaluation:
 
 @dataclass
 class SearchResult:
-    """Every evaluated candidate in order, the best feasible one, and the named strategies' evaluations."""
+    """Every evaluated candidate in order, the best feasible one, and the named strategies' evaluations.
+    ``interrupted``: the search was stopped by Ctrl-C (the evaluations are those finished before)."""
 
     scenario: Scenario
     graph: FlowGraph
     evaluations: list[Evaluation] = field(default_factory=list)
+    interrupted: bool = False
 
     @property
     def best(self) -> Evaluation:
@@ -168,21 +206,40 @@ class Base:
     cache: list[dict[str, np.ndarray]]
 
 
+def rows_allowed(scenario: Scenario) -> bool:
+    """Row splits need ``transfer.exchange: inputs`` (partial sums are defined for filters only)."""
+    return scenario.transfer.exchange == "inputs"
+
+
+def named_strategies(scenario: Scenario) -> tuple[str, ...]:
+    """The named strategies evaluated for ``scenario``: :data:`NAMED`, without ``spatial`` when rows are not
+    allowed (:func:`rows_allowed`)."""
+    return tuple(n for n in NAMED if n != "spatial" or rows_allowed(scenario))
+
+
 def check_settings(scenario: Scenario, settings: SearchSettings) -> None:
     """Refuse, in one line each, what the search cannot do for ``scenario``."""
     if settings.objective not in OBJECTIVES:
         raise UserError(f"--objective: '{settings.objective}' is not one of {', '.join(OBJECTIVES)}")
     unknown = [s for s in settings.spaces if s not in SPACES]
     if unknown or not settings.spaces:
+        raise UserError(f"--space: '{','.join(unknown) or '(empty)'}' is not a list of {', '.join(SPACES)}")
+    if "rows" in settings.spaces and not rows_allowed(scenario):
         raise UserError(
-            f"--space: '{','.join(unknown) or '(empty)'}' is not a list of {', '.join(SPACES)} "
-            "(rows: not searched yet; write a partition file by hand)"
+            f"--space rows: transfer.exchange is {scenario.transfer.exchange}, but row splits need inputs; "
+            "set transfer.exchange: inputs or leave rows out of --space"
         )
-    if settings.budget < len(NAMED) + 1:
-        raise UserError(f"--budget: must be at least {len(NAMED) + 1} (the named strategies and one more)")
+    minimum = len(named_strategies(scenario)) + 1
+    if settings.budget < minimum:
+        raise UserError(f"--budget: must be at least {minimum} (the named strategies and one more)")
     if settings.time_s is not None and not settings.time_s > 0:
         raise UserError(f"--time: must be > 0 seconds (got {settings.time_s})")
     check_jobs(settings.jobs)
+    if settings.objective == "energy" and all(d.power is None for d in scenario.devices):
+        raise UserError(
+            "--objective energy: no device has a power setting; give devices[i].power "
+            "(e.g. power: wifi-pi4) or choose another objective"
+        )
     if scenario.prune.method != "none":
         raise UserError(
             f"prune.method: {scenario.prune.method}: dsim optimize searches splits of the unpruned model; "
@@ -201,24 +258,21 @@ def base(scenario: Scenario) -> Base:
     return Base(sc, prepared.graph, images, [{} for _ in images])
 
 
-def memory_mb(graph: FlowGraph, parts: Partition, n_devices: int, batch: int) -> tuple[float, ...]:
-    """Per device: float32 weights held (filters owned, with their bias) plus the largest share of one
-    layer's output held at once (for the batch), in MB (1e6 bytes).
-
-    >>> from sim.workload.graph import Layer
-    """
-    weights = np.zeros(n_devices)
-    peak = np.zeros(n_devices)
-    for layer in graph.layers():
-        owned = np.bincount(parts[layer.name], minlength=n_devices)
-        per_filter = (
-            layer.in_channels * layer.in_spatial
-            if layer.op == "linear"
-            else layer.in_channels // layer.groups * layer.kernel_elems
-        )
-        weights += owned * (per_filter + 1) * 4
-        peak = np.maximum(peak, owned * layer.out_spatial * batch * 4)
-    return tuple(float(x) for x in (weights + peak) / 1e6)
+def memory_mb(plan: WorkloadPlan, batch: int) -> tuple[float, ...]:
+    """Per device, in MB (1e6 bytes): the float32 weights it holds (:func:`sim.workload.cost.weights_bytes`)
+    plus the largest output of one layer it computes at once, for the batch (its channels of the layer's
+    output, or with rows every channel of the positions it computes, a fused run's overlap included)."""
+    g, sp, n_dev = plan.graph, plan.spatial, plan.n_devices
+    rows = plan.split.rows if plan.split is not None else {}
+    peak = np.zeros(n_dev)
+    for node in (n for n in g.order if g.kind(n) == "layer"):
+        layer = g.layer(node)
+        if sp is not None and g.label(node) in rows:
+            held = sp.computes[node].reshape(n_dev, -1).sum(axis=1)  # (device, channel, position) elements
+        else:
+            held = np.bincount(plan.ownership[node], minlength=n_dev) * layer.out_spatial
+        peak = np.maximum(peak, held * batch * FLOAT32_BYTES)
+    return tuple(float(x) for x in (np.asarray(weights_bytes(plan)) + peak) / 1e6)
 
 
 def _objective(summary: RunSummary, objective: str) -> float:
@@ -228,9 +282,30 @@ def _objective(summary: RunSummary, objective: str) -> float:
         return -summary.throughput_fps
     if objective == "bytes":
         return float(summary.bytes_total)
-    if summary.energy_j is None:
-        raise UserError("--objective energy: no device has a power setting; give devices[i].power first")
-    return summary.energy_j
+    assert summary.energy_j_per_frame is not None, "check_settings refuses energy without a powered device"
+    return summary.energy_j_per_frame
+
+
+def evaluate(base_: Base, objective: str, job: tuple[int, Candidate]) -> Evaluation:
+    """Plan, size and simulate one candidate (``job``: its index and itself) against ``base_``."""
+    index, candidate = job
+    sc, graph = base_.scenario, base_.graph
+    plan, workload = sized_workload(sc, graph, candidate.split, base_.images, base_.cache)
+    summary = point_summary(sc, BuiltWorkload(workload), None, run_engine(sc, workload))  # no tables: the lean path
+    memory = memory_mb(plan, sc.inputs.batch_size)
+    limits = [d.memory_mb for d in sc.devices]
+    feasible = all(limit is None or used <= limit for used, limit in zip(memory, limits))
+    return Evaluation(
+        index,
+        candidate,
+        _objective(summary, objective),
+        summary.latency_s,
+        summary.throughput_fps,
+        summary.bytes_total,
+        summary.energy_j_per_frame,
+        memory,
+        feasible,
+    )
 
 
 _BASE: Base | None = None  # the shared base in worker processes (inherited at fork)
@@ -238,31 +313,39 @@ _OBJECTIVE = "latency"
 
 
 def _evaluate(job: tuple[int, Candidate]) -> Evaluation:
-    """Plan, size and simulate one candidate against the module's :data:`_BASE`."""
-    index, candidate = job
+    """:func:`evaluate` against the module's :data:`_BASE` (the process pool's path)."""
     assert _BASE is not None, "optimize: the base is set before any candidate is evaluated"
-    sc, graph = _BASE.scenario, _BASE.graph
-    _, workload = sized_workload(sc, graph, candidate.partition, _BASE.images, _BASE.cache)
-    summary = point_summary(sc, BuiltWorkload(workload), None, run_engine(sc, workload))  # no tables: the lean path
-    memory = memory_mb(graph, candidate.partition, len(sc.devices), sc.inputs.batch_size)
-    limits = [d.memory_mb for d in sc.devices]
-    feasible = all(limit is None or used <= limit for used, limit in zip(memory, limits))
-    return Evaluation(
-        index,
-        candidate,
-        _objective(summary, _OBJECTIVE),
-        summary.latency_s,
-        summary.throughput_fps,
-        summary.bytes_total,
-        memory,
-        feasible,
-    )
+    return evaluate(_BASE, _OBJECTIVE, job)
 
 
-def shares_partition(graph: FlowGraph, shares: Sequence[Sequence[float]]) -> Partition:
-    """The partition giving layer ``i`` (in :meth:`FlowGraph.layers` order) channels in proportion to
-    ``shares[i]`` (:func:`sim.model.partition.proportional_split`; a zero share owns nothing)."""
-    return {l.name: proportional_split(l.out_channels, s) for l, s in zip(graph.layers(), shares)}
+def row_shapes(graph: FlowGraph) -> dict[str, tuple[int, int]]:
+    """``(H_out, W_out)`` of every conv that rows can split, by layer name."""
+    out = {}
+    for node in (n for n in graph.order if graph.kind(n) == "layer"):
+        info = graph.node(node)
+        if info.layer is not None and info.layer.op == "conv" and info.window is not None and info.rank == 4:
+            out[graph.label(node)] = (int(info.shape[1]), int(info.shape[2]))
+    return out
+
+
+def layout_split(graph: FlowGraph, shapes: dict[str, tuple[int, int]], layout: Layout) -> Split:
+    """The :class:`Split` of ``layout``: rows layers in contiguous bands of output rows, the others in
+    contiguous runs of channels (whole when one device owns every channel or row), both proportional to the
+    shares (:func:`sim.model.partition.proportional_split`; a zero share owns nothing). ``shapes``:
+    :func:`row_shapes`."""
+    filters: dict[str, np.ndarray] = {}
+    rows: dict[str, np.ndarray] = {}
+    whole = set()
+    for layer, shares, by_rows in zip(graph.layers(), layout.shares, layout.rows):
+        if by_rows and max(shares) < sum(shares):  # rows all on one device: the layer whole
+            height, width = shapes[layer.name]
+            rows[layer.name] = np.repeat(proportional_split(height, shares)[:, None], width, axis=1)
+            filters[layer.name] = np.full(layer.out_channels, rows[layer.name][0, 0], dtype=np.int64)
+            continue
+        filters[layer.name] = proportional_split(layer.out_channels, shares)
+        if max(shares) == sum(shares):
+            whole.add(layer.name)
+    return Split(filters, rows, frozenset(whole), layout.fused and bool(rows))
 
 
 def _fmt(shares: Sequence[float]) -> str:
@@ -280,44 +363,17 @@ def compositions(total: int, parts: int) -> Iterator[tuple[int, ...]]:
         yield tuple(bounds[i + 1] - bounds[i] - 1 for i in range(parts))
 
 
-def balanced_cuts(costs_s: Sequence[Sequence[float]]) -> tuple[int, ...]:
-    """Split layers ``0..L-1`` into ``D`` contiguous non-empty stages, stage ``d`` on device ``d``, so that
-    the slowest stage is as fast as possible; ``costs_s[d][l]`` is layer ``l``'s time on device ``d``.
-    Returns the first layer of stages ``1..D-1`` (dynamic programming, ``O(D L^2)``).
+def _finest_grid(parts: int, room: int, per_point: int = 1) -> int:
+    """The largest ``k`` whose grid of shares in steps of ``1/k`` over ``parts`` devices, ``per_point``
+    candidates each, fits ``room`` candidates (at least 1).
 
-    >>> balanced_cuts([[1, 1, 1, 1], [1, 1, 1, 1]])
-    (2,)
-    >>> balanced_cuts([[1, 1, 1, 1], [3, 3, 3, 3]])
-    (3,)
+    >>> _finest_grid(2, 10), _finest_grid(2, 10, per_point=2), _finest_grid(3, 1)
+    (9, 4, 1)
     """
-    n_dev, n_layers = len(costs_s), len(costs_s[0])
-    prefix = [np.concatenate([[0.0], np.cumsum(c)]) for c in costs_s]
-    inf = math.inf
-    best = [[inf] * (n_layers + 1) for _ in range(n_dev + 1)]  # best[d][j]: layers < j on devices < d
-    back = [[0] * (n_layers + 1) for _ in range(n_dev + 1)]
-    best[0][0] = 0.0
-    for d in range(1, n_dev + 1):
-        for j in range(d, n_layers - (n_dev - d) + 1):
-            for i in range(d - 1, j):
-                stage = prefix[d - 1][j] - prefix[d - 1][i]
-                value = max(best[d - 1][i], stage)
-                if value < best[d][j]:
-                    best[d][j], back[d][j] = value, i
-    cuts, j = [], n_layers
-    for d in range(n_dev, 1, -1):
-        j = back[d][j]
-        cuts.append(j)
-    return tuple(reversed(cuts))
-
-
-def _stages(n_layers: int, cuts: Sequence[int], n_devices: int) -> list[list[float]]:
-    """One-hot share vectors of the stages that start at ``cuts``."""
-    bounds = (0, *cuts, n_layers)
-    shares = []
-    for d in range(len(bounds) - 1):
-        for _ in range(bounds[d], bounds[d + 1]):
-            shares.append([1.0 if k == d else 0.0 for k in range(n_devices)])
-    return shares
+    k = 1
+    while per_point * math.comb(k + 1 + parts - 1, parts - 1) <= room:
+        k += 1
+    return k
 
 
 class Search:
@@ -331,9 +387,13 @@ class Search:
         self.rng = np.random.default_rng(sc.seed if settings.seed is None else settings.seed)
         self.rates = np.array(assemble.compute_rates(sc), dtype=float)
         self.layers = base_.graph.layers()
+        self.shapes = row_shapes(base_.graph)
+        self.rows_ok = rows_allowed(sc) and bool(self.shapes)
+        self.names = sc.device_names
         self.n_dev = len(sc.devices)
+        self.sink = self.names.index(sc.sink)
         self.evaluations: list[Evaluation] = []
-        self.seen: set[str] = set()
+        self.seen: set[bytes] = set()
         self.deadline = None if settings.time_s is None else time.monotonic() + settings.time_s
 
     @property
@@ -344,12 +404,19 @@ class Search:
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
 
+    @staticmethod
+    def _key(split: Split) -> bytes:
+        """Equal for equal splits (the same owner of every channel and row, fused or not)."""
+        parts = [name.encode() + owner.tobytes() for name, owner in sorted(split.filters.items())]
+        parts += [b"rows " + name.encode() + grid.tobytes() for name, grid in sorted(split.rows.items())]
+        return b"|".join(parts) + (b"|fused" if split.fused else b"")
+
     def run(self, candidates: list[Candidate], again: bool = False) -> list[Evaluation]:
         """Evaluate the new ones of ``candidates`` (every one with ``again``) within the budget, in
         batches of :data:`BATCH`."""
         fresh = []
         for c in candidates:
-            key = repr(sorted((k, v.tobytes()) for k, v in c.partition.items()))
+            key = self._key(c.split)
             if again or key not in self.seen:
                 self.seen.add(key)
                 fresh.append(c)
@@ -366,88 +433,150 @@ class Search:
     def named(self) -> None:
         sc, graph = self.base.scenario, self.base.graph
         seed = sc.partition.seed if sc.partition.seed is not None else sc.seed
+        rates = list(self.rates)
         self.run(
             [
-                Candidate("named", name, make_partition(graph, name, self.n_dev, seed, list(self.rates)))
-                for name in NAMED
+                Candidate("named", name, make_split(graph, name, self.n_dev, seed=seed, rates=rates, sink=self.sink))
+                for name in named_strategies(sc)
             ],
             again=True,  # each is listed, even when two strategies give the same split
         )
 
-    def shares(self, shares: Sequence[Sequence[float]], space: str, description: str) -> Candidate:
-        return Candidate(space, description, shares_partition(self.base.graph, shares))
+    def layout(self, layout: Layout, space: str, description: str) -> Candidate:
+        return Candidate(space, description, layout_split(self.base.graph, self.shapes, layout), layout)
+
+    def common(self, shares: Sequence[float], by_rows: bool, fused: bool = False) -> Layout:
+        """``shares`` for every layer (with ``by_rows``: every rows-splittable conv by rows, the other layers
+        whole on the sink)."""
+        sink = tuple(1.0 if d == self.sink else 0.0 for d in range(self.n_dev))
+        if not by_rows:
+            return Layout(tuple(tuple(shares) for _ in self.layers), (False,) * len(self.layers))
+        rows = tuple(l.name in self.shapes for l in self.layers)
+        return Layout(tuple(tuple(shares) if r else sink for r in rows), rows, fused)
 
     def filters(self, share: int) -> None:
         """Shares proportional to the rates, then an exhaustive grid of common shares in steps of 1/k, with
         k as fine as ``share`` of the budget allows."""
         start = self.rates / self.rates.sum()
-        found = [self.shares([start] * len(self.layers), "filters", f"shares {_fmt(start)} (rates)")]
-        k = 1
-        while math.comb(k + 1 + self.n_dev - 1, self.n_dev - 1) <= share:
-            k += 1
+        found = [self.layout(self.common(start, False), "filters", f"shares {_fmt(start)} (rates)")]
+        k = _finest_grid(self.n_dev, share)
         for parts in compositions(k, self.n_dev):
             s = [p / k for p in parts]
-            found.append(self.shares([s] * len(self.layers), "filters", f"shares {_fmt(s)}"))
+            found.append(self.layout(self.common(s, False), "filters", f"shares {_fmt(s)}"))
+        self.run(found)
+
+    def rows(self, share: int) -> None:
+        """Row bands (each plain and fused): from shares proportional to the rates; then every per-conv
+        choice of bands when they fit ``share``, else a grid of common shares in steps of 1/k; then the
+        tile grids."""
+        if not self.rows_ok:
+            return
+        convs = [l.name for l in self.layers if l.name in self.shapes]
+        start = self.rates / self.rates.sum()
+        found = [
+            self.layout(self.common(start, True, fused), "rows", f"rows {_fmt(start)} (rates){' fused' * fused}")
+            for fused in (False, True)
+        ]
+        grids = [(r, self.n_dev // r) for r in range(1, self.n_dev + 1) if self.n_dev % r == 0 and r < self.n_dev]
+        room = share - len(found) - 2 * len(grids)
+        every = 2 * math.prod(math.comb(self.shapes[c][0] + self.n_dev - 1, self.n_dev - 1) for c in convs)
+        if every <= room:
+            for choice in itertools.product(*(compositions(self.shapes[c][0], self.n_dev) for c in convs)):
+                by_conv = dict(zip(convs, choice))
+                layout = self.common(start, True)
+                shares = tuple(
+                    tuple(n / self.shapes[l.name][0] for n in by_conv[l.name]) if l.name in by_conv else s
+                    for l, s in zip(self.layers, layout.shares)
+                )
+                text = "rows " + " ".join(f"{c} {':'.join(map(str, by_conv[c]))}" for c in convs)
+                found += [
+                    self.layout(Layout(shares, layout.rows, fused), "rows", text + " fused" * fused)
+                    for fused in (False, True)
+                ]
+        else:
+            k = _finest_grid(self.n_dev, room, per_point=2)
+            for parts in compositions(k, self.n_dev):
+                s = [p / k for p in parts]
+                found += [
+                    self.layout(self.common(s, True, fused), "rows", f"rows {_fmt(s)}{' fused' * fused}")
+                    for fused in (False, True)
+                ]
+        for grid in grids:
+            for fused in (False, True):
+                split = spatial_split(self.base.graph, self.n_dev, self.sink, fused=fused, tiles=grid)
+                found.append(Candidate("rows", f"tiles {grid[0]}x{grid[1]}{' fused' * fused}", split))
         self.run(found)
 
     def pipeline(self, share: int) -> None:
-        """Every placement of the stage cuts when they fit ``share``, else the balanced cuts."""
+        """The stages that balance compute (the ``pipeline`` strategy's dynamic programme), then every
+        placement of the stage cuts when they fit ``share``."""
         n_layers = len(self.layers)
-        if n_layers < self.n_dev:
-            return
         batch = self.base.scenario.inputs.batch_size
-        costs = [[l.flops(l.out_channels, batch) / r for l in self.layers] for r in self.rates]
-        placements = math.comb(n_layers - 1, self.n_dev - 1)
-        every = itertools.combinations(range(1, n_layers), self.n_dev - 1) if placements <= share else iter(())
-        found = [self._stage_candidate(balanced_cuts(costs), "balanced")]
-        found += [self._stage_candidate(cuts, "") for cuts in every]
+        balanced = pipeline_stages([l.flops(l.out_channels, batch) for l in self.layers], list(self.rates))
+        found = [self._stages(balanced, "balanced")]
+        if math.comb(n_layers + self.n_dev - 1, self.n_dev - 1) <= share - 1:
+            for cuts in itertools.combinations_with_replacement(range(n_layers + 1), self.n_dev - 1):
+                bounds = (0, *cuts, n_layers)
+                found.append(self._stages([d for d in range(self.n_dev) for _ in range(bounds[d], bounds[d + 1])], ""))
         self.run(found)
 
-    def _stage_candidate(self, cuts: Sequence[int], how: str) -> Candidate:
-        names = [self.layers[c].name for c in cuts]
-        text = "pipeline " + ("(" + how + ") " if how else "") + "stages from " + ", ".join(names)
-        return self.shares(_stages(len(self.layers), cuts, self.n_dev), "pipeline", text)
+    def _stages(self, stages: Sequence[int], how: str) -> Candidate:
+        """The pipeline whose layer ``i`` runs whole on device ``stages[i]``."""
+        runs = [list(group) for _, group in itertools.groupby(range(len(stages)), key=lambda i: stages[i])]
+        text = ", ".join(
+            f"{self.layers[r[0]].name}-{self.layers[r[-1]].name} on {self.names[stages[r[0]]]}" for r in runs
+        )
+        one_hot = tuple(tuple(1.0 if k == d else 0.0 for k in range(self.n_dev)) for d in stages)
+        layout = Layout(one_hot, (False,) * len(stages))
+        return self.layout(layout, "pipeline", f"pipeline{' (' + how + ')' if how else ''} {text}")
 
-    def _neighbour(self, shares: list[list[float]], quantum: float) -> tuple[list[list[float]], str]:
-        """One random move from ``shares`` (a copy is changed)."""
-        out = [list(s) for s in shares]
-        layer = int(self.rng.integers(len(out)))
-        move = int(self.rng.integers(3))
+    def _neighbour(self, layout: Layout, quantum: float) -> tuple[Layout, str]:
+        """One random move from ``layout``."""
+        shares = [list(s) for s in layout.shares]
+        rows = list(layout.rows)
+        layer = int(self.rng.integers(len(shares)))
+        move = int(self.rng.integers(5 if self.rows_ok else 3))
         name = self.layers[layer].name
-        if move == 0:  # a quantum of share from one device to another
-            a, b = (int(x) for x in self.rng.choice(self.n_dev, size=2, replace=False))
-            step = min(quantum, out[layer][a])
-            out[layer][a] -= step
-            out[layer][b] += step
-            return out, f"{name}: {step:.3g} from device {a} to {b}"
-        if move == 1:  # the whole layer on one device
+        if move == 3 and name in self.shapes:  # rows <-> filters, same shares
+            rows[layer] = not rows[layer]
+            what = f"{name}: by {'rows' if rows[layer] else 'filters'}"
+        elif move == 4:
+            return Layout(layout.shares, layout.rows, not layout.fused), "fused" if not layout.fused else "unfused"
+        elif move == 1:  # the whole layer on one device
             d = int(self.rng.integers(self.n_dev))
-            out[layer] = [1.0 if k == d else 0.0 for k in range(self.n_dev)]
-            return out, f"{name}: whole on device {d}"
-        other = layer - 1 if layer > 0 else min(layer + 1, len(out) - 1)  # copy a neighbour's shares
-        out[layer] = list(out[other])
-        return out, f"{name}: shares of {self.layers[other].name}"
+            shares[layer] = [1.0 if k == d else 0.0 for k in range(self.n_dev)]
+            rows[layer] = False
+            what = f"{name}: whole on {self.names[d]}"
+        elif move == 2:  # a neighbour's shares and form
+            other = layer - 1 if layer > 0 else min(layer + 1, len(shares) - 1)
+            shares[layer] = list(shares[other])
+            rows[layer] = rows[other] and name in self.shapes
+            what = f"{name}: as {self.layers[other].name}"
+        else:  # a quantum of share from one device to another
+            a, b = (int(x) for x in self.rng.choice(self.n_dev, size=2, replace=False))
+            step = min(quantum, shares[layer][a])
+            shares[layer][a] -= step
+            shares[layer][b] += step
+            what = f"{name}: {step:.3g} from {self.names[a]} to {self.names[b]}"
+        return Layout(tuple(tuple(s) for s in shares), tuple(rows), layout.fused), what
 
     def hybrid(self) -> None:
-        """Simulated annealing over per-layer share vectors from the best shares-based candidate so far."""
+        """Simulated annealing over layouts from the best layout so far."""
         start = min(
-            (e for e in self.evaluations if e.feasible and e.candidate.space in ("filters", "pipeline")),
+            (e for e in self.evaluations if e.feasible and e.candidate.layout is not None),
             key=lambda e: (e.objective, e.index),
             default=None,
         )
-        if start is None:
+        if start is None or start.candidate.layout is None:
             return
-        shares = [
-            list(np.bincount(start.candidate.partition[l.name], minlength=self.n_dev) / l.out_channels)
-            for l in self.layers
-        ]
+        layout = start.candidate.layout
         current, temperature = start.objective, 0.05  # relative worsening accepted with probability 1/e
         quantum = 1.0 / (2 * self.n_dev)
         step, idle = 0, 0
         while self.left > 0 and not self.out_of_time() and idle < 20:
             step += 1
-            proposals = [self._neighbour(shares, quantum) for _ in range(min(BATCH, self.left))]
-            cands = [self.shares(s, "hybrid", f"anneal {step}.{i}: {what}") for i, (s, what) in enumerate(proposals)]
+            proposals = [self._neighbour(layout, quantum) for _ in range(min(BATCH, self.left))]
+            cands = [self.layout(s, "hybrid", f"anneal {step}.{i}: {what}") for i, (s, what) in enumerate(proposals)]
             done = {e.candidate.description: e for e in self.run(cands)}
             idle = 0 if done else idle + 1  # every proposal seen before: finer moves, and stop when none is new
             if not done:
@@ -458,7 +587,7 @@ class Search:
                     continue
                 worse = (e.objective - current) / max(abs(current), 1e-12)
                 if worse <= 0 or self.rng.random() < math.exp(-worse / temperature):
-                    shares, current = s, e.objective
+                    layout, current = s, e.objective
             temperature *= 0.9
 
 
@@ -470,19 +599,23 @@ def optimize(scenario: Scenario, settings: SearchSettings, progress: bool = True
     scenario
         A loaded scenario (:func:`sim.config.load.load`); its own partition is ignored.
     settings
-        Objective, spaces, budget, time limit, seed and worker processes (:class:`SearchSettings`).
+        Objective, spaces, budget, time limit, seed, and worker processes or Dask scheduler
+        (:class:`SearchSettings`).
     progress
-        Show a progress bar on a terminal (and log a line per batch).
+        Show a progress bar on a terminal and log a line per candidate (:mod:`sim.progress`).
 
     Returns
     -------
     SearchResult
         Every candidate evaluated, in order; ``result.best`` is the feasible one with the lowest objective.
+        After Ctrl-C, the candidates of the batches finished before it, with ``interrupted`` set.
 
     Raises
     ------
     sim.errors.UserError
         A setting the search cannot honour, or no feasible split within the budget.
+    KeyboardInterrupt
+        Ctrl-C before any candidate was evaluated.
 
     Examples
     --------
@@ -494,30 +627,48 @@ def optimize(scenario: Scenario, settings: SearchSettings, progress: bool = True
     global _BASE, _OBJECTIVE
     check_settings(scenario, settings)
     _BASE, _OBJECTIVE = base(scenario), settings.objective
-    with Progress(settings.budget, "optimize", "candidates", enabled=progress) as bar:
+    shared = _BASE
+    interrupted = False
+    with ExitStack() as stack:
+        bar = stack.enter_context(Progress(settings.budget, "optimize", "candidate", enabled=progress))
+        client = None
+        if settings.scheduler is not None:
+            client = stack.enter_context(dask_client(settings.scheduler, settings.jobs))
+            on_cluster = client.scatter(shared, broadcast=True)
+
+        def lost(job: tuple[int, Candidate], exc: BaseException | None) -> Evaluation:
+            raise UserError(
+                f"--scheduler {settings.scheduler}: candidate {job[0]} was lost on the Dask cluster "
+                f"{RETRIES + 1} times ({exc!r}); check the workers"
+            )
 
         def evaluate_batch(batch: list[Candidate]) -> list[Evaluation]:
             first = len(search.evaluations)
             jobs = [(first + i, c) for i, c in enumerate(batch)]
-            done = sorted(
-                map_items(_evaluate, jobs, settings.jobs, start_forked_worker, (), "", "", False), key=lambda e: e.index
-            )
+            if client is None:
+                results = map_items(_evaluate, jobs, settings.jobs, start_forked_worker, (), "", "", False)
+            else:
+                results = dask_map(
+                    client, evaluate, jobs, lambda job: (on_cluster, settings.objective, job), lost, False
+                )
+            done = sorted(results, key=lambda e: e.index)
             for _ in done:
                 bar.step()
             return done
 
-        search = Search(_BASE, settings, evaluate_batch)
-        search.named()
-        rest = max(0, search.left)
-        shaped = [s for s in ("filters", "pipeline") if s in settings.spaces]
-        share = rest // (len(shaped) + ("hybrid" in settings.spaces)) if shaped else 0
-        if "filters" in settings.spaces:
-            search.filters(share)
-        if "pipeline" in settings.spaces:
-            search.pipeline(share)
-        if "hybrid" in settings.spaces:
-            search.hybrid()
-    result = SearchResult(_BASE.scenario, _BASE.graph, search.evaluations)
+        search = Search(shared, settings, evaluate_batch)
+        try:
+            search.named()
+            shaped = [s for s in ("filters", "rows", "pipeline") if s in settings.spaces]
+            for i, space in enumerate(shaped):  # an equal share of what is left; what one leaves, the next gets
+                getattr(search, space)(max(0, search.left) // (len(shaped) - i + ("hybrid" in settings.spaces)))
+            if "hybrid" in settings.spaces:
+                search.hybrid()
+        except KeyboardInterrupt:
+            if not search.evaluations:
+                raise
+            interrupted = True
+    result = SearchResult(shared.scenario, shared.graph, search.evaluations, interrupted)
     if not any(e.feasible for e in result.evaluations):
         need = min(max(e.memory_mb) for e in result.evaluations)
         raise UserError(
@@ -559,7 +710,7 @@ def save_search(result: SearchResult, scenario: Scenario, out: str | Path) -> li
     best = result.best
     with staged_directory(out) as stage:
         write_csv(table, stage / "search.csv")
-        save_partition(stage / "best.json", scenario.model.name, scenario.device_names, best.candidate.partition)
+        save_partition(stage / "best.json", scenario.model.name, scenario.device_names, best.candidate.split)
         text = yaml.safe_dump(best_scenario(scenario, "best.json"), sort_keys=False)
         (stage / "best.yaml").write_text(text, encoding="utf-8")
         plot_search(table, stage / "pareto.png", title=scenario.name)
