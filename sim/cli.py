@@ -383,7 +383,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
         jobs=args.jobs or 1,
         scheduler=args.scheduler,
     )
-    result = optimize(scenario, settings, progress=not args.quiet)
+    result = optimize(scenario, settings)  # progress lines: to --log always, to stderr unless --quiet
     with _writing(out):
         save_search(result, scenario, out)
     print(format_search(search_table(result), settings.objective))

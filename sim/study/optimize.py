@@ -18,10 +18,10 @@ contiguous runs by :func:`sim.model.partition.proportional_split`) and the layer
     vector for every conv on a grid of ``1/k`` (the start proportional to the rates), and the tile grids
     ``R x C`` with ``R*C`` the number of devices, plain and fused;
 ``pipeline``
-    contiguous stages of whole layers in topological order, stage ``i`` on device ``i`` (a device may get
-    none): every placement of the cuts when they fit the budget, and always the cuts that balance the
-    stages' compute (:func:`sim.model.partition.pipeline_stages`, the same dynamic programme as the
-    ``pipeline`` strategy);
+    contiguous stages of whole layers in topological order, one device per stage: the cuts that balance
+    the stages' compute (:func:`sim.model.partition.pipeline_stages`, the same dynamic programme as the
+    ``pipeline`` strategy) for every order of the devices when the budget allows, then every placement of
+    the cuts with the devices in scenario order (a device may get none) when they fit the budget;
 ``hybrid``
     simulated annealing over layouts (move a quantum of one layer's share between two devices, put a layer
     whole on one device, copy a neighbour's shares and form, switch a conv between rows and filters, fuse
@@ -508,13 +508,21 @@ class Search:
         self.run(found)
 
     def pipeline(self, share: int) -> None:
-        """The stages that balance compute (the ``pipeline`` strategy's dynamic programme), then every
-        placement of the stage cuts when they fit ``share``."""
+        """The stages that balance compute (the ``pipeline`` strategy's dynamic programme) for every order of
+        the devices when half of ``share`` allows (else the scenario's order and fastest first), then every
+        placement of the stage cuts in the scenario's order when the rest of ``share`` allows."""
         n_layers = len(self.layers)
         batch = self.base.scenario.inputs.batch_size
-        balanced = pipeline_stages([l.flops(l.out_channels, batch) for l in self.layers], list(self.rates))
-        found = [self._stages(balanced, "balanced")]
-        if math.comb(n_layers + self.n_dev - 1, self.n_dev - 1) <= share - 1:
+        costs = [l.flops(l.out_channels, batch) for l in self.layers]
+        if math.factorial(self.n_dev) <= share // 2:
+            orders = list(itertools.permutations(range(self.n_dev)))
+        else:
+            orders = [tuple(range(self.n_dev)), tuple(int(d) for d in np.argsort(-self.rates, kind="stable"))]
+        found = []
+        for order in orders:
+            stages = pipeline_stages(costs, [float(self.rates[d]) for d in order])
+            found.append(self._stages([order[s] for s in stages], "balanced"))
+        if math.comb(n_layers + self.n_dev - 1, self.n_dev - 1) <= share - len(found):
             for cuts in itertools.combinations_with_replacement(range(n_layers + 1), self.n_dev - 1):
                 bounds = (0, *cuts, n_layers)
                 found.append(self._stages([d for d in range(self.n_dev) for _ in range(bounds[d], bounds[d + 1])], ""))

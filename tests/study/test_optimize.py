@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -82,12 +83,16 @@ def test_search_is_deterministic_and_independent_of_jobs() -> None:
     assert len(one) <= 24 and list(one["description"][: len(NAMED)]) == list(NAMED)
 
 
-def test_dask_scheduler_writes_the_same_search_as_the_process_pool() -> None:
+def test_dask_scheduler_writes_the_same_search_as_the_process_pool(caplog) -> None:
     data = scenario_dict(3)
     pool = _search(data, budget=30, seed=2, jobs=2)
     with LocalCluster(n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None) as cluster:
-        dask = _search(data, budget=30, seed=2, scheduler=cluster.scheduler_address)
+        settings = SearchSettings(budget=30, seed=2, scheduler=cluster.scheduler_address)
+        with caplog.at_level(logging.INFO, logger="sim.progress"):
+            dask = search_table(optimize(parse_scenario(data), settings))
     pd.testing.assert_frame_equal(pool, dask)
+    lines = [r.getMessage() for r in caplog.records if r.name == "sim.progress"]
+    assert len(lines) == len(dask) and lines[-1].startswith(f"optimize {len(dask)}/30 done")
     assert {"named", "filters", "rows", "hybrid"} <= set(pool["space"])  # every kind of candidate
 
 
@@ -129,9 +134,11 @@ def test_energy_objective_picks_the_lowest_energy_per_frame(tmp_path, capsys) ->
         device["power"] = "wifi-pi4"
     scenario = tmp_path / "powered.yaml"
     scenario.write_text(json.dumps(data))
-    out = tmp_path / "opt"
-    assert cli.main(["optimize", str(scenario), "--objective", "energy", "--budget", "20", "--out", str(out)]) == 0
+    out, log = tmp_path / "opt", tmp_path / "opt.log"
+    command = ["optimize", str(scenario), "--objective", "energy", "--budget", "20", "--out", str(out)]
+    assert cli.main([*command, "--quiet", "--log", str(log)]) == 0
     table = pd.read_csv(out / "search.csv")
+    assert log.read_text().count("dsim optimize: optimize ") == len(table)  # a progress line per candidate
     assert (table["objective"] == table["energy_j_per_frame"]).all()
     best = table.sort_values(["objective", "index"]).iloc[0]
     assert best["energy_j_per_frame"] == table["energy_j_per_frame"].min()
@@ -219,6 +226,32 @@ def test_rows_space_is_every_band_choice_when_it_fits(lenet_base2) -> None:
     assert got == want  # the same set of splits (the duplicates of fused runs without rows dropped)
     tiles = [e.candidate.description for e in search.evaluations if e.candidate.description.startswith("tiles")]
     assert tiles == ["tiles 1x2", "tiles 1x2 fused"]
+
+
+def test_pipeline_space_holds_every_placement_and_the_balanced_stages_of_every_order(lenet_base) -> None:
+    """LeNet-5 on 4 equal devices: every placement of contiguous stages on the devices in scenario order (a
+    device may get none; C(5+3, 3) = 56), and for each of the 24 device orders a pipeline whose slowest
+    stage (FLOPs by hand) is the least of any placement in that order (brute force here)."""
+    search = Search(lenet_base, SearchSettings(budget=10_000), _fake)
+    search.pipeline(10_000)
+    owners = [tuple(int(e.candidate.split.filters[l.name][0]) for l in search.layers) for e in search.evaluations]
+    flops = [235_200, 480_000, 96_000, 20_160, 1_680]  # conv1, conv2, fc1, fc2, fc3 (2 * MACs)
+
+    def placements(order: tuple[int, ...]) -> list[tuple[int, ...]]:
+        out = []
+        for cuts in itertools.combinations_with_replacement(range(6), 3):
+            bounds = (0, *cuts, 5)
+            out.append(tuple(order[s] for s in range(4) for _ in range(bounds[s], bounds[s + 1])))
+        return out
+
+    def slowest(owner: tuple[int, ...]) -> int:
+        return max(sum(f for f, o in zip(flops, owner) if o == d) for d in range(4))
+
+    assert set(placements((0, 1, 2, 3))) <= set(owners) and len(set(placements((0, 1, 2, 3)))) == 56
+    for order in itertools.permutations(range(4)):
+        best = min(slowest(o) for o in placements(order))
+        ordered = [o for o in owners if set(placements(order)) >= {o}]
+        assert min(slowest(o) for o in ordered) == best == 480_000  # conv2 alone is the slowest stage
 
 
 @pytest.mark.slow
