@@ -25,7 +25,8 @@ contiguous runs by :func:`sim.model.partition.proportional_split`) and the layer
 ``hybrid``
     simulated annealing over layouts (move a quantum of one layer's share between two devices, put a layer
     whole on one device, copy a neighbour's shares and form, switch a conv between rows and filters, fuse
-    or unfuse the rows), started from the best layout so far.
+    or unfuse the rows), started from the best layout so far, and restarted from the best layout not yet
+    started from whenever it stalls.
 
 The named strategies (:data:`NAMED`: the channel strategies, ``spatial`` and ``pipeline``) are always
 evaluated, so the printed table says how far each is from the best. Everything is seeded (``--seed``,
@@ -81,10 +82,11 @@ OBJECTIVES = ("latency", "throughput", "bytes", "energy")
 SPACES = ("filters", "rows", "pipeline", "hybrid")
 NAMED = ("contiguous", "balanced", "round_robin", "aligned", "random", "spatial", "pipeline")
 BATCH = 8  # candidates proposed together (evaluated in parallel); fixed, so results do not depend on --jobs
-SEARCH_COLUMNS = (
+SEARCH_COLUMNS = (  # then memory_mb_<device> per device
     "index",
     "space",
     "description",
+    "layout",
     "feasible",
     "objective",
     "latency_s",
@@ -156,12 +158,14 @@ class Evaluation:
     memory_mb: tuple[float, ...]
     feasible: bool
 
-    def row(self, devices: Sequence[str]) -> dict[str, Any]:
-        """The candidate's row of ``search.csv``."""
+    def row(self, devices: Sequence[str], layers: Sequence[str]) -> dict[str, Any]:
+        """The candidate's row of ``search.csv`` (``layers``: the partitionable layers' names, in order)."""
+        layout = self.candidate.layout
         out: dict[str, Any] = {
             "index": self.index,
             "space": self.candidate.space,
             "description": self.candidate.description,
+            "layout": "" if layout is None else layout_text(layout, layers, devices),
             "feasible": self.feasible,
             "objective": self.objective,
             "latency_s": self.latency_s,
@@ -337,19 +341,38 @@ def layout_split(graph: FlowGraph, shapes: dict[str, tuple[int, int]], layout: L
     rows: dict[str, np.ndarray] = {}
     whole = set()
     for layer, shares, by_rows in zip(graph.layers(), layout.shares, layout.rows):
-        if by_rows and max(shares) < sum(shares):  # rows all on one device: the layer whole
-            height, width = shapes[layer.name]
-            rows[layer.name] = np.repeat(proportional_split(height, shares)[:, None], width, axis=1)
-            filters[layer.name] = np.full(layer.out_channels, rows[layer.name][0, 0], dtype=np.int64)
+        band = proportional_split(shapes[layer.name][0], shares) if by_rows else None
+        if band is not None and band.min() < band.max():  # rows all on one device: the layer whole instead
+            rows[layer.name] = np.repeat(band[:, None], shapes[layer.name][1], axis=1)
+            filters[layer.name] = np.full(layer.out_channels, band[0], dtype=np.int64)
             continue
-        filters[layer.name] = proportional_split(layer.out_channels, shares)
-        if max(shares) == sum(shares):
+        if band is not None:
+            filters[layer.name] = np.full(layer.out_channels, band[0], dtype=np.int64)
+        else:
+            filters[layer.name] = proportional_split(layer.out_channels, shares)
+        if filters[layer.name].min() == filters[layer.name].max():
             whole.add(layer.name)
     return Split(filters, rows, frozenset(whole), layout.fused and bool(rows))
 
 
 def _fmt(shares: Sequence[float]) -> str:
     return ":".join(f"{s:.3g}" for s in shares)
+
+
+def layout_text(layout: Layout, layers: Sequence[str], devices: Sequence[str]) -> str:
+    """``layout`` in one line: each layer's form and shares, as :func:`layout_split` reads them.
+
+    >>> layout_text(Layout(((0.5, 0.5), (0.25, 0.75), (0.0, 1.0)), (True, False, True), True), ["c1", "c2", "fc"], ["a", "b"])
+    'c1 rows 0.5:0.5, c2 filters 0.25:0.75, fc whole b; fused'
+    """
+    parts = []
+    for name, shares, by_rows in zip(layers, layout.shares, layout.rows):
+        if max(shares) == sum(shares):
+            parts.append(f"{name} whole {devices[int(np.argmax(shares))]}")
+        else:
+            parts.append(f"{name} {'rows' if by_rows else 'filters'} {_fmt(shares)}")
+    fused = layout.fused and any(r and max(s) < sum(s) for s, r in zip(layout.shares, layout.rows))
+    return ", ".join(parts) + ("; fused" if fused else "")
 
 
 def compositions(total: int, parts: int) -> Iterator[tuple[int, ...]]:
@@ -569,18 +592,32 @@ class Search:
         return Layout(tuple(tuple(s) for s in shares), tuple(rows), layout.fused), what
 
     def hybrid(self) -> None:
-        """Simulated annealing over layouts from the best layout so far."""
-        start = min(
-            (e for e in self.evaluations if e.feasible and e.candidate.layout is not None),
-            key=lambda e: (e.objective, e.index),
-            default=None,
-        )
-        if start is None or start.candidate.layout is None:
-            return
-        layout = start.candidate.layout
-        current, temperature = start.objective, 0.05  # relative worsening accepted with probability 1/e
+        """Simulated annealing over layouts from the best layout so far; when a run stalls (20 batches in a
+        row propose only splits already tried), again from the best layout not yet started from, until the
+        budget or the time is spent or every layout evaluated has been a start."""
+        started: set[int] = set()
+        step = 0
+        while self.left > 0 and not self.out_of_time():
+            start = min(
+                (
+                    e
+                    for e in self.evaluations
+                    if e.feasible and e.candidate.layout is not None and e.index not in started
+                ),
+                key=lambda e: (e.objective, e.index),
+                default=None,
+            )
+            if start is None or start.candidate.layout is None:
+                return
+            started.add(start.index)
+            step = self._anneal(start.candidate.layout, start.objective, step)
+
+    def _anneal(self, layout: Layout, current: float, step: int) -> int:
+        """One annealing run from ``layout`` (objective ``current``) until it stalls; returns the last step
+        number (steps are numbered across runs, so every description is new)."""
+        temperature = 0.05  # relative worsening accepted with probability 1/e
         quantum = 1.0 / (2 * self.n_dev)
-        step, idle = 0, 0
+        idle = 0
         while self.left > 0 and not self.out_of_time() and idle < 20:
             step += 1
             proposals = [self._neighbour(layout, quantum) for _ in range(min(BATCH, self.left))]
@@ -597,6 +634,7 @@ class Search:
                 if worse <= 0 or self.rng.random() < math.exp(-worse / temperature):
                     layout, current = s, e.objective
             temperature *= 0.9
+        return step
 
 
 def optimize(scenario: Scenario, settings: SearchSettings, progress: bool = True) -> SearchResult:
@@ -688,8 +726,9 @@ def optimize(scenario: Scenario, settings: SearchSettings, progress: bool = True
 
 def search_table(result: SearchResult) -> pd.DataFrame:
     """``search.csv``: one row per candidate, in evaluation order (:meth:`Evaluation.row`)."""
-    devices = result.scenario.device_names
-    return pd.DataFrame([e.row(devices) for e in result.evaluations])
+    devices, layers = result.scenario.device_names, [l.name for l in result.graph.layers()]
+    columns = [*SEARCH_COLUMNS, *(f"memory_mb_{d}" for d in devices)]
+    return pd.DataFrame([e.row(devices, layers) for e in result.evaluations], columns=columns)
 
 
 def best_scenario(scenario: Scenario, partition_file: str) -> dict[str, Any]:

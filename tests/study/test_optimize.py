@@ -24,6 +24,7 @@ from sim.study.optimize import (
     NAMED,
     Candidate,
     Evaluation,
+    Layout,
     Search,
     SearchSettings,
     base,
@@ -81,6 +82,13 @@ def test_search_is_deterministic_and_independent_of_jobs() -> None:
     assert one.equals(_search(data, budget=24, seed=3))
     assert one.equals(_search(data, budget=24, seed=3, jobs=2))
     assert len(one) <= 24 and list(one["description"][: len(NAMED)]) == list(NAMED)
+    assert list(one.columns[:4]) == ["index", "space", "description", "layout"]
+    assert list(one.columns[-3:]) == ["memory_mb_d0", "memory_mb_d1", "memory_mb_d2"]
+    layouts = dict(zip(one["description"], one["layout"].fillna("")))
+    assert layouts["contiguous"] == ""  # named strategies are not layouts
+    assert layouts["shares 0:0:1"] == ", ".join(f"{l} whole d2" for l in ("conv1", "conv2", "fc1", "fc2", "fc3"))
+    rows = "conv1 rows 0.333:0.333:0.333, conv2 rows 0.333:0.333:0.333, fc1 whole d0, fc2 whole d0, fc3 whole d0"
+    assert layouts["rows 0.333:0.333:0.333 (rates) fused"] == rows + "; fused"
 
 
 def test_dask_scheduler_writes_the_same_search_as_the_process_pool(caplog) -> None:
@@ -176,6 +184,17 @@ def test_refusals_are_one_line(change: dict, kw: dict, message: str) -> None:
     data = {**scenario_dict(2), **change}
     with pytest.raises(UserError, match=message):
         _search(data, budget=kw.pop("budget", 9), **kw)
+
+
+def test_rows_that_round_to_one_device_make_the_layer_whole(lenet_base2) -> None:
+    """Shares 0.01:0.99 of conv1's 28 rows round to all 28 on d1 (largest remainder: 0.28 < 0.72): the
+    split holds conv1 whole on d1, so the fused run starts at conv2, and the candidate plans and runs."""
+    graph, shapes = lenet_base2.graph, opt.row_shapes(lenet_base2.graph)
+    layout = Layout(((0.01, 0.99), (0.5, 0.5), *[(1.0, 0.0)] * 3), (True, True, False, False, False), True)
+    split = opt.layout_split(graph, shapes, layout)
+    assert set(split.rows) == {"conv2"} and split.whole == {"conv1", "fc1", "fc2", "fc3"} and split.fused
+    assert set(split.filters["conv1"]) == {1} and split.rows["conv2"][:, 0].tolist() == [0] * 5 + [1] * 5
+    assert opt.evaluate(lenet_base2, "latency", (0, Candidate("hybrid", "x", split, layout))).latency_s > 0
 
 
 def _row_split(graph, cuts: dict[str, int], fused: bool) -> Split:
