@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import re
 
 import numpy as np
 import pandas as pd
@@ -102,6 +103,26 @@ def test_dask_scheduler_writes_the_same_search_as_the_process_pool(caplog) -> No
     lines = [r.getMessage() for r in caplog.records if r.name == "sim.progress"]
     assert len(lines) == len(dask) and lines[-1].startswith(f"optimize {len(dask)}/30 done")
     assert {"named", "filters", "rows", "hybrid"} <= set(pool["space"])  # every kind of candidate
+
+
+def test_a_candidate_lost_on_every_try_is_one_line(tmp_path, monkeypatch) -> None:
+    """A task that fails every time (what a worker lost again and again looks like) is resubmitted
+    RETRIES times, then the search stops with one line."""
+    tries = tmp_path / "tries"  # a file: the task runs on a copy of this function on the worker
+
+    def lost(base_, objective, job):
+        with open(tries, "a") as f:
+            f.write(f"{job[0]}\n")
+        raise ConnectionResetError("worker lost")
+
+    monkeypatch.setattr(opt, "evaluate", lost)
+    with LocalCluster(n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None) as cluster:
+        settings = SearchSettings(budget=9, scheduler=cluster.scheduler_address)
+        message = r"^--scheduler \S+: candidate (\d+) was lost on the Dask cluster 4 times \(ConnectionResetError"
+        with pytest.raises(UserError, match=message) as raised:
+            optimize(parse_scenario(scenario_dict(2)), settings, progress=False)
+    candidate = re.match(message, str(raised.value))[1]
+    assert tries.read_text().split().count(candidate) == opt.RETRIES + 1 == 4
 
 
 def test_bytes_objective_finds_the_split_that_sends_nothing() -> None:
