@@ -382,6 +382,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
         seed=args.seed,
         jobs=args.jobs or 1,
         scheduler=args.scheduler,
+        min_accuracy=args.min_accuracy,
     )
     result = optimize(scenario, settings)  # progress lines: to --log always, to stderr unless --quiet
     with _writing(out):
@@ -536,6 +537,12 @@ def parser() -> argparse.ArgumentParser:
         "--scheduler",
         metavar="ADDRESS",
         help="evaluate on a Dask cluster: a scheduler address (tcp://host:8786) or local (--jobs workers)",
+    )
+    opt.add_argument(
+        "--min-accuracy",
+        type=float,
+        metavar="A",
+        help="with a prune section: the test accuracy (0-1) a pruned model must keep; lower amounts are skipped",
     )
     opt.set_defaults(func=_cmd_optimize)
     schema = sub.add_parser("schema", help="print the JSON Schema of scenario files")

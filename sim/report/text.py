@@ -269,6 +269,9 @@ def format_search(table: pd.DataFrame, objective: str) -> str:
     }
     if "energy_j_per_frame" in rows and rows["energy_j_per_frame"].notna().any():
         columns["mJ/frame"] = _cells(rows["energy_j_per_frame"], 1e3, 3)
+    if "prune_amount" in rows and table["prune_amount"].nunique() > 1:  # pruning searched: its amount, accuracy
+        columns["prune"] = _cells(rows["prune_amount"], 1, 2)
+        columns["accuracy %"] = _cells(rows["accuracy"], 100, 1)
     columns[f"{objective} vs best %"] = _cells(worse, 1, 1)  # '-' when the best is 0 (bytes: nothing sent)
     out = pd.DataFrame(columns)
     infeasible = int((~table["feasible"]).sum())

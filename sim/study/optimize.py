@@ -34,6 +34,9 @@ default the scenario's) and the result does not depend on ``--jobs`` or ``--sche
 proposed in fixed batches and their results are read in proposal order. Ctrl-C stops the search; the
 candidates evaluated so far are kept (:attr:`SearchResult.interrupted`).
 
+With unstructured pruning in the scenario, the prune amount is a dimension too (:func:`prune_amounts`):
+one base per amount, the budget shared among the amounts whose test accuracy reaches ``--min-accuracy``.
+
 Memory per device (``devices[i].memory_mb``, 1 MB = 1e6 bytes) bounds the float32 weights the device holds
 (:func:`sim.workload.cost.weights_bytes`) plus the largest output it computes at once (for the batch); a
 split that needs more is infeasible and never chosen.
@@ -53,7 +56,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +65,8 @@ import pandas as pd
 import yaml
 
 from sim.analysis.summary import RunSummary
-from sim.config.schema import Scenario
+from sim.config.schema import PruneSpec, Scenario
+from sim.config.vocab import UNSTRUCTURED
 from sim.engine import assemble
 from sim.errors import UserError
 from sim.fileio import staged_directory, write_csv
@@ -94,6 +98,8 @@ SEARCH_COLUMNS = (  # then memory_mb_<device> per device
     "bytes_total",
     "energy_j_per_frame",
     "memory_mb_max",
+    "prune_amount",
+    "accuracy",
 )
 
 
@@ -104,7 +110,8 @@ class SearchSettings:
     ``budget`` bounds the candidates evaluated (the named strategies included); ``time_s``, when given,
     stops the search at the first batch that ends after it (seconds of wall time). ``seed`` ``None`` takes
     the scenario's. ``scheduler``: a Dask scheduler address or ``"local"`` to evaluate on, instead of
-    ``jobs`` local processes.
+    ``jobs`` local processes. ``min_accuracy``: the test accuracy (0 to 1) a pruned model must keep; prune
+    amounts below it are not searched.
     """
 
     objective: str = "latency"
@@ -114,6 +121,7 @@ class SearchSettings:
     seed: int | None = None
     jobs: int = 1
     scheduler: str | None = None
+    min_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +165,8 @@ class Evaluation:
     energy_j_per_frame: float | None
     memory_mb: tuple[float, ...]
     feasible: bool
+    prune_amount: float = 0.0
+    accuracy: float | None = None
 
     def row(self, devices: Sequence[str], layers: Sequence[str]) -> dict[str, Any]:
         """The candidate's row of ``search.csv`` (``layers``: the partitionable layers' names, in order)."""
@@ -173,6 +183,8 @@ class Evaluation:
             "bytes_total": self.bytes_total,
             "energy_j_per_frame": self.energy_j_per_frame,
             "memory_mb_max": max(self.memory_mb),
+            "prune_amount": self.prune_amount,
+            "accuracy": self.accuracy,
         }
         out.update({f"memory_mb_{d}": m for d, m in zip(devices, self.memory_mb)})
         return out
@@ -202,12 +214,15 @@ class SearchResult:
 @dataclass
 class Base:
     """What every candidate shares: the calibrated scenario (no baseline, no deployment), the traced graph,
-    the frames' image batches and the cache of the unsplit model's tensor values (one dict per frame)."""
+    the frames' image batches, the cache of the unsplit model's tensor values (one dict per frame), the
+    prune amount (0 unpruned) and the model's test accuracy (``None`` without labels)."""
 
     scenario: Scenario
     graph: FlowGraph
     images: list[Any]
     cache: list[dict[str, np.ndarray]]
+    prune_amount: float = 0.0
+    accuracy: float | None = None
 
 
 def rows_allowed(scenario: Scenario) -> bool:
@@ -233,9 +248,19 @@ def check_settings(scenario: Scenario, settings: SearchSettings) -> None:
             f"--space rows: transfer.exchange is {scenario.transfer.exchange}, but row splits need inputs; "
             "set transfer.exchange: inputs or leave rows out of --space"
         )
-    minimum = len(named_strategies(scenario)) + 1
+    if scenario.prune.method not in ("none", *UNSTRUCTURED):
+        raise UserError(
+            f"prune.method: {scenario.prune.method}: dsim optimize searches the amounts of unstructured pruning "
+            f"({', '.join(UNSTRUCTURED)}), which keeps every channel; use one of them or none"
+        )
+    minimum = (len(named_strategies(scenario)) + 1) * len(prune_amounts(scenario.prune))
     if settings.budget < minimum:
-        raise UserError(f"--budget: must be at least {minimum} (the named strategies and one more)")
+        raise UserError(
+            f"--budget: must be at least {minimum} (the named strategies and one more, for each of "
+            f"{len(prune_amounts(scenario.prune))} prune amounts)"
+        )
+    if settings.min_accuracy is not None and not 0 < settings.min_accuracy <= 1:
+        raise UserError(f"--min-accuracy: must be in (0, 1], a fraction of the test set (got {settings.min_accuracy})")
     if settings.time_s is not None and not settings.time_s > 0:
         raise UserError(f"--time: must be > 0 seconds (got {settings.time_s})")
     check_jobs(settings.jobs)
@@ -243,11 +268,6 @@ def check_settings(scenario: Scenario, settings: SearchSettings) -> None:
         raise UserError(
             "--objective energy: no device has a power setting; give devices[i].power "
             "(e.g. power: wifi-pi4) or choose another objective"
-        )
-    if scenario.prune.method != "none":
-        raise UserError(
-            f"prune.method: {scenario.prune.method}: dsim optimize searches splits of the unpruned model; "
-            "set prune.method: none (pruning is not part of the search space yet)"
         )
     if len(scenario.devices) < 2:
         raise UserError("devices: dsim optimize needs at least 2 devices to split over")
@@ -259,7 +279,29 @@ def base(scenario: Scenario) -> Base:
     sc = sc.model_copy(update={"baseline": "none", "deploy": None})
     prepared = prepare(sc)
     images = prepared.images or []
-    return Base(sc, prepared.graph, images, [{} for _ in images])
+    amount = sc.prune.amount if sc.prune.method != "none" else 0.0
+    return Base(sc, prepared.graph, images, [{} for _ in images], amount, prepared.built.accuracy)
+
+
+def prune_amounts(prune: PruneSpec) -> tuple[float, ...]:
+    """The prune amounts searched: 0 alone without pruning (``method: none``), else 0, 0.25, 0.5, 0.75 and
+    the scenario's ``prune.amount``, in increasing order.
+
+    >>> prune_amounts(PruneSpec(method="l1_unstructured", amount=0.6))
+    (0.0, 0.25, 0.5, 0.6, 0.75)
+    """
+    if prune.method == "none":
+        return (0.0,)
+    return tuple(sorted({0.0, 0.25, 0.5, 0.75, prune.amount}))
+
+
+def pruned(scenario: Scenario, amount: float) -> Scenario:
+    """``scenario`` with ``prune.amount`` set to ``amount`` (no pruning at 0)."""
+    if amount == 0.0:
+        return scenario.model_copy(
+            update={"prune": scenario.prune.model_copy(update={"method": "none", "amount": 0.0})}
+        )
+    return scenario.model_copy(update={"prune": scenario.prune.model_copy(update={"amount": amount})})
 
 
 def memory_mb(plan: WorkloadPlan, batch: int) -> tuple[float, ...]:
@@ -309,6 +351,8 @@ def evaluate(base_: Base, objective: str, job: tuple[int, Candidate]) -> Evaluat
         summary.energy_j_per_frame,
         memory,
         feasible,
+        base_.prune_amount,
+        base_.accuracy,
     )
 
 
@@ -403,11 +447,17 @@ class Search:
     """The search of one scenario: proposes candidates batch by batch and keeps every evaluation."""
 
     def __init__(
-        self, base_: Base, settings: SearchSettings, evaluate_batch: Callable[[list[Candidate]], list[Evaluation]]
+        self,
+        base_: Base,
+        settings: SearchSettings,
+        evaluate_batch: Callable[[list[Candidate]], list[Evaluation]],
+        rng: np.random.Generator | None = None,
     ):
         self.base, self.settings, self.evaluate_batch = base_, settings, evaluate_batch
         sc = base_.scenario
-        self.rng = np.random.default_rng(sc.seed if settings.seed is None else settings.seed)
+        self.rng = (
+            rng if rng is not None else np.random.default_rng(sc.seed if settings.seed is None else settings.seed)
+        )
         self.rates = np.array(assemble.compute_rates(sc), dtype=float)
         self.layers = base_.graph.layers()
         self.shapes = row_shapes(base_.graph)
@@ -672,49 +722,44 @@ def optimize(scenario: Scenario, settings: SearchSettings, progress: bool = True
     """
     global _BASE, _OBJECTIVE
     check_settings(scenario, settings)
-    _BASE, _OBJECTIVE = base(scenario), settings.objective
-    shared = _BASE
+    _OBJECTIVE = settings.objective
+    rng = np.random.default_rng(scenario.seed if settings.seed is None else settings.seed)
+    deadline = None if settings.time_s is None else time.monotonic() + settings.time_s
+    bases = [base(pruned(scenario, amount)) for amount in prune_amounts(scenario.prune)]
+    floor = settings.min_accuracy
+    kept = [b for b in bases if floor is None or (b.accuracy or 0.0) >= floor]
+    if not kept:
+        refused = ", ".join(f"{b.prune_amount:g} ({_percent(b.accuracy)})" for b in bases)
+        raise UserError(
+            f"--min-accuracy {floor:g}: no prune amount keeps it (amount (accuracy): {refused}); "
+            "lower the floor or set prune.method: none"
+        )
+    evaluations: list[Evaluation] = []
     interrupted = False
     with ExitStack() as stack:
         bar = stack.enter_context(Progress(settings.budget, "optimize", "candidate", enabled=progress))
-        client = None
-        if settings.scheduler is not None:
-            client = stack.enter_context(dask_client(settings.scheduler, settings.jobs))
-            on_cluster = client.scatter(shared, broadcast=True)
-
-        def lost(job: tuple[int, Candidate], exc: BaseException | None) -> Evaluation:
-            raise UserError(
-                f"--scheduler {settings.scheduler}: candidate {job[0]} was lost on the Dask cluster "
-                f"{RETRIES + 1} times ({exc!r}); check the workers"
-            )
-
-        def evaluate_batch(batch: list[Candidate]) -> list[Evaluation]:
-            first = len(search.evaluations)
-            jobs = [(first + i, c) for i, c in enumerate(batch)]
-            if client is None:
-                results = map_items(_evaluate, jobs, settings.jobs, start_forked_worker, (), "", "", False)
-            else:
-                results = dask_map(
-                    client, evaluate, jobs, lambda job: (on_cluster, settings.objective, job), lost, False
-                )
-            done = sorted(results, key=lambda e: e.index)
-            for _ in done:
-                bar.step()
-            return done
-
-        search = Search(shared, settings, evaluate_batch)
+        client = (
+            None if settings.scheduler is None else stack.enter_context(dask_client(settings.scheduler, settings.jobs))
+        )
+        batches = _Batches(settings, client, bar)
+        search: Search | None = None
         try:
-            search.named()
-            shaped = [s for s in ("filters", "rows", "pipeline") if s in settings.spaces]
-            for i, space in enumerate(shaped):  # an equal share of what is left; what one leaves, the next gets
-                getattr(search, space)(max(0, search.left) // (len(shaped) - i + ("hybrid" in settings.spaces)))
-            if "hybrid" in settings.spaces:
-                search.hybrid()
+            for k, shared in enumerate(kept):  # the budget left, shared equally among the amounts left
+                _BASE = shared
+                batches.use(shared)
+                share = (settings.budget - len(evaluations)) // (len(kept) - k)
+                search = Search(shared, replace(settings, budget=share), batches, rng)
+                search.deadline = deadline
+                _search_spaces(search, settings.spaces)
+                evaluations.extend(search.evaluations)
+                search = None
         except KeyboardInterrupt:
-            if not search.evaluations:
+            if search is not None:
+                evaluations.extend(search.evaluations)
+            if not evaluations:
                 raise
             interrupted = True
-    result = SearchResult(shared.scenario, shared.graph, search.evaluations, interrupted)
+    result = SearchResult(scenario, kept[0].graph, evaluations, interrupted)
     if not any(e.feasible for e in result.evaluations):
         need = min(max(e.memory_mb) for e in result.evaluations)
         raise UserError(
@@ -724,6 +769,58 @@ def optimize(scenario: Scenario, settings: SearchSettings, progress: bool = True
     return result
 
 
+class _Batches:
+    """Evaluate batches of candidates against the current base (:meth:`use`), on the process pool or the
+    Dask ``client``, numbering them in evaluation order and stepping ``bar`` per candidate."""
+
+    def __init__(self, settings: SearchSettings, client: Any, bar: Progress) -> None:
+        self.settings, self.client, self.bar = settings, client, bar
+        self.count = 0
+        self.on_cluster: Any = None
+
+    def use(self, base_: Base) -> None:
+        """Evaluate against ``base_`` from now on (scattered once to the cluster's workers)."""
+        if self.client is not None:
+            self.on_cluster = self.client.scatter(base_, broadcast=True)
+
+    def args(self, job: tuple[int, Candidate]) -> tuple[Any, ...]:
+        """:func:`evaluate`'s arguments for ``job`` on the cluster."""
+        return self.on_cluster, self.settings.objective, job
+
+    def lost(self, job: tuple[int, Candidate], exc: BaseException | None) -> Evaluation:
+        raise UserError(
+            f"--scheduler {self.settings.scheduler}: candidate {job[0]} was lost on the Dask cluster "
+            f"{RETRIES + 1} times ({exc!r}); check the workers"
+        )
+
+    def __call__(self, batch: list[Candidate]) -> list[Evaluation]:
+        jobs = [(self.count + i, c) for i, c in enumerate(batch)]
+        settings = self.settings
+        if self.client is None:
+            results = map_items(_evaluate, jobs, settings.jobs, start_forked_worker, (), "", "", False)
+        else:
+            results = dask_map(self.client, evaluate, jobs, self.args, self.lost, False)
+        done = sorted(results, key=lambda e: e.index)
+        for _ in done:
+            self.bar.step()
+        self.count += len(done)
+        return done
+
+
+def _percent(accuracy: float | None) -> str:
+    return "no labels" if accuracy is None else f"{accuracy * 100:.1f} %"
+
+
+def _search_spaces(search: Search, spaces: Sequence[str]) -> None:
+    """The named strategies, then each space asked for, in the order of :data:`SPACES`."""
+    search.named()
+    shaped = [s for s in ("filters", "rows", "pipeline") if s in spaces]
+    for i, space in enumerate(shaped):  # an equal share of what is left; what one leaves, the next gets
+        getattr(search, space)(max(0, search.left) // (len(shaped) - i + ("hybrid" in spaces)))
+    if "hybrid" in spaces:
+        search.hybrid()
+
+
 def search_table(result: SearchResult) -> pd.DataFrame:
     """``search.csv``: one row per candidate, in evaluation order (:meth:`Evaluation.row`)."""
     devices, layers = result.scenario.device_names, [l.name for l in result.graph.layers()]
@@ -731,13 +828,16 @@ def search_table(result: SearchResult) -> pd.DataFrame:
     return pd.DataFrame([e.row(devices, layers) for e in result.evaluations], columns=columns)
 
 
-def best_scenario(scenario: Scenario, partition_file: str) -> dict[str, Any]:
-    """``scenario`` (as loaded, every default filled) with its partition read from ``partition_file`` and
-    its other files named by absolute path, so the written ``best.yaml`` runs from any folder."""
+def best_scenario(scenario: Scenario, partition_file: str, prune_amount: float = 0.0) -> dict[str, Any]:
+    """``scenario`` (as loaded, every default filled) with its partition read from ``partition_file``, its
+    prune amount set to ``prune_amount`` (no pruning at 0) and its other files named by absolute path, so
+    the written ``best.yaml`` runs from any folder."""
     data = scenario.resolved()
     paths = scenario.setup.paths
     data["name"] = f"{scenario.name}-optimized"
     data["partition"] = {"file": partition_file}
+    if scenario.prune.method != "none":
+        data["prune"] = pruned(scenario, prune_amount).prune.model_dump(mode="json")
     if paths.checkpoint is not None:
         data["model"]["checkpoint"] = str(paths.checkpoint)
     if paths.dataset is not None:
@@ -758,7 +858,7 @@ def save_search(result: SearchResult, scenario: Scenario, out: str | Path) -> li
     with staged_directory(out) as stage:
         write_csv(table, stage / "search.csv")
         save_partition(stage / "best.json", scenario.model.name, scenario.device_names, best.candidate.split)
-        text = yaml.safe_dump(best_scenario(scenario, "best.json"), sort_keys=False)
+        text = yaml.safe_dump(best_scenario(scenario, "best.json", best.prune_amount), sort_keys=False)
         (stage / "best.yaml").write_text(text, encoding="utf-8")
         plot_search(table, stage / "pareto.png", title=scenario.name)
         names = sorted(p.name for p in stage.iterdir())

@@ -198,7 +198,17 @@ def test_no_feasible_split_is_one_line() -> None:
             {"spaces": ("rows",)},
             r"^--space rows: transfer\.exchange is partial_sums, but row splits need inputs",
         ),
-        ({"prune": {"method": "ln_structured", "amount": 0.5}}, {}, r"^prune\.method: ln_structured: dsim optimize"),
+        (
+            {"prune": {"method": "ln_structured", "amount": 0.5}},
+            {},
+            r"^prune\.method: ln_structured: dsim optimize searches the amounts of unstructured pruning",
+        ),
+        ({}, {"min_accuracy": 1.5}, r"^--min-accuracy: must be in \(0, 1\]"),
+        (
+            {"prune": {"method": "l1_unstructured", "amount": 0.5}},
+            {"budget": 30},
+            r"^--budget: must be at least 32 \(the named strategies and one more, for each of 4 prune amounts\)",
+        ),
     ],
 )
 def test_refusals_are_one_line(change: dict, kw: dict, message: str) -> None:
@@ -338,6 +348,50 @@ def test_interrupted_search_keeps_the_best_so_far(tmp_path, monkeypatch, capsys)
     partition = json.loads((out / "best.json").read_text())
     assert load(out / "best.yaml").name == "small-optimized" and partition["model"] == "lenet5"
     assert f"best {best['description']}" in capsys.readouterr().out
+
+
+def test_best_scenario_sets_the_prune_amount() -> None:
+    scenario = parse_scenario(scenario_dict(2, prune={"method": "l1_unstructured", "amount": 0.5}))
+    assert opt.best_scenario(scenario, "best.json", 0.25)["prune"]["amount"] == 0.25
+    unpruned = opt.best_scenario(scenario, "best.json", 0.0)["prune"]
+    assert unpruned["method"] == "none" and unpruned["amount"] == 0.0
+    assert opt.best_scenario(parse_scenario(scenario_dict(2)), "best.json")["prune"]["method"] == "none"
+
+
+@pytest.mark.slow
+def test_prune_amounts_under_the_accuracy_floor_are_not_searched(tmp_path, capsys) -> None:
+    """LeNet-5 on digits, trained one epoch, l1_unstructured at 0, 0.25, 0.5, 0.75 and 0.9: a floor no amount
+    meets is one line listing every amount's accuracy; a floor between them keeps exactly the amounts at
+    or above it, and the best split, run again by ``dsim run``, has its recorded latency and accuracy."""
+    data = scenario_dict(2, prune={"method": "l1_unstructured", "amount": 0.9})
+    data["model"]["train_epochs"] = 1
+    data["transfer"]["format"] = "csr"
+    scenario = tmp_path / "pruned.yaml"
+    scenario.write_text(json.dumps({**data, "name": "pruned"}))
+    out = tmp_path / "opt"
+    command = ["optimize", str(scenario), "--budget", "60", "--out", str(out), "--quiet"]
+    assert cli.main([*command, "--min-accuracy", "0.99"]) == 2
+    line = capsys.readouterr().err.strip()
+    accuracy = {float(a): float(p) / 100 for a, p in re.findall(r"([\d.]+) \(([\d.]+) %\)", line)}
+    assert line.startswith("dsim: error: --min-accuracy 0.99: no prune amount keeps it") and len(accuracy) == 5
+    floor = sum(sorted(accuracy.values())[1:3]) / 2  # between the second and the third lowest (printed to 0.1 %)
+    assert cli.main([*command, "--min-accuracy", str(floor)]) == 0
+    table = pd.read_csv(out / "search.csv")
+    assert (
+        set(table["prune_amount"]) == {a for a, p in accuracy.items() if p >= floor}
+        and len(set(table["prune_amount"])) == 3
+    )
+    assert (table["accuracy"] >= floor).all()
+    best = table.sort_values(["objective", "index"]).iloc[0]
+    run = tmp_path / "run"
+    assert cli.main(["run", str(out / "best.yaml"), "--out", str(run), "--no-cache", "--quiet"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["latency_s"] == pytest.approx(best["latency_s"], rel=1e-9)
+    assert summary["accuracy"] == pytest.approx(best["accuracy"], abs=1e-8)  # search.csv keeps 8 decimals
+    prune = load(out / "best.yaml").prune
+    assert prune.amount == best["prune_amount"] and prune.method == (
+        "none" if best["prune_amount"] == 0 else "l1_unstructured"
+    )
 
 
 def test_command_writes_a_best_split_that_dsim_run_reproduces(tmp_path, capsys) -> None:
