@@ -416,12 +416,20 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
         time_s=args.time,
         seed=args.seed,
         jobs=args.jobs or 1,
+        scheduler=args.scheduler,
+        min_accuracy=args.min_accuracy,
     )
-    result = optimize(scenario, settings, progress=not args.quiet)
+    result = optimize(scenario, settings)  # progress lines: to --log always, to stderr unless --quiet
     with _writing(out):
         save_search(result, scenario, out)
     print(format_search(search_table(result), settings.objective))
     print(f"written to {out}/ (best.json: the partition; best.yaml: the scenario with it)")
+    if result.interrupted:
+        print(
+            f"dsim: interrupted; the best of the {len(result.evaluations)} candidates evaluated is kept",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 
@@ -563,13 +571,24 @@ def parser() -> argparse.ArgumentParser:
         "--objective", default="latency", help="latency (default), throughput, bytes or energy: what to minimise"
     )
     opt.add_argument(
-        "--space", metavar="LIST", help="comma-separated search spaces: filters, pipeline, hybrid (default: all)"
+        "--space", metavar="LIST", help="comma-separated search spaces: filters, rows, pipeline, hybrid (default: all)"
     )
     opt.add_argument("--budget", type=int, default=200, metavar="N", help="candidates to evaluate (default 200)")
     opt.add_argument("--time", type=float, metavar="S", help="stop after this many seconds (checked per batch)")
     opt.add_argument("--seed", type=int, help="search seed (default: the scenario's)")
     opt.add_argument("--out", metavar="DIR", help="output directory (default: results/<name>-optimize/)")
     opt.add_argument("--jobs", type=int, metavar="N", help="worker processes (default 1)")
+    opt.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="evaluate on a Dask cluster: a scheduler address (tcp://host:8786) or local (--jobs workers)",
+    )
+    opt.add_argument(
+        "--min-accuracy",
+        type=float,
+        metavar="A",
+        help="with a prune section: the test accuracy (0-1) a pruned model must keep; lower amounts are skipped",
+    )
     opt.set_defaults(func=_cmd_optimize)
     schema = sub.add_parser("schema", help="print the JSON Schema of scenario files")
     schema.set_defaults(func=_cmd_schema)

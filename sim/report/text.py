@@ -258,17 +258,22 @@ def format_search(table: pd.DataFrame, objective: str) -> str:
     best = ok.sort_values(["objective", "index"]).head(1)
     named = table[table["space"] == "named"]
     rows = pd.concat([best.assign(description="best " + best["description"]), named])
-    worse = (rows["objective"] - best["objective"].iloc[0]) / abs(best["objective"].iloc[0]) * 100
-    out = pd.DataFrame(
-        {
-            "candidate": rows["description"],
-            "latency ms": _cells(rows["latency_s"], 1e3, 3),
-            "throughput fps": _cells(rows["throughput_fps"], 1, 2),
-            "kB": _cells(rows["bytes_total"], 1e-3, 3),
-            "max memory MB": _cells(rows["memory_mb_max"], 1, 3),
-            f"{objective} vs best %": _cells(worse, 1, 1),
-        }
-    )
+    lowest = best["objective"].iloc[0]
+    worse = (rows["objective"] - lowest) / abs(lowest) * 100 if lowest != 0 else rows["objective"] * float("nan")
+    columns = {
+        "candidate": rows["description"],
+        "latency ms": _cells(rows["latency_s"], 1e3, 3),
+        "throughput fps": _cells(rows["throughput_fps"], 1, 2),
+        "kB": _cells(rows["bytes_total"], 1e-3, 3),
+        "max memory MB": _cells(rows["memory_mb_max"], 1, 3),
+    }
+    if "energy_j_per_frame" in rows and rows["energy_j_per_frame"].notna().any():
+        columns["mJ/frame"] = _cells(rows["energy_j_per_frame"], 1e3, 3)
+    if "prune_amount" in rows and table["prune_amount"].nunique() > 1:  # pruning searched: its amount, accuracy
+        columns["prune"] = _cells(rows["prune_amount"], 1, 2)
+        columns["accuracy %"] = _cells(rows["accuracy"], 100, 1)
+    columns[f"{objective} vs best %"] = _cells(worse, 1, 1)  # '-' when the best is 0 (bytes: nothing sent)
+    out = pd.DataFrame(columns)
     infeasible = int((~table["feasible"]).sum())
     head = f"{len(table)} candidates evaluated ({infeasible} over a device's memory_mb); objective: {objective}"
     return head + "\n" + out.to_string(index=False)

@@ -29,6 +29,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -338,27 +339,14 @@ def iter_points(
         _init_worker({})
 
 
-RETRIES = 3  # times a point is resubmitted after its Dask worker was lost
+RETRIES = 3  # times a task is resubmitted after its Dask worker was lost
 
 
-def iter_points_dask(
-    runnable: Sequence[PointJob],
-    workloads: Mapping[str, BuiltWorkload],
-    scheduler: str,
-    jobs: int,
-    progress: bool = True,
-    what: str = "point",
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Run the points on a Dask cluster, yielding ``(index, row)`` as they finish, with a log line per
-    finished point (named ``what``) and a bar, as on the process pool (:class:`sim.progress.Progress`).
-
-    ``scheduler`` is a scheduler address (``tcp://host:8786``) or ``"local"`` (a LocalCluster of ``jobs``
-    single-threaded worker processes, closed at the end). The built workloads are scattered to the
-    workers once; each point is a task that reads them there. A point whose worker is lost is resubmitted
-    up to :data:`RETRIES` times (Dask itself also reschedules tasks of a worker that dies), then kept as
-    an error row.
-    """
-    from dask.distributed import Client, LocalCluster, as_completed  # dask: only for --scheduler
+@contextmanager
+def dask_client(scheduler: str, jobs: int) -> Iterator[Any]:
+    """A ``dask.distributed.Client`` of ``scheduler``: a scheduler address (``tcp://host:8786``) or
+    ``"local"`` (a LocalCluster of ``jobs`` single-threaded worker processes), closed on exit."""
+    from dask.distributed import Client, LocalCluster  # dask: only for --scheduler
 
     cluster = None
     try:
@@ -370,36 +358,78 @@ def iter_points_dask(
     except OSError as exc:
         raise UserError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({exc})") from None
     try:
-        keys = list(workloads)
-        scattered = dict(zip(keys, client.scatter([workloads[k] for k in keys], broadcast=True)))
-        futures: dict[Any, PointJob] = {}
-        tries: dict[int, int] = {}
-
-        def submit(point: PointJob) -> Any:
-            base = None if point.baseline_key is None else scattered[point.baseline_key]
-            future = client.submit(simulate_point, point.index, point.scenario, scattered[point.key], base, pure=False)
-            futures[future] = point
-            return future
-
-        pending = as_completed([submit(p) for p in runnable])
-        with Progress(len(runnable), what, "point", enabled=progress) as bar:
-            for future in pending:
-                point = futures.pop(future)
-                if future.status == "finished":
-                    bar.step()
-                    yield future.result()
-                    continue
-                index = point.index
-                tries[index] = tries.get(index, 0) + 1
-                if tries[index] <= RETRIES:
-                    pending.add(submit(point))
-                else:
-                    bar.step()
-                    yield index, {"error": f"lost on the Dask cluster {RETRIES + 1} times ({future.exception()!r})"}
+        yield client
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def dask_map(
+    client: Any,
+    fn: Callable[..., Any],
+    items: Sequence[Any],
+    args: Callable[[Any], tuple[Any, ...]],
+    lost: Callable[[Any, BaseException | None], Any],
+    progress: bool = True,
+    what: str = "point",
+    unit: str = "point",
+) -> Iterator[Any]:
+    """``fn(*args(item))`` for every item as a task on the Dask ``client``, yielding results as they
+    finish, with a log line per finished item (named ``what``) and a bar, as on the process pool
+    (:class:`sim.progress.Progress`). Data every task reads is scattered once by the caller and named in
+    ``args`` by its future. A task whose worker is lost is resubmitted up to :data:`RETRIES` times (Dask
+    itself also reschedules tasks of a worker that dies); after that ``lost(item, exception)`` is its result.
+    """
+    from dask.distributed import as_completed  # dask: only for --scheduler
+
+    futures: dict[Any, Any] = {}
+    tries: dict[int, int] = {}
+
+    def submit(position: int) -> Any:
+        future = client.submit(fn, *args(items[position]), pure=False)
+        futures[future] = position
+        return future
+
+    pending = as_completed([submit(i) for i in range(len(items))])
+    with Progress(len(items), what, unit, enabled=progress) as bar:
+        for future in pending:
+            position = futures.pop(future)
+            if future.status == "finished":
+                bar.step()
+                yield future.result()
+                continue
+            tries[position] = tries.get(position, 0) + 1
+            if tries[position] <= RETRIES:
+                pending.add(submit(position))
+            else:
+                bar.step()
+                yield lost(items[position], future.exception())
+
+
+def iter_points_dask(
+    runnable: Sequence[PointJob],
+    workloads: Mapping[str, BuiltWorkload],
+    scheduler: str,
+    jobs: int,
+    progress: bool = True,
+    what: str = "point",
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Run the points on a Dask cluster (:func:`dask_client`, :func:`dask_map`), yielding ``(index, row)``
+    as they finish. The built workloads are scattered to the workers once; each point is a task that
+    reads them there. A point lost more than :data:`RETRIES` times is kept as an error row."""
+    with dask_client(scheduler, jobs) as client:
+        keys = list(workloads)
+        scattered = dict(zip(keys, client.scatter([workloads[k] for k in keys], broadcast=True)))
+
+        def args(point: PointJob) -> tuple[Any, ...]:
+            base = None if point.baseline_key is None else scattered[point.baseline_key]
+            return point.index, point.scenario, scattered[point.key], base
+
+        def lost(point: PointJob, exc: BaseException | None) -> tuple[int, dict[str, Any]]:
+            return point.index, {"error": f"lost on the Dask cluster {RETRIES + 1} times ({exc!r})"}
+
+        yield from dask_map(client, simulate_point, runnable, args, lost, progress, what)
 
 
 def run_points(
