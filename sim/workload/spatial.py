@@ -25,6 +25,8 @@ positions, which it is unless a tensor feeds consumers of different forms).
 adds and cats), every tensor from which another conv of the run is reached is *internal*: each device
 computes the part of it that its own later work needs (overlaps computed more than once, the redundant
 FLOPs), and internal tensors never cross. Only the run's inputs and its last tensors are owned and sent.
+A rows conv whose rows all have one owner starts no run and joins none: its owner computes it (as a whole
+layer) and what a run needs of it crosses in the ordinary halo messages.
 
 Example::
 
@@ -311,8 +313,13 @@ def _varies(owner: np.ndarray) -> bool:
 
 
 def _internal(graph: ChannelGraph, rows: Mapping[str, np.ndarray], stages: set[str]) -> frozenset[str]:
-    """The internal tensors of fused runs (module docstring)."""
-    convs = {n for n in graph.order if graph.kind(n) == "layer" and graph.label(n) in rows}
+    """The internal tensors of fused runs (module docstring). A rows conv whose rows all have one owner is
+    no part of a run: its owner computes it and the runs around it read it through halo messages."""
+    convs = {
+        n
+        for n in graph.order
+        if graph.kind(n) == "layer" and graph.label(n) in rows and np.unique(np.asarray(rows[graph.label(n)])).size > 1
+    }
     region: set[str] = set()
     for n in graph.order:
         kind, args = graph.kind(n), graph.args(n)

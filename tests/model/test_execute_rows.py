@@ -89,3 +89,20 @@ def test_each_device_holds_only_part_of_a_split_tensor(traced) -> None:
     computes = plan.spatial.computes[first_conv]
     assert np.array_equal(computes.sum(axis=0), np.ones(computes.shape[1:]))  # every element once
     assert all(0 < c.mean() < 1 for c in computes)
+
+
+@pytest.mark.parametrize("form", ["fused", "fused tiles"])
+@pytest.mark.parametrize("which", [0, 1])
+def test_a_rows_conv_all_on_one_device_in_a_fused_run_equals_the_unsplit_model(traced, form: str, which: int) -> None:
+    # the first (or second) conv keeps the rows form with every row on device 1: it starts no run and joins
+    # none; its owner computes it and the runs around it read it through halo messages
+    graph, x, ref = traced
+    spatial = spatial_split(graph, 4, sink=1, **FORMS[form])
+    conv = [l.name for l in graph.layers() if l.op == "conv"][which]
+    rows = {**spatial.rows, conv: np.ones_like(spatial.rows[conv])}
+    split = Split({**spatial.filters, conv: np.ones_like(spatial.filters[conv])}, rows, spatial.whole, fused=True)
+    plan = plan_workload(graph, split, 4, 0, 1)
+    assert plan.spatial is not None
+    node = next(n for n in graph.order if graph.kind(n) == "layer" and graph.label(n) == conv)
+    assert node not in plan.spatial.internal and plan.spatial.computes[node][1].all()
+    _close(shards.execute_rows(graph, plan, x), ref)

@@ -9,10 +9,19 @@ import pytest
 import torch
 import yaml
 
+import sim
 from sim.cli import main
 from sim.model.flowgraph import FlowGraph
-from sim.model.partition import contiguous_split, imbalance, make_partition, proportional_split
+from sim.model.partition import (
+    contiguous_split,
+    imbalance,
+    make_partition,
+    proportional_split,
+    save_partition,
+    spatial_split,
+)
 from sim.model.zoo import build_model, model_names
+from sim.workload.types import Split
 from tests.helpers import scenario_dict
 
 
@@ -130,3 +139,19 @@ def test_user_model_runs_from_a_scenario(tmp_path, monkeypatch) -> None:
         tmp_path, model={"name": "mynet:make", "input_shape": [3, 16, 16]}, inputs={"dataset": "synthetic"}
     )
     assert main(["run", scen, "--out", str(tmp_path / "out")]) == 0
+
+
+def test_a_fused_partition_file_with_a_conv_all_on_one_device_runs(lenet_graph, tmp_path) -> None:
+    # conv1 in rows, every row on d0, conv2 in rows over both devices, fused: conv1 is computed by d0 and
+    # d1 gets the rows of its output that conv2's band reads (it used to crash place_elements)
+    spatial = spatial_split(lenet_graph, 2, sink=0, fused=True)
+    rows = {**spatial.rows, "conv1": np.zeros_like(spatial.rows["conv1"])}
+    filters = {**spatial.filters, "conv1": np.zeros_like(spatial.filters["conv1"])}
+    pfile = tmp_path / "p.json"
+    save_partition(pfile, "lenet5", ["d0", "d1"], Split(filters, rows, spatial.whole, fused=True))
+    doc = json.loads(pfile.read_text())
+    assert doc["fused"] is True and doc["layers"]["conv1"] == {"rows": ["d0"] * 28}
+    summary = sim.run(scenario_dict(2, partition={"file": str(pfile)})).summary
+    # d1's conv2 rows 5-9 (5x5 kernel) read rows 5-13 of the 6x14x14 pooled conv1 output: 6*9*14 floats
+    assert {l["link"]: l["bytes"] for l in summary["links"]}["d0->d1"] == 6 * 9 * 14 * 4
+    assert summary["redundant_flops"] == 0.0
