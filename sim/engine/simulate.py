@@ -48,8 +48,8 @@ queue frees)) rather than with a SimPy resource; this is exactly FIFO and needs 
 The code: one :class:`_Run` holds a simulation's state. Its processes are :meth:`_Run.frame_input` (a
 frame's image leaves the source) and :meth:`_Run.device` (a device's tasks, in order). A message becomes
 transmissions in :meth:`_Run.send`; :meth:`_Run.transmit` puts one on a link queue and schedules its
-arrival at the link's far end, where :meth:`_Run.hop_done` forwards it to the next link or, at the end of
-its route, :meth:`_Run.deliver` marks its messages arrived. The engine schedules its own event objects
+arrival at the link's far end, where it joins the next link's queue or, at the end of its route,
+:meth:`_Run.arrive` marks its messages arrived. The engine schedules its own event objects
 (a transmission per hop, a message's arrival, a device's wait for its messages) with the public
 :meth:`simpy.Environment.schedule`; they carry the three names SimPy's kernel reads from an event
 (``callbacks``, ``_ok``, and ``_value`` for one a process yields), so no :class:`simpy.Event` is built
@@ -197,8 +197,9 @@ _new_tuple = tuple.__new__  # Hop(...) without the Python-level __new__ of a Nam
 
 
 class _Transmission:
-    """A message, a chunk or a packet of it, or a multicast payload, in flight: ``nbytes`` over ``route``,
-    now on link number ``hop``. ``left`` (shared by the pieces of one payload; ``None`` for a payload of one
+    """A message, a chunk or a packet of it, or a multicast payload, in flight: ``nbytes`` over ``route``;
+    ``hop`` is the number of the link it joins next (it moves on once the transmission has left a link's
+    queue and is not lost). ``left`` (shared by the pieces of one payload; ``None`` for a payload of one
     piece) counts the pieces not yet at the destination: the last one in delivers ``group`` (the message, or
     every message of the multicast); ``after`` is how many pieces of its payload follow it, ``tries`` how
     often it was lost on this link, ``now_s`` the simulated time (s) of its latest step: when it joined a
@@ -230,9 +231,7 @@ class _Arrival:
 
     __slots__ = ("callbacks",)
     _ok = True
-
-    def __init__(self) -> None:
-        self.callbacks: list[Callable[[_Arrival], object]] | None = []
+    callbacks: list[Callable[[_Arrival], object]] | None
 
 
 class _AllProcessed:
@@ -304,12 +303,14 @@ class _Run:
         names = workload.devices
         self.routes: dict[tuple[int, int], Route] = {  # (src, dst) device indices -> route, with its queues
             (src, dst): tuple((link, self.queues[link.queue_name]) for link in network.route(names[src], names[dst]))
-            for src, dst in dict.fromkeys((msg.src, msg.dst) for msg in self.messages)
+            for src, dst in {(msg.src, msg.dst) for msg in self.messages}
         }
         self.route_of = [self.routes[msg.src, msg.dst] for msg in self.messages]  # message -> its route
         self.cuts = chunk_bytes is not None or any(link.protocol for link in network.links())  # chunks or packets
         self.whole = not (self.cuts or multicast or interleave)  # every message is one transmission of its own
         self.arrived = [_Arrival() for _ in self.messages]  # processed once the message is delivered
+        for arrival in self.arrived:  # pending, no callback yet (set here rather than in an __init__: one
+            arrival.callbacks = []  # Python call less per message)
         self.needs: list[list[int]] = [[] for _ in self.tasks]  # task -> messages it waits for
         self.releases: list[list[int]] = [[] for _ in self.tasks]  # task -> messages its end makes ready
         self.inputs: list[list[int]] = [[] for _ in range(workload.frames)]  # frame -> its image's messages
@@ -319,13 +320,14 @@ class _Run:
             (self.inputs[msg.frame] if msg.after is None else self.releases[msg.after]).append(m)
         self.frame_arrived = [env.timeout(a) for a in arrivals_s]
         self.hops = self.timeline.hops
-        self.on_hop_done = (self.hop_done,)  # the callbacks of every transmission's arrival
         self.interleave = interleave
         self.waiting: dict[str, RoundRobin] = {}  # interleave: queue name -> transmissions waiting for it
         self.sending: set[str] = set()  # interleave: queues transmitting now
         self.started: set[int] = set()  # interleave: payloads whose first transmission has started
         self.enqueue = self.forward if interleave else self.transmit  # puts a transmission on its link
         self.on_lost = (self.enqueue,)  # a lost transmission joins its queue again when its recovery wait ends
+        self.on_next_hop = (self.enqueue,)  # a transmission at the far end of a link that is not its last
+        self.on_last_hop = (self.arrive,)  # a transmission at the end of its route
 
     def run(self) -> Timeline:
         """Start a process per frame and per device, run until no event is left, and return the timeline."""
@@ -506,18 +508,20 @@ class _Run:
             self.sending.discard(name)
             return
         tx = waiting.pop()
-        tx.now_s = self.env.now
+        tx.now_s, first_hop = self.env.now, tx.hop == 0
         start = self.transmit(tx)
-        if tx.hop == 0 and tx.group[0] not in self.started:
+        if first_hop and tx.group[0] not in self.started:
             self.started.add(tx.group[0])
             for m in tx.group:
                 self.timeline.message_start_s[m] = start
 
     def transmit(self, tx: _Transmission) -> float:
-        """Put ``tx`` on the queue of its link number ``tx.hop`` now (``tx.now_s``); it reaches the link's far
-        end ``latency_s`` after leaving the queue, and :meth:`hop_done` takes it on. Returns when it starts."""
-        now, nbytes = tx.now_s, tx.nbytes
-        link, queue = tx.route[tx.hop]
+        """Put ``tx`` on the queue of its link number ``tx.hop`` now (``tx.now_s``). It reaches the link's far
+        end ``latency_s`` after leaving the queue, as an event whose callback puts it on the next link (and
+        ``tx.hop`` moves on to that link now) or, after the last link, :meth:`arrive`; a lost transmission
+        joins the same queue again instead. Returns when it starts."""
+        now, nbytes, route, hop = tx.now_s, tx.nbytes, tx.route, tx.hop
+        link, queue = route[hop]
         start = queue.free_s if queue.free_s > now else now
         if link.burst_bytes is None:
             end = start + nbytes * 8 / link.bandwidth_bps + link.overhead_s
@@ -527,44 +531,47 @@ class _Run:
         if self.interleave:  # the queue serves the next waiting transmission when this one has left it
             self.env.timeout(end - now).callbacks.append(lambda _event: self.next_in_turn(link.queue_name))
         self.hops.append(_new_tuple(Hop, (tx.group[0], link, start, end, nbytes, now)))
-        tx.callbacks, delay = self.on_hop_done, link.latency_s
+        delay = link.latency_s
+        retry = None
         if link.impairment is not None:  # lost: it joins this queue again after its recovery wait
             args = (link.name, delay, link.queue_name == MEDIUM, tx.after, tx.tries, end - start)
             retry, delay = self.channels.transmit(link.impairment, *args)
-            if retry is not None:
-                tx.callbacks, delay, tx.tries = self.on_lost, retry, tx.tries + 1
-                self.timeline.retransmissions[tx.group[0]] += 1
+        if retry is None:
+            tx.hop = hop = hop + 1
+            tx.callbacks = self.on_next_hop if hop < len(route) else self.on_last_hop
+            tx.tries = 0
+        else:
+            tx.callbacks, delay, tx.tries = self.on_lost, retry, tx.tries + 1
+            self.timeline.retransmissions[tx.group[0]] += 1
         wait = end + delay - now
         tx.now_s = now + wait  # what the environment computes as the event's time
         self.env.schedule(tx, NORMAL, wait)  # type: ignore[arg-type]
         return start
 
-    def hop_done(self, tx: _Transmission) -> None:
-        """``tx`` reached the far end of a link: store and forward it, or deliver its payload."""
-        tx.tries = 0
-        tx.hop += 1
-        if tx.hop < len(tx.route):
-            self.enqueue(tx)
-            return
+    def arrive(self, tx: _Transmission) -> None:
+        """``tx`` reached the end of its route: when it is its payload's last piece in, the messages of its
+        ``group`` are at their destinations now; a final output counts as held by the sink once its receive
+        cost is paid (when no task pays it)."""
         left = tx.left  # lost pieces, or jitter, may let a later piece overtake: the last one in delivers
         if left is not None:
             left[0] -= 1
             if left[0]:
                 return
-        self.deliver(tx.group, tx.now_s)
-
-    def deliver(self, group: tuple[int, ...], now_s: float) -> None:
-        """The messages ``group`` are at their destinations at ``now_s`` (the current time); a final output
-        counts as held by the sink once its receive cost is paid (when no task pays it)."""
-        timeline, messages, arrived, schedule = self.timeline, self.messages, self.arrived, self.env.schedule
-        for m in group:
-            timeline.message_end_s[m] = now_s
+        now, timeline, messages, arrived, schedule = (
+            tx.now_s,
+            self.timeline,
+            self.messages,
+            self.arrived,
+            self.env.schedule,
+        )
+        for m in tx.group:
+            timeline.message_end_s[m] = now
             msg = messages[m]
             if msg.final:
                 cost = 0.0 if msg.needed_by else self.rates[msg.dst].recv_s(msg.format, msg.bytes)
                 if cost > 0:
-                    timeline.cpu_spans.append(CpuSpan(m, msg.dst, "recv", now_s, now_s + cost, cost))
-                self.frame_done(msg.frame, now_s + cost)
+                    timeline.cpu_spans.append(CpuSpan(m, msg.dst, "recv", now, now + cost, cost))
+                self.frame_done(msg.frame, now + cost)
             schedule(arrived[m])  # type: ignore[arg-type]  # as simpy.Event.succeed does
 
     def frame_done(self, frame: int, at_s: float) -> None:
