@@ -8,14 +8,21 @@ event). Both are timed in CPU seconds of this process (``time.process_time``), :
 alternating, and printed as median and range; the ratio is the median of the per-repeat ratios. The load
 average is printed with the figures: publish them only from a quiet machine
 (``../shared/tools/quiet-run -- .venv/bin/python bench/bench_engine.py``).
+
+Beside the times, figures that do not depend on the load: the function calls per event of one run of each
+side under :mod:`cProfile` (all calls, and those of Python functions: built-ins such as ``list.append`` or
+``heapq.heappush`` cost far less than a Python frame), and the engine's SimPy events per message.
 Run: ``.venv/bin/python bench/bench_engine.py``.
 """
 
 from __future__ import annotations
 
+import cProfile
 import dataclasses
+import pstats
 import statistics
 import time
+from collections.abc import Callable
 
 import simpy
 from timing import REPEATS, loadavg, spread
@@ -71,6 +78,17 @@ def bare_simpy(timeouts: int) -> float:
     return time.process_time() - start
 
 
+def calls_per_event(run: Callable[[], object], events: int) -> tuple[float, float]:
+    """Function calls per event of ``run()`` under :mod:`cProfile`: all calls, and those of Python functions
+    (not built-ins)."""
+    profile = cProfile.Profile()
+    profile.runcall(run)
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]  # {(file, line, name): (cc, nc, ...)}
+    python = sum(nc for (file, _, _), (_, nc, *_) in stats.items() if file != "~")
+    total = sum(nc for (_, nc, *_) in stats.values())
+    return total / events, python / events
+
+
 def main() -> None:
     """Print the engine's events/s, the bare SimPy loop's events/s, and their ratio (medians of REPEATS)."""
     scenario = parse_scenario(SCENARIO)
@@ -93,6 +111,11 @@ def main() -> None:
     print(f"{'bare SimPy':<12} CPU s {spread(bare_s, '.3f')}; {events / statistics.median(bare_s):12,.0f} events/s")
     print(f"ratio (engine / bare SimPy events per second): {spread(ratios, '.3f')}")
     print(f"simulated mean latency {sum(timeline.latency_s) / FRAMES * 1e3:.3f} ms per frame")
+    engine_calls = calls_per_event(lambda: simulate(workload, rates, network, arrivals), events)
+    bare_calls = calls_per_event(lambda: bare_simpy(events), events)
+    for name, (total, python) in (("engine", engine_calls), ("bare SimPy", bare_calls)):
+        print(f"{name:<12} function calls per event (cProfile): {total:.2f}, of Python functions {python:.2f}")
+    print(f"engine SimPy events per message: {events / len(workload.messages):.3f}")
 
 
 if __name__ == "__main__":

@@ -48,9 +48,12 @@ queue frees)) rather than with a SimPy resource; this is exactly FIFO and needs 
 The code: one :class:`_Run` holds a simulation's state. Its processes are :meth:`_Run.frame_input` (a
 frame's image leaves the source) and :meth:`_Run.device` (a device's tasks, in order). A message becomes
 transmissions in :meth:`_Run.send`; :meth:`_Run.transmit` puts one on a link queue and schedules its
-arrival at the link's far end, where :meth:`_Run.hop_done` forwards it to the next link or, at the end of
-its route, :meth:`_Run.deliver` marks its messages arrived. Only public SimPy API is used. This module
-does not import torch.
+arrival at the link's far end, where it joins the next link's queue or, at the end of its route,
+:meth:`_Run.arrive` marks its messages arrived. The engine schedules its own event objects
+(a transmission per hop, a message's arrival, a device's wait for its messages) with the public
+:meth:`simpy.Environment.schedule`; they carry the three names SimPy's kernel reads from an event
+(``callbacks``, ``_ok``, and ``_value`` for one a process yields), so no :class:`simpy.Event` is built
+per hop or per message. This module does not import torch.
 
 Example::
 
@@ -194,45 +197,66 @@ _new_tuple = tuple.__new__  # Hop(...) without the Python-level __new__ of a Nam
 
 
 class _Transmission:
-    """A message, a chunk or a packet of it, or a multicast payload, in flight: ``nbytes`` over ``route``,
-    now on link number ``hop``. ``left`` (shared by the pieces of one payload) counts the pieces not yet at
-    the destination: the last one in delivers ``group`` (the message, or every message of the multicast);
-    ``after`` is how many pieces of its payload follow it, ``tries`` how often it was lost on this link.
+    """A message, a chunk or a packet of it, or a multicast payload, in flight: ``nbytes`` over ``route``;
+    ``hop`` is the number of the link it joins next (it moves on once the transmission has left a link's
+    queue and is not lost). ``left`` (shared by the pieces of one payload; ``None`` for a payload of one
+    piece) counts the pieces not yet at the destination: the last one in delivers ``group`` (the message, or
+    every message of the multicast); ``after`` is how many pieces of its payload follow it, ``tries`` how
+    often it was lost on this link, ``now_s`` the simulated time (s) of its latest step: when it joined a
+    queue, or when it reaches the far end of the link it is on.
 
     It is its own SimPy event, scheduled (:meth:`simpy.Environment.schedule`) at its arrival at the far end
     of each link in turn, where ``callbacks`` takes it on. This is what :class:`simpy.Timeout` does, without
-    a new event per hop; ``_ok`` (the one private SimPy name in the engine) is what the environment reads
-    to see that the event succeeded. A :class:`simpy.Timeout` per hop would add an object, its Python
-    ``__init__`` and a callback list per hop (193,200 hops in ``bench/bench_engine.py``'s run; cProfile
-    counts) for nothing the engine needs.
+    a new event per hop; ``_ok`` is what the environment reads to see that the event succeeded (module
+    docstring). A :class:`simpy.Timeout` per hop would add an object, its Python ``__init__`` and a callback
+    list per hop (193,200 hops in ``bench/bench_engine.py``'s run; cProfile counts) for nothing the engine
+    needs.
     """
 
-    __slots__ = ("after", "callbacks", "group", "hop", "left", "nbytes", "route", "tries")
+    __slots__ = ("after", "callbacks", "group", "hop", "left", "nbytes", "now_s", "route", "tries")
     _ok = True
 
-    def __init__(self, group: tuple[int, ...], route: Route, nbytes: int, left: list[int], after: int = 0):
-        self.group, self.route, self.nbytes, self.left, self.hop = group, route, nbytes, left, 0
-        self.after, self.tries = after, 0
+    def __init__(
+        self, group: tuple[int, ...], route: Route, nbytes: int, now_s: float, left: list[int] | None, after: int = 0
+    ):
+        self.group, self.route, self.nbytes, self.now_s, self.left = group, route, nbytes, now_s, left
+        self.hop, self.after, self.tries = 0, after, 0
         self.callbacks: tuple[Callable[[_Transmission], object], ...] | None = None
 
 
-class _AllProcessed(simpy.Event):
-    """Succeeds once ``count`` of ``events`` (default: all) have been processed.
+class _Arrival:
+    """The event of a message's arrival at its destination, scheduled (:meth:`simpy.Environment.schedule`,
+    as :meth:`simpy.Event.succeed` does) when it is delivered; ``callbacks`` is ``None`` once it has been
+    processed. Never yielded by a process, so it needs no value (module docstring)."""
+
+    __slots__ = ("callbacks",)
+    _ok = True
+    callbacks: list[Callable[[_Arrival], object]] | None
+
+
+class _AllProcessed:
+    """An event that succeeds once ``count`` of ``events`` (default: all) have been processed.
 
     :class:`simpy.AllOf` and :class:`simpy.AnyOf` without building their value: the same single event,
-    triggered at the same moment, so the order of events is theirs.
+    triggered at the same moment, so the order of events is theirs. A process yields it: it has the
+    ``callbacks``, ``_ok`` and ``_value`` that :class:`simpy.Process` reads (module docstring).
     """
 
-    def __init__(self, env: simpy.Environment, events: Sequence[simpy.Event], count: int | None = None):
-        super().__init__(env)
-        self.remaining = len(events) if count is None else count
-        for event in events:
-            event.callbacks.append(self._one_processed)
+    __slots__ = ("callbacks", "env", "remaining")
+    _ok = True
+    _value = None
 
-    def _one_processed(self, _: simpy.Event) -> None:
+    def __init__(self, env: simpy.Environment, events: Sequence[_Arrival], count: int | None = None):
+        self.env, self.remaining = env, len(events) if count is None else count
+        self.callbacks: list[Callable[[_AllProcessed], object]] | None = []
+        one_processed = self._one_processed
+        for event in events:
+            event.callbacks.append(one_processed)  # type: ignore[union-attr]  # pending: callbacks is a list
+
+    def _one_processed(self, _: _Arrival) -> None:
         self.remaining -= 1
         if self.remaining == 0:
-            self.succeed()
+            self.env.schedule(self)  # type: ignore[arg-type]  # as simpy.Event.succeed does
 
 
 class _Run:
@@ -279,10 +303,14 @@ class _Run:
         names = workload.devices
         self.routes: dict[tuple[int, int], Route] = {  # (src, dst) device indices -> route, with its queues
             (src, dst): tuple((link, self.queues[link.queue_name]) for link in network.route(names[src], names[dst]))
-            for src, dst in dict.fromkeys((msg.src, msg.dst) for msg in self.messages)
+            for src, dst in {(msg.src, msg.dst) for msg in self.messages}
         }
+        self.route_of = [self.routes[msg.src, msg.dst] for msg in self.messages]  # message -> its route
         self.cuts = chunk_bytes is not None or any(link.protocol for link in network.links())  # chunks or packets
-        self.arrived = [env.event() for _ in self.messages]  # succeeds when the message is delivered
+        self.whole = not (self.cuts or multicast or interleave)  # every message is one transmission of its own
+        self.arrived = [_Arrival() for _ in self.messages]  # processed once the message is delivered
+        for arrival in self.arrived:  # pending, no callback yet (set here rather than in an __init__: one
+            arrival.callbacks = []  # Python call less per message)
         self.needs: list[list[int]] = [[] for _ in self.tasks]  # task -> messages it waits for
         self.releases: list[list[int]] = [[] for _ in self.tasks]  # task -> messages its end makes ready
         self.inputs: list[list[int]] = [[] for _ in range(workload.frames)]  # frame -> its image's messages
@@ -292,13 +320,14 @@ class _Run:
             (self.inputs[msg.frame] if msg.after is None else self.releases[msg.after]).append(m)
         self.frame_arrived = [env.timeout(a) for a in arrivals_s]
         self.hops = self.timeline.hops
-        self.on_hop_done = (self.hop_done,)  # the callbacks of every transmission's arrival
         self.interleave = interleave
         self.waiting: dict[str, RoundRobin] = {}  # interleave: queue name -> transmissions waiting for it
         self.sending: set[str] = set()  # interleave: queues transmitting now
         self.started: set[int] = set()  # interleave: payloads whose first transmission has started
         self.enqueue = self.forward if interleave else self.transmit  # puts a transmission on its link
         self.on_lost = (self.enqueue,)  # a lost transmission joins its queue again when its recovery wait ends
+        self.on_next_hop = (self.enqueue,)  # a transmission at the far end of a link that is not its last
+        self.on_last_hop = (self.arrive,)  # a transmission at the end of its route
 
     def run(self) -> Timeline:
         """Start a process per frame and per device, run until no event is left, and return the timeline."""
@@ -324,25 +353,27 @@ class _Run:
     def frame_input(self, frame: int) -> Generator[simpy.Event, Any, None]:
         """The process of frame ``frame``'s image: once it arrives, the source sends its messages."""
         yield self.frame_arrived[frame]
-        yield from self.release(self.workload.source, self.inputs[frame])
+        yield from self.release(self.workload.source, self.inputs[frame], self.env.now)
 
     def device(self, d: int, tasks: list[int]) -> Generator[simpy.Event, Any, None]:
         """The process of device ``d``: its ``tasks`` one at a time, each once its frame has arrived and the
         messages it needs have (paying their receive cost), on a core of its host when it shares one;
         then the messages the task makes ready go out."""
         env, timeline, rate, core = self.env, self.timeline, self.rates[d], self.core_of[d]
+        arrived, pays = self.arrived, rate.pays_messages
         received: set[int] = set()  # messages whose receive cost is paid
         for t in tasks:
             task = self.tasks[t]
             frame = self.frame_arrived[task.frame]
             if frame.callbacks is not None:  # not yet processed
                 yield frame
-            if not rate.pays_messages:
-                waiting = [self.arrived[m] for m in self.needs[t] if self.arrived[m].callbacks is not None]
+            needs = self.needs[t]
+            if pays:
+                yield from self.receive(d, needs, received)
+            elif needs:
+                waiting = [arrived[m] for m in needs if arrived[m].callbacks is not None]
                 if waiting:
-                    yield _AllProcessed(env, waiting)
-            else:
-                yield from self.receive(d, self.needs[t], received)
+                    yield _AllProcessed(env, waiting)  # type: ignore[misc]  # an event to SimPy (its docstring)
             duration = rate.task_s(task.flops, task.bytes_touched, task.op, task.layer, task.kind)
             if core is None:
                 timeline.task_start_s[t] = env.now
@@ -355,19 +386,22 @@ class _Run:
                     yield request
                     timeline.task_start_s[t] = env.now
                     yield env.timeout(duration)
-            timeline.task_end_s[t] = env.now
+            now = timeline.task_end_s[t] = env.now
             if task.final:
-                self.frame_done(task.frame, env.now)
-            yield from self.release(d, self.releases[t])
+                self.frame_done(task.frame, now)
+            if pays:
+                yield from self.release(d, self.releases[t], now)
+            else:
+                self.send(self.releases[t], now)
 
     def receive(self, d: int, needs: list[int], received: set[int]) -> Generator[simpy.Event, Any, None]:
         """Wait for the messages ``needs`` and pay device ``d``'s receive cost for each not yet in
         ``received``, in arrival order (ties: workload order)."""
         pending = [m for m in needs if m not in received]
         while pending:
-            ready = [m for m in pending if self.arrived[m].processed]
+            ready = [m for m in pending if self.arrived[m].callbacks is None]
             if not ready:
-                yield _AllProcessed(self.env, [self.arrived[m] for m in pending], count=1)
+                yield _AllProcessed(self.env, [self.arrived[m] for m in pending], count=1)  # type: ignore[misc]  # an event to SimPy (its docstring)
                 continue
             for m in sorted(ready, key=lambda m: (self.timeline.message_end_s[m], m)):
                 msg = self.messages[m]
@@ -375,17 +409,17 @@ class _Run:
                 received.add(m)
             pending = [m for m in pending if m not in received]
 
-    def release(self, d: int, ms: list[int]) -> Generator[simpy.Event, Any, None]:
-        """Send the messages ``ms`` that device ``d`` made ready now, paying its send cost for each payload
-        (a message, or a multicast group) before it goes."""
+    def release(self, d: int, ms: list[int], now_s: float) -> Generator[simpy.Event, Any, None]:
+        """Send the messages ``ms`` that device ``d`` made ready at ``now_s`` (the current time), paying its
+        send cost for each payload (a message, or a multicast group) before it goes."""
         rate = self.rates[d]
         if not rate.pays_messages:
-            self.send(ms)
+            self.send(ms, now_s)
             return
         for group in self.payloads(ms):
             msg = self.messages[group[0]]
             yield from self.pay(d, group[0], "send", rate.send_s(msg.format, msg.bytes))
-            self.send_payload(group)
+            self.send_payload(group, self.env.now)
 
     def pay(self, d: int, m: int, side: str, seconds: float) -> Generator[simpy.Event, Any, None]:
         """Device ``d`` spends ``seconds`` of software time on message ``m`` (a :class:`CpuSpan`)."""
@@ -425,26 +459,35 @@ class _Run:
             groups.setdefault(key, []).append(m)
         return [tuple(group) for group in groups.values()]
 
-    def send(self, ms: list[int]) -> None:
-        """Transmit the messages ``ms``, made ready now, in order (as :meth:`payloads`)."""
-        for group in self.payloads(ms):
-            self.send_payload(group)
+    def send(self, ms: list[int], now_s: float) -> None:
+        """Transmit the messages ``ms``, made ready at ``now_s`` (the current time), in order (as
+        :meth:`payloads`)."""
+        if not self.whole:
+            for group in self.payloads(ms):
+                self.send_payload(group, now_s)
+            return
+        timeline, messages, route_of = self.timeline, self.messages, self.route_of
+        for m in ms:  # send_payload of a one-message payload in one piece, without its lists
+            route = route_of[m]
+            timeline.message_ready_s[m] = now_s
+            timeline.message_start_s[m] = self.transmit(_Transmission((m,), route, messages[m].bytes, now_s, None))
+            timeline.message_hops[m] = len(route)
 
-    def send_payload(self, group: tuple[int, ...]) -> None:
-        """Put one payload (a message, or a multicast group) on its route's first queue now: whole, or as
-        chunks or packets back to back."""
-        timeline, now, first = self.timeline, self.env.now, self.messages[group[0]]
-        route = self.routes[first.src, first.dst] if len(group) == 1 else self.multicast_route(group)
+    def send_payload(self, group: tuple[int, ...], now_s: float) -> None:
+        """Put one payload (a message, or a multicast group) on its route's first queue at ``now_s`` (the
+        current time): whole, or as chunks or packets back to back."""
+        timeline, first = self.timeline, self.messages[group[0]]
+        route = self.route_of[group[0]] if len(group) == 1 else self.multicast_route(group)
         sizes = route[0][0].wire_sizes(first.bytes, self.chunk_bytes) if self.cuts else (first.bytes,)
-        left, last = [len(sizes)], len(sizes) - 1
-        pieces = [_Transmission(group, route, size, left, last - i) for i, size in enumerate(sizes)]
+        left, last = [len(sizes)] if len(sizes) > 1 else None, len(sizes) - 1
+        pieces = [_Transmission(group, route, size, now_s, left, last - i) for i, size in enumerate(sizes)]
         if self.interleave:  # its start is recorded when its first piece's turn comes (next_in_turn)
             for tx in pieces:
                 self.forward(tx)
         else:
             starts = [self.transmit(tx) for tx in pieces]
         for m in group:
-            timeline.message_ready_s[m] = now
+            timeline.message_ready_s[m] = now_s
             if not self.interleave:
                 timeline.message_start_s[m] = starts[0]
             timeline.message_hops[m], timeline.carried_by[m] = len(route), group[0]
@@ -465,17 +508,20 @@ class _Run:
             self.sending.discard(name)
             return
         tx = waiting.pop()
+        tx.now_s, first_hop = self.env.now, tx.hop == 0
         start = self.transmit(tx)
-        if tx.hop == 0 and tx.group[0] not in self.started:
+        if first_hop and tx.group[0] not in self.started:
             self.started.add(tx.group[0])
             for m in tx.group:
                 self.timeline.message_start_s[m] = start
 
     def transmit(self, tx: _Transmission) -> float:
-        """Put ``tx`` on the queue of its link number ``tx.hop`` now; it reaches the link's far end
-        ``latency_s`` after leaving the queue, and :meth:`hop_done` takes it on. Returns when it starts."""
-        now, nbytes = self.env.now, tx.nbytes
-        link, queue = tx.route[tx.hop]
+        """Put ``tx`` on the queue of its link number ``tx.hop`` now (``tx.now_s``). It reaches the link's far
+        end ``latency_s`` after leaving the queue, as an event whose callback puts it on the next link (and
+        ``tx.hop`` moves on to that link now) or, after the last link, :meth:`arrive`; a lost transmission
+        joins the same queue again instead. Returns when it starts."""
+        now, nbytes, route, hop = tx.now_s, tx.nbytes, tx.route, tx.hop
+        link, queue = route[hop]
         start = queue.free_s if queue.free_s > now else now
         if link.burst_bytes is None:
             end = start + nbytes * 8 / link.bandwidth_bps + link.overhead_s
@@ -485,40 +531,48 @@ class _Run:
         if self.interleave:  # the queue serves the next waiting transmission when this one has left it
             self.env.timeout(end - now).callbacks.append(lambda _event: self.next_in_turn(link.queue_name))
         self.hops.append(_new_tuple(Hop, (tx.group[0], link, start, end, nbytes, now)))
-        tx.callbacks, delay = self.on_hop_done, link.latency_s
+        delay = link.latency_s
+        retry = None
         if link.impairment is not None:  # lost: it joins this queue again after its recovery wait
             args = (link.name, delay, link.queue_name == MEDIUM, tx.after, tx.tries, end - start)
             retry, delay = self.channels.transmit(link.impairment, *args)
-            if retry is not None:
-                tx.callbacks, delay, tx.tries = self.on_lost, retry, tx.tries + 1
-                self.timeline.retransmissions[tx.group[0]] += 1
-        self.env.schedule(tx, NORMAL, end + delay - now)  # type: ignore[arg-type]
+        if retry is None:
+            tx.hop = hop = hop + 1
+            tx.callbacks = self.on_next_hop if hop < len(route) else self.on_last_hop
+            tx.tries = 0
+        else:
+            tx.callbacks, delay, tx.tries = self.on_lost, retry, tx.tries + 1
+            self.timeline.retransmissions[tx.group[0]] += 1
+        wait = end + delay - now
+        tx.now_s = now + wait  # what the environment computes as the event's time
+        self.env.schedule(tx, NORMAL, wait)  # type: ignore[arg-type]
         return start
 
-    def hop_done(self, tx: _Transmission) -> None:
-        """``tx`` reached the far end of a link: store and forward it, or deliver its payload."""
-        tx.tries = 0
-        tx.hop += 1
-        if tx.hop < len(tx.route):
-            self.enqueue(tx)
-        else:  # lost pieces, or jitter, may let a later piece overtake: the last one in delivers
-            tx.left[0] -= 1
-            if not tx.left[0]:
-                self.deliver(tx.group)
-
-    def deliver(self, group: tuple[int, ...]) -> None:
-        """The messages ``group`` are at their destinations now; a final output counts as held by the sink
-        once its receive cost is paid (when no task pays it)."""
-        now = self.env.now
-        for m in group:
-            self.timeline.message_end_s[m] = now
-            msg = self.messages[m]
+    def arrive(self, tx: _Transmission) -> None:
+        """``tx`` reached the end of its route: when it is its payload's last piece in, the messages of its
+        ``group`` are at their destinations now; a final output counts as held by the sink once its receive
+        cost is paid (when no task pays it)."""
+        left = tx.left  # lost pieces, or jitter, may let a later piece overtake: the last one in delivers
+        if left is not None:
+            left[0] -= 1
+            if left[0]:
+                return
+        now, timeline, messages, arrived, schedule = (
+            tx.now_s,
+            self.timeline,
+            self.messages,
+            self.arrived,
+            self.env.schedule,
+        )
+        for m in tx.group:
+            timeline.message_end_s[m] = now
+            msg = messages[m]
             if msg.final:
                 cost = 0.0 if msg.needed_by else self.rates[msg.dst].recv_s(msg.format, msg.bytes)
                 if cost > 0:
-                    self.timeline.cpu_spans.append(CpuSpan(m, msg.dst, "recv", now, now + cost, cost))
+                    timeline.cpu_spans.append(CpuSpan(m, msg.dst, "recv", now, now + cost, cost))
                 self.frame_done(msg.frame, now + cost)
-            self.arrived[m].succeed()
+            schedule(arrived[m])  # type: ignore[arg-type]  # as simpy.Event.succeed does
 
     def frame_done(self, frame: int, at_s: float) -> None:
         """Something the sink needs for ``frame`` is there at ``at_s``: the frame is done no earlier."""

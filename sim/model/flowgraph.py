@@ -329,11 +329,9 @@ def _layer(name: str, mod: nn.Conv2d | nn.Linear, src: Node, out_spatial: int) -
         out_c, per_group = weight.shape[:2]
         groups = mod.groups
         local = (weight != 0).flatten(2).any(-1).numpy()  # (out, in/groups)
-        uses = np.zeros((out_c, channels), dtype=bool)
-        group_of = np.arange(out_c) // (out_c // groups)
-        for g in range(groups):
-            rows = group_of == g
-            uses[rows, g * per_group : (g + 1) * per_group] = local[rows]
+        uses = np.zeros((out_c, channels), dtype=bool)  # filter f of group g reads channels g*per_group + j
+        first = (np.arange(out_c) // (out_c // groups)) * per_group  # first input channel of each filter's group
+        uses[np.arange(out_c)[:, None], first[:, None] + np.arange(per_group)] = local
         kernel = int(np.prod(weight.shape[2:]))
         return Layer(name, "conv", channels, out_c, spatial, out_spatial, kernel, groups, uses, mod.bias is not None)
     if src.rank != 2:

@@ -312,10 +312,8 @@ def needs(placement: Placement, tensor: str, partial: AbstractSet[str]) -> dict[
             continue
         need = np.zeros((placement.n_devices, channels), dtype=bool)
         kind = g.kind(consumer)
-        if kind == "layer":
-            uses, owner = g.layer(consumer).uses, placement.owner[consumer]
-            for d in np.unique(owner):  # devices owning no filter need nothing
-                need[d] = uses[owner == d].any(axis=0)
+        if kind == "layer":  # device d needs what some filter it owns uses (devices owning none: nothing)
+            need = _any_by(placement.owner[consumer], g.layer(consumer).uses, placement.n_devices)
         elif kind == "add":
             need[placement.owner[consumer], np.arange(channels)] = True
         elif kind == "output":
@@ -355,27 +353,56 @@ def partial_messages(placement: Placement, layer: str) -> list[MessagePlan]:
 
 def channel_messages(placement: Placement, tensor: str, need: Mapping[str, np.ndarray]) -> list[MessagePlan]:
     """One message per ordered device pair with the channels of ``tensor`` that ``need`` (per consumer, as
-    :func:`needs` returns) asks for."""
+    :func:`needs` returns) asks for.
+
+    Which consumers a pair's message serves is found for every pair at once (:func:`_any_by`), not by
+    indexing each pair's channels per consumer; pairs alike share their other fields.
+    """
     if not need:
         return []
-    g, plans = placement.graph, []
+    g, n, plans = placement.graph, placement.n_devices, []
     owner, producer = placement.owner[tensor], placement.producer[tensor]
+    consumers = list(need)
     total = np.logical_or.reduce(list(need.values()))
+    # serves[dst][src][k]: consumer k on dst needs a channel src owns (what src sends dst is all it owns
+    # of what dst needs, so that is: the message src -> dst serves consumer k)
+    serves = np.stack([_any_by(owner, need[c].T, n) for c in consumers], axis=-1).transpose(1, 0, 2).tolist()
+    names, codes = np.unique(producer, return_inverse=True)  # the stages that produced the tensor's channels
     image = g.input_node()
-    wanted = [_by_owner(np.flatnonzero(total[dst]), owner) for dst in range(placement.n_devices)]
-    for src in range(placement.n_devices):
+    fields: dict[tuple[bool, ...], tuple[bool, tuple[TaskKey, ...]]] = {}  # consumers served -> final, needed_by
+    heads: dict[tuple[str, ...], tuple[str, TaskKey | None]] = {}  # producing stages -> label, after
+    wanted = [_by_owner(np.flatnonzero(total[dst]), owner) for dst in range(n)]
+    for src in range(n):
         for dst, by_src in enumerate(wanted):
             chans = by_src.get(src)
             if src == dst or chans is None:
                 continue
-            stages = sorted(set(producer[chans]), key=g.rank)
-            users = tuple(c for c, n in need.items() if n[dst, chans].any())
-            final = any(g.kind(c) == "output" for c in users)
-            layer = "output" if final else "+".join(g.label(s) for s in stages)
-            after = None if stages == [image] else TaskKey(stages[-1])
-            needed_by = tuple(TaskKey(c) for c in users if g.kind(c) != "output")
-            plans.append(MessagePlan(tensor, layer, src, dst, chans, after, needed_by, final))
+            pattern = tuple(serves[dst][src])
+            if pattern not in fields:
+                users = tuple(c for c, used in zip(consumers, pattern) if used)
+                final = any(g.kind(c) == "output" for c in users)
+                fields[pattern] = final, tuple(TaskKey(c) for c in users if g.kind(c) != "output")
+            final, needed_by = fields[pattern]
+            made = (names[0],) if len(names) == 1 else tuple(names[np.unique(codes[chans])])  # several: a cat
+            if made not in heads:
+                stages = sorted(made, key=g.rank)
+                label = "+".join(g.label(s) for s in stages)
+                heads[made] = label, None if stages == [image] else TaskKey(stages[-1])
+            label, after = heads[made]
+            plans.append(MessagePlan(tensor, "output" if final else label, src, dst, chans, after, needed_by, final))
     return plans
+
+
+def _any_by(owner: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    """``(n, columns)`` bool: row ``d`` is whether any row of ``rows`` with ``owner == d`` is true there
+    (``owner``: an integer from ``0`` to ``n - 1`` per row of ``rows``), as one matrix product.
+
+    >>> _any_by(np.array([1, 0, 1]), np.array([[1, 0], [0, 0], [0, 1]], dtype=bool), 3).astype(int).tolist()
+    [[0, 0], [1, 1], [0, 0]]
+    """
+    owned = np.zeros((n, len(owner)), dtype=np.float32)
+    owned[owner, np.arange(len(owner))] = 1.0
+    return owned @ rows.astype(np.float32) > 0  # counts of at most len(owner) < 2**24: exact in float32
 
 
 def _by_owner(idx: np.ndarray, owner: np.ndarray) -> dict[int, np.ndarray]:
@@ -390,5 +417,6 @@ def _by_owner(idx: np.ndarray, owner: np.ndarray) -> dict[int, np.ndarray]:
     srcs = owner[idx]
     order = np.argsort(srcs, kind="stable")
     srcs, idx = srcs[order], idx[order]
-    cuts = np.flatnonzero(np.diff(srcs)) + 1
-    return {int(group[0]): chans for group, chans in zip(np.split(srcs, cuts), np.split(idx, cuts))}
+    starts = [0, *(np.flatnonzero(np.diff(srcs)) + 1).tolist()]
+    ends = [*starts[1:], len(idx)]
+    return {int(srcs[a]): idx[a:b] for a, b in zip(starts, ends)}
