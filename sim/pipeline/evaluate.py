@@ -158,14 +158,19 @@ def energy_of(scenario: Scenario, workload: Workload, timeline: Timeline) -> pd.
 
 
 def point_summary(
-    scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload | None, run: EngineRun
+    scenario: Scenario,
+    built: BuiltWorkload,
+    baseline: BuiltWorkload | None,
+    run: EngineRun,
+    joules: pd.DataFrame | None = None,
 ) -> RunSummary:
     """The summary of a run without its tables: the headline figures straight from the timeline
     (:func:`sim.analysis.summary.summarize`), the exchange schemes, accuracy and kept kernels, the energy
     (when some device has power), a stream's service latency, and the single-device baseline
     (``baseline`` is the built workload of :func:`baseline_scenario`; required for ``baseline: single``).
     A sweep point needs nothing more; :func:`evaluate` adds the tables and the per-link, per-device and
-    critical-path records."""
+    critical-path records. ``joules``: the run's :func:`energy_of`, when the caller has it already (else
+    computed here)."""
     workload, timeline, net = built.workload, run.timeline, scenario.setup.network
     deadline_s = None if scenario.inputs.deadline_ms is None else scenario.inputs.deadline_ms / 1e3
     summary = summarize(
@@ -178,7 +183,8 @@ def point_summary(
         kept_kernels=built.kept_kernels,
         kept_kernel_fraction=built.kept_kernel_fraction,
     )
-    joules = energy_of(scenario, workload, timeline)
+    if joules is None:
+        joules = energy_of(scenario, workload, timeline)
     if joules is not None:  # only when some device has power, so other runs' summaries stay as they were
         energy_j = float(joules["energy_j"].sum())
         summary = replace(summary, energy_j=energy_j, energy_j_per_frame=energy_j / summary.frames)
@@ -223,9 +229,9 @@ def evaluate(scenario: Scenario, built: BuiltWorkload, baseline: BuiltWorkload |
     workload, net = built.workload, scenario.setup.network
     run = run_engine(scenario, workload)
     timeline, rates, network, hosts = run.timeline, run.rates, run.network, run.hosts
-    summary = point_summary(scenario, built, baseline, run)
-    links, devices = counters.link_table(network, timeline), counters.device_table(workload, rates, timeline)
     joules = energy_of(scenario, workload, timeline)
+    summary = point_summary(scenario, built, baseline, run, joules)
+    links, devices = counters.link_table(network, timeline), counters.device_table(workload, rates, timeline)
     if joules is not None:  # devices.csv gains the energy columns
         devices = pd.concat([devices, joules], axis=1)
     summary = replace(

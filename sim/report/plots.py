@@ -22,6 +22,7 @@ from typing import Any
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -650,13 +651,7 @@ def plot_pareto(front: pd.DataFrame, path: str | Path, title: str = "", max_labe
     )
     if measured:
         fig.colorbar(art, ax=ax, label="test accuracy (%)")
-    if _spread(kb) > 30:
-        ax.set_xscale("log")
-    if _spread(ms) > 30:
-        ax.set_yscale("log")
-    log = {"log": ", log scale", "linear": ""}
-    ax.set_xlabel(f"bytes sent per frame (kB){log[ax.get_xscale()]}")
-    ax.set_ylabel(f"mean latency per frame (ms){log[ax.get_yscale()]}")
+    _axes(ax, kb, ms, "bytes sent per frame (kB)", "mean latency per frame (ms)")
     goals = "latency, bytes per frame" + (" and accuracy" if np.isfinite(accuracy).all() else "")
     within = [c.rsplit(".", 1)[-1] for c in front.columns if c not in PARETO_COLUMNS]
     under = f"\ndesigns compared at equal {', '.join(within)}" if within else ""
@@ -686,18 +681,24 @@ def plot_energy_pareto(front: pd.DataFrame, path: str | Path, title: str = "") -
     ax.plot(ms[best], joules[best], color="black", linewidth=0.8, alpha=0.5)
     ax.scatter(ms[best], joules[best], s=70, color="tab:orange", edgecolors="black", linewidths=1.5,
                label="non-dominated (Pareto front)")  # fmt: skip
-    if _spread(ms) > 30:
-        ax.set_xscale("log")
-    if _spread(joules) > 30:
-        ax.set_yscale("log")
-    log = {"log": ", log scale", "linear": ""}
-    ax.set_xlabel(f"mean latency per frame (ms){log[ax.get_xscale()]}")
-    ax.set_ylabel(f"energy per frame (J), devices with power{log[ax.get_yscale()]}")
+    _axes(ax, ms, joules, "mean latency per frame (ms)", "energy per frame (J), devices with power")
     ax.set_title(f"{title + ': ' if title else ''}latency against energy", fontsize=10)
     ax.legend(fontsize=8, loc="best")
     ax.grid(True, which="both", alpha=0.3)
     place_labels(fig, ax, list(zip(ms, joules)), list(front["label"]))
     return _save(fig, path)
+
+
+def _axes(ax: Axes, x: np.ndarray, y: np.ndarray, xlabel: str, ylabel: str) -> None:
+    """Label ``ax``'s axes, each on a log scale (said in its label) when its values span more than 30x."""
+    for values, scale, label, name in (
+        (x, ax.set_xscale, ax.set_xlabel, xlabel),
+        (y, ax.set_yscale, ax.set_ylabel, ylabel),
+    ):
+        log = _spread(values) > 30
+        if log:
+            scale("log")
+        label(f"{name}, log scale" if log else name)
 
 
 def _spread(values: np.ndarray) -> float:
