@@ -42,6 +42,7 @@ from sim.testbed.program import DeviceProgram, DeviceReport, Round
 
 START_MARGIN_S = 1.0  # t0 is this long after the parent sends a round (time to wake every process)
 PARENT_GRACE_S = 10.0  # the parent waits this much longer than the devices before it gives up on one
+CAUSE_GRACE_S = 1.0  # after a device reports a peer gone, the parent waits this long for the peer's own cause
 MEASURE_FROM_DEVICES = 8  # from this many devices on, one process is measured before the others start
 MEMORY_HEADROOM = 0.8  # share of the available memory a run may plan to use
 
@@ -177,14 +178,18 @@ def _gather(
     known: dict[int, Any] | None = None,
 ) -> list[Any]:
     """The value each device sends with ``tag`` (``known``: those already read); a device's error, its end,
-    or silence past ``deadline`` raise one :class:`RunFailure` line naming the cause."""
+    or silence past ``deadline`` raise one :class:`RunFailure` line naming the cause. A device that lost a
+    peer (``"peer-gone"``) reports a consequence: the parent waits up to :data:`CAUSE_GRACE_S` for the
+    cause another device reports (its timeout, its end) and names that, else the consequence."""
     values: dict[int, Any] = dict(known or {})
+    consequence: str | None = None
     while len(values) < len(conns):
         pending = [c for i, c in enumerate(conns) if i not in values]
         ready = wait(pending, timeout=max(0.0, deadline - time.monotonic()))
         if not ready:
             late = [programs[i].name for i in range(len(conns)) if i not in values]
-            raise _diagnose(procs, programs, bed, f"device {', '.join(late)} did not report '{tag}' in time")
+            seen = consequence or f"device {', '.join(late)} did not report '{tag}' in time"
+            raise _diagnose(procs, programs, bed, seen)
         for c in ready:
             i = list(conns).index(cast(Connection, c))
             try:
@@ -193,7 +198,12 @@ def _gather(
                 raise _diagnose(procs, programs, bed, f"the process of device {programs[i].name} ended") from None
             if got == "error":
                 raise _diagnose(procs, programs, bed, str(value))
+            if got == "peer-gone":
+                consequence = consequence or str(value)
+                deadline = min(deadline, time.monotonic() + CAUSE_GRACE_S)
             values[i] = value
+    if consequence is not None:
+        raise _diagnose(procs, programs, bed, consequence)
     return [values[i] for i in range(len(conns))]
 
 

@@ -43,6 +43,11 @@ class TransportError(RuntimeError):
     """A connection failed or a message did not come in time: one line naming the peer device."""
 
 
+class PeerGone(TransportError):
+    """A connection failed because the device at its other end closed it or ended: the consequence of that
+    device's own failure, which the parent reports instead when it comes (:mod:`sim.testbed.launcher`)."""
+
+
 def listen(host: str, peers: int) -> socket.socket:
     """A listening TCP socket on ``host`` (any free port) with a backlog for ``peers`` connections."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -141,7 +146,7 @@ class Receiver:
         self.incoming, self.expected, self.decode, self.name, self.me = incoming, expected, decode, name, me
         self.values: dict[int, torch.Tensor] = {}
         self.times: dict[int, ReceiveTime] = {}
-        self.failure: str | None = None
+        self.failure: TransportError | None = None
         self.scratch = memoryview(bytearray(_READ_BYTES))  # every read lands here first (no allocation per read)
         self.cond = threading.Condition()
         self.thread = threading.Thread(target=self._run, name="dsim-receiver", daemon=True)
@@ -152,7 +157,7 @@ class Receiver:
         with self.cond:
             while not all(m.k in self.values for m in ms):
                 if self.failure:
-                    raise TransportError(self.failure)
+                    raise self.failure
                 left = deadline - time.monotonic()
                 if left <= 0:
                     m = next(m for m in ms if m.k not in self.values)
@@ -173,7 +178,7 @@ class Receiver:
         """Wait for the thread to end (every message read); the receive times by message index."""
         self.thread.join(timeout_s)
         if self.failure:
-            raise TransportError(self.failure)
+            raise self.failure
         if self.thread.is_alive():
             raise TransportError(f"device {self.name[self.me]}: messages still incoming at the end of the run")
         return self.times
@@ -191,7 +196,10 @@ class Receiver:
                         left -= self._read(key.fileobj, key.data)  # type: ignore[arg-type]
         except BaseException as exc:  # surfaced by take/finish in the device's thread
             with self.cond:
-                self.failure = self.failure or f"device {self.name[self.me]}: {exc}"
+                gone = isinstance(exc, (PeerGone, ConnectionResetError))
+                self.failure = self.failure or (PeerGone if gone else TransportError)(
+                    f"device {self.name[self.me]}: {exc}"
+                )
                 self.cond.notify_all()
 
     def _read(self, s: socket.socket, stream: _Stream) -> int:
@@ -199,7 +207,7 @@ class Receiver:
         cpu = time.thread_time()
         got = s.recv_into(self.scratch)
         if not got:
-            raise TransportError(f"the connection from device {self.name[stream.src]} closed during the run")
+            raise PeerGone(f"the connection from device {self.name[stream.src]} closed during the run")
         buf = stream.buffer
         buf += self.scratch[:got]
         done = 0

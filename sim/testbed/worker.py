@@ -4,7 +4,8 @@ It receives its :class:`~sim.testbed.program.DeviceProgram` from the parent (:mo
 optionally enters its network namespace, listens, reports its port, connects to the devices it sends to
 and accepts those it receives from, then answers each :class:`~sim.testbed.program.Round` with a
 :class:`~sim.testbed.program.DeviceReport`: the check pass first, then the timed runs. Every failure is
-reported to the parent as one line (``("error", text)``), and the process ends.
+reported to the parent as one line (``("error", text)``, or ``("peer-gone", text)`` when a peer closed a
+connection: :class:`~sim.testbed.transport.PeerGone`), and the process ends.
 
 Parent protocol, over a multiprocessing pipe: parent sends the program; device sends ``("listening",
 port)``; parent sends ``("peers", {index: (host, port)})``; device sends ``("ready", None)``; then per round
@@ -76,7 +77,7 @@ def main(conn: Connection) -> None:
         if not isinstance(exc, transport.TransportError):
             text = f"device {name}: {type(exc).__name__}: {text}"
         try:
-            conn.send(("error", text))
+            conn.send(("peer-gone" if isinstance(exc, transport.PeerGone) else "error", text))
         except OSError:
             pass
     finally:
@@ -115,7 +116,7 @@ class _Link:
         try:
             self.out[m.dst].sendall(data)
         except OSError as exc:
-            raise transport.TransportError(
+            raise transport.PeerGone(
                 f"device {self.p.name} could not send to device {self.p.names[m.dst]}: {type(exc).__name__}: {exc}"
             ) from None
         self.sent[m.k] = SendTime(ready, start, time.thread_time() - cpu, len(data) - transport.APP_HEADER.size)

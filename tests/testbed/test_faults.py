@@ -145,3 +145,23 @@ def test_namespaces_left_by_a_killed_run_are_removed_and_no_other() -> None:
     finally:
         for name in (dead, live, foreign):
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def test_a_lost_peer_is_reported_as_the_cause_its_peer_gives() -> None:
+    """A device whose peer closed its connection reports a consequence; when the peer's own cause comes
+    within the grace (here its timeout, after the consequence), the one line names that cause."""
+    from types import SimpleNamespace
+
+    from sim.errors import RunFailure
+
+    ends = [mp.Pipe() for _ in range(2)]
+    programs = [SimpleNamespace(name="d0"), SimpleNamespace(name="d1")]
+    procs = [SimpleNamespace(exitcode=None, pid=os.getpid()) for _ in programs]  # alive, running
+    ends[0][1].send(("peer-gone", "device d0 could not send to device d1: ConnectionResetError"))
+    threading.Timer(0.2, ends[1][1].send, [("error", "device d1 waited 0.01 s for a message from device d0")]).start()
+    with pytest.raises(RunFailure, match=r"^dsim execute: device d1 waited 0\.01 s for a message from device d0$"):
+        launcher._gather(procs, [a for a, _ in ends], "done", time.monotonic() + 5, programs, None)  # type: ignore[arg-type]
+    ends[0][1].send(("peer-gone", "device d0 could not send to device d1: ConnectionResetError"))
+    ends[1][1].send(("done", None))  # no cause comes: the consequence is the line
+    with pytest.raises(RunFailure, match=r"could not send to device d1: ConnectionResetError$"):
+        launcher._gather(procs, [a for a, _ in ends], "done", time.monotonic() + 5, programs, None)  # type: ignore[arg-type]
