@@ -4,7 +4,11 @@ The ResNet-18 workload is built once for one frame (synthetic input, contiguous 
 for 100 frames arriving every 5 ms (the engine only reads sizes, so repeating a frame's messages is the
 same work for it as 100 distinct frames). Beside it: a bare SimPy loop doing the same number of
 timeouts in the same run, and the ratio of the two rates (how much the engine's bookkeeping costs per
-event). Both are timed in CPU seconds of this process (``time.process_time``), :data:`REPEATS` times each,
+event). SimPy's event queue is a heap: the bare loop's holds one event, the engine's many (every message
+in flight and every device waiting), and each push and pop costs a comparison per level. So a second
+baseline runs as many bare processes at once as the engine has events pending on average (measured on one
+run), with seeded random timeouts: the ratio against it is the engine's own bookkeeping per event, the
+first ratio (the target's) includes the deeper heap. All are timed in CPU seconds of this process (``time.process_time``), :data:`REPEATS` times each,
 alternating, and printed as median and range; the ratio is the median of the per-repeat ratios. The load
 average is printed with the figures: publish them only from a quiet machine
 (``../shared/tools/quiet-run -- .venv/bin/python bench/bench_engine.py``).
@@ -20,6 +24,7 @@ from __future__ import annotations
 import cProfile
 import dataclasses
 import pstats
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -78,6 +83,43 @@ def bare_simpy(timeouts: int) -> float:
     return time.process_time() - start
 
 
+def bare_simpy_concurrent(timeouts: int, processes: int, seed: int = 0) -> float:
+    """Seconds ``processes`` SimPy processes take to yield ``timeouts`` timeouts in all (as evenly as they
+    divide), of seeded random lengths in [0, 1): the heap then holds ``processes`` events, as the engine's
+    does on average."""
+    rng = random.Random(seed)
+    delays = [rng.random() for _ in range(1024)]
+
+    def loop(env: simpy.Environment, count: int, offset: int):
+        for i in range(count):
+            yield env.timeout(delays[(i + offset) % len(delays)])
+
+    env = simpy.Environment()
+    for p in range(processes):
+        env.process(loop(env, timeouts // processes + (p < timeouts % processes), 7 * p))
+    start = time.process_time()
+    env.run()
+    return time.process_time() - start
+
+
+def mean_pending(run: Callable[[], object]) -> float:
+    """The mean number of events in SimPy's queue (heap) when the next is processed, over ``run()``
+    (measured by wrapping :meth:`simpy.Environment.step`; reads SimPy's private ``_queue``)."""
+    sizes: list[int] = []
+    original = simpy.Environment.step
+
+    def step(env: simpy.Environment) -> None:
+        sizes.append(len(env._queue))  # type: ignore[attr-defined]
+        original(env)
+
+    simpy.Environment.step = step  # type: ignore[method-assign]
+    try:
+        run()
+    finally:
+        simpy.Environment.step = original  # type: ignore[method-assign]
+    return sum(sizes) / len(sizes)
+
+
 def calls_per_event(run: Callable[[], object], events: int) -> tuple[float, float]:
     """Function calls per event of ``run()`` under :mod:`cProfile`: all calls, and those of Python functions
     (not built-ins)."""
@@ -95,21 +137,30 @@ def main() -> None:
     workload = repeat_frames(prepare(scenario).workload, FRAMES)
     rates, network = device_rates(scenario), assemble_network(scenario)
     arrivals = [f * scenario.setup.interval_s for f in range(FRAMES)]
-    engine_s, bare_s, ratios = [], [], []
+    pending = mean_pending(lambda: simulate(workload, rates, network, arrivals))
+    processes = max(1, round(pending))
+    engine_s, bare_s, deep_s, ratios, deep_ratios = [], [], [], [], []
     for _ in range(REPEATS):
         start = time.process_time()
         timeline = simulate(workload, rates, network, arrivals)
         engine_s.append(time.process_time() - start)
         bare_s.append(bare_simpy(timeline.events))
+        deep_s.append(bare_simpy_concurrent(timeline.events, processes))
         ratios.append(bare_s[-1] / engine_s[-1])  # = engine events/s over bare events/s
+        deep_ratios.append(deep_s[-1] / engine_s[-1])
     events = timeline.events
     print(
         f"ResNet-18, 8 devices, star, {FRAMES} frames: {len(workload.tasks)} tasks, {len(workload.messages)} "
-        f"messages, {events} events; {loadavg()}"
+        f"messages, {events} events, {pending:.1f} pending on average; {loadavg()}"
     )
     print(f"{'engine':<12} CPU s {spread(engine_s, '.3f')}; {events / statistics.median(engine_s):12,.0f} events/s")
     print(f"{'bare SimPy':<12} CPU s {spread(bare_s, '.3f')}; {events / statistics.median(bare_s):12,.0f} events/s")
+    print(
+        f"bare SimPy, {processes} processes: CPU s {spread(deep_s, '.3f')}; "
+        f"{events / statistics.median(deep_s):12,.0f} events/s"
+    )
     print(f"ratio (engine / bare SimPy events per second): {spread(ratios, '.3f')}")
+    print(f"ratio (engine / bare SimPy with {processes} processes, the same heap depth): {spread(deep_ratios, '.3f')}")
     print(f"simulated mean latency {sum(timeline.latency_s) / FRAMES * 1e3:.3f} ms per frame")
     engine_calls = calls_per_event(lambda: simulate(workload, rates, network, arrivals), events)
     bare_calls = calls_per_event(lambda: bare_simpy(events), events)

@@ -10,8 +10,10 @@ From the measured runs' timelines:
   measured it, else the time from the message being made (ready) to its bytes going to the socket
   (encoding it), the 10th percentile over frames and repeats of each message class (the higher ones
   waited behind the previous message to the same peer).
-* **recv**: a message's time on its receiver is what its measured transit (first byte to the socket, last byte read) took beyond the wire time the engine
-  models for it alone on its route (:func:`wire_s`; none on loopback), plus, when it was the last message
+* **recv**: a message's time on its receiver is what its measured transit (first byte to the socket, last
+  byte read) took beyond the time the engine puts it on the wire, replaying the run's sends with their
+  measured start times (:func:`wire_end_s`: the wait behind earlier messages on a link is the engine's, not
+  a receive cost; no wire time on loopback), plus, when it was the last message
   a task waited for on an idle device, the time from its arrival to that task's start (decoding it, the
   device waking up, merging what it received: :func:`wake_gaps`), or instead of that gap the table's
   ``recv_cpu_s`` when the testbed measured it (reading, decoding, merging): the median per message class.
@@ -90,12 +92,29 @@ def compute_entries(workload: Workload, runs: Sequence[RunResult], cores: int) -
     return out
 
 
-def wire_s(workload: Workload, network: Network, m: int) -> float:
-    """Seconds message ``m`` of ``workload`` takes on its route alone (no other traffic, no CPU costs)."""
-    msg = replace(workload.messages[m], frame=0, after=None, needed_by=(), final=False)
-    alone = replace(workload, frames=1, tasks=(), messages=(msg,))
-    timeline = simulate(alone, [DeviceRate(1.0)] * len(workload.devices), network, [0.0])
-    return timeline.message_end_s[0] - timeline.message_start_s[0]
+def wire_end_s(
+    workload: Workload, network: Network, starts_s: Sequence[float], interleave: bool = False
+) -> list[float]:
+    """When each message of ``workload`` would leave the wire at its destination had its first byte gone to
+    the socket at ``starts_s[m]``, with no CPU cost anywhere: the engine replaying the measured sends, so
+    that a message waits behind the others on its links as it did in the run (``interleave``: as the
+    scenario's ``network.interleave``).
+
+    >>> from sim.engine.network import Network
+    >>> from sim.workload.types import Message
+    >>> m = Message(frame=0, layer="x", src=0, dst=1, channels=1, elements=250, nnz=250, sizes={"dense": 1000},
+    ...             format="dense", bytes=1000, after=None, needed_by=(), final=False)
+    >>> wl = Workload(("a", "b"), 0, 1, 1, (), (m, m))
+    >>> [round(x, 6) for x in wire_end_s(wl, Network.mesh(["a", "b"], 1e6, 0.0), [0.0, 0.004])]  # 8 ms each
+    [0.008, 0.016]
+    """
+    messages = tuple(
+        replace(msg, frame=m, after=None, needed_by=(), final=False) for m, msg in enumerate(workload.messages)
+    )
+    replay = replace(workload, frames=len(messages), tasks=(), messages=messages)
+    rates = [DeviceRate(1.0)] * len(workload.devices)
+    arrivals = [max(0.0, s) for s in starts_s]
+    return simulate(replay, rates, network, arrivals, interleave=interleave).message_end_s
 
 
 def wake_gaps(workload: Workload, run: RunResult) -> dict[int, float]:
@@ -121,20 +140,21 @@ def wake_gaps(workload: Workload, run: RunResult) -> dict[int, float]:
     return gaps
 
 
-def message_costs(workload: Workload, runs: Sequence[RunResult], network: Network | None) -> tuple[dict, dict]:
+def message_costs(
+    workload: Workload, runs: Sequence[RunResult], network: Network | None, interleave: bool = False
+) -> tuple[dict, dict]:
     """Per wire format, the fits of the send and the receive CPU time of a message (module docstring);
-    ``network`` is the shaped network the runs used (None: loopback, no wire time)."""
+    ``network`` is the shaped network the runs used (None: loopback, no wire time), ``interleave`` its
+    scenario's ``network.interleave``."""
     per_class: dict[str, dict[tuple, list[float]]] = {"send": {}, "recv": {}}
-    wire: dict[tuple[int, int, int], float] = {}
     for run in runs:
         tl, table = run.timeline, run.transfers
         gaps = wake_gaps(workload, run)
+        wire_ends = None if network is None else wire_end_s(workload, network, tl.message_start_s, interleave)
         for m, msg in enumerate(workload.messages):
             key = (msg.layer, msg.src, msg.dst, msg.format, msg.bytes)
-            pair = (msg.src, msg.dst, msg.bytes)
-            if network is not None and pair not in wire:
-                wire[pair] = wire_s(workload, network, m)
-            beyond_wire = max(0.0, tl.message_end_s[m] - tl.message_start_s[m] - wire.get(pair, 0.0))
+            wire_end = tl.message_start_s[m] if wire_ends is None else wire_ends[m]
+            beyond_wire = max(0.0, tl.message_end_s[m] - wire_end)
             if "send_cpu_s" in table:  # measured CPU times (reading, decoding, merging) and the transit's excess
                 send = float(table["send_cpu_s"].iloc[m])
                 recv = float(table["recv_cpu_s"].iloc[m]) + beyond_wire
@@ -186,7 +206,7 @@ def profile_from_runs(
     devices = tuple(
         DeviceCompute(workload.devices[d], tuple(rows), fit_entries(rows)) for d, rows in sorted(entries.items())
     )
-    send, recv = message_costs(workload, runs, network)
+    send, recv = message_costs(workload, runs, network, sc.network.interleave)
     run_info = {
         "repeats": len(runs),
         "frames": workload.frames,

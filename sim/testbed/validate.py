@@ -213,11 +213,17 @@ def validate(
         raise UserError(f"--repeats: must be >= 1 (got {repeats})")
     if fit_compute and runtime_profile is not None:
         raise UserError("--fit-compute: predicts from the measured run itself; give it or --profile, not both")
+    if calibrate and runtime_profile is not None:
+        raise UserError("--calibrate: the runtime profile gives every rate; give --calibrate or --profile, not both")
     sc = load(scenario)
     profile = None if runtime_profile is None else read_runtime_profile(runtime_profile)
     if calibrate:  # every device profiled on this machine first (calibrate: true)
         sc = sc.model_copy(update={"devices": [d.model_copy(update={"calibrate": True}) for d in sc.devices]})
-    sc = calibrated(sc)
+    if profile is None:
+        sc = calibrated(sc)
+    else:  # the runtime profile gives every rate (the partitioner's too): profiling this machine is not needed
+        uncalibrated = [d.model_copy(update={"calibrate": False}) for d in sc.devices]
+        sc = with_runtime_profile(sc.model_copy(update={"devices": uncalibrated}), Path(runtime_profile))
     sc = sc.model_copy(update={"deploy": None, "baseline": "none"})
     prep = prepare(sc)
     runs = execute(sc, shape=shape, repeats=repeats, timeout_s=timeout_s, prepared=prep)

@@ -106,6 +106,51 @@ def test_a_profile_written_and_read_back_gives_the_same_predictions(simulated) -
     assert from_file.summary["latency_s"] == pytest.approx(run.summary["latency_s"], abs=5e-6)
 
 
+def test_waiting_behind_other_messages_on_a_link_is_not_a_receive_cost(tmp_path: Path) -> None:
+    # A simulated run on 2 Mbit/s links (no CPU cost for any message) in which messages queue behind each
+    # other on their links. The engine replays that wait itself, so the
+    # profile must find no receive time beyond the wire, although the messages' transits exceed their wire
+    # times alone.
+    data = _shared(tmp_path)
+    data["network"] = {"topology": "mesh", "bandwidth_mbps": 2, "latency_ms": 1}
+    sc = parse_scenario(data, origin="test")
+    prep = prepare(sc)
+    run = evaluate(sc, prep.built)
+    run.record = replace(run.record, execution={"network": "simulated", "latency_applied": True, "loadavg": None})
+    tl, net = run.timeline, assemble.network(sc)
+    tl.message_start_s = list(tl.message_ready_s)  # as the testbed records it: when the bytes go to the socket
+    alone = [sum(link.transmit_s(msg.bytes) + link.latency_s for link in net.route(*(prep.workload.devices[i]
+             for i in (msg.src, msg.dst)))) for msg in prep.workload.messages]  # fmt: skip
+    transit = [end - start for start, end in zip(tl.message_start_s, tl.message_end_s)]
+    assert max(t - a for t, a in zip(transit, alone)) > 1e-3  # some message waited a millisecond or more
+    profile = profile_from_runs(sc, prep.workload, [run], shape=True, cores=2)
+    for line in profile.recv.values():
+        assert line.overhead_s == pytest.approx(0.0, abs=1e-9)
+        assert line.s_per_byte == pytest.approx(0.0, abs=1e-12)
+
+
+def test_validate_with_a_profile_does_not_calibrate_this_machine(simulated, monkeypatch) -> None:
+    # Devices marked calibrate: true, validated against a runtime profile: the profile gives every rate,
+    # so this machine is not profiled first (it would raise here); the "measured" run is a simulated one.
+    tmp, _sc, _prep, run, profile = simulated
+    path = tmp / "for-validate.json"
+    write_runtime_profile(path, profile)
+    data = _shared(tmp)
+    for d in data["devices"]:
+        d.pop("gflops")
+        d["calibrate"] = True
+
+    def no_calibration(_sc):
+        raise AssertionError("calibrated() was called")
+
+    monkeypatch.setattr("sim.testbed.validate.calibrated", no_calibration)
+    monkeypatch.setattr("sim.testbed.validate.execute", lambda *a, **k: [run])
+    v = validate(parse_scenario(data, origin="test"), runtime_profile=path)
+    assert v.extra["profile"]["out_of_sample"] is False
+    with pytest.raises(UserError, match="--calibrate or --profile, not both"):
+        validate(parse_scenario(data, origin="test"), runtime_profile=path, calibrate=True)
+
+
 def test_a_missing_runtime_profile_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"profile: no such file .*dsim profile SCENARIO --execute"):
         validate(parse_scenario(_shared(tmp_path), origin="test"), runtime_profile=tmp_path / "none.json")
