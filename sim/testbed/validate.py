@@ -219,7 +219,7 @@ def validate(
     profile = None if runtime_profile is None else read_runtime_profile(runtime_profile)
     if calibrate:  # every device profiled on this machine first (calibrate: true)
         sc = sc.model_copy(update={"devices": [d.model_copy(update={"calibrate": True}) for d in sc.devices]})
-    if profile is None:
+    if runtime_profile is None:
         sc = calibrated(sc)
     else:  # the runtime profile gives every rate (the partitioner's too): profiling this machine is not needed
         uncalibrated = [d.model_copy(update={"calibrate": False}) for d in sc.devices]
