@@ -281,7 +281,7 @@ class HostSpec(_Strict):
     sharing: Literal["fifo", "processor"] | None = Field(
         default=None,
         description="fifo: a task waits for a free core; processor: all run at once, each at cores/tasks of a "
-        "core (as an OS time-slices processes); default: processor with a top-level profile, else fifo",
+        "core (as an OS time-slices processes); default: fifo",
     )
 
 

@@ -264,12 +264,12 @@ def device_rates(scenario: Scenario) -> list[DeviceRate]:
 
 def hosts(scenario: Scenario) -> list[Host | None]:
     """The host each device shares (``devices[i].host``), in scenario order; None: a machine of its own.
-    A host's ``sharing`` defaults to ``processor`` with a top-level runtime ``profile:`` (its times are CPU
-    seconds), else ``fifo``."""
-    default = "processor" if scenario.profile is not None else "fifo"
+    A host's ``sharing`` defaults to ``fifo``: measured on this project's 2-core machine, a task of a few
+    milliseconds runs to its end once it has a core, even with four device processes on two cores
+    (docs/validation.md, "Sharing the cores"), which ``processor`` sharing does not predict."""
     spec = {h.name: h for h in scenario.hosts}
     return [
-        None if d.host is None else Host(d.host, spec[d.host].cores, spec[d.host].sharing or default)
+        None if d.host is None else Host(d.host, spec[d.host].cores, spec[d.host].sharing or "fifo")
         for d in scenario.devices
     ]
 

@@ -81,14 +81,14 @@ class Interpreter:
         held: dict[str, np.ndarray] = {}
         boxes: dict[str, Box] | None = None if p.areas is None else {}  # a plan with rows: each value's block
         merged: set[int] = set()
-        task: tuple[str, float] | None = None
-        sending = 0.0  # seconds the open task's device spent handing messages to sockets (not its compute)
+        task: tuple[str, float, float] | None = None  # the open task: stage, start (monotonic s), thread CPU s
+        sending = sending_cpu = 0.0  # wall and CPU s the open task's device spent handing messages to sockets
         for step in p.steps:
             kind = step.kind
             if kind in ("layer", "add", "output") or step.name in p.stages:
                 if task is not None:
-                    report.tasks.append(TaskTime(f, task[0], task[1], time.monotonic() - sending))
-                    task, sending = None, 0.0
+                    report.tasks.append(_ended(f, task, sending, sending_cpu))
+                    task, sending, sending_cpu = None, 0.0, 0.0
                 incoming = [m for m in self.waits.get((f, step.name), ()) if m.k not in merged]
                 if incoming:
                     values = link.receive(incoming)
@@ -107,7 +107,7 @@ class Interpreter:
                         report.done_s.append(time.monotonic())
                         report.outputs.append(env[p.output].numpy().copy())
                     continue
-                start = time.monotonic()
+                start, start_cpu = time.monotonic(), time.thread_time()
                 keep = report if keep_values else None
                 if boxes is not None:
                     value, chans, boxes[step.name] = self._stage_rows(f, step, env, held, boxes, keep)
@@ -116,7 +116,7 @@ class Interpreter:
                 else:
                     value, chans = self._layer(f, step, env, held, keep)
                 if len(chans):
-                    task, sending = (step.name, start), 0.0
+                    task, sending, sending_cpu = (step.name, start, start_cpu), 0.0, 0.0
             elif kind == "input":
                 while arrival is not None and (left := arrival - time.monotonic()) > 0:
                     time.sleep(min(0.005, left))
@@ -133,15 +133,16 @@ class Interpreter:
                     boxes[step.name] = self._box_after(step, held, boxes) if len(chans) else NOWHERE
             env[step.name], held[step.name] = value, chans
             for m in self.sends.get((f, step.name), ()):
-                before = time.monotonic()
+                before, before_cpu = time.monotonic(), time.thread_time()
                 if boxes is None:
                     payload = _select(value, chans, m.channels, m.rank)
                 else:
                     payload = _positions(value, chans, boxes[step.name], m, step)
                 link.send(m, _as_matrix(payload, m.rank))
                 sending += time.monotonic() - before
+                sending_cpu += time.thread_time() - before_cpu
         if task is not None:
-            report.tasks.append(TaskTime(f, task[0], task[1], time.monotonic() - sending))
+            report.tasks.append(_ended(f, task, sending, sending_cpu))
 
     def _merge(
         self, env: dict[str, Any], held: dict[str, np.ndarray], ms: Sequence[MessageSpec], values: list[torch.Tensor]
@@ -326,6 +327,14 @@ class Interpreter:
         if step.op == "call_method":
             return getattr(args[0], step.target)(*args[1:], **kwargs)
         raise RuntimeError(f"cannot run fx node {step.name} ({step.op})")
+
+
+def _ended(f: int, task: tuple[str, float, float], sending_s: float, sending_cpu_s: float) -> TaskTime:
+    """The :class:`TaskTime` of frame ``f``'s open ``task`` (stage, start monotonic s, start thread CPU s)
+    ending now, less the wall and CPU seconds its device spent in :meth:`Link.send` meanwhile."""
+    stage, start_s, start_cpu_s = task
+    end_s, cpu_s = time.monotonic() - sending_s, time.thread_time() - start_cpu_s - sending_cpu_s
+    return TaskTime(f, stage, start_s, end_s, max(0.0, cpu_s))
 
 
 def _batch_norm(module: Any, x: torch.Tensor, index: np.ndarray) -> torch.Tensor:

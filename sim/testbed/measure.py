@@ -6,7 +6,9 @@ on that device, less the time the device spent handing messages to sockets meanw
 the moment its encoded bytes go to the socket (or, if later, the moment the message before it on the same
 connection arrived: :func:`link_free_starts`) to the moment its receiver has read its last byte. Measured ``transfers.csv`` has two more columns: ``send_cpu_s``, the sender
 thread's CPU time to encode the message and hand it to the socket, and ``recv_cpu_s``, the receiver's CPU
-time to read its body, decode it and merge it into its tensor (``time.thread_time``; seconds).
+time to read its body, decode it and merge it into its tensor (``time.thread_time``; seconds). When every
+device computed on one thread (``threads`` 1, the default), measured ``compute.csv`` has ``cpu_s``: the
+CPU seconds of each task's thread, its time sharing the machine's cores with other devices left out.
 
 Example::
 
@@ -17,7 +19,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -33,11 +35,12 @@ from sim.engine import assemble
 from sim.engine.simulate import Timeline
 from sim.pipeline.prepare import Prepared
 from sim.testbed import netns, transport
-from sim.testbed.program import DeviceReport, SendTime
+from sim.testbed.program import DeviceReport, SendTime, TaskTime
 from sim.workload.plan import TaskKey
 
 LOSSLESS_TOLERANCE = 1e-4  # float32 on the wire: largest |split - unsplit| / max(1, max |unsplit|) accepted
 CPU_COLUMNS = ["send_cpu_s", "recv_cpu_s"]  # added to a measured transfers table
+TASK_CPU_COLUMN = "cpu_s"  # added to a measured compute table when every device computed on one thread
 
 
 @dataclass(frozen=True)
@@ -56,15 +59,21 @@ class Check:
         return self.tolerance is None or max(self.inputs_error, self.output_error) <= self.tolerance
 
 
-def measured_timeline(prep: Prepared, reports: Sequence[DeviceReport], latency_applied: bool = False) -> Timeline:
-    """The measured times as a Timeline aligned with the workload's tasks and messages (seconds from t0)."""
-    workload, plan = prep.workload, prep.plan
-    index = {(t.frame, t.layer, t.device): k for k, t in enumerate(workload.tasks)}
-    start, end = [float("nan")] * len(workload.tasks), [float("nan")] * len(workload.tasks)
+def _timed_tasks(prep: Prepared, reports: Sequence[DeviceReport]) -> Iterator[tuple[int, TaskTime]]:
+    """Every timed task of the devices' reports, with its index in the workload's ``tasks``."""
+    plan = prep.plan
+    index = {(t.frame, t.layer, t.device): k for k, t in enumerate(prep.workload.tasks)}
     for r in reports:
         for t in r.tasks:
-            k = index[(t.frame, plan.task_label(TaskKey(t.stage)), r.index)]
-            start[k], end[k] = t.start_s, t.end_s
+            yield index[(t.frame, plan.task_label(TaskKey(t.stage)), r.index)], t
+
+
+def measured_timeline(prep: Prepared, reports: Sequence[DeviceReport], latency_applied: bool = False) -> Timeline:
+    """The measured times as a Timeline aligned with the workload's tasks and messages (seconds from t0)."""
+    workload = prep.workload
+    start, end = [float("nan")] * len(workload.tasks), [float("nan")] * len(workload.tasks)
+    for k, t in _timed_tasks(prep, reports):
+        start[k], end[k] = t.start_s, t.end_s
     n = len(workload.messages)
     sent = {k: v for r in reports for k, v in r.sent.items()}
     received = {k: v.end_s for r in reports for k, v in r.received.items()}
@@ -183,6 +192,11 @@ def measured_result(prep: Prepared, reports: Sequence[DeviceReport], bed: netns.
     received = {k: v.cpu_s for r in reports for k, v in r.received.items()}
     transfers["send_cpu_s"] = [sent[k] for k in range(len(workload.messages))]
     transfers["recv_cpu_s"] = [received[k] for k in range(len(workload.messages))]
+    if all((d.threads or 1) == 1 for d in sc.devices):  # one thread: its CPU time is all the task's
+        cpu = [float("nan")] * len(workload.tasks)
+        for k, t in _timed_tasks(prep, reports):
+            cpu[k] = t.cpu_s
+        compute[TASK_CPU_COLUMN] = cpu
     execution = {
         "measured": True,
         "network": "shaped veths in network namespaces" if bed else "loopback (127.0.0.1), unshaped",

@@ -154,12 +154,14 @@ class Round:
 @dataclass(frozen=True)
 class TaskTime:
     """A layer (or add) of one frame on one device: from the start of the layer to the end of the
-    channel-wise ops that follow it there (seconds since ``t0``)."""
+    channel-wise ops that follow it there (seconds since ``t0``); ``cpu_s`` the CPU seconds its thread
+    spent on it (``time.thread_time``; the device computes with ``threads`` 1 unless told otherwise)."""
 
     frame: int
     stage: str
     start_s: float
     end_s: float
+    cpu_s: float
 
 
 @dataclass(frozen=True)

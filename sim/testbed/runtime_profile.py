@@ -3,9 +3,12 @@ of the scenario (:func:`sim.testbed.execute.execute`), under the run's own condi
 
 From the measured runs' timelines:
 
-* **compute**: every task's wall time, and its CPU time: the wall time with the time it shared a core taken
-  off (:func:`cpu_seconds`: all device processes run on this machine's ``cores``; while ``n`` tasks ran at
-  once each got ``min(1, cores / n)`` of a core). Medians per device and task shape, then the fits.
+* **compute**: every task's wall time, and its CPU time: as the testbed measured it (the ``cpu_s`` of
+  measured ``compute.csv``, its thread's CPU seconds), else the wall time with the time it shared a core
+  taken off (:func:`cpu_seconds`: all device processes run on this machine's ``cores``; while ``n`` tasks
+  ran at once each got ``min(1, cores / n)`` of a core). Medians per device and task shape, then the fits.
+  The measured CPU time is the better one: a task's wall time also holds the time other processes' message
+  handling (their receiving threads) took from its core, which no task interval shows.
 * **send**: a message's CPU time on its sender is the transfers table's ``send_cpu_s`` when the testbed
   measured it, else the time from the message being made (ready) to its bytes going to the socket
   (encoding it), the 10th percentile over frames and repeats of each message class (the higher ones
@@ -44,6 +47,7 @@ from sim.engine.simulate import simulate
 from sim.pipeline.calibrate import calibrated
 from sim.pipeline.prepare import Prepared, prepare
 from sim.testbed.execute import execute
+from sim.testbed.measure import TASK_CPU_COLUMN
 from sim.testbed.validate import this_machine_cores, zero_latency
 from sim.workload.runtime import (
     ComputeEntry,
@@ -74,12 +78,14 @@ def cpu_seconds(intervals: Sequence[tuple[float, float]], cores: int) -> list[fl
 
 
 def compute_entries(workload: Workload, runs: Sequence[RunResult], cores: int) -> dict[int, list[ComputeEntry]]:
-    """Per device index, one entry per task shape: median wall and CPU seconds over frames and runs."""
+    """Per device index, one entry per task shape: median wall and CPU seconds over frames and runs (a task's
+    CPU seconds as the testbed measured them, else its wall time with processor sharing undone)."""
     samples: dict[tuple, list[tuple[float, float]]] = {}
     for run in runs:
         tl = run.timeline
         intervals = list(zip(tl.task_start_s, tl.task_end_s))
-        cpu = cpu_seconds(intervals, cores)
+        measured = run.compute is not None and TASK_CPU_COLUMN in run.compute
+        cpu = run.compute[TASK_CPU_COLUMN].tolist() if measured else cpu_seconds(intervals, cores)
         for k, task in enumerate(workload.tasks):
             key = (task.device, task.layer, task.op, task.kind or task.op, task.flops, task.bytes_touched)
             samples.setdefault(key, []).append((intervals[k][1] - intervals[k][0], cpu[k]))

@@ -156,6 +156,6 @@ def run_round(
     t0 = rnd.t0
     report.sent = {k: SendTime(s.ready_s - t0, s.start_s - t0, s.cpu_s, s.bytes) for k, s in link.sent.items()}
     report.received = {k: ReceiveTime(r.end_s - t0, r.cpu_s) for k, r in received.items()}
-    report.tasks = [TaskTime(t.frame, t.stage, t.start_s - t0, t.end_s - t0) for t in report.tasks]
+    report.tasks = [TaskTime(t.frame, t.stage, t.start_s - t0, t.end_s - t0, t.cpu_s) for t in report.tasks]
     report.done_s = [d - t0 for d in report.done_s]
     return report

@@ -19,8 +19,9 @@ A runtime profile is JSON (``format: dsim-runtime-profile``, ``version: 1``)::
 
 * **Compute** (``devices[i].entries``): one row per task shape (layer, op kind, FLOPs and float32 bytes
   touched of one frame). ``wall_s`` is the median measured duration; ``cpu_s`` the median CPU time it
-  needed, the wall time with the time it shared a core taken off: ``processes`` device processes shared
-  ``cores`` cores, so while ``n`` tasks ran at once on the host each got ``min(1, cores / n)`` of a core.
+  needed: its thread's CPU time as the testbed measured it, else (a run without that column) the wall time
+  with the time it shared a core taken off: ``processes`` device processes shared ``cores`` cores, so
+  while ``n`` tasks ran at once on the host each got ``min(1, cores / n)`` of a core.
   ``fits`` are, per op kind (``conv/k<kh*kw>/g1``, ``conv/k<kh*kw>/dw`` for depthwise,
   ``conv/k<kh*kw>/grouped``, ``linear``, ``add``) and per op (``conv``, ``linear``, ``add``), the
   non-negative least-squares line ``cpu_s = flops * s_per_flop + bytes_touched * s_per_byte + overhead_s``
@@ -34,7 +35,7 @@ A runtime profile is JSON (``format: dsim-runtime-profile``, ``version: 1``)::
 
 A task's CPU time is looked up in this order: the device's measured shape, its fit of the op kind, of the
 op, then the pooled fits of the kind, the op and ``*``. The engine charges CPU time on the host's cores
-(processor sharing), so the same profile predicts another device count or core count.
+(``hosts[i].sharing``), so the same profile predicts another device count or core count.
 
 This module reads and writes the format (numpy, no torch); :mod:`sim.testbed.runtime_profile` measures.
 

@@ -21,7 +21,7 @@ from sim.pipeline.prepare import prepare
 from sim.report.validation import save_validation
 from sim.testbed import netns
 from sim.testbed.execute import build_programs, execute, measured_result, run_devices
-from sim.testbed.measure import CPU_COLUMNS
+from sim.testbed.measure import CPU_COLUMNS, TASK_CPU_COLUMN
 from sim.testbed.validate import VALIDATION_COLUMNS, compare_runs, error_distribution
 from tests.helpers import DESIGN_SUMMARY_KEYS, scenario_dict
 
@@ -75,7 +75,10 @@ def test_measured_files_have_the_columns_of_dsim_run(loopback) -> None:
     assert list(transfers.columns) == TRANSFER_COLUMNS + CPU_COLUMNS
     assert (transfers[CPU_COLUMNS] > 0).all().all()  # every message cost its sender and receiver some CPU
     assert DESIGN_TRANSFERS.split() == TRANSFER_COLUMNS[: len(DESIGN_TRANSFERS.split())]
-    assert list(compute.columns) == COMPUTE_COLUMNS
+    assert list(compute.columns) == [*COMPUTE_COLUMNS, TASK_CPU_COLUMN]
+    # a task's thread CPU time is positive and within its wall time (one thread: it cannot exceed it)
+    assert (compute[TASK_CPU_COLUMN] > 0).all()
+    assert (compute[TASK_CPU_COLUMN] <= compute["end_s"] - compute["start_s"] + 1e-4).all()
     assert all(k in summary for k in DESIGN_SUMMARY_KEYS)
     # the same messages and bytes as the simulated run, every one timed forwards
     same = ["frame", "layer", "src", "dst", "bytes", "format"]

@@ -21,6 +21,7 @@ from sim.engine.simulate import Timeline, simulate
 from sim.errors import UserError
 from sim.pipeline.evaluate import evaluate
 from sim.pipeline.prepare import prepare
+from sim.testbed.measure import TASK_CPU_COLUMN
 from sim.testbed.runtime_profile import cpu_seconds, profile_from_runs, wake_gaps
 from sim.testbed.validate import validate
 from sim.workload.runtime import read_runtime_profile, write_runtime_profile
@@ -81,6 +82,19 @@ def test_the_profile_of_a_shared_run_recovers_each_tasks_cpu_time(simulated) -> 
             assert e.cpu_s == pytest.approx(e.flops / 1e9, rel=1e-9, abs=1e-12)
     # sharing made some tasks slower than their CPU time: the profile is not the wall time
     assert sum(walls) > sum(e.flops for d in profile.devices for e in d.entries) / 1e9 * 1.01
+
+
+def test_a_measured_task_cpu_time_is_taken_as_it_is(simulated) -> None:
+    # A compute table with the testbed's cpu_s column (here a third of each task's FLOPs / 1e9, unlike the
+    # processor-sharing estimate) gives the entries' CPU seconds as they were measured.
+    _tmp, sc, prep, run, _profile = simulated
+    compute = run.compute.copy()
+    compute[TASK_CPU_COLUMN] = compute["flops"] / 3e9
+    measured = RunResult(run.transfers, compute, run.record, prep.workload, run.timeline)
+    profile = profile_from_runs(sc, prep.workload, [measured], shape=False, cores=2)
+    for d in profile.devices:
+        for e in d.entries:
+            assert e.cpu_s == pytest.approx(e.flops / 3e9, rel=1e-12)
 
 
 def test_a_profile_written_and_read_back_gives_the_same_predictions(simulated) -> None:
@@ -186,20 +200,20 @@ def test_profile_one_configuration_and_validate_another_on_loopback(tmp_path: Pa
     assert info["profile"]["out_of_sample"] is True
 
 
-def test_a_scenarios_profile_sets_rates_and_processor_sharing(simulated) -> None:
+def test_a_scenarios_profile_sets_rates_and_fifo_sharing(simulated) -> None:
     tmp, *_rest, profile = simulated
     path = tmp / "rates.json"
     write_runtime_profile(path, profile)
     data = _shared(tmp, profile=str(path))
-    data["hosts"] = [{"name": "box", "cores": 2}]  # sharing not given: processor, with a runtime profile
+    data["hosts"] = [{"name": "box", "cores": 2}]  # sharing not given: fifo, also with a runtime profile
     for d in data["devices"]:
         d.pop("gflops")
     sc = parse_scenario(data, origin="test")
-    assert {h.sharing for h in assemble.hosts(sc) if h is not None} == {"processor"}
+    assert {h.sharing for h in assemble.hosts(sc) if h is not None} == {"fifo"}
     # the partitioner's rate: 1 / the conv fit's seconds per FLOP (the run computed at 1 GFLOP/s)
     assert assemble.compute_rates(sc) == [pytest.approx(1e9, rel=1e-6)] * 4
-    data["hosts"][0]["sharing"] = "fifo"
-    assert {h.sharing for h in assemble.hosts(parse_scenario(data, origin="test")) if h is not None} == {"fifo"}
+    data["hosts"][0]["sharing"] = "processor"
+    assert {h.sharing for h in assemble.hosts(parse_scenario(data, origin="test")) if h is not None} == {"processor"}
     data["hosts"][0]["sharing"] = "round"
     with pytest.raises(UserError, match=r"hosts.0..sharing"):
         parse_scenario(data, origin="test")
