@@ -12,8 +12,10 @@ With ``--profile-point N-TOPOLOGY-RATE`` (out of sample), each model is profiled
 (``dsim profile --execute --shape``, to ``OUT/profiles/<model>.json``) and every point of the model is
 predicted from that one profile (``dsim validate --profile``); unless ``--no-in-sample``, each point is also
 profiled itself and predicted from its own profile (in sample, separate runs). ``grid.csv`` then has both
-errors of frame-0 latency, of the time between departures and of messages >= 4 KB, and ``grid.md`` the
-table of the docs. Needs root (``--shape``); measure on a quiet machine (``../shared/tools/quiet-run``).
+errors of frame-0 latency, of the time between departures, of messages >= 4 KB and of compute per layer,
+and ``grid.md`` the table of the docs. ``--profile FILE`` predicts from a profile already taken (one
+model); ``--sharing`` sets every host's ``sharing`` in the points' scenarios (to compare the two models of
+shared cores on the same kind of runs); ``--table`` prints an existing ``OUT/grid.csv`` as that table. Needs root (``--shape``); measure on a quiet machine (``../shared/tools/quiet-run``).
 """
 
 from __future__ import annotations
@@ -42,12 +44,15 @@ def _load() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def _scenario(model: str, n: int, topology: str, rate: int, name: str) -> Path:
-    """The point's scenario, written to a temporary file."""
+def _scenario(model: str, n: int, topology: str, rate: int, name: str, sharing: str | None = None) -> Path:
+    """The point's scenario, written to a temporary file; ``sharing`` (``--sharing``) set on every host."""
     data = yaml.safe_load((ROOT / "bench" / "validation" / f"{model}.yaml").read_text())
     data["name"] = name
     data["devices"] = data["devices"][:n]
     data["network"].update(topology=topology, bandwidth_mbps=rate)
+    if sharing is not None:
+        for host in data.get("hosts", []):
+            host["sharing"] = sharing
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump(data, f)
     return Path(f.name)
@@ -88,8 +93,9 @@ def grid_markdown(frame: pd.DataFrame) -> str:
     """The docs' table of an out-of-sample grid (one row per point)."""
     head = (
         "| point | load before | frame 0 measured ms (p10-p90) | frame 0 error in / out of sample | "
-        "between departures error in / out | messages >= 4 KB median abs. error in / out |\n"
-        "|---|---|---|---|---|---|\n"
+        "between departures error in / out | messages >= 4 KB median abs. error in / out | "
+        "compute median abs. error in / out |\n"
+        "|---|---|---|---|---|---|---|\n"
     )
 
     def pct(x: float) -> str:
@@ -106,7 +112,9 @@ def grid_markdown(frame: pd.DataFrame) -> str:
             f"{pct(r.get('in_first_frame_error_pct', float('nan')))} / {pct(r['first_frame_error_pct'])} | "
             f"{pct(r.get('in_interval_error_pct', float('nan')))} / {pct(r['interval_error_pct'])} | "
             f"{abs_pct(r.get('in_messages_4kb_median_abs_error_pct', float('nan')))} / "
-            f"{abs_pct(r['messages_4kb_median_abs_error_pct'])} |"
+            f"{abs_pct(r['messages_4kb_median_abs_error_pct'])} | "
+            f"{abs_pct(r.get('in_compute_median_abs_error_pct', float('nan')))} / "
+            f"{abs_pct(r['compute_median_abs_error_pct'])} |"
         )
     return head + "\n".join(lines) + "\n"
 
@@ -117,20 +125,23 @@ def out_of_sample(args: argparse.Namespace, points: dict[str, tuple[str, int, st
     profiles.mkdir(parents=True, exist_ok=True)
     rows = []
     models = args.models or list(PROFILE_MODELS)
+    if args.profile is not None and len(models) != 1:
+        raise SystemExit("--profile: give the one model it profiled with --models")
     for model in models:
         anchor = f"{model}-{args.profile_point}"
         if anchor not in points:
             raise SystemExit(f"--profile-point: no point {anchor} (points are MODEL-N-TOPOLOGY-RATE, N in 2/4)")
-        path = _scenario(*points[anchor], anchor)
-        profile = profiles / f"{model}.json"
-        ok = _dsim(["profile", str(path), "--execute", "--shape", "--repeats", str(args.repeats), "--out", str(profile)],
-                   f"profile {anchor}")  # fmt: skip
-        path.unlink()
-        if not ok:
-            continue
+        profile = args.profile or profiles / f"{model}.json"
+        if args.profile is None:
+            path = _scenario(*points[anchor], anchor, args.sharing)
+            ok = _dsim(["profile", str(path), "--execute", "--shape", "--repeats", str(args.repeats), "--out",
+                        str(profile)], f"profile {anchor}")  # fmt: skip
+            path.unlink()
+            if not ok:
+                continue
         names = [n for n in (args.only or list(points)) if points[n][0] == model]
         for name in names:
-            path = _scenario(*points[name], name)
+            path = _scenario(*points[name], name, args.sharing)
             before = _load()
             repeats = ["--repeats", str(args.repeats)]
             if not _dsim(["validate", str(path), "--shape", *repeats, "--profile", str(profile),
@@ -166,7 +177,13 @@ def main() -> int:
     p.add_argument("--profile-point", metavar="N-TOPOLOGY-RATE", help="profile each model here; predict every point")
     p.add_argument("--models", action="append", default=[], help="with --profile-point: these models (repeatable)")
     p.add_argument("--no-in-sample", action="store_true", help="with --profile-point: skip the in-sample column")
+    p.add_argument("--sharing", choices=["fifo", "processor"], help="set every host's sharing in the points")
+    p.add_argument("--profile", type=Path, help="with --profile-point: predict from this runtime profile (not taken)")
+    p.add_argument("--table", action="store_true", help="print OUT/grid.csv's table (as grid.md) and stop")
     args = p.parse_args()
+    if args.table:
+        print(grid_markdown(pd.read_csv(args.out / "grid.csv")), end="")
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     points = {
         f"{m}-{n}-{t}-{r}": (m, n, t, r) for m, n, t, r in itertools.product(MODELS, DEVICES, TOPOLOGIES, RATES_MBPS)
@@ -176,7 +193,7 @@ def main() -> int:
     rows = []
     grid_csv = args.out / "grid.csv"
     for name in args.only or list(points):
-        path = _scenario(*points[name], name)
+        path = _scenario(*points[name], name, args.sharing)
         before = _load()
         cmd = [sys.executable, "-m", "sim", "validate", str(path), "--shape", "--repeats", str(args.repeats)]
         cmd += ["--fit-compute"] if args.fit_compute else []

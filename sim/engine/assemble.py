@@ -17,19 +17,20 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import statistics
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from sim.config.records import LinkSetup
 from sim.config.schema import DeviceSpec, JitterSpec, LossSpec, ProtocolSetting, Scenario, ShaperSpec
-from sim.engine.devices import DeviceRate, Host, LayerTimes, MessageCpu, RuntimeTimes, task_shape
+from sim.engine.devices import DeviceRate, Host, LayerTimes, MessageCpu, RuntimeTimes, fit_units, task_shape
 from sim.engine.loss import Bernoulli, GilbertElliott, Impairment, Jitter, LossModel
 from sim.engine.network import PROTOCOLS, LinkParams, Network, Protocol
 from sim.errors import UserError
 from sim.workload.profiles import DeviceProfile, read_profile
-from sim.workload.runtime import ANY_OP, RuntimeProfile, read_runtime_profile
+from sim.workload.runtime import ANY_OP, ComputeEntry, RuntimeProfile, read_runtime_profile
 from sim.workload.types import Workload
 
 HopCount = Callable[[int, int], int]  # (src device index, dst device index) -> links on its route
@@ -220,13 +221,26 @@ def runtime_gflops(profile: RuntimeProfile, device: str) -> float:
 
 
 def runtime_times(profile: RuntimeProfile, device: str) -> RuntimeTimes:
-    """The engine's CPU times of one device from a runtime profile: its measured shapes and fits (when the
-    profile has seen it), then the pooled fits."""
+    """The engine's CPU times of one device from a runtime profile: its measured shapes; its measured layers'
+    CPU seconds per unit, else those of every device that ran the layer (median); its fits (when the profile
+    has seen it), then the pooled fits."""
     own = profile.device(device)
+    per_unit = _per_unit([e for d in profile.devices for e in d.entries])
     if own is None:
-        return RuntimeTimes({}, (profile.pooled,))
+        return RuntimeTimes({}, (profile.pooled,), per_unit)
     seconds = {task_shape(e.layer, e.op, e.flops, e.bytes_touched): e.cpu_s for e in own.entries}
-    return RuntimeTimes(seconds, (own.fits, profile.pooled))
+    return RuntimeTimes(seconds, (own.fits, profile.pooled), {**per_unit, **_per_unit(own.entries)})
+
+
+def _per_unit(entries: Sequence[ComputeEntry]) -> dict[tuple[str, str], float]:
+    """Per (layer, op), the median over ``entries`` of CPU seconds per unit (:func:`fit_units`: FLOPs, or
+    bytes touched for element-wise ops); entries of no units are left out."""
+    ratios: dict[tuple[str, str], list[float]] = {}
+    for e in entries:
+        units = fit_units(e.op, e.flops, e.bytes_touched)
+        if units > 0:
+            ratios.setdefault((e.layer, e.op), []).append(e.cpu_s / units)
+    return {key: statistics.median(values) for key, values in ratios.items()}
 
 
 def compute_rates(scenario: Scenario) -> list[float]:
@@ -293,9 +307,10 @@ def profiled_gflops(profile: DeviceProfile, path: Path | str) -> float:
 
 
 def time_sources(workload: Workload, rates: list[DeviceRate]) -> dict[str, dict[str, int]]:
-    """Per device, how many of its tasks take their time from its profile's ``table``, from a ``fit`` of
-    the op kind (shape not measured), or from its ``rate`` (no profile, or no fit for the op)."""
-    counts = {name: {"table": 0, "fit": 0, "rate": 0} for name in workload.devices}
+    """Per device, how many of its tasks take their time from its profile's ``table``, from its layer
+    measured in another shape (``scaled``), from a ``fit`` of the op kind (layer not measured), or from its
+    ``rate`` (no profile, or no fit for the op)."""
+    counts = {name: {"table": 0, "scaled": 0, "fit": 0, "rate": 0} for name in workload.devices}
     for task in workload.tasks:
         source = rates[task.device].time_source(task.flops, task.bytes_touched, task.op, task.layer, task.kind)
         counts[workload.devices[task.device]][source] += 1

@@ -67,23 +67,33 @@ class LayerTimes:
 
 @dataclass(frozen=True)
 class RuntimeTimes:
-    """CPU seconds of tasks from a runtime profile (:mod:`sim.workload.runtime`): a measured shape's median,
-    else the first of ``fits`` (the device's, then the pooled ones) that has the task's op kind, its op or
-    ``*``.
+    """CPU seconds of tasks from a runtime profile (:mod:`sim.workload.runtime`): a measured shape's median;
+    else, for a layer measured in another shape (another split of it), the layer's measured CPU seconds per
+    unit (``per_unit``: per FLOP, per byte touched for element-wise ops) times the task's units; else the
+    first of ``fits`` (the device's, then the pooled ones) that has the task's op kind, its op or ``*``.
 
-    >>> times = RuntimeTimes({}, ({"conv/k9/g1": CostLine(1e-9, 0.0, 0.001)}, {"*": CostLine(2e-9, 0.0, 0.0)}))
+    >>> times = RuntimeTimes({}, ({"conv/k9/g1": CostLine(1e-9, 0.0, 0.001)}, {"*": CostLine(2e-9, 0.0, 0.0)}),
+    ...                      {("c2", "conv"): 3e-9})
     >>> times.lookup("c1", "conv", 1e6, 0, "conv/k9/g1"), times.lookup("fc", "linear", 1e6, 0, "linear")
     ((0.002, 'fit'), (0.002, 'fit'))
+    >>> times.lookup("c2", "conv", 2e6, 0, "conv/k9/g1")   # c2 was measured at another size: scaled
+    (0.006, 'scaled')
     """
 
     seconds: Mapping[TaskShape, float] = field(default_factory=dict)
     fits: Sequence[Mapping[str, CostLine]] = ()
+    per_unit: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (layer, op) -> CPU s per unit
 
     def lookup(self, layer: str, op: str, flops: float, bytes_touched: int, kind: str = "") -> tuple[float, str] | None:
-        """``(seconds, "table")`` for a measured shape, ``(seconds, "fit")`` for a fitted one, else None."""
+        """``(seconds, "table")`` for a measured shape, ``(seconds, "scaled")`` for a layer measured in another
+        shape, ``(seconds, "fit")`` for a fitted one, else None."""
         measured = self.seconds.get(task_shape(layer, op, flops, bytes_touched))
         if measured is not None:
             return measured, "table"
+        rate = self.per_unit.get((layer, op))
+        units = fit_units(op, flops, bytes_touched)
+        if rate is not None and units > 0:
+            return units * rate, "scaled"
         for fits in self.fits:
             for key in (kind or op, op, ANY_OP):
                 line = fits.get(key)
@@ -167,7 +177,7 @@ class DeviceRate:
         return busy + (0.0 if op in ELEMENTWISE_OPS else self.overhead_s)
 
     def time_source(self, flops: float, bytes_touched: float, op: str, layer: str, kind: str = "") -> str:
-        """Where :meth:`task_s` takes a task's time from: ``table``, ``fit`` or ``rate``."""
+        """Where :meth:`task_s` takes a task's time from: ``table``, ``scaled``, ``fit`` or ``rate``."""
         found = None if self.times is None else self.times.lookup(layer, op, flops, int(bytes_touched), kind)
         return "rate" if found is None else found[1]
 

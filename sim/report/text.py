@@ -44,9 +44,13 @@ def format_summary(summary: RunSummary) -> str:
         busiest = max(s.links, key=lambda r: r["utilisation"])
         rows.append(("busiest link", f"{busiest['link']} ({busiest['utilisation'] * 100:.1f} % busy)"))
     if s.compute_times is not None:  # devices with a profile: where task times came from
-        counts = {k: sum(d[k] for d in s.compute_times.values()) for k in ("table", "fit", "rate")}
+        counts = {k: sum(d.get(k, 0) for d in s.compute_times.values()) for k in ("table", "scaled", "fit", "rate")}
+        scaled = f"{counts['scaled']} scaled from the layer measured in another split, " if counts["scaled"] else ""
         rows.append(
-            ("compute times", f"{counts['table']} measured, {counts['fit']} fitted, {counts['rate']} from gflops")
+            (
+                "compute times",
+                f"{counts['table']} measured, {scaled}{counts['fit']} fitted, {counts['rate']} from gflops",
+            )
         )
     if s.baseline is not None:
         base = s.baseline

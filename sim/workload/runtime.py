@@ -33,8 +33,13 @@ A runtime profile is JSON (``format: dsim-runtime-profile``, ``version: 1``)::
   ``bytes * s_per_byte + overhead_s`` (``s_per_flop`` is 0).
 * **Sharing**: how many device processes shared how many cores in the profiled run.
 
-A task's CPU time is looked up in this order: the device's measured shape, its fit of the op kind, of the
-op, then the pooled fits of the kind, the op and ``*``. The engine charges CPU time on the host's cores
+A task's CPU time is looked up in this order: the device's measured shape; the same layer measured in
+another shape (another split of it), scaled by its units (FLOPs, bytes touched for element-wise ops) at
+the device's own CPU seconds per unit of that layer, else the median over the devices that ran it; the
+device's fit of the op kind, of the op, then the pooled fits of the kind, the op and ``*``. Layers differ
+more from each other than one layer's shards do (ResNet-18's convs have about the same FLOPs and
+different costs), so a layer's own cost per FLOP predicts another split of it better than a fit across
+layers does. The engine charges CPU time on the host's cores
 (``hosts[i].sharing``), so the same profile predicts another device count or core count.
 
 This module reads and writes the format (numpy, no torch); :mod:`sim.testbed.runtime_profile` measures.

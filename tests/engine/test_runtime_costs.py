@@ -7,11 +7,12 @@ from __future__ import annotations
 import pytest
 
 from sim.analysis.tables import transfers_table
+from sim.engine import assemble
 from sim.engine.devices import DeviceRate, Host, MessageCpu, RuntimeTimes
 from sim.engine.network import Network, Protocol
 from sim.engine.simulate import simulate
 from sim.report.trace import chrome_trace
-from sim.workload.runtime import CostLine
+from sim.workload.runtime import ComputeEntry, CostLine, DeviceCompute, RuntimeProfile, Sharing
 from sim.workload.types import Task, Workload
 from tests import helpers
 
@@ -120,3 +121,21 @@ def test_runtime_times_fall_back_from_shape_to_kind_to_op_to_pooled() -> None:
     assert times.lookup("c3", "conv", 1000.0, 10, "conv/k1/g1") == (pytest.approx(2e-6), "fit")  # the op's fit
     assert times.lookup("fc", "linear", 1000.0, 10, "linear") == (pytest.approx(1e-5), "fit")  # pooled
     assert times.lookup("a", "add", 0.0, 10, "add") == (0.0, "fit")  # pooled "*": 0 FLOPs
+
+
+def test_a_layer_measured_in_another_split_scales_with_its_units() -> None:
+    # d0 ran c1 at 1 MFLOP in 2 ms; d1 ran c1 at 1 MFLOP in 4 ms and the add a over 1,000 bytes in 1 ms.
+    def entry(layer: str, op: str, flops: float, nbytes: int, cpu_s: float) -> ComputeEntry:
+        return ComputeEntry(layer, op, op, flops, nbytes, cpu_s, cpu_s, 1)
+
+    devices = (
+        DeviceCompute("d0", (entry("c1", "conv", 1e6, 0, 0.002),), {}),
+        DeviceCompute("d1", (entry("c1", "conv", 1e6, 0, 0.004), entry("a", "add", 0.0, 1000, 0.001)), {}),
+    )
+    profile = RuntimeProfile("s", "m", 1, {}, Sharing(2, 1), devices, {"*": CostLine(0.0, 0.0, 0.5)}, {}, {})
+    d0, new = assemble.runtime_times(profile, "d0"), assemble.runtime_times(profile, "d9")
+    assert d0.lookup("c1", "conv", 1e6, 0) == (0.002, "table")
+    assert d0.lookup("c1", "conv", 3e6, 0) == (pytest.approx(0.006), "scaled")  # its own 2 ns per FLOP
+    assert d0.lookup("a", "add", 0.0, 500) == (pytest.approx(0.0005), "scaled")  # d1's 1 us per byte
+    assert new.lookup("c1", "conv", 3e6, 0) == (pytest.approx(0.009), "scaled")  # median of 2 and 4 ns per FLOP
+    assert d0.lookup("c3", "conv", 3e6, 0) == (0.5, "fit")  # a layer nobody ran: the fits
