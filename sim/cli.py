@@ -359,7 +359,7 @@ def _cmd_profile_runtime(args: argparse.Namespace) -> int:
         print(
             f"{d.device:<10} {len(d.entries)} task shapes, {cpu * 1e3:.3f} ms CPU ({wall * 1e3:.3f} ms wall) per frame"
         )
-    for side, lines in (("send", profile.send), ("recv", profile.recv)):
+    for side, lines in (("send", profile.send), ("recv", profile.recv), ("transit", profile.transit)):
         for fmt, line in lines.items():
             print(
                 f"{side:<10} {fmt}: {line.overhead_s * 1e6:.1f} us + {line.s_per_byte * 1e9:.3f} ns/byte "

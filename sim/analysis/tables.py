@@ -35,6 +35,7 @@ TRANSFER_COLUMNS = [
 CPU_COLUMNS = ["send_cpu_s", "recv_cpu_s"]
 # added after TRANSFER_COLUMNS when a run charges per-message software time (Timeline.cpu_spans): the CPU
 # seconds the sender spent on the message before it went on the wire, and the receiver after it arrived
+TRANSIT_COLUMN = "transit_s"  # a runtime profile's delay of the message's arrival beyond the wire (no CPU)
 RETRANSMISSIONS = "retransmissions"  # lost transmissions of the message; a column only when a link can lose
 COMPUTE_COLUMNS = ["frame", "layer", "device", "flops", "start_s", "end_s"]
 HOP_COLUMNS = ["frame", "layer", "link", "src", "dst", "bytes", "start_s", "end_s", "sender", "arrive_s"]
@@ -73,6 +74,8 @@ def transfers_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
         for span in timeline.cpu_spans:
             cpu[span.side][span.message] += span.cpu_s
         table["send_cpu_s"], table["recv_cpu_s"] = cpu["send"], cpu["recv"]
+    if timeline.transit_s:
+        table[TRANSIT_COLUMN] = timeline.transit_s
     return table
 
 

@@ -254,7 +254,7 @@ def device_rates(scenario: Scenario) -> list[DeviceRate]:
     software costs and, with a top-level runtime ``profile:``, its CPU times of tasks and messages (a
     device's own ``profile:`` keeps its measured table), in scenario order."""
     runtime = runtime_profile(scenario)
-    messages = None if runtime is None else MessageCpu(runtime.send, runtime.recv)
+    messages = None if runtime is None else MessageCpu(runtime.send, runtime.recv, runtime.transit)
     rates = []
     for d, si in zip(scenario.devices, scenario.setup.devices, strict=True):
         path = scenario.setup.paths.profile(d.name)

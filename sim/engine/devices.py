@@ -104,16 +104,18 @@ class RuntimeTimes:
 
 @dataclass(frozen=True)
 class MessageCpu:
-    """CPU seconds one message costs its sender and its receiver, per wire format (a runtime profile's
-    ``messages``); a format the profile has not seen takes ``dense``'s line, else the first one.
+    """CPU seconds one message costs its sender and its receiver, and the delay of its arrival beyond the
+    wire (``transit``: no CPU), per wire format (a runtime profile's ``send``, ``recv`` and ``transit``); a
+    format the profile has not seen takes ``dense``'s line, else the first one.
 
     >>> cpu = MessageCpu({"dense": CostLine(0.0, 1e-9, 1e-5)}, {"dense": CostLine(0.0, 2e-9, 2e-5)})
-    >>> cpu.send_s("dense", 10_000), cpu.recv_s("csr", 10_000)
-    (2e-05, 4e-05)
+    >>> cpu.send_s("dense", 10_000), cpu.recv_s("csr", 10_000), cpu.transit_s("dense", 10_000)
+    (2e-05, 4e-05, 0.0)
     """
 
     send: Mapping[str, CostLine] = field(default_factory=dict)
     recv: Mapping[str, CostLine] = field(default_factory=dict)
+    transit: Mapping[str, CostLine] = field(default_factory=dict)
 
     @staticmethod
     def _line(lines: Mapping[str, CostLine], fmt: str) -> CostLine | None:
@@ -127,6 +129,11 @@ class MessageCpu:
     def recv_s(self, fmt: str, nbytes: int) -> float:
         """Seconds the receiver spends on a message of ``nbytes`` bytes in format ``fmt``."""
         line = self._line(self.recv, fmt)
+        return 0.0 if line is None else line.seconds(0.0, nbytes)
+
+    def transit_s(self, fmt: str, nbytes: int) -> float:
+        """Seconds a message of ``nbytes`` bytes in format ``fmt`` arrives after its last byte left the wire."""
+        line = self._line(self.transit, fmt)
         return 0.0 if line is None else line.seconds(0.0, nbytes)
 
 
@@ -163,6 +170,11 @@ class DeviceRate:
         """Seconds this device spends receiving one message of ``nbytes`` bytes in format ``fmt``."""
         extra = 0.0 if self.message_cpu is None else self.message_cpu.recv_s(fmt, nbytes)
         return self.recv_overhead_s + extra
+
+    def transit_s(self, fmt: str, nbytes: int) -> float:
+        """Seconds a message of ``nbytes`` bytes in format ``fmt`` to this device arrives after its wire time
+        (a runtime profile's ``transit``; no CPU of this device's)."""
+        return 0.0 if self.message_cpu is None else self.message_cpu.transit_s(fmt, nbytes)
 
     def task_s(self, flops: float, bytes_touched: float, op: str, layer: str = "", kind: str = "") -> float:
         """Seconds to run a task: measured or fitted (``times``), else the roofline time plus the overhead

@@ -31,7 +31,9 @@ Semantics (docs/design.md §3.7 and §3.8):
   its next one; the message is ready when its cost is paid. The frame's input messages pay the source's
   send cost without delaying its tasks. It spends the receive cost on each message a task needs, in
   arrival order, before the task starts (once per message); a final output message counts as held by the
-  sink that much after it arrives. Each payment is a :class:`CpuSpan` of ``Timeline.cpu_spans``.
+  sink that much after it arrives. Each payment is a :class:`CpuSpan` of ``Timeline.cpu_spans``. A
+  runtime profile's transit delay (:meth:`DeviceRate.transit_s` of the receiver) makes a message arrive
+  that long after its last byte left the wire, holding no core (``Timeline.transit_s``).
 * With ``interleave``, a link queue serves the transmissions waiting for it one message after another in
   turn, one packet (chunk) each (:class:`sim.engine.network.RoundRobin`): the messages one device sends to
   several peers over its one uplink share it packet by packet.
@@ -134,6 +136,7 @@ class Timeline:
     events: int = 0
     retransmissions: list[int] = field(default_factory=list)  # per message; empty when no link loses
     cpu_spans: list[CpuSpan] = field(default_factory=list)  # per-message software time, when any is charged
+    transit_s: list[float] = field(default_factory=list)  # per message: arrival after the wire; empty: none
 
     @property
     def latency_s(self) -> list[float]:
@@ -292,6 +295,9 @@ class _Run:
             carried_by=list(range(n_msg)),
             retransmissions=[0] * n_msg if any(l.impairment and l.impairment.loss for l in network.links()) else [],
         )
+        if any(rate.message_cpu is not None and rate.message_cpu.transit for rate in rates):
+            transit = [rates[msg.dst].transit_s(msg.format, msg.bytes) for msg in self.messages]
+            self.timeline.transit_s = transit if any(transit) else []
         cores: dict[str, simpy.Resource | SharedCores] = {
             h.name: SharedCores(env, h.cores) if h.sharing == "processor" else simpy.Resource(env, capacity=h.cores)
             for h in hosts
@@ -550,8 +556,8 @@ class _Run:
 
     def arrive(self, tx: _Transmission) -> None:
         """``tx`` reached the end of its route: when it is its payload's last piece in, the messages of its
-        ``group`` are at their destinations now; a final output counts as held by the sink once its receive
-        cost is paid (when no task pays it)."""
+        ``group`` are at their destinations now, or their transit delay later (``Timeline.transit_s``); a
+        final output counts as held by the sink once its receive cost is paid (when no task pays it)."""
         left = tx.left  # lost pieces, or jitter, may let a later piece overtake: the last one in delivers
         if left is not None:
             left[0] -= 1
@@ -564,15 +570,17 @@ class _Run:
             self.arrived,
             self.env.schedule,
         )
+        transit = timeline.transit_s
         for m in tx.group:
-            timeline.message_end_s[m] = now
+            delay = transit[m] if transit else 0.0
+            end = timeline.message_end_s[m] = now + delay
             msg = messages[m]
             if msg.final:
                 cost = 0.0 if msg.needed_by else self.rates[msg.dst].recv_s(msg.format, msg.bytes)
                 if cost > 0:
-                    timeline.cpu_spans.append(CpuSpan(m, msg.dst, "recv", now, now + cost, cost))
-                self.frame_done(msg.frame, now + cost)
-            schedule(arrived[m])  # type: ignore[arg-type]  # as simpy.Event.succeed does
+                    timeline.cpu_spans.append(CpuSpan(m, msg.dst, "recv", end, end + cost, cost))
+                self.frame_done(msg.frame, end + cost)
+            schedule(arrived[m], NORMAL, delay)  # type: ignore[arg-type]  # as simpy.Event.succeed does
 
     def frame_done(self, frame: int, at_s: float) -> None:
         """Something the sink needs for ``frame`` is there at ``at_s``: the frame is done no earlier."""

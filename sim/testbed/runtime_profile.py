@@ -13,15 +13,17 @@ From the measured runs' timelines:
   measured it, else the time from the message being made (ready) to its bytes going to the socket
   (encoding it), the 10th percentile over frames and repeats of each message class (the higher ones
   waited behind the previous message to the same peer).
-* **recv**: a message's time on its receiver is what its measured transit (first byte to the socket, last
-  byte read) took beyond the time the engine puts it on the wire, replaying the run's sends with their
-  measured start times (:func:`wire_end_s`: the wait behind earlier messages on a link is the engine's, not
-  a receive cost; no wire time on loopback), plus, when it was the last message
-  a task waited for on an idle device, the time from its arrival to that task's start (decoding it, the
-  device waking up, merging what it received: :func:`wake_gaps`), or instead of that gap the table's
-  ``recv_cpu_s`` when the testbed measured it (reading, decoding, merging): the median per message class.
+* **recv**: a message's CPU time on its receiver is the table's ``recv_cpu_s`` when the testbed measured it
+  (reading, decoding, merging), else, when it was the last message a task waited for on an idle device,
+  the time from its arrival to that task's start (:func:`wake_gaps`): the median per message class.
+* **transit**: what a message's measured transit (first byte to the socket, last byte read) took beyond
+  the time the engine puts it on the wire, replaying the run's sends with their measured start times
+  (:func:`wire_end_s`: the wait behind earlier messages on a link is the engine's own; no wire time on
+  loopback): the kernel's hand-off, the receiving thread being scheduled. The median per message class. The
+  engine delays the message's arrival by it without holding a core: charged as CPU it would keep the
+  host's cores from computing, which on this machine predicted the profiled run itself 18-31 % too slow.
 
-Each of send and recv is fitted per wire format as ``bytes * s_per_byte + overhead_s``.
+Each of send, recv and transit is fitted per wire format as ``bytes * s_per_byte + overhead_s``.
 
 Example::
 
@@ -148,11 +150,11 @@ def wake_gaps(workload: Workload, run: RunResult) -> dict[int, float]:
 
 def message_costs(
     workload: Workload, runs: Sequence[RunResult], network: Network | None, interleave: bool = False
-) -> tuple[dict, dict]:
-    """Per wire format, the fits of the send and the receive CPU time of a message (module docstring);
-    ``network`` is the shaped network the runs used (None: loopback, no wire time), ``interleave`` its
-    scenario's ``network.interleave``."""
-    per_class: dict[str, dict[tuple, list[float]]] = {"send": {}, "recv": {}}
+) -> tuple[dict, dict, dict]:
+    """Per wire format, the fits of a message's send and receive CPU time and of its transit delay
+    (module docstring); ``network`` is the shaped network the runs used (None: loopback, no wire time),
+    ``interleave`` its scenario's ``network.interleave``."""
+    per_class: dict[str, dict[tuple, list[float]]] = {"send": {}, "recv": {}, "transit": {}}
     for run in runs:
         tl, table = run.timeline, run.transfers
         gaps = wake_gaps(workload, run)
@@ -161,25 +163,26 @@ def message_costs(
             key = (msg.layer, msg.src, msg.dst, msg.format, msg.bytes)
             wire_end = tl.message_start_s[m] if wire_ends is None else wire_ends[m]
             beyond_wire = max(0.0, tl.message_end_s[m] - wire_end)
-            if "send_cpu_s" in table:  # measured CPU times (reading, decoding, merging) and the transit's excess
+            if "send_cpu_s" in table:  # measured CPU times (encoding; reading, decoding, merging)
                 send = float(table["send_cpu_s"].iloc[m])
-                recv = float(table["recv_cpu_s"].iloc[m]) + beyond_wire
+                recv = float(table["recv_cpu_s"].iloc[m])
             else:
                 send = tl.message_start_s[m] - tl.message_ready_s[m]
-                recv = beyond_wire + gaps.get(m, 0.0)
+                recv = gaps.get(m, 0.0)
             per_class["send"].setdefault(key, []).append(max(0.0, send))
             per_class["recv"].setdefault(key, []).append(max(0.0, recv))
+            per_class["transit"].setdefault(key, []).append(beyond_wire)
     measured_split = "send_cpu_s" in runs[0].transfers
     fits = {}
     for side, classes in per_class.items():
         by_format: dict[str, tuple[list, list]] = {}
         for (_layer, _src, _dst, fmt, nbytes), values in classes.items():
-            quantile = 50 if side == "recv" or measured_split else SEND_QUANTILE
+            quantile = SEND_QUANTILE if side == "send" and not measured_split else 50
             points, seconds = by_format.setdefault(fmt, ([], []))
             points.append((0.0, float(nbytes)))
             seconds.append(float(np.percentile(values, quantile)))
         fits[side] = {fmt: fit_cost(p, s) for fmt, (p, s) in sorted(by_format.items())}
-    return fits["send"], fits["recv"]
+    return fits["send"], fits["recv"], fits["transit"]
 
 
 def profile_runtime(
@@ -212,7 +215,7 @@ def profile_from_runs(
     devices = tuple(
         DeviceCompute(workload.devices[d], tuple(rows), fit_entries(rows)) for d, rows in sorted(entries.items())
     )
-    send, recv = message_costs(workload, runs, network, sc.network.interleave)
+    send, recv, transit = message_costs(workload, runs, network, sc.network.interleave)
     run_info = {
         "repeats": len(runs),
         "frames": workload.frames,
@@ -234,4 +237,5 @@ def profile_from_runs(
         pooled_fits(devices),
         send,
         recv,
+        transit,
     )

@@ -21,9 +21,9 @@ With ``fit_compute`` the devices' rates and overheads are fitted to the measured
 topology, device count or model) the prediction takes every task's and message's CPU time from that profile
 (the scenario's top-level ``profile:``), with the device processes sharing this machine's cores; what
 differs between the profiled run and this one is recorded in ``validation.json`` (``profile``). A
-predicted message's duration then includes its receive CPU time (``recv_cpu_s``), as a measured message's
-transit (to the last byte read) does: the profile's receive time holds the measured transit's excess over
-the wire time.
+predicted message arrives its transit delay after its wire time (``transit_s``), as a measured message's
+transit (to the last byte read) holds what it took beyond the wire; with a version-1 profile (no transit
+line: its receive time held it) the predicted duration includes the receive CPU time (``recv_cpu_s``).
 
 On loopback (no ``--shape``) the links are not shaped, so the message and end-to-end predictions, made at the
 scenario's rates, are not expected to match: the compute rows are the comparison there. With ``--shape`` and a
@@ -265,7 +265,8 @@ def validate(
             f"with the scenario's own device rates the end-to-end prediction was {own * 1e3:.2f} ms "
             f"({(own - measured) / measured * 100:+.1f} % of the measured median)"
         )
-    return Validation(compare_runs(predicted, runs, profile is not None), predicted, runs, notes, extra)
+    recv_in_transit = profile is not None and not profile.transit  # a version-1 profile: recv held the transit
+    return Validation(compare_runs(predicted, runs, recv_in_transit), predicted, runs, notes, extra)
 
 
 def fit_devices(sc: Scenario, table: pd.DataFrame, predicted: RunResult) -> Scenario:
@@ -326,7 +327,8 @@ def _durations(result: RunResult, kind: str, predicted: bool = False) -> pd.Data
 def compare_runs(predicted: RunResult, measured: list[RunResult], recv_in_transit: bool = False) -> pd.DataFrame:
     """The comparison table (:data:`VALIDATION_COLUMNS`), one row per component, in the order of the
     simulated tables (compute rows, then message classes, then end to end). ``recv_in_transit``: a
-    predicted message's duration includes its receive CPU time (a runtime profile fitted it from transits)."""
+    predicted message's duration includes its receive CPU time (a version-1 runtime profile fitted it from
+    transits)."""
     rows = []
     for kind in KINDS:
         pred = _durations(predicted, kind, predicted=recv_in_transit)

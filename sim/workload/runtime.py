@@ -1,9 +1,9 @@
 """Runtime profiles: what a real split run pays, measured under the run's own conditions (``dsim profile
 --execute``), read back by a scenario's top-level ``profile: FILE``.
 
-A runtime profile is JSON (``format: dsim-runtime-profile``, ``version: 1``)::
+A runtime profile is JSON (``format: dsim-runtime-profile``, ``version: 2``)::
 
-    {"format": "dsim-runtime-profile", "version": 1,
+    {"format": "dsim-runtime-profile", "version": 2,
      "scenario": "validate-vgg11", "model": "vgg11", "batch_size": 1,
      "run": {"repeats": 3, "frames": 2, "network": "loopback (127.0.0.1), unshaped", "loadavg": [0.4, ...]},
      "sharing": {"processes": 4, "cores": 2},
@@ -14,8 +14,8 @@ A runtime profile is JSON (``format: dsim-runtime-profile``, ``version: 1``)::
         "fits": {"conv/k9/g1": {"s_per_flop": 5e-11, "s_per_byte": 1e-10, "overhead_s": 1e-4, "points": 3},
                  "conv": {...}, "add": {...}}}],
      "pooled": {"conv/k9/g1": {...}, "conv": {...}, "*": {...}},
-     "messages": {"send": {"dense": {"s_per_flop": 0.0, "s_per_byte": 2e-10, "overhead_s": 3e-5, "points": 9}},
-                  "recv": {"dense": {...}}}}
+     "send": {"dense": {"s_per_flop": 0.0, "s_per_byte": 2e-10, "overhead_s": 3e-5, "points": 9}},
+     "recv": {"dense": {...}}, "transit": {"dense": {...}}}
 
 * **Compute** (``devices[i].entries``): one row per task shape (layer, op kind, FLOPs and float32 bytes
   touched of one frame). ``wall_s`` is the median measured duration; ``cpu_s`` the median CPU time it
@@ -27,10 +27,13 @@ A runtime profile is JSON (``format: dsim-runtime-profile``, ``version: 1``)::
   non-negative least-squares line ``cpu_s = flops * s_per_flop + bytes_touched * s_per_byte + overhead_s``
   through the entries' ``cpu_s``. ``pooled`` holds the same fits over every device's entries, plus ``*``
   over all of them: a device or layer the profile has not seen falls back to them.
-* **Messages** (``messages.send`` / ``messages.recv``, per wire format): CPU seconds a message costs its
-  sender (encoding it, before its bytes go to the socket) and its receiver (the software time on its path
-  beyond the wire time the engine models: socket hand-off, the receiver being scheduled, reading), as
-  ``bytes * s_per_byte + overhead_s`` (``s_per_flop`` is 0).
+* **Messages** (``send``, ``recv`` and ``transit``, per wire format), each as
+  ``bytes * s_per_byte + overhead_s`` (``s_per_flop`` is 0): the CPU seconds a message costs its sender
+  (encoding it, before its bytes go to the socket) and its receiver (reading, decoding, merging it), which
+  the engine charges on their host's cores; and ``transit``, the seconds its measured transit took beyond
+  the wire time the engine models and the two CPU times (the kernel's hand-off, the receiving thread
+  being scheduled): a delay of its arrival that holds no core. Version 1 files have no ``transit``: their
+  ``recv`` held it, and they are read that way (CPU on the receiver).
 * **Sharing**: how many device processes shared how many cores in the profiled run.
 
 A task's CPU time is looked up in this order: the device's measured shape; the same layer measured in
@@ -66,7 +69,8 @@ from sim.errors import UserError
 from sim.fileio import read_limited, write_text
 
 FORMAT = "dsim-runtime-profile"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: no "transit" (its "recv" held it)
 MAX_BYTES = 64 * 2**20  # thousands of task shapes on hundreds of devices stay far below this
 ANY_OP = "*"
 
@@ -129,6 +133,7 @@ class RuntimeProfile:
     pooled: dict[str, CostLine]
     send: dict[str, CostLine]  # wire format -> CPU seconds of the sender per message
     recv: dict[str, CostLine]  # wire format -> CPU seconds of the receiver per message
+    transit: dict[str, CostLine] = field(default_factory=dict)  # wire format -> delay beyond the wire, s
 
     def device(self, name: str) -> DeviceCompute | None:
         """The compute of device ``name``, or None when the profile has not seen it."""
@@ -225,8 +230,11 @@ def read_runtime_profile(path: str | Path) -> RuntimeProfile:
         raise UserError(
             f"profile: {p} is not a runtime profile (no 'format: {FORMAT}'); write one with dsim profile --execute"
         )
-    if data.get("version") != VERSION:
-        raise UserError(f"profile: {p} has version {data.get('version')}; this dsim reads version {VERSION}")
+    if data.get("version") not in READABLE_VERSIONS:
+        raise UserError(
+            f"profile: {p} has version {data.get('version')}; this dsim reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
+        )
     try:
         devices = tuple(
             DeviceCompute(str(d["device"]), tuple(ComputeEntry(**e) for e in d["entries"]), _lines(d["fits"]))
@@ -242,6 +250,7 @@ def read_runtime_profile(path: str | Path) -> RuntimeProfile:
             _lines(data["pooled"]),
             _lines(data["send"]),
             _lines(data["recv"]),
+            _lines(data.get("transit", {})),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UserError(f"profile: {p} is malformed ({type(exc).__name__}: {exc}); write it again") from None
@@ -253,5 +262,5 @@ def read_runtime_profile(path: str | Path) -> RuntimeProfile:
 
 
 def _all_lines(profile: RuntimeProfile) -> list[CostLine]:
-    lines = [*profile.pooled.values(), *profile.send.values(), *profile.recv.values()]
+    lines = [*profile.pooled.values(), *profile.send.values(), *profile.recv.values(), *profile.transit.values()]
     return lines + [line for d in profile.devices for line in d.fits.values()]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim.analysis.tables import transfers_table
+from sim.analysis.tables import TRANSIT_COLUMN, transfers_table
 from sim.engine import assemble
 from sim.engine.devices import DeviceRate, Host, MessageCpu, RuntimeTimes
 from sim.engine.network import Network, Protocol
@@ -45,6 +45,30 @@ def test_a_messages_cpu_time_on_sender_and_receiver_grows_with_its_bytes() -> No
     assert (table["send_cpu_s"][0], table["recv_cpu_s"][0]) == (pytest.approx(0.0002), pytest.approx(0.0005))
     cats = {e.get("cat") for e in chrome_trace(wl, tl)["traceEvents"]}
     assert {"send_cpu", "recv_cpu"} <= cats
+
+
+def test_a_messages_transit_delay_holds_no_core() -> None:
+    # d1 and d2 share one core (fifo); d2 computes from 0 to 20 ms. d0's 1,000 bytes take 8 ms at 1 Mbit/s
+    # and arrive 5 ms of transit later, at 13 ms, although the core is busy: the transit holds none. d1's
+    # task (1 ms) needs them and waits for the core: 20 to 21 ms. The same 5 ms as receive CPU time would
+    # be paid on the core: the task would start at 25 ms.
+    transit = MessageCpu(transit={"dense": CostLine(0.0, 0.0, 0.005)})
+    as_cpu = MessageCpu(recv={"dense": CostLine(0.0, 0.0, 0.005)})
+    wl = workload(
+        3, [task(1, 1e6, final=True), task(2, 2e7, final=True)], [helpers.message(0, 1, 1000, needed_by=(0,))]
+    )
+    net = Network.mesh(["d0", "d1", "d2"], 1 * MBPS, 0.0)
+    box = Host("box", 1)
+    tl = simulate(wl, [DeviceRate(1e9, message_cpu=transit)] * 3, net, [0.0], hosts=[None, box, box])
+    assert tl.message_end_s == [pytest.approx(0.013)]
+    assert (tl.task_start_s, tl.task_end_s) == (
+        [pytest.approx(0.020), 0.0],
+        [pytest.approx(0.021), pytest.approx(0.020)],
+    )
+    assert all(span.cpu_s == 0 for span in tl.cpu_spans)
+    assert list(transfers_table(wl, tl)[TRANSIT_COLUMN]) == [pytest.approx(0.005)]
+    lumped = simulate(wl, [DeviceRate(1e9, message_cpu=as_cpu)] * 3, net, [0.0], hosts=[None, box, box])
+    assert (lumped.message_end_s, lumped.task_start_s[0]) == ([pytest.approx(0.008)], pytest.approx(0.025))
 
 
 def test_without_message_costs_the_transfers_table_keeps_its_columns() -> None:

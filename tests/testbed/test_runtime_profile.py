@@ -107,16 +107,20 @@ def test_a_profile_written_and_read_back_gives_the_same_predictions(simulated) -
         d.pop("gflops")  # every rate from the profile
     from_file = evaluate(parse_scenario(data, origin="test"), prep.built)
     rates = [
-        DeviceRate(1e9, times=assemble.runtime_times(profile, name), message_cpu=MessageCpu(profile.send, profile.recv))
+        DeviceRate(
+            1e9,
+            times=assemble.runtime_times(profile, name),
+            message_cpu=MessageCpu(profile.send, profile.recv, profile.transit),
+        )
         for name in prep.workload.devices
     ]
     in_memory = simulate(prep.workload, rates, assemble.network(sc), [0.0, 0.0], hosts=assemble.hosts(sc))
     assert from_file.timeline.task_end_s == in_memory.task_end_s
     spans = from_file.timeline.cpu_spans  # the receive costs are charged, and totalled in summary.json
     assert from_file.summary["message_cpu_s"]["recv"] == pytest.approx(sum(x.cpu_s for x in spans if x.side == "recv"))
-    assert from_file.summary["message_cpu_s"]["recv"] > 0
+    assert from_file.timeline.transit_s == in_memory.transit_s and max(in_memory.transit_s) > 0
     # and the profile of a run predicts that run back: its CPU times were recovered exactly; its messages'
-    # transit (under 1 us each at 100 Gbit/s) is counted twice, as wire and as receive time
+    # transit (under 1 us each at 100 Gbit/s) is counted twice, as wire and as transit delay
     assert from_file.summary["latency_s"] == pytest.approx(run.summary["latency_s"], abs=5e-6)
 
 
@@ -138,7 +142,7 @@ def test_waiting_behind_other_messages_on_a_link_is_not_a_receive_cost(tmp_path:
     transit = [end - start for start, end in zip(tl.message_start_s, tl.message_end_s)]
     assert max(t - a for t, a in zip(transit, alone)) > 1e-3  # some message waited a millisecond or more
     profile = profile_from_runs(sc, prep.workload, [run], shape=True, cores=2)
-    for line in profile.recv.values():
+    for line in [*profile.recv.values(), *profile.transit.values()]:
         assert line.overhead_s == pytest.approx(0.0, abs=1e-9)
         assert line.s_per_byte == pytest.approx(0.0, abs=1e-12)
 
