@@ -239,8 +239,7 @@ def validate(
         simulated = zero_latency(sc)
         notes.append("this kernel has no netem: links ran without added delay, so the simulation uses latency_ms: 0")
     extra: dict[str, Any] = {}
-    if profile is not None and runtime_profile is not None:
-        simulated = with_runtime_profile(simulated, Path(runtime_profile))
+    if profile is not None and runtime_profile is not None:  # sc, and so simulated, holds it since the start
         differences = profile_differences(sc, profile)
         extra["profile"] = {
             "file": str(runtime_profile),
