@@ -118,23 +118,22 @@ class MessageCpu:
     transit: Mapping[str, CostLine] = field(default_factory=dict)
 
     @staticmethod
-    def _line(lines: Mapping[str, CostLine], fmt: str) -> CostLine | None:
-        return lines.get(fmt) or lines.get("dense") or next(iter(lines.values()), None)
+    def _seconds(lines: Mapping[str, CostLine], fmt: str, nbytes: int) -> float:
+        """``lines``' line for format ``fmt`` (else ``dense``'s, else the first) at ``nbytes`` bytes; 0 without one."""
+        line = lines.get(fmt) or lines.get("dense") or next(iter(lines.values()), None)
+        return 0.0 if line is None else line.seconds(0.0, nbytes)
 
     def send_s(self, fmt: str, nbytes: int) -> float:
         """Seconds the sender spends on a message of ``nbytes`` bytes in format ``fmt``."""
-        line = self._line(self.send, fmt)
-        return 0.0 if line is None else line.seconds(0.0, nbytes)
+        return self._seconds(self.send, fmt, nbytes)
 
     def recv_s(self, fmt: str, nbytes: int) -> float:
         """Seconds the receiver spends on a message of ``nbytes`` bytes in format ``fmt``."""
-        line = self._line(self.recv, fmt)
-        return 0.0 if line is None else line.seconds(0.0, nbytes)
+        return self._seconds(self.recv, fmt, nbytes)
 
     def transit_s(self, fmt: str, nbytes: int) -> float:
         """Seconds a message of ``nbytes`` bytes in format ``fmt`` arrives after its last byte left the wire."""
-        line = self._line(self.transit, fmt)
-        return 0.0 if line is None else line.seconds(0.0, nbytes)
+        return self._seconds(self.transit, fmt, nbytes)
 
 
 @dataclass(frozen=True)
