@@ -20,8 +20,9 @@ From the measured runs' timelines:
   the time the engine puts it on the wire, replaying the run's sends with their measured start times
   (:func:`wire_end_s`: the wait behind earlier messages on a link is the engine's own; no wire time on
   loopback): the kernel's hand-off, the receiving thread being scheduled. The median per message class. The
-  engine delays the message's arrival by it without holding a core: charged as CPU it would keep the
-  host's cores from computing, which on this machine predicted the profiled run itself 18-31 % too slow.
+  engine delays the message's arrival by it without holding a core: charged as CPU it kept the host's
+  cores from computing, and frame 0 at the profiled configuration was predicted 9-19 % too slow
+  (docs/validation.md, "Which model of the runtime").
 
 Each of send, recv and transit is fitted per wire format as ``bytes * s_per_byte + overhead_s``.
 
