@@ -41,8 +41,8 @@ from sim.testbed import netns, worker
 from sim.testbed.program import DeviceProgram, DeviceReport, Round
 
 # t0 is this long after the parent sends a round: time for every process to read it, short enough that
-# they are still warm. After 1 s idle a round's first frame took 2 to 3 times the next ones (LeNet-5, 3
-# devices on loopback: 26-33 ms against about 6 ms a frame; with 0.1 s 9-12 ms; docs/validation.md).
+# they are still warm (the quick-start split on loopback: frame 0 12.8-16.0 ms after 1 s idle, 10.8-12.0 ms
+# after 0.1 s; tools/first_frame_margin.py, docs/validation.md "The first frame").
 START_MARGIN_S = 0.1
 PARENT_GRACE_S = 10.0  # the parent waits this much longer than the devices before it gives up on one
 CAUSE_GRACE_S = 1.0  # after a device reports a peer gone, the parent waits this long for the peer's own cause

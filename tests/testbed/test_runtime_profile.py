@@ -182,8 +182,7 @@ def test_profile_one_configuration_and_validate_another_on_loopback(tmp_path: Pa
     # Profile LeNet-5 on 2 devices (loopback), predict it on 3: the printed error of the time between
     # departures is bounded. The bound is loose (50 %): the run shares this machine's cores with whatever
     # else runs on it. Frame 0 is not bounded: a timed run's first frame still pays for waking the device
-    # processes (docs/validation.md, "The first frame": on an idle machine this test's frame 0 measured
-    # 9.3-11.9 ms against 6.7-7.0 ms between departures, predicted 5.2-6.7 ms).
+    # processes (docs/validation.md, "The first frame").
     base = scenario_dict(2, inputs={"dataset": "synthetic", "batch_size": 1, "frames": 3})
     other = scenario_dict(3, inputs={"dataset": "synthetic", "batch_size": 1, "frames": 3})
     for name, data in (("two", base), ("three", other)):
