@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -53,6 +54,9 @@ class Link(Protocol):
     def merged(self, ks: Sequence[int], cpu_s: float) -> None:
         """Charge the CPU time of merging messages ``ks`` to them."""
 
+    def drain(self) -> None:
+        """Read, without waiting, what has arrived (between tasks, so that arrivals are timed closely)."""
+
 
 class Interpreter:
     """One device's program, ready to run frames (its sends and waits indexed once)."""
@@ -61,6 +65,7 @@ class Interpreter:
         self.p = program
         self.steps = {s.name: s for s in program.steps}
         self.functions: dict[Any, Any] = {}
+        self.norms: dict[tuple[str, bytes], _NormShard] = {}  # per batch norm and channels held
         self.sends: dict[tuple[int, str], list[MessageSpec]] = {}
         self.waits: dict[tuple[int, str], list[MessageSpec]] = {}
         for m in program.messages:
@@ -89,6 +94,7 @@ class Interpreter:
                 if task is not None:
                     report.tasks.append(_ended(f, task, sending, sending_cpu))
                     task, sending, sending_cpu = None, 0.0, 0.0
+                    link.drain()
                 incoming = [m for m in self.waits.get((f, step.name), ()) if m.k not in merged]
                 if incoming:
                     values = link.receive(incoming)
@@ -314,7 +320,10 @@ class Interpreter:
         module = self.p.modules.get(step.target) if step.op == "call_module" else None
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             per = chans if step.rank == 4 else channel_features(chans, step.spatial)
-            return _batch_norm(module, x, per), chans
+            key = (step.name, per.tobytes())
+            if key not in self.norms:  # the same channels every frame: sliced once
+                self.norms[key] = _NormShard.of(module, per)
+            return self.norms[key](x), chans
         return self._call(step, _subst(step.args, env), _subst(step.kwargs, env)), chans
 
     def _call(self, step: Step, args: Any, kwargs: Any) -> Any:
@@ -337,13 +346,31 @@ def _ended(f: int, task: tuple[str, float, float], sending_s: float, sending_cpu
     return TaskTime(f, stage, start_s, end_s, max(0.0, cpu_s))
 
 
-def _batch_norm(module: Any, x: torch.Tensor, index: np.ndarray) -> torch.Tensor:
-    """A batch-norm module (eval mode) on the channels (or features) ``index`` only."""
-    i = torch.from_numpy(index)
-    rm, rv = module.running_mean, module.running_var
-    w = None if module.weight is None else module.weight[i]
-    b = None if module.bias is None else module.bias[i]
-    return F.batch_norm(x, None if rm is None else rm[i], None if rv is None else rv[i], w, b, False, 0.0, module.eps)
+@dataclass(frozen=True)
+class _NormShard:
+    """A batch-norm module (eval mode) on some of its channels (or features): their statistics and affine
+    parameters, sliced once."""
+
+    mean: torch.Tensor | None
+    var: torch.Tensor | None
+    weight: torch.Tensor | None
+    bias: torch.Tensor | None
+    eps: float
+
+    @classmethod
+    def of(cls, module: Any, index: np.ndarray) -> _NormShard:
+        i = torch.from_numpy(index)
+
+        def sliced(p: torch.Tensor | None) -> torch.Tensor | None:
+            return None if p is None else p.detach()[i]
+
+        return cls(
+            sliced(module.running_mean), sliced(module.running_var), sliced(module.weight), sliced(module.bias),
+            module.eps,
+        )  # fmt: skip
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(x, self.mean, self.var, self.weight, self.bias, False, 0.0, self.eps)
 
 
 def _refs(args: Any) -> list[Ref]:

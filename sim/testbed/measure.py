@@ -4,7 +4,8 @@ workload, ``dsim run``'s tables and summary, and the check of every value agains
 A task's time runs from the start of its layer (or add) to the end of the channel-wise ops that follow it
 on that device, less the time the device spent handing messages to sockets meanwhile; a message's from
 the moment its encoded bytes go to the socket (or, if later, the moment the message before it on the same
-connection arrived: :func:`link_free_starts`) to the moment its receiver has read its last byte. Measured ``transfers.csv`` has two more columns: ``send_cpu_s``, the sender
+connection arrived: :func:`link_free_starts`) to the moment its last byte reached the receiver (the kernel's
+receive timestamp: :class:`sim.testbed.transport.Receiver`). Measured ``transfers.csv`` has two more columns: ``send_cpu_s``, the sender
 thread's CPU time to encode the message and hand it to the socket, and ``recv_cpu_s``, the receiver's CPU
 time to read its body, decode it and merge it into its tensor (``time.thread_time``; seconds). When every
 device computed on one thread (``threads`` 1, the default), measured ``compute.csv`` has ``cpu_s``: the
@@ -110,15 +111,17 @@ def link_free_starts(
     before it on the same connection had arrived (one TCP connection per device pair is FIFO, so its first
     byte cannot leave before the previous message's last one; the kernel's send buffer would otherwise
     count that wait as transit); ``latency_s[(src, dst)]``, the route's added delay, is taken off that arrival.
-    This is the simulator's start on a pair's own link."""
+    This is the simulator's start on a pair's own link. A previous arrival no earlier than this message's
+    is not one: the kernel merged both messages' bytes into one buffer, stamped when the later came
+    (:class:`sim.testbed.transport.Receiver`)."""
     starts = [sent[k].start_s for k in range(len(workload.messages))]
     previous: dict[tuple[int, int], int] = {}
     for k in sorted(range(len(starts)), key=lambda k: sent[k].start_s):
         m = workload.messages[k]
         before = previous.get((m.src, m.dst))
-        if before is not None:
+        if before is not None and received[before] < received[k]:  # equal: one kernel buffer, one stamp
             lag = (latency_s or {}).get((m.src, m.dst), 0.0)
-            starts[k] = max(starts[k], min(received[before] - lag, received[k]))
+            starts[k] = max(starts[k], received[before] - lag)
         previous[(m.src, m.dst)] = k
     return starts
 

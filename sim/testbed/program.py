@@ -177,8 +177,8 @@ class SendTime:
 
 @dataclass(frozen=True)
 class ReceiveTime:
-    """A message on its receiver: ``end_s`` when its last byte was read; ``cpu_s`` the CPU time to read the
-    body, decode it and merge it into the tensor it belongs to."""
+    """A message on its receiver: ``end_s`` when its last byte arrived (the kernel's receive timestamp);
+    ``cpu_s`` the CPU time to read its body, decode it and merge it into the tensor it belongs to."""
 
     end_s: float
     cpu_s: float

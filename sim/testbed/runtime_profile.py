@@ -8,7 +8,7 @@ From the measured runs' timelines:
   taken off (:func:`cpu_seconds`: all device processes run on this machine's ``cores``; while ``n`` tasks
   ran at once each got ``min(1, cores / n)`` of a core). Medians per device and task shape, then the fits.
   The measured CPU time is the better one: a task's wall time also holds the time other processes' message
-  handling (their receiving threads) took from its core, which no task interval shows.
+  handling took from its core, which no task interval shows.
 * **send**: a message's CPU time on its sender is the transfers table's ``send_cpu_s`` when the testbed
   measured it, else the time from the message being made (ready) to its bytes going to the socket
   (encoding it), the 10th percentile over frames and repeats of each message class (the higher ones
@@ -16,10 +16,10 @@ From the measured runs' timelines:
 * **recv**: a message's CPU time on its receiver is the table's ``recv_cpu_s`` when the testbed measured it
   (reading, decoding, merging), else, when it was the last message a task waited for on an idle device,
   the time from its arrival to that task's start (:func:`wake_gaps`): the median per message class.
-* **transit**: what a message's measured transit (first byte to the socket, last byte read) took beyond
+* **transit**: what a message's measured transit (first byte to the socket, last byte at the receiver) took beyond
   the time the engine puts it on the wire, replaying the run's sends with their measured start times
   (:func:`wire_end_s`: the wait behind earlier messages on a link is the engine's own; no wire time on
-  loopback): the kernel's hand-off, the receiving thread being scheduled. The median per message class. The
+  loopback): the kernel's hand-off to the receiving socket. The median per message class. The
   engine delays the message's arrival by it without holding a core: charged as CPU it kept the host's
   cores from computing, and frame 0 at the profiled configuration was predicted 9-19 % too slow
   (docs/validation.md, "Which model of the runtime").

@@ -1,12 +1,12 @@
-"""The wire between device processes: TCP connections, message framing, and the receiving thread.
+"""The wire between device processes: TCP connections, message framing, and reading messages.
 
 One TCP connection per ordered device pair that exchanges messages. On connecting, the sender writes a
 4-byte hello (:data:`HELLO`, its device index); then, per message, an 8-byte header (:data:`APP_HEADER`:
 workload message index, byte count) and the message's bytes: the channel header, then the
 :mod:`sim.workload.wire` encoding, exactly as ``transfers.csv`` sizes them. A message is one ``sendall``
 from the device's own thread (``TCP_NODELAY``, a send buffer large enough that it returns once the bytes
-are in the kernel); one receiving thread per device reads every incoming connection (``selectors``) and
-keeps each message, decoded, until the device's thread takes it.
+are in the kernel); the receiving device reads on its own thread, when it needs a message
+(:class:`Receiver`), and learns when the message arrived from the kernel's receive timestamps.
 
 Example (two ends of one process)::
 
@@ -21,10 +21,9 @@ from __future__ import annotations
 import selectors
 import socket
 import struct
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -37,6 +36,9 @@ HELLO = struct.Struct("<I")  # the sending device's index
 SEND_BUFFER_BYTES = 4 << 20  # asked for on every sending socket (as root beyond net.core.wmem_max)
 _SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 _READ_BYTES = 1 << 20
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; not exported by Python's socket module
+_TIMESPEC = struct.Struct("@qq")  # struct timespec: seconds, nanoseconds
+_STAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
 class TransportError(RuntimeError):
@@ -70,7 +72,8 @@ def connect(address: tuple[str, int], index: int, timeout_s: float) -> socket.so
 
 
 def accept(listener: socket.socket, count: int, timeout_s: float) -> dict[int, socket.socket]:
-    """``count`` incoming connections by the sender's index (from its hello)."""
+    """``count`` incoming connections by the sender's index (from its hello), with receive timestamps on
+    (``SO_TIMESTAMPNS``: the kernel turns them on for the first socket in deferred work, so at set-up)."""
     listener.settimeout(timeout_s)
     incoming = {}
     for _ in range(count):
@@ -78,6 +81,7 @@ def accept(listener: socket.socket, count: int, timeout_s: float) -> dict[int, s
         s.settimeout(timeout_s)
         (src,) = HELLO.unpack(read_exactly(s, HELLO.size))
         s.settimeout(None)
+        s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         incoming[src] = s
     return incoming
 
@@ -121,19 +125,34 @@ def decode_body(body: bytes | bytearray, m: MessageSpec, batch: int, spec: wire.
 
 
 @dataclass
-class _Stream:
-    """Bytes read so far on one incoming connection, and the CPU time spent on its current message."""
+class _Incoming:
+    """One incoming connection and the message being read on it: ``got`` bytes so far of its 8-byte header
+    (:data:`APP_HEADER`), then of its ``body``; the CPU time spent on it and when its latest bytes arrived."""
 
     src: int
-    buffer: bytearray
+    sock: socket.socket
+    header: bytearray = field(default_factory=lambda: bytearray(APP_HEADER.size))
+    got: int = 0
+    k: int = -1
+    body: bytearray = field(default_factory=bytearray)
     cpu_s: float = 0.0
+    arrived_s: float = 0.0
 
 
 class Receiver:
-    """One thread that reads every incoming connection of a device for one round and keeps each message,
-    decoded, with when its last byte was read; :meth:`take` waits for messages until a deadline.
+    """A device's incoming connections during one round, read on the device's own thread (as a hand-written
+    runtime does: no receiving thread to wake per packet and hand messages over).
 
-    ``expected``: the messages of this round by workload index; ``name``: device names by index."""
+    While the device waits for messages (:meth:`take`) it reads every connection as bytes arrive, keeping
+    each message, decoded, until it is needed; between tasks (:meth:`drain`) it reads, without waiting,
+    what arrived meanwhile. A message's arrival is the kernel's receive timestamp of its last byte
+    (``SO_TIMESTAMPNS``; each read stops at a message's end), or the time of the read when the kernel gave
+    none. When the next message on a connection reaches the kernel before this one is read (both within
+    one task), the kernel may merge them into one buffer carrying the later timestamp.
+
+    ``expected``: the messages of this round by workload index; ``name``: device names by index; reads
+    give up at ``deadline`` (``time.monotonic`` s), the end of the round, which lasts ``timeout_s``.
+    """
 
     def __init__(
         self,
@@ -142,31 +161,28 @@ class Receiver:
         decode: Callable[[bytearray, MessageSpec], torch.Tensor],
         name: Sequence[str],
         me: int,
+        deadline: float,
+        timeout_s: float,
     ):
-        self.incoming, self.expected, self.decode, self.name, self.me = incoming, expected, decode, name, me
+        self.expected, self.decode, self.name, self.me = expected, decode, name, me
+        self.deadline, self.timeout_s = deadline, timeout_s
         self.values: dict[int, torch.Tensor] = {}
         self.times: dict[int, ReceiveTime] = {}
-        self.failure: TransportError | None = None
-        self.scratch = memoryview(bytearray(_READ_BYTES))  # every read lands here first (no allocation per read)
-        self.cond = threading.Condition()
-        self.thread = threading.Thread(target=self._run, name="dsim-receiver", daemon=True)
-        self.thread.start()
+        self.realtime_offset_s = time.time() - time.monotonic()  # kernel stamps are CLOCK_REALTIME
+        self.incoming = {src: _Incoming(src, s) for src, s in incoming.items()}
+        self.selector = selectors.DefaultSelector()
+        for c in self.incoming.values():
+            self.selector.register(c.sock, selectors.EVENT_READ, c)
 
-    def take(self, ms: Sequence[MessageSpec], deadline: float, timeout_s: float) -> list[torch.Tensor]:
-        """The values of messages ``ms``, waiting for them until ``deadline`` (``time.monotonic``)."""
-        with self.cond:
-            while not all(m.k in self.values for m in ms):
-                if self.failure:
-                    raise self.failure
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    m = next(m for m in ms if m.k not in self.values)
-                    raise TransportError(
-                        f"device {self.name[self.me]} waited {timeout_s:.3g} s for a message from device "
-                        f"{self.name[m.src]} (tensor {m.tensor}, frame {m.frame}) and none came"
-                    )
-                self.cond.wait(left)
-            return [self.values.pop(m.k) for m in ms]
+    def take(self, ms: Sequence[MessageSpec]) -> list[torch.Tensor]:
+        """The values of messages ``ms``; while waiting for them, reads every connection as bytes arrive."""
+        for m in ms:
+            self._wait_for(m)
+        return [self.values.pop(m.k) for m in ms]
+
+    def drain(self) -> None:
+        """Read, without waiting, every message (or part of one) that has arrived."""
+        self._read_ready(0.0)
 
     def add_cpu(self, ks: Sequence[int], cpu_s: float) -> None:
         """Charge ``cpu_s`` (merging) to messages ``ks``, in equal shares."""
@@ -174,58 +190,76 @@ class Receiver:
             t = self.times[k]
             self.times[k] = ReceiveTime(t.end_s, t.cpu_s + cpu_s / len(ks))
 
-    def finish(self, timeout_s: float) -> dict[int, ReceiveTime]:
-        """Wait for the thread to end (every message read); the receive times by message index."""
-        self.thread.join(timeout_s)
-        if self.failure:
-            raise self.failure
-        if self.thread.is_alive():
-            raise TransportError(f"device {self.name[self.me]}: messages still incoming at the end of the run")
+    def finish(self) -> dict[int, ReceiveTime]:
+        """Read every message of the round not read yet (none of its values was needed); the receive times
+        by message index."""
+        try:
+            for m in sorted(self.expected.values(), key=lambda m: m.k):
+                self._wait_for(m)
+        finally:
+            self.selector.close()
         return self.times
 
-    def _run(self) -> None:
-        left = len(self.expected)
-        streams: dict[int, _Stream] = {}
-        try:
-            with selectors.DefaultSelector() as sel:
-                for src, s in self.incoming.items():
-                    streams[src] = _Stream(src, bytearray())
-                    sel.register(s, selectors.EVENT_READ, streams[src])
-                while left:
-                    for key, _ in sel.select():
-                        left -= self._read(key.fileobj, key.data)  # type: ignore[arg-type]
-        except BaseException as exc:  # surfaced by take/finish in the device's thread
-            with self.cond:
-                gone = isinstance(exc, (PeerGone, ConnectionResetError))
-                self.failure = self.failure or (PeerGone if gone else TransportError)(
-                    f"device {self.name[self.me]}: {exc}"
+    def _wait_for(self, m: MessageSpec) -> None:
+        """Read every connection as its bytes arrive until ``m`` has come (the device has nothing else to do)."""
+        while m.k not in self.times:
+            left_s = self.deadline - time.monotonic()
+            if left_s <= 0:
+                raise TransportError(
+                    f"device {self.name[self.me]} waited {self.timeout_s:.3g} s for a message from device "
+                    f"{self.name[m.src]} (tensor {m.tensor}, frame {m.frame}) and none came"
                 )
-                self.cond.notify_all()
+            self._read_ready(left_s)
 
-    def _read(self, s: socket.socket, stream: _Stream) -> int:
-        """Read what ``s`` has; keep every message it completes. Returns how many it completed."""
+    def _read_ready(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for bytes on any connection, then read every connection that has some."""
+        for key, _ in self.selector.select(timeout_s):
+            while self._advance(key.data):
+                pass
+
+    def _advance(self, c: _Incoming) -> bool:
+        """One read on ``c``, without waiting, toward the end of its current message, which it keeps
+        (decoded) once complete; False when nothing more was there."""
         cpu = time.thread_time()
-        got = s.recv_into(self.scratch)
-        if not got:
-            raise PeerGone(f"the connection from device {self.name[stream.src]} closed during the run")
-        buf = stream.buffer
-        buf += self.scratch[:got]
-        done = 0
-        while len(buf) >= APP_HEADER.size:
-            k, nbytes = APP_HEADER.unpack_from(buf)
-            if len(buf) < APP_HEADER.size + nbytes:
-                break
-            end = time.monotonic()
-            m = self.expected.get(k)
-            if m is None or m.src != stream.src:
-                raise TransportError(f"message {k} arrived unexpected on the connection from device {stream.src}")
-            value = self.decode(buf[APP_HEADER.size : APP_HEADER.size + nbytes], m)
-            del buf[: APP_HEADER.size + nbytes]
-            now = time.thread_time()
-            spent, stream.cpu_s, cpu = stream.cpu_s + now - cpu, 0.0, now
-            with self.cond:
-                self.values[k], self.times[k] = value, ReceiveTime(end, spent)
-                self.cond.notify_all()
-            done += 1
-        stream.cpu_s += time.thread_time() - cpu
-        return done
+        in_body = c.got >= APP_HEADER.size
+        view = memoryview(c.body)[c.got - APP_HEADER.size :] if in_body else memoryview(c.header)[c.got :]
+        if len(view):
+            try:
+                n, ancillary, _flags, _addr = c.sock.recvmsg_into([view], _STAMP_SPACE, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return False
+            except OSError as exc:
+                raise PeerGone(
+                    f"device {self.name[self.me]}: the connection from device {self.name[c.src]} failed: {exc}"
+                ) from None
+            if not n:
+                raise PeerGone(f"the connection from device {self.name[c.src]} closed during the run")
+            c.got += n
+            c.arrived_s = self._arrival(ancillary)
+        if c.got == APP_HEADER.size and not in_body:
+            c.k, nbytes = APP_HEADER.unpack(c.header)
+            m = self.expected.get(c.k)
+            if m is None or m.src != c.src or c.k in self.times:
+                raise TransportError(
+                    f"device {self.name[self.me]}: message {c.k} arrived unexpected on the connection from "
+                    f"device {self.name[c.src]}"
+                )
+            c.body = bytearray(nbytes)
+        done = c.got >= APP_HEADER.size and c.got == APP_HEADER.size + len(c.body)
+        if done:
+            self.values[c.k] = self.decode(c.body, self.expected[c.k])
+            cpu_s = c.cpu_s + time.thread_time() - cpu
+            self.times[c.k] = ReceiveTime(c.arrived_s, cpu_s)
+            c.got, c.cpu_s = 0, 0.0
+        else:
+            c.cpu_s += time.thread_time() - cpu
+        return True
+
+    def _arrival(self, ancillary: list[tuple[int, int, bytes]]) -> float:
+        """When the bytes just read arrived (``time.monotonic`` s): the kernel's stamp, or now."""
+        now = time.monotonic()
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+                seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+                return min(now, seconds + nanoseconds * 1e-9 - self.realtime_offset_s)
+        return now

@@ -22,7 +22,7 @@ topology, device count or model) the prediction takes every task's and message's
 (the scenario's top-level ``profile:``), with the device processes sharing this machine's cores; what
 differs between the profiled run and this one is recorded in ``validation.json`` (``profile``). A
 predicted message arrives its transit delay after its wire time (``transit_s``), as a measured message's
-transit (to the last byte read) holds what it took beyond the wire; with a version-1 profile (no transit
+transit (to its last byte's arrival) holds what it took beyond the wire; with a version-1 profile (no transit
 line: its receive time held it) the predicted duration includes the receive CPU time (``recv_cpu_s``).
 
 On loopback (no ``--shape``) the links are not shaped, so the message and end-to-end predictions, made at the

@@ -122,7 +122,10 @@ class _Link:
         self.sent[m.k] = SendTime(ready, start, time.thread_time() - cpu, len(data) - transport.APP_HEADER.size)
 
     def receive(self, ms: Sequence[MessageSpec]) -> list[torch.Tensor]:
-        return self.receiver.take(ms, self.rnd.t0 + self.rnd.timeout_s, self.rnd.timeout_s)
+        return self.receiver.take(ms)
+
+    def drain(self) -> None:
+        self.receiver.drain()
 
     def merged(self, ks: Sequence[int], cpu_s: float) -> None:
         self.receiver.add_cpu(ks, cpu_s)
@@ -141,7 +144,7 @@ def run_round(
     expected = {m.k: m for m in program.messages if m.dst == program.index and m.frame in wanted}
     receiver = transport.Receiver(
         incoming, expected, lambda body, m: transport.decode_body(body, m, program.batch, program.spec),
-        program.names, program.index,
+        program.names, program.index, rnd.t0 + rnd.timeout_s, rnd.timeout_s,
     )  # fmt: skip
     link = _Link(program, out, receiver, rnd)
     report = DeviceReport(program.index)
@@ -152,7 +155,7 @@ def run_round(
         for f in frames:
             arrival = None if rnd.check else rnd.t0 + f * program.interval_s
             interp.frame(f, link, report, arrival, keep_values=rnd.check)
-    received = receiver.finish(max(1.0, rnd.t0 + rnd.timeout_s - time.monotonic()))
+    received = receiver.finish()
     t0 = rnd.t0
     report.sent = {k: SendTime(s.ready_s - t0, s.start_s - t0, s.cpu_s, s.bytes) for k, s in link.sent.items()}
     report.received = {k: ReceiveTime(r.end_s - t0, r.cpu_s) for k, r in received.items()}

@@ -31,8 +31,8 @@ A runtime profile is JSON (``format: dsim-runtime-profile``, ``version: 2``)::
   ``bytes * s_per_byte + overhead_s`` (``s_per_flop`` is 0): the CPU seconds a message costs its sender
   (encoding it, before its bytes go to the socket) and its receiver (reading, decoding, merging it), which
   the engine charges on their host's cores; and ``transit``, the seconds its measured transit took beyond
-  the wire time the engine models and the two CPU times (the kernel's hand-off, the receiving thread
-  being scheduled): a delay of its arrival that holds no core. Version 1 files have no ``transit``: their
+  the wire time the engine models and the two CPU times (the kernel's hand-off to the receiving socket):
+  a delay of its arrival that holds no core. Version 1 files have no ``transit``: their
   ``recv`` held it, and they are read that way (CPU on the receiver).
 * **Sharing**: how many device processes shared how many cores in the profiled run.
 

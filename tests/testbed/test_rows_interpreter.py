@@ -54,6 +54,9 @@ class _Memory:
             def merged(self, ks: Sequence[int], cpu_s: float) -> None:
                 pass
 
+            def drain(self) -> None:
+                pass
+
         return Link()
 
 
