@@ -147,8 +147,10 @@ class Receiver:
     each message, decoded, until it is needed; between tasks (:meth:`drain`) it reads, without waiting,
     what arrived meanwhile. A message's arrival is the kernel's receive timestamp of its last byte
     (``SO_TIMESTAMPNS``; each read stops at a message's end), or the time of the read when the kernel gave
-    none. When the next message on a connection reaches the kernel before this one is read (both within
-    one task), the kernel may merge them into one buffer carrying the later timestamp.
+    none; for a message that completed while the device was blocked waiting, when the device woke to read
+    it (waking a process is a cost of the message that no CPU time shows). When the next message on a
+    connection reaches the kernel before this one is read (both within one task), the kernel may merge
+    them into one buffer carrying the later timestamp.
 
     ``expected``: the messages of this round by workload index; ``name``: device names by index; reads
     give up at ``deadline`` (``time.monotonic`` s), the end of the round, which lasts ``timeout_s``.
@@ -170,6 +172,7 @@ class Receiver:
         self.times: dict[int, ReceiveTime] = {}
         self.realtime_offset_s = time.time() - time.monotonic()  # kernel stamps are CLOCK_REALTIME
         self.incoming = {src: _Incoming(src, s) for src, s in incoming.items()}
+        self.woke_s: float | None = None  # when the device last woke from waiting for bytes (None: it did not)
         self.selector = selectors.DefaultSelector()
         for c in self.incoming.values():
             self.selector.register(c.sock, selectors.EVENT_READ, c)
@@ -201,7 +204,9 @@ class Receiver:
         return self.times
 
     def _wait_for(self, m: MessageSpec) -> None:
-        """Read every connection as its bytes arrive until ``m`` has come (the device has nothing else to do)."""
+        """Read every connection as its bytes arrive until ``m`` has come (the device has nothing else to do):
+        a message completed after the device blocked counts as come when the device woke to read it."""
+        self.drain()
         while m.k not in self.times:
             left_s = self.deadline - time.monotonic()
             if left_s <= 0:
@@ -212,8 +217,11 @@ class Receiver:
             self._read_ready(left_s)
 
     def _read_ready(self, timeout_s: float) -> None:
-        """Wait up to ``timeout_s`` for bytes on any connection, then read every connection that has some."""
-        for key, _ in self.selector.select(timeout_s):
+        """Wait up to ``timeout_s`` for bytes on any connection, then read every connection that has some;
+        after a wait, the messages completed are timed by when the device woke (:attr:`woke_s`)."""
+        ready = self.selector.select(timeout_s)
+        self.woke_s = time.monotonic() if timeout_s > 0 else None
+        for key, _ in ready:
             while self._advance(key.data):
                 pass
 
@@ -249,7 +257,8 @@ class Receiver:
         if done:
             self.values[c.k] = self.decode(c.body, self.expected[c.k])
             cpu_s = c.cpu_s + time.thread_time() - cpu
-            self.times[c.k] = ReceiveTime(c.arrived_s, cpu_s)
+            arrived_s = c.arrived_s if self.woke_s is None else max(c.arrived_s, self.woke_s)
+            self.times[c.k] = ReceiveTime(arrived_s, cpu_s)
             c.got, c.cpu_s = 0, 0.0
         else:
             c.cpu_s += time.thread_time() - cpu
