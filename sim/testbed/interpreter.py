@@ -360,14 +360,9 @@ class _NormShard:
     @classmethod
     def of(cls, module: Any, index: np.ndarray) -> _NormShard:
         i = torch.from_numpy(index)
-
-        def sliced(p: torch.Tensor | None) -> torch.Tensor | None:
-            return None if p is None else p.detach()[i]
-
-        return cls(
-            sliced(module.running_mean), sliced(module.running_var), sliced(module.weight), sliced(module.bias),
-            module.eps,
-        )  # fmt: skip
+        parts = (module.running_mean, module.running_var, module.weight, module.bias)
+        mean, var, weight, bias = (None if p is None else p.detach()[i] for p in parts)
+        return cls(mean, var, weight, bias, module.eps)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return F.batch_norm(x, self.mean, self.var, self.weight, self.bias, False, 0.0, self.eps)

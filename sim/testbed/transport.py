@@ -35,7 +35,6 @@ APP_HEADER = struct.Struct("<II")  # workload message index, bytes that follow
 HELLO = struct.Struct("<I")  # the sending device's index
 SEND_BUFFER_BYTES = 4 << 20  # asked for on every sending socket (as root beyond net.core.wmem_max)
 _SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
-_READ_BYTES = 1 << 20
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; not exported by Python's socket module
 _TIMESPEC = struct.Struct("@qq")  # struct timespec: seconds, nanoseconds
 _STAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
@@ -79,23 +78,14 @@ def accept(listener: socket.socket, count: int, timeout_s: float) -> dict[int, s
     for _ in range(count):
         s, _addr = listener.accept()
         s.settimeout(timeout_s)
-        (src,) = HELLO.unpack(read_exactly(s, HELLO.size))
+        hello = s.recv(HELLO.size, socket.MSG_WAITALL)
+        if len(hello) < HELLO.size:
+            raise ConnectionError("a peer closed its connection before introducing itself")
+        (src,) = HELLO.unpack(hello)
         s.settimeout(None)
         s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         incoming[src] = s
     return incoming
-
-
-def read_exactly(s: socket.socket, n: int) -> bytes:
-    """Exactly ``n`` bytes from ``s``."""
-    chunks, got = [], 0
-    while got < n:
-        chunk = s.recv(min(n - got, _READ_BYTES))
-        if not chunk:
-            raise ConnectionError(f"connection closed after {got} of {n} bytes")
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
 
 
 def channel_header(m: MessageSpec, kind: str, index_bits: int) -> bytes:

@@ -100,8 +100,8 @@ class _Link:
     """This device's connections during one round: sends inline, receives through a
     :class:`transport.Receiver`, and keeps every message's times."""
 
-    def __init__(self, program: DeviceProgram, out: dict[int, socket.socket], receiver: transport.Receiver, rnd: Round):
-        self.p, self.out, self.receiver, self.rnd = program, out, receiver, rnd
+    def __init__(self, program: DeviceProgram, out: dict[int, socket.socket], receiver: transport.Receiver):
+        self.p, self.out, self.receiver = program, out, receiver
         self.sent: dict[int, SendTime] = {}
         self.headers = {
             m.k: transport.channel_header(m, program.channel_header, program.index_bits)
@@ -146,7 +146,7 @@ def run_round(
         incoming, expected, lambda body, m: transport.decode_body(body, m, program.batch, program.spec),
         program.names, program.index, rnd.t0 + rnd.timeout_s, rnd.timeout_s,
     )  # fmt: skip
-    link = _Link(program, out, receiver, rnd)
+    link = _Link(program, out, receiver)
     report = DeviceReport(program.index)
     report.late_s = max(0.0, time.monotonic() - rnd.t0)
     while (left := rnd.t0 - time.monotonic()) > 0:
