@@ -361,10 +361,12 @@ def _cmd_profile_runtime(args: argparse.Namespace) -> int:
         )
     for side, lines in (("send", profile.send), ("recv", profile.recv), ("transit", profile.transit)):
         for fmt, line in lines.items():
-            print(
-                f"{side:<10} {fmt}: {line.overhead_s * 1e6:.1f} us + {line.s_per_byte * 1e9:.3f} ns/byte "
-                f"({line.points} message classes)"
+            grows = (
+                f"{line.s_per_wire_s * 100:.2f} % of the wire time"
+                if line.s_per_wire_s
+                else f"{line.s_per_byte * 1e9:.3f} ns/byte"
             )
+            print(f"{side:<10} {fmt}: {line.overhead_s * 1e6:.1f} us + {grows} ({line.points} message classes)")
     print(f"written to {args.out} (use it as the scenario's top-level profile:, or dsim validate --profile)")
     return 0
 

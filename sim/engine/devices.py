@@ -118,10 +118,11 @@ class MessageCpu:
     transit: Mapping[str, CostLine] = field(default_factory=dict)
 
     @staticmethod
-    def _seconds(lines: Mapping[str, CostLine], fmt: str, nbytes: int) -> float:
-        """``lines``' line for format ``fmt`` (else ``dense``'s, else the first) at ``nbytes`` bytes; 0 without one."""
+    def _seconds(lines: Mapping[str, CostLine], fmt: str, nbytes: int, wire_s: float = 0.0) -> float:
+        """``lines``' line for format ``fmt`` (else ``dense``'s, else the first) at ``nbytes`` bytes and
+        ``wire_s`` seconds on the wire; 0 without one."""
         line = lines.get(fmt) or lines.get("dense") or next(iter(lines.values()), None)
-        return 0.0 if line is None else line.seconds(0.0, nbytes)
+        return 0.0 if line is None else line.seconds(0.0, nbytes, wire_s)
 
     def send_s(self, fmt: str, nbytes: int) -> float:
         """Seconds the sender spends on a message of ``nbytes`` bytes in format ``fmt``."""
@@ -131,9 +132,10 @@ class MessageCpu:
         """Seconds the receiver spends on a message of ``nbytes`` bytes in format ``fmt``."""
         return self._seconds(self.recv, fmt, nbytes)
 
-    def transit_s(self, fmt: str, nbytes: int) -> float:
-        """Seconds a message of ``nbytes`` bytes in format ``fmt`` arrives after its last byte left the wire."""
-        return self._seconds(self.transit, fmt, nbytes)
+    def transit_s(self, fmt: str, nbytes: int, wire_s: float = 0.0) -> float:
+        """Seconds a message of ``nbytes`` bytes in format ``fmt``, ``wire_s`` seconds on the wire, arrives
+        after its last byte left the wire."""
+        return self._seconds(self.transit, fmt, nbytes, wire_s)
 
 
 @dataclass(frozen=True)
@@ -170,10 +172,10 @@ class DeviceRate:
         extra = 0.0 if self.message_cpu is None else self.message_cpu.recv_s(fmt, nbytes)
         return self.recv_overhead_s + extra
 
-    def transit_s(self, fmt: str, nbytes: int) -> float:
-        """Seconds a message of ``nbytes`` bytes in format ``fmt`` to this device arrives after its wire time
-        (a runtime profile's ``transit``; no CPU of this device's)."""
-        return 0.0 if self.message_cpu is None else self.message_cpu.transit_s(fmt, nbytes)
+    def transit_s(self, fmt: str, nbytes: int, wire_s: float = 0.0) -> float:
+        """Seconds a message of ``nbytes`` bytes in format ``fmt`` to this device, ``wire_s`` seconds on the
+        wire, arrives after its wire time (a runtime profile's ``transit``; no CPU of this device's)."""
+        return 0.0 if self.message_cpu is None else self.message_cpu.transit_s(fmt, nbytes, wire_s)
 
     def task_s(self, flops: float, bytes_touched: float, op: str, layer: str = "", kind: str = "") -> float:
         """Seconds to run a task: measured or fitted (``times``), else the roofline time plus the overhead

@@ -196,6 +196,17 @@ class _Queue:
 
 
 Route = tuple[tuple[Link, _Queue], ...]  # the links of a route, each with its queue
+
+
+def wire_seconds(nbytes: int, links: Sequence[Link]) -> float:
+    """A message's time on the wire alone: its bytes at the slowest rate of its route (headers left out).
+
+    >>> wire_seconds(16_000, [Link("a", "b", 20e6, 0.0)])
+    0.0064
+    """
+    return nbytes * 8 / min(link.bandwidth_bps for link in links) if links else 0.0
+
+
 _new_tuple = tuple.__new__  # Hop(...) without the Python-level __new__ of a NamedTuple
 
 
@@ -295,9 +306,6 @@ class _Run:
             carried_by=list(range(n_msg)),
             retransmissions=[0] * n_msg if any(l.impairment and l.impairment.loss for l in network.links()) else [],
         )
-        if any(rate.message_cpu is not None and rate.message_cpu.transit for rate in rates):
-            transit = [rates[msg.dst].transit_s(msg.format, msg.bytes) for msg in self.messages]
-            self.timeline.transit_s = transit if any(transit) else []
         cores: dict[str, simpy.Resource | SharedCores] = {
             h.name: SharedCores(env, h.cores) if h.sharing == "processor" else simpy.Resource(env, capacity=h.cores)
             for h in hosts
@@ -312,6 +320,12 @@ class _Run:
             for src, dst in {(msg.src, msg.dst) for msg in self.messages}
         }
         self.route_of = [self.routes[msg.src, msg.dst] for msg in self.messages]  # message -> its route
+        if any(rate.message_cpu is not None and rate.message_cpu.transit for rate in rates):
+            transit = [
+                rates[msg.dst].transit_s(msg.format, msg.bytes, wire_seconds(msg.bytes, [l for l, _ in route]))
+                for msg, route in zip(self.messages, self.route_of)
+            ]
+            self.timeline.transit_s = transit if any(transit) else []
         self.cuts = chunk_bytes is not None or any(link.protocol for link in network.links())  # chunks or packets
         self.whole = not (self.cuts or multicast or interleave)  # every message is one transmission of its own
         self.arrived = [_Arrival() for _ in self.messages]  # processed once the message is delivered

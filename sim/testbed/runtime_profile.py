@@ -24,7 +24,10 @@ From the measured runs' timelines:
   cores from computing, and frame 0 at the profiled configuration was predicted 9-19 % too slow
   (docs/validation.md, "Which model of the runtime").
 
-Each of send, recv and transit is fitted per wire format as ``bytes * s_per_byte + overhead_s``.
+Each of send, recv and transit is fitted per wire format as ``bytes * s_per_byte + overhead_s``; over
+shaped links the transit as ``wire_s * s_per_wire_s + overhead_s`` instead, ``wire_s`` being the message's
+time on the wire alone (:func:`sim.engine.simulate.wire_seconds`): what a link takes beyond the engine's
+model of it grows with the time on the wire, so a profile taken at one rate predicts another.
 
 Example::
 
@@ -46,7 +49,7 @@ from sim.config.schema import Scenario
 from sim.engine import assemble
 from sim.engine.devices import DeviceRate
 from sim.engine.network import Network
-from sim.engine.simulate import simulate
+from sim.engine.simulate import simulate, wire_seconds
 from sim.pipeline.calibrate import calibrated
 from sim.pipeline.prepare import Prepared, prepare
 from sim.testbed.execute import execute
@@ -54,6 +57,7 @@ from sim.testbed.measure import TASK_CPU_COLUMN
 from sim.testbed.validate import this_machine_cores, zero_latency
 from sim.workload.runtime import (
     ComputeEntry,
+    CostLine,
     DeviceCompute,
     RuntimeProfile,
     Sharing,
@@ -174,15 +178,21 @@ def message_costs(
             per_class["recv"].setdefault(key, []).append(max(0.0, recv))
             per_class["transit"].setdefault(key, []).append(beyond_wire)
     measured_split = "send_cpu_s" in runs[0].transfers
+    names = workload.devices
     fits = {}
     for side, classes in per_class.items():
+        by_wire = side == "transit" and network is not None  # shaped: the transit follows the wire time
         by_format: dict[str, tuple[list, list]] = {}
-        for (_layer, _src, _dst, fmt, nbytes), values in classes.items():
+        for (_layer, src, dst, fmt, nbytes), values in classes.items():
             quantile = SEND_QUANTILE if side == "send" and not measured_split else 50
             points, seconds = by_format.setdefault(fmt, ([], []))
-            points.append((0.0, float(nbytes)))
+            x = wire_seconds(nbytes, network.route(names[src], names[dst])) if by_wire else float(nbytes)  # type: ignore[union-attr]
+            points.append((0.0, x))
             seconds.append(float(np.percentile(values, quantile)))
-        fits[side] = {fmt: fit_cost(p, s) for fmt, (p, s) in sorted(by_format.items())}
+        lines = {fmt: fit_cost(p, s) for fmt, (p, s) in sorted(by_format.items())}
+        if by_wire:  # the fitted slope is per second on the wire, not per byte
+            lines = {f: CostLine(0.0, 0.0, x.overhead_s, x.points, x.s_per_byte) for f, x in lines.items()}
+        fits[side] = lines
     return fits["send"], fits["recv"], fits["transit"]
 
 

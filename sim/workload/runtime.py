@@ -32,8 +32,11 @@ A runtime profile is JSON (``format: dsim-runtime-profile``, ``version: 2``)::
   (encoding it, before its bytes go to the socket) and its receiver (reading, decoding, merging it), which
   the engine charges on their host's cores; and ``transit``, the seconds its measured transit took beyond
   the wire time the engine models and the two CPU times (the kernel's hand-off to the receiving socket):
-  a delay of its arrival that holds no core. Version 1 files have no ``transit``: their
-  ``recv`` held it, and they are read that way (CPU on the receiver).
+  a delay of its arrival that holds no core. A profile taken over shaped links fits the transit as
+  ``wire_s * s_per_wire_s + overhead_s`` instead (``s_per_byte`` 0), ``wire_s`` being the message's time
+  on the wire at its route's slowest rate: what a link takes beyond the engine's model of it follows the
+  rate. Version 2 files have no ``s_per_wire_s`` (read as 0: transit per byte); version 1 files have no
+  ``transit``: their ``recv`` held it, and they are read that way (CPU on the receiver).
 * **Sharing**: how many device processes shared how many cores in the profiled run.
 
 A task's CPU time is looked up in this order: the device's measured shape; the same layer measured in
@@ -69,24 +72,31 @@ from sim.errors import UserError
 from sim.fileio import read_limited, write_text
 
 FORMAT = "dsim-runtime-profile"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)  # version 1: no "transit" (its "recv" held it)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)  # 1: no "transit" (its "recv" held it); 2: no "s_per_wire_s" (transit per byte)
 MAX_BYTES = 64 * 2**20  # thousands of task shapes on hundreds of devices stay far below this
 ANY_OP = "*"
 
 
 @dataclass(frozen=True)
 class CostLine:
-    """``seconds = flops * s_per_flop + nbytes * s_per_byte + overhead_s``, fitted through ``points`` points."""
+    """``seconds = flops * s_per_flop + nbytes * s_per_byte + wire_s * s_per_wire_s + overhead_s``, fitted
+    through ``points`` points; ``wire_s`` is a message's time on the wire (a transit line of a profile
+    taken over shaped links grows with it, not with the bytes: it follows the link's rate).
+
+    >>> CostLine(0.0, 0.0, 1e-4, s_per_wire_s=0.03).seconds(0.0, 16_000, wire_s=0.0064)  # 16 KB at 20 Mbit/s
+    0.000292
+    """
 
     s_per_flop: float
     s_per_byte: float
     overhead_s: float
     points: int = 0
+    s_per_wire_s: float = 0.0
 
-    def seconds(self, flops: float, nbytes: float) -> float:
-        """The line at ``flops`` FLOPs and ``nbytes`` bytes, in seconds."""
-        return flops * self.s_per_flop + nbytes * self.s_per_byte + self.overhead_s
+    def seconds(self, flops: float, nbytes: float, wire_s: float = 0.0) -> float:
+        """The line at ``flops`` FLOPs, ``nbytes`` bytes and ``wire_s`` seconds on the wire, in seconds."""
+        return flops * self.s_per_flop + nbytes * self.s_per_byte + wire_s * self.s_per_wire_s + self.overhead_s
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import pytest
 from sim.analysis.tables import TRANSIT_COLUMN, transfers_table
 from sim.engine import assemble
 from sim.engine.devices import DeviceRate, Host, MessageCpu, RuntimeTimes
-from sim.engine.network import Network, Protocol
-from sim.engine.simulate import simulate
+from sim.engine.network import Link, Network, Protocol
+from sim.engine.simulate import simulate, wire_seconds
 from sim.report.trace import chrome_trace
 from sim.workload.runtime import ComputeEntry, CostLine, DeviceCompute, RuntimeProfile, Sharing
 from sim.workload.types import Task, Workload
@@ -69,6 +69,20 @@ def test_a_messages_transit_delay_holds_no_core() -> None:
     assert list(transfers_table(wl, tl)[TRANSIT_COLUMN]) == [pytest.approx(0.005)]
     lumped = simulate(wl, [DeviceRate(1e9, message_cpu=as_cpu)] * 3, net, [0.0], hosts=[None, box, box])
     assert (lumped.message_end_s, lumped.task_start_s[0]) == ([pytest.approx(0.008)], pytest.approx(0.025))
+
+
+def test_a_transit_in_proportion_to_the_wire_time_follows_the_link_rate() -> None:
+    # A transit line of 0.1 ms plus 5 % of the wire time. 2,000 bytes take 16 ms at 1 Mbit/s: they arrive
+    # 0.1 + 0.8 ms later, at 16.9 ms; at 4 Mbit/s they take 4 ms and arrive 0.1 + 0.2 ms later, at 4.3 ms.
+    # Over two hops (a star, 1 Mbit/s up, 4 Mbit/s down) the wire time is that of the slower: 16 ms.
+    cpu = MessageCpu(transit={"dense": CostLine(0.0, 0.0, 1e-4, s_per_wire_s=0.05)})
+    wl = workload(2, [], [helpers.message(0, 1, 2000, final=True)])
+    for mbps, arrival_s in ((1, 0.0169), (4, 0.0043)):
+        tl = simulate(wl, [DeviceRate(1e9, message_cpu=cpu)] * 2, Network.mesh(["d0", "d1"], mbps * MBPS, 0.0), [0.0])
+        assert tl.message_end_s == [pytest.approx(arrival_s)]
+        assert tl.transit_s == [pytest.approx(arrival_s - 2000 * 8 / (mbps * MBPS))]
+    route = [Link("d0", "s", 1 * MBPS, 0.0), Link("s", "d1", 4 * MBPS, 0.0)]
+    assert wire_seconds(2000, route) == pytest.approx(0.016)
 
 
 def test_without_message_costs_the_transfers_table_keeps_its_columns() -> None:

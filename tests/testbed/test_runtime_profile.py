@@ -24,7 +24,7 @@ from sim.pipeline.prepare import prepare
 from sim.testbed.measure import TASK_CPU_COLUMN
 from sim.testbed.runtime_profile import cpu_seconds, profile_from_runs, wake_gaps
 from sim.testbed.validate import validate
-from sim.workload.runtime import read_runtime_profile, write_runtime_profile
+from sim.workload.runtime import CostLine, read_runtime_profile, write_runtime_profile
 from sim.workload.types import Task, Workload
 from tests import helpers
 from tests.helpers import scenario_dict
@@ -145,6 +145,29 @@ def test_waiting_behind_other_messages_on_a_link_is_not_a_receive_cost(tmp_path:
     for line in [*profile.recv.values(), *profile.transit.values()]:
         assert line.overhead_s == pytest.approx(0.0, abs=1e-9)
         assert line.s_per_byte == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_shaped_profile_fits_the_transit_to_the_wire_time(tmp_path: Path) -> None:
+    # A simulated run on 2 Mbit/s links whose messages each arrive 0.2 ms plus 4 % of their wire time after
+    # the wire (a transit line the engine applies): the profile recovers that line, per second on the
+    # wire, not per byte, so that at 8 Mbit/s a message's transit is a quarter of its part per wire time.
+    data = _shared(tmp_path)
+    data["network"] = {"topology": "mesh", "bandwidth_mbps": 2, "latency_ms": 0}
+    sc = parse_scenario(data, origin="test")
+    prep = prepare(sc)
+    line = CostLine(0.0, 0.0, 2e-4, s_per_wire_s=0.04)
+    rates = [DeviceRate(1e12, message_cpu=MessageCpu(transit={"dense": line}))] * len(prep.workload.devices)
+    tl = simulate(prep.workload, rates, assemble.network(sc), [0.0, 0.0])
+    tl.message_start_s = list(tl.message_ready_s)  # as the testbed records it: when the bytes go to the socket
+    run = evaluate(sc, prep.built)
+    run.timeline, run.transfers = tl, run.transfers.assign(end_s=tl.message_end_s)
+    run.record = replace(run.record, execution={"network": "simulated", "latency_applied": True, "loadavg": None})
+    profile = profile_from_runs(sc, prep.workload, [run], shape=True, cores=2)
+    fitted = profile.transit["dense"]
+    assert fitted.s_per_wire_s == pytest.approx(0.04, rel=1e-3) and fitted.s_per_byte == 0
+    assert fitted.overhead_s == pytest.approx(2e-4, rel=1e-3)
+    cpu = MessageCpu(transit=profile.transit)
+    assert cpu.transit_s("dense", 4000, wire_s=4000 * 8 / 8e6) == pytest.approx(2e-4 + 0.04 * 0.004, rel=1e-3)
 
 
 def test_validate_with_a_profile_does_not_calibrate_this_machine(simulated, monkeypatch) -> None:
