@@ -18,7 +18,7 @@ From the measured runs' timelines:
   the time from its arrival to that task's start (:func:`wake_gaps`): the median per message class.
 * **transit**: what a message's measured transit (first byte to the socket, last byte at the receiver) took beyond
   the time the engine puts it on the wire, replaying the run's sends with their measured start times
-  (:func:`wire_end_s`: the wait behind earlier messages on a link is the engine's own; no wire time on
+  (:func:`sim.engine.replay.wire_end_s`: the wait behind earlier messages on a link is the engine's own; no wire time on
   loopback): the kernel's hand-off to the receiving socket. The median per message class. The
   engine delays the message's arrival by it without holding a core: charged as CPU it kept the host's
   cores from computing, and frame 0 at the profiled configuration was predicted 9-19 % too slow
@@ -38,7 +38,6 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +46,9 @@ from sim.analysis.result import RunResult
 from sim.config.load import load
 from sim.config.schema import Scenario
 from sim.engine import assemble
-from sim.engine.devices import DeviceRate
 from sim.engine.network import Network
-from sim.engine.simulate import simulate, wire_seconds
+from sim.engine.replay import wire_end_s
+from sim.engine.simulate import wire_seconds
 from sim.pipeline.calibrate import calibrated
 from sim.pipeline.prepare import Prepared, prepare
 from sim.testbed.execute import execute
@@ -103,31 +102,6 @@ def compute_entries(workload: Workload, runs: Sequence[RunResult], cores: int) -
             ComputeEntry(layer, op, kind, float(flops), int(touched), float(cpu), float(wall), len(values))
         )
     return out
-
-
-def wire_end_s(
-    workload: Workload, network: Network, starts_s: Sequence[float], interleave: bool = False
-) -> list[float]:
-    """When each message of ``workload`` would leave the wire at its destination had its first byte gone to
-    the socket at ``starts_s[m]``, with no CPU cost anywhere: the engine replaying the measured sends, so
-    that a message waits behind the others on its links as it did in the run (``interleave``: as the
-    scenario's ``network.interleave``).
-
-    >>> from sim.engine.network import Network
-    >>> from sim.workload.types import Message
-    >>> m = Message(frame=0, layer="x", src=0, dst=1, channels=1, elements=250, nnz=250, sizes={"dense": 1000},
-    ...             format="dense", bytes=1000, after=None, needed_by=(), final=False)
-    >>> wl = Workload(("a", "b"), 0, 1, 1, (), (m, m))
-    >>> [round(x, 6) for x in wire_end_s(wl, Network.mesh(["a", "b"], 1e6, 0.0), [0.0, 0.004])]  # 8 ms each
-    [0.008, 0.016]
-    """
-    messages = tuple(
-        replace(msg, frame=m, after=None, needed_by=(), final=False) for m, msg in enumerate(workload.messages)
-    )
-    replay = replace(workload, frames=len(messages), tasks=(), messages=messages)
-    rates = [DeviceRate(1.0)] * len(workload.devices)
-    arrivals = [max(0.0, s) for s in starts_s]
-    return simulate(replay, rates, network, arrivals, interleave=interleave).message_end_s
 
 
 def wake_gaps(workload: Workload, run: RunResult) -> dict[int, float]:
@@ -186,7 +160,7 @@ def message_costs(
         for (_layer, src, dst, fmt, nbytes), values in classes.items():
             quantile = SEND_QUANTILE if side == "send" and not measured_split else 50
             points, seconds = by_format.setdefault(fmt, ([], []))
-            x = wire_seconds(nbytes, network.route(names[src], names[dst])) if by_wire else float(nbytes)  # type: ignore[union-attr]
+            x = wire_seconds(nbytes, network.route(names[src], names[dst])) if network and by_wire else float(nbytes)
             points.append((0.0, x))
             seconds.append(float(np.percentile(values, quantile)))
         lines = {fmt: fit_cost(p, s) for fmt, (p, s) in sorted(by_format.items())}

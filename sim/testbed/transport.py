@@ -3,10 +3,12 @@
 One TCP connection per ordered device pair that exchanges messages. On connecting, the sender writes a
 4-byte hello (:data:`HELLO`, its device index); then, per message, an 8-byte header (:data:`APP_HEADER`:
 workload message index, byte count) and the message's bytes: the channel header, then the
-:mod:`sim.workload.wire` encoding, exactly as ``transfers.csv`` sizes them. A message is one ``sendall``
-from the device's own thread (``TCP_NODELAY``, a send buffer large enough that it returns once the bytes
-are in the kernel); the receiving device reads on its own thread, when it needs a message
-(:class:`Receiver`), and learns when the message arrived from the kernel's receive timestamps.
+:mod:`sim.workload.wire` encoding, exactly as ``transfers.csv`` sizes them. A message is handed to the
+socket from the device's own thread (``TCP_NODELAY``, a 4 MB send buffer: usually at once; when the
+buffer is full, the device reads its own incoming connections until it can go on, so that two devices
+sending each other large messages do not wait on each other: :meth:`Receiver.send`); the receiving
+device reads on its own thread (:class:`Receiver`) and learns when each message arrived from the
+kernel's receive timestamps.
 
 Example (two ends of one process)::
 
@@ -78,9 +80,12 @@ def accept(listener: socket.socket, count: int, timeout_s: float) -> dict[int, s
     for _ in range(count):
         s, _addr = listener.accept()
         s.settimeout(timeout_s)
-        hello = s.recv(HELLO.size, socket.MSG_WAITALL)
-        if len(hello) < HELLO.size:
-            raise ConnectionError("a peer closed its connection before introducing itself")
+        hello = b""
+        while len(hello) < HELLO.size:
+            chunk = s.recv(HELLO.size - len(hello))
+            if not chunk:
+                raise ConnectionError("a peer closed its connection before introducing itself")
+            hello += chunk
         (src,) = HELLO.unpack(hello)
         s.settimeout(None)
         s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
@@ -160,7 +165,7 @@ class Receiver:
         self.deadline, self.timeout_s = deadline, timeout_s
         self.values: dict[int, torch.Tensor] = {}
         self.times: dict[int, ReceiveTime] = {}
-        self.realtime_offset_s = time.time() - time.monotonic()  # kernel stamps are CLOCK_REALTIME
+        self.realtime_offset_s = time.time() - time.monotonic()  # stamps: CLOCK_REALTIME; one offset a round
         self.incoming = {src: _Incoming(src, s) for src, s in incoming.items()}
         self.woke_s: float | None = None  # when the device last woke from waiting for bytes (None: it did not)
         self.selector = selectors.DefaultSelector()
@@ -186,12 +191,13 @@ class Receiver:
     def finish(self) -> dict[int, ReceiveTime]:
         """Read every message of the round not read yet (none of its values was needed); the receive times
         by message index."""
-        try:
-            for m in sorted(self.expected.values(), key=lambda m: m.k):
-                self._wait_for(m)
-        finally:
-            self.selector.close()
+        for m in sorted(self.expected.values(), key=lambda m: m.k):
+            self._wait_for(m)
         return self.times
+
+    def close(self) -> None:
+        """Release the selector (the connections stay open for the next round)."""
+        self.selector.close()
 
     def _wait_for(self, m: MessageSpec) -> None:
         """Read every connection as its bytes arrive until ``m`` has come (the device has nothing else to do):
@@ -208,12 +214,33 @@ class Receiver:
 
     def _read_ready(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for bytes on any connection, then read every connection that has some;
-        after a wait, the messages completed are timed by when the device woke (:attr:`woke_s`)."""
+        after a wait, the messages completed are timed by when the device woke (:attr:`woke_s`), which holds
+        the time the process took to wake and get a core (a stamp alone left LeNet-5's slow loopback check
+        at -54 %)."""
         ready = self.selector.select(timeout_s)
         self.woke_s = time.monotonic() if timeout_s > 0 else None
         for key, _ in ready:
-            while self._advance(key.data):
+            while key.data is not None and self._advance(key.data):  # data None: a socket being sent to
                 pass
+
+    def send(self, sock: socket.socket, data: bytes, dst: str) -> None:
+        """Hand ``data`` to ``sock``; while its send buffer is full, read this device's incoming connections
+        (the peer may itself be blocked sending to this device), until the round's deadline."""
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[sock.send(view, socket.MSG_DONTWAIT) :]
+            except BlockingIOError:
+                left_s = self.deadline - time.monotonic()
+                if left_s <= 0:
+                    raise TransportError(
+                        f"device {self.name[self.me]} could not send to device {dst} in time"
+                    ) from None
+                self.selector.register(sock, selectors.EVENT_WRITE)
+                try:
+                    self._read_ready(left_s)
+                finally:
+                    self.selector.unregister(sock)
 
     def _advance(self, c: _Incoming) -> bool:
         """One read on ``c``, without waiting, toward the end of its current message, which it keeps
@@ -231,7 +258,9 @@ class Receiver:
                     f"device {self.name[self.me]}: the connection from device {self.name[c.src]} failed: {exc}"
                 ) from None
             if not n:
-                raise PeerGone(f"the connection from device {self.name[c.src]} closed during the run")
+                raise PeerGone(
+                    f"device {self.name[self.me]}: the connection from device {self.name[c.src]} closed during the run"
+                )
             c.got += n
             c.arrived_s = self._arrival(ancillary)
         if c.got == APP_HEADER.size and not in_body:

@@ -6,7 +6,7 @@ Components (one row of ``validation.csv`` each; durations in seconds):
 * ``compute``: one layer (or add) on one device: ``end_s - start_s`` of its ``compute.csv`` rows;
 * ``message``: one message class, the messages of one ``layer`` from ``src`` to ``dst``: their transit,
   ``end_s - start_s`` of their ``transfers.csv`` rows (from the first byte handed to the socket to the last
-  byte read, for a measured run; from the start of the first hop to the arrival, for a simulated one);
+  byte's arrival, for a measured run; from the start of the first hop to the arrival, for a simulated one);
 * ``end_to_end``: a frame's latency (every frame);
 * ``first_frame``: frame 0's latency (no frame before it to queue behind);
 * ``interval``: with a stream (more than one frame), the steady time between departures: when the sink

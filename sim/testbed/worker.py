@@ -114,7 +114,7 @@ class _Link:
         data = transport.frame_message(m, matrix, self.headers[m.k], self.p.spec)
         start = time.monotonic()
         try:
-            self.out[m.dst].sendall(data)
+            self.receiver.send(self.out[m.dst], data, self.p.names[m.dst])
         except OSError as exc:
             raise transport.PeerGone(
                 f"device {self.p.name} could not send to device {self.p.names[m.dst]}: {type(exc).__name__}: {exc}"
@@ -151,11 +151,14 @@ def run_round(
     report.late_s = max(0.0, time.monotonic() - rnd.t0)
     while (left := rnd.t0 - time.monotonic()) > 0:
         time.sleep(min(0.01, left))
-    with torch.no_grad():
-        for f in frames:
-            arrival = None if rnd.check else rnd.t0 + f * program.interval_s
-            interp.frame(f, link, report, arrival, keep_values=rnd.check)
-    received = receiver.finish()
+    try:
+        with torch.no_grad():
+            for f in frames:
+                arrival = None if rnd.check else rnd.t0 + f * program.interval_s
+                interp.frame(f, link, report, arrival, keep_values=rnd.check)
+        received = receiver.finish()
+    finally:
+        receiver.close()
     t0 = rnd.t0
     report.sent = {k: SendTime(s.ready_s - t0, s.start_s - t0, s.cpu_s, s.bytes) for k, s in link.sent.items()}
     report.received = {k: ReceiveTime(r.end_s - t0, r.cpu_s) for k, r in received.items()}

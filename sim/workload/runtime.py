@@ -1,9 +1,9 @@
 """Runtime profiles: what a real split run pays, measured under the run's own conditions (``dsim profile
 --execute``), read back by a scenario's top-level ``profile: FILE``.
 
-A runtime profile is JSON (``format: dsim-runtime-profile``, ``version: 2``)::
+A runtime profile is JSON (``format: dsim-runtime-profile``, ``version: 3``)::
 
-    {"format": "dsim-runtime-profile", "version": 2,
+    {"format": "dsim-runtime-profile", "version": 3,
      "scenario": "validate-vgg11", "model": "vgg11", "batch_size": 1,
      "run": {"repeats": 3, "frames": 2, "network": "loopback (127.0.0.1), unshaped", "loadavg": [0.4, ...]},
      "sharing": {"processes": 4, "cores": 2},
@@ -15,7 +15,9 @@ A runtime profile is JSON (``format: dsim-runtime-profile``, ``version: 2``)::
                  "conv": {...}, "add": {...}}}],
      "pooled": {"conv/k9/g1": {...}, "conv": {...}, "*": {...}},
      "send": {"dense": {"s_per_flop": 0.0, "s_per_byte": 2e-10, "overhead_s": 3e-5, "points": 9}},
-     "recv": {"dense": {...}}, "transit": {"dense": {...}}}
+     "recv": {"dense": {...}},
+     "transit": {"dense": {"s_per_flop": 0.0, "s_per_byte": 0.0, "overhead_s": 1e-4, "points": 9,
+                           "s_per_wire_s": 0.03}}}
 
 * **Compute** (``devices[i].entries``): one row per task shape (layer, op kind, FLOPs and float32 bytes
   touched of one frame). ``wall_s`` is the median measured duration; ``cpu_s`` the median CPU time it

@@ -4,6 +4,7 @@ each kept until it is needed, each timed by when it arrived rather than when it 
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import numpy as np
@@ -126,3 +127,32 @@ def test_a_sender_that_closes_its_connection_is_reported_as_gone() -> None:
             receiver.take([m])
     finally:
         incoming[0].close()
+
+
+def test_two_devices_sending_each_other_more_than_their_buffers_hold_do_not_wait_on_each_other() -> None:
+    # Each sends the other 16 MB (more than a 4 MB send buffer and the peer's receive buffer together)
+    # before reading: a plain sendall would block both for good; sending reads the incoming side meanwhile.
+    ab, ba = _pair(), _pair()  # a -> b, b -> a
+    big = MessageSpec(0, 0, 0, 1, "x", np.arange(1024), 1024, 4, (64, 64), "dense", 0, ("conv",))
+    data = transport.frame_message(big, np.ones((1024, 64 * 64), dtype=np.float32), b"", SPEC)
+    ends = {"a": (ab[0], ba[1]), "b": (ba[0], ab[1])}  # device: (its sending socket, its incoming sockets)
+    got: dict[str, float] = {}
+
+    def device(name: str) -> None:
+        out, incoming = ends[name]
+        receiver = _receiver(incoming, [big], timeout_s=20.0)
+        receiver.send(out, data, "peer")
+        (value,) = receiver.take([big])
+        got[name] = float(value.sum())
+        receiver.close()
+
+    threads = [threading.Thread(target=device, args=(n,), daemon=True) for n in ends]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30.0)
+        assert got == {"a": 1024 * 64 * 64, "b": 1024 * 64 * 64}
+    finally:
+        for s in (ab[0], ba[0], ab[1][0], ba[1][0]):
+            s.close()
