@@ -105,7 +105,7 @@ def channel_header(m: MessageSpec, kind: str, index_bits: int) -> bytes:
 
 
 def frame_message(m: MessageSpec, matrix: np.ndarray, header: bytes, spec: wire.WireSpec) -> bytes:
-    """The bytes one ``sendall`` puts on the connection: APP_HEADER, channel header, encoded matrix."""
+    """The bytes one message puts on the connection: APP_HEADER, channel header, encoded matrix."""
     body = wire.encode(matrix, m.fmt, spec)
     return APP_HEADER.pack(m.k, len(header) + len(body)) + header + body
 
