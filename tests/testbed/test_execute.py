@@ -203,6 +203,9 @@ def test_a_message_starts_when_its_connection_is_free() -> None:
     # message 1 waits for message 0 on the 0->1 connection (arrived at 4.0); message 2 has its own
     assert link_free_starts(workload, sent, received) == [1.0, 4.0, 1.6]
     assert link_free_starts(workload, sent, received, {(0, 1): 0.5, (0, 2): 0.5}) == [1.0, 3.5, 1.6]
+    # the kernel merged messages 0 and 1 into one buffer, stamped when 1 came: 0's arrival is not 1's start
+    merged = {0: 6.0, 1: 6.0, 2: 3.0}
+    assert link_free_starts(workload, sent, merged) == [1.0, 1.5, 1.6]
 
 
 def test_fit_devices_recovers_rate_and_overhead() -> None:

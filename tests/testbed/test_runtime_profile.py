@@ -192,6 +192,22 @@ def test_validate_with_a_profile_does_not_calibrate_this_machine(simulated, monk
         validate(parse_scenario(data, origin="test"), runtime_profile=path, calibrate=True)
 
 
+def test_a_version_2_profile_is_read_with_its_transit_per_byte(simulated) -> None:
+    tmp, *_rest, profile = simulated
+    path = tmp / "v2.json"
+    write_runtime_profile(path, profile)
+    data = __import__("json").loads(path.read_text())
+    data["version"] = 2
+    for section in ("pooled", "send", "recv", "transit"):
+        for line in data[section].values():
+            line.pop("s_per_wire_s")
+    data["transit"] = {"dense": {"s_per_flop": 0.0, "s_per_byte": 1e-8, "overhead_s": 1e-4, "points": 3}}
+    path.write_text(__import__("json").dumps(data))
+    line = read_runtime_profile(path).transit["dense"]
+    assert line.s_per_wire_s == 0.0 and line.seconds(0.0, 10_000, wire_s=1.0) == pytest.approx(2e-4)
+    assert profile.transit and all(x.s_per_wire_s == 0.0 for x in profile.transit.values())  # loopback: per byte
+
+
 def test_a_missing_runtime_profile_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"profile: no such file .*dsim profile SCENARIO --execute"):
         validate(parse_scenario(_shared(tmp_path), origin="test"), runtime_profile=tmp_path / "none.json")

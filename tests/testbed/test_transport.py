@@ -156,3 +156,26 @@ def test_two_devices_sending_each_other_more_than_their_buffers_hold_do_not_wait
     finally:
         for s in (ab[0], ba[0], ab[1][0], ba[1][0]):
             s.close()
+
+
+def test_a_message_in_small_pieces_is_put_together_and_an_unexpected_one_is_one_line() -> None:
+    out, incoming = _pair()
+    m = _spec(0)
+    data = transport.frame_message(m, np.full((2, 4), 7.0, dtype=np.float32), b"", SPEC)
+    try:
+        receiver = _receiver(incoming, [m])
+        out.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(0, len(data), 3):  # the header and the body each split across reads
+            out.sendall(data[i : i + 3])
+            time.sleep(0.002)
+            receiver.drain()
+        (value,) = receiver.take([m])
+        assert bool((value == 7.0).all())
+        out.sendall(transport.APP_HEADER.pack(9, 0))  # message 9 is not one this device expects
+        with pytest.raises(
+            transport.TransportError, match="message 9 arrived unexpected on the connection from device a"
+        ):
+            receiver.take([_spec(1)])
+    finally:
+        out.close()
+        incoming[0].close()
