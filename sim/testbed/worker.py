@@ -23,7 +23,6 @@ import os
 import pickle
 import socket
 import time
-from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -102,6 +101,7 @@ class _Link:
 
     def __init__(self, program: DeviceProgram, out: dict[int, socket.socket], receiver: transport.Receiver):
         self.p, self.out, self.receiver = program, out, receiver
+        self.receive, self.drain, self.merged = receiver.take, receiver.drain, receiver.add_cpu
         self.sent: dict[int, SendTime] = {}
         self.headers = {
             m.k: transport.channel_header(m, program.channel_header, program.index_bits)
@@ -120,15 +120,6 @@ class _Link:
                 f"device {self.p.name} could not send to device {self.p.names[m.dst]}: {type(exc).__name__}: {exc}"
             ) from None
         self.sent[m.k] = SendTime(ready, start, time.thread_time() - cpu, len(data) - transport.APP_HEADER.size)
-
-    def receive(self, ms: Sequence[MessageSpec]) -> list[torch.Tensor]:
-        return self.receiver.take(ms)
-
-    def drain(self) -> None:
-        self.receiver.drain()
-
-    def merged(self, ks: Sequence[int], cpu_s: float) -> None:
-        self.receiver.add_cpu(ks, cpu_s)
 
 
 def run_round(
