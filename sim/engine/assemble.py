@@ -18,19 +18,28 @@ Example::
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from sim.config.records import LinkSetup
 from sim.config.schema import DeviceSpec, JitterSpec, LossSpec, ProtocolSetting, Scenario, ShaperSpec
-from sim.engine.devices import DeviceRate, Host, LayerTimes, MessageCpu, RuntimeTimes, fit_units, task_shape
+from sim.engine.devices import (
+    DeviceRate,
+    Host,
+    LayerTimes,
+    MessageCpu,
+    RuntimeTimes,
+    fit_units,
+    solo_units,
+    task_shape,
+)
 from sim.engine.loss import Bernoulli, GilbertElliott, Impairment, Jitter, LossModel
 from sim.engine.network import PROTOCOLS, LinkParams, Network, Protocol
 from sim.errors import UserError
 from sim.workload.profiles import DeviceProfile, read_profile
-from sim.workload.runtime import ANY_OP, ComputeEntry, RuntimeProfile, read_runtime_profile
+from sim.workload.runtime import ANY_OP, ComputeEntry, RuntimeProfile, SoloCurve, read_runtime_profile
 from sim.workload.types import Workload
 
 HopCount = Callable[[int, int], int]  # (src device index, dst device index) -> links on its route
@@ -222,24 +231,29 @@ def runtime_gflops(profile: RuntimeProfile, device: str) -> float:
 
 def runtime_times(profile: RuntimeProfile, device: str) -> RuntimeTimes:
     """The engine's CPU times of one device from a runtime profile: its measured shapes; its measured layers'
-    CPU seconds per unit, else those of every device that ran the layer (median); its fits (when the profile
-    has seen it), then the pooled fits."""
+    CPU seconds per solo unit (along the profile's solo curves), else those of every device that ran the
+    layer (median); its fits (when the profile has seen it), then the pooled fits."""
     own = profile.device(device)
-    per_unit = _per_unit([e for d in profile.devices for e in d.entries])
+    curves = {(c.layer, c.op): c for c in profile.solo}
+    per_unit = _per_unit([e for d in profile.devices for e in d.entries], curves)
     if own is None:
-        return RuntimeTimes({}, (profile.pooled,), per_unit)
+        return RuntimeTimes({}, (profile.pooled,), per_unit, curves)
     seconds = {task_shape(e.layer, e.op, e.flops, e.bytes_touched): e.cpu_s for e in own.entries}
-    return RuntimeTimes(seconds, (own.fits, profile.pooled), {**per_unit, **_per_unit(own.entries)})
+    return RuntimeTimes(seconds, (own.fits, profile.pooled), {**per_unit, **_per_unit(own.entries, curves)}, curves)
 
 
-def _per_unit(entries: Sequence[ComputeEntry]) -> dict[tuple[str, str], float]:
-    """Per (layer, op), the median over ``entries`` of CPU seconds per unit (:func:`fit_units`: FLOPs, or
-    bytes touched for element-wise ops); entries of no units are left out."""
+def _per_unit(
+    entries: Sequence[ComputeEntry], curves: Mapping[tuple[str, str], SoloCurve]
+) -> dict[tuple[str, str], float]:
+    """Per (layer, op), the median over ``entries`` of CPU seconds per solo unit (:func:`solo_units` of the
+    layer's curve, else its :func:`fit_units`: FLOPs, or bytes touched for element-wise ops); entries of no
+    units are left out."""
     ratios: dict[tuple[str, str], list[float]] = {}
     for e in entries:
         units = fit_units(e.op, e.flops, e.bytes_touched)
         if units > 0:
-            ratios.setdefault((e.layer, e.op), []).append(e.cpu_s / units)
+            key = (e.layer, e.op)
+            ratios.setdefault(key, []).append(e.cpu_s / solo_units(curves.get(key), units))
     return {key: statistics.median(values) for key, values in ratios.items()}
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sim.workload.runtime import ANY_OP, CostLine
+from sim.workload.runtime import ANY_OP, CostLine, SoloCurve
 
 TaskShape = tuple[str, str, int, int]  # (layer label, op, FLOPs rounded to an integer, bytes touched)
 ELEMENTWISE_OPS = ("add", "pool")  # zero-FLOP tasks timed by the bytes they touch, without the overhead
@@ -65,24 +65,35 @@ class LayerTimes:
         return None
 
 
+def solo_units(curve: SoloCurve | None, units: float) -> float:
+    """What a layer's measured cost scales with: its solo curve at ``units`` (seconds), else ``units``."""
+    return units if curve is None else curve.seconds_at(units)
+
+
 @dataclass(frozen=True)
 class RuntimeTimes:
     """CPU seconds of tasks from a runtime profile (:mod:`sim.workload.runtime`): a measured shape's median;
     else, for a layer measured in another shape (another split of it), the layer's measured CPU seconds per
-    unit (``per_unit``: per FLOP, per byte touched for element-wise ops) times the task's units; else the
-    first of ``fits`` (the device's, then the pooled ones) that has the task's op kind, its op or ``*``.
+    solo second (``per_unit``) times its solo curve (``curves``) at the task's units, or, without a curve,
+    per unit (FLOPs, bytes touched for element-wise ops); else the first of ``fits`` (the device's, then the
+    pooled ones) that has the task's op kind, its op or ``*``.
 
     >>> times = RuntimeTimes({}, ({"conv/k9/g1": CostLine(1e-9, 0.0, 0.001)}, {"*": CostLine(2e-9, 0.0, 0.0)}),
     ...                      {("c2", "conv"): 3e-9})
     >>> times.lookup("c1", "conv", 1e6, 0, "conv/k9/g1"), times.lookup("fc", "linear", 1e6, 0, "linear")
     ((0.002, 'fit'), (0.002, 'fit'))
-    >>> times.lookup("c2", "conv", 2e6, 0, "conv/k9/g1")   # c2 was measured at another size: scaled
+    >>> times.lookup("c2", "conv", 2e6, 0, "conv/k9/g1")   # c2 was measured at another size: per FLOP
     (0.006, 'scaled')
+    >>> curve = SoloCurve("c2", "conv", (1e6, 2e6), (0.001, 0.0015))   # alone: twice the FLOPs, 1.5 x the time
+    >>> along = RuntimeTimes({}, (), {("c2", "conv"): 3.0}, {("c2", "conv"): curve})  # measured: 3 x solo
+    >>> round(along.lookup("c2", "conv", 2e6, 0)[0], 9)
+    0.0045
     """
 
     seconds: Mapping[TaskShape, float] = field(default_factory=dict)
     fits: Sequence[Mapping[str, CostLine]] = ()
-    per_unit: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (layer, op) -> CPU s per unit
+    per_unit: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (layer, op) -> CPU s per solo unit
+    curves: Mapping[tuple[str, str], SoloCurve] = field(default_factory=dict)  # (layer, op) -> its solo curve
 
     def lookup(self, layer: str, op: str, flops: float, bytes_touched: int, kind: str = "") -> tuple[float, str] | None:
         """``(seconds, "table")`` for a measured shape, ``(seconds, "scaled")`` for a layer measured in another
@@ -93,7 +104,7 @@ class RuntimeTimes:
         rate = self.per_unit.get((layer, op))
         units = fit_units(op, flops, bytes_touched)
         if rate is not None and units > 0:
-            return units * rate, "scaled"
+            return rate * solo_units(self.curves.get((layer, op)), units), "scaled"
         for fits in self.fits:
             for key in (kind or op, op, ANY_OP):
                 line = fits.get(key)

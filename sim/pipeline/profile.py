@@ -37,9 +37,11 @@ from sim.config.schema import DeviceSpec
 from sim.errors import UserError
 from sim.model.flowgraph import FlowGraph, layer_module
 from sim.model.shards import device_layer_call
-from sim.workload.cost import task_templates
-from sim.workload.plan import WorkloadPlan, partial_users
+from sim.pipeline.prepare import Prepared
+from sim.workload.cost import elementwise_bytes, task_templates
+from sim.workload.plan import TaskKey, WorkloadPlan, partial_users
 from sim.workload.profiles import DeviceProfile, ProfileEntry, ProfileFile, fit_line, fit_ops
+from sim.workload.runtime import SoloCurve
 
 Call = Callable[[], torch.Tensor]
 
@@ -149,24 +151,71 @@ def shard_calls(
                 module, values[plan.layer_input(stage)], mine, users, False, graph.layer(stage).groups
             )
         else:
-            own = plan.ownership[stage] == d
-            shape = (batch, int(own.sum()), *graph.node(stage).shape[1:])
-            if graph.kind(stage) == "layer" and plan.exchange[stage] == "inputs":
-                spec = graph.layer(stage)
-                module = layer_module(graph.module, targets[stage])
-                needed = spec.uses[own].any(axis=0)
-                first = device_layer_call(module, values[plan.layer_input(stage)], needed, own, True, spec.groups)
-            elif graph.kind(stage) == "layer":  # the sum of partial sums: its own and each received, plus bias
-                parts = 1 + sum(m.dst == d for m in plan.messages if m.partial and m.tensor == stage)
-                terms = [torch.rand(shape) for _ in range(parts + 1)]
-                first = _sum(terms)
-            else:  # a residual add on its channels
-                index = torch.from_numpy(np.flatnonzero(own))
-                terms = [values[a].index_select(1, index) for a in graph.args(stage)]
-                first = _sum(terms)
-            call = _then(first, _channel_ops(graph, stage, own))
+            call = stage_call(graph, plan, values, batch, stage, plan.ownership[stage] == d, d)
         out.append(((plan.task_label(key), template.op, template.flops, template.bytes_touched), call))
     return out
+
+
+def stage_call(
+    graph: FlowGraph,
+    plan: WorkloadPlan,
+    values: dict[str, torch.Tensor],
+    batch: int,
+    stage: str,
+    own: np.ndarray,
+    device: int,
+) -> Call:
+    """A call doing ``device``'s share ``own`` (bool per channel) of ``stage`` (a layer or a residual add),
+    then the channel-wise ops that follow it (module docstring)."""
+    shape = (batch, int(own.sum()), *graph.node(stage).shape[1:])
+    if graph.kind(stage) == "layer" and plan.exchange[stage] == "inputs":
+        spec = graph.layer(stage)
+        module = layer_module(graph.module, _targets(graph)[stage])
+        needed = spec.uses[own].any(axis=0)
+        first = device_layer_call(module, values[plan.layer_input(stage)], needed, own, True, spec.groups)
+    elif graph.kind(stage) == "layer":  # the sum of partial sums: its own and each received, plus bias
+        parts = 1 + sum(m.dst == device for m in plan.messages if m.partial and m.tensor == stage)
+        terms = [torch.rand(shape) for _ in range(parts + 1)]
+        first = _sum(terms)
+    else:  # a residual add on its channels
+        index = torch.from_numpy(np.flatnonzero(own))
+        terms = [values[a].index_select(1, index) for a in graph.args(stage)]
+        first = _sum(terms)
+    return _then(first, _channel_ops(graph, stage, own))
+
+
+SOLO_SPLITS = (8, 4, 2, 1)  # a layer's solo curve: timed at 1/8, 1/4, 1/2 and all of its channels
+
+
+def solo_curves(
+    graph: FlowGraph, plan: WorkloadPlan, values: dict[str, torch.Tensor], batch: int, settings: ProfileSettings
+) -> tuple[SoloCurve, ...]:
+    """Per layer and residual add whose inputs are exchanged (not partial sums), its cost alone at
+    :data:`SOLO_SPLITS` shares of its channels (the first ones): FLOPs (bytes touched for adds) and the
+    median seconds of :func:`stage_call` on one thread, made non-decreasing (a larger share that timed
+    faster than a smaller one takes the smaller one's time) (:class:`sim.workload.runtime.SoloCurve`)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    curves = []
+    try:
+        for stage in (n for n in graph.order if graph.kind(n) in ("layer", "add")):
+            if plan.exchange.get(stage, "inputs") != "inputs":
+                continue
+            channels = graph.node(stage).shape[0]
+            points: dict[float, float] = {}
+            for share in sorted({max(1, channels // k) for k in SOLO_SPLITS}):
+                own = np.arange(channels) < share
+                if graph.kind(stage) == "layer":
+                    op, units = graph.layer(stage).op, graph.layer(stage).flops(share, batch)
+                else:
+                    op, units = "add", float(elementwise_bytes(2, batch * share * graph.node(stage).spatial))
+                call = stage_call(graph, plan, values, batch, stage, own, 0)
+                points[units] = float(np.median(time_call(call, settings)))
+            seconds = np.maximum.accumulate(list(points.values()))  # a larger share never takes less: noise
+            curves.append(SoloCurve(plan.task_label(TaskKey(stage)), op, tuple(points), tuple(map(float, seconds))))
+    finally:
+        torch.set_num_threads(before)
+    return tuple(curves)
 
 
 def _sum(terms: list[torch.Tensor]) -> Call:
@@ -216,6 +265,19 @@ def profile_device(
     finally:
         torch.set_num_threads(before)
     return DeviceProfile(name, threads, tuple(entries), fit_ops(entries))
+
+
+SOLO_SETTINGS = ProfileSettings(warmup=3, repeats=15)  # dsim profile --execute: after the measured runs
+
+
+def prepared_solo_curves(prepared: Prepared, settings: ProfileSettings = SOLO_SETTINGS) -> tuple[SoloCurve, ...]:
+    """:func:`solo_curves` of a prepared scenario, on its first frame's images; none for a rows split (its
+    tasks are not shares of channels)."""
+    plan = prepared.plan
+    if plan.spatial is not None or not prepared.images:
+        return ()
+    values = layer_inputs(prepared.graph, plan, prepared.images[0])
+    return solo_curves(prepared.graph, plan, values, prepared.scenario.inputs.batch_size, settings)
 
 
 def layer_inputs(graph: FlowGraph, plan: WorkloadPlan, images: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -38,6 +38,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,7 @@ from sim.engine.replay import wire_end_s
 from sim.engine.simulate import wire_seconds
 from sim.pipeline.calibrate import calibrated
 from sim.pipeline.prepare import Prepared, prepare
+from sim.pipeline.profile import prepared_solo_curves
 from sim.testbed.execute import execute
 from sim.testbed.measure import TASK_CPU_COLUMN
 from sim.testbed.validate import this_machine_cores, zero_latency
@@ -178,12 +180,13 @@ def profile_runtime(
     timeout_s: float | None = None,
     prepared: Prepared | None = None,
 ) -> RuntimeProfile:
-    """Execute the scenario ``repeats`` times (``shape``: over shaped veths) and return its runtime profile."""
+    """Execute the scenario ``repeats`` times (``shape``: over shaped veths) and return its runtime profile,
+    with each layer's solo curve timed after the runs (:func:`sim.pipeline.profile.prepared_solo_curves`)."""
     sc = calibrated(load(scenario))
     sc = sc.model_copy(update={"deploy": None, "baseline": "none"})
     prep = prepared if prepared is not None else prepare(sc)
     runs = execute(sc, shape=shape, repeats=repeats, timeout_s=timeout_s, prepared=prep)
-    return profile_from_runs(sc, prep.workload, runs, shape)
+    return replace(profile_from_runs(sc, prep.workload, runs, shape), solo=prepared_solo_curves(prep))
 
 
 def profile_from_runs(

@@ -1,9 +1,9 @@
 """Runtime profiles: what a real split run pays, measured under the run's own conditions (``dsim profile
 --execute``), read back by a scenario's top-level ``profile: FILE``.
 
-A runtime profile is JSON (``format: dsim-runtime-profile``, ``version: 3``)::
+A runtime profile is JSON (``format: dsim-runtime-profile``, ``version: 4``)::
 
-    {"format": "dsim-runtime-profile", "version": 3,
+    {"format": "dsim-runtime-profile", "version": 4,
      "scenario": "validate-vgg11", "model": "vgg11", "batch_size": 1,
      "run": {"repeats": 3, "frames": 2, "network": "loopback (127.0.0.1), unshaped", "loadavg": [0.4, ...]},
      "sharing": {"processes": 4, "cores": 2},
@@ -17,7 +17,9 @@ A runtime profile is JSON (``format: dsim-runtime-profile``, ``version: 3``)::
      "send": {"dense": {"s_per_flop": 0.0, "s_per_byte": 2e-10, "overhead_s": 3e-5, "points": 9}},
      "recv": {"dense": {...}},
      "transit": {"dense": {"s_per_flop": 0.0, "s_per_byte": 0.0, "overhead_s": 1e-4, "points": 9,
-                           "s_per_wire_s": 0.03}}}
+                           "s_per_wire_s": 0.03}},
+     "solo": [{"layer": "features.11", "op": "conv", "units": [9.4e6, 1.9e7, 3.8e7, 7.5e7],
+               "seconds": [1.4e-4, 2.3e-4, 3.3e-4, 5.4e-4]}, ...]}
 
 * **Compute** (``devices[i].entries``): one row per task shape (layer, op kind, FLOPs and float32 bytes
   touched of one frame). ``wall_s`` is the median measured duration; ``cpu_s`` the median CPU time it
@@ -40,13 +42,19 @@ A runtime profile is JSON (``format: dsim-runtime-profile``, ``version: 3``)::
   rate. Version 2 files have no ``s_per_wire_s`` (read as 0: transit per byte); version 1 files have no
   ``transit``: their ``recv`` held it, and they are read that way (CPU on the receiver).
 * **Sharing**: how many device processes shared how many cores in the profiled run.
+* **Solo** (version 4): per layer, how its cost grows with its share: the layer (with the channel-wise ops
+  that follow it) timed alone in one process at 1/1, 1/2, 1/4 and 1/8 of its channels (``units``: FLOPs,
+  bytes touched for adds; ``seconds``: median). A small share costs more than its FLOPs say (``features.11``
+  of VGG-11 above: 1/8 of the FLOPs takes 1/4 of the time), so another split of a measured layer is scaled
+  along this curve, not per FLOP. Older files have none (read as per unit).
 
 A task's CPU time is looked up in this order: the device's measured shape; the same layer measured in
-another shape (another split of it), scaled by its units (FLOPs, bytes touched for element-wise ops) at
-the device's own CPU seconds per unit of that layer, else the median over the devices that ran it; the
+another shape (another split of it), scaled along the layer's solo curve: its measured CPU seconds over
+the curve at the measured share (the device's own, else the median over the devices that ran it), times
+the curve at the new share (without a curve, per unit: FLOPs, bytes touched for element-wise ops); the
 device's fit of the op kind, of the op, then the pooled fits of the kind, the op and ``*``. Layers differ
 more from each other than one layer's shards do (ResNet-18's convs have about the same FLOPs and
-different costs), so a layer's own cost per FLOP predicts another split of it better than a fit across
+different costs), so a layer's own measured cost predicts another split of it better than a fit across
 layers does. The engine charges CPU time on the host's cores
 (``hosts[i].sharing``), so the same profile predicts another device count or core count.
 
@@ -74,8 +82,8 @@ from sim.errors import UserError
 from sim.fileio import read_limited, write_text
 
 FORMAT = "dsim-runtime-profile"
-VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)  # 1: no "transit" (its "recv" held it); 2: no "s_per_wire_s" (transit per byte)
+VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)  # 1: no "transit" (its "recv" held it); 2: no "s_per_wire_s"; 3: no "solo"
 MAX_BYTES = 64 * 2**20  # thousands of task shapes on hundreds of devices stay far below this
 ANY_OP = "*"
 
@@ -125,6 +133,36 @@ class DeviceCompute:
 
 
 @dataclass(frozen=True)
+class SoloCurve:
+    """One layer timed alone at several shares: ``seconds[i]`` (median) at ``units[i]`` (FLOPs, bytes touched
+    for adds), units increasing.
+
+    >>> curve = SoloCurve("c1", "conv", (1e6, 2e6, 4e6), (0.001, 0.0015, 0.0025))
+    >>> [round(curve.seconds_at(u) * 1e3, 6) for u in (3e6, 8e6, 5e5)]   # ms: between, above, below
+    [2.0, 4.5, 0.75]
+    """
+
+    layer: str
+    op: str
+    units: tuple[float, ...]
+    seconds: tuple[float, ...]
+
+    def seconds_at(self, units: float) -> float:
+        """The curve at ``units``, in seconds: linear between its points, along its first or last segment
+        beyond them; proportional to the nearest point where that segment would reach zero (or with one
+        point)."""
+        x, y = self.units, self.seconds
+        if x[0] <= units <= x[-1]:
+            return float(np.interp(units, x, y))
+        near, other = (0, 1) if units < x[0] else (len(x) - 1, len(x) - 2)
+        proportional = y[near] * units / x[near]
+        if len(x) == 1:
+            return proportional
+        along = y[near] + (y[near] - y[other]) / (x[near] - x[other]) * (units - x[near])
+        return along if along > 0 else proportional
+
+
+@dataclass(frozen=True)
 class Sharing:
     """How many device processes shared how many cores in the profiled run."""
 
@@ -146,6 +184,7 @@ class RuntimeProfile:
     send: dict[str, CostLine]  # wire format -> CPU seconds of the sender per message
     recv: dict[str, CostLine]  # wire format -> CPU seconds of the receiver per message
     transit: dict[str, CostLine] = field(default_factory=dict)  # wire format -> delay beyond the wire, s
+    solo: tuple[SoloCurve, ...] = ()  # per layer, its cost alone at several shares
 
     def device(self, name: str) -> DeviceCompute | None:
         """The compute of device ``name``, or None when the profile has not seen it."""
@@ -263,14 +302,27 @@ def read_runtime_profile(path: str | Path) -> RuntimeProfile:
             _lines(data["send"]),
             _lines(data["recv"]),
             _lines(data.get("transit", {})),
+            tuple(_curve(c) for c in data.get("solo", [])),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UserError(f"profile: {p} is malformed ({type(exc).__name__}: {exc}); write it again") from None
     values = [x for line in _all_lines(profile) for x in asdict(line).values()]
     values += [x for d in devices for e in d.entries for x in (e.cpu_s, e.wall_s, e.flops)]
+    values += [x for c in profile.solo for x in (*c.units, *c.seconds)]
     if not all(np.isfinite(values)) or min(values, default=0.0) < 0:
         raise UserError(f"profile: {p} holds a negative or non-finite number; write it again")
     return profile
+
+
+def _curve(data: Mapping[str, Any]) -> SoloCurve:
+    curve = SoloCurve(
+        str(data["layer"]), str(data["op"]), tuple(map(float, data["units"])), tuple(map(float, data["seconds"]))
+    )
+    if not curve.units or len(curve.units) != len(curve.seconds) or list(curve.units) != sorted(set(curve.units)):
+        raise ValueError(f"solo curve of {curve.layer}: units must be increasing, one per seconds value")
+    if min(curve.units) <= 0 or min(curve.seconds) <= 0:
+        raise ValueError(f"solo curve of {curve.layer}: units and seconds must be positive")
+    return curve
 
 
 def _all_lines(profile: RuntimeProfile) -> list[CostLine]:

@@ -12,7 +12,7 @@ from sim.engine.devices import DeviceRate, Host, MessageCpu, RuntimeTimes
 from sim.engine.network import Link, Network, Protocol
 from sim.engine.simulate import simulate, wire_seconds
 from sim.report.trace import chrome_trace
-from sim.workload.runtime import ComputeEntry, CostLine, DeviceCompute, RuntimeProfile, Sharing
+from sim.workload.runtime import ComputeEntry, CostLine, DeviceCompute, RuntimeProfile, Sharing, SoloCurve
 from sim.workload.types import Task, Workload
 from tests import helpers
 
@@ -177,3 +177,20 @@ def test_a_layer_measured_in_another_split_scales_with_its_units() -> None:
     assert d0.lookup("a", "add", 0.0, 500) == (pytest.approx(0.0005), "scaled")  # d1's 1 us per byte
     assert new.lookup("c1", "conv", 3e6, 0) == (pytest.approx(0.009), "scaled")  # median of 2 and 4 ns per FLOP
     assert d0.lookup("c3", "conv", 3e6, 0) == (0.5, "fit")  # a layer nobody ran: the fits
+
+
+def test_a_layer_measured_in_another_split_scales_along_its_solo_curve() -> None:
+    # Alone, c1 takes 1 ms at 1 MFLOP and 1.5 ms at 2 MFLOP (a fixed part: twice the FLOPs, 1.5 x the time).
+    # d0 ran c1 at 1 MFLOP in 3 ms (3 x its solo time), d1 at 2 MFLOP in 6 ms (4 x). d0 at 2 MFLOP: its own
+    # 3 x 1.5 ms = 4.5 ms (per FLOP: 6 ms); a new device at 1.5 MFLOP: the median factor 3.5 x the curve's
+    # 1.25 ms = 4.375 ms; at 4 MFLOP, past the curve, along its last segment: 1.5 + 2 * 0.5 = 2.5 ms solo.
+    def entry(flops: float, cpu_s: float) -> ComputeEntry:
+        return ComputeEntry("c1", "conv", "conv", flops, 0, cpu_s, cpu_s, 1)
+
+    devices = (DeviceCompute("d0", (entry(1e6, 0.003),), {}), DeviceCompute("d1", (entry(2e6, 0.006),), {}))
+    curve = SoloCurve("c1", "conv", (1e6, 2e6), (0.001, 0.0015))
+    profile = RuntimeProfile("s", "m", 1, {}, Sharing(2, 1), devices, {}, {}, {}, {}, (curve,))
+    d0, new = assemble.runtime_times(profile, "d0"), assemble.runtime_times(profile, "d9")
+    assert d0.lookup("c1", "conv", 2e6, 0) == (pytest.approx(0.0045), "scaled")
+    assert new.lookup("c1", "conv", 1.5e6, 0) == (pytest.approx(0.004375), "scaled")
+    assert d0.lookup("c1", "conv", 4e6, 0) == (pytest.approx(3 * 0.0025), "scaled")

@@ -169,3 +169,19 @@ def test_calibrate_prepares_the_model_once_unless_the_partition_reads_the_rates(
     again = evaluate(sc, real(sc).built)
     assert again.record.bytes_total == result.record.bytes_total
     assert again.transfers["bytes"].tolist() == result.transfers["bytes"].tolist()
+
+
+def test_solo_curves_time_every_layer_at_shares_of_its_channels() -> None:
+    from sim.pipeline.prepare import prepare  # torch
+    from sim.pipeline.profile import ProfileSettings, prepared_solo_curves
+
+    prep = prepare(parse_scenario(helpers.scenario_dict(2)))
+    curves = {c.layer: c for c in prepared_solo_curves(prep, ProfileSettings(warmup=1, repeats=3))}
+    assert list(curves) == ["conv1", "conv2", "fc1", "fc2", "fc3"]
+    # conv1: 6 filters, 1 x 5 x 5 weights each on a 28 x 28 output: 2 * 25 * 784 = 39 200 FLOPs a filter, at
+    # 1, 3 and 6 filters (1/8 and 1/4 of 6 are both one); fc3: 10 outputs of 84 inputs, 168 FLOPs each
+    assert curves["conv1"].units == (39200.0, 117600.0, 235200.0)
+    assert curves["fc3"].units == (168.0, 336.0, 840.0, 1680.0)
+    assert curves["conv2"].op == "conv" and curves["fc1"].op == "linear"
+    for c in curves.values():
+        assert min(c.seconds) > 0 and list(c.seconds) == sorted(c.seconds)  # timed, made non-decreasing

@@ -6,6 +6,7 @@ real loopback run of one configuration and validates another."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -24,7 +25,7 @@ from sim.pipeline.prepare import prepare
 from sim.testbed.measure import TASK_CPU_COLUMN
 from sim.testbed.runtime_profile import cpu_seconds, profile_from_runs, wake_gaps
 from sim.testbed.validate import validate
-from sim.workload.runtime import CostLine, read_runtime_profile, write_runtime_profile
+from sim.workload.runtime import CostLine, SoloCurve, read_runtime_profile, write_runtime_profile
 from sim.workload.types import Task, Workload
 from tests import helpers
 from tests.helpers import scenario_dict
@@ -196,16 +197,32 @@ def test_a_version_2_profile_is_read_with_its_transit_per_byte(simulated) -> Non
     tmp, *_rest, profile = simulated
     path = tmp / "v2.json"
     write_runtime_profile(path, profile)
-    data = __import__("json").loads(path.read_text())
+    data = json.loads(path.read_text())
     data["version"] = 2
     for section in ("pooled", "send", "recv", "transit"):
         for line in data[section].values():
             line.pop("s_per_wire_s")
     data["transit"] = {"dense": {"s_per_flop": 0.0, "s_per_byte": 1e-8, "overhead_s": 1e-4, "points": 3}}
-    path.write_text(__import__("json").dumps(data))
+    path.write_text(json.dumps(data))
     line = read_runtime_profile(path).transit["dense"]
     assert line.s_per_wire_s == 0.0 and line.seconds(0.0, 10_000, wire_s=1.0) == pytest.approx(2e-4)
     assert profile.transit and all(x.s_per_wire_s == 0.0 for x in profile.transit.values())  # loopback: per byte
+
+
+def test_solo_curves_are_written_read_back_and_checked(simulated) -> None:
+    tmp, *_rest, profile = simulated
+    path = tmp / "solo.json"
+    with_curve = replace(profile, solo=(SoloCurve("conv1", "conv", (1e4, 2e4), (1e-4, 1.5e-4)),))
+    write_runtime_profile(path, with_curve)
+    assert read_runtime_profile(path) == with_curve
+    data = json.loads(path.read_text())
+    data["solo"][0]["units"] = [2e4, 1e4]
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError, match=r"malformed .*solo curve of conv1: units must be increasing"):
+        read_runtime_profile(path)
+    data["version"], data["solo"] = 3, []  # a version-3 file has no curves: per unit
+    path.write_text(json.dumps({k: v for k, v in data.items() if k != "solo"}))
+    assert read_runtime_profile(path).solo == ()
 
 
 def test_a_missing_runtime_profile_is_one_line(tmp_path: Path) -> None:
@@ -238,7 +255,7 @@ def test_profile_one_configuration_and_validate_another_on_loopback(tmp_path: Pa
     assert "out of sample (devices 2 -> 3)" in printed
     error = float(re.search(r"between departures .* error ([-+][0-9.]+) %", printed).group(1))
     assert abs(error) <= 50.0, printed
-    info = __import__("json").loads((out / "validation.json").read_text())
+    info = json.loads((out / "validation.json").read_text())
     assert info["profile"]["out_of_sample"] is True
 
 
