@@ -368,7 +368,7 @@ def _cmd_profile_runtime(args: argparse.Namespace) -> int:
             )
             print(f"{side:<10} {fmt}: {line.overhead_s * 1e6:.1f} us + {grows} ({line.points} message classes)")
     if profile.solo:
-        print(f"{'solo':<10} {len(profile.solo)} layers timed alone at 1/8, 1/4, 1/2 and all of their channels")
+        print(f"{'solo':<10} {len(profile.solo)} layers and adds timed alone at 1/8 to all of their channels")
     print(f"written to {args.out} (use it as the scenario's top-level profile:, or dsim validate --profile)")
     return 0
 

@@ -32,7 +32,7 @@ from sim.engine.devices import (
     MessageCpu,
     RuntimeTimes,
     fit_units,
-    solo_units,
+    layer_scale,
     task_shape,
 )
 from sim.engine.loss import Bernoulli, GilbertElliott, Impairment, Jitter, LossModel
@@ -245,7 +245,7 @@ def runtime_times(profile: RuntimeProfile, device: str) -> RuntimeTimes:
 def _per_unit(
     entries: Sequence[ComputeEntry], curves: Mapping[tuple[str, str], SoloCurve]
 ) -> dict[tuple[str, str], float]:
-    """Per (layer, op), the median over ``entries`` of CPU seconds per solo unit (:func:`solo_units` of the
+    """Per (layer, op), the median over ``entries`` of CPU seconds per solo unit (:func:`layer_scale` of the
     layer's curve, else its :func:`fit_units`: FLOPs, or bytes touched for element-wise ops); entries of no
     units are left out."""
     ratios: dict[tuple[str, str], list[float]] = {}
@@ -253,7 +253,7 @@ def _per_unit(
         units = fit_units(e.op, e.flops, e.bytes_touched)
         if units > 0:
             key = (e.layer, e.op)
-            ratios.setdefault(key, []).append(e.cpu_s / solo_units(curves.get(key), units))
+            ratios.setdefault(key, []).append(e.cpu_s / layer_scale(curves.get(key), units))
     return {key: statistics.median(values) for key, values in ratios.items()}
 
 

@@ -65,8 +65,9 @@ class LayerTimes:
         return None
 
 
-def solo_units(curve: SoloCurve | None, units: float) -> float:
-    """What a layer's measured cost scales with: its solo curve at ``units`` (seconds), else ``units``."""
+def layer_scale(curve: SoloCurve | None, units: float) -> float:
+    """What a layer's measured cost scales with at ``units`` (FLOPs, bytes touched for adds): its solo curve
+    there (seconds alone), else ``units`` themselves."""
     return units if curve is None else curve.seconds_at(units)
 
 
@@ -75,8 +76,9 @@ class RuntimeTimes:
     """CPU seconds of tasks from a runtime profile (:mod:`sim.workload.runtime`): a measured shape's median;
     else, for a layer measured in another shape (another split of it), the layer's measured CPU seconds per
     solo second (``per_unit``) times its solo curve (``curves``) at the task's units, or, without a curve,
-    per unit (FLOPs, bytes touched for element-wise ops); else the first of ``fits`` (the device's, then the
-    pooled ones) that has the task's op kind, its op or ``*``.
+    per unit (FLOPs, bytes touched for element-wise ops): :func:`layer_scale`; else the first of ``fits``
+    (the device's, then the pooled ones) that has the task's op kind, its op or ``*``. A layer's partial-sum
+    and rows tasks share its key: they are scaled the same way.
 
     >>> times = RuntimeTimes({}, ({"conv/k9/g1": CostLine(1e-9, 0.0, 0.001)}, {"*": CostLine(2e-9, 0.0, 0.0)}),
     ...                      {("c2", "conv"): 3e-9})
@@ -92,7 +94,7 @@ class RuntimeTimes:
 
     seconds: Mapping[TaskShape, float] = field(default_factory=dict)
     fits: Sequence[Mapping[str, CostLine]] = ()
-    per_unit: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (layer, op) -> CPU s per solo unit
+    per_unit: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (layer, op) -> CPU s per layer_scale
     curves: Mapping[tuple[str, str], SoloCurve] = field(default_factory=dict)  # (layer, op) -> its solo curve
 
     def lookup(self, layer: str, op: str, flops: float, bytes_touched: int, kind: str = "") -> tuple[float, str] | None:
@@ -104,7 +106,7 @@ class RuntimeTimes:
         rate = self.per_unit.get((layer, op))
         units = fit_units(op, flops, bytes_touched)
         if rate is not None and units > 0:
-            return rate * solo_units(self.curves.get((layer, op)), units), "scaled"
+            return rate * layer_scale(self.curves.get((layer, op)), units), "scaled"
         for fits in self.fits:
             for key in (kind or op, op, ANY_OP):
                 line = fits.get(key)

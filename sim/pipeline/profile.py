@@ -191,7 +191,8 @@ def solo_curves(
     graph: FlowGraph, plan: WorkloadPlan, values: dict[str, torch.Tensor], batch: int, settings: ProfileSettings
 ) -> tuple[SoloCurve, ...]:
     """Per layer and residual add whose inputs are exchanged (not partial sums), its cost alone at
-    :data:`SOLO_SPLITS` shares of its channels (the first ones): FLOPs (bytes touched for adds) and the
+    :data:`SOLO_SPLITS` shares of its channels (the first ones; whole groups of a grouped conv; a share whose
+    filters read no input, pruned, is left out): FLOPs (bytes touched for adds) and the
     median seconds of :func:`stage_call` on one thread, made non-decreasing (a larger share that timed
     faster than a smaller one takes the smaller one's time) (:class:`sim.workload.runtime.SoloCurve`)."""
     before = torch.get_num_threads()
@@ -202,15 +203,22 @@ def solo_curves(
             if plan.exchange.get(stage, "inputs") != "inputs":
                 continue
             channels = graph.node(stage).shape[0]
+            layer = graph.layer(stage) if graph.kind(stage) == "layer" else None
+            step = channels // layer.groups if layer is not None and layer.groups > 1 else 1  # whole groups
+            op = "add" if layer is None else layer.op
             points: dict[float, float] = {}
-            for share in sorted({max(1, channels // k) for k in SOLO_SPLITS}):
+            for share in sorted({max(step, channels // k // step * step) for k in SOLO_SPLITS}):
                 own = np.arange(channels) < share
-                if graph.kind(stage) == "layer":
-                    op, units = graph.layer(stage).op, graph.layer(stage).flops(share, batch)
+                if layer is not None and not layer.uses[own].any():
+                    continue  # pruned filters that read nothing: no work to time
+                if layer is not None:
+                    units = layer.flops(share, batch)
                 else:
-                    op, units = "add", float(elementwise_bytes(2, batch * share * graph.node(stage).spatial))
+                    units = float(elementwise_bytes(2, batch * share * graph.node(stage).spatial))
                 call = stage_call(graph, plan, values, batch, stage, own, 0)
                 points[units] = float(np.median(time_call(call, settings)))
+            if not points:
+                continue
             seconds = np.maximum.accumulate(list(points.values()))  # a larger share never takes less: noise
             curves.append(SoloCurve(plan.task_label(TaskKey(stage)), op, tuple(points), tuple(map(float, seconds))))
     finally:

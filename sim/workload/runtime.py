@@ -42,11 +42,12 @@ A runtime profile is JSON (``format: dsim-runtime-profile``, ``version: 4``)::
   rate. Version 2 files have no ``s_per_wire_s`` (read as 0: transit per byte); version 1 files have no
   ``transit``: their ``recv`` held it, and they are read that way (CPU on the receiver).
 * **Sharing**: how many device processes shared how many cores in the profiled run.
-* **Solo** (version 4): per layer, how its cost grows with its share: the layer (with the channel-wise ops
-  that follow it) timed alone in one process at 1/1, 1/2, 1/4 and 1/8 of its channels (``units``: FLOPs,
-  bytes touched for adds; ``seconds``: median). A small share costs more than its FLOPs say (``features.11``
-  of VGG-11 above: 1/8 of the FLOPs takes 1/4 of the time), so another split of a measured layer is scaled
-  along this curve, not per FLOP. Older files have none (read as per unit).
+* **Solo** (version 4): per layer and residual add, how its cost grows with its share: it (with the
+  channel-wise ops that follow it) timed alone in one process, on one thread, at 1/8, 1/4, 1/2 and all of
+  its channels (``units``: FLOPs, bytes touched for adds; ``seconds``: median, non-decreasing). A small
+  share costs more than its FLOPs say (``features.11`` of VGG-11 above: 1/8 of the FLOPs takes a quarter
+  of the time), so another split of a measured layer is scaled along this curve, not per FLOP; the shape of the curve is taken to hold at the run's thread count. Layers whose inputs are
+  exchanged as partial sums, and rows splits, have none; older files have none (read as per unit).
 
 A task's CPU time is looked up in this order: the device's measured shape; the same layer measured in
 another shape (another split of it), scaled along the layer's solo curve: its measured CPU seconds over
@@ -140,6 +141,9 @@ class SoloCurve:
     >>> curve = SoloCurve("c1", "conv", (1e6, 2e6, 4e6), (0.001, 0.0015, 0.0025))
     >>> [round(curve.seconds_at(u) * 1e3, 6) for u in (3e6, 8e6, 5e5)]   # ms: between, above, below
     [2.0, 4.5, 0.75]
+    >>> steep = SoloCurve("c2", "conv", (1e6, 2e6), (0.001, 0.003))   # below: never under proportional
+    >>> round(steep.seconds_at(5e5) * 1e3, 6)
+    0.5
     """
 
     layer: str
@@ -148,9 +152,9 @@ class SoloCurve:
     seconds: tuple[float, ...]
 
     def seconds_at(self, units: float) -> float:
-        """The curve at ``units``, in seconds: linear between its points, along its first or last segment
-        beyond them; proportional to the nearest point where that segment would reach zero (or with one
-        point)."""
+        """The curve at ``units``, in seconds: linear between its points; above them along its last segment;
+        below them along its first segment, but never less than the first point's seconds per unit times
+        ``units`` (continuous, and positive for positive ``units``); with one point, proportional to it."""
         x, y = self.units, self.seconds
         if x[0] <= units <= x[-1]:
             return float(np.interp(units, x, y))
@@ -159,7 +163,7 @@ class SoloCurve:
         if len(x) == 1:
             return proportional
         along = y[near] + (y[near] - y[other]) / (x[near] - x[other]) * (units - x[near])
-        return along if along > 0 else proportional
+        return max(along, proportional) if near == 0 else along
 
 
 @dataclass(frozen=True)
@@ -320,6 +324,8 @@ def _curve(data: Mapping[str, Any]) -> SoloCurve:
     )
     if not curve.units or len(curve.units) != len(curve.seconds) or list(curve.units) != sorted(set(curve.units)):
         raise ValueError(f"solo curve of {curve.layer}: units must be increasing, one per seconds value")
+    if list(curve.seconds) != sorted(curve.seconds):
+        raise ValueError(f"solo curve of {curve.layer}: seconds must not decrease as units grow")
     if min(curve.units) <= 0 or min(curve.seconds) <= 0:
         raise ValueError(f"solo curve of {curve.layer}: units and seconds must be positive")
     return curve

@@ -185,3 +185,13 @@ def test_solo_curves_time_every_layer_at_shares_of_its_channels() -> None:
     assert curves["conv2"].op == "conv" and curves["fc1"].op == "linear"
     for c in curves.values():
         assert min(c.seconds) > 0 and list(c.seconds) == sorted(c.seconds)  # timed, made non-decreasing
+
+
+def test_a_solo_share_whose_filters_read_nothing_is_left_out() -> None:
+    from sim.pipeline.prepare import prepare  # torch
+    from sim.pipeline.profile import ProfileSettings, prepared_solo_curves
+
+    prep = prepare(parse_scenario(helpers.scenario_dict(2)))
+    prep.graph.layer("conv1").uses[0] = False  # conv1's first filter pruned: the 1-filter share reads nothing
+    conv1 = next(c for c in prepared_solo_curves(prep, ProfileSettings(warmup=1, repeats=2)) if c.layer == "conv1")
+    assert conv1.units == (117600.0, 235200.0)  # 3 and 6 filters of 39 200 FLOPs

@@ -220,6 +220,10 @@ def test_solo_curves_are_written_read_back_and_checked(simulated) -> None:
     path.write_text(json.dumps(data))
     with pytest.raises(UserError, match=r"malformed .*solo curve of conv1: units must be increasing"):
         read_runtime_profile(path)
+    data["solo"][0].update(units=[1e4, 2e4], seconds=[2e-4, 1e-4])
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError, match=r"solo curve of conv1: seconds must not decrease"):
+        read_runtime_profile(path)
     data["version"], data["solo"] = 3, []  # a version-3 file has no curves: per unit
     path.write_text(json.dumps({k: v for k, v in data.items() if k != "solo"}))
     assert read_runtime_profile(path).solo == ()
