@@ -274,9 +274,9 @@ class Network:
 
 
 class RoundRobin:
-    """Transmissions waiting for one link queue, one flow (message) after another in turn: the head of the
-    first flow goes next, and that flow moves behind the others (packets of different messages interleave on
-    the wire, as concurrent TCP connections through one interface do).
+    """Transmissions waiting for one link queue, one flow (a connection) after another in turn: the head of
+    the first flow goes next, and that flow moves behind the others (packets of different connections
+    interleave on the wire, as concurrent TCP connections through one interface do).
 
     >>> q = RoundRobin()
     >>> for flow, packet in [("a", "a1"), ("a", "a2"), ("b", "b1"), ("b", "b2")]:

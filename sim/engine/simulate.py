@@ -34,9 +34,10 @@ Semantics (docs/design.md §3.7 and §3.8):
   sink that much after it arrives. Each payment is a :class:`CpuSpan` of ``Timeline.cpu_spans``. A
   runtime profile's transit delay (:meth:`DeviceRate.transit_s` of the receiver) makes a message arrive
   that long after its last byte left the wire, holding no core (``Timeline.transit_s``).
-* With ``interleave``, a link queue serves the transmissions waiting for it one message after another in
-  turn, one packet (chunk) each (:class:`sim.engine.network.RoundRobin`): the messages one device sends to
-  several peers over its one uplink share it packet by packet.
+* With ``interleave``, a link queue serves the transmissions waiting for it one connection (a device pair;
+  a multicast payload) after another in turn, one packet (chunk) each
+  (:class:`sim.engine.network.RoundRobin`): the messages one device sends to several peers over its one
+  uplink share it packet by packet; messages to one peer, on one TCP connection, keep their order.
 * With ``multicast`` (a shared medium), messages made ready together that carry the same payload (equal
   ``frame, src, tensor, partial, channel_ids, position_ids`` and ``bytes``, non-empty ``tensor``) are one transmission, at the
   slowest receiver's rate, arriving at every receiver after the largest of their latencies.
@@ -513,10 +514,12 @@ class _Run:
             timeline.message_hops[m], timeline.carried_by[m] = len(route), group[0]
 
     def forward(self, tx: _Transmission) -> None:
-        """``interleave``: ``tx`` waits for its link's queue, in its message's turn; an idle queue starts
+        """``interleave``: ``tx`` waits for its link's queue, in its connection's turn; an idle queue starts
         serving in a zero-delay event, once the payloads made ready with it have joined."""
         name = tx.route[tx.hop][0].queue_name
-        self.waiting.setdefault(name, RoundRobin()).push(tx.group[0], tx)
+        first = self.messages[tx.group[0]]
+        flow = (first.src, first.dst) if len(tx.group) == 1 else tx.group  # a connection, or a multicast payload
+        self.waiting.setdefault(name, RoundRobin()).push(flow, tx)
         if name not in self.sending:
             self.sending.add(name)
             self.env.timeout(0.0).callbacks.append(lambda _event: self.next_in_turn(name))

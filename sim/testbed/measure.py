@@ -33,10 +33,11 @@ from sim.analysis.result import RunResult
 from sim.analysis.summary import summarize
 from sim.analysis.tables import compute_table, transfers_table
 from sim.engine import assemble
+from sim.engine.network import Network
 from sim.engine.simulate import Timeline
 from sim.pipeline.prepare import Prepared
 from sim.testbed import netns, transport
-from sim.testbed.program import DeviceReport, SendTime, TaskTime
+from sim.testbed.program import DeviceReport, TaskTime
 from sim.workload.plan import TaskKey
 
 LOSSLESS_TOLERANCE = 1e-4  # float32 on the wire: largest |split - unsplit| / max(1, max |unsplit|) accepted
@@ -84,15 +85,13 @@ def measured_timeline(prep: Prepared, reports: Sequence[DeviceReport], latency_a
     network = assemble.network(prep.scenario)
     sink = next(r for r in reports if r.index == workload.sink)
     interval = prep.scenario.setup.interval_s
-    delays = {
-        (m.src, m.dst): sum(link.latency_s for link in network.route(names[m.src], names[m.dst])) * latency_applied
-        for m in workload.messages
-    }
+    delays = route_delays(workload, network) if latency_applied else None
+    ends = [received[k] for k in range(n)]
     return Timeline(
         task_start_s=start,
         task_end_s=end,
-        message_start_s=link_free_starts(workload, sent, received, delays),
-        message_end_s=[received[k] for k in range(n)],
+        message_start_s=link_free_starts(workload, [sent[k].start_s for k in range(n)], ends, delays),
+        message_end_s=ends,
         message_hops=[len(network.route(names[m.src], names[m.dst])) for m in workload.messages],
         frame_arrival_s=[f * interval for f in range(workload.frames)],
         frame_done_s=list(sink.done_s),
@@ -101,22 +100,30 @@ def measured_timeline(prep: Prepared, reports: Sequence[DeviceReport], latency_a
     )
 
 
+def route_delays(workload: Any, network: Network) -> dict[tuple[int, int], float]:
+    """Per (src, dst) device pair of ``workload``'s messages, the added delay of its route, seconds."""
+    names = workload.devices
+    return {
+        (m.src, m.dst): sum(x.latency_s for x in network.route(names[m.src], names[m.dst])) for m in workload.messages
+    }
+
+
 def link_free_starts(
     workload: Any,
-    sent: dict[int, SendTime],
-    received: dict[int, float],
+    sent_s: Sequence[float],
+    received: Sequence[float],
     latency_s: dict[tuple[int, int], float] | None = None,
 ) -> list[float]:
-    """Each message's start: when its bytes were handed to the socket, or, if later, when the message
+    """Each message's start: when its bytes were handed to the socket (``sent_s``), or, if later, when the message
     before it on the same connection had arrived (one TCP connection per device pair is FIFO, so its first
     byte cannot leave before the previous message's last one; the kernel's send buffer would otherwise
     count that wait as transit); ``latency_s[(src, dst)]``, the route's added delay, is taken off that arrival.
     This is the simulator's start on a pair's own link. A previous arrival no earlier than this message's
     is not one: the kernel merged both messages' bytes into one buffer, stamped when the later came
     (:class:`sim.testbed.transport.Receiver`)."""
-    starts = [sent[k].start_s for k in range(len(workload.messages))]
+    starts = list(sent_s)
     previous: dict[tuple[int, int], int] = {}
-    for k in sorted(range(len(starts)), key=lambda k: sent[k].start_s):
+    for k in sorted(range(len(starts)), key=lambda k: sent_s[k]):
         m = workload.messages[k]
         before = previous.get((m.src, m.dst))
         if before is not None and received[before] < received[k]:  # equal: one kernel buffer, one stamp

@@ -38,6 +38,7 @@ Example::
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,12 +50,14 @@ from sim.analysis.result import RunResult
 from sim.config.load import load, parse_scenario, with_network
 from sim.config.schema import HostSpec, Scenario
 from sim.config.setup import graphml_links
+from sim.engine import assemble
 from sim.errors import UserError
 from sim.pipeline.calibrate import calibrated
 from sim.pipeline.evaluate import evaluate
 from sim.pipeline.prepare import prepare
 from sim.report.validation import KINDS, error_distribution, format_validation
 from sim.testbed.execute import execute
+from sim.testbed.measure import link_free_starts, route_delays
 from sim.workload.runtime import RuntimeProfile, read_runtime_profile
 
 __all__ = [
@@ -265,7 +268,9 @@ def validate(
             f"({(own - measured) / measured * 100:+.1f} % of the measured median)"
         )
     recv_in_transit = profile is not None and not profile.transit  # a version-1 profile: recv held the transit
-    return Validation(compare_runs(predicted, runs, recv_in_transit), predicted, runs, notes, extra)
+    ends, delays = predicted.transfers["end_s"].tolist(), route_delays(prep.workload, assemble.network(simulated))
+    handed = link_free_starts(prep.workload, predicted.timeline.message_ready_s, ends, delays)
+    return Validation(compare_runs(predicted, runs, recv_in_transit, handed), predicted, runs, notes, extra)
 
 
 def fit_devices(sc: Scenario, table: pd.DataFrame, predicted: RunResult) -> Scenario:
@@ -295,9 +300,12 @@ def fit_devices(sc: Scenario, table: pd.DataFrame, predicted: RunResult) -> Scen
     return sc.model_copy(update={"devices": devices})
 
 
-def _durations(result: RunResult, kind: str, predicted: bool = False) -> pd.DataFrame:
+def _durations(
+    result: RunResult, kind: str, predicted: bool = False, starts_s: Sequence[float] | None = None
+) -> pd.DataFrame:
     """One row per sample: ``kind, layer, src, dst, bytes, seconds``; a ``predicted`` message's seconds
-    include its receive CPU time (``recv_cpu_s``) when the run charged one."""
+    include its receive CPU time (``recv_cpu_s``) when the run charged one; a message's seconds run from
+    ``starts_s`` (per message) when given, else from its ``start_s``."""
     if kind == "compute":
         c = result.compute
         return pd.DataFrame(
@@ -311,7 +319,9 @@ def _durations(result: RunResult, kind: str, predicted: bool = False) -> pd.Data
                 "src": t["src"],
                 "dst": t["dst"],
                 "bytes": t["bytes"],
-                "seconds": t["end_s"] - t["start_s"] + (t["recv_cpu_s"] if predicted and "recv_cpu_s" in t else 0.0),
+                "seconds": t["end_s"]
+                - (t["start_s"] if starts_s is None else np.asarray(starts_s))
+                + (t["recv_cpu_s"] if predicted and "recv_cpu_s" in t else 0.0),
             }
         )
     if kind == "first_frame":
@@ -323,14 +333,22 @@ def _durations(result: RunResult, kind: str, predicted: bool = False) -> pd.Data
     return pd.DataFrame({"layer": "", "src": "", "dst": "", "bytes": 0, "seconds": latency})
 
 
-def compare_runs(predicted: RunResult, measured: list[RunResult], recv_in_transit: bool = False) -> pd.DataFrame:
+def compare_runs(
+    predicted: RunResult,
+    measured: list[RunResult],
+    recv_in_transit: bool = False,
+    handed_s: Sequence[float] | None = None,
+) -> pd.DataFrame:
     """The comparison table (:data:`VALIDATION_COLUMNS`), one row per component, in the order of the
     simulated tables (compute rows, then message classes, then end to end). ``recv_in_transit``: a
     predicted message's duration includes its receive CPU time (a version-1 runtime profile fitted it from
-    transits)."""
+    transits). ``handed_s``: each predicted message's start as a run measures it (:func:`link_free_starts`
+    of its ready time: when its bytes go to the socket, or when its connection's previous message arrived),
+    not when its first byte started on the wire; the two differ when it waited behind other connections'
+    messages on a shared link (a star's uplink without ``interleave``)."""
     rows = []
     for kind in KINDS:
-        pred = _durations(predicted, kind, predicted=recv_in_transit)
+        pred = _durations(predicted, kind, predicted=recv_in_transit, starts_s=handed_s)
         meas = pd.concat([_durations(r, kind) for r in measured], ignore_index=True)
         keys = ["layer", "src", "dst"]
         samples = {key: g["seconds"].to_numpy() for key, g in meas.groupby(keys, sort=False)}

@@ -194,3 +194,17 @@ def test_a_layer_measured_in_another_split_scales_along_its_solo_curve() -> None
     assert d0.lookup("c1", "conv", 2e6, 0) == (pytest.approx(0.0045), "scaled")
     assert new.lookup("c1", "conv", 1.5e6, 0) == (pytest.approx(0.004375), "scaled")
     assert d0.lookup("c1", "conv", 4e6, 0) == (pytest.approx(3 * 0.0025), "scaled")
+
+
+def test_messages_on_one_connection_keep_their_order_when_interleaving() -> None:
+    # d0 sends two 3000-byte messages to d1 (one TCP connection) and one to d2, all ready at 0, over the
+    # star's d0->switch uplink (1 Mbit/s, 1000-byte packets: 8 ms each). Turns go by connection: d1's
+    # first message, then d2's, packet by packet (d1 a, d2, d1 a, d2, d1 a, d2: 8 ms each, to 48 ms); d1's
+    # second message follows alone (56, 64, 72 ms). Each arrives 8 ms after its last packet reached the
+    # switch: 48, 80 and 56 ms. Interleaved by message, d1's second would have shared the link from the start.
+    protocol = Protocol(mtu_bytes=1000 - 14, packet_header_bytes=0)
+    net = Network.build(["d0", "d1", "d2"], "star", 1 * MBPS, 0.0, protocol=protocol)
+    msgs = [helpers.message(0, 1, 3000, final=True), helpers.message(0, 1, 3000, final=True)]
+    msgs.append(helpers.message(0, 2, 3000, final=True))
+    mixed = simulate(workload(3, [], msgs), [DeviceRate(1e9)] * 3, net, [0.0], interleave=True)
+    assert mixed.message_end_s == [pytest.approx(0.048), pytest.approx(0.080), pytest.approx(0.056)]

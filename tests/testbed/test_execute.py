@@ -21,7 +21,7 @@ from sim.pipeline.prepare import prepare
 from sim.report.validation import save_validation
 from sim.testbed import netns
 from sim.testbed.execute import build_programs, execute, measured_result, run_devices
-from sim.testbed.measure import CPU_COLUMNS, TASK_CPU_COLUMN
+from sim.testbed.measure import CPU_COLUMNS, TASK_CPU_COLUMN, link_free_starts
 from sim.testbed.validate import VALIDATION_COLUMNS, compare_runs, error_distribution
 from tests.helpers import DESIGN_SUMMARY_KEYS, scenario_dict
 
@@ -193,19 +193,17 @@ def test_a_message_starts_when_its_connection_is_free() -> None:
     from types import SimpleNamespace
 
     from sim.testbed.execute import link_free_starts
-    from sim.testbed.program import SendTime
 
     m = SimpleNamespace
     messages = [m(src=0, dst=1), m(src=0, dst=1), m(src=0, dst=2)]
     workload = SimpleNamespace(messages=messages)
-    sent = {k: SendTime(0.0, start, 0.0) for k, start in enumerate([1.0, 1.5, 1.6])}  # handed to the socket at
-    received = {0: 4.0, 1: 6.0, 2: 3.0}
+    sent = [1.0, 1.5, 1.6]  # handed to the socket at
+    received = [4.0, 6.0, 3.0]
     # message 1 waits for message 0 on the 0->1 connection (arrived at 4.0); message 2 has its own
     assert link_free_starts(workload, sent, received) == [1.0, 4.0, 1.6]
     assert link_free_starts(workload, sent, received, {(0, 1): 0.5, (0, 2): 0.5}) == [1.0, 3.5, 1.6]
     # the kernel merged messages 0 and 1 into one buffer, stamped when 1 came: 0's arrival is not 1's start
-    merged = {0: 6.0, 1: 6.0, 2: 3.0}
-    assert link_free_starts(workload, sent, merged) == [1.0, 1.5, 1.6]
+    assert link_free_starts(workload, sent, [6.0, 6.0, 3.0]) == [1.0, 1.5, 1.6]
 
 
 def test_fit_devices_recovers_rate_and_overhead() -> None:
@@ -226,3 +224,23 @@ def test_fit_devices_recovers_rate_and_overhead() -> None:
     assert fitted.devices[1].gflops == pytest.approx(5.0) and fitted.devices[1].overhead_ms == pytest.approx(
         0.0, abs=1e-9
     )
+
+
+def test_a_predicted_message_is_timed_from_when_its_bytes_go_to_the_socket() -> None:
+    # d0 sends three messages to three peers at 0 s; on a shared uplink without interleaving they start on
+    # the wire at 0, 0.08 and 0.16 s and arrive at 0.16, 0.24 and 0.32 s. A real run hands all three to their
+    # sockets at 0 s (three connections): compared as it measures them they take 0.16, 0.24 and 0.32 s.
+    from types import SimpleNamespace
+
+    from sim.testbed.validate import _durations
+
+    workload = SimpleNamespace(messages=[SimpleNamespace(src=0, dst=d) for d in (1, 2, 3)])
+    ends = [0.16, 0.24, 0.32]
+    transfers = pd.DataFrame(
+        {"layer": "c1", "src": "d0", "dst": ["d1", "d2", "d3"], "bytes": 10_000, "start_s": [0.0, 0.08, 0.16]}
+    ).assign(end_s=ends)
+    result = SimpleNamespace(transfers=transfers)
+    handed = link_free_starts(workload, [0.0, 0.0, 0.0], ends)
+    on_wire = _durations(result, "message")["seconds"].tolist()
+    assert on_wire == pytest.approx([0.16, 0.16, 0.16])
+    assert _durations(result, "message", starts_s=handed)["seconds"].tolist() == pytest.approx(ends)
