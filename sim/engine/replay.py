@@ -1,6 +1,7 @@
-"""Replaying measured sends through the engine: when each message would have left the wire, had its
-first byte gone to the socket when it did, with no CPU cost anywhere. A runtime profile
-(:mod:`sim.testbed.runtime_profile`) takes what a measured transit took beyond that.
+"""Measured message times against the engine's: when each message would have left the wire, had its first
+byte gone to the socket when it did, with no CPU cost anywhere (:func:`wire_end_s`; a runtime profile,
+:mod:`sim.testbed.runtime_profile`, takes what a measured transit took beyond that), and when a message
+starts as a real run measures it (:func:`link_free_starts`, for the measured and the predicted alike).
 """
 
 from __future__ import annotations
@@ -37,3 +38,42 @@ def wire_end_s(
     rates = [DeviceRate(1.0)] * len(workload.devices)
     arrivals = [max(0.0, s) for s in starts_s]
     return simulate(replay, rates, network, arrivals, interleave=interleave).message_end_s
+
+
+def route_delays(workload: Workload, network: Network) -> dict[tuple[int, int], float]:
+    """Per (src, dst) device pair of ``workload``'s messages, the added delay of its route, seconds."""
+    names = workload.devices
+    return {
+        (m.src, m.dst): sum(x.latency_s for x in network.route(names[m.src], names[m.dst])) for m in workload.messages
+    }
+
+
+def link_free_starts(
+    workload: Workload,
+    sent_s: Sequence[float],
+    received: Sequence[float],
+    latency_s: dict[tuple[int, int], float] | None = None,
+) -> list[float]:
+    """Each message's start: when its bytes were handed to the socket (``sent_s``), or, if later, when the message
+    before it on the same connection had arrived (one TCP connection per device pair is FIFO, so its first
+    byte cannot leave before the previous message's last one; the kernel's send buffer would otherwise
+    count that wait as transit); ``latency_s[(src, dst)]``, the route's added delay, is taken off that arrival.
+    This is the simulator's start on a pair's own link. A previous arrival no earlier than this message's
+    is not one: the kernel merged both messages' bytes into one buffer, stamped when the later came
+    (:class:`sim.testbed.transport.Receiver`).
+
+    >>> from types import SimpleNamespace as M
+    >>> wl = M(messages=[M(src=0, dst=1), M(src=0, dst=1)])   # one connection; the first arrives at 4 s
+    >>> link_free_starts(wl, [1.0, 1.5], [4.0, 6.0])
+    [1.0, 4.0]
+    """
+    starts = list(sent_s)
+    previous: dict[tuple[int, int], int] = {}
+    for k in sorted(range(len(starts)), key=lambda k: sent_s[k]):
+        m = workload.messages[k]
+        before = previous.get((m.src, m.dst))
+        if before is not None and received[before] < received[k]:  # equal: one kernel buffer, one stamp
+            lag = (latency_s or {}).get((m.src, m.dst), 0.0)
+            starts[k] = max(starts[k], received[before] - lag)
+        previous[(m.src, m.dst)] = k
+    return starts

@@ -44,7 +44,7 @@ from sim.pipeline.prepare import Prepared, prepare
 from sim.testbed import netns
 from sim.testbed.compile import build_programs
 from sim.testbed.launcher import run_devices, terminating
-from sim.testbed.measure import Check, check_values, link_free_starts, measured_result, measured_timeline
+from sim.testbed.measure import Check, check_values, measured_result, measured_timeline
 
 __all__ = [
     "Check",
@@ -52,7 +52,6 @@ __all__ = [
     "check_values",
     "default_timeout_s",
     "execute",
-    "link_free_starts",
     "measured_result",
     "measured_timeline",
     "run_devices",

@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +32,7 @@ from sim.analysis.result import RunResult
 from sim.analysis.summary import summarize
 from sim.analysis.tables import compute_table, transfers_table
 from sim.engine import assemble
-from sim.engine.network import Network
+from sim.engine.replay import link_free_starts, route_delays
 from sim.engine.simulate import Timeline
 from sim.pipeline.prepare import Prepared
 from sim.testbed import netns, transport
@@ -98,39 +97,6 @@ def measured_timeline(prep: Prepared, reports: Sequence[DeviceReport], latency_a
         message_ready_s=[sent[k].ready_s for k in range(n)],
         carried_by=list(range(n)),
     )
-
-
-def route_delays(workload: Any, network: Network) -> dict[tuple[int, int], float]:
-    """Per (src, dst) device pair of ``workload``'s messages, the added delay of its route, seconds."""
-    names = workload.devices
-    return {
-        (m.src, m.dst): sum(x.latency_s for x in network.route(names[m.src], names[m.dst])) for m in workload.messages
-    }
-
-
-def link_free_starts(
-    workload: Any,
-    sent_s: Sequence[float],
-    received: Sequence[float],
-    latency_s: dict[tuple[int, int], float] | None = None,
-) -> list[float]:
-    """Each message's start: when its bytes were handed to the socket (``sent_s``), or, if later, when the message
-    before it on the same connection had arrived (one TCP connection per device pair is FIFO, so its first
-    byte cannot leave before the previous message's last one; the kernel's send buffer would otherwise
-    count that wait as transit); ``latency_s[(src, dst)]``, the route's added delay, is taken off that arrival.
-    This is the simulator's start on a pair's own link. A previous arrival no earlier than this message's
-    is not one: the kernel merged both messages' bytes into one buffer, stamped when the later came
-    (:class:`sim.testbed.transport.Receiver`)."""
-    starts = list(sent_s)
-    previous: dict[tuple[int, int], int] = {}
-    for k in sorted(range(len(starts)), key=lambda k: sent_s[k]):
-        m = workload.messages[k]
-        before = previous.get((m.src, m.dst))
-        if before is not None and received[before] < received[k]:  # equal: one kernel buffer, one stamp
-            lag = (latency_s or {}).get((m.src, m.dst), 0.0)
-            starts[k] = max(starts[k], received[before] - lag)
-        previous[(m.src, m.dst)] = k
-    return starts
 
 
 def check_values(prep: Prepared, reports: Sequence[DeviceReport]) -> Check:

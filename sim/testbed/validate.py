@@ -51,13 +51,13 @@ from sim.config.load import load, parse_scenario, with_network
 from sim.config.schema import HostSpec, Scenario
 from sim.config.setup import graphml_links
 from sim.engine import assemble
+from sim.engine.replay import link_free_starts, route_delays
 from sim.errors import UserError
 from sim.pipeline.calibrate import calibrated
 from sim.pipeline.evaluate import evaluate
 from sim.pipeline.prepare import prepare
 from sim.report.validation import KINDS, error_distribution, format_validation
 from sim.testbed.execute import execute
-from sim.testbed.measure import link_free_starts, route_delays
 from sim.workload.runtime import RuntimeProfile, read_runtime_profile
 
 __all__ = [

@@ -15,13 +15,14 @@ import torch
 from sim.analysis.tables import COMPUTE_COLUMNS, TRANSFER_COLUMNS
 from sim.cli import main
 from sim.config.load import parse_scenario
+from sim.engine.replay import link_free_starts
 from sim.errors import UserError
 from sim.pipeline.evaluate import evaluate
 from sim.pipeline.prepare import prepare
 from sim.report.validation import save_validation
 from sim.testbed import netns
 from sim.testbed.execute import build_programs, execute, measured_result, run_devices
-from sim.testbed.measure import CPU_COLUMNS, TASK_CPU_COLUMN, link_free_starts
+from sim.testbed.measure import CPU_COLUMNS, TASK_CPU_COLUMN
 from sim.testbed.validate import VALIDATION_COLUMNS, compare_runs, error_distribution
 from tests.helpers import DESIGN_SUMMARY_KEYS, scenario_dict
 
@@ -191,8 +192,6 @@ def test_compare_takes_measured_run_folders(loopback, tmp_path) -> None:
 
 def test_a_message_starts_when_its_connection_is_free() -> None:
     from types import SimpleNamespace
-
-    from sim.testbed.execute import link_free_starts
 
     m = SimpleNamespace
     messages = [m(src=0, dst=1), m(src=0, dst=1), m(src=0, dst=2)]
