@@ -68,6 +68,8 @@ class Interpreter:
         self.norms: dict[tuple[str, bytes], _NormShard] = {}  # per batch norm and channels held
         self.sends: dict[tuple[int, str], list[MessageSpec]] = {}
         self.waits: dict[tuple[int, str], list[MessageSpec]] = {}
+        self.arrivals: dict[int, float] = {}  # later frames whose inputs go out once they arrive (monotonic s)
+        self.inputs_sent: set[int] = set()
         for m in program.messages:
             if m.src == program.index:
                 self.sends.setdefault((m.frame, m.tensor), []).append(m)
@@ -95,6 +97,7 @@ class Interpreter:
                     report.tasks.append(_ended(f, task, sending, sending_cpu))
                     task, sending, sending_cpu = None, 0.0, 0.0
                     link.drain()
+                self._send_arrived_inputs(link)
                 incoming = [m for m in self.waits.get((f, step.name), ()) if m.k not in merged]
                 if incoming:
                     values = link.receive(incoming)
@@ -126,10 +129,14 @@ class Interpreter:
             elif kind == "input":
                 while arrival is not None and (left := arrival - time.monotonic()) > 0:
                     time.sleep(min(0.005, left))
-                chans = p.owned[step.name]
-                value = p.images[f][:, torch.from_numpy(chans)] if len(chans) else _empty(step, p.batch)
+                value, chans = self._input(f, step)
                 if boxes is not None:
                     boxes[step.name] = _grid(step) if len(chans) else NOWHERE
+                env[step.name], held[step.name] = value, chans
+                self.arrivals.pop(f, None)  # sent now if not yet
+                if f not in self.inputs_sent:
+                    self._send_input(f, step, link)
+                continue
             elif kind == "helper":
                 env[step.name] = self._call(step, _subst(step.args, env), _subst(step.kwargs, env))
                 continue
@@ -149,6 +156,32 @@ class Interpreter:
                 sending_cpu += time.thread_time() - before_cpu
         if task is not None:
             report.tasks.append(_ended(f, task, sending, sending_cpu))
+
+    def _input(self, f: int, step: Step) -> tuple[torch.Tensor, np.ndarray]:
+        """The image channels of frame ``f`` this device owns, and their indices."""
+        chans = self.p.owned[step.name]
+        return (self.p.images[f][:, torch.from_numpy(chans)] if len(chans) else _empty(step, self.p.batch)), chans
+
+    def _send_input(self, f: int, step: Step, link: Link) -> None:
+        """Send the messages of frame ``f``'s image channels (input ``step``) this device owns."""
+        value, chans = self._input(f, step)
+        for m in self.sends.get((f, step.name), ()):
+            if self.p.areas is None:
+                payload = _select(value, chans, m.channels, m.rank)
+            else:
+                payload = _positions(value, chans, _grid(step) if len(chans) else NOWHERE, m, step)
+            link.send(m, _as_matrix(payload, m.rank))
+
+    def _send_arrived_inputs(self, link: Link) -> None:
+        """Between tasks: send the image messages of every later frame that has arrived (the engine sends a
+        frame's inputs when it arrives, not when its source gets to it)."""
+        now = time.monotonic()
+        for g in [g for g, t in self.arrivals.items() if t <= now]:
+            del self.arrivals[g]
+            self.inputs_sent.add(g)
+            for step in self.p.steps:
+                if step.kind == "input":
+                    self._send_input(g, step, link)
 
     def _merge(
         self, env: dict[str, Any], held: dict[str, np.ndarray], ms: Sequence[MessageSpec], values: list[torch.Tensor]

@@ -143,6 +143,8 @@ def run_round(
     while (left := rnd.t0 - time.monotonic()) > 0:
         time.sleep(min(0.01, left))
     try:
+        interp.inputs_sent.clear()
+        interp.arrivals = {} if rnd.check else {f: rnd.t0 + f * program.interval_s for f in frames[1:]}
         with torch.no_grad():
             for f in frames:
                 arrival = None if rnd.check else rnd.t0 + f * program.interval_s

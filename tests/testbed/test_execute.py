@@ -93,6 +93,18 @@ def test_measured_files_have_the_columns_of_dsim_run(loopback) -> None:
     assert main(["plot", str(out / "measured")]) == 0
 
 
+def test_a_frames_image_leaves_the_source_when_the_frame_arrives(loopback) -> None:
+    # Both frames arrive at once: the source sends frame 1's image between frame 0's tasks, as the engine
+    # does, not once it has finished frame 0 (before, its send came after the sink held frame 0).
+    prep, rounds, runs, *_ = loopback
+    source = prep.workload.source
+    for run in runs:
+        t, c = run.transfers, run.compute
+        frame1_input = t[(t.frame == 1) & (t.layer == "input")].start_s.min()
+        frame0_tasks = c[(c.frame == 0) & (c.device == prep.workload.devices[source])].end_s
+        assert frame1_input < frame0_tasks.max(), (frame1_input, list(frame0_tasks))
+
+
 def test_validation_rows_are_sane(loopback) -> None:
     _prep, _, runs, predicted, table, out = loopback
     saved = pd.read_csv(out / "validation.csv", keep_default_na=False)
