@@ -96,7 +96,7 @@ def test_measured_files_have_the_columns_of_dsim_run(loopback) -> None:
 def test_a_frames_image_leaves_the_source_when_the_frame_arrives(loopback) -> None:
     # Both frames arrive at once: the source sends frame 1's image between frame 0's tasks, as the engine
     # does, not once it has finished frame 0 (before, its send came after the sink held frame 0).
-    prep, rounds, runs, *_ = loopback
+    prep, _rounds, runs, *_ = loopback
     source = prep.workload.source
     for run in runs:
         t, c = run.transfers, run.compute
