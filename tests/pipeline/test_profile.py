@@ -128,7 +128,9 @@ def test_dsim_profile_times_every_task_and_a_run_uses_the_table(tmp_path: Path) 
         assert len(entries) == sum(t.device == d for t in workload.tasks)
         assert all(e.repeats == 3 and 0 < e.p10_s <= e.median_s <= e.p90_s for e in entries)
     data["devices"] = [{"name": n, "profile": str(out)} for n in ("d0", "d1")]
-    assert run(data).summary["compute_times"] == {n: {"table": 5, "fit": 0, "rate": 0} for n in ("d0", "d1")}
+    assert run(data).summary["compute_times"] == {
+        n: {"table": 5, "scaled": 0, "fit": 0, "rate": 0} for n in ("d0", "d1")
+    }
     one = tmp_path / "d0.json"  # a file of one device serves any device name
     assert main(["profile", str(scenario), "--out", str(one), "--repeats", "2", "--device", "d0"]) == 0
     assert [d.device for d in read_profile(one).devices] == ["d0"]
