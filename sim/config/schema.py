@@ -442,8 +442,8 @@ class NetworkSpec(_Strict):
     shaper: ShaperSpec | None = Field(default=None, description="token bucket on every link direction")
     interleave: bool = Field(
         default=False,
-        description="a busy link serves the packets (chunks) of different messages in turn, as concurrent "
-        "connections through one interface do (a star device sending to several peers)",
+        description="a busy link serves the packets (chunks) of different connections (device pairs) in turn, "
+        "as concurrent TCP connections through one interface can; messages to one peer keep their order",
     )
     loss: LossSpec | None = Field(
         default=None, description="packet loss on every link direction (needs protocol, except on shared)"

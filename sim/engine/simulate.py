@@ -162,7 +162,7 @@ def simulate(
     ``chunk_bytes`` splits messages into chunks; ``multicast`` sends equal payloads once (shared medium);
     ``hosts[d]`` is the host device ``d`` shares (``None`` or missing: a machine of its own); ``seed``
     seeds the loss and jitter of impaired links (:class:`sim.engine.loss.Channels`); ``interleave``: every
-    link queue serves the packets (chunks) of different messages in turn.
+    link queue serves the packets (chunks) of different connections (device pairs) in turn.
     """
     enabled = gc.isenabled()
     gc.disable()  # the run allocates many short-lived acyclic objects; the collector's passes over the
