@@ -518,7 +518,7 @@ class _Run:
         serving in a zero-delay event, once the payloads made ready with it have joined."""
         name = tx.route[tx.hop][0].queue_name
         first = self.messages[tx.group[0]]
-        flow = (first.src, first.dst) if len(tx.group) == 1 else tx.group  # a connection, or a multicast payload
+        flow = ("pair", first.src, first.dst) if len(tx.group) == 1 else ("payload", *tx.group)  # tagged: distinct
         self.waiting.setdefault(name, RoundRobin()).push(flow, tx)
         if name not in self.sending:
             self.sending.add(name)

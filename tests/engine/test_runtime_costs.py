@@ -1,6 +1,6 @@
 """The costs a runtime profile adds, against closed forms (hand-built workloads, no torch): a message's CPU
 time on its sender and receiver (growing with its bytes), processor sharing of a host's cores, and packets
-of different messages interleaving on one busy link. Devices compute at 1 GFLOP/s."""
+of different connections interleaving on one busy link. Devices compute at 1 GFLOP/s."""
 
 from __future__ import annotations
 
@@ -208,3 +208,16 @@ def test_messages_on_one_connection_keep_their_order_when_interleaving() -> None
     msgs.append(helpers.message(0, 2, 3000, final=True))
     mixed = simulate(workload(3, [], msgs), [DeviceRate(1e9)] * 3, net, [0.0], interleave=True)
     assert mixed.message_end_s == [pytest.approx(0.048), pytest.approx(0.080), pytest.approx(0.056)]
+
+
+def test_a_multicast_payload_takes_turns_apart_from_any_connection() -> None:
+    # A shared medium at 1 Mbit/s, 1000-byte packets (8 ms each): messages 0 and 1 are one payload from d0
+    # to d1 and d2 (multicast: 3 packets once), message 2 another 3000-byte tensor from d0 to d1. Turns
+    # alternate: payload, m2, payload, m2, payload, m2: the payload ends at 40 ms, m2 at 48 ms (the payload's
+    # message numbers (0, 1) must not be taken for the d0 -> d1 connection, which would queue them FIFO).
+    protocol = Protocol(mtu_bytes=1000 - 14, packet_header_bytes=0)
+    msgs = [helpers.message(0, 1, 3000, final=True, tensor="a"), helpers.message(0, 2, 3000, final=True, tensor="a")]
+    msgs.append(helpers.message(0, 1, 3000, final=True, tensor="b"))
+    net = Network.build(["d0", "d1", "d2"], "shared", 1 * MBPS, 0.0, protocol=protocol)
+    tl = simulate(workload(3, [], msgs), [DeviceRate(1e9)] * 3, net, [0.0], multicast=True, interleave=True)
+    assert tl.message_end_s == [pytest.approx(0.040), pytest.approx(0.040), pytest.approx(0.048)]
