@@ -193,6 +193,31 @@ def test_validate_with_a_profile_does_not_calibrate_this_machine(simulated, monk
         validate(parse_scenario(data, origin="test"), runtime_profile=path, calibrate=True)
 
 
+def test_validate_times_a_predicted_message_from_its_hand_off(tmp_path: Path, monkeypatch) -> None:
+    # One frame on a 1 Mbit/s star without interleaving: a device's messages to several peers queue on its
+    # uplink. validate compares each predicted message as a run measures it: from when it was ready (its
+    # bytes to the socket), or, if later, when the message before it to the same peer arrived; not from its
+    # first byte on the wire.
+    data = scenario_dict(4, inputs={"dataset": "synthetic", "batch_size": 1, "frames": 1})
+    data["network"] = {"topology": "star", "bandwidth_mbps": 1, "latency_ms": 0}
+    sc = parse_scenario(data, origin="test")
+    run = evaluate(sc, prepare(sc).built)
+    run.record = replace(run.record, execution={"network": "simulated", "latency_applied": False, "loadavg": None})
+    monkeypatch.setattr("sim.testbed.validate.execute", lambda *a, **k: [run])
+    v = validate(sc)
+    t, ready = v.predicted.transfers, v.predicted.timeline.message_ready_s
+    last_end: dict[tuple[str, str], float] = {}  # per connection, when its latest message arrived
+    waited = 0
+    for k in sorted(range(len(t)), key=lambda k: ready[k]):
+        row = t.iloc[k]
+        start = max(ready[k], last_end.get((row.src, row.dst), 0.0))
+        last_end[(row.src, row.dst)] = row.end_s
+        rows = v.table[(v.table.kind == "message") & (v.table.layer == row.layer) & (v.table.src == row.src)]
+        assert rows[rows.dst == row.dst].predicted_s.iloc[0] == pytest.approx(row.end_s - start, abs=1e-12)
+        waited += row.start_s - start > 1e-6
+    assert waited > 0  # some waited on an uplink behind another connection's message: the two starts differ
+
+
 def test_a_version_2_profile_is_read_with_its_transit_per_byte(simulated) -> None:
     tmp, *_rest, profile = simulated
     path = tmp / "v2.json"
