@@ -509,7 +509,7 @@ def plot_traffic(
     names = devices or list(dict.fromkeys([*transfers["src"], *transfers["dst"]]))
     frames = int(transfers["frame"].nunique()) if len(transfers) else 0
     matrix = traffic_matrix(transfers, names).to_numpy(dtype=float) / 1e3 / max(frames, 1)
-    size = 2.5 + 0.55 * len(names)
+    size = min(2.5 + 0.55 * len(names), 12.0)  # inches; capped so that 64 devices still fit a screen
     fig = Figure(figsize=(size + 1.2, size))
     ax = fig.subplots()
     image = ax.imshow(matrix, cmap="viridis")
@@ -520,8 +520,9 @@ def plot_traffic(
             if matrix[i, j] > 0:
                 colour = "black" if matrix[i, j] > 0.6 * peak else "white"
                 ax.text(j, i, f"{matrix[i, j]:.3g}", ha="center", va="center", fontsize=7, color=colour)
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_yticks(range(len(names)), names)
+    ticks = 10 if len(names) <= 16 else 5  # font size: a name per row still fits under the cap
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=ticks)
+    ax.set_yticks(range(len(names)), names, fontsize=ticks)
     ax.set_xlabel("receiving device")
     ax.set_ylabel("sending device")
     what = "one frame" if frames == 1 else f"mean over {frames} frames"
