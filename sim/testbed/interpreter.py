@@ -69,7 +69,7 @@ class Interpreter:
         self.sends: dict[tuple[int, str], list[MessageSpec]] = {}
         self.waits: dict[tuple[int, str], list[MessageSpec]] = {}
         self.arrivals: dict[int, float] = {}  # later frames whose inputs go out once they arrive (monotonic s)
-        self.inputs_sent: set[int] = set()
+        self.inputs_sent: set[int] = set()  # frames whose inputs went out early
         for m in program.messages:
             if m.src == program.index:
                 self.sends.setdefault((m.frame, m.tensor), []).append(m)
@@ -135,7 +135,7 @@ class Interpreter:
                 env[step.name], held[step.name] = value, chans
                 self.arrivals.pop(f, None)  # sent now if not yet
                 if f not in self.inputs_sent:
-                    self._send_input(f, step, link)
+                    self._send_input(f, step, link, value, chans)
                 continue
             elif kind == "helper":
                 env[step.name] = self._call(step, _subst(step.args, env), _subst(step.kwargs, env))
@@ -162,9 +162,9 @@ class Interpreter:
         chans = self.p.owned[step.name]
         return (self.p.images[f][:, torch.from_numpy(chans)] if len(chans) else _empty(step, self.p.batch)), chans
 
-    def _send_input(self, f: int, step: Step, link: Link) -> None:
-        """Send the messages of frame ``f``'s image channels (input ``step``) this device owns."""
-        value, chans = self._input(f, step)
+    def _send_input(self, f: int, step: Step, link: Link, value: torch.Tensor, chans: np.ndarray) -> None:
+        """Send the messages of frame ``f``'s image channels ``chans`` (``value``, input ``step``) this device
+        owns."""
         for m in self.sends.get((f, step.name), ()):
             if self.p.areas is None:
                 payload = _select(value, chans, m.channels, m.rank)
@@ -181,7 +181,7 @@ class Interpreter:
             self.inputs_sent.add(g)
             for step in self.p.steps:
                 if step.kind == "input":
-                    self._send_input(g, step, link)
+                    self._send_input(g, step, link, *self._input(g, step))
 
     def _merge(
         self, env: dict[str, Any], held: dict[str, np.ndarray], ms: Sequence[MessageSpec], values: list[torch.Tensor]

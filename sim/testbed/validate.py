@@ -268,8 +268,8 @@ def validate(
             f"({(own - measured) / measured * 100:+.1f} % of the measured median)"
         )
     recv_in_transit = profile is not None and not profile.transit  # a version-1 profile: recv held the transit
-    ends, delays = predicted.transfers["end_s"].tolist(), route_delays(prep.workload, assemble.network(simulated))
-    handed = link_free_starts(prep.workload, predicted.timeline.message_ready_s, ends, delays)
+    tl, delays = predicted.timeline, route_delays(prep.workload, assemble.network(simulated))
+    handed = link_free_starts(prep.workload, tl.message_ready_s, tl.message_end_s, delays)
     return Validation(compare_runs(predicted, runs, recv_in_transit, handed), predicted, runs, notes, extra)
 
 
