@@ -369,6 +369,11 @@ def _cmd_profile_runtime(args: argparse.Namespace) -> int:
             print(f"{side:<10} {fmt}: {line.overhead_s * 1e6:.1f} us + {grows} ({line.points} message classes)")
     if profile.solo:
         print(f"{'solo':<10} {len(profile.solo)} layers and adds timed alone at 1/8 to all of their channels")
+    if profile.wake is not None:
+        after = ", ".join(
+            f"{x * 1e3:.2f} ms after {g * 1e3:g} ms" for g, x in zip(profile.wake.gaps_s, profile.wake.extra_s)
+        )
+        print(f"{'wake':<10} a task takes {after} of idling")
     print(f"written to {args.out} (use it as the scenario's top-level profile:, or dsim validate --profile)")
     return 0
 

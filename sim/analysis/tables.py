@@ -38,6 +38,7 @@ CPU_COLUMNS = ["send_cpu_s", "recv_cpu_s"]
 TRANSIT_COLUMN = "transit_s"  # a runtime profile's delay of the message's arrival beyond the wire (no CPU)
 RETRANSMISSIONS = "retransmissions"  # lost transmissions of the message; a column only when a link can lose
 COMPUTE_COLUMNS = ["frame", "layer", "device", "flops", "start_s", "end_s"]
+WAKE_COLUMN = "wake_s"  # a runtime profile's extra CPU seconds of the task after its device idled (in its time)
 HOP_COLUMNS = ["frame", "layer", "link", "src", "dst", "bytes", "start_s", "end_s", "sender", "arrive_s"]
 
 
@@ -80,13 +81,17 @@ def transfers_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
 
 
 def compute_table(workload: Workload, timeline: Timeline) -> pd.DataFrame:
-    """One row per task, in workload order."""
+    """One row per task, in workload order; with a ``wake_s`` column when the run charged a runtime profile's
+    wake-up after idling (part of the task's time from ``start_s`` to ``end_s``)."""
     names = workload.devices
     rows = [
         (t.frame, t.layer, names[t.device], t.flops, timeline.task_start_s[k], timeline.task_end_s[k])
         for k, t in enumerate(workload.tasks)
     ]
-    return pd.DataFrame(rows, columns=COMPUTE_COLUMNS)
+    table = pd.DataFrame(rows, columns=COMPUTE_COLUMNS)
+    if timeline.task_wake_s:
+        table[WAKE_COLUMN] = timeline.task_wake_s
+    return table
 
 
 def traffic_matrix(transfers: pd.DataFrame, devices: list[str]) -> pd.DataFrame:

@@ -28,6 +28,7 @@ from sim.config.schema import DeviceSpec, JitterSpec, LossSpec, ProtocolSetting,
 from sim.engine.devices import (
     DeviceRate,
     Host,
+    LayerLine,
     LayerTimes,
     MessageCpu,
     RuntimeTimes,
@@ -39,7 +40,7 @@ from sim.engine.loss import Bernoulli, GilbertElliott, Impairment, Jitter, LossM
 from sim.engine.network import PROTOCOLS, LinkParams, Network, Protocol
 from sim.errors import UserError
 from sim.workload.profiles import DeviceProfile, read_profile
-from sim.workload.runtime import ANY_OP, ComputeEntry, RuntimeProfile, SoloCurve, read_runtime_profile
+from sim.workload.runtime import ANY_OP, ComputeEntry, RuntimeProfile, SoloCurve, fit_cost, read_runtime_profile
 from sim.workload.types import Workload
 
 HopCount = Callable[[int, int], int]  # (src device index, dst device index) -> links on its route
@@ -231,30 +232,68 @@ def runtime_gflops(profile: RuntimeProfile, device: str) -> float:
 
 def runtime_times(profile: RuntimeProfile, device: str) -> RuntimeTimes:
     """The engine's CPU times of one device from a runtime profile: its measured shapes; its measured layers'
-    CPU seconds per solo unit (along the profile's solo curves), else those of every device that ran the
+    lines along the profile's solo curves (:func:`solo_slope`), else those of every device that ran the
     layer (median); its fits (when the profile has seen it), then the pooled fits."""
     own = profile.device(device)
     curves = {(c.layer, c.op): c for c in profile.solo}
-    per_unit = _per_unit([e for d in profile.devices for e in d.entries], curves)
+    entries = [e for d in profile.devices for e in d.entries]
+    slope = solo_slope(entries, curves)
+    layers = _layer_lines(entries, curves, slope)
     if own is None:
-        return RuntimeTimes({}, (profile.pooled,), per_unit, curves)
+        return RuntimeTimes({}, (profile.pooled,), layers, curves)
     seconds = {task_shape(e.layer, e.op, e.flops, e.bytes_touched): e.cpu_s for e in own.entries}
-    return RuntimeTimes(seconds, (own.fits, profile.pooled), {**per_unit, **_per_unit(own.entries, curves)}, curves)
+    return RuntimeTimes(
+        seconds, (own.fits, profile.pooled), {**layers, **_layer_lines(own.entries, curves, slope)}, curves
+    )
 
 
-def _per_unit(
-    entries: Sequence[ComputeEntry], curves: Mapping[tuple[str, str], SoloCurve]
-) -> dict[tuple[str, str], float]:
-    """Per (layer, op), the median over ``entries`` of CPU seconds per solo unit (:func:`layer_scale` of the
-    layer's curve, else its :func:`fit_units`: FLOPs, or bytes touched for element-wise ops); entries of no
-    units are left out."""
+def solo_slope(entries: Sequence[ComputeEntry], curves: Mapping[tuple[str, str], SoloCurve]) -> float | None:
+    """How many CPU seconds a measured task takes per second its layer's share takes alone, beyond a fixed
+    part: the slope of the non-negative least-squares line ``cpu_s = slope * solo_s + fixed_s`` through the
+    entries of layers with a solo curve (``solo_s``: the curve at the entry's units); None with fewer than
+    three distinct ``solo_s`` or no positive slope. In the runs of docs/validation.md a task took about
+    twice its solo time plus about 0.3 ms (the executor's own work per task), at every split: scaling a
+    layer's whole measured time along its curve would scale that fixed part too.
+
+    >>> curve = SoloCurve("c", "conv", (1.0, 2.0, 4.0), (0.001, 0.002, 0.004))
+    >>> rows = [ComputeEntry("c", "conv", "conv", u, 0, 0.0003 + 2 * s, 0.0, 1) for u, s in zip(curve.units, curve.seconds)]
+    >>> round(solo_slope(rows, {("c", "conv"): curve}), 6)
+    2.0
+    """
+    points = []
+    for e in entries:
+        curve, units = curves.get((e.layer, e.op)), fit_units(e.op, e.flops, e.bytes_touched)
+        if curve is not None and units > 0:
+            points.append((curve.seconds_at(units), e.cpu_s))
+    if len({x for x, _ in points}) < 3:
+        return None
+    line = fit_cost([(x, 0.0) for x, _ in points], [y for _, y in points])
+    return line.s_per_flop if line.s_per_flop > 0 else None
+
+
+def _layer_lines(
+    entries: Sequence[ComputeEntry], curves: Mapping[tuple[str, str], SoloCurve], slope: float | None
+) -> dict[tuple[str, str], LayerLine]:
+    """Per (layer, op) of ``entries``: with a solo curve and a ``slope``, ``slope`` per solo second plus the
+    median over the entries of their CPU seconds beyond it (at least 0); else none fixed and the median of
+    their CPU seconds per :func:`layer_scale` (per unit: FLOPs, bytes touched for element-wise ops).
+    Entries of no units are left out."""
+    beyond: dict[tuple[str, str], list[float]] = {}
     ratios: dict[tuple[str, str], list[float]] = {}
     for e in entries:
         units = fit_units(e.op, e.flops, e.bytes_touched)
-        if units > 0:
-            key = (e.layer, e.op)
-            ratios.setdefault(key, []).append(e.cpu_s / layer_scale(curves.get(key), units))
-    return {key: statistics.median(values) for key, values in ratios.items()}
+        if units <= 0:
+            continue
+        key = (e.layer, e.op)
+        curve = curves.get(key)
+        if curve is not None and slope is not None:
+            beyond.setdefault(key, []).append(e.cpu_s - slope * curve.seconds_at(units))
+        else:
+            ratios.setdefault(key, []).append(e.cpu_s / layer_scale(curve, units))
+    lines = {key: LayerLine(0.0, statistics.median(values)) for key, values in ratios.items()}
+    for key, values in beyond.items():
+        lines[key] = LayerLine(max(0.0, statistics.median(values)), slope)  # type: ignore[arg-type]
+    return lines
 
 
 def compute_rates(scenario: Scenario) -> list[float]:
@@ -265,8 +304,9 @@ def compute_rates(scenario: Scenario) -> list[float]:
 
 def device_rates(scenario: Scenario) -> list[DeviceRate]:
     """Each device's compute rate, overhead, memory bandwidth, measured table (``profile:``), per-message
-    software costs and, with a top-level runtime ``profile:``, its CPU times of tasks and messages (a
-    device's own ``profile:`` keeps its measured table), in scenario order."""
+    software costs and, with a top-level runtime ``profile:``, its CPU times of tasks and messages and the
+    extra CPU time of a task after idling (a device's own ``profile:`` keeps its measured table), in
+    scenario order."""
     runtime = runtime_profile(scenario)
     messages = None if runtime is None else MessageCpu(runtime.send, runtime.recv, runtime.transit)
     rates = []
@@ -285,6 +325,7 @@ def device_rates(scenario: Scenario) -> list[DeviceRate]:
                 d.send_overhead_us / 1e6,
                 d.recv_overhead_us / 1e6,
                 messages,
+                None if runtime is None else runtime.wake,
             )
         )
     return rates

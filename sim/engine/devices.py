@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sim.workload.runtime import ANY_OP, CostLine, SoloCurve
+from sim.workload.runtime import ANY_OP, CostLine, SoloCurve, WakeCurve
 
 TaskShape = tuple[str, str, int, int]  # (layer label, op, FLOPs rounded to an integer, bytes touched)
 ELEMENTWISE_OPS = ("add", "pool")  # zero-FLOP tasks timed by the bytes they touch, without the overhead
@@ -72,29 +72,46 @@ def layer_scale(curve: SoloCurve | None, units: float) -> float:
 
 
 @dataclass(frozen=True)
+class LayerLine:
+    """A measured layer's CPU seconds in another shape: ``fixed_s + per_scale * scale``, ``scale`` being
+    :func:`layer_scale` of the task (its solo seconds along the layer's curve, else its units).
+
+    >>> LayerLine(2e-4, 2.0).seconds(1e-3)   # 0.2 ms fixed, twice the 1 ms it takes alone
+    0.0022
+    """
+
+    fixed_s: float
+    per_scale: float
+
+    def seconds(self, scale: float) -> float:
+        """The line at ``scale``, in seconds."""
+        return self.fixed_s + self.per_scale * scale
+
+
+@dataclass(frozen=True)
 class RuntimeTimes:
     """CPU seconds of tasks from a runtime profile (:mod:`sim.workload.runtime`): a measured shape's median;
-    else, for a layer measured in another shape (another split of it), the layer's measured CPU seconds per
-    solo second (``per_unit``) times its solo curve (``curves``) at the task's units, or, without a curve,
-    per unit (FLOPs, bytes touched for element-wise ops): :func:`layer_scale`; else the first of ``fits``
-    (the device's, then the pooled ones) that has the task's op kind, its op or ``*``. A layer's partial-sum
-    and rows tasks share its key: they are scaled the same way.
+    else, for a layer measured in another shape (another split of it), its :class:`LayerLine` (``layers``)
+    at :func:`layer_scale` of the task: along the layer's solo curve (``curves``) or, without one, per unit
+    (FLOPs, bytes touched for element-wise ops); else the first of ``fits`` (the device's, then the pooled
+    ones) that has the task's op kind, its op or ``*``. A layer's partial-sum and rows tasks share its key:
+    they are scaled the same way.
 
     >>> times = RuntimeTimes({}, ({"conv/k9/g1": CostLine(1e-9, 0.0, 0.001)}, {"*": CostLine(2e-9, 0.0, 0.0)}),
-    ...                      {("c2", "conv"): 3e-9})
+    ...                      {("c2", "conv"): LayerLine(0.0, 3e-9)})
     >>> times.lookup("c1", "conv", 1e6, 0, "conv/k9/g1"), times.lookup("fc", "linear", 1e6, 0, "linear")
     ((0.002, 'fit'), (0.002, 'fit'))
     >>> times.lookup("c2", "conv", 2e6, 0, "conv/k9/g1")   # c2 was measured at another size: per FLOP
     (0.006, 'scaled')
     >>> curve = SoloCurve("c2", "conv", (1e6, 2e6), (0.001, 0.0015))   # alone: twice the FLOPs, 1.5 x the time
-    >>> along = RuntimeTimes({}, (), {("c2", "conv"): 3.0}, {("c2", "conv"): curve})  # measured: 3 x solo
-    >>> round(along.lookup("c2", "conv", 2e6, 0)[0], 9)
-    0.0045
+    >>> along = RuntimeTimes({}, (), {("c2", "conv"): LayerLine(0.0005, 2.0)}, {("c2", "conv"): curve})
+    >>> round(along.lookup("c2", "conv", 2e6, 0)[0], 9)   # 0.5 ms + 2 x 1.5 ms
+    0.0035
     """
 
     seconds: Mapping[TaskShape, float] = field(default_factory=dict)
     fits: Sequence[Mapping[str, CostLine]] = ()
-    per_unit: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (layer, op) -> CPU s per layer_scale
+    layers: Mapping[tuple[str, str], LayerLine] = field(default_factory=dict)  # (layer, op) -> its line
     curves: Mapping[tuple[str, str], SoloCurve] = field(default_factory=dict)  # (layer, op) -> its solo curve
 
     def lookup(self, layer: str, op: str, flops: float, bytes_touched: int, kind: str = "") -> tuple[float, str] | None:
@@ -103,10 +120,10 @@ class RuntimeTimes:
         measured = self.seconds.get(task_shape(layer, op, flops, bytes_touched))
         if measured is not None:
             return measured, "table"
-        rate = self.per_unit.get((layer, op))
+        measured_layer = self.layers.get((layer, op))
         units = fit_units(op, flops, bytes_touched)
-        if rate is not None and units > 0:
-            return rate * layer_scale(self.curves.get((layer, op)), units), "scaled"
+        if measured_layer is not None and units > 0:
+            return measured_layer.seconds(layer_scale(self.curves.get((layer, op)), units)), "scaled"
         for fits in self.fits:
             for key in (kind or op, op, ANY_OP):
                 line = fits.get(key)
@@ -159,7 +176,11 @@ class DeviceRate:
     ``mem_bandwidth_Bps`` the memory bandwidth (bytes/s) or ``None`` for compute-only timing. ``times`` is
     a measured table that takes precedence over the roofline. ``send_overhead_s`` and ``recv_overhead_s``
     are the software cost of sending and of receiving one message (s), spent on the device; ``message_cpu``
-    adds a runtime profile's per-message costs, which grow with the message's bytes.
+    adds a runtime profile's per-message costs, which grow with the message's bytes; ``wake`` its extra CPU
+    seconds of a task after the device idled (:meth:`wake_s`).
+
+    >>> DeviceRate(1e9, wake=WakeCurve((0.1,), (5e-4,))).wake_s(0.05)   # half of 0.5 ms after 50 ms idle
+    0.00025
     """
 
     flops_per_s: float
@@ -169,6 +190,12 @@ class DeviceRate:
     send_overhead_s: float = 0.0
     recv_overhead_s: float = 0.0
     message_cpu: MessageCpu | None = None
+    wake: WakeCurve | None = None
+
+    def wake_s(self, idle_s: float) -> float:
+        """Extra seconds of a task that starts after the device idled ``idle_s`` seconds since its previous
+        task ended (``inf``: its first task); 0 without a ``wake`` curve."""
+        return 0.0 if self.wake is None else self.wake.extra_at(idle_s)
 
     @property
     def pays_messages(self) -> bool:

@@ -34,6 +34,9 @@ Semantics (docs/design.md §3.7 and §3.8):
   sink that much after it arrives. Each payment is a :class:`CpuSpan` of ``Timeline.cpu_spans``. A
   runtime profile's transit delay (:meth:`DeviceRate.transit_s` of the receiver) makes a message arrive
   that long after its last byte left the wire, holding no core (``Timeline.transit_s``).
+* A device with a runtime profile's ``wake`` curve takes :meth:`DeviceRate.wake_s` seconds more for a
+  task, from the time it idled since its previous task ended (a first task: the curve's last value);
+  ``Timeline.task_wake_s`` holds them.
 * With ``interleave``, a link queue serves the transmissions waiting for it one connection (a device pair;
   a multicast payload) after another in turn, one packet (chunk) each
   (:class:`sim.engine.network.RoundRobin`): the messages one device sends to several peers over its one
@@ -72,6 +75,7 @@ Example::
 from __future__ import annotations
 
 import gc
+import math
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -138,6 +142,7 @@ class Timeline:
     retransmissions: list[int] = field(default_factory=list)  # per message; empty when no link loses
     cpu_spans: list[CpuSpan] = field(default_factory=list)  # per-message software time, when any is charged
     transit_s: list[float] = field(default_factory=list)  # per message: arrival after the wire; empty: none
+    task_wake_s: list[float] = field(default_factory=list)  # per task: CPU after its device idled; empty: none
 
     @property
     def latency_s(self) -> list[float]:
@@ -312,6 +317,8 @@ class _Run:
             for h in hosts
             if h is not None
         }
+        if any(rate.wake is not None for rate in rates):
+            self.timeline.task_wake_s = [0.0] * len(self.tasks)
         self.core_of = [cores[h.name] if h is not None else None for h in hosts]
         self.core_of += [None] * (len(workload.devices) - len(hosts))
         self.queues = {link.queue_name: _Queue() for link in network.links()}  # queue name -> its state
@@ -383,6 +390,7 @@ class _Run:
         env, timeline, rate, core = self.env, self.timeline, self.rates[d], self.core_of[d]
         arrived, pays = self.arrived, rate.pays_messages
         received: set[int] = set()  # messages whose receive cost is paid
+        last_end_s, wakes = -math.inf, rate.wake is not None  # when the device's previous task ended
         for t in tasks:
             task = self.tasks[t]
             frame = self.frame_arrived[task.frame]
@@ -398,22 +406,29 @@ class _Run:
             duration = rate.task_s(task.flops, task.bytes_touched, task.op, task.layer, task.kind)
             if core is None:
                 timeline.task_start_s[t] = env.now
-                yield env.timeout(duration)
+                yield env.timeout(self.wake(d, t, duration, last_end_s) if wakes else duration)
             elif isinstance(core, SharedCores):
                 timeline.task_start_s[t] = env.now
-                yield core.run(duration)
+                yield core.run(self.wake(d, t, duration, last_end_s) if wakes else duration)
             else:
                 with core.request() as request:
                     yield request
                     timeline.task_start_s[t] = env.now
-                    yield env.timeout(duration)
-            now = timeline.task_end_s[t] = env.now
+                    yield env.timeout(self.wake(d, t, duration, last_end_s) if wakes else duration)
+            now = last_end_s = timeline.task_end_s[t] = env.now
             if task.final:
                 self.frame_done(task.frame, now)
             if pays:
                 yield from self.release(d, self.releases[t], now)
             else:
                 self.send(self.releases[t], now)
+
+    def wake(self, d: int, t: int, duration_s: float, last_end_s: float) -> float:
+        """Task ``t`` of device ``d`` starting now: its ``duration_s`` plus the device's extra CPU seconds
+        after idling since ``last_end_s``, when its previous task ended (:meth:`DeviceRate.wake_s`), kept in
+        ``Timeline.task_wake_s``."""
+        extra = self.timeline.task_wake_s[t] = self.rates[d].wake_s(self.env.now - last_end_s)
+        return duration_s + extra
 
     def receive(self, d: int, needs: list[int], received: set[int]) -> Generator[simpy.Event, Any, None]:
         """Wait for the messages ``needs`` and pay device ``d``'s receive cost for each not yet in

@@ -41,7 +41,7 @@ from sim.pipeline.prepare import Prepared
 from sim.workload.cost import elementwise_bytes, task_templates
 from sim.workload.plan import TaskKey, WorkloadPlan, partial_users
 from sim.workload.profiles import DeviceProfile, ProfileEntry, ProfileFile, fit_line, fit_ops
-from sim.workload.runtime import SoloCurve
+from sim.workload.runtime import SoloCurve, WakeCurve
 
 Call = Callable[[], torch.Tensor]
 
@@ -286,6 +286,46 @@ def prepared_solo_curves(prepared: Prepared, settings: ProfileSettings = SOLO_SE
         return ()
     values = layer_inputs(prepared.graph, plan, prepared.images[0])
     return solo_curves(prepared.graph, plan, values, prepared.scenario.inputs.batch_size, settings)
+
+
+WAKE_GAPS_S = (0.002, 0.01, 0.03, 0.1, 0.3)  # idle gaps a task is timed after (s)
+WAKE_TASKS = 6  # tasks of the source device timed after each gap, spread over its frame
+WAKE_REPEATS = 4  # timings per task and gap
+
+
+def wake_curve(calls: Sequence[Call], gaps_s: Sequence[float] = WAKE_GAPS_S, repeats: int = WAKE_REPEATS) -> WakeCurve:
+    """How much longer a task takes after idling: per gap in ``gaps_s`` (seconds, increasing), the median
+    over ``calls`` of (the median of ``repeats`` timings, each after sleeping that long) minus (its median
+    back to back), at least 0 and made non-decreasing (:class:`sim.workload.runtime.WakeCurve`). On this
+    project's machine the extra time hardly depends on the task's size (docs/validation.md, "Compute after
+    idling"), so a few tasks stand for all."""
+    back = [float(np.median(time_call(call, ProfileSettings(3, 10)))) for call in calls]
+    extra = []
+    for gap in gaps_s:
+        after = [float(np.median(time_call(call, ProfileSettings(0, repeats, gap)))) for call in calls]
+        extra.append(max(0.0, float(np.median([a - b for a, b in zip(after, back)]))))
+    return WakeCurve(tuple(map(float, gaps_s)), tuple(map(float, np.maximum.accumulate(extra))))
+
+
+def prepared_wake_curve(prepared: Prepared) -> WakeCurve | None:
+    """:func:`wake_curve` of a prepared scenario: up to :data:`WAKE_TASKS` of its source device's tasks,
+    evenly spread over its frame, on one thread (as the solo curves); None for a rows split (as
+    :func:`prepared_solo_curves`) or a source without tasks."""
+    plan = prepared.plan
+    if plan.spatial is not None or not prepared.images:
+        return None
+    graph, source = prepared.graph, prepared.workload.source
+    values = layer_inputs(graph, plan, prepared.images[0])
+    calls = [call for _, call in shard_calls(graph, plan, values, prepared.scenario.inputs.batch_size, source)]
+    if not calls:
+        return None
+    picked = [calls[int(i)] for i in np.unique(np.linspace(0, len(calls) - 1, min(WAKE_TASKS, len(calls))).round())]
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return wake_curve(picked, WAKE_GAPS_S, WAKE_REPEATS)
+    finally:
+        torch.set_num_threads(before)
 
 
 def layer_inputs(graph: FlowGraph, plan: WorkloadPlan, images: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -6,7 +6,8 @@ From the measured runs' timelines:
 * **compute**: every task's wall time, and its CPU time: as the testbed measured it (the ``cpu_s`` of
   measured ``compute.csv``, its thread's CPU seconds), else the wall time with the time it shared a core
   taken off (:func:`cpu_seconds`: all device processes run on this machine's ``cores``; while ``n`` tasks
-  ran at once each got ``min(1, cores / n)`` of a core). Medians per device and task shape, then the fits.
+  ran at once each got ``min(1, cores / n)`` of a core), less the wake-up after the time its device idled
+  before it (the profile's ``wake``, timed after the runs). Medians per device and task shape, then the fits.
   The measured CPU time is the better one: a task's wall time also holds the time other processes' message
   handling took from its core, which no task interval shows.
 * **send**: a message's CPU time on its sender is the transfers table's ``send_cpu_s`` when the testbed
@@ -37,6 +38,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -52,7 +54,7 @@ from sim.engine.replay import wire_end_s
 from sim.engine.simulate import wire_seconds
 from sim.pipeline.calibrate import calibrated
 from sim.pipeline.prepare import Prepared, prepare
-from sim.pipeline.profile import prepared_solo_curves
+from sim.pipeline.profile import prepared_solo_curves, prepared_wake_curve
 from sim.testbed.execute import execute
 from sim.testbed.measure import TASK_CPU_COLUMN
 from sim.testbed.validate import this_machine_cores, zero_latency
@@ -62,6 +64,7 @@ from sim.workload.runtime import (
     DeviceCompute,
     RuntimeProfile,
     Sharing,
+    WakeCurve,
     fit_cost,
     fit_entries,
     pooled_fits,
@@ -85,18 +88,26 @@ def cpu_seconds(intervals: Sequence[tuple[float, float]], cores: int) -> list[fl
     return [float(x) for x in (active * (share * (right - left))[None, :]).sum(axis=1)]
 
 
-def compute_entries(workload: Workload, runs: Sequence[RunResult], cores: int) -> dict[int, list[ComputeEntry]]:
+def compute_entries(
+    workload: Workload, runs: Sequence[RunResult], cores: int, wake: WakeCurve | None = None
+) -> dict[int, list[ComputeEntry]]:
     """Per device index, one entry per task shape: median wall and CPU seconds over frames and runs (a task's
-    CPU seconds as the testbed measured them, else its wall time with processor sharing undone)."""
+    CPU seconds as the testbed measured them, else its wall time with processor sharing undone); with a
+    ``wake`` curve, each task's CPU seconds less its wake-up after the time its device idled before it (the
+    engine adds it back from the simulated idle time; not below 0)."""
     samples: dict[tuple, list[tuple[float, float]]] = {}
     for run in runs:
         tl = run.timeline
         intervals = list(zip(tl.task_start_s, tl.task_end_s))
         measured = run.compute is not None and TASK_CPU_COLUMN in run.compute
         cpu = run.compute[TASK_CPU_COLUMN].tolist() if measured else cpu_seconds(intervals, cores)
+        last_end_s: dict[int, float] = {}  # device -> when its previous task ended
         for k, task in enumerate(workload.tasks):
             key = (task.device, task.layer, task.op, task.kind or task.op, task.flops, task.bytes_touched)
-            samples.setdefault(key, []).append((intervals[k][1] - intervals[k][0], cpu[k]))
+            idle_s = intervals[k][0] - last_end_s.get(task.device, -math.inf)
+            last_end_s[task.device] = intervals[k][1]
+            extra = 0.0 if wake is None else wake.extra_at(idle_s)
+            samples.setdefault(key, []).append((intervals[k][1] - intervals[k][0], max(0.0, cpu[k] - extra)))
     out: dict[int, list[ComputeEntry]] = {}
     for (device, layer, op, kind, flops, touched), values in samples.items():
         wall, cpu = np.median([w for w, _ in values]), np.median([c for _, c in values])
@@ -181,25 +192,33 @@ def profile_runtime(
     prepared: Prepared | None = None,
 ) -> RuntimeProfile:
     """Execute the scenario ``repeats`` times (``shape``: over shaped veths) and return its runtime profile,
-    with each layer's solo curve timed after the runs (:func:`sim.pipeline.profile.prepared_solo_curves`)."""
+    with each layer's solo curve and the wake-up after idling timed after the runs
+    (:func:`sim.pipeline.profile.prepared_solo_curves`, :func:`sim.pipeline.profile.prepared_wake_curve`)."""
     sc = calibrated(load(scenario))
     sc = sc.model_copy(update={"deploy": None, "baseline": "none"})
     prep = prepared if prepared is not None else prepare(sc)
     runs = execute(sc, shape=shape, repeats=repeats, timeout_s=timeout_s, prepared=prep)
-    return replace(profile_from_runs(sc, prep.workload, runs, shape), solo=prepared_solo_curves(prep))
+    solo = prepared_solo_curves(prep)
+    return replace(profile_from_runs(sc, prep.workload, runs, shape, wake=prepared_wake_curve(prep)), solo=solo)
 
 
 def profile_from_runs(
-    sc: Scenario, workload: Workload, runs: Sequence[RunResult], shape: bool, cores: int | None = None
+    sc: Scenario,
+    workload: Workload,
+    runs: Sequence[RunResult],
+    shape: bool,
+    cores: int | None = None,
+    wake: WakeCurve | None = None,
 ) -> RuntimeProfile:
     """The runtime profile of measured ``runs`` of ``sc`` (whose workload is ``workload``); every device
-    process ran on ``cores`` cores (default: :func:`sim.testbed.validate.this_machine_cores`)."""
+    process ran on ``cores`` cores (default: :func:`sim.testbed.validate.this_machine_cores`); ``wake``:
+    the wake-up after idling timed on this machine, taken off the tasks' CPU times and kept."""
     cores = this_machine_cores() if cores is None else cores
     execution = runs[0].record.execution or {}
     network = None
     if shape:
         network = assemble.network(sc if execution["latency_applied"] else zero_latency(sc))
-    entries = compute_entries(workload, runs, cores)
+    entries = compute_entries(workload, runs, cores, wake)
     devices = tuple(
         DeviceCompute(workload.devices[d], tuple(rows), fit_entries(rows)) for d, rows in sorted(entries.items())
     )
@@ -226,4 +245,5 @@ def profile_from_runs(
         send,
         recv,
         transit,
+        wake=wake,
     )

@@ -1,9 +1,9 @@
 """Runtime profiles: what a real split run pays, measured under the run's own conditions (``dsim profile
 --execute``), read back by a scenario's top-level ``profile: FILE``.
 
-A runtime profile is JSON (``format: dsim-runtime-profile``, ``version: 4``)::
+A runtime profile is JSON (``format: dsim-runtime-profile``, ``version: 5``)::
 
-    {"format": "dsim-runtime-profile", "version": 4,
+    {"format": "dsim-runtime-profile", "version": 5,
      "scenario": "validate-vgg11", "model": "vgg11", "batch_size": 1,
      "run": {"repeats": 3, "frames": 2, "network": "loopback (127.0.0.1), unshaped", "loadavg": [0.4, ...]},
      "sharing": {"processes": 4, "cores": 2},
@@ -19,7 +19,8 @@ A runtime profile is JSON (``format: dsim-runtime-profile``, ``version: 4``)::
      "transit": {"dense": {"s_per_flop": 0.0, "s_per_byte": 0.0, "overhead_s": 1e-4, "points": 9,
                            "s_per_wire_s": 0.03}},
      "solo": [{"layer": "features.11", "op": "conv", "units": [9.4e6, 1.9e7, 3.8e7, 7.5e7],
-               "seconds": [1.4e-4, 2.3e-4, 3.3e-4, 5.4e-4]}, ...]}
+               "seconds": [1.4e-4, 2.3e-4, 3.3e-4, 5.4e-4]}, ...],
+     "wake": {"gaps_s": [0.002, 0.01, 0.03, 0.1, 0.3], "extra_s": [2e-5, 9e-5, 2.6e-4, 5.7e-4, 7e-4]}}
 
 * **Compute** (``devices[i].entries``): one row per task shape (layer, op kind, FLOPs and float32 bytes
   touched of one frame). ``wall_s`` is the median measured duration; ``cpu_s`` the median CPU time it
@@ -48,16 +49,29 @@ A runtime profile is JSON (``format: dsim-runtime-profile``, ``version: 4``)::
   share costs more than its FLOPs say (``features.11`` of VGG-11 above: 1/8 of the FLOPs takes a quarter
   of the time), so another split of a measured layer is scaled along this curve, not per FLOP; the shape of the curve is taken to hold at the run's thread count. Layers whose inputs are
   exchanged as partial sums, and rows splits, have none; older files have none (read as per unit).
+* **Wake** (version 5): the CPU seconds a task takes beyond its cost back to back when its device idled
+  before it (``extra_s`` after ``gaps_s`` seconds since the device's previous task ended; a device's first
+  task takes the last): timed alone after the runs, some of a device's tasks each after an idle gap. On
+  this project's machine a task after 100 ms of idling took about 0.6 ms more than back to back, whatever
+  its size (docs/validation.md, "Compute after idling"). The engine adds it to a task from the time its
+  device has idled before the task (:class:`WakeCurve`); the compute ``entries`` hold each task's CPU time
+  with the wake-up of its measured idle gap taken off, so that the two add up again in a run like the
+  profiled one. Older files have none (no extra time).
 
 A task's CPU time is looked up in this order: the device's measured shape; the same layer measured in
-another shape (another split of it), scaled along the layer's solo curve: its measured CPU seconds over
-the curve at the measured share (the device's own, else the median over the devices that ran it), times
-the curve at the new share (without a curve, per unit: FLOPs, bytes touched for element-wise ops); the
-device's fit of the op kind, of the op, then the pooled fits of the kind, the op and ``*``. Layers differ
-more from each other than one layer's shards do (ResNet-18's convs have about the same FLOPs and
-different costs), so a layer's own measured cost predicts another split of it better than a fit across
-layers does. The engine charges CPU time on the host's cores
-(``hosts[i].sharing``), so the same profile predicts another device count or core count.
+another shape (another split of it), along the layer's solo curve: ``slope`` times the curve at the new
+share plus the layer's fixed part, what its measured CPU seconds hold beyond ``slope`` times the curve at
+the measured share (the device's own, else the median over the devices that ran it; at least 0).
+``slope`` is the line through every entry with a curve, CPU seconds against the curve at the entry's share
+(:func:`sim.engine.assemble.solo_slope`): in this project's runs a task took about twice its solo time
+plus about 0.3 ms of the executor's own work, so scaling the whole measured time along the curve scaled
+that fixed part too. Without a curve (or fewer than three distinct points for the line): the measured
+CPU seconds per unit (FLOPs, bytes touched for element-wise ops). Then the device's fit of the op kind,
+of the op, then the pooled fits of the kind, the op and ``*``. Layers differ more from each other than
+one layer's shards do (ResNet-18's convs have about the same FLOPs and different costs), so a layer's
+own measured cost predicts another split of it better than a fit across layers does. The engine charges
+CPU time on the host's cores (``hosts[i].sharing``), so the same profile predicts another device count or
+core count.
 
 This module reads and writes the format (numpy, no torch); :mod:`sim.testbed.runtime_profile` measures.
 
@@ -83,8 +97,9 @@ from sim.errors import UserError
 from sim.fileio import read_limited, write_text
 
 FORMAT = "dsim-runtime-profile"
-VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)  # 1: no "transit" (its "recv" held it); 2: no "s_per_wire_s"; 3: no "solo"
+VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)  # 1: no "transit" (its "recv" held it); 2: no "s_per_wire_s"; 3: no "solo";
+# 4: no "wake"
 MAX_BYTES = 64 * 2**20  # thousands of task shapes on hundreds of devices stay far below this
 ANY_OP = "*"
 
@@ -167,6 +182,27 @@ class SoloCurve:
 
 
 @dataclass(frozen=True)
+class WakeCurve:
+    """The CPU seconds a task takes beyond its back-to-back cost after its device idled: ``extra_s[i]`` after
+    ``gaps_s[i]`` seconds (gaps increasing and positive, extras non-decreasing and non-negative).
+
+    >>> wake = WakeCurve((0.01, 0.1), (1e-4, 5e-4))
+    >>> [round(wake.extra_at(g) * 1e6, 3) for g in (0.0, 0.005, 0.055, 1.0, float("inf"))]   # microseconds
+    [0.0, 50.0, 300.0, 500.0, 500.0]
+    """
+
+    gaps_s: tuple[float, ...]
+    extra_s: tuple[float, ...]
+
+    def extra_at(self, idle_s: float) -> float:
+        """Extra seconds after ``idle_s`` seconds of idling (``inf``: a first task): linear between the
+        points, from 0 at no idling, the last point's beyond the last gap."""
+        if idle_s >= self.gaps_s[-1]:
+            return self.extra_s[-1]
+        return float(np.interp(max(0.0, idle_s), (0.0, *self.gaps_s), (0.0, *self.extra_s)))
+
+
+@dataclass(frozen=True)
 class Sharing:
     """How many device processes shared how many cores in the profiled run."""
 
@@ -189,6 +225,7 @@ class RuntimeProfile:
     recv: dict[str, CostLine]  # wire format -> CPU seconds of the receiver per message
     transit: dict[str, CostLine] = field(default_factory=dict)  # wire format -> delay beyond the wire, s
     solo: tuple[SoloCurve, ...] = ()  # per layer, its cost alone at several shares
+    wake: WakeCurve | None = None  # a task's extra CPU seconds after its device idled
 
     def device(self, name: str) -> DeviceCompute | None:
         """The compute of device ``name``, or None when the profile has not seen it."""
@@ -307,12 +344,14 @@ def read_runtime_profile(path: str | Path) -> RuntimeProfile:
             _lines(data["recv"]),
             _lines(data.get("transit", {})),
             tuple(_curve(c) for c in data.get("solo", [])),
+            None if data.get("wake") is None else _wake(data["wake"]),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UserError(f"profile: {p} is malformed ({type(exc).__name__}: {exc}); write it again") from None
     values = [x for line in _all_lines(profile) for x in asdict(line).values()]
     values += [x for d in devices for e in d.entries for x in (e.cpu_s, e.wall_s, e.flops)]
     values += [x for c in profile.solo for x in (*c.units, *c.seconds)]
+    values += [] if profile.wake is None else [*profile.wake.gaps_s, *profile.wake.extra_s]
     if not all(np.isfinite(values)) or min(values, default=0.0) < 0:
         raise UserError(f"profile: {p} holds a negative or non-finite number; write it again")
     return profile
@@ -329,6 +368,15 @@ def _curve(data: Mapping[str, Any]) -> SoloCurve:
     if min(curve.units) <= 0 or min(curve.seconds) <= 0:
         raise ValueError(f"solo curve of {curve.layer}: units and seconds must be positive")
     return curve
+
+
+def _wake(data: Mapping[str, Any]) -> WakeCurve:
+    wake = WakeCurve(tuple(map(float, data["gaps_s"])), tuple(map(float, data["extra_s"])))
+    if not wake.gaps_s or len(wake.gaps_s) != len(wake.extra_s) or list(wake.gaps_s) != sorted(set(wake.gaps_s)):
+        raise ValueError("wake: gaps_s must be increasing, one per extra_s value")
+    if min(wake.gaps_s) <= 0 or list(wake.extra_s) != sorted(wake.extra_s):
+        raise ValueError("wake: gaps_s must be positive and extra_s must not decrease as gaps grow")
+    return wake
 
 
 def _all_lines(profile: RuntimeProfile) -> list[CostLine]:

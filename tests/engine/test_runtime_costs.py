@@ -1,18 +1,19 @@
 """The costs a runtime profile adds, against closed forms (hand-built workloads, no torch): a message's CPU
-time on its sender and receiver (growing with its bytes), processor sharing of a host's cores, and packets
-of different connections interleaving on one busy link. Devices compute at 1 GFLOP/s."""
+time on its sender and receiver (growing with its bytes), processor sharing of a host's cores, packets
+of different connections interleaving on one busy link, a task's wake-up after its device idled, and a
+layer's cost in another split along its solo curve. Devices compute at 1 GFLOP/s."""
 
 from __future__ import annotations
 
 import pytest
 
-from sim.analysis.tables import TRANSIT_COLUMN, transfers_table
+from sim.analysis.tables import TRANSIT_COLUMN, WAKE_COLUMN, compute_table, transfers_table
 from sim.engine import assemble
 from sim.engine.devices import DeviceRate, Host, MessageCpu, RuntimeTimes
 from sim.engine.network import Link, Network, Protocol
 from sim.engine.simulate import simulate, wire_seconds
 from sim.report.trace import chrome_trace
-from sim.workload.runtime import ComputeEntry, CostLine, DeviceCompute, RuntimeProfile, Sharing, SoloCurve
+from sim.workload.runtime import ComputeEntry, CostLine, DeviceCompute, RuntimeProfile, Sharing, SoloCurve, WakeCurve
 from sim.workload.types import Task, Workload
 from tests import helpers
 
@@ -221,3 +222,42 @@ def test_a_multicast_payload_takes_turns_apart_from_any_connection() -> None:
     net = Network.build(["d0", "d1", "d2"], "shared", 1 * MBPS, 0.0, protocol=protocol)
     tl = simulate(workload(3, [], msgs), [DeviceRate(1e9)] * 3, net, [0.0], multicast=True, interleave=True)
     assert tl.message_end_s == [pytest.approx(0.040), pytest.approx(0.040), pytest.approx(0.048)]
+
+
+def test_a_task_after_its_device_idled_takes_the_wake_curves_extra_time() -> None:
+    # Wake curve: 0.1 ms after 10 ms of idling, 0.5 ms after 100 ms (linear between, from 0 at none).
+    # d0's first task (1 ms, no task before: the last point, 0.5 ms) ends at 1.5 ms and sends 10,000 bytes
+    # at 1 Mbit/s (80 ms): they arrive at 81.5 ms. d1's first task also ends at 1.5 ms; its second waits
+    # for the message, idle for 80 ms: 0.1 + 0.4 * 70 / 90 = 0.4111 ms more, so it ends at 82.9111 ms; its
+    # third follows at once (no idling, nothing more) and ends at 83.9111 ms.
+    wake = WakeCurve((0.01, 0.1), (1e-4, 5e-4))
+    msg = helpers.message(0, 1, 10_000, after=0, needed_by=(2,))
+    tasks = [task(0, 1e6, layer="a"), task(1, 1e6, layer="b"), task(1, 1e6, layer="c"), task(1, 1e6, True, "e")]
+    wl = workload(2, tasks, [msg])
+    tl = simulate(wl, [DeviceRate(1e9, wake=wake)] * 2, Network.mesh(["d0", "d1"], 1 * MBPS, 0.0), [0.0])
+    extra = 1e-4 + 4e-4 * 70 / 90
+    assert tl.task_end_s == [pytest.approx(x) for x in (0.0015, 0.0015, 0.0815 + 0.001 + extra, 0.0825 + 0.001 + extra)]
+    table = compute_table(wl, tl)  # visible in compute.csv, as part of the task's time
+    assert list(table[WAKE_COLUMN]) == [pytest.approx(x) for x in (5e-4, 5e-4, extra, 0.0)]
+    assert WAKE_COLUMN not in compute_table(
+        wl, simulate(wl, [DeviceRate(1e9)] * 2, Network.mesh(["d0", "d1"], 1 * MBPS, 0.0), [0.0])
+    )
+
+
+def test_a_layer_measured_in_three_splits_scales_along_its_solo_curve_beyond_a_fixed_part() -> None:
+    # Alone, c1 takes 1, 1.5 and 2.5 ms at 1, 2 and 4 MFLOP. Measured in a run: 3, 4 and 6 ms, i.e. 1 ms
+    # fixed plus twice the solo time (the line through the three: slope 2, 1 ms). A new device at 3 MFLOP
+    # (solo 2 ms) takes 1 + 2 * 2 = 5 ms; per measured/solo ratio (3, 2.67, 2.4: median 2.67) it would be
+    # 5.33 ms. d0, measured at 1 MFLOP, at 2 MFLOP: its own 1 ms beyond the line plus 2 * 1.5 = 4 ms.
+    def entry(flops: float, cpu_s: float) -> ComputeEntry:
+        return ComputeEntry("c1", "conv", "conv", flops, 0, cpu_s, cpu_s, 1)
+
+    devices = tuple(
+        DeviceCompute(f"d{i}", (entry(flops, cpu),), {})
+        for i, (flops, cpu) in enumerate(((1e6, 3e-3), (2e6, 4e-3), (4e6, 6e-3)))
+    )
+    curve = SoloCurve("c1", "conv", (1e6, 2e6, 4e6), (0.001, 0.0015, 0.0025))
+    profile = RuntimeProfile("s", "m", 1, {}, Sharing(3, 1), devices, {}, {}, {}, {}, (curve,))
+    assert assemble.solo_slope([e for d in devices for e in d.entries], {("c1", "conv"): curve}) == pytest.approx(2.0)
+    assert assemble.runtime_times(profile, "d9").lookup("c1", "conv", 3e6, 0) == (pytest.approx(0.005), "scaled")
+    assert assemble.runtime_times(profile, "d0").lookup("c1", "conv", 2e6, 0) == (pytest.approx(0.004), "scaled")

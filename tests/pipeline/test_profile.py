@@ -197,3 +197,37 @@ def test_a_solo_share_whose_filters_read_nothing_is_left_out() -> None:
     prep.graph.layer("conv1").uses[0] = False  # conv1's first filter pruned: the 1-filter share reads nothing
     conv1 = next(c for c in prepared_solo_curves(prep, ProfileSettings(warmup=1, repeats=2)) if c.layer == "conv1")
     assert conv1.units == (117600.0, 235200.0)  # 3 and 6 filters of 39 200 FLOPs
+
+
+def test_the_wake_curve_is_each_calls_time_after_idling_beyond_its_time_back_to_back() -> None:
+    import time
+
+    from sim.pipeline.profile import wake_curve
+
+    def slow_after_idling(extra_s: float):  # a call that takes extra_s longer after 20 ms or more of idling
+        last = [time.perf_counter()]
+
+        def call():
+            if time.perf_counter() - last[0] >= 0.02:
+                time.sleep(extra_s)
+            last[0] = time.perf_counter()
+
+        return call
+
+    # after 2 ms neither call is slower; after 50 ms one takes 30 ms more and the other 60 ms: the median of
+    # the two, 45 ms (sleeps overshoot by a few ms on a busy machine, hence the bounds)
+    curve = wake_curve([slow_after_idling(0.03), slow_after_idling(0.06)], gaps_s=(0.002, 0.05), repeats=2)
+    assert curve.gaps_s == (0.002, 0.05)
+    assert curve.extra_s[0] < 0.01 and 0.04 < curve.extra_s[1] < 0.06
+
+
+def test_the_wake_curve_times_some_of_the_source_devices_tasks(monkeypatch) -> None:
+    from sim.pipeline import profile
+    from sim.pipeline.prepare import prepare  # torch
+
+    monkeypatch.setattr(profile, "WAKE_GAPS_S", (0.001, 0.003))  # short: this checks the wiring, not the machine
+    monkeypatch.setattr(profile, "WAKE_REPEATS", 1)
+    prep = prepare(parse_scenario(helpers.scenario_dict(2)))
+    curve = profile.prepared_wake_curve(prep)
+    assert curve is not None and curve.gaps_s == (0.001, 0.003)
+    assert min(curve.extra_s) >= 0 and list(curve.extra_s) == sorted(curve.extra_s)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sim.analysis.result import RunResult
+from sim.analysis.tables import compute_table, transfers_table
 from sim.cli import main
 from sim.config.load import parse_scenario
 from sim.engine import assemble
@@ -25,7 +26,7 @@ from sim.pipeline.prepare import prepare
 from sim.testbed.measure import TASK_CPU_COLUMN
 from sim.testbed.runtime_profile import cpu_seconds, profile_from_runs, wake_gaps
 from sim.testbed.validate import validate
-from sim.workload.runtime import CostLine, SoloCurve, read_runtime_profile, write_runtime_profile
+from sim.workload.runtime import CostLine, SoloCurve, WakeCurve, read_runtime_profile, write_runtime_profile
 from sim.workload.types import Task, Workload
 from tests import helpers
 from tests.helpers import scenario_dict
@@ -305,3 +306,47 @@ def test_a_scenarios_profile_sets_rates_and_fifo_sharing(simulated) -> None:
     data["hosts"][0]["sharing"] = "round"
     with pytest.raises(UserError, match=r"hosts.0..sharing"):
         parse_scenario(data, origin="test")
+
+
+def test_a_profile_takes_each_tasks_wake_up_off_its_cpu_time(simulated) -> None:
+    # The simulated run again, with a wake-up after idling (0.2 ms after 0.1 ms, 1 ms after 10 ms; a first
+    # task 1 ms): its tasks took longer than FLOPs / 1e9. A profile told the same curve takes each task's
+    # wake-up, from its device's idle time before it in the run, off again: FLOPs / 1e9 exactly.
+    _tmp, sc, prep, run, _profile = simulated
+    wake = WakeCurve((1e-4, 1e-2), (2e-4, 1e-3))
+    rates = [DeviceRate(1e9, wake=wake)] * len(prep.workload.devices)
+    tl = simulate(prep.workload, rates, assemble.network(sc), [0.0, 0.0], hosts=assemble.hosts(sc))
+    assert sum(tl.task_wake_s) > 0.004  # each device's first task alone: 1 ms
+    woke = RunResult(
+        transfers_table(prep.workload, tl), compute_table(prep.workload, tl), run.record, prep.workload, tl
+    )
+    profile = profile_from_runs(sc, prep.workload, [woke], shape=False, cores=2, wake=wake)
+    assert profile.wake == wake
+    for d in profile.devices:
+        for e in d.entries:
+            assert e.cpu_s == pytest.approx(e.flops / 1e9, rel=1e-9, abs=1e-12)
+    kept = profile_from_runs(sc, prep.workload, [woke], shape=False, cores=2)  # without: the wake-ups stay in
+    assert (
+        sum(e.cpu_s for d in kept.devices for e in d.entries)
+        > sum(e.flops for d in kept.devices for e in d.entries) / 1e9 + 0.002
+    )
+
+
+def test_the_wake_curve_is_written_read_back_and_checked(simulated) -> None:
+    tmp, *_rest, profile = simulated
+    path = tmp / "wake.json"
+    with_wake = replace(profile, wake=WakeCurve((0.01, 0.1), (1e-4, 5e-4)))
+    write_runtime_profile(path, with_wake)
+    assert read_runtime_profile(path) == with_wake
+    data = json.loads(path.read_text())
+    data["wake"]["extra_s"] = [5e-4, 1e-4]
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError, match=r"malformed .*wake: .*extra_s must not decrease"):
+        read_runtime_profile(path)
+    data["wake"] = {"gaps_s": [0.01, 0.1], "extra_s": [1e-4, float("inf")]}
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError, match=r"negative or non-finite"):
+        read_runtime_profile(path)
+    data["version"] = 4  # a version-4 file has no wake curve: no extra time
+    path.write_text(json.dumps({k: v for k, v in data.items() if k != "wake"}))
+    assert read_runtime_profile(path).wake is None
