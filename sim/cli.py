@@ -373,7 +373,7 @@ def _cmd_profile_runtime(args: argparse.Namespace) -> int:
         after = ", ".join(
             f"{x * 1e3:.2f} ms after {g * 1e3:g} ms" for g, x in zip(profile.wake.gaps_s, profile.wake.extra_s)
         )
-        print(f"{'wake':<10} a task takes {after} of idling")
+        print(f"{'wake':<10} a task's extra CPU time after idling: {after}")
     print(f"written to {args.out} (use it as the scenario's top-level profile:, or dsim validate --profile)")
     return 0
 

@@ -275,10 +275,12 @@ def _layer_lines(
     entries: Sequence[ComputeEntry], curves: Mapping[tuple[str, str], SoloCurve], slope: float | None
 ) -> dict[tuple[str, str], LayerLine]:
     """Per (layer, op) of ``entries``: with a solo curve and a ``slope``, ``slope`` per solo second plus the
-    median over the entries of their CPU seconds beyond it (at least 0); else none fixed and the median of
-    their CPU seconds per :func:`layer_scale` (per unit: FLOPs, bytes touched for element-wise ops).
-    Entries of no units are left out."""
+    median over the entries of their CPU seconds beyond it, or, when that median is negative (a layer
+    cheaper than the line), in proportion to its curve; else none fixed and the median of their CPU
+    seconds per :func:`layer_scale` (per unit: FLOPs, bytes touched for element-wise ops). Entries of no
+    units are left out."""
     beyond: dict[tuple[str, str], list[float]] = {}
+    shares: dict[tuple[str, str], list[tuple[float, float]]] = {}  # (CPU s, solo s) of entries with a curve
     ratios: dict[tuple[str, str], list[float]] = {}
     for e in entries:
         units = fit_units(e.op, e.flops, e.bytes_touched)
@@ -287,12 +289,18 @@ def _layer_lines(
         key = (e.layer, e.op)
         curve = curves.get(key)
         if curve is not None and slope is not None:
-            beyond.setdefault(key, []).append(e.cpu_s - slope * curve.seconds_at(units))
+            solo_s = curve.seconds_at(units)
+            beyond.setdefault(key, []).append(e.cpu_s - slope * solo_s)
+            shares.setdefault(key, []).append((e.cpu_s, solo_s))
         else:
             ratios.setdefault(key, []).append(e.cpu_s / layer_scale(curve, units))
     lines = {key: LayerLine(0.0, statistics.median(values)) for key, values in ratios.items()}
     for key, values in beyond.items():
-        lines[key] = LayerLine(max(0.0, statistics.median(values)), slope)  # type: ignore[arg-type]
+        fixed_s = statistics.median(values)
+        if fixed_s >= 0:
+            lines[key] = LayerLine(fixed_s, slope)  # type: ignore[arg-type]
+        else:  # below the line: in proportion to its curve (a line through 0 would overshoot what was measured)
+            lines[key] = LayerLine(0.0, statistics.median(cpu / solo for cpu, solo in shares[key]))
     return lines
 
 
@@ -325,7 +333,7 @@ def device_rates(scenario: Scenario) -> list[DeviceRate]:
                 d.send_overhead_us / 1e6,
                 d.recv_overhead_us / 1e6,
                 messages,
-                None if runtime is None else runtime.wake,
+                None if runtime is None or profile is not None else runtime.wake,  # own table: timed apart
             )
         )
     return rates

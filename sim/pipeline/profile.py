@@ -236,8 +236,9 @@ def _sum(terms: list[torch.Tensor]) -> Call:
     return call
 
 
-def time_call(call: Call, settings: ProfileSettings) -> list[float]:
-    """Seconds of each of ``settings.repeats`` timed calls, after ``settings.warmup`` untimed ones."""
+def time_call(call: Call, settings: ProfileSettings, clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """Seconds of each of ``settings.repeats`` timed calls, after ``settings.warmup`` untimed ones, by
+    ``clock`` (wall time; ``time.thread_time``: the thread's CPU time)."""
     samples = []
     with torch.no_grad():
         for _ in range(settings.warmup):
@@ -245,9 +246,9 @@ def time_call(call: Call, settings: ProfileSettings) -> list[float]:
         for _ in range(settings.repeats):
             if settings.idle_gap_s > 0:
                 time.sleep(settings.idle_gap_s)
-            start = time.perf_counter()
+            start = clock()
             call()
-            samples.append(time.perf_counter() - start)
+            samples.append(clock() - start)
     return samples
 
 
@@ -294,15 +295,18 @@ WAKE_REPEATS = 4  # timings per task and gap
 
 
 def wake_curve(calls: Sequence[Call], gaps_s: Sequence[float] = WAKE_GAPS_S, repeats: int = WAKE_REPEATS) -> WakeCurve:
-    """How much longer a task takes after idling: per gap in ``gaps_s`` (seconds, increasing), the median
-    over ``calls`` of (the median of ``repeats`` timings, each after sleeping that long) minus (its median
-    back to back), at least 0 and made non-decreasing (:class:`sim.workload.runtime.WakeCurve`). On this
-    project's machine the extra time hardly depends on the task's size (docs/validation.md, "Compute after
-    idling"), so a few tasks stand for all."""
-    back = [float(np.median(time_call(call, ProfileSettings(3, 10)))) for call in calls]
+    """How much more CPU time a task takes after idling: per gap in ``gaps_s`` (seconds, increasing), the
+    median over ``calls`` of (the median of ``repeats`` timings, each after sleeping that long) minus (its
+    median back to back), at least 0 and made non-decreasing (:class:`sim.workload.runtime.WakeCurve`).
+    Timed as the thread's CPU time, as a real run's tasks are (a preemption after waking is not counted).
+    On this project's machine the extra time hardly depends on the task's size (docs/validation.md,
+    "Compute after idling"), so a few tasks stand for all."""
+    back = [float(np.median(time_call(call, ProfileSettings(3, 10), time.thread_time))) for call in calls]
     extra = []
     for gap in gaps_s:
-        after = [float(np.median(time_call(call, ProfileSettings(0, repeats, gap)))) for call in calls]
+        after = [
+            float(np.median(time_call(call, ProfileSettings(0, repeats, gap), time.thread_time))) for call in calls
+        ]
         extra.append(max(0.0, float(np.median([a - b for a, b in zip(after, back)]))))
     return WakeCurve(tuple(map(float, gaps_s)), tuple(map(float, np.maximum.accumulate(extra))))
 

@@ -106,8 +106,8 @@ def compute_entries(
             key = (task.device, task.layer, task.op, task.kind or task.op, task.flops, task.bytes_touched)
             idle_s = intervals[k][0] - last_end_s.get(task.device, -math.inf)
             last_end_s[task.device] = intervals[k][1]
-            extra = 0.0 if wake is None else wake.extra_at(idle_s)
-            samples.setdefault(key, []).append((intervals[k][1] - intervals[k][0], max(0.0, cpu[k] - extra)))
+            own_cpu_s = cpu[k] if wake is None else max(0.0, cpu[k] - wake.extra_at(idle_s))
+            samples.setdefault(key, []).append((intervals[k][1] - intervals[k][0], own_cpu_s))
     out: dict[int, list[ComputeEntry]] = {}
     for (device, layer, op, kind, flops, touched), values in samples.items():
         wall, cpu = np.median([w for w, _ in values]), np.median([c for _, c in values])

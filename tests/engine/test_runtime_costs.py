@@ -9,7 +9,7 @@ import pytest
 
 from sim.analysis.tables import TRANSIT_COLUMN, WAKE_COLUMN, compute_table, transfers_table
 from sim.engine import assemble
-from sim.engine.devices import DeviceRate, Host, MessageCpu, RuntimeTimes
+from sim.engine.devices import DeviceRate, Host, LayerLine, MessageCpu, RuntimeTimes
 from sim.engine.network import Link, Network, Protocol
 from sim.engine.simulate import simulate, wire_seconds
 from sim.report.trace import chrome_trace
@@ -261,3 +261,36 @@ def test_a_layer_measured_in_three_splits_scales_along_its_solo_curve_beyond_a_f
     assert assemble.solo_slope([e for d in devices for e in d.entries], {("c1", "conv"): curve}) == pytest.approx(2.0)
     assert assemble.runtime_times(profile, "d9").lookup("c1", "conv", 3e6, 0) == (pytest.approx(0.005), "scaled")
     assert assemble.runtime_times(profile, "d0").lookup("c1", "conv", 2e6, 0) == (pytest.approx(0.004), "scaled")
+
+
+def test_a_task_waiting_for_a_shared_core_wakes_from_when_it_gets_the_core() -> None:
+    # d0 and d1 share one core (fifo); wake curve: 0.1 ms per ms idled, 1 ms from 10 ms on (a first task:
+    # 1 ms). d0's a (1 ms, first: +1 ms) runs 0-2 ms; d1's b waits for the core, then 2-4 ms (first: +1 ms);
+    # d0's d, queued at 2 ms, gets the core at 4 ms, idle 2 ms: +0.2 ms, 4-5.2 ms; d1's c, idle 1.2 ms since
+    # b ended: +0.12 ms, 5.2-6.32 ms. (Taken when the core is requested, d would have idled 0 ms.)
+    wake = WakeCurve((0.01,), (1e-3,))
+    tasks = [task(0, 1e6, layer="a"), task(1, 1e6, layer="b"), task(0, 1e6, True, "d"), task(1, 1e6, True, "c")]
+    box = Host("box", 1)
+    tl = simulate(
+        workload(2, tasks),
+        [DeviceRate(1e9, wake=wake)] * 2,
+        Network.mesh(["d0", "d1"], MBPS, 0.0),
+        [0.0],
+        hosts=[box, box],
+    )
+    assert tl.task_end_s == [pytest.approx(x) for x in (0.002, 0.004, 0.0052, 0.00632)]
+    assert tl.task_wake_s == [pytest.approx(x) for x in (1e-3, 1e-3, 2e-4, 1.2e-4)]
+
+
+def test_a_layer_cheaper_than_the_line_scales_in_proportion_to_its_curve() -> None:
+    # With a slope of 2: c1 measured at 3 ms where it takes 1 ms alone is 1 ms beyond the line (d0's own
+    # part; d1's 2 ms: the median for another device is 1.5 ms); c2 measured at 1.5 ms where it takes 1 ms
+    # alone lies below the line (-0.5 ms): scaled in proportion to its curve, 1.5 x 1.6 ms = 2.4 ms at twice
+    # the FLOPs, not 2 x 1.6 ms = 3.2 ms.
+    def entry(layer: str, cpu_s: float) -> ComputeEntry:
+        return ComputeEntry(layer, "conv", "conv", 1e6, 0, cpu_s, cpu_s, 1)
+
+    curves = {(c, "conv"): SoloCurve(c, "conv", (1e6, 2e6), (0.001, 0.0016)) for c in ("c1", "c2")}
+    lines = assemble._layer_lines([entry("c1", 0.003), entry("c1", 0.004), entry("c2", 0.0015)], curves, 2.0)
+    assert lines[("c1", "conv")] == LayerLine(pytest.approx(0.0015), 2.0)
+    assert lines[("c2", "conv")].seconds(0.0016) == pytest.approx(0.0024)

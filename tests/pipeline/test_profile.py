@@ -204,21 +204,25 @@ def test_the_wake_curve_is_each_calls_time_after_idling_beyond_its_time_back_to_
 
     from sim.pipeline.profile import wake_curve
 
-    def slow_after_idling(extra_s: float):  # a call that takes extra_s longer after 20 ms or more of idling
-        last = [time.perf_counter()]
+    def spin(cpu_s: float) -> None:  # busy for cpu_s seconds of this thread's CPU time
+        start = time.thread_time()
+        while time.thread_time() - start < cpu_s:
+            pass
 
+    last = [time.perf_counter()]  # when any call last ended: the machine idles, not one call
+
+    def slow_after_idling(extra_s: float):  # 5 ms of CPU, extra_s more after 40 ms or more of idling
         def call():
-            if time.perf_counter() - last[0] >= 0.02:
-                time.sleep(extra_s)
+            spin(0.005 + (extra_s if time.perf_counter() - last[0] >= 0.04 else 0.0))
             last[0] = time.perf_counter()
 
         return call
 
-    # after 2 ms neither call is slower; after 50 ms one takes 30 ms more and the other 60 ms: the median of
-    # the two, 45 ms (sleeps overshoot by a few ms on a busy machine, hence the bounds)
-    curve = wake_curve([slow_after_idling(0.03), slow_after_idling(0.06)], gaps_s=(0.002, 0.05), repeats=2)
-    assert curve.gaps_s == (0.002, 0.05)
-    assert curve.extra_s[0] < 0.01 and 0.04 < curve.extra_s[1] < 0.06
+    # after 2 ms neither call takes more than its 5 ms back to back; after 100 ms one takes 30 ms more CPU
+    # time and the other 60 ms: the median of the two, 45 ms (CPU time: a preemption does not count)
+    curve = wake_curve([slow_after_idling(0.03), slow_after_idling(0.06)], gaps_s=(0.002, 0.1), repeats=2)
+    assert curve.gaps_s == (0.002, 0.1)
+    assert curve.extra_s[0] < 0.003 and curve.extra_s[1] == pytest.approx(0.045, abs=0.003)
 
 
 def test_the_wake_curve_times_some_of_the_source_devices_tasks(monkeypatch) -> None:
