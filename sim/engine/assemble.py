@@ -251,8 +251,8 @@ def solo_slope(entries: Sequence[ComputeEntry], curves: Mapping[tuple[str, str],
     """How many CPU seconds a measured task takes per second its layer's share takes alone, beyond a fixed
     part: the slope of the non-negative least-squares line ``cpu_s = slope * solo_s + fixed_s`` through the
     entries of layers with a solo curve (``solo_s``: the curve at the entry's units); None with fewer than
-    three distinct ``solo_s`` or no positive slope. In the runs of docs/validation.md a task took about
-    twice its solo time plus about 0.3 ms (the executor's own work per task), at every split: scaling a
+    three distinct ``solo_s`` or no positive slope. In the runs of docs/validation.md a task took 1.6 to 2
+    times its solo time plus 0.1 to 0.3 ms (the executor's own work per task), at every split: scaling a
     layer's whole measured time along its curve would scale that fixed part too.
 
     >>> curve = SoloCurve("c", "conv", (1.0, 2.0, 4.0), (0.001, 0.002, 0.004))

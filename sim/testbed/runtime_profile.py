@@ -55,6 +55,7 @@ from sim.engine.simulate import wire_seconds
 from sim.pipeline.calibrate import calibrated
 from sim.pipeline.prepare import Prepared, prepare
 from sim.pipeline.profile import prepared_solo_curves, prepared_wake_curve
+from sim.progress import Progress
 from sim.testbed.execute import execute
 from sim.testbed.measure import TASK_CPU_COLUMN
 from sim.testbed.validate import this_machine_cores, zero_latency
@@ -197,9 +198,14 @@ def profile_runtime(
     sc = calibrated(load(scenario))
     sc = sc.model_copy(update={"deploy": None, "baseline": "none"})
     prep = prepared if prepared is not None else prepare(sc)
-    runs = execute(sc, shape=shape, repeats=repeats, timeout_s=timeout_s, prepared=prep)
-    solo = prepared_solo_curves(prep)
-    return replace(profile_from_runs(sc, prep.workload, runs, shape, wake=prepared_wake_curve(prep)), solo=solo)
+    with Progress(3, "profile steps (runs, solo curves, wake-up)", "step") as progress:
+        runs = execute(sc, shape=shape, repeats=repeats, timeout_s=timeout_s, prepared=prep)
+        progress.step()
+        solo = prepared_solo_curves(prep)
+        progress.step()
+        wake = prepared_wake_curve(prep)
+        progress.step()
+    return replace(profile_from_runs(sc, prep.workload, runs, shape, wake=wake), solo=solo)
 
 
 def profile_from_runs(

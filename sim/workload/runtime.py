@@ -63,8 +63,8 @@ another shape (another split of it), along the layer's solo curve: ``slope`` tim
 share plus the layer's fixed part, what its measured CPU seconds hold beyond ``slope`` times the curve at
 the measured share (the device's own, else the median over the devices that ran it; at least 0).
 ``slope`` is the line through every entry with a curve, CPU seconds against the curve at the entry's share
-(:func:`sim.engine.assemble.solo_slope`): in this project's runs a task took about twice its solo time
-plus about 0.3 ms of the executor's own work, so scaling the whole measured time along the curve scaled
+(:func:`sim.engine.assemble.solo_slope`): in this project's runs a task took 1.6 to 2 times its solo time
+plus 0.1 to 0.3 ms of the executor's own work, so scaling the whole measured time along the curve scaled
 that fixed part too. Without a curve (or fewer than three distinct points for the line): the measured
 CPU seconds per unit (FLOPs, bytes touched for element-wise ops). Then the device's fit of the op kind,
 of the op, then the pooled fits of the kind, the op and ``*``. Layers differ more from each other than
