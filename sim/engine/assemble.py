@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -230,21 +231,36 @@ def runtime_gflops(profile: RuntimeProfile, device: str) -> float:
     return sum(e.flops for e in rows) / sum(e.cpu_s for e in rows) / 1e9
 
 
-def runtime_times(profile: RuntimeProfile, device: str) -> RuntimeTimes:
-    """The engine's CPU times of one device from a runtime profile: its measured shapes; its measured layers'
-    lines along the profile's solo curves (:func:`solo_slope`), else those of every device that ran the
-    layer (median); its fits (when the profile has seen it), then the pooled fits."""
-    own = profile.device(device)
+@dataclass(frozen=True)
+class ProfileLayers:
+    """What every device's CPU times of a runtime profile share (:func:`profile_layers`): the solo curves by
+    (layer, op), the profile's :func:`solo_slope` and each measured layer's line over all devices."""
+
+    curves: dict[tuple[str, str], SoloCurve]
+    slope: float | None
+    layers: dict[tuple[str, str], LayerLine]
+
+
+def profile_layers(profile: RuntimeProfile) -> ProfileLayers:
+    """The curves, slope and pooled layer lines of ``profile``, computed once for all its devices."""
     curves = {(c.layer, c.op): c for c in profile.solo}
     entries = [e for d in profile.devices for e in d.entries]
     slope = solo_slope(entries, curves)
-    layers = _layer_lines(entries, curves, slope)
+    return ProfileLayers(curves, slope, _layer_lines(entries, curves, slope))
+
+
+def runtime_times(profile: RuntimeProfile, device: str, shared: ProfileLayers | None = None) -> RuntimeTimes:
+    """The engine's CPU times of one device from a runtime profile: its measured shapes; its measured layers'
+    lines along the profile's solo curves (:func:`solo_slope`), else those of every device that ran the
+    layer (median); its fits (when the profile has seen it), then the pooled fits. ``shared``: the
+    profile's :func:`profile_layers`, when already computed (for many devices)."""
+    shared = profile_layers(profile) if shared is None else shared
+    own = profile.device(device)
     if own is None:
-        return RuntimeTimes({}, (profile.pooled,), layers, curves)
+        return RuntimeTimes({}, (profile.pooled,), shared.layers, shared.curves)
     seconds = {task_shape(e.layer, e.op, e.flops, e.bytes_touched): e.cpu_s for e in own.entries}
-    return RuntimeTimes(
-        seconds, (own.fits, profile.pooled), {**layers, **_layer_lines(own.entries, curves, slope)}, curves
-    )
+    layers = {**shared.layers, **_layer_lines(own.entries, shared.curves, shared.slope)}
+    return RuntimeTimes(seconds, (own.fits, profile.pooled), layers, shared.curves)
 
 
 def solo_slope(entries: Sequence[ComputeEntry], curves: Mapping[tuple[str, str], SoloCurve]) -> float | None:
@@ -317,13 +333,15 @@ def device_rates(scenario: Scenario) -> list[DeviceRate]:
     scenario order."""
     runtime = runtime_profile(scenario)
     messages = None if runtime is None else MessageCpu(runtime.send, runtime.recv, runtime.transit)
+    shared: ProfileLayers | None = None  # computed once, for the first device that takes the runtime profile
     rates = []
     for d, si in zip(scenario.devices, scenario.setup.devices, strict=True):
         path = scenario.setup.paths.profile(d.name)
         profile = device_profile(d, path)
         times: LayerTimes | RuntimeTimes | None = None if profile is None else layer_times(profile)
         if times is None and runtime is not None:
-            times = runtime_times(runtime, d.name)
+            shared = profile_layers(runtime) if shared is None else shared
+            times = runtime_times(runtime, d.name, shared)
         rates.append(
             DeviceRate(
                 flops_per_s(d, path, runtime),
