@@ -77,9 +77,11 @@ def test_measured_files_have_the_columns_of_dsim_run(loopback) -> None:
     assert (transfers[CPU_COLUMNS] > 0).all().all()  # every message cost its sender and receiver some CPU
     assert DESIGN_TRANSFERS.split() == TRANSFER_COLUMNS[: len(DESIGN_TRANSFERS.split())]
     assert list(compute.columns) == [*COMPUTE_COLUMNS, TASK_CPU_COLUMN]
-    # a task's thread CPU time is positive and within its wall time (one thread: it cannot exceed it)
+    # a task's thread CPU time is positive and within its wall time (one thread: it cannot exceed it, but
+    # the two clocks, each read twice around the task and its sends, disagreed once by 0.11 ms on this VM:
+    # 0.75 ms of CPU in 0.64 ms of wall time, in a clean clone's CI run)
     assert (compute[TASK_CPU_COLUMN] > 0).all()
-    assert (compute[TASK_CPU_COLUMN] <= compute["end_s"] - compute["start_s"] + 1e-4).all()
+    assert (compute[TASK_CPU_COLUMN] <= compute["end_s"] - compute["start_s"] + 3e-4).all()
     assert all(k in summary for k in DESIGN_SUMMARY_KEYS)
     # the same messages and bytes as the simulated run, every one timed forwards
     same = ["frame", "layer", "src", "dst", "bytes", "format"]
