@@ -37,7 +37,8 @@ def chrome_trace(workload: Workload, timeline: Timeline, critical: dict[str, Any
                 "cat": "compute",
                 "ts": timeline.task_start_s[k] * _US,
                 "dur": (timeline.task_end_s[k] - timeline.task_start_s[k]) * _US,
-                "args": {"frame": task.frame, "flops": task.flops},
+                "args": {"frame": task.frame, "flops": task.flops}
+                | ({"wake_s": timeline.task_wake_s[k]} if timeline.task_wake_s else {}),
             }
         )
     for span in timeline.cpu_spans:

@@ -237,8 +237,10 @@ def test_a_task_after_its_device_idled_takes_the_wake_curves_extra_time() -> Non
     tl = simulate(wl, [DeviceRate(1e9, wake=wake)] * 2, Network.mesh(["d0", "d1"], 1 * MBPS, 0.0), [0.0])
     extra = 1e-4 + 4e-4 * 70 / 90
     assert tl.task_end_s == [pytest.approx(x) for x in (0.0015, 0.0015, 0.0815 + 0.001 + extra, 0.0825 + 0.001 + extra)]
-    table = compute_table(wl, tl)  # visible in compute.csv, as part of the task's time
+    table = compute_table(wl, tl)  # visible in compute.csv, as part of the task's time, and in the trace
     assert list(table[WAKE_COLUMN]) == [pytest.approx(x) for x in (5e-4, 5e-4, extra, 0.0)]
+    traced = [e["args"]["wake_s"] for e in chrome_trace(wl, tl)["traceEvents"] if e.get("cat") == "compute"]
+    assert traced == [pytest.approx(x) for x in (5e-4, 5e-4, extra, 0.0)]
     assert WAKE_COLUMN not in compute_table(
         wl, simulate(wl, [DeviceRate(1e9)] * 2, Network.mesh(["d0", "d1"], 1 * MBPS, 0.0), [0.0])
     )
