@@ -295,7 +295,6 @@ def _layer_lines(
     cheaper than the line), in proportion to its curve; else none fixed and the median of their CPU
     seconds per :func:`layer_scale` (per unit: FLOPs, bytes touched for element-wise ops). Entries of no
     units are left out."""
-    beyond: dict[tuple[str, str], list[float]] = {}
     shares: dict[tuple[str, str], list[tuple[float, float]]] = {}  # (CPU s, solo s) of entries with a curve
     ratios: dict[tuple[str, str], list[float]] = {}
     for e in entries:
@@ -305,18 +304,16 @@ def _layer_lines(
         key = (e.layer, e.op)
         curve = curves.get(key)
         if curve is not None and slope is not None:
-            solo_s = curve.seconds_at(units)
-            beyond.setdefault(key, []).append(e.cpu_s - slope * solo_s)
-            shares.setdefault(key, []).append((e.cpu_s, solo_s))
+            shares.setdefault(key, []).append((e.cpu_s, curve.seconds_at(units)))
         else:
             ratios.setdefault(key, []).append(e.cpu_s / layer_scale(curve, units))
     lines = {key: LayerLine(0.0, statistics.median(values)) for key, values in ratios.items()}
-    for key, values in beyond.items():
-        fixed_s = statistics.median(values)
+    for key, pairs in shares.items():
+        fixed_s = statistics.median(cpu - slope * solo for cpu, solo in pairs)  # type: ignore[operator]
         if fixed_s >= 0:
             lines[key] = LayerLine(fixed_s, slope)  # type: ignore[arg-type]
         else:  # below the line: in proportion to its curve (a line through 0 would overshoot what was measured)
-            lines[key] = LayerLine(0.0, statistics.median(cpu / solo for cpu, solo in shares[key]))
+            lines[key] = LayerLine(0.0, statistics.median(cpu / solo for cpu, solo in pairs))
     return lines
 
 
@@ -333,14 +330,13 @@ def device_rates(scenario: Scenario) -> list[DeviceRate]:
     scenario order."""
     runtime = runtime_profile(scenario)
     messages = None if runtime is None else MessageCpu(runtime.send, runtime.recv, runtime.transit)
-    shared: ProfileLayers | None = None  # computed once, for the first device that takes the runtime profile
+    shared = None if runtime is None else profile_layers(runtime)  # once for every device
     rates = []
     for d, si in zip(scenario.devices, scenario.setup.devices, strict=True):
         path = scenario.setup.paths.profile(d.name)
         profile = device_profile(d, path)
         times: LayerTimes | RuntimeTimes | None = None if profile is None else layer_times(profile)
         if times is None and runtime is not None:
-            shared = profile_layers(runtime) if shared is None else shared
             times = runtime_times(runtime, d.name, shared)
         rates.append(
             DeviceRate(

@@ -25,7 +25,8 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +66,17 @@ class ProfileSettings:
 
 
 CALIBRATE_SETTINGS = ProfileSettings(warmup=2, repeats=7)  # calibrate: true, every run: kept short
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` torch threads, then restore the number before it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _targets(graph: FlowGraph) -> dict[str, str]:
@@ -195,10 +207,8 @@ def solo_curves(
     filters read no input, pruned, is left out): FLOPs (bytes touched for adds) and the
     median seconds of :func:`stage_call` on one thread, made non-decreasing (a larger share that timed
     faster than a smaller one takes the smaller one's time) (:class:`sim.workload.runtime.SoloCurve`)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     curves = []
-    try:
+    with torch_threads(1):
         for stage in (n for n in graph.order if graph.kind(n) in ("layer", "add")):
             if plan.exchange.get(stage, "inputs") != "inputs":
                 continue
@@ -221,8 +231,6 @@ def solo_curves(
                 continue
             seconds = np.maximum.accumulate(list(points.values()))  # a larger share never takes less: noise
             curves.append(SoloCurve(plan.task_label(TaskKey(stage)), op, tuple(points), tuple(map(float, seconds))))
-    finally:
-        torch.set_num_threads(before)
     return tuple(curves)
 
 
@@ -263,16 +271,12 @@ def profile_device(
     settings: ProfileSettings,
 ) -> DeviceProfile:
     """Time every task of ``device`` with ``threads`` torch threads; the fits are made from the medians."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        entries = []
+    entries = []
+    with torch_threads(threads):
         for (label, op, flops, touched), call in shard_calls(graph, plan, values, batch, device):
             samples = np.array(time_call(call, settings))
             p10, median, p90 = (float(v) for v in np.percentile(samples, [10, 50, 90]))
             entries.append(ProfileEntry(label, op, float(flops), int(touched), median, p10, p90, len(samples)))
-    finally:
-        torch.set_num_threads(before)
     return DeviceProfile(name, threads, tuple(entries), fit_ops(entries))
 
 
@@ -324,12 +328,8 @@ def prepared_wake_curve(prepared: Prepared) -> WakeCurve | None:
     if not calls:
         return None
     picked = [calls[int(i)] for i in np.unique(np.linspace(0, len(calls) - 1, min(WAKE_TASKS, len(calls))).round())]
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return wake_curve(picked, WAKE_GAPS_S, WAKE_REPEATS)
-    finally:
-        torch.set_num_threads(before)
 
 
 def layer_inputs(graph: FlowGraph, plan: WorkloadPlan, images: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -51,7 +51,7 @@ from sim.config.schema import Scenario
 from sim.engine import assemble
 from sim.engine.network import Network
 from sim.engine.replay import wire_end_s
-from sim.engine.simulate import wire_seconds
+from sim.engine.simulate import Timeline, wire_seconds
 from sim.pipeline.calibrate import calibrated
 from sim.pipeline.prepare import Prepared, prepare
 from sim.pipeline.profile import prepared_solo_curves, prepared_wake_curve
@@ -102,11 +102,10 @@ def compute_entries(
         intervals = list(zip(tl.task_start_s, tl.task_end_s))
         measured = run.compute is not None and TASK_CPU_COLUMN in run.compute
         cpu = run.compute[TASK_CPU_COLUMN].tolist() if measured else cpu_seconds(intervals, cores)
-        last_end_s: dict[int, float] = {}  # device -> when its previous task ended
+        previous_end_s = previous_task_ends(workload, tl)
         for k, task in enumerate(workload.tasks):
             key = (task.device, task.layer, task.op, task.kind or task.op, task.flops, task.bytes_touched)
-            idle_s = intervals[k][0] - last_end_s.get(task.device, -math.inf)
-            last_end_s[task.device] = intervals[k][1]
+            idle_s = intervals[k][0] - previous_end_s[k]
             own_cpu_s = cpu[k] if wake is None else max(0.0, cpu[k] - wake.extra_at(idle_s))
             samples.setdefault(key, []).append((intervals[k][1] - intervals[k][0], own_cpu_s))
     out: dict[int, list[ComputeEntry]] = {}
@@ -118,16 +117,21 @@ def compute_entries(
     return out
 
 
+def previous_task_ends(workload: Workload, timeline: Timeline) -> list[float]:
+    """Per task, when its device's previous task (in workload order) ended; ``-inf`` for a device's first."""
+    ends: list[float] = []
+    last: dict[int, float] = {}  # device -> its latest task's end so far
+    for t, task in enumerate(workload.tasks):
+        ends.append(last.get(task.device, -math.inf))
+        last[task.device] = timeline.task_end_s[t]
+    return ends
+
+
 def wake_gaps(workload: Workload, run: RunResult) -> dict[int, float]:
     """Per message that was the last one a task waited for while its device was idle (its previous task had
     ended before the message arrived): seconds from the message's arrival to the task's start."""
     tl = run.timeline
-    previous_end: dict[int, float] = {}  # task -> when the device's previous task ended
-    last_task: dict[int, int] = {}  # device -> its latest task so far
-    for t, task in enumerate(workload.tasks):
-        if task.device in last_task:
-            previous_end[t] = tl.task_end_s[last_task[task.device]]
-        last_task[task.device] = t
+    previous_end_s = previous_task_ends(workload, tl)
     needs: dict[int, list[int]] = {}
     for m, msg in enumerate(workload.messages):
         for t in msg.needed_by:
@@ -136,7 +140,8 @@ def wake_gaps(workload: Workload, run: RunResult) -> dict[int, float]:
     for t, ms in needs.items():
         last = max(ms, key=lambda m: (tl.message_end_s[m], m))
         arrived = tl.message_end_s[last]
-        if previous_end.get(t, 0.0) <= arrived <= tl.task_start_s[t]:
+        idle_from_s = 0.0 if previous_end_s[t] == -math.inf else previous_end_s[t]  # a first task: from 0
+        if idle_from_s <= arrived <= tl.task_start_s[t]:
             gaps[last] = tl.task_start_s[t] - arrived
     return gaps
 
